@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Builds kube-apiserver and etcd from the Go module proxy, once, into a cache
+# directory OUTSIDE the repo, and prints that directory on stdout (last line).
+#
+#   ${API_PROXY_TOOLS_DIR:-$HOME/.cache/api-proxy-tools}/k8s-<ver>-etcd-<ver>/{kube-apiserver,etcd}
+#
+# When both binaries are already there it prints the path and exits at once.
+# Progress goes to stderr, so callers can use `dir=$(test/tools/build-k8s.sh)`.
+# Concurrent callers (e.g. two jest workers) are serialised with flock; the
+# second one finds the finished binaries and returns.
+#
+# Needs: go >= 1.26 on PATH, access to the Go module proxy (cold build only).
+set -euo pipefail
+
+K8S_VERSION="v1.37.2"    # k8s.io/kubernetes; staging modules are v0.37.2
+ETCD_VERSION="v3.7.3"    # go.etcd.io/etcd/server/v3
+
+TOOLS_DIR="${API_PROXY_TOOLS_DIR:-$HOME/.cache/api-proxy-tools}"
+OUT_DIR="$TOOLS_DIR/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"
+
+log() { printf '[build-k8s %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+have_all() { [[ -x "$OUT_DIR/kube-apiserver" && -x "$OUT_DIR/etcd" ]]; }
+
+if have_all; then
+  echo "$OUT_DIR"
+  exit 0
+fi
+
+command -v go >/dev/null 2>&1 || { log "go is not on PATH"; exit 1; }
+mkdir -p "$OUT_DIR"
+
+# Serialise concurrent builds. fd 9 stays open until the script exits.
+exec 9>"$OUT_DIR/.lock"
+if command -v flock >/dev/null 2>&1; then
+  log "waiting for build lock $OUT_DIR/.lock"
+  flock 9
+fi
+if have_all; then
+  echo "$OUT_DIR"
+  exit 0
+fi
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/api-proxy-build-k8s.XXXXXX")"
+trap 'rm -rf "$WORK"' EXIT
+
+export CGO_ENABLED=0
+export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
+export GOFLAGS="-mod=mod -buildvcs=false"
+export GOWORK=off
+LDFLAGS="-s -w"
+START=$SECONDS
+
+build_etcd() {
+  if [[ -x "$OUT_DIR/etcd" ]]; then log "etcd already built"; return; fi
+  local d="$WORK/etcd"
+  mkdir -p "$d"
+  cat >"$d/main.go" <<'EOF'
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+EOF
+  cat >"$d/go.mod" <<EOF
+module apiproxy.local/etcd
+
+go 1.26.0
+
+require go.etcd.io/etcd/server/v3 $ETCD_VERSION
+EOF
+  log "etcd $ETCD_VERSION: resolving modules"
+  (cd "$d" && go mod tidy >&2)
+  log "etcd $ETCD_VERSION: compiling"
+  (cd "$d" && go build -trimpath -ldflags "$LDFLAGS" -o "$d/etcd.bin" . >&2)
+  mv -f "$d/etcd.bin" "$OUT_DIR/etcd"
+  log "etcd built in $((SECONDS - START))s -> $OUT_DIR/etcd"
+}
+
+build_kube_apiserver() {
+  if [[ -x "$OUT_DIR/kube-apiserver" ]]; then log "kube-apiserver already built"; return; fi
+  local d="$WORK/kas"
+  local minor="v0.${K8S_VERSION#v1.}"   # v1.37.2 -> v0.37.2
+  mkdir -p "$d"
+  log "kube-apiserver $K8S_VERSION: downloading k8s.io/kubernetes go.mod"
+  local modfile
+  modfile="$(cd "$d" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" \
+    | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')"
+  [[ -f "$modfile" ]] || { log "could not find go.mod of k8s.io/kubernetes@$K8S_VERSION"; exit 1; }
+  # Every staging module (`k8s.io/x => ./staging/src/k8s.io/x`) must be
+  # replaced by its published v0.Y.Z, because k8s.io/kubernetes requires
+  # them as v0.0.0 and its own replace directives do not apply to us.
+  local staging
+  staging="$(sed -n 's#^[[:space:]]*\(k8s\.io/[^[:space:]]*\)[[:space:]]*=>[[:space:]]*\./staging/.*#\1#p' "$modfile")"
+  [[ -n "$staging" ]] || { log "no staging modules found in $modfile"; exit 1; }
+  {
+    echo "module apiproxy.local/kube-apiserver"
+    echo
+    echo "go 1.26.0"
+    echo
+    echo "require k8s.io/kubernetes $K8S_VERSION"
+    echo
+    echo "replace ("
+    for m in $staging; do echo "	$m => $m $minor"; done
+    echo ")"
+  } >"$d/go.mod"
+  log "kube-apiserver: $(echo "$staging" | wc -l) staging modules replaced with $minor"
+  log "kube-apiserver $K8S_VERSION: resolving modules (go get)"
+  (cd "$d" && go get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" >&2)
+  log "kube-apiserver $K8S_VERSION: compiling (several minutes on 2 cores)"
+  (cd "$d" && go build -trimpath -ldflags "$LDFLAGS" -o "$d/kube-apiserver.bin" \
+    k8s.io/kubernetes/cmd/kube-apiserver >&2)
+  mv -f "$d/kube-apiserver.bin" "$OUT_DIR/kube-apiserver"
+  log "kube-apiserver built in $((SECONDS - START))s -> $OUT_DIR/kube-apiserver"
+}
+
+log "building into $OUT_DIR with $(go version)"
+build_etcd
+build_kube_apiserver
+have_all || { log "build finished but binaries are missing"; exit 1; }
+log "done in $((SECONDS - START))s"
+echo "$OUT_DIR"
