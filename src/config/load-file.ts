@@ -1,0 +1,153 @@
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { prettifyError } from 'zod';
+import { keyDigest } from './key-digest.js';
+import { fileConfigSchema, type FileConfig, type UpstreamFileConfig } from './schema.js';
+import type { ClientKeySpec, FileInputs, RouteSpec, UpstreamSpec } from './model.js';
+
+/** A config file that cannot be used; `message` names the field at fault. */
+export class ConfigError extends Error {
+  readonly code = 'CONFIG_INVALID';
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+export interface LoadedFile {
+  readonly inputs: FileInputs;
+  /** Every file this config read (itself, key files), so a watcher can follow them. */
+  readonly files: readonly string[];
+}
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/** Parses JSON or YAML text into a validated config (no I/O). */
+export function parseConfigText(text: string, origin: string): FileConfig {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text, { uniqueKeys: true, maxAliasCount: 100 }); // YAML is a superset of JSON
+  } catch (error) {
+    throw new ConfigError(`${origin}: not valid JSON or YAML: ${(error as Error).message}`);
+  }
+  if (raw === null || raw === undefined) raw = {};
+  const result = fileConfigSchema.safeParse(raw);
+  if (!result.success) throw new ConfigError(`${origin}: ${prettifyError(result.error).replaceAll('\n', '; ')}`);
+  return result.data;
+}
+
+/** Reads the config file and every secret it points at; throws ConfigError when unusable. */
+export function loadConfigFile(path: string, env: Env): LoadedFile {
+  const absolute = resolve(path);
+  let text: string;
+  try {
+    text = readFileSync(absolute, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`${path}: cannot read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  const config = parseConfigText(text, path);
+  const files = [absolute];
+  const readSecret = (field: string, name: string | undefined, variable: string | undefined, file: string | undefined): string | null => {
+    if (name !== undefined) return name;
+    if (variable !== undefined) {
+      const value = env[variable];
+      if (value === undefined || value === '') throw new ConfigError(`${path}: ${field}: environment variable ${variable} is not set`);
+      return value;
+    }
+    if (file !== undefined) {
+      const target = resolve(dirname(absolute), file);
+      files.push(target);
+      try {
+        return readFileSync(target, 'utf8').trim();
+      } catch (error) {
+        throw new ConfigError(`${path}: ${field}: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`);
+      }
+    }
+    return null;
+  };
+  const inputs = toInputs(config, readSecret);
+  return { inputs, files };
+}
+
+type SecretReader = (field: string, inline: string | undefined, variable: string | undefined, file: string | undefined) => string | null;
+
+/** Translates a validated file config into source inputs. */
+export function toInputs(config: FileConfig, readSecret: SecretReader): FileInputs {
+  const upstreams: UpstreamSpec[] = [];
+  if (config.api !== undefined) {
+    upstreams.push(upstreamSpec('default', { url: config.api.url }, config.api.key || null));
+  }
+  for (const [name, upstream] of Object.entries(config.upstreams)) {
+    const apiKey = readSecret(`upstreams.${name}.api_key`, upstream.api_key, upstream.api_key_env, upstream.api_key_file);
+    upstreams.push(upstreamSpec(name, upstream, apiKey));
+  }
+
+  const routes: RouteSpec[] = [];
+  for (const [model, target] of Object.entries(config.model_redirects)) {
+    routes.push({ model, targets: [{ model: target, upstream: null, weight: 1 }], source: 'file' });
+  }
+  for (const route of config.routes) {
+    routes.push({
+      model: route.model,
+      targets: route.targets.map((t) => ({ model: t.model, upstream: t.upstream ?? null, weight: t.weight ?? 1 })),
+      source: 'file',
+    });
+  }
+
+  const clientKeys: ClientKeySpec[] = config.allowed_keys.map((key, index) => ({
+    id: `allowed-${index + 1}`,
+    digest: keyDigest(key),
+  }));
+  config.client_keys.forEach((entry, index) => {
+    const key = readSecret(`client_keys[${index}]`, entry.key, entry.key_env, entry.key_file);
+    if (key === null || key === '') throw new ConfigError(`client_keys[${index}]: the key is empty`);
+    clientKeys.push({ id: entry.id, digest: keyDigest(key) });
+  });
+
+  return {
+    settings: {
+      bodyLimit: config.body_limit,
+      unknownModels: config.unknown_models,
+      logLevel: config.log_level,
+      accessLog: config.access_log,
+      port: config.port ?? null,
+      drainDelayMs: config.shutdown.drain_delay_ms,
+      shutdownTimeoutMs: config.shutdown.timeout_ms,
+      defaultUpstream: config.default_upstream,
+    },
+    kubernetes: {
+      enabled: config.kubernetes.enabled,
+      namespaces: config.kubernetes.namespaces,
+      clientKeySelector: config.kubernetes.client_key_selector,
+      watchTimeoutSeconds: config.kubernetes.watch_timeout_seconds,
+    },
+    upstreams,
+    routes,
+    clientKeys,
+  };
+}
+
+function upstreamSpec(
+  name: string,
+  upstream: Partial<UpstreamFileConfig> & { url: string },
+  apiKey: string | null,
+): UpstreamSpec {
+  const url = new URL(upstream.url);
+  // The seed's api.url is the full chat-completions URL; a bare origin forwards paths unchanged.
+  let basePath = url.pathname.replace(/\/chat\/completions\/?$/, '').replace(/\/+$/, '');
+  if (basePath === '') basePath = '/v1';
+  const timeouts = upstream.timeouts ?? { connect_ms: 5_000, headers_ms: 120_000, idle_ms: 120_000 };
+  const secret = upstream.api_key_secret;
+  return {
+    name,
+    origin: url.origin,
+    basePath,
+    apiKey: secret === undefined ? apiKey : null,
+    apiKeySecret: secret === undefined ? null : { namespace: secret.namespace ?? null, name: secret.name, key: secret.key },
+    connectTimeoutMs: timeouts.connect_ms,
+    headersTimeoutMs: timeouts.headers_ms,
+    idleTimeoutMs: timeouts.idle_ms,
+    maxConnections: upstream.max_connections ?? 256,
+  };
+}

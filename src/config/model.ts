@@ -1,0 +1,102 @@
+/**
+ * The plain data every config source produces and the snapshot builder
+ * consumes. No Kubernetes types: the kube source translates into these.
+ */
+
+export interface UpstreamSpec {
+  readonly name: string;
+  /** scheme://host:port */
+  readonly origin: string;
+  /** Path prefix that replaces the client's `/v1`, e.g. `/v1` or `/openai/v1`; no trailing slash. */
+  readonly basePath: string;
+  /** Where the upstream key comes from; resolved into `apiKey` by the snapshot builder. */
+  readonly apiKey: string | null;
+  readonly apiKeySecret: SecretRef | null;
+  readonly connectTimeoutMs: number;
+  readonly headersTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly maxConnections: number;
+}
+
+export interface SecretRef {
+  readonly namespace: string | null;
+  readonly name: string;
+  readonly key: string;
+}
+
+export interface RouteTarget {
+  readonly model: string;
+  /** Upstream name; null means the default upstream. */
+  readonly upstream: string | null;
+  readonly weight: number;
+}
+
+export interface RouteSpec {
+  readonly model: string;
+  readonly targets: readonly RouteTarget[];
+  /** Where it came from, for logs: `file` or `ModelRoute ns/name`. */
+  readonly source: string;
+}
+
+/** A client key as its SHA-256 digest: sources hash once, so the raw key never reaches the snapshot. */
+export interface ClientKeySpec {
+  readonly id: string;
+  readonly digest: string;
+}
+
+export interface GatewaySettings {
+  readonly bodyLimit: number;
+  readonly unknownModels: 'passthrough' | 'reject';
+  readonly logLevel: string;
+  readonly accessLog: boolean;
+  readonly port: number | null;
+  readonly drainDelayMs: number;
+  readonly shutdownTimeoutMs: number;
+  readonly defaultUpstream: string;
+}
+
+export interface KubernetesSettings {
+  readonly enabled: boolean;
+  readonly namespaces: readonly string[];
+  readonly clientKeySelector: string;
+  readonly watchTimeoutSeconds: number;
+}
+
+/** What the config file yields once its secrets are resolved. */
+export interface FileInputs {
+  readonly settings: GatewaySettings;
+  readonly kubernetes: KubernetesSettings;
+  readonly upstreams: readonly UpstreamSpec[];
+  readonly routes: readonly RouteSpec[];
+  readonly clientKeys: readonly ClientKeySpec[];
+}
+
+/** A ModelRoute as the kube source reports it. */
+export interface KubeRouteInput {
+  readonly namespace: string;
+  readonly name: string;
+  readonly generation: number;
+  /** creationTimestamp in ms since the epoch. */
+  readonly createdAt: number;
+  readonly model: string;
+  readonly targets: readonly { model: string; upstream?: string | undefined; weight?: number | undefined }[];
+}
+
+export interface KubeInputs {
+  readonly routes: readonly KubeRouteInput[];
+  readonly clientKeys: readonly ClientKeySpec[];
+  /** `namespace/name/key` -> value, for upstreams whose key lives in a Secret. */
+  readonly upstreamKeys: ReadonlyMap<string, string>;
+}
+
+export type RouteCondition = 'Accepted' | 'Conflict' | 'UnknownUpstream' | 'Invalid';
+
+/** The status the gateway reports on a ModelRoute. */
+export interface RouteStatus {
+  readonly namespace: string;
+  readonly name: string;
+  readonly generation: number;
+  readonly accepted: boolean;
+  readonly reason: RouteCondition;
+  readonly message: string;
+}

@@ -1,0 +1,152 @@
+import { z } from 'zod';
+
+/**
+ * The config file (JSON or YAML). The seed's keys (`api`, `allowed_keys`,
+ * `model_redirects`) keep working unchanged; everything else is optional.
+ */
+
+const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1000, kib: 1024, mb: 1000 ** 2, mib: 1024 ** 2, gb: 1000 ** 3, gib: 1024 ** 3 };
+
+/** A byte size: a number of bytes, or a string such as "8MiB" or "512 KiB". */
+export const byteSize = z.union([
+  z.number().int().positive(),
+  z
+    .string()
+    .regex(/^\s*\d+(\.\d+)?\s*([kmg]i?b|b)?\s*$/i, 'expected a size such as 8388608, "8MiB" or "512KiB"')
+    .transform((text) => {
+      const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text)!;
+      return Math.floor(Number(match[1]) * (SIZE_UNITS[(match[2] || 'b').toLowerCase()] ?? 1));
+    }),
+]);
+
+const nonEmpty = z.string().min(1);
+const upstreamName = z
+  .string()
+  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'expected a lowercase name of letters, digits and dashes')
+  .max(63);
+
+/** A model name: printable, no control characters (it reaches headers and logs). */
+export const modelName = z
+  .string()
+  .min(1)
+  .max(256)
+  .regex(/^[^\u0000-\u001f\u007f]+$/, 'must not contain control characters');
+
+const timeoutMs = z.number().int().min(0).max(24 * 3600 * 1000);
+
+/** A secret given inline, by environment variable, or by a file (e.g. a mounted Secret). */
+const secretSources = {
+  key: nonEmpty.optional(),
+  key_env: nonEmpty.optional(),
+  key_file: nonEmpty.optional(),
+};
+
+export const upstreamSchema = z
+  .object({
+    url: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }),
+    api_key: nonEmpty.optional(),
+    api_key_env: nonEmpty.optional(),
+    api_key_file: nonEmpty.optional(),
+    /** A key held in a Kubernetes Secret, watched live (namespace: the gateway's own unless given). */
+    api_key_secret: z
+      .object({ name: upstreamName.max(253), key: z.string().min(1).max(253), namespace: upstreamName.optional() })
+      .strict()
+      .optional(),
+    timeouts: z
+      .object({
+        connect_ms: timeoutMs.default(5_000),
+        headers_ms: timeoutMs.default(120_000),
+        idle_ms: timeoutMs.default(120_000),
+      })
+      .strict()
+      .default({ connect_ms: 5_000, headers_ms: 120_000, idle_ms: 120_000 }),
+    max_connections: z.number().int().min(1).max(65_536).default(256),
+  })
+  .strict()
+  .refine((u) => [u.api_key, u.api_key_env, u.api_key_file, u.api_key_secret].filter((v) => v !== undefined).length <= 1, {
+    message: 'give at most one of api_key, api_key_env, api_key_file, api_key_secret',
+  });
+
+export const clientKeySchema = z
+  .object({
+    id: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'expected letters, digits, ".", "_" or "-" (at most 63)'),
+    ...secretSources,
+  })
+  .strict()
+  .refine((k) => [k.key, k.key_env, k.key_file].filter((v) => v !== undefined).length === 1, {
+    message: 'give exactly one of key, key_env, key_file',
+  });
+
+export const routeTargetSchema = z
+  .object({
+    model: modelName,
+    upstream: upstreamName.optional(),
+    weight: z.number().int().min(0).max(1000).optional(),
+  })
+  .strict();
+
+export const routeSchema = z
+  .object({
+    model: modelName,
+    targets: z.array(routeTargetSchema).min(1).max(16),
+  })
+  .strict()
+  .refine((r) => r.targets.some((t) => (t.weight ?? 1) > 0), { message: 'at least one target needs a weight above 0' });
+
+export const kubernetesSchema = z
+  .object({
+    enabled: z.boolean().default(false),
+    /** [] = the gateway's own namespace; ["*"] = all namespaces. */
+    namespaces: z.array(z.union([z.literal('*'), upstreamName])).default([]),
+    client_key_selector: z.string().min(1).default('apiproxy.io/client-keys=true'),
+    /** Reconnect when a watch has been silent this long. */
+    watch_timeout_seconds: z.number().int().min(5).max(3600).default(300),
+  })
+  .strict();
+
+export const fileConfigSchema = z
+  .object({
+    // The seed's keys.
+    api: z
+      .object({ url: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }), key: z.string().optional() })
+      .strict()
+      .optional(),
+    allowed_keys: z.array(nonEmpty).default([]),
+    model_redirects: z.record(modelName, modelName).default({}),
+    // Extensions.
+    upstreams: z.record(upstreamName, upstreamSchema).default({}),
+    default_upstream: upstreamName.default('default'),
+    client_keys: z.array(clientKeySchema).default([]),
+    routes: z.array(routeSchema).default([]),
+    unknown_models: z.enum(['passthrough', 'reject']).default('passthrough'),
+    body_limit: byteSize.default(8 * 1024 * 1024),
+    log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    access_log: z.boolean().default(true),
+    port: z.number().int().min(0).max(65_535).optional(),
+    shutdown: z
+      .object({ drain_delay_ms: timeoutMs.default(5_000), timeout_ms: timeoutMs.default(120_000) })
+      .strict()
+      .default({ drain_delay_ms: 5_000, timeout_ms: 120_000 }),
+    kubernetes: kubernetesSchema.default({
+      enabled: false,
+      namespaces: [],
+      client_key_selector: 'apiproxy.io/client-keys=true',
+      watch_timeout_seconds: 300,
+    }),
+  })
+  .strict()
+  .refine((c) => c.api === undefined || c.upstreams['default'] === undefined || c.default_upstream !== 'default', {
+    message: "'api' and 'upstreams.default' both define the default upstream: keep one",
+    path: ['api'],
+  })
+  .refine((c) => c.api !== undefined || c.upstreams[c.default_upstream] !== undefined, {
+    message: 'no default upstream: set api.url or define upstreams.<default_upstream>',
+    path: ['upstreams'],
+  });
+
+export type FileConfig = z.infer<typeof fileConfigSchema>;
+export type UpstreamFileConfig = z.infer<typeof upstreamSchema>;
+export type ClientKeyFileConfig = z.infer<typeof clientKeySchema>;
+export type RouteFileConfig = z.infer<typeof routeSchema>;

@@ -1,0 +1,29 @@
+/**
+ * Every error the gateway itself answers with, in one table: a stable code, its
+ * HTTP status, the OpenAI error type and a default message. The README's error
+ * table is checked against this by a test.
+ */
+export const ERROR_CODES = {
+  invalid_json: { status: 400, type: 'invalid_request_error', message: 'The request body is not valid JSON.' },
+  invalid_body: { status: 400, type: 'invalid_request_error', message: 'The request body must be a JSON object.' },
+  invalid_utf8: { status: 400, type: 'invalid_request_error', message: 'The request body is not valid UTF-8.' },
+  missing_model: { status: 400, type: 'invalid_request_error', message: "The request body must contain a string 'model' field." },
+  missing_api_key: {
+    status: 401,
+    type: 'invalid_request_error',
+    message: 'Missing API key. Send it as "Authorization: Bearer <key>".',
+  },
+  invalid_api_key: { status: 401, type: 'invalid_request_error', message: 'Invalid API key.' },
+  not_found: { status: 404, type: 'invalid_request_error', message: 'Unknown path.' },
+  model_not_found: { status: 404, type: 'invalid_request_error', message: 'The model does not exist or is not routed by this gateway.' },
+  method_not_allowed: { status: 405, type: 'invalid_request_error', message: 'Method not allowed for this path.' },
+  body_too_large: { status: 413, type: 'invalid_request_error', message: 'The request body is larger than the gateway allows.' },
+  internal_error: { status: 500, type: 'server_error', message: 'The gateway failed to handle the request.' },
+  upstream_unreachable: { status: 502, type: 'upstream_error', message: 'The upstream could not be reached.' },
+  upstream_reset: { status: 502, type: 'upstream_error', message: 'The upstream closed the connection before answering.' },
+  upstream_unknown: { status: 502, type: 'upstream_error', message: 'The route names an upstream that is not configured.' },
+  not_ready: { status: 503, type: 'server_error', message: 'The gateway is not ready.' },
+  upstream_timeout: { status: 504, type: 'upstream_error', message: 'The upstream did not answer in time.' },
+} as const satisfies Record<string, { status: number; type: string; message: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;

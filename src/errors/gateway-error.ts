@@ -1,0 +1,26 @@
+import { ERROR_CODES, type ErrorCode } from './codes.js';
+
+/** An error the gateway answers with itself; `code` is one of ERROR_CODES. */
+export class GatewayError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly type: string;
+  readonly param: string | null;
+
+  constructor(code: ErrorCode, message?: string, options?: { param?: string; cause?: unknown }) {
+    const entry = ERROR_CODES[code];
+    super(message ?? entry.message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'GatewayError';
+    this.code = code;
+    this.status = entry.status;
+    this.type = entry.type;
+    this.param = options?.param ?? null;
+  }
+}
+
+/** The OpenAI error envelope for a gateway error. */
+export function errorBody(error: GatewayError): string {
+  return JSON.stringify({
+    error: { message: error.message, type: error.type, param: error.param, code: error.code },
+  });
+}

@@ -1,0 +1,28 @@
+import { GatewayError } from './gateway-error.js';
+
+const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
+const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
+
+/** Maps an undici or socket error to the gateway error a client sees (502/504). */
+export function fromUpstreamError(error: unknown): GatewayError {
+  if (error instanceof GatewayError) return error; // e.g. a streamed upload that passed the body limit
+  const code = errorCode(error);
+  if (code !== undefined && TIMEOUT_CODES.has(code)) {
+    return new GatewayError('upstream_timeout', undefined, { cause: error });
+  }
+  if (code !== undefined && UNREACHABLE_CODES.has(code)) {
+    return new GatewayError('upstream_unreachable', undefined, { cause: error });
+  }
+  return new GatewayError('upstream_reset', undefined, { cause: error });
+}
+
+/** The most specific error code on an error or its cause chain (undici wraps socket errors). */
+export function errorCode(error: unknown): string | undefined {
+  let current: unknown = error;
+  for (let depth = 0; depth < 4 && current instanceof Error; depth++) {
+    const code = (current as NodeJS.ErrnoException).code;
+    if (typeof code === 'string' && !code.startsWith('UND_ERR_SOCKET')) return code;
+    current = current.cause;
+  }
+  return error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined;
+}

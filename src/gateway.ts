@@ -1,0 +1,176 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { setTimeout as delay } from 'node:timers/promises';
+import { createApp } from './app.js';
+import type { Env } from './config/load-file.js';
+import type { KubeInputs } from './config/model.js';
+import type { RoutingSnapshot } from './config/snapshot.js';
+import { SnapshotStore } from './config/store.js';
+import { Readiness } from './http/readiness.js';
+import { createLogger, type Logger } from './observability/logger.js';
+import { GatewayMetrics } from './observability/metrics.js';
+import { UpstreamPools } from './proxy/upstream-pools.js';
+import { FileSource } from './sources/file-source.js';
+
+/** Server limits against slow or oversized clients (slowloris, header floods). */
+export const SERVER_LIMITS = {
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 60_000,
+  keepAliveTimeoutMs: 5_000,
+  maxHeaderSize: 16 * 1024,
+} as const;
+
+/** A source that feeds Kubernetes data into the store (see sources/kube). */
+export interface KubeSourceHandle {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export type KubeSourceFactory = (deps: {
+  readonly store: SnapshotStore;
+  readonly readiness: Readiness;
+  readonly metrics: GatewayMetrics;
+  readonly logger: Logger;
+  readonly snapshot: RoutingSnapshot;
+  readonly setKube: (inputs: KubeInputs) => void;
+}) => KubeSourceHandle;
+
+export interface GatewayOptions {
+  readonly configPath: string;
+  readonly env: Env;
+  /** 0 picks a free port. */
+  readonly port: number;
+  readonly host?: string;
+  readonly logger?: Logger;
+  /** Used when the config enables Kubernetes. */
+  readonly kubeSource?: KubeSourceFactory;
+  readonly namespace?: string;
+  readonly pollMs?: number;
+}
+
+export interface Gateway {
+  readonly url: string;
+  readonly port: number;
+  readonly server: Server;
+  readonly store: SnapshotStore;
+  readonly metrics: GatewayMetrics;
+  readonly readiness: Readiness;
+  readonly logger: Logger;
+  /** Readiness 503, drain delay, stop accepting, let in-flight requests finish up to the deadline, close. */
+  shutdown(): Promise<void>;
+}
+
+/** Composes and starts the gateway; resolves once it listens. */
+export async function startGateway(options: GatewayOptions): Promise<Gateway> {
+  const logger = options.logger ?? createLogger(options.env['LOG_LEVEL'] ?? 'info');
+  const store = new SnapshotStore(options.namespace ?? 'default');
+  const metrics = new GatewayMetrics();
+  const pools = new UpstreamPools();
+  const readiness = new Readiness(() => store.current !== null);
+  metrics.countRoutesWith(() => store.current?.routes.size ?? 0);
+
+  store.onSwap((snapshot) => {
+    pools.retain(snapshot);
+    if (options.env['LOG_LEVEL'] === undefined) logger.level = snapshot.settings.logLevel;
+  });
+
+  const fileSource = new FileSource({
+    path: options.configPath,
+    env: options.env,
+    pollMs: options.pollMs,
+    apply: (inputs) => {
+      store.setFile(inputs);
+    },
+    onResult: (result) => {
+      metrics.configReload('file', result.ok ? 'success' : 'failure');
+      if (result.ok) logger.info({ version: store.current?.version, routes: store.current?.routes.size }, 'config reloaded');
+      else logger.error({ err: { message: result.error.message, code: (result.error as { code?: string }).code } }, 'config rejected; keeping the last good config');
+    },
+  });
+  try {
+    fileSource.loadInitial();
+    metrics.configReload('file', 'success');
+    logger.info({ path: options.configPath, routes: store.current?.routes.size }, 'config loaded');
+  } catch (error) {
+    metrics.configReload('file', 'failure');
+    logger.error({ err: { message: (error as Error).message } }, 'config not loaded; not ready until it is valid');
+  }
+  fileSource.start();
+
+  let kube: KubeSourceHandle | null = null;
+  const snapshot = store.current;
+  if (snapshot !== null && snapshot.kubernetes.enabled) {
+    if (options.kubeSource === undefined) throw new Error('kubernetes.enabled is set but no Kubernetes source is available');
+    readiness.addGate('kubernetes sync');
+    kube = options.kubeSource({
+      store,
+      readiness,
+      metrics,
+      logger,
+      snapshot,
+      setKube: (inputs) => {
+        store.setKube(inputs);
+      },
+    });
+    void kube.start();
+  }
+
+  const app = createApp({ store, pools, metrics, readiness, logger });
+  const server = createServer(
+    {
+      headersTimeout: SERVER_LIMITS.headersTimeoutMs,
+      requestTimeout: SERVER_LIMITS.requestTimeoutMs,
+      keepAliveTimeout: SERVER_LIMITS.keepAliveTimeoutMs,
+      maxHeaderSize: SERVER_LIMITS.maxHeaderSize,
+      noDelay: true,
+    },
+    app.callback(),
+  );
+  server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable) return socket.destroy();
+    const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    socket.end(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request'}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+  });
+  await new Promise<void>((resolveListen, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host ?? '0.0.0.0', () => {
+      server.off('error', reject);
+      resolveListen();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+
+  let shuttingDown: Promise<void> | null = null;
+  async function shutdown(): Promise<void> {
+    const settings = store.current?.settings;
+    readiness.startDraining();
+    logger.info({ drain_delay_ms: settings?.drainDelayMs ?? 0 }, 'draining');
+    await delay(settings?.drainDelayMs ?? 0);
+    const closed = new Promise<void>((resolveClose) => server.close(() => resolveClose()));
+    const deadline = Date.now() + (settings?.shutdownTimeoutMs ?? 30_000);
+    while (metrics.activeRequests > 0 && Date.now() < deadline) {
+      server.closeIdleConnections();
+      await delay(50);
+    }
+    if (metrics.activeRequests > 0) logger.warn({ active_requests: metrics.activeRequests }, 'shutdown deadline reached; closing');
+    server.closeAllConnections();
+    await closed;
+    fileSource.stop();
+    await kube?.stop();
+    await pools.destroy();
+    metrics.close();
+    logger.info('stopped');
+    logger.flush();
+  }
+
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    server,
+    store,
+    metrics,
+    readiness,
+    logger,
+    shutdown: () => (shuttingDown ??= shutdown()),
+  };
+}

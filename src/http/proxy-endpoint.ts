@@ -1,0 +1,122 @@
+import type { Context } from 'koa';
+import type { IncomingMessage } from 'node:http';
+import type { Readable } from 'node:stream';
+import type { SnapshotStore } from '../config/store.js';
+import { pickTarget, type RoutingSnapshot, type Upstream } from '../config/snapshot.js';
+import { GatewayError } from '../errors/gateway-error.js';
+import type { GatewayMetrics } from '../observability/metrics.js';
+import { forward, type ForwardHooks, type ForwardOutcome } from '../proxy/forward.js';
+import { upstreamRequestHeaders } from '../proxy/headers.js';
+import { limitedBodyStream } from '../proxy/limited-stream.js';
+import { parseJsonRequest, readBody, replaceModel } from '../proxy/request-body.js';
+import type { UpstreamPools } from '../proxy/upstream-pools.js';
+import { authenticate } from './auth.js';
+import type { RequestRecord } from './request-record.js';
+
+export interface ProxyDeps {
+  readonly store: SnapshotStore;
+  readonly pools: UpstreamPools;
+  readonly metrics: GatewayMetrics;
+  readonly complete: (record: RequestRecord) => void;
+}
+
+/** Body content types the gateway streams through untouched instead of reading as JSON. */
+const RAW_BODY_TYPES = /^(multipart\/|application\/octet-stream|audio\/|image\/|video\/)/i;
+const DOT_SEGMENT = /(^|\/)(\.|%2e){1,2}(\/|$)/i;
+const ENCODED_SLASH = /%2f|%5c|\\/i;
+
+interface RoutedBody {
+  upstream: Upstream;
+  body: Buffer | string | Readable | null;
+  contentLength: number | null;
+}
+
+/** Handles every `/v1/*` request: authenticate, read and redirect the body, forward, relay. */
+export function createProxyEndpoint(deps: ProxyDeps) {
+  const { store, pools, metrics, complete } = deps;
+
+  return async function proxyEndpoint(ctx: Context): Promise<void> {
+    const record = ctx.state['record'] as RequestRecord;
+    const snapshot = store.current;
+    if (snapshot === null) throw new GatewayError('not_ready');
+    record.keyId = authenticate(ctx.req.headers.authorization, snapshot);
+
+    const url = ctx.req.url ?? '/';
+    const queryAt = url.indexOf('?');
+    const pathname = queryAt === -1 ? url : url.slice(0, queryAt);
+    if (DOT_SEGMENT.test(pathname) || ENCODED_SLASH.test(pathname)) throw new GatewayError('not_found');
+
+    const routed = await routeBody(ctx.req, snapshot, record);
+    const upstream = routed.upstream;
+    record.upstream = upstream.name;
+    record.forwarded = true;
+    ctx.respond = false;
+
+    const hooks: ForwardHooks = {
+      onResponseStart(outcome: ForwardOutcome) {
+        metrics.upstreamResponded(upstream.name, outcome.ttfbMs / 1000);
+        if (outcome.stream) metrics.activeStreams++;
+      },
+      onDone(outcome: ForwardOutcome) {
+        if (outcome.stream && outcome.ttfbMs >= 0) metrics.activeStreams--;
+        if (outcome.errorCode !== null) metrics.upstreamFailed(upstream.name, outcome.errorCode);
+        record.status = outcome.status;
+        record.ttfbMs = outcome.ttfbMs;
+        record.bytesOut = outcome.bytesOut;
+        record.stream = outcome.stream;
+        record.errorCode = outcome.errorCode;
+        record.clientAborted = outcome.clientAborted;
+        complete(record);
+      },
+    };
+    forward(
+      pools.get(upstream),
+      {
+        method: ctx.req.method ?? 'GET',
+        path: upstream.basePath + url.slice(3),
+        headers: upstreamRequestHeaders(ctx.req.headers, upstream.authorization, routed.contentLength, record.id),
+        body: routed.body,
+        headersTimeoutMs: upstream.headersTimeoutMs,
+        idleTimeoutMs: upstream.idleTimeoutMs,
+        requestId: record.id,
+      },
+      ctx.res,
+      hooks,
+    );
+  };
+}
+
+/** Reads what the routing needs from the body and picks the upstream and the model sent to it. */
+async function routeBody(req: IncomingMessage, snapshot: RoutingSnapshot, record: RequestRecord): Promise<RoutedBody> {
+  const { settings } = snapshot;
+  const method = req.method;
+  const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
+  if (!hasBody || method === 'GET' || method === 'HEAD') {
+    return { upstream: snapshot.defaultUpstream, body: null, contentLength: hasBody ? 0 : null };
+  }
+  const contentType = req.headers['content-type'];
+  if (contentType !== undefined && RAW_BODY_TYPES.test(contentType)) {
+    const declared = req.headers['content-length'];
+    return {
+      upstream: snapshot.defaultUpstream,
+      body: limitedBodyStream(req, settings.bodyLimit),
+      contentLength: declared === undefined ? null : Number(declared),
+    };
+  }
+
+  const raw = await readBody(req, settings.bodyLimit);
+  record.bytesIn = raw.length;
+  const json = parseJsonRequest(raw);
+  record.model = json.model;
+  const route = snapshot.routes.get(json.model);
+  if (route === undefined) {
+    if (settings.unknownModels === 'reject') throw new GatewayError('model_not_found', undefined, { param: 'model' });
+    record.targetModel = json.model;
+    return { upstream: snapshot.defaultUpstream, body: raw, contentLength: raw.length };
+  }
+  const target = pickTarget(route);
+  record.targetModel = target.model;
+  if (target.model === json.model) return { upstream: target.upstream, body: raw, contentLength: raw.length };
+  const body = replaceModel(json.text, target.model);
+  return { upstream: target.upstream, body, contentLength: Buffer.byteLength(body) };
+}

@@ -1,0 +1,195 @@
+import os from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import client from 'prom-client';
+
+/** Label for a request's endpoint; a small fixed set keeps Prometheus cardinality bounded. */
+export type RouteLabel =
+  | 'chat_completions'
+  | 'completions'
+  | 'embeddings'
+  | 'responses'
+  | 'models'
+  | 'audio'
+  | 'images'
+  | 'other_v1'
+  | 'health'
+  | 'metrics'
+  | 'unmatched';
+
+const ROUTE_LABELS: Record<string, RouteLabel> = {
+  'chat/completions': 'chat_completions',
+  completions: 'completions',
+  embeddings: 'embeddings',
+  responses: 'responses',
+  models: 'models',
+  audio: 'audio',
+  images: 'images',
+};
+
+/** Maps a `/v1/...` path (without query) to its route label. */
+export function routeLabel(path: string): RouteLabel {
+  const rest = path.slice(4); // after '/v1/'
+  if (rest.startsWith('chat/completions')) return 'chat_completions';
+  const first = rest.split('/', 1)[0] ?? '';
+  return ROUTE_LABELS[first] ?? 'other_v1';
+}
+
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+
+/**
+ * The gateway's counters, exposed as the seed's JSON and as Prometheus text.
+ * Plain fields for the JSON figures; prom-client children are cached per label
+ * set so the hot path does no label hashing.
+ */
+export class GatewayMetrics {
+  activeRequests = 0;
+  totalRequests = 0;
+  errorCount = 0;
+  activeStreams = 0;
+  readonly registry = new client.Registry();
+  readonly #startedAt = Date.now();
+  readonly #loopDelay: ReturnType<typeof monitorEventLoopDelay>;
+  readonly #requests: client.Counter<'route' | 'status'>;
+  readonly #duration: client.Histogram<'route'>;
+  readonly #ttfb: client.Histogram<'upstream'>;
+  readonly #upstreamErrors: client.Counter<'upstream' | 'code'>;
+  readonly #reloads: client.Counter<'source' | 'result'>;
+  readonly #requestChildren = new Map<string, client.Counter.Internal>();
+  readonly #durationChildren = new Map<string, client.Histogram.Internal<'route'>>();
+  readonly #ttfbChildren = new Map<string, client.Histogram.Internal<'upstream'>>();
+  #routeCount = (): number => 0;
+
+  constructor() {
+    const registers = [this.registry];
+    client.collectDefaultMetrics({ register: this.registry });
+    this.#requests = new client.Counter({
+      name: 'apiproxy_requests_total',
+      help: 'Requests answered, by route and HTTP status.',
+      labelNames: ['route', 'status'],
+      registers,
+    });
+    this.#duration = new client.Histogram({
+      name: 'apiproxy_request_duration_seconds',
+      help: 'Time from request to the end of the response, by route.',
+      labelNames: ['route'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.#ttfb = new client.Histogram({
+      name: 'apiproxy_upstream_ttfb_seconds',
+      help: "Time from dispatch to the upstream's response headers, by upstream.",
+      labelNames: ['upstream'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.#upstreamErrors = new client.Counter({
+      name: 'apiproxy_upstream_errors_total',
+      help: 'Upstream exchanges that failed (unreachable, reset, timeout), by upstream and error code.',
+      labelNames: ['upstream', 'code'],
+      registers,
+    });
+    this.#reloads = new client.Counter({
+      name: 'apiproxy_config_reloads_total',
+      help: 'Configuration updates by source and result (success, failure).',
+      labelNames: ['source', 'result'],
+      registers,
+    });
+    const self = this;
+    new client.Gauge({
+      name: 'apiproxy_active_requests',
+      help: 'Requests in flight.',
+      registers,
+      collect() {
+        this.set(self.activeRequests);
+      },
+    });
+    new client.Gauge({
+      name: 'apiproxy_active_streams',
+      help: 'Event streams being relayed.',
+      registers,
+      collect() {
+        this.set(self.activeStreams);
+      },
+    });
+    new client.Gauge({
+      name: 'apiproxy_model_routes',
+      help: 'Model routes in the current snapshot.',
+      registers,
+      collect() {
+        this.set(self.#routeCount());
+      },
+    });
+    this.#loopDelay = monitorEventLoopDelay({ resolution: 20 });
+    this.#loopDelay.enable();
+  }
+
+  /** Where the JSON and the gauge read the number of model routes. */
+  countRoutesWith(count: () => number): void {
+    this.#routeCount = count;
+  }
+
+  requestFinished(route: RouteLabel, status: number, seconds: number): void {
+    if (status >= 400) this.errorCount++;
+    const key = route + status;
+    let counter = this.#requestChildren.get(key);
+    if (counter === undefined) {
+      counter = this.#requests.labels(route, String(status));
+      this.#requestChildren.set(key, counter);
+    }
+    counter.inc();
+    let histogram = this.#durationChildren.get(route);
+    if (histogram === undefined) {
+      histogram = this.#duration.labels(route);
+      this.#durationChildren.set(route, histogram);
+    }
+    histogram.observe(seconds);
+  }
+
+  upstreamResponded(upstream: string, seconds: number): void {
+    let histogram = this.#ttfbChildren.get(upstream);
+    if (histogram === undefined) {
+      histogram = this.#ttfb.labels(upstream);
+      this.#ttfbChildren.set(upstream, histogram);
+    }
+    histogram.observe(seconds);
+  }
+
+  upstreamFailed(upstream: string, code: string): void {
+    this.#upstreamErrors.labels(upstream, code).inc();
+  }
+
+  configReload(source: 'file' | 'kubernetes', result: 'success' | 'failure'): void {
+    this.#reloads.labels(source, result).inc();
+  }
+
+  /** The seed's JSON, with Node's figures in place of goroutines. */
+  json(): Record<string, number> {
+    const memory = process.memoryUsage();
+    const lag = this.#loopDelay;
+    return {
+      active_requests: this.activeRequests,
+      total_requests: this.totalRequests,
+      error_count: this.errorCount,
+      uptime_seconds: Math.floor((Date.now() - this.#startedAt) / 1000),
+      cpu_cores: os.availableParallelism(),
+      model_redirects: this.#routeCount(),
+      active_streams: this.activeStreams,
+      event_loop_lag_p99_ms: Number((lag.percentile(99) / 1e6).toFixed(3)),
+      heap_used_bytes: memory.heapUsed,
+      rss_bytes: memory.rss,
+    };
+  }
+
+  /** Prometheus text format 0.0.4, which Prometheus accepts whatever else its Accept header offers. */
+  prometheus(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  close(): void {
+    this.#loopDelay.disable();
+  }
+}

@@ -1,0 +1,169 @@
+import { request } from 'undici';
+import OpenAI from 'openai';
+import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
+import { baseConfig, CLIENT_KEY, startTestGateway, UPSTREAM_KEY, type TestGateway } from '../support/gateway-harness.js';
+
+let upstream: FakeUpstream;
+let gw: TestGateway;
+
+beforeAll(async () => {
+  upstream = await startFakeUpstream();
+  gw = await startTestGateway(baseConfig(upstream.url));
+});
+afterAll(async () => {
+  await gw.stop();
+  await upstream.close();
+});
+
+const auth = { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' };
+
+async function post(path: string, body: string, headers: Record<string, string> = auth) {
+  const res = await request(`${gw.url}${path}`, { method: 'POST', headers, body });
+  const text = await res.body.text();
+  return { status: res.statusCode, headers: res.headers, text, json: () => JSON.parse(text) as Record<string, any> };
+}
+
+describe('forwarding', () => {
+  test('redirects the model and keeps every other field, in order and byte for byte', async () => {
+    const body = '{"temperature":0.2,"model":"gpt-4","messages":[{"role":"user","content":"hi \\u00e9"}],"tools":[{"type":"function","function":{"name":"f","parameters":{}}}],"max_tokens":12345678901234567890,"stream_options":null,"n":1.50}';
+    const res = await post('/v1/chat/completions', body);
+    expect(res.status).toBe(200);
+    expect(res.json().model).toBe('gpt-4o-2024-08-06');
+    const seen = upstream.requests.at(-1)!;
+    expect(seen.url).toBe('/v1/chat/completions');
+    expect(seen.body.toString()).toBe(body.replace('"model":"gpt-4"', '"model":"gpt-4o-2024-08-06"'));
+    expect(seen.headers['content-length']).toBe(String(seen.body.length));
+  });
+
+  test('injects the upstream key and never forwards the client key', async () => {
+    await post('/v1/chat/completions', '{"model":"x"}');
+    const seen = upstream.requests.at(-1)!;
+    expect(seen.headers.authorization).toBe(`Bearer ${UPSTREAM_KEY}`);
+    expect(JSON.stringify(seen.headers)).not.toContain(CLIENT_KEY);
+    expect(seen.headers['x-request-id']).toMatch(/.+/);
+  });
+
+  test.each(['/v1/completions', '/v1/embeddings', '/v1/responses', '/v1/some/new/endpoint?x=1'])('proxies %s', async (path) => {
+    const res = await post(path, '{"model":"gpt-4","input":"a"}');
+    expect(res.status).toBe(200);
+    const seen = upstream.requests.at(-1)!;
+    expect(seen.url).toBe(path);
+    expect(JSON.parse(seen.body.toString()).model).toBe('gpt-4o-2024-08-06');
+  });
+
+  test('GET /v1/models is proxied', async () => {
+    const res = await request(`${gw.url}/v1/models`, { headers: auth });
+    expect(res.statusCode).toBe(200);
+    expect(((await res.body.json()) as { data: unknown[] }).data).toHaveLength(1);
+  });
+
+  test('non-JSON bodies (multipart) pass through as bytes', async () => {
+    const form = new FormData();
+    form.set('model', 'whisper-1');
+    form.set('file', new Blob([Buffer.from([0, 1, 2, 255])]), 'a.wav');
+    const res = await fetch(`${gw.url}/v1/audio/transcriptions`, { method: 'POST', headers: { authorization: `Bearer ${CLIENT_KEY}` }, body: form });
+    expect(res.status).toBe(200);
+    await res.arrayBuffer();
+    const seen = upstream.requests.at(-1)!;
+    expect(seen.headers['content-type']).toMatch(/^multipart\/form-data; boundary=/);
+    expect(seen.body.includes(Buffer.from([0, 1, 2, 255]))).toBe(true);
+  });
+
+  test('relays upstream status and headers, drops hop-by-hop, keeps a correct content-length', async () => {
+    const res = await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: auth, body: '{"model":"gpt-4"}' });
+    const text = await res.body.text();
+    expect(res.headers['content-length']).toBe(String(Buffer.byteLength(text)));
+    expect(res.headers['x-request-id']).toBeDefined();
+  });
+});
+
+describe('official openai SDK as a client', () => {
+  const client = () => new OpenAI({ apiKey: CLIENT_KEY, baseURL: `${gw.url}/v1`, maxRetries: 0 });
+
+  test('chat completion with redirect', async () => {
+    const completion = await client().chat.completions.create({ model: 'gpt-4', messages: [{ role: 'user', content: 'hi' }], temperature: 0.5 });
+    expect(completion.model).toBe('gpt-4o-2024-08-06');
+    expect(completion.choices[0]!.message.content).toBe('hello from gpt-4o-2024-08-06');
+  });
+
+  test('streamed completion arrives chunk by chunk with the redirected model', async () => {
+    const stream = await client().chat.completions.create({ model: 'gpt-4', messages: [{ role: 'user', content: 'hi' }], stream: true });
+    const parts: string[] = [];
+    for await (const chunk of stream) {
+      expect(chunk.model).toBe('gpt-4o-2024-08-06');
+      parts.push(chunk.choices[0]!.delta.content ?? '');
+    }
+    expect(parts.join('')).toBe('tok0 tok1 tok2 tok3 tok4 ');
+  });
+
+  test('upstream 429 reaches the SDK as a RateLimitError, for stream and non-stream', async () => {
+    const c = client();
+    await expect(c.chat.completions.create({ model: 'gpt-4', messages: [] }, { headers: { 'x-fake-status': '429' } })).rejects.toMatchObject({ status: 429 });
+    await expect(c.chat.completions.create({ model: 'gpt-4', messages: [], stream: true }, { headers: { 'x-fake-status': '429' } })).rejects.toMatchObject({ status: 429 });
+  });
+
+  test('a wrong key is a 401 AuthenticationError', async () => {
+    const c = new OpenAI({ apiKey: 'sk-wrong', baseURL: `${gw.url}/v1`, maxRetries: 0 });
+    await expect(c.models.list()).rejects.toMatchObject({ status: 401, code: 'invalid_api_key' });
+  });
+});
+
+describe('upstream errors relayed', () => {
+  test.each([400, 404, 429, 500, 503])('status %i, non-stream and stream, body verbatim', async (status) => {
+    for (const stream of [false, true]) {
+      const res = await post('/v1/chat/completions', JSON.stringify({ model: 'gpt-4', stream }), { ...auth, 'x-fake-status': String(status) });
+      expect(res.status).toBe(status);
+      expect(res.headers['content-type']).toBe('application/json');
+      expect(res.json().error.code).toBe(`fake_${status}`);
+      if (status === 429) expect(res.headers['retry-after']).toBe('7');
+    }
+  });
+});
+
+describe('gateway errors are OpenAI-shaped', () => {
+  test.each([
+    ['bad JSON', '{"model":', 400, 'invalid_json'],
+    ['not an object', '[1,2]', 400, 'invalid_body'],
+    ['missing model', '{"messages":[]}', 400, 'missing_model'],
+    ['non-string model', '{"model":42}', 400, 'missing_model'],
+  ])('%s', async (_name, body, status, code) => {
+    const res = await post('/v1/chat/completions', body);
+    expect(res.status).toBe(status);
+    expect(res.json()).toEqual({ error: { message: expect.any(String), type: 'invalid_request_error', param: code === 'missing_model' ? 'model' : null, code } });
+  });
+
+  test('401 without a key and with an unknown key', async () => {
+    expect((await post('/v1/chat/completions', '{"model":"a"}', { 'content-type': 'application/json' })).json().error.code).toBe('missing_api_key');
+    const res = await post('/v1/chat/completions', '{"model":"a"}', { authorization: 'Bearer nope' });
+    expect(res.status).toBe(401);
+    expect(res.json().error.code).toBe('invalid_api_key');
+  });
+
+  test('404 unknown path, 405 wrong method', async () => {
+    const notFound = await request(`${gw.url}/nope`);
+    expect(notFound.statusCode).toBe(404);
+    expect(((await notFound.body.json()) as any).error.code).toBe('not_found');
+    const wrong = await request(`${gw.url}/v1/chat/completions`, { method: 'PUT', headers: auth, body: '{}' });
+    expect(wrong.statusCode).toBe(405);
+    expect(((await wrong.body.json()) as any).error.code).toBe('method_not_allowed');
+    const health = await request(`${gw.url}/health`, { method: 'POST', body: '' });
+    expect(health.statusCode).toBe(405);
+    await health.body.text();
+  });
+});
+
+describe('keep-alive', () => {
+  test('hundreds of redirected requests over kept-alive connections all succeed', async () => {
+    const { Agent } = await import('undici');
+    const agent = new Agent({ connections: 4 });
+    const results = await Promise.all(
+      Array.from({ length: 400 }, async () => {
+        const res = await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: auth, body: '{"model":"gpt-4","messages":[]}', dispatcher: agent });
+        const body = (await res.body.json()) as { model: string };
+        return res.statusCode === 200 && body.model === 'gpt-4o-2024-08-06';
+      }),
+    );
+    expect(results.every(Boolean)).toBe(true);
+    await agent.close();
+  });
+});
