@@ -1,0 +1,162 @@
+{{/* Chart name, truncated to the 63 characters of a DNS label. */}}
+{{- define "api-proxy.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: <release>-<chart> unless the release name already contains the chart name. */}}
+{{- define "api-proxy.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "api-proxy.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "api-proxy.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "api-proxy.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "api-proxy.labels" -}}
+helm.sh/chart: {{ include "api-proxy.chart" . }}
+{{ include "api-proxy.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | trunc 63 | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: api-proxy
+{{- end }}
+
+{{- define "api-proxy.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "api-proxy.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+Image reference: repository:tag, repository:tag@digest, or repository@digest.
+The tag defaults to the appVersion; a digest pins the image whatever the tag says.
+*/}}
+{{- define "api-proxy.image" -}}
+{{- $tag := .Values.image.tag | default .Chart.AppVersion | toString }}
+{{- $digest := .Values.image.digest | toString }}
+{{- if and $digest $tag }}
+{{- printf "%s:%s@%s" .Values.image.repository $tag $digest }}
+{{- else if $digest }}
+{{- printf "%s@%s" .Values.image.repository $digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{- define "api-proxy.upstreamSecretName" -}}
+{{- printf "%s-upstream" (include "api-proxy.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "api-proxy.clientKeysSecretName" -}}
+{{- printf "%s-client-keys" (include "api-proxy.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* True ("true") when some upstream has an inline key, i.e. the chart creates the upstream Secret. */}}
+{{- define "api-proxy.createsUpstreamSecret" -}}
+{{- $any := false }}
+{{- range $name, $u := .Values.upstreams }}
+{{- if dig "apiKey" "value" "" $u }}{{ $any = true }}{{ end }}
+{{- end }}
+{{- if $any }}true{{ end }}
+{{- end }}
+
+{{/* Where an upstream's key file is mounted. */}}
+{{- define "api-proxy.upstreamKeyDir" -}}
+{{- printf "/var/run/secrets/api-proxy/upstreams/%s" . }}
+{{- end }}
+
+{{- define "api-proxy.clientKeysDir" -}}
+/var/run/secrets/api-proxy/client-keys
+{{- end }}
+
+{{/*
+Namespaces the gateway watches, as RBAC sees them: a list of namespace names, or ["*"].
+[] means the release namespace.
+*/}}
+{{- define "api-proxy.watchNamespaces" -}}
+{{- $ns := .Values.kubernetes.namespaces | default (list .Release.Namespace) }}
+{{- if has "*" $ns }}
+{{- if gt (len $ns) 1 }}{{ fail "kubernetes.namespaces: \"*\" must be the only entry" }}{{ end }}
+{{- end }}
+{{- toJson (uniq $ns) }}
+{{- end }}
+
+{{/* Terminating pods: preStop pause + gateway drain delay + stream deadline + slack, in seconds. */}}
+{{- define "api-proxy.terminationGracePeriodSeconds" -}}
+{{- if gt (int .Values.lifecycle.terminationGracePeriodSeconds) 0 }}
+{{- .Values.lifecycle.terminationGracePeriodSeconds }}
+{{- else }}
+{{- $pre := 0 }}
+{{- if ne .Values.lifecycle.preStop "none" }}{{ $pre = int .Values.lifecycle.preStopSeconds }}{{ end }}
+{{- $drain := divf (float64 .Values.config.shutdown.drainDelayMs) 1000.0 | ceil | int }}
+{{- $streams := divf (float64 .Values.config.shutdown.timeoutMs) 1000.0 | ceil | int }}
+{{- add $pre $drain $streams 10 }}
+{{- end }}
+{{- end }}
+
+{{/* preStop mode after resolving "auto" against the cluster version. */}}
+{{- define "api-proxy.preStopMode" -}}
+{{- $mode := .Values.lifecycle.preStop }}
+{{- if eq $mode "auto" }}
+{{- if semverCompare ">=1.30.0-0" .Capabilities.KubeVersion.Version }}sleep{{ else }}exec{{ end }}
+{{- else }}
+{{- $mode }}
+{{- end }}
+{{- end }}
+
+{{/* The gateway's config file (snake_case), as a dict rendered to JSON by the ConfigMap. */}}
+{{- define "api-proxy.config" -}}
+{{- $upstreams := dict }}
+{{- range $name, $u := .Values.upstreams }}
+{{- $up := dict "url" (required (printf "upstreams.%s.url is required" $name) (get $u "url")) }}
+{{- $existing := dig "apiKey" "existingSecret" "" $u }}
+{{- $inline := dig "apiKey" "value" "" $u }}
+{{- if and $existing $inline }}
+{{- fail (printf "upstreams.%s.apiKey: set existingSecret or value, not both" $name) }}
+{{- end }}
+{{- if or $existing $inline }}
+{{- $_ := set $up "api_key_file" (printf "%s/api-key" (include "api-proxy.upstreamKeyDir" $name)) }}
+{{- end }}
+{{- with (get $u "timeouts") }}
+{{- $t := dict }}
+{{- if hasKey . "connectMs" }}{{ $_ := set $t "connect_ms" (int .connectMs) }}{{ end }}
+{{- if hasKey . "headersMs" }}{{ $_ := set $t "headers_ms" (int .headersMs) }}{{ end }}
+{{- if hasKey . "idleMs" }}{{ $_ := set $t "idle_ms" (int .idleMs) }}{{ end }}
+{{- $_ := set $up "timeouts" $t }}
+{{- end }}
+{{- if hasKey $u "maxConnections" }}{{ $_ := set $up "max_connections" (int $u.maxConnections) }}{{ end }}
+{{- $_ := set $upstreams $name $up }}
+{{- end }}
+{{- $cfg := dict "upstreams" $upstreams }}
+{{- if .Values.clientKeys.keys }}
+{{- $keys := list }}
+{{- range $id, $_ := .Values.clientKeys.keys }}
+{{- $keys = append $keys (dict "id" $id "key_file" (printf "%s/%s" (include "api-proxy.clientKeysDir" $) $id)) }}
+{{- end }}
+{{- $_ := set $cfg "client_keys" $keys }}
+{{- end }}
+{{- $_ := set $cfg "model_redirects" .Values.config.modelRedirects }}
+{{- $_ := set $cfg "body_limit" (int64 .Values.config.bodyLimit) }}
+{{- $_ := set $cfg "log_level" .Values.config.logLevel }}
+{{- $_ := set $cfg "access_log" .Values.config.accessLog }}
+{{- $_ := set $cfg "unknown_models" .Values.config.unknownModels }}
+{{- with .Values.config.routes }}{{ $_ := set $cfg "routes" . }}{{ end }}
+{{- $_ := set $cfg "shutdown" (dict "drain_delay_ms" (int .Values.config.shutdown.drainDelayMs) "timeout_ms" (int .Values.config.shutdown.timeoutMs)) }}
+{{- $_ := set $cfg "kubernetes" (dict "enabled" .Values.kubernetes.enabled "namespaces" .Values.kubernetes.namespaces "client_key_selector" .Values.kubernetes.clientKeySelector) }}
+{{- toPrettyJson $cfg }}
+{{- end }}
