@@ -18,11 +18,16 @@ export function fromUpstreamError(error: unknown): GatewayError {
 
 /** The most specific error code on an error or its cause chain (undici wraps socket errors). */
 export function errorCode(error: unknown): string | undefined {
+  // Duck-typed: errors from Node's core may come from another realm (e.g. under a test VM).
   let current: unknown = error;
-  for (let depth = 0; depth < 4 && current instanceof Error; depth++) {
-    const code = (current as NodeJS.ErrnoException).code;
-    if (typeof code === 'string' && !code.startsWith('UND_ERR_SOCKET')) return code;
-    current = current.cause;
+  let first: string | undefined;
+  for (let depth = 0; depth < 4 && typeof current === 'object' && current !== null; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string') {
+      first ??= code;
+      if (code !== 'UND_ERR_SOCKET') return code;
+    }
+    current = (current as { cause?: unknown }).cause;
   }
-  return error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined;
+  return first;
 }
