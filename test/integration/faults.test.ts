@@ -1,5 +1,6 @@
 import { request } from 'undici';
 import { connect } from 'node:net';
+import { Readable } from 'node:stream';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
 import { baseConfig, CLIENT_KEY, startTestGateway, type TestGateway } from '../support/gateway-harness.js';
 
@@ -116,7 +117,7 @@ test('413 for a body over the limit, declared (64 MiB) or chunked, without readi
   async function* chunks() {
     for (let i = 0; i < 64; i++) yield Buffer.alloc(64 * 1024, 'b');
   }
-  const chunked = await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: auth, body: chunks() }).catch((error: Error) => error);
+  const chunked = await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: auth, body: Readable.from(chunks()) }).catch((error: Error) => error);
   if (chunked instanceof Error) throw chunked;
   expect(chunked.statusCode).toBe(413);
   await chunked.body.text();

@@ -1,0 +1,53 @@
+import fc from 'fast-check';
+import { parseJsonRequest, replaceModel } from '../../src/proxy/request-body.js';
+import { GatewayError } from '../../src/errors/gateway-error.js';
+
+describe('replaceModel', () => {
+  test.each([
+    ['{"model":"a"}', '{"model":"b"}'],
+    ['{ "x": {"model":"inner"}, "model" : "a" , "y":[1,"model"]}', '{ "x": {"model":"inner"}, "model" : "b" , "y":[1,"model"]}'],
+    ['{"model":"a","model":"c"}', '{"model":"a","model":"b"}'],
+    ['{"mod\\u0065l":"a"}', '{"mod\\u0065l":"b"}'],
+    ['{"s":"quote \\" and \\\\","model":"a"}', '{"s":"quote \\" and \\\\","model":"b"}'],
+    ['\n{\n"model"\n:\n"a"\n}\n', '\n{\n"model"\n:\n"b"\n}\n'],
+  ])('%s', (input, expected) => {
+    expect(replaceModel(input, 'b')).toBe(expected);
+  });
+
+  test('any JSON object: only model changes, everything else is identical', () => {
+    fc.assert(
+      fc.property(fc.dictionary(fc.string(), fc.jsonValue()), fc.string(), fc.string({ minLength: 1 }), (object, model, target) => {
+        const text = JSON.stringify({ ...object, model }, null, Math.random() < 0.5 ? 2 : undefined);
+        const replaced = JSON.parse(replaceModel(text, target)) as Record<string, unknown>;
+        expect(replaced['model']).toBe(target);
+        expect({ ...replaced, model }).toEqual(JSON.parse(text));
+      }),
+    );
+  });
+});
+
+describe('parseJsonRequest', () => {
+  test.each([
+    [Buffer.from([0x7b, 0xff, 0x7d]), 'invalid_utf8'],
+    [Buffer.from('{'), 'invalid_json'],
+    [Buffer.from('"str"'), 'invalid_body'],
+    [Buffer.from('null'), 'invalid_body'],
+    [Buffer.from('{"model":null}'), 'missing_model'],
+    [Buffer.from('{"model":""}'), 'missing_model'],
+    [Buffer.from('{"__proto__":{"model":"x"}}'), 'missing_model'],
+    [Buffer.from('['.repeat(100_000)), 'invalid_json'],
+  ])('%#: %s', (body, code) => {
+    try {
+      parseJsonRequest(body);
+      throw new Error('accepted');
+    } catch (error) {
+      expect(error).toBeInstanceOf(GatewayError);
+      expect((error as GatewayError).code).toBe(code);
+    }
+  });
+
+  test('prototype pollution keys stay inert', () => {
+    parseJsonRequest(Buffer.from('{"model":"m","__proto__":{"polluted":1},"constructor":{"prototype":{"polluted":1}}}'));
+    expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
+  });
+});
