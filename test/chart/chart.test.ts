@@ -1,0 +1,412 @@
+/**
+ * The Helm chart, rendered by real helm v3 and v4 binaries: lint --strict, every ci/ values file,
+ * and the content that matters (probes, security, RBAC, image wiring, config, shutdown timing).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseConfigText } from '../../src/config/load-file.js';
+import {
+  HELM_BUILD_TIMEOUT_MS,
+  all,
+  chartDir,
+  ciValuesDir,
+  ciValuesFiles,
+  gatewayContainer,
+  helmBinaries,
+  one,
+  parseObjects,
+  renderedConfig,
+  runHelm,
+  template,
+  type HelmBinaries,
+  type K8sObject,
+} from './helm.js';
+
+let helm: HelmBinaries;
+
+beforeAll(() => {
+  helm = helmBinaries();
+}, HELM_BUILD_TIMEOUT_MS);
+
+const ci = (name: string) => path.join(ciValuesDir, name);
+
+const EXPECTED_RULES = [
+  { apiGroups: ['apiproxy.io'], resources: ['modelroutes'], verbs: ['get', 'list', 'watch'] },
+  { apiGroups: ['apiproxy.io'], resources: ['modelroutes/status'], verbs: ['patch', 'update'] },
+  { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch'] },
+];
+
+describe.each(['v3', 'v4'] as const)('helm %s', (version) => {
+  const bin = () => helm[version];
+
+  test('lint --strict is clean with default values and with every ci/ values file', () => {
+    const runs = [[], ...ciValuesFiles().map((f) => ['-f', f])];
+    for (const extra of runs) {
+      const res = runHelm(bin(), ['lint', '--strict', chartDir, ...extra]);
+      expect({ args: extra, status: res.status, out: res.stdout + res.stderr }).toMatchObject({ status: 0 });
+      expect(res.stdout).not.toMatch(/\[(WARNING|ERROR)\]/);
+    }
+  });
+
+  test.each([['(defaults)'], ...ciValuesFiles().map((f) => [path.basename(f)])])(
+    'template renders valid objects: %s',
+    (name) => {
+      const objects = template(bin(), name === '(defaults)' ? [] : ['-f', ci(name)]);
+      expect(objects.length).toBeGreaterThanOrEqual(6);
+      for (const o of objects) {
+        expect(typeof o.apiVersion).toBe('string');
+        expect(typeof o.kind).toBe('string');
+        expect(o.metadata.name).toMatch(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/);
+        expect(o.metadata.name.length).toBeLessThanOrEqual(63);
+      }
+      // Every object carries the chart's labels.
+      for (const o of objects) expect(o.metadata.labels?.['app.kubernetes.io/instance']).toBe('rel');
+      // The config the pods get is one the gateway accepts (its own schema, no key files read).
+      const cm = all(objects, 'ConfigMap').find((c) => c['data']?.['config.json'] !== undefined)!;
+      expect(() => parseConfigText(cm['data']['config.json'], `${name}: config.json`)).not.toThrow();
+    },
+  );
+});
+
+describe('rendered content (helm v3; v4 renders the same, checked below)', () => {
+  let objects: K8sObject[];
+  beforeAll(() => {
+    objects = template(helm.v3);
+  });
+
+  test('v3 and v4 render identical manifests for every values file', () => {
+    for (const extra of [[], ...ciValuesFiles().map((f) => ['-f', f])]) {
+      const a = runHelm(helm.v3, ['template', 'rel', chartDir, '-n', 'apps', ...extra]);
+      const b = runHelm(helm.v4, ['template', 'rel', chartDir, '-n', 'apps', ...extra]);
+      expect(a.status).toBe(0);
+      expect(b.status).toBe(0);
+      // Same objects; v4 only differs in blank lines between documents.
+      expect(parseObjects(b.stdout)).toEqual(parseObjects(a.stdout));
+    }
+  });
+
+  test('default objects', () => {
+    expect(objects.map((o) => `${o.kind}/${o.metadata.name}`).sort()).toEqual(
+      [
+        'ConfigMap/rel-api-proxy',
+        'Deployment/rel-api-proxy',
+        'PodDisruptionBudget/rel-api-proxy',
+        'Role/rel-api-proxy',
+        'RoleBinding/rel-api-proxy',
+        'Service/rel-api-proxy',
+        'ServiceAccount/rel-api-proxy',
+        'Pod/rel-api-proxy-test-health',
+      ].sort(),
+    );
+    for (const o of objects) expect(o.metadata.namespace).toBe('apps');
+  });
+
+  test('probes: liveness /health, readiness /health/ready, startup /health, on the named port', () => {
+    const c = gatewayContainer(objects);
+    expect(c.ports).toEqual([{ name: 'http', containerPort: 5000, protocol: 'TCP' }]);
+    expect(c.livenessProbe.httpGet).toEqual({ path: '/health', port: 'http' });
+    expect(c.readinessProbe.httpGet).toEqual({ path: '/health/ready', port: 'http' });
+    expect(c.startupProbe.httpGet).toEqual({ path: '/health', port: 'http' });
+    expect(c.startupProbe.periodSeconds * c.startupProbe.failureThreshold).toBeGreaterThanOrEqual(60);
+    expect(c.readinessProbe.periodSeconds).toBeLessThan(c.livenessProbe.periodSeconds);
+  });
+
+  test('security: non-root 10001, read-only root with an emptyDir /tmp, no capabilities, RuntimeDefault seccomp', () => {
+    const pod = one(objects, 'Deployment')['spec'].template.spec;
+    expect(pod.securityContext).toEqual({
+      runAsNonRoot: true,
+      runAsUser: 10001,
+      runAsGroup: 10001,
+      fsGroup: 10001,
+      seccompProfile: { type: 'RuntimeDefault' },
+    });
+    const c = gatewayContainer(objects);
+    expect(c.securityContext).toEqual({
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      runAsNonRoot: true,
+      capabilities: { drop: ['ALL'] },
+    });
+    const tmp = pod.volumes.find((v: any) => v.name === 'tmp');
+    expect(tmp.emptyDir).toBeDefined();
+    expect(c.volumeMounts).toContainEqual({ name: 'tmp', mountPath: '/tmp' });
+    expect(c.resources.requests).toEqual({ cpu: '100m', memory: '128Mi' });
+    expect(c.resources.limits.memory).toBe('512Mi');
+  });
+
+  test('env: PORT, CONFIG_PATH and POD_NAMESPACE (downward API)', () => {
+    const env = gatewayContainer(objects).env as { name: string; value?: string; valueFrom?: any }[];
+    expect(env.find((e) => e.name === 'PORT')?.value).toBe('5000');
+    expect(env.find((e) => e.name === 'CONFIG_PATH')?.value).toBe('/app/config/config.json');
+    expect(env.find((e) => e.name === 'POD_NAMESPACE')?.valueFrom).toEqual({ fieldRef: { fieldPath: 'metadata.namespace' } });
+  });
+
+  test('config is mounted as a directory (no subPath) so ConfigMap updates reach the hot-reloading gateway', () => {
+    const c = gatewayContainer(objects);
+    const mount = c.volumeMounts.find((m: any) => m.name === 'config');
+    expect(mount).toEqual({ name: 'config', mountPath: '/app/config', readOnly: true });
+    for (const m of c.volumeMounts) expect(m.subPath).toBeUndefined();
+    const pod = one(objects, 'Deployment')['spec'].template.spec;
+    expect(pod.volumes.find((v: any) => v.name === 'config').configMap.name).toBe('rel-api-proxy');
+  });
+
+  test('no checksum annotations by default (config and key files hot-reload); rollOnSecretChange adds them', () => {
+    const annotations = one(objects, 'Deployment')['spec'].template.metadata.annotations ?? {};
+    expect(Object.keys(annotations).filter((k) => k.startsWith('checksum/'))).toEqual([]);
+
+    const withKey = (key: string) =>
+      template(helm.v3, ['--set', 'rollOnSecretChange=true', '--set', `upstreams.default.apiKey.value=${key}`]);
+    const a = one(withKey('FAKE-one'), 'Deployment')['spec'].template.metadata.annotations;
+    const b = one(withKey('FAKE-two'), 'Deployment')['spec'].template.metadata.annotations;
+    expect(a['checksum/upstream-secret']).toMatch(/^[a-f0-9]{64}$/);
+    expect(b['checksum/upstream-secret']).not.toBe(a['checksum/upstream-secret']);
+    expect(a['checksum/config']).toBeUndefined();
+  });
+
+  test('graceful shutdown: preStop sleep and a grace period covering drain + stream deadline', () => {
+    const pod = one(objects, 'Deployment')['spec'].template.spec;
+    const c = gatewayContainer(objects);
+    expect(c.lifecycle.preStop).toEqual({ sleep: { seconds: 5 } });
+    // 5 s preStop + 5 s drain + 120 s streams + 10 s slack
+    expect(pod.terminationGracePeriodSeconds).toBe(140);
+
+    const old = template(helm.v3, ['--kube-version', '1.29.0']);
+    expect(gatewayContainer(old).lifecycle.preStop).toEqual({ exec: { command: ['/bin/sleep', '5'] } });
+
+    const custom = template(helm.v3, [
+      '--set', 'config.shutdown.drainDelayMs=2500',
+      '--set', 'config.shutdown.timeoutMs=600000',
+      '--set', 'lifecycle.preStop=none',
+    ]);
+    expect(gatewayContainer(custom).lifecycle).toBeUndefined();
+    expect(one(custom, 'Deployment')['spec'].template.spec.terminationGracePeriodSeconds).toBe(3 + 600 + 10);
+    const fixed = template(helm.v3, ['--set', 'lifecycle.terminationGracePeriodSeconds=42']);
+    expect(one(fixed, 'Deployment')['spec'].template.spec.terminationGracePeriodSeconds).toBe(42);
+  });
+
+  test('RBAC (default): one Role + RoleBinding in the release namespace with exactly the rules the gateway uses', () => {
+    const role = one(objects, 'Role');
+    expect(role.metadata.namespace).toBe('apps');
+    expect(role['rules']).toEqual(EXPECTED_RULES);
+    const binding = one(objects, 'RoleBinding');
+    expect(binding.metadata.namespace).toBe('apps');
+    expect(binding['roleRef']).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: role.metadata.name });
+    expect(binding['subjects']).toEqual([{ kind: 'ServiceAccount', name: 'rel-api-proxy', namespace: 'apps' }]);
+    expect(all(objects, 'ClusterRole')).toEqual([]);
+    expect(all(objects, 'ClusterRoleBinding')).toEqual([]);
+    const pod = one(objects, 'Deployment')['spec'].template.spec;
+    expect(pod.serviceAccountName).toBe('rel-api-proxy');
+    expect(pod.automountServiceAccountToken).toBe(true);
+    expect(one(objects, 'ServiceAccount')['automountServiceAccountToken']).toBe(false);
+  });
+
+  test('RBAC (named namespaces): a Role + RoleBinding in each, bound to the release ServiceAccount', () => {
+    const objs = template(helm.v3, ['-f', ci('some-namespaces-values.yaml')]);
+    const roles = all(objs, 'Role');
+    expect(roles.map((r) => r.metadata.namespace).sort()).toEqual(['team-a', 'team-b']);
+    for (const r of roles) expect(r['rules']).toEqual(EXPECTED_RULES);
+    const bindings = all(objs, 'RoleBinding');
+    expect(bindings.map((b) => b.metadata.namespace).sort()).toEqual(['team-a', 'team-b']);
+    for (const b of bindings) {
+      expect(b['subjects']).toEqual([{ kind: 'ServiceAccount', name: 'rel-api-proxy', namespace: 'apps' }]);
+    }
+    expect(all(objs, 'ClusterRole')).toEqual([]);
+    expect(renderedConfig(objs).kubernetes.namespaces).toEqual(['team-a', 'team-b']);
+  });
+
+  test('RBAC (all namespaces): ClusterRole + ClusterRoleBinding and no Roles', () => {
+    const objs = template(helm.v3, ['-f', ci('all-namespaces-values.yaml')]);
+    expect(all(objs, 'Role')).toEqual([]);
+    expect(all(objs, 'RoleBinding')).toEqual([]);
+    const cr = one(objs, 'ClusterRole');
+    expect(cr['rules']).toEqual(EXPECTED_RULES);
+    expect(cr.metadata.namespace).toBeUndefined();
+    const crb = one(objs, 'ClusterRoleBinding');
+    expect(crb['roleRef']).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: cr.metadata.name });
+    expect(crb['subjects']).toEqual([{ kind: 'ServiceAccount', name: 'rel-api-proxy', namespace: 'apps' }]);
+    expect(renderedConfig(objs).kubernetes.namespaces).toEqual(['*']);
+    // Two releases in two namespaces do not collide on the cluster-scoped names.
+    const other = one(template(helm.v3, ['-f', ci('all-namespaces-values.yaml')], 'rel', 'other'), 'ClusterRole');
+    expect(other.metadata.name).not.toBe(cr.metadata.name);
+  });
+
+  test('RBAC: "*" mixed with names is refused', () => {
+    const res = runHelm(helm.v3, ['template', 'rel', chartDir, '--set', 'kubernetes.namespaces={*,a}']);
+    expect(res.status).not.toBe(0);
+    expect(res.stderr).toMatch(/"\*" must be the only entry/);
+  });
+
+  test('kubernetes disabled: no RBAC, no token, client keys from the chart Secret as files', () => {
+    const objs = template(helm.v3, ['-f', ci('kubernetes-disabled-values.yaml')]);
+    expect([...all(objs, 'Role'), ...all(objs, 'ClusterRole'), ...all(objs, 'RoleBinding')]).toEqual([]);
+    const pod = one(objs, 'Deployment')['spec'].template.spec;
+    expect(pod.automountServiceAccountToken).toBe(false);
+    const config = renderedConfig(objs);
+    expect(config.kubernetes.enabled).toBe(false);
+    expect(config.client_keys).toEqual([{ id: 'trial', key_file: '/var/run/secrets/api-proxy/client-keys/trial' }]);
+    const secret = one(objs, 'Secret', 'rel-api-proxy-client-keys');
+    expect(Buffer.from(secret['data'].trial, 'base64').toString()).toBe('sk-client-FAKE-trial-0000000000000000');
+    expect(secret.metadata.labels?.['apiproxy.io/client-keys']).toBeUndefined(); // not discovered twice
+    expect(gatewayContainer(objs).lifecycle.preStop.exec.command).toEqual(['/bin/sleep', '5']);
+  });
+
+  test('config.json: new (snake_case) form rendered from values', () => {
+    expect(renderedConfig(objects)).toEqual({
+      upstreams: {
+        default: {
+          url: 'https://api.openai.com/v1',
+          timeouts: { connect_ms: 5000, headers_ms: 120000, idle_ms: 120000 },
+          max_connections: 128,
+        },
+      },
+      model_redirects: {},
+      body_limit: 8388608,
+      log_level: 'info',
+      access_log: true,
+      unknown_models: 'passthrough',
+      shutdown: { drain_delay_ms: 5000, timeout_ms: 120000 },
+      kubernetes: { enabled: true, namespaces: [], client_key_selector: 'apiproxy.io/client-keys=true' },
+    });
+  });
+
+  test('upstream keys: existing Secret or chart Secret, mounted as the file the config names', () => {
+    const objs = template(helm.v3, ['-f', ci('everything-on-values.yaml')]);
+    const config = renderedConfig(objs);
+    const pod = one(objs, 'Deployment')['spec'].template.spec;
+    const c = gatewayContainer(objs);
+    const volumeFor = (file: string) => {
+      const mount = c.volumeMounts.find((m: any) => path.dirname(file) === m.mountPath);
+      expect(mount).toBeDefined();
+      expect(mount.readOnly).toBe(true);
+      return pod.volumes.find((v: any) => v.name === mount.name);
+    };
+    const def = volumeFor(config.upstreams.default.api_key_file);
+    expect(def.secret).toEqual({ secretName: 'openai-upstream', items: [{ key: 'api-key', path: 'api-key' }] });
+    const local = volumeFor(config.upstreams.local.api_key_file);
+    expect(local.secret).toEqual({ secretName: 'rel-api-proxy-upstream', items: [{ key: 'local', path: 'api-key' }] });
+    expect(path.basename(config.upstreams.local.api_key_file)).toBe('api-key');
+    const secret = one(objs, 'Secret', 'rel-api-proxy-upstream');
+    expect(Object.keys(secret['data'])).toEqual(['local']);
+    expect(Buffer.from(secret['data'].local, 'base64').toString()).toBe('FAKE-local-upstream-key');
+    expect(config.upstreams.default.timeouts).toEqual({ connect_ms: 3000, headers_ms: 60000, idle_ms: 90000 });
+    expect(config.model_redirects).toEqual({ 'gpt-4': 'gpt-4o' });
+
+    const existing = template(helm.v3, ['-f', ci('existing-secret-values.yaml')]);
+    expect(all(existing, 'Secret')).toEqual([]);
+    const both = runHelm(helm.v3, [
+      'template', 'rel', chartDir, '-f', ci('existing-secret-values.yaml'), '--set', 'upstreams.default.apiKey.value=x',
+    ]);
+    expect(both.status).not.toBe(0);
+    expect(both.stderr).toMatch(/set existingSecret or value, not both/);
+  });
+
+  test('image: repository:tag (tag defaults to appVersion), digest pins the image', () => {
+    expect(gatewayContainer(objects).image).toBe('ghcr.io/example/api-proxy:0.1.0');
+    const digest = 'sha256:' + 'ab'.repeat(32);
+    const pinned = template(helm.v3, ['--set', 'image.repository=reg.local/api-proxy', '--set', 'image.tag=abc123', '--set', `image.digest=${digest}`]);
+    expect(gatewayContainer(pinned).image).toBe(`reg.local/api-proxy:abc123@${digest}`);
+    // skaffold's wiring for an image that was not pushed: empty digest.
+    const local = template(helm.v3, ['--set', 'image.repository=api-proxy', '--set', 'image.tag=deadbeef', '--set', 'image.digest=']);
+    expect(gatewayContainer(local).image).toBe('api-proxy:deadbeef');
+    const everything = template(helm.v3, ['-f', ci('everything-on-values.yaml')]);
+    expect(gatewayContainer(everything).image).toBe(
+      'registry.example.com/platform/api-proxy:0.1.0@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef',
+    );
+    // The helm test pod uses the same image (its node calls /health).
+    expect(one(everything, 'Pod')['spec'].containers[0].image).toBe(gatewayContainer(everything).image);
+  });
+
+  test('Service, PDB and helm test hook', () => {
+    const svc = one(objects, 'Service');
+    expect(svc['spec'].ports).toEqual([{ name: 'http', port: 80, targetPort: 'http', protocol: 'TCP' }]);
+    expect(svc['spec'].selector).toEqual(one(objects, 'Deployment')['spec'].selector.matchLabels);
+    expect(one(objects, 'PodDisruptionBudget')['spec'].maxUnavailable).toBe(1);
+    const test = one(objects, 'Pod');
+    expect(test.metadata.annotations?.['helm.sh/hook']).toBe('test');
+    expect(test['spec'].restartPolicy).toBe('Never');
+    const cmd = test['spec'].containers[0].command as string[];
+    expect(cmd[0]).toBe('node');
+    expect(cmd.at(-1)).toBe('http://rel-api-proxy.apps.svc:80/health');
+    expect(test['spec'].containers[0].securityContext.readOnlyRootFilesystem).toBe(true);
+  });
+
+  test('everything-on: HPA, ServiceMonitor, NetworkPolicy, dashboard, PDB minAvailable', () => {
+    const objs = template(helm.v3, ['-f', ci('everything-on-values.yaml')]);
+    const deployment = one(objs, 'Deployment');
+    expect(deployment['spec'].replicas).toBeUndefined(); // the HPA owns it
+    const hpa = one(objs, 'HorizontalPodAutoscaler');
+    expect(hpa.apiVersion).toBe('autoscaling/v2');
+    expect(hpa['spec'].scaleTargetRef).toEqual({ apiVersion: 'apps/v1', kind: 'Deployment', name: deployment.metadata.name });
+    expect(hpa['spec'].minReplicas).toBe(3);
+    expect(hpa['spec'].metrics.map((m: any) => m.resource.name)).toEqual(['cpu', 'memory']);
+    const sm = one(objs, 'ServiceMonitor');
+    expect(sm['spec'].endpoints[0]).toMatchObject({ port: 'http', path: '/metrics' });
+    expect(sm.metadata.labels?.['release']).toBe('kube-prometheus-stack');
+    const np = one(objs, 'NetworkPolicy');
+    expect(np['spec'].policyTypes).toEqual(['Ingress', 'Egress']);
+    expect(np['spec'].ingress[0].ports).toEqual([{ port: 'http', protocol: 'TCP' }]);
+    expect(np['spec'].egress.length).toBe(3); // DNS, Kubernetes API, upstreams
+    expect(one(objs, 'PodDisruptionBudget')['spec']).toMatchObject({ minAvailable: 2 });
+    expect(gatewayContainer(objs).lifecycle.preStop).toEqual({ sleep: { seconds: 8 } });
+    expect(deployment['spec'].template.spec.terminationGracePeriodSeconds).toBe(8 + 10 + 300 + 10);
+
+    const dash = one(objs, 'ConfigMap', 'rel-api-proxy-dashboard');
+    expect(dash.metadata.labels?.['grafana_dashboard']).toBe('1');
+    expect(dash.metadata.annotations?.['grafana_folder']).toBe('api-proxy');
+    const json = JSON.parse(dash['data']['api-proxy.json']);
+    const exprs = JSON.stringify(json.panels.flatMap((p: any) => p.targets.map((t: any) => t.expr)));
+    for (const metric of [
+      'apiproxy_requests_total',
+      'apiproxy_request_duration_seconds_bucket',
+      'apiproxy_upstream_ttfb_seconds_bucket',
+      'apiproxy_active_requests',
+      'apiproxy_active_streams',
+      'apiproxy_config_reloads_total',
+      'apiproxy_upstream_errors_total',
+    ]) {
+      expect(exprs).toContain(metric);
+    }
+    expect(json.uid).toBe('api-proxy');
+  });
+});
+
+describe('values.schema.json rejects unknown and mistyped values (helm exits non-zero)', () => {
+  const cases: [string, string[], RegExp][] = [
+    ['unknown top-level key', ['--set', 'replicas=3'], /additional properties 'replicas' not allowed/i],
+    ['unknown nested key', ['--set', 'upstreams.default.apiKey.secretName=x'], /additional properties 'secretName' not allowed/i],
+    ['unknown key in a ci-style values file', ['--set', 'metrics.serviceMonitor.enable=true'], /additional properties 'enable' not allowed/i],
+    ['string for an integer', ['--set-string', 'replicaCount=two'], /replicaCount/],
+    ['string for a boolean', ['--set-string', 'kubernetes.enabled=yes'], /kubernetes/],
+    ['bad enum', ['--set', 'image.pullPolicy=Sometimes'], /pullPolicy/],
+    ['bad digest', ['--set', 'image.digest=latest'], /digest/],
+    ['bad upstream name', ['--set', 'upstreams.Bad_Name.url=https://x'], /Bad_Name/],
+    ['non-http upstream URL', ['--set', 'upstreams.default.url=ftp://x'], /url/],
+  ];
+  test.each(cases)('%s', (_name, args, message) => {
+    for (const bin of [helm.v3, helm.v4]) {
+      const res = runHelm(bin, ['template', 'rel', chartDir, ...args]);
+      expect(res.status).not.toBe(0);
+      expect(res.stderr).toMatch(message);
+    }
+  });
+
+  test('every object with declared properties in the schema sets additionalProperties: false', () => {
+    const schema = JSON.parse(fs.readFileSync(path.join(chartDir, 'values.schema.json'), 'utf8'));
+    const walk = (node: any, where: string) => {
+      if (node?.type === 'object' && node.properties) {
+        expect({ where, additionalProperties: node.additionalProperties }).toEqual({ where, additionalProperties: false });
+        for (const [k, v] of Object.entries(node.properties)) walk(v, `${where}.${k}`);
+      }
+      if (node?.patternProperties) for (const v of Object.values(node.patternProperties)) walk(v, `${where}.*`);
+      if (node?.items) walk(node.items, `${where}[]`);
+    };
+    walk(schema, '$');
+  });
+});
+
+test('the chart ships the ModelRoute CRD byte-identical to crds/', () => {
+  const source = fs.readFileSync(path.join(chartDir, '..', '..', 'crds', 'modelroutes.apiproxy.io.yaml'));
+  const shipped = fs.readFileSync(path.join(chartDir, 'crds', 'modelroutes.apiproxy.io.yaml'));
+  expect(shipped.equals(source)).toBe(true);
+  expect(fs.readdirSync(path.join(chartDir, 'crds'))).toEqual(['modelroutes.apiproxy.io.yaml']);
+});
