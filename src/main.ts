@@ -1,14 +1,20 @@
 import { startGateway } from './gateway.js';
+import { kubeSource, loadKubeConfig } from './sources/kube/kube-source.js';
+import { ownNamespace } from './sources/kube/namespace.js';
 
 /** Composition root: environment, start, signals. */
 async function main(): Promise<void> {
   const env = process.env;
   const port = env['PORT'] === undefined || env['PORT'] === '' ? 5000 : Number(env['PORT']);
   if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new Error(`PORT must be a port number, got '${env['PORT']}'`);
+  const kubeConfig = loadKubeConfig();
+  const namespace = ownNamespace(env, kubeConfig);
   const gateway = await startGateway({
     configPath: env['CONFIG_PATH'] || 'config.json',
     env,
     port,
+    namespace,
+    kubeSource: kubeSource(kubeConfig, namespace),
   });
   gateway.logger.info({ port: gateway.port }, 'api-proxy listening');
 

@@ -80,6 +80,8 @@ export interface KubeRouteInput {
   readonly createdAt: number;
   readonly model: string;
   readonly targets: readonly { model: string; upstream?: string | undefined; weight?: number | undefined }[];
+  /** Why the object cannot be used (a spec that slipped past the CRD's validation), else null. */
+  readonly invalid: string | null;
 }
 
 export interface KubeInputs {

@@ -159,6 +159,10 @@ export function resolveKubeRoutes(
   const statuses: RouteStatus[] = [];
   const candidates: KubeRouteInput[] = [];
   for (const route of inputs) {
+    if (route.invalid !== null) {
+      statuses.push(status(route, false, 'Invalid', route.invalid));
+      continue;
+    }
     const unknown = route.targets.find((t) => t.upstream !== undefined && !upstreams.has(t.upstream));
     if (unknown !== undefined) {
       statuses.push(status(route, false, 'UnknownUpstream', `upstream '${unknown.upstream}' is not defined in the gateway's config`));

@@ -63,6 +63,7 @@ const route = (name: string, model: string, createdAt: number, extra: Partial<Ku
   createdAt,
   model,
   targets: [{ model: `${model}-target` }],
+  invalid: null,
   ...extra,
 });
 

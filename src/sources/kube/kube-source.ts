@@ -1,0 +1,140 @@
+import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import type { KubeInputs } from '../../config/model.js';
+import type { KubeSourceFactory, KubeSourceHandle } from '../../gateway.js';
+import { ResourceWatch, type KubeObject, type ListResult } from './resource-watch.js';
+import { GROUP, PLURAL, StatusWriter, VERSION } from './status-writer.js';
+import { secretEntries, toClientKeys, toRouteInput } from './translate.js';
+
+const ALL = '*';
+
+interface Lists {
+  items: KubeObject[];
+  metadata?: { resourceVersion?: string };
+}
+
+function listResult(body: unknown): ListResult {
+  const list = body as Lists;
+  return { items: list.items, resourceVersion: list.metadata?.resourceVersion ?? '' };
+}
+
+/**
+ * The Kubernetes source: ModelRoutes, client-key Secrets and upstream-key
+ * Secrets, each through a resilient list+watch, turned into plain KubeInputs
+ * (no Kubernetes types leave this folder) and pushed into the store.
+ */
+export function kubeSource(kubeConfig: KubeConfig, namespace: string): KubeSourceFactory {
+  return ({ store, readiness, metrics, logger, snapshot, setKube }): KubeSourceHandle => {
+    const settings = snapshot.kubernetes;
+    const custom = kubeConfig.makeApiClient(CustomObjectsApi);
+    const core = kubeConfig.makeApiClient(CoreV1Api);
+    const namespaces = settings.namespaces.length === 0 ? [namespace] : settings.namespaces.includes(ALL) ? [ALL] : [...new Set(settings.namespaces)];
+    const silenceTimeoutMs = settings.watchTimeoutSeconds * 1000;
+    const statusWriter = new StatusWriter(custom, logger);
+
+    let scheduled = false;
+    const onChange = (): void => {
+      if (scheduled) return;
+      scheduled = true;
+      setImmediate(rebuild);
+    };
+
+    const routeWatches: ResourceWatch[] = [];
+    const keyWatches: ResourceWatch[] = [];
+    const upstreamKeyWatches: ResourceWatch[] = [];
+    const common = { kubeConfig, silenceTimeoutMs, onChange, logger };
+    for (const ns of namespaces) {
+      const all = ns === ALL;
+      routeWatches.push(
+        new ResourceWatch({
+          ...common,
+          name: `modelroutes${all ? '' : ` in ${ns}`}`,
+          list: async () =>
+            listResult(
+              all
+                ? await custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL })
+                : await custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: PLURAL }),
+            ),
+          watchPath: all ? `/apis/${GROUP}/${VERSION}/${PLURAL}` : `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${PLURAL}`,
+        }),
+      );
+      const labelSelector = settings.clientKeySelector;
+      keyWatches.push(
+        new ResourceWatch({
+          ...common,
+          name: `client-key secrets${all ? '' : ` in ${ns}`}`,
+          list: async () =>
+            listResult(all ? await core.listSecretForAllNamespaces({ labelSelector }) : await core.listNamespacedSecret({ namespace: ns, labelSelector })),
+          watchPath: all ? '/api/v1/secrets' : `/api/v1/namespaces/${ns}/secrets`,
+          query: { labelSelector },
+        }),
+      );
+    }
+    const upstreamSecrets = new Set<string>();
+    for (const upstream of snapshot.upstreams.values()) {
+      const ref = upstream.apiKeySecret;
+      if (ref !== null) upstreamSecrets.add(`${ref.namespace ?? namespace}/${ref.name}`);
+    }
+    for (const qualified of upstreamSecrets) {
+      const [ns, name] = qualified.split('/') as [string, string];
+      const fieldSelector = `metadata.name=${name}`;
+      upstreamKeyWatches.push(
+        new ResourceWatch({
+          ...common,
+          name: `upstream-key secret ${qualified}`,
+          list: async () => listResult(await core.listNamespacedSecret({ namespace: ns, fieldSelector })),
+          watchPath: `/api/v1/namespaces/${ns}/secrets`,
+          query: { fieldSelector },
+        }),
+      );
+    }
+    const watches = [...routeWatches, ...keyWatches, ...upstreamKeyWatches];
+
+    function routeObjects(): Map<string, KubeObject> {
+      const objects = new Map<string, KubeObject>();
+      for (const watch of routeWatches) for (const item of watch.items) objects.set(`${item.metadata?.namespace}/${item.metadata?.name}`, item);
+      return objects;
+    }
+
+    function rebuild(): void {
+      scheduled = false;
+      if (!watches.every((watch) => watch.synced)) return;
+      const objects = routeObjects();
+      const upstreamKeys = new Map<string, string>();
+      for (const watch of upstreamKeyWatches) for (const item of watch.items) secretEntries(item, upstreamKeys);
+      const inputs: KubeInputs = {
+        routes: [...objects.values()].map(toRouteInput),
+        clientKeys: keyWatches.flatMap((watch) => [...watch.items].flatMap(toClientKeys)),
+        upstreamKeys,
+      };
+      try {
+        setKube(inputs);
+        metrics.configReload('kubernetes', 'success');
+      } catch (error) {
+        metrics.configReload('kubernetes', 'failure');
+        logger.error({ err: { message: (error as Error).message } }, 'Kubernetes update rejected; keeping the last good snapshot');
+      }
+      readiness.setGate('kubernetes sync', true);
+    }
+
+    // File reloads can change a route's verdict (an upstream appears or goes): report it.
+    store.onSwap((current) => statusWriter.reconcile(current.routeStatuses, routeObjects()));
+
+    return {
+      async start() {
+        for (const watch of watches) watch.start();
+        await Promise.all(watches.map((watch) => watch.firstSync));
+        logger.info({ namespaces, watches: watches.length }, 'Kubernetes sources synced');
+      },
+      async stop() {
+        await Promise.all(watches.map((watch) => watch.stop()));
+      },
+    };
+  };
+}
+
+/** Kubeconfig from KUBECONFIG, ~/.kube/config, or the pod's service account. */
+export function loadKubeConfig(): KubeConfig {
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromDefault();
+  return kubeConfig;
+}

@@ -1,0 +1,188 @@
+import { setTimeout as delay } from 'node:timers/promises';
+import { Watch, type KubeConfig } from '@kubernetes/client-node';
+import type { Logger } from '../../observability/logger.js';
+
+/** The parts of a Kubernetes object this source reads. */
+export interface KubeObject {
+  metadata?: {
+    name?: string;
+    namespace?: string;
+    uid?: string;
+    generation?: number;
+    creationTimestamp?: string | Date;
+    resourceVersion?: string;
+    labels?: Record<string, string>;
+  };
+  [field: string]: unknown;
+}
+
+export interface ListResult {
+  items: KubeObject[];
+  resourceVersion: string;
+}
+
+export interface ResourceWatchOptions {
+  readonly name: string;
+  readonly kubeConfig: KubeConfig;
+  /** Lists the collection (one namespace or all). */
+  readonly list: () => Promise<ListResult>;
+  /** The collection's watch path, e.g. /apis/apiproxy.io/v1alpha1/namespaces/ns/modelroutes. */
+  readonly watchPath: string;
+  readonly query?: Record<string, string>;
+  /** A watch silent this long (no event, no bookmark) is restarted. */
+  readonly silenceTimeoutMs: number;
+  readonly onChange: () => void;
+  readonly logger: Logger;
+  readonly minBackoffMs?: number;
+  readonly maxBackoffMs?: number;
+}
+
+class WatchGoneError extends Error {
+  readonly code = 'WATCH_GONE';
+}
+
+/**
+ * A list+watch cache for one collection that never gives up: it re-lists on
+ * 410 Gone, reconnects with backoff after any other error (the client's own
+ * informer stops there), and restarts watches that go silent. While the API
+ * server is away the last listed state stays in place.
+ */
+export class ResourceWatch {
+  readonly #options: ResourceWatchOptions;
+  readonly #items = new Map<string, KubeObject>();
+  #synced = false;
+  #stopped = false;
+  #abort: AbortController | null = null;
+  #loop: Promise<void> | null = null;
+  #firstSync: { promise: Promise<void>; resolve: () => void };
+
+  constructor(options: ResourceWatchOptions) {
+    this.#options = options;
+    let resolve!: () => void;
+    const promise = new Promise<void>((r) => (resolve = r));
+    this.#firstSync = { promise, resolve };
+  }
+
+  get synced(): boolean {
+    return this.#synced;
+  }
+
+  get items(): IterableIterator<KubeObject> {
+    return this.#items.values();
+  }
+
+  /** Resolves after the first successful list. */
+  get firstSync(): Promise<void> {
+    return this.#firstSync.promise;
+  }
+
+  start(): void {
+    this.#loop ??= this.#run();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#abort?.abort();
+    await this.#loop;
+  }
+
+  async #run(): Promise<void> {
+    const { logger, name } = this.#options;
+    const minBackoff = this.#options.minBackoffMs ?? 200;
+    const maxBackoff = this.#options.maxBackoffMs ?? 10_000;
+    let backoff = minBackoff;
+    while (!this.#stopped) {
+      try {
+        let resourceVersion = await this.#list();
+        backoff = minBackoff;
+        while (!this.#stopped) resourceVersion = await this.#watch(resourceVersion);
+      } catch (error) {
+        if (this.#stopped) break;
+        if (error instanceof WatchGoneError) {
+          logger.info({ watch: name }, 'watch expired (410 Gone); listing again');
+          continue;
+        }
+        logger.warn({ watch: name, err: { message: (error as Error).message }, retry_ms: backoff }, 'watch failed; keeping the last state and retrying');
+        await delay(backoff);
+        backoff = Math.min(backoff * 2, maxBackoff);
+      }
+    }
+  }
+
+  async #list(): Promise<string> {
+    const result = await this.#options.list();
+    this.#items.clear();
+    for (const item of result.items) this.#items.set(keyOf(item), item);
+    const first = !this.#synced;
+    this.#synced = true;
+    this.#options.onChange();
+    if (first) this.#firstSync.resolve();
+    return result.resourceVersion;
+  }
+
+  /** Watches from `resourceVersion` until the server ends the watch; returns the last version seen. */
+  #watch(resourceVersion: string): Promise<string> {
+    const { kubeConfig, watchPath, query, silenceTimeoutMs, onChange } = this.#options;
+    return new Promise<string>((resolve, reject) => {
+      let version = resourceVersion;
+      let settled = false;
+      let silence: NodeJS.Timeout | null = null;
+      const finish = (error: Error | null): void => {
+        if (settled) return;
+        settled = true;
+        if (silence !== null) clearTimeout(silence);
+        this.#abort?.abort();
+        this.#abort = null;
+        if (error === null) resolve(version);
+        else reject(error);
+      };
+      const armWatchdog = (): void => {
+        if (silence !== null) clearTimeout(silence);
+        silence = setTimeout(() => finish(new Error(`watch silent for ${silenceTimeoutMs} ms`)), silenceTimeoutMs);
+        silence.unref();
+      };
+      armWatchdog();
+      new Watch(kubeConfig)
+        .watch(
+          watchPath,
+          {
+            ...query,
+            resourceVersion: version,
+            allowWatchBookmarks: true,
+            // The server ends the watch before the watchdog would, so a healthy quiet watch restarts cleanly.
+            timeoutSeconds: Math.max(1, Math.floor((silenceTimeoutMs * 0.8) / 1000)),
+          },
+          (phase: string, object: KubeObject) => {
+            armWatchdog();
+            if (phase === 'ERROR') {
+              const status = object as { code?: number; message?: string };
+              finish(status.code === 410 ? new WatchGoneError('gone') : new Error(`watch error ${status.code}: ${status.message}`));
+              return;
+            }
+            const objectVersion = object.metadata?.resourceVersion;
+            if (objectVersion !== undefined) version = objectVersion;
+            if (phase === 'BOOKMARK') return;
+            if (phase === 'DELETED') this.#items.delete(keyOf(object));
+            else this.#items.set(keyOf(object), object);
+            onChange();
+          },
+          (error: unknown) => {
+            if (error === null || error === undefined) return finish(null);
+            const code = (error as { statusCode?: number; code?: number }).statusCode ?? (error as { code?: number }).code;
+            finish(code === 410 ? new WatchGoneError('gone') : (error as Error));
+          },
+        )
+        .then(
+          (abort) => {
+            if (settled || this.#stopped) abort.abort();
+            else this.#abort = abort;
+          },
+          (error: unknown) => finish(error as Error),
+        );
+    });
+  }
+}
+
+function keyOf(object: KubeObject): string {
+  return `${object.metadata?.namespace ?? ''}/${object.metadata?.name ?? ''}`;
+}

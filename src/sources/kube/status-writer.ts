@@ -1,0 +1,85 @@
+import type { CustomObjectsApi } from '@kubernetes/client-node';
+import type { RouteStatus } from '../../config/model.js';
+import type { Logger } from '../../observability/logger.js';
+import type { KubeObject } from './resource-watch.js';
+
+interface Condition {
+  type: string;
+  status: string;
+  reason: string;
+  message: string;
+  observedGeneration: number;
+  lastTransitionTime: string;
+}
+
+export const GROUP = 'apiproxy.io';
+export const VERSION = 'v1alpha1';
+export const PLURAL = 'modelroutes';
+
+/**
+ * Writes each ModelRoute's `Accepted` condition, only when it differs from
+ * what the object already says (replicas compute the same verdict, so they
+ * converge instead of fighting).
+ */
+export class StatusWriter {
+  readonly #api: CustomObjectsApi;
+  readonly #logger: Logger;
+  readonly #inFlight = new Map<string, string>();
+
+  constructor(api: CustomObjectsApi, logger: Logger) {
+    this.#api = api;
+    this.#logger = logger;
+  }
+
+  reconcile(statuses: readonly RouteStatus[], objects: ReadonlyMap<string, KubeObject>): void {
+    for (const status of statuses) {
+      const key = `${status.namespace}/${status.name}`;
+      const object = objects.get(key);
+      if (object === undefined) continue;
+      const wanted = signature(status.generation, status.accepted ? 'True' : 'False', status.reason, status.message);
+      const current = currentCondition(object);
+      const observed = (object['status'] as { observedGeneration?: number } | undefined)?.observedGeneration;
+      if (current !== null && observed === status.generation && signature(current.observedGeneration, current.status, current.reason, current.message) === wanted) {
+        continue;
+      }
+      if (this.#inFlight.get(key) === wanted) continue;
+      this.#inFlight.set(key, wanted);
+      void this.#patch(status, current).finally(() => {
+        if (this.#inFlight.get(key) === wanted) this.#inFlight.delete(key);
+      });
+    }
+  }
+
+  async #patch(status: RouteStatus, current: Condition | null): Promise<void> {
+    const value = status.accepted ? 'True' : 'False';
+    const condition: Condition = {
+      type: 'Accepted',
+      status: value,
+      reason: status.reason,
+      message: status.message,
+      observedGeneration: status.generation,
+      lastTransitionTime: current !== null && current.status === value ? current.lastTransitionTime : new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+    };
+    try {
+      await this.#api.patchNamespacedCustomObjectStatus({
+        group: GROUP,
+        version: VERSION,
+        namespace: status.namespace,
+        plural: PLURAL,
+        name: status.name,
+        body: [{ op: 'add', path: '/status', value: { observedGeneration: status.generation, conditions: [condition] } }],
+      });
+    } catch (error) {
+      this.#logger.warn({ route: `${status.namespace}/${status.name}`, err: { message: (error as Error).message } }, 'could not write ModelRoute status');
+    }
+  }
+}
+
+function currentCondition(object: KubeObject): Condition | null {
+  const conditions = (object['status'] as { conditions?: Condition[] } | undefined)?.conditions;
+  return conditions?.find((c) => c.type === 'Accepted') ?? null;
+}
+
+function signature(generation: number, status: string, reason: string, message: string): string {
+  return `${generation}|${status}|${reason}|${message}`;
+}

@@ -1,0 +1,193 @@
+/**
+ * The gateway against a real kube-apiserver: ModelRoutes and key Secrets change
+ * its behaviour within a second, statuses are written, an API server restart
+ * fails no request, and the documented Role is all it needs.
+ */
+import { request } from 'undici';
+import { CLUSTER_START_TIMEOUT_MS, startCluster, type TestCluster } from './harness/cluster.js';
+import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
+import { baseConfig, CLIENT_KEY, startTestGateway, type TestGateway } from '../support/gateway-harness.js';
+import { kubeSource } from '../../src/sources/kube/kube-source.js';
+import { KubeConfig } from '@kubernetes/client-node';
+
+const NS = 'gw';
+let cluster: TestCluster;
+let upstream: FakeUpstream;
+let other: FakeUpstream;
+let gw: TestGateway;
+
+const auth = { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' };
+const routesPath = (ns = NS) => `/apis/apiproxy.io/v1alpha1/namespaces/${ns}/modelroutes`;
+
+function config() {
+  return baseConfig(upstream.url, {
+    upstreams: {
+      default: { url: `${upstream.url}/v1`, timeouts: { connect_ms: 1000, headers_ms: 2000, idle_ms: 2000 } },
+      other: { url: `${other.url}/v1` },
+    },
+    model_redirects: { 'file-alias': 'from-file' },
+    kubernetes: { enabled: true, namespaces: [NS], watch_timeout_seconds: 30 },
+  });
+}
+
+beforeAll(async () => {
+  cluster = await startCluster({ crds: true });
+  await cluster.ensureNamespace(NS);
+  upstream = await startFakeUpstream();
+  other = await startFakeUpstream();
+  gw = await startTestGateway(config(), { kubeSource: kubeSource(cluster.kubeConfig(), NS), namespace: NS });
+  await waitFor(async () => (await request(`${gw.url}/health/ready`)).statusCode === 200, 10_000);
+}, CLUSTER_START_TIMEOUT_MS);
+
+afterAll(async () => {
+  await gw?.stop();
+  await upstream?.close();
+  await other?.close();
+  await cluster?.stop();
+});
+
+async function send(model: string, key = CLIENT_KEY): Promise<string> {
+  const res = await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { ...auth, authorization: `Bearer ${key}` }, body: JSON.stringify({ model }) });
+  const body = (await res.body.json()) as { model?: string; error?: { code: string } };
+  return body.model ?? `error:${res.statusCode}:${body.error?.code}`;
+}
+
+async function waitFor(check: () => Promise<boolean>, timeoutMs = 1000): Promise<number> {
+  const started = Date.now();
+  for (;;) {
+    if (await check()) return Date.now() - started;
+    if (Date.now() - started > timeoutMs) throw new Error(`not within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+function modelRoute(name: string, model: string, targets: unknown[]) {
+  return { apiVersion: 'apiproxy.io/v1alpha1', kind: 'ModelRoute', metadata: { name, namespace: NS }, spec: { model, targets } };
+}
+
+async function accepted(name: string): Promise<{ status: string; reason: string; observedGeneration: number } | undefined> {
+  const res = await cluster.request('GET', `${routesPath()}/${name}`);
+  return res.json?.status?.conditions?.find((c: { type: string }) => c.type === 'Accepted');
+}
+
+test('create, update and delete of a ModelRoute change routing within 1 s, with status', async () => {
+  expect(await send('alias')).toBe('alias');
+  expect((await cluster.request('POST', routesPath(), modelRoute('alias', 'alias', [{ model: 'routed-1' }]))).status).toBe(201);
+  expect(await waitFor(async () => (await send('alias')) === 'routed-1')).toBeLessThan(1000);
+  await waitFor(async () => (await accepted('alias'))?.status === 'True', 2000);
+  expect(await accepted('alias')).toMatchObject({ reason: 'Accepted', observedGeneration: 1 });
+
+  const patched = await cluster.request('PATCH', `${routesPath()}/alias`, { spec: { targets: [{ model: 'routed-2', upstream: 'other' }] } }, { contentType: 'application/merge-patch+json' });
+  expect(patched.status).toBe(200);
+  expect(await waitFor(async () => (await send('alias')) === 'routed-2')).toBeLessThan(1000);
+  expect(other.requests.at(-1)!.url).toBe('/v1/chat/completions');
+  await waitFor(async () => (await accepted('alias'))?.observedGeneration === 2, 2000);
+
+  expect((await cluster.request('DELETE', `${routesPath()}/alias`)).status).toBe(200);
+  expect(await waitFor(async () => (await send('alias')) === 'alias')).toBeLessThan(1000);
+});
+
+test('Kubernetes routes win over file redirects; weighted targets split', async () => {
+  expect(await send('file-alias')).toBe('from-file');
+  await cluster.request('POST', routesPath(), modelRoute('file-alias', 'file-alias', [{ model: 'kube-a', weight: 1 }, { model: 'kube-b', weight: 1 }]));
+  await waitFor(async () => (await send('file-alias')) !== 'from-file');
+  const seen = new Set<string>();
+  for (let i = 0; i < 60; i++) seen.add(await send('file-alias'));
+  expect([...seen].sort()).toEqual(['kube-a', 'kube-b']);
+  await cluster.request('DELETE', `${routesPath()}/file-alias`);
+  await waitFor(async () => (await send('file-alias')) === 'from-file');
+});
+
+test('conflicting and unknown-upstream routes are reported, and the oldest wins', async () => {
+  await cluster.request('POST', routesPath(), modelRoute('first', 'contested', [{ model: 'winner' }]));
+  await waitFor(async () => (await accepted('first'))?.status === 'True', 2000);
+  await cluster.request('POST', routesPath(), modelRoute('second', 'contested', [{ model: 'loser' }]));
+  await waitFor(async () => (await accepted('second'))?.reason === 'Conflict', 2000);
+  expect(await send('contested')).toBe('winner');
+  await cluster.request('POST', routesPath(), modelRoute('ghost', 'ghostly', [{ model: 'x', upstream: 'nowhere' }]));
+  await waitFor(async () => (await accepted('ghost'))?.reason === 'UnknownUpstream', 2000);
+  expect(await send('ghostly')).toBe('ghostly');
+  // the winner goes: the loser takes over
+  await cluster.request('DELETE', `${routesPath()}/first`);
+  await waitFor(async () => (await send('contested')) === 'loser');
+  await waitFor(async () => (await accepted('second'))?.status === 'True', 2000);
+});
+
+test('client-key Secrets: create grants, entry removal and deletion revoke within 1 s', async () => {
+  const secret = (data: Record<string, string>) => ({
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: 'keys', namespace: NS, labels: { 'apiproxy.io/client-keys': 'true' } },
+    data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
+  });
+  expect(await send('m', 'sk-kube-1')).toBe('error:401:invalid_api_key');
+  expect((await cluster.request('POST', `/api/v1/namespaces/${NS}/secrets`, secret({ 'team-k': 'sk-kube-1', 'team-l': 'sk-kube-2' }))).status).toBe(201);
+  expect(await waitFor(async () => (await send('m', 'sk-kube-1')) === 'm')).toBeLessThan(1000);
+  expect(await send('m', 'sk-kube-2')).toBe('m');
+  await cluster.request('PUT', `/api/v1/namespaces/${NS}/secrets/keys`, secret({ 'team-l': 'sk-kube-2' }));
+  expect(await waitFor(async () => (await send('m', 'sk-kube-1')) === 'error:401:invalid_api_key')).toBeLessThan(1000);
+  expect(await send('m', 'sk-kube-2')).toBe('m');
+  await cluster.request('DELETE', `/api/v1/namespaces/${NS}/secrets/keys`);
+  expect(await waitFor(async () => (await send('m', 'sk-kube-2')) === 'error:401:invalid_api_key')).toBeLessThan(1000);
+  // a Secret without the label is ignored
+  await cluster.request('POST', `/api/v1/namespaces/${NS}/secrets`, { ...secret({ x: 'sk-unlabelled' }), metadata: { name: 'plain', namespace: NS } });
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  expect(await send('m', 'sk-unlabelled')).toBe('error:401:invalid_api_key');
+});
+
+test('API server restart while requests flow: no failed request, later changes picked up', async () => {
+  await cluster.request('POST', routesPath(), modelRoute('steady', 'steady', [{ model: 'steady-target' }]));
+  await waitFor(async () => (await send('steady')) === 'steady-target');
+  let failures = 0;
+  let sent = 0;
+  let flowing = true;
+  const flow = (async () => {
+    while (flowing) {
+      sent++;
+      if ((await send('steady')) !== 'steady-target') failures++;
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  })();
+  await cluster.stopApiServer();
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  expect((await request(`${gw.url}/health`)).statusCode).toBe(200);
+  await cluster.startApiServer();
+  await cluster.request('PATCH', `${routesPath()}/steady`, { spec: { targets: [{ model: 'after-restart' }] } }, { contentType: 'application/merge-patch+json' });
+  flowing = false;
+  await flow;
+  expect(sent).toBeGreaterThan(50);
+  expect(failures).toBe(0);
+  await waitFor(async () => (await send('steady')) === 'after-restart', 15_000);
+}, 60_000);
+
+test('a Role with only the documented permissions is enough', async () => {
+  await cluster.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/roles`, {
+    metadata: { name: 'api-proxy' },
+    rules: [
+      { apiGroups: ['apiproxy.io'], resources: ['modelroutes'], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: ['apiproxy.io'], resources: ['modelroutes/status'], verbs: ['patch', 'update'] },
+      { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch'] },
+    ],
+  });
+  await cluster.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/rolebindings`, {
+    metadata: { name: 'api-proxy' },
+    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'api-proxy' },
+    subjects: [{ kind: 'ServiceAccount', name: 'api-proxy', namespace: NS }],
+  });
+  const token = await cluster.serviceAccountToken(NS, 'api-proxy');
+  const kc = new KubeConfig();
+  kc.loadFromFile(cluster.writeKubeconfig(token, NS));
+  const limited = await startTestGateway(config(), { kubeSource: kubeSource(kc, NS), namespace: NS });
+  try {
+    await waitFor(async () => (await request(`${limited.url}/health/ready`)).statusCode === 200, 10_000);
+    await cluster.request('POST', routesPath(), modelRoute('rbac', 'rbac-model', [{ model: 'rbac-target' }]));
+    await waitFor(async () => {
+      const res = await request(`${limited.url}/v1/chat/completions`, { method: 'POST', headers: auth, body: '{"model":"rbac-model"}' });
+      return ((await res.body.json()) as { model?: string }).model === 'rbac-target';
+    });
+    await waitFor(async () => (await accepted('rbac'))?.status === 'True', 3000);
+    expect(limited.logs.lines.join('\n')).not.toMatch(/forbidden/i);
+  } finally {
+    await limited.stop();
+  }
+});
