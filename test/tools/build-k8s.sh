@@ -14,13 +14,18 @@ set -euo pipefail
 
 K8S_VERSION="v1.37.2"    # k8s.io/kubernetes; staging modules are v0.37.2
 ETCD_VERSION="v3.7.3"    # go.etcd.io/etcd/server/v3
+# Bump when the build recipe changes (flags, patches): cached binaries with
+# another revision are rebuilt.
+BUILD_REV="2"
 
 TOOLS_DIR="${API_PROXY_TOOLS_DIR:-$HOME/.cache/api-proxy-tools}"
 OUT_DIR="$TOOLS_DIR/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"
 
 log() { printf '[build-k8s %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-have_all() { [[ -x "$OUT_DIR/kube-apiserver" && -x "$OUT_DIR/etcd" ]]; }
+have_all() {
+  [[ -x "$OUT_DIR/kube-apiserver" && -x "$OUT_DIR/etcd" && "$(cat "$OUT_DIR/.build-rev" 2>/dev/null)" == "$BUILD_REV" ]]
+}
 
 if have_all; then
   echo "$OUT_DIR"
@@ -41,6 +46,10 @@ if have_all; then
   exit 0
 fi
 
+# Binaries from an older recipe are rebuilt and replaced atomically (mv
+# within $OUT_DIR), so a test still running the old ones is not disturbed.
+fresh() { [[ -x "$OUT_DIR/$1" && "$(cat "$OUT_DIR/.build-rev" 2>/dev/null)" == "$BUILD_REV" ]]; }
+
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/api-proxy-build-k8s.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 
@@ -52,7 +61,7 @@ LDFLAGS="-s -w"
 START=$SECONDS
 
 build_etcd() {
-  if [[ -x "$OUT_DIR/etcd" ]]; then log "etcd already built"; return; fi
+  if fresh etcd; then log "etcd already built"; return; fi
   local d="$WORK/etcd"
   mkdir -p "$d"
   cat >"$d/main.go" <<'EOF'
@@ -76,13 +85,13 @@ EOF
   log "etcd $ETCD_VERSION: resolving modules"
   (cd "$d" && go mod tidy >&2)
   log "etcd $ETCD_VERSION: compiling"
-  (cd "$d" && go build -trimpath -ldflags "$LDFLAGS" -o "$d/etcd.bin" . >&2)
-  mv -f "$d/etcd.bin" "$OUT_DIR/etcd"
+  (cd "$d" && go build -trimpath -ldflags "$LDFLAGS" -o "$OUT_DIR/.etcd.partial" . >&2)
+  mv -f "$OUT_DIR/.etcd.partial" "$OUT_DIR/etcd"
   log "etcd built in $((SECONDS - START))s -> $OUT_DIR/etcd"
 }
 
 build_kube_apiserver() {
-  if [[ -x "$OUT_DIR/kube-apiserver" ]]; then log "kube-apiserver already built"; return; fi
+  if fresh kube-apiserver; then log "kube-apiserver already built"; return; fi
   local d="$WORK/kas"
   local minor="v0.${K8S_VERSION#v1.}"   # v1.37.2 -> v0.37.2
   mkdir -p "$d"
@@ -111,16 +120,24 @@ build_kube_apiserver() {
   log "kube-apiserver: $(echo "$staging" | wc -l) staging modules replaced with $minor"
   log "kube-apiserver $K8S_VERSION: resolving modules (go get)"
   (cd "$d" && go get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" >&2)
+  # Stamp the version as the release build does, so /version reports
+  # v1.37.2 instead of v0.0.0-master (clients such as helm check it).
+  local major="${K8S_VERSION#v}"; major="${major%%.*}"
+  local minor_num="${K8S_VERSION#v*.}"; minor_num="${minor_num%%.*}"
+  local vpkg="k8s.io/component-base/version"
+  local kas_ldflags="$LDFLAGS -X $vpkg.gitVersion=$K8S_VERSION -X $vpkg.gitMajor=$major -X $vpkg.gitMinor=$minor_num"
+  kas_ldflags+=" -X $vpkg.gitTreeState=clean -X $vpkg.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   log "kube-apiserver $K8S_VERSION: compiling (several minutes on 2 cores)"
-  (cd "$d" && go build -trimpath -ldflags "$LDFLAGS" -o "$d/kube-apiserver.bin" \
+  (cd "$d" && go build -trimpath -ldflags "$kas_ldflags" -o "$OUT_DIR/.kube-apiserver.partial" \
     k8s.io/kubernetes/cmd/kube-apiserver >&2)
-  mv -f "$d/kube-apiserver.bin" "$OUT_DIR/kube-apiserver"
+  mv -f "$OUT_DIR/.kube-apiserver.partial" "$OUT_DIR/kube-apiserver"
   log "kube-apiserver built in $((SECONDS - START))s -> $OUT_DIR/kube-apiserver"
 }
 
 log "building into $OUT_DIR with $(go version)"
 build_etcd
 build_kube_apiserver
+echo "$BUILD_REV" >"$OUT_DIR/.build-rev"
 have_all || { log "build finished but binaries are missing"; exit 1; }
 log "done in $((SECONDS - START))s"
 echo "$OUT_DIR"
