@@ -191,3 +191,48 @@ test('a Role with only the documented permissions is enough', async () => {
     await limited.stop();
   }
 });
+
+test('an upstream key held in a watched Secret is used and rotated live', async () => {
+  const secret = (value: string) => ({
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: 'upstream-key', namespace: NS },
+    data: { 'api-key': Buffer.from(value).toString('base64') },
+  });
+  await cluster.request('POST', `/api/v1/namespaces/${NS}/secrets`, secret('sk-upstream-from-secret-1'));
+  const withSecret = baseConfig(upstream.url, {
+    upstreams: { default: { url: `${upstream.url}/v1`, api_key_secret: { name: 'upstream-key', key: 'api-key' } } },
+    kubernetes: { enabled: true, namespaces: [NS] },
+  });
+  const keyed = await startTestGateway(withSecret, { kubeSource: kubeSource(cluster.kubeConfig(), NS), namespace: NS });
+  const sentKey = async () => {
+    await request(`${keyed.url}/v1/chat/completions`, { method: 'POST', headers: auth, body: '{"model":"m"}' }).then((r) => r.body.text());
+    return upstream.requests.at(-1)!.headers.authorization;
+  };
+  try {
+    await waitFor(async () => (await request(`${keyed.url}/health/ready`)).statusCode === 200, 10_000);
+    expect(await sentKey()).toBe('Bearer sk-upstream-from-secret-1');
+    await cluster.request('PUT', `/api/v1/namespaces/${NS}/secrets/upstream-key`, secret('sk-upstream-from-secret-2'));
+    expect(await waitFor(async () => (await sentKey()) === 'Bearer sk-upstream-from-secret-2')).toBeLessThan(1000);
+  } finally {
+    await keyed.stop();
+  }
+});
+
+test('namespaces: ["*"] watches every namespace', async () => {
+  await cluster.ensureNamespace('elsewhere');
+  const everywhere = await startTestGateway(
+    baseConfig(upstream.url, { kubernetes: { enabled: true, namespaces: ['*'] } }),
+    { kubeSource: kubeSource(cluster.kubeConfig(), NS), namespace: NS },
+  );
+  try {
+    await waitFor(async () => (await request(`${everywhere.url}/health/ready`)).statusCode === 200, 10_000);
+    await cluster.request('POST', routesPath('elsewhere'), { ...modelRoute('far', 'far-model', [{ model: 'far-target' }]), metadata: { name: 'far', namespace: 'elsewhere' } });
+    await waitFor(async () => {
+      const res = await request(`${everywhere.url}/v1/chat/completions`, { method: 'POST', headers: auth, body: '{"model":"far-model"}' });
+      return ((await res.body.json()) as { model?: string }).model === 'far-target';
+    });
+  } finally {
+    await everywhere.stop();
+  }
+});
