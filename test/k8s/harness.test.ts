@@ -5,8 +5,11 @@
  * port with data kept in etcd, and cleanup.
  */
 import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { CoreV1Api, KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/client-node';
-import { CLUSTER_START_TIMEOUT_MS, startCluster } from './harness/cluster.js';
+import { CLUSTER_START_TIMEOUT_MS, k8sBinDir, startCluster } from './harness/cluster.js';
 import type { TestCluster } from './harness/cluster.js';
 
 let cluster: TestCluster;
@@ -115,6 +118,42 @@ test('stop() removes the directory and frees the port', async () => {
   await other.stop();
   expect(fs.existsSync(other.dir)).toBe(false);
   const port = Number(new URL(other.server).port);
-  await expect(fetch(`https://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(2000) })).rejects.toThrow();
+  const connect = new Promise<void>((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1', () => {
+      sock.destroy();
+      resolve();
+    });
+    sock.on('error', reject);
+  });
+  await expect(connect).rejects.toMatchObject({ code: 'ECONNREFUSED' });
   await other.stop(); // idempotent
 }, 120_000);
+
+describe('startCluster fails loudly (tests must fail, never skip)', () => {
+  let tmp: string;
+  beforeEach(() => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'api-proxy-harness-test-'));
+  });
+  afterEach(() => {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  test('missing binaries', async () => {
+    await expect(startCluster({ binDir: tmp })).rejects.toThrow(/etcd failed to start: spawn .*ENOENT/);
+  });
+
+  test('an API server that dies: the error carries its log, and etcd is stopped', async () => {
+    const real = await k8sBinDir();
+    fs.symlinkSync(path.join(real, 'etcd'), path.join(tmp, 'etcd'));
+    fs.writeFileSync(path.join(tmp, 'kube-apiserver'), '#!/bin/sh\necho "boom: unknown flag" >&2\nexit 3\n', { mode: 0o755 });
+    const err = await startCluster({ binDir: tmp }).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(err?.message).toMatch(/kube-apiserver exited with code 3[\s\S]*boom: unknown flag/);
+    // Its temp dir (named in the message) is gone, so etcd was stopped first.
+    const dir = /kube-apiserver log \((.*)\/kube-apiserver\.log\)/.exec(err?.message ?? '')?.[1];
+    expect(dir).toMatch(/api-proxy-k8s-/);
+    expect(fs.existsSync(dir!)).toBe(false);
+  }, 60_000);
+});

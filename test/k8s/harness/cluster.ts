@@ -220,7 +220,8 @@ export function k8sBinDir(): Promise<string> {
     execFile(
       'bash',
       [BUILD_SCRIPT],
-      { cwd: REPO_ROOT, maxBuffer: 64 * 1024 * 1024, timeout: CLUSTER_START_TIMEOUT_MS },
+      // env: explicit, so that changes a test makes to process.env (jest's copy) apply.
+      { cwd: REPO_ROOT, env: process.env, maxBuffer: 64 * 1024 * 1024, timeout: CLUSTER_START_TIMEOUT_MS },
       (err, stdout, stderr) => {
         if (err) {
           reject(new Error(`${BUILD_SCRIPT} failed: ${err.message}\n${stderr.slice(-4000)}`));
@@ -295,8 +296,15 @@ function httpsRequest(
 
 // ---------------------------------------------------------------- cluster
 
-export async function startCluster(opts: { crds?: boolean } = {}): Promise<TestCluster> {
-  const binDir = await k8sBinDir();
+export interface StartClusterOptions {
+  /** Apply every crds/*.yaml and wait until Established (default false). */
+  crds?: boolean;
+  /** Take kube-apiserver and etcd from this directory instead of running test/tools/build-k8s.sh. */
+  binDir?: string;
+}
+
+export async function startCluster(opts: StartClusterOptions = {}): Promise<TestCluster> {
+  const binDir = opts.binDir ?? (await k8sBinDir());
   const apiServerBin = path.join(binDir, 'kube-apiserver');
   const etcdBin = path.join(binDir, 'etcd');
 
