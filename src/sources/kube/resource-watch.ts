@@ -53,6 +53,10 @@ export class ResourceWatch {
   #synced = false;
   #stopped = false;
   #abort: AbortController | null = null;
+  /** Ends the running watch at once (also while its request is still connecting). */
+  #endWatch: (() => void) | null = null;
+  /** Aborts the backoff wait when stop() is called. */
+  readonly #stopSignal = new AbortController();
   #loop: Promise<void> | null = null;
   #firstSync: { promise: Promise<void>; resolve: () => void };
 
@@ -82,7 +86,9 @@ export class ResourceWatch {
 
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#stopSignal.abort();
     this.#abort?.abort();
+    this.#endWatch?.();
     await this.#loop;
   }
 
@@ -94,8 +100,11 @@ export class ResourceWatch {
     while (!this.#stopped) {
       try {
         let resourceVersion = await this.#list();
-        backoff = minBackoff;
-        while (!this.#stopped) resourceVersion = await this.#watch(resourceVersion);
+        // The backoff resets only once a watch made progress: a list that works
+        // followed by a watch that fails at once must not retry in a tight loop.
+        while (!this.#stopped) {
+          resourceVersion = await this.#watch(resourceVersion, () => (backoff = minBackoff));
+        }
       } catch (error) {
         if (this.#stopped) break;
         if (error instanceof WatchGoneError) {
@@ -103,7 +112,8 @@ export class ResourceWatch {
           continue;
         }
         logger.warn({ watch: name, err: { message: (error as Error).message }, retry_ms: backoff }, 'watch failed; keeping the last state and retrying');
-        await delay(backoff);
+        // Abortable, so stop() neither waits out the backoff nor leaves its timer behind.
+        await delay(backoff, undefined, { signal: this.#stopSignal.signal }).catch(() => undefined);
         backoff = Math.min(backoff * 2, maxBackoff);
       }
     }
@@ -121,7 +131,7 @@ export class ResourceWatch {
   }
 
   /** Watches from `resourceVersion` until the server ends the watch; returns the last version seen. */
-  #watch(resourceVersion: string): Promise<string> {
+  #watch(resourceVersion: string, onProgress: () => void): Promise<string> {
     const { kubeConfig, watchPath, query, silenceTimeoutMs, onChange } = this.#options;
     return new Promise<string>((resolve, reject) => {
       let version = resourceVersion;
@@ -133,6 +143,7 @@ export class ResourceWatch {
         if (silence !== null) clearTimeout(silence);
         this.#abort?.abort();
         this.#abort = null;
+        this.#endWatch = null;
         if (error === null) resolve(version);
         else reject(error);
       };
@@ -142,6 +153,7 @@ export class ResourceWatch {
         silence.unref();
       };
       armWatchdog();
+      this.#endWatch = () => finish(null);
       new Watch(kubeConfig)
         .watch(
           watchPath,
@@ -153,6 +165,8 @@ export class ResourceWatch {
             timeoutSeconds: Math.max(1, Math.floor((silenceTimeoutMs * 0.8) / 1000)),
           },
           (phase: string, object: KubeObject) => {
+            // Lines already buffered when the watch ended must not touch the cache.
+            if (settled) return;
             armWatchdog();
             if (phase === 'ERROR') {
               const status = object as { code?: number; message?: string };
@@ -161,13 +175,17 @@ export class ResourceWatch {
             }
             const objectVersion = object.metadata?.resourceVersion;
             if (objectVersion !== undefined) version = objectVersion;
+            onProgress();
             if (phase === 'BOOKMARK') return;
             if (phase === 'DELETED') this.#items.delete(keyOf(object));
             else this.#items.set(keyOf(object), object);
             onChange();
           },
           (error: unknown) => {
-            if (error === null || error === undefined) return finish(null);
+            if (error === null || error === undefined) {
+              onProgress();
+              return finish(null);
+            }
             const code = (error as { statusCode?: number; code?: number }).statusCode ?? (error as { code?: number }).code;
             finish(code === 410 ? new WatchGoneError('gone') : (error as Error));
           },

@@ -1,0 +1,366 @@
+/**
+ * ResourceWatch against a small fake API server (plain node:http on 127.0.0.1)
+ * whose list and watch answers each test scripts: 410 Gone, failing and reset
+ * watches, a stalled (silent) watch, ADDED/MODIFIED/DELETED/BOOKMARK events,
+ * and stop() at every stage.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { KubeConfig } from '@kubernetes/client-node';
+import { request } from 'undici';
+import { ResourceWatch, type KubeObject } from '../../src/sources/kube/resource-watch.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { LogCapture } from '../support/gateway-harness.js';
+
+const PATH = '/api/v1/namespaces/ns/things';
+
+interface WatchRequest {
+  at: number;
+  query: URLSearchParams;
+  req: IncomingMessage;
+  res: ServerResponse;
+  closed: boolean;
+}
+
+/** What the server does with one list or watch request; `undefined` means the default. */
+type Handler = (req: IncomingMessage, res: ServerResponse, query: URLSearchParams) => void;
+
+class FakeApiServer {
+  readonly server: Server;
+  readonly sockets = new Set<Socket>();
+  readonly objects = new Map<string, KubeObject>();
+  readonly watches: WatchRequest[] = [];
+  readonly lists: number[] = [];
+  /** Scripted answers, taken in order; when empty the defaults apply. */
+  readonly listScript: Handler[] = [];
+  readonly watchScript: Handler[] = [];
+  rv = 1;
+  url = '';
+
+  constructor() {
+    this.server = createServer((req, res) => {
+      const url = new URL(req.url ?? '/', 'http://x');
+      if (url.pathname !== PATH) {
+        res.writeHead(404).end();
+        return;
+      }
+      const query = url.searchParams;
+      if (query.get('watch') === 'true') {
+        const entry: WatchRequest = { at: Date.now(), query, req, res, closed: false };
+        this.watches.push(entry);
+        res.on('close', () => (entry.closed = true));
+        // Whatever the client asks for (timeoutSeconds included) is ignored: the fake decides when a watch ends.
+        (this.watchScript.shift() ?? openWatch)(req, res, query);
+      } else {
+        this.lists.push(Date.now());
+        (this.listScript.shift() ?? ((_req, r) => this.listOk(r)))(req, res, query);
+      }
+    });
+    this.server.on('connection', (socket: Socket) => {
+      this.sockets.add(socket);
+      socket.on('close', () => this.sockets.delete(socket));
+    });
+  }
+
+  async start(): Promise<void> {
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  listOk(res: ServerResponse): void {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ kind: 'ThingList', metadata: { resourceVersion: String(this.rv) }, items: [...this.objects.values()] }));
+  }
+
+  /** Stores an object under a new resourceVersion and returns it. */
+  put(name: string, data: Record<string, unknown> = {}): KubeObject {
+    const object: KubeObject = { metadata: { name, namespace: 'ns', resourceVersion: String(++this.rv) }, ...data };
+    this.objects.set(name, object);
+    return object;
+  }
+
+  /** Sends one watch event on the latest open watch. */
+  send(type: string, object: unknown): void {
+    const open = this.openWatch();
+    if (open === undefined) throw new Error('no open watch');
+    open.res.write(`${JSON.stringify({ type, object })}\n`);
+  }
+
+  openWatch(): WatchRequest | undefined {
+    return this.watches.findLast((w) => !w.closed);
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.sockets) socket.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+/** Accepts the watch, sends headers, then keeps it open until the test writes events or it is closed. */
+const openWatch: Handler = (_req, res) => {
+  res.writeHead(200, { 'content-type': 'application/json' });
+  res.flushHeaders();
+};
+const status = (code: number): Handler => (_req, res) => {
+  res.writeHead(code, { 'content-type': 'application/json' });
+  res.end(JSON.stringify({ kind: 'Status', code, message: `fake ${code}` }));
+};
+const reset: Handler = (req) => req.socket.destroy();
+/** Never answers (not even headers): a connect that hangs. */
+const hang: Handler = () => undefined;
+
+function kubeConfigFor(url: string): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: 'fake', server: url, skipTLSVerify: true }],
+    users: [{ name: 'anonymous' }],
+    contexts: [{ name: 'fake', cluster: 'fake', user: 'anonymous' }],
+    currentContext: 'fake',
+  });
+  return kc;
+}
+
+interface Harness {
+  watch: ResourceWatch;
+  /** Item count seen by every onChange call. */
+  changes: number[];
+  logs: LogCapture;
+  names(): string[];
+}
+
+let api: FakeApiServer;
+const running: ResourceWatch[] = [];
+
+beforeEach(async () => {
+  api = new FakeApiServer();
+  await api.start();
+});
+
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((w) => w.stop()));
+  await api.close();
+});
+
+function startWatch(options: { silenceTimeoutMs?: number; minBackoffMs?: number; maxBackoffMs?: number } = {}): Harness {
+  const changes: number[] = [];
+  const logs = new LogCapture();
+  const watch: ResourceWatch = new ResourceWatch({
+    name: 'things',
+    kubeConfig: kubeConfigFor(api.url),
+    list: async () => {
+      const res = await request(`${api.url}${PATH}`);
+      if (res.statusCode !== 200) {
+        await res.body.dump();
+        throw new Error(`list failed: ${res.statusCode}`);
+      }
+      const body = (await res.body.json()) as { items: KubeObject[]; metadata: { resourceVersion: string } };
+      return { items: body.items, resourceVersion: body.metadata.resourceVersion };
+    },
+    watchPath: PATH,
+    silenceTimeoutMs: options.silenceTimeoutMs ?? 30_000,
+    minBackoffMs: options.minBackoffMs ?? 20,
+    maxBackoffMs: options.maxBackoffMs ?? 1000,
+    onChange: () => changes.push([...watch.items].length),
+    logger: createLogger('debug', logs),
+  });
+  running.push(watch);
+  watch.start();
+  return { watch, changes, logs, names: () => [...watch.items].map((i) => i.metadata?.name ?? '').sort() };
+}
+
+async function waitFor(check: () => boolean, timeoutMs = 3000, what = 'condition'): Promise<void> {
+  const started = Date.now();
+  while (!check()) {
+    if (Date.now() - started > timeoutMs) throw new Error(`${what} not met within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+test('ADDED, MODIFIED, DELETED and BOOKMARK events update items; the next watch resumes from the last version', async () => {
+  api.put('a', { v: 1 });
+  const h = startWatch();
+  await h.watch.firstSync;
+  expect(h.names()).toEqual(['a']);
+  await waitFor(() => api.openWatch() !== undefined);
+  expect(api.watches[0]!.query.get('resourceVersion')).toBe('2');
+  expect(api.watches[0]!.query.get('allowWatchBookmarks')).toBe('true');
+
+  api.send('ADDED', api.put('b', { v: 1 }));
+  await waitFor(() => h.names().join() === 'a,b');
+  api.send('MODIFIED', api.put('a', { v: 2 }));
+  await waitFor(() => [...h.watch.items].find((i) => i.metadata?.name === 'a')?.['v'] === 2);
+  const deleted = api.objects.get('b')!;
+  api.objects.delete('b');
+  api.send('DELETED', { ...deleted, metadata: { ...deleted.metadata, resourceVersion: String(++api.rv) } });
+  await waitFor(() => h.names().join() === 'a');
+  const changesBeforeBookmark = h.changes.length;
+  api.send('BOOKMARK', { metadata: { resourceVersion: '42' } });
+  // lines that are not JSON are skipped
+  api.openWatch()!.res.write('not json\n');
+
+  // the server ends the watch cleanly: the next one starts from the bookmark, without a new list
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  api.openWatch()!.res.end();
+  await waitFor(() => api.watches.length === 2);
+  expect(api.watches[1]!.query.get('resourceVersion')).toBe('42');
+  expect(api.lists).toHaveLength(1);
+  expect(h.changes.length).toBe(changesBeforeBookmark);
+  expect(h.changes).toEqual([1, 2, 2, 1]);
+  expect(h.names()).toEqual(['a']);
+});
+
+test('a watch ERROR event with code 410 makes it list again at once, and watch from the new list', async () => {
+  api.put('a');
+  const h = startWatch({ minBackoffMs: 5_000 });
+  await h.watch.firstSync;
+  await waitFor(() => api.openWatch() !== undefined);
+  // meanwhile (events the watch missed): a is gone, c came
+  api.objects.delete('a');
+  api.put('c');
+  const listedAt = Date.now();
+  api.send('ERROR', { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'Expired', code: 410, message: 'too old resource version: 2 (40)' });
+  await waitFor(() => api.lists.length === 2 && api.watches.length === 2);
+  // no backoff on 410 (minBackoffMs is 5 s)
+  expect(Date.now() - listedAt).toBeLessThan(2000);
+  expect(api.watches[1]!.query.get('resourceVersion')).toBe(String(api.rv));
+  expect(api.watches[0]!.closed).toBe(true);
+  expect(h.names()).toEqual(['c']);
+  expect(h.logs.lines.join('\n')).toMatch(/410 Gone/);
+});
+
+test('a watch answered 410 as an HTTP status also lists again', async () => {
+  api.put('a');
+  api.watchScript.push(status(410));
+  const h = startWatch({ minBackoffMs: 5_000 });
+  await h.watch.firstSync;
+  await waitFor(() => api.lists.length === 2 && api.watches.length === 2);
+  expect(h.names()).toEqual(['a']);
+});
+
+test('failing watches (500, connection reset) are retried with growing backoff; the cache is kept meanwhile', async () => {
+  api.put('a');
+  api.put('b');
+  // the list keeps working but every watch fails: 500, reset, 500, reset, 500, then a good one
+  api.watchScript.push(status(500), reset, status(500), reset, status(500));
+  const h = startWatch({ minBackoffMs: 40, maxBackoffMs: 10_000 });
+  await h.watch.firstSync;
+  await waitFor(() => api.watches.length === 6 && api.openWatch() !== undefined, 5000, 'six watches');
+  const gaps = api.watches.slice(1).map((w, i) => w.at - api.watches[i]!.at);
+  // 40, 80, 160, 320, 640 ms (give or take the list in between)
+  expect(gaps[0]).toBeGreaterThanOrEqual(35);
+  expect(gaps[4]).toBeGreaterThanOrEqual(600);
+  for (let i = 1; i < gaps.length; i++) expect(gaps[i]).toBeGreaterThan(gaps[i - 1]! * 1.5);
+  // the cache was never emptied: every change had both items
+  expect(h.names()).toEqual(['a', 'b']);
+  expect(h.changes.length).toBeGreaterThan(1);
+  expect(h.changes.every((n) => n === 2)).toBe(true);
+  expect(h.logs.lines.filter((l) => l.includes('keeping the last state')).length).toBe(5);
+
+  // a working watch resets the backoff: the next failure retries after the minimum again
+  api.send('ADDED', api.put('c'));
+  await waitFor(() => h.names().length === 3);
+  api.watchScript.push(status(500));
+  const before = api.watches.length;
+  api.openWatch()!.req.socket.destroy();
+  await waitFor(() => api.watches.length === before + 2 && api.openWatch() !== undefined, 3000, 'two more watches');
+  const last = api.watches.at(-1)!.at - api.watches.at(-2)!.at;
+  expect(last).toBeLessThan(400);
+});
+
+test('while the API server is down (list and watch fail) the last state stays in place', async () => {
+  api.put('a');
+  const h = startWatch({ minBackoffMs: 20, maxBackoffMs: 100 });
+  await h.watch.firstSync;
+  await waitFor(() => api.openWatch() !== undefined);
+  api.listScript.push(status(500), reset, status(503), status(500));
+  api.openWatch()!.req.socket.destroy();
+  await waitFor(() => api.lists.length === 6, 5000, 'six lists');
+  expect(h.names()).toEqual(['a']);
+  expect(h.changes.every((n) => n === 1)).toBe(true);
+  expect(h.watch.synced).toBe(true);
+  await waitFor(() => api.openWatch() !== undefined);
+});
+
+test('a silent watch (headers, then nothing, never closed) is restarted by the watchdog after silenceTimeoutMs', async () => {
+  api.put('a');
+  const h = startWatch({ silenceTimeoutMs: 1000, minBackoffMs: 20 });
+  await h.watch.firstSync;
+  await waitFor(() => api.openWatch() !== undefined);
+  const first = api.watches[0]!;
+  // the client asks the server to end the watch before the watchdog fires; this server ignores that, like a stalled connection
+  expect(first.query.get('timeoutSeconds')).toBe('1');
+  await waitFor(() => api.watches.length === 2, 3000, 'a second watch');
+  const gap = api.watches[1]!.at - first.at;
+  expect(gap).toBeGreaterThanOrEqual(1000);
+  expect(gap).toBeLessThan(1800);
+  // the stalled connection was closed, and the watch restarted from a fresh list
+  await waitFor(() => first.closed);
+  expect(api.lists).toHaveLength(2);
+  expect(h.logs.lines.join('\n')).toMatch(/watch silent for 1000 ms/);
+  expect(h.names()).toEqual(['a']);
+
+  // events keep the watchdog quiet
+  const second = api.watches[1]!;
+  for (let i = 0; i < 6; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    api.send('BOOKMARK', { metadata: { resourceVersion: String(100 + i) } });
+  }
+  expect(second.closed).toBe(false);
+  expect(api.watches).toHaveLength(2);
+});
+
+test('a watch whose request never gets headers is restarted by the watchdog too', async () => {
+  api.watchScript.push(hang);
+  const h = startWatch({ silenceTimeoutMs: 1000, minBackoffMs: 20 });
+  await h.watch.firstSync;
+  await waitFor(() => api.watches.length === 2, 3000, 'a second watch');
+  expect(api.watches[1]!.at - api.watches[0]!.at).toBeGreaterThanOrEqual(1000);
+});
+
+describe('stop()', () => {
+  test('ends an open watch at once and closes its connection', async () => {
+    const h = startWatch();
+    await h.watch.firstSync;
+    await waitFor(() => api.openWatch() !== undefined);
+    const started = Date.now();
+    await h.watch.stop();
+    expect(Date.now() - started).toBeLessThan(200);
+    await waitFor(() => api.watches[0]!.closed, 1000, 'watch connection closed');
+    const count = api.watches.length + api.lists.length;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(api.watches.length + api.lists.length).toBe(count);
+  });
+
+  test('ends the backoff wait at once (no timer left behind)', async () => {
+    api.watchScript.push(status(500), status(500), status(500));
+    const h = startWatch({ minBackoffMs: 20_000, maxBackoffMs: 60_000 });
+    await h.watch.firstSync;
+    await waitFor(() => h.logs.lines.some((l) => l.includes('keeping the last state')));
+    const started = Date.now();
+    await h.watch.stop();
+    expect(Date.now() - started).toBeLessThan(200);
+    expect(api.watches).toHaveLength(1);
+  });
+
+  test('ends a watch still waiting for its response headers at once', async () => {
+    api.watchScript.push(hang);
+    const h = startWatch({ silenceTimeoutMs: 20_000 });
+    await h.watch.firstSync;
+    await waitFor(() => api.watches.length === 1);
+    const started = Date.now();
+    await h.watch.stop();
+    expect(Date.now() - started).toBeLessThan(200);
+  });
+
+  test('before the first list finished, and twice', async () => {
+    let answer!: () => void;
+    api.listScript.push((_req, res) => (answer = () => api.listOk(res)));
+    const h = startWatch();
+    await waitFor(() => api.lists.length === 1);
+    const stopping = h.watch.stop();
+    answer();
+    await stopping;
+    await h.watch.stop();
+    expect(api.watches).toHaveLength(0);
+  });
+});
