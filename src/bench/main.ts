@@ -1,0 +1,404 @@
+/**
+ * `npm run bench`: the gateway (node dist/main.js, its own process) in front
+ * of a fast fake upstream (its own process), driven on loopback by wrk (or
+ * autocannon) and by Node clients in this process. Gateway and direct runs
+ * interleave; medians and ratios are quoted. Prints a table and writes
+ * bench-results/latest.json. `--quick` for a short smoke run.
+ *
+ * Flags: --quick, --rounds=N, --seconds=N, --only=throughput,streams,memory,body,config,nolog,
+ *        --profile (the gateway writes a .cpuprofile to bench-results/profiles), --out=FILE.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { configScale, type ConfigScaleResult } from './config-scale.js';
+import { closedLoop, hasWrk, openSlowStreams, paced, sequential, streams, type PacedResult, type StreamsResult, type Target } from './load.js';
+import { killAll, rssOf, sampleRss, startGateway, startUpstream, stop, type GatewayProcess } from './processes.js';
+import { median, round, type WrkResult } from './stats.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const dist = resolve(here, '..');
+const root = resolve(dist, '..');
+
+interface Options {
+  quick: boolean;
+  rounds: number;
+  seconds: number;
+  only: Set<string> | null;
+  profile: boolean;
+  out: string;
+}
+
+function parseArgs(argv: readonly string[]): Options {
+  const flag = (name: string): string | undefined => {
+    const hit = argv.find((arg) => arg === `--${name}` || arg.startsWith(`--${name}=`));
+    if (hit === undefined) return undefined;
+    const at = hit.indexOf('=');
+    return at === -1 ? '' : hit.slice(at + 1);
+  };
+  for (const arg of argv) {
+    if (!/^--(quick|rounds|seconds|only|profile|out)(=|$)/.test(arg)) throw new Error(`unknown argument '${arg}' (see src/bench/main.ts)`);
+  }
+  const quick = flag('quick') !== undefined;
+  const only = flag('only');
+  return {
+    quick,
+    rounds: Number(flag('rounds') ?? (quick ? 1 : 3)),
+    seconds: Number(flag('seconds') ?? (quick ? 2 : 5)),
+    only: only === undefined || only === '' ? null : new Set(only.split(',')),
+    profile: flag('profile') !== undefined,
+    out: resolve(flag('out') || join(root, 'bench-results', 'latest.json')),
+  };
+}
+
+const BODY = JSON.stringify({
+  model: 'gpt-4',
+  messages: [
+    { role: 'system', content: 'You are a helpful assistant.' },
+    { role: 'user', content: 'Say hello in one short sentence.' },
+  ],
+  temperature: 0.2,
+  max_tokens: 64,
+});
+const STREAM_BODY = JSON.stringify({ ...(JSON.parse(BODY) as object), stream: true });
+const BIG_BODY = JSON.stringify({ model: 'gpt-4', messages: [{ role: 'user', content: 'x'.repeat(1024 * 1024 - 60) }] });
+const CLIENT_KEY = 'bench-client-key-0123456789';
+
+function gatewayConfig(upstreamUrl: string, accessLog: boolean): unknown {
+  return {
+    upstreams: { default: { url: `${upstreamUrl}/v1`, api_key: 'sk-bench-upstream', max_connections: 8192 } },
+    client_keys: [{ id: 'bench', key: CLIENT_KEY }],
+    model_redirects: { 'gpt-4': 'bench-model' },
+    access_log: accessLog,
+    log_level: 'info',
+    shutdown: { drain_delay_ms: 0, timeout_ms: 2000 },
+  };
+}
+
+const log = (text: string): void => {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${text}\n`);
+};
+
+interface Pair<T> {
+  gateway: T[];
+  direct: T[];
+}
+
+/** Runs `fn` against gateway and direct, alternating which goes first each round. */
+async function interleave<T>(rounds: number, gateway: Target, direct: Target, fn: (target: Target, which: 'gateway' | 'direct') => Promise<T>): Promise<Pair<T>> {
+  const pair: Pair<T> = { gateway: [], direct: [] };
+  for (let round = 0; round < rounds; round++) {
+    const order: ('gateway' | 'direct')[] = round % 2 === 0 ? ['gateway', 'direct'] : ['direct', 'gateway'];
+    for (const which of order) pair[which].push(await fn(which === 'gateway' ? gateway : direct, which));
+  }
+  return pair;
+}
+
+const med = <T>(values: readonly T[], pick: (value: T) => number): number => median(values.map(pick));
+
+async function main(): Promise<void> {
+  const options = parseArgs(process.argv.slice(2));
+  const wants = (section: string): boolean => options.only === null || options.only.has(section);
+  const work = join(root, 'bench-results', 'run');
+  mkdirSync(work, { recursive: true });
+  const profileDir = join(root, 'bench-results', 'profiles');
+  if (options.profile) mkdirSync(profileDir, { recursive: true });
+
+  const tool = hasWrk() ? 'wrk' : 'autocannon';
+  if (tool === 'autocannon') log('wrk is not installed (Debian: apt-get install -y wrk); using autocannon, which costs more CPU: figures are lower and not comparable to wrk runs');
+  const loadStart = os.loadavg();
+  log(`${options.quick ? 'quick' : 'full'} run: ${options.rounds} round(s) of ${options.seconds} s, load generator ${tool}, ${os.availableParallelism()} CPUs, load average ${loadStart.map((n) => n.toFixed(2)).join(' ')}`);
+
+  const upstream = await startUpstream(join(here, 'upstream.js'));
+  let gatewayIndex = 0;
+  const launch = (accessLog: boolean): Promise<GatewayProcess> =>
+    startGateway({
+      mainScript: join(dist, 'main.js'),
+      config: gatewayConfig(upstream.url, accessLog),
+      configPath: join(work, `gateway-${gatewayIndex}.json`),
+      logPath: join(work, `gateway-${gatewayIndex++}.log`),
+      nodeArgs: options.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+    });
+  const headers = { 'content-type': 'application/json', authorization: `Bearer ${CLIENT_KEY}` };
+  const direct: Target = { url: upstream.url, headers };
+  const lua = join(work, 'post.lua');
+  const results: Record<string, unknown> = {};
+
+  let gateway = await launch(true);
+  await delay(500);
+  const rssIdleFirst = rssOf(gateway.pid);
+  let via: Target = { url: gateway.url, headers };
+  log(`upstream ${upstream.url}, gateway ${gateway.url} (pid ${gateway.pid}), idle RSS ${mib(rssIdleFirst)} MiB`);
+
+  // Warm up both sides (JIT, connection pools).
+  await closedLoop(tool, via, BODY, 64, 1, lua);
+  await closedLoop(tool, direct, BODY, 64, 1, lua);
+
+  let rssUnderLoad = Number.NaN;
+  if (wants('throughput')) {
+    log('(1) non-streaming, 64 connections');
+    const loop = await interleave(options.rounds, via, direct, async (target, which) => {
+      const sampler = which === 'gateway' ? sampleRss(gateway.pid) : null;
+      const result = await closedLoop(tool, target, BODY, 64, options.seconds, lua);
+      if (sampler !== null) rssUnderLoad = Math.max(Number.isNaN(rssUnderLoad) ? 0 : rssUnderLoad, sampler.stop());
+      log(`  ${which.padEnd(7)} ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, errors ${result.errors}`);
+      return result;
+    });
+    log('(1) added latency at 500 req/s');
+    const rate = await interleave(options.rounds, via, direct, async (target, which) => {
+      const result = await paced(target, BODY, 500, options.seconds);
+      log(`  ${which.padEnd(7)} p50 ${result.p50Ms.toFixed(3)} ms, p99 ${result.p99Ms.toFixed(3)} ms, errors ${result.errors}`);
+      return result;
+    });
+    results['throughput'] = summarizeLoop(loop, rssUnderLoad);
+    results['added_latency_500rps'] = summarizePaced(rate);
+  }
+
+  if (wants('streams')) {
+    const streamResults: Record<string, unknown> = {};
+    for (const concurrency of [50, 500]) {
+      log(`(2) ${concurrency} concurrent streams, 20 chunks 5 ms apart`);
+      const pair = await interleave(options.rounds, via, direct, async (target, which) => {
+        const result = await streams(target, STREAM_BODY, concurrency, options.seconds, 20, 5);
+        log(`  ${which.padEnd(7)} completed ${result.completed} in ${result.seconds.toFixed(1)} s, TTFB p50 ${result.ttfbP50Ms.toFixed(2)} ms p99 ${result.ttfbP99Ms.toFixed(2)} ms, errors ${result.errors}`);
+        return result;
+      });
+      streamResults[String(concurrency)] = summarizeStreams(pair);
+    }
+    results['streams'] = streamResults;
+  }
+
+  if (wants('body')) {
+    log('(4) 1 MiB request body, sequential');
+    const count = options.quick ? 10 : 20;
+    await sequential(via, BIG_BODY, 3);
+    await sequential(direct, BIG_BODY, 3);
+    const pair = await interleave(options.rounds, via, direct, (target) => sequential(target, BIG_BODY, count));
+    const gw = median(pair.gateway.flat());
+    const dr = median(pair.direct.flat());
+    results['body_1mib'] = { gateway_p50_ms: round(gw, 3), direct_p50_ms: round(dr, 3), added_ms: round(gw - dr, 3), requests_each: pair.gateway.flat().length };
+    log(`  gateway p50 ${gw.toFixed(2)} ms, direct p50 ${dr.toFixed(2)} ms`);
+  }
+
+  if (wants('nolog')) {
+    log('(1b) non-streaming, 64 connections, access_log: false');
+    await stop(gateway.child);
+    gateway = await launch(false);
+    via = { url: gateway.url, headers };
+    await closedLoop(tool, via, BODY, 64, 1, lua);
+    const loop = await interleave(options.rounds, via, direct, async (target, which) => {
+      const result = await closedLoop(tool, target, BODY, 64, options.seconds, lua);
+      log(`  ${which.padEnd(7)} ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms`);
+      return result;
+    });
+    results['throughput_no_access_log'] = summarizeLoop(loop, Number.NaN);
+  }
+
+  if (wants('memory')) {
+    const count = 5000;
+    log(`(3) memory: fresh gateway, then ${count} open slow streams`);
+    await stop(gateway.child);
+    gateway = await launch(true);
+    via = { url: gateway.url, headers };
+    await delay(1000);
+    const idle = rssOf(gateway.pid);
+    await closedLoop(tool, via, BODY, 64, 1, lua);
+    await streams(via, STREAM_BODY, 200, 1, 20, 5);
+    await delay(2000);
+    const warm = rssOf(gateway.pid);
+    const slow = await openSlowStreams(via, STREAM_BODY, count, 60_000);
+    await delay(2000);
+    const open = rssOf(gateway.pid);
+    slow.close();
+    await delay(1000);
+    const perStream = (open - warm) / slow.open;
+    results['memory'] = {
+      rss_idle_mib: round(mib(idle), 1),
+      rss_idle_first_mib: round(mib(rssIdleFirst), 1),
+      rss_under_load_mib: round(mib(rssUnderLoad), 1),
+      rss_warm_mib: round(mib(warm), 1),
+      open_streams: slow.open,
+      rss_open_streams_mib: round(mib(open), 1),
+      bytes_per_open_stream: Math.round(perStream),
+    };
+    log(`  idle ${mib(idle).toFixed(1)} MiB, warm ${mib(warm).toFixed(1)} MiB, ${slow.open} open streams ${mib(open).toFixed(1)} MiB: ${(perStream / 1024).toFixed(1)} KiB per stream`);
+  }
+
+  await stop(gateway.child);
+  await stop(upstream.child);
+
+  if (wants('config')) {
+    log('(5) config scale: 10,000 routes, 100,000 keys');
+    const scale: ConfigScaleResult = configScale(10_000, 100_000, options.quick ? 2 : 5);
+    results['config_scale'] = {
+      routes: scale.routes,
+      keys: scale.keys,
+      rebuild_ms: round(scale.rebuildMs, 1),
+      file_reload_ms: round(scale.fileReloadMs, 1),
+      lookup_ns: round(scale.lookupNs, 0),
+      lookup_small_ns: round(scale.lookupSmallNs, 0),
+      key_digest_ns: round(scale.digestNs, 0),
+    };
+  }
+
+  const report = {
+    date: new Date().toISOString(),
+    commit: gitCommit(),
+    mode: options.quick ? 'quick' : 'full',
+    rounds: options.rounds,
+    seconds_per_run: options.seconds,
+    load_generator: tool,
+    node: process.version,
+    cpus: os.availableParallelism(),
+    cpu_model: os.cpus()[0]?.model ?? 'unknown',
+    load_average_start: loadStart.map((n) => round(n, 2)),
+    load_average_end: os.loadavg().map((n) => round(n, 2)),
+    results,
+  };
+  mkdirSync(dirname(options.out), { recursive: true });
+  writeFileSync(options.out, JSON.stringify(report, null, 2) + '\n');
+  process.stdout.write(table(report.results) + `\nwritten: ${options.out}\n`);
+  if (options.profile) log(`CPU profiles in ${profileDir}`);
+}
+
+function summarizeLoop(pair: Pair<WrkResult>, rssMax: number): Record<string, number> {
+  const gw = med(pair.gateway, (r) => r.requestsPerSecond);
+  const dr = med(pair.direct, (r) => r.requestsPerSecond);
+  return {
+    gateway_rps: Math.round(gw),
+    direct_rps: Math.round(dr),
+    ratio: round(gw / dr, 3),
+    gateway_p50_ms: round(med(pair.gateway, (r) => r.p50Ms), 3),
+    gateway_p99_ms: round(med(pair.gateway, (r) => r.p99Ms), 3),
+    direct_p50_ms: round(med(pair.direct, (r) => r.p50Ms), 3),
+    direct_p99_ms: round(med(pair.direct, (r) => r.p99Ms), 3),
+    errors: pair.gateway.reduce((sum, r) => sum + r.errors, 0) + pair.direct.reduce((sum, r) => sum + r.errors, 0),
+    ...(Number.isNaN(rssMax) ? {} : { gateway_rss_max_mib: round(mib(rssMax), 1) }),
+  };
+}
+
+function summarizePaced(pair: Pair<PacedResult>): Record<string, number> {
+  const gw50 = med(pair.gateway, (r) => r.p50Ms);
+  const dr50 = med(pair.direct, (r) => r.p50Ms);
+  const gw99 = med(pair.gateway, (r) => r.p99Ms);
+  const dr99 = med(pair.direct, (r) => r.p99Ms);
+  return {
+    rate: 500,
+    gateway_p50_ms: round(gw50, 3),
+    direct_p50_ms: round(dr50, 3),
+    added_p50_ms: round(gw50 - dr50, 3),
+    gateway_p99_ms: round(gw99, 3),
+    direct_p99_ms: round(dr99, 3),
+    added_p99_ms: round(gw99 - dr99, 3),
+    errors: pair.gateway.reduce((sum, r) => sum + r.errors, 0) + pair.direct.reduce((sum, r) => sum + r.errors, 0),
+  };
+}
+
+function summarizeStreams(pair: Pair<StreamsResult>): Record<string, number> {
+  const rate = (r: StreamsResult): number => r.completed / r.seconds;
+  const gw = med(pair.gateway, rate);
+  const dr = med(pair.direct, rate);
+  return {
+    gateway_completed_per_s: Math.round(gw),
+    direct_completed_per_s: Math.round(dr),
+    ratio: round(gw / dr, 3),
+    gateway_ttfb_p50_ms: round(med(pair.gateway, (r) => r.ttfbP50Ms), 2),
+    direct_ttfb_p50_ms: round(med(pair.direct, (r) => r.ttfbP50Ms), 2),
+    gateway_ttfb_p99_ms: round(med(pair.gateway, (r) => r.ttfbP99Ms), 2),
+    direct_ttfb_p99_ms: round(med(pair.direct, (r) => r.ttfbP99Ms), 2),
+    gateway_errors: pair.gateway.reduce((sum, r) => sum + r.errors, 0),
+    direct_errors: pair.direct.reduce((sum, r) => sum + r.errors, 0),
+  };
+}
+
+const mib = (bytes: number): number => bytes / 1024 / 1024;
+
+function gitCommit(): string {
+  try {
+    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
+    return commit;
+  } catch {
+    return 'unknown';
+  }
+}
+
+type Row = [string, string, string, string];
+
+/** The human table: figure, gateway, direct / reference, target. */
+export function table(results: Record<string, unknown>): string {
+  const rows: Row[] = [['figure', 'gateway', 'direct', 'target']];
+  const r = results as Record<string, Record<string, number> | undefined>;
+  const t = r['throughput'];
+  if (t !== undefined) {
+    rows.push(['(1) req/s, 64 conns', `${t['gateway_rps']}`, `${t['direct_rps']}`, '']);
+    rows.push(['    ratio gateway/direct', `${t['ratio']}`, '', `>= 0.35 (${mark(t['ratio']! >= 0.35)})`]);
+    rows.push(['    p50 / p99 ms', `${t['gateway_p50_ms']} / ${t['gateway_p99_ms']}`, `${t['direct_p50_ms']} / ${t['direct_p99_ms']}`, '']);
+  }
+  const a = r['added_latency_500rps'];
+  if (a !== undefined) {
+    rows.push(['(1) p50 ms at 500 req/s', `${a['gateway_p50_ms']}`, `${a['direct_p50_ms']}`, '']);
+    rows.push(['    added p50 / p99 ms', `${a['added_p50_ms']} / ${a['added_p99_ms']}`, '', `p50 < 1 (${mark(a['added_p50_ms']! < 1)})`]);
+  }
+  const nolog = r['throughput_no_access_log'];
+  if (nolog !== undefined) rows.push(['(1b) req/s, access_log off', `${nolog['gateway_rps']}`, `${nolog['direct_rps']}`, `ratio ${nolog['ratio']}`]);
+  const s = results['streams'] as Record<string, Record<string, number>> | undefined;
+  if (s !== undefined) {
+    for (const [concurrency, x] of Object.entries(s)) {
+      rows.push([`(2) ${concurrency} streams: done/s`, `${x['gateway_completed_per_s']}`, `${x['direct_completed_per_s']}`, concurrency === '500' ? `ratio >= 0.75 (${x['ratio']}, ${mark(x['ratio']! >= 0.75)})` : `ratio ${x['ratio']}`]);
+      const within = x['gateway_ttfb_p50_ms']! - x['direct_ttfb_p50_ms']!;
+      rows.push(['    TTFB p50 / p99 ms', `${x['gateway_ttfb_p50_ms']} / ${x['gateway_ttfb_p99_ms']}`, `${x['direct_ttfb_p50_ms']} / ${x['direct_ttfb_p99_ms']}`, concurrency === '500' ? `p50 +${round(within, 2)} <= 5 (${mark(within <= 5)})` : '']);
+      rows.push(['    errors', `${x['gateway_errors']}`, `${x['direct_errors']}`, '']);
+    }
+  }
+  const m = r['memory'];
+  if (m !== undefined) {
+    rows.push(['(3) RSS idle MiB', `${m['rss_idle_mib']}`, '', `< 100 (${mark(m['rss_idle_mib']! < 100)})`]);
+    rows.push(['    RSS under (1) MiB', `${m['rss_under_load_mib']}`, '', '']);
+    rows.push([`    RSS ${m['open_streams']} open streams MiB`, `${m['rss_open_streams_mib']}`, '', '']);
+    rows.push(['    KiB per open stream', `${round(m['bytes_per_open_stream']! / 1024, 1)}`, '', `< 32 (${mark(m['bytes_per_open_stream']! < 32 * 1024)})`]);
+  }
+  const b = r['body_1mib'];
+  if (b !== undefined) {
+    rows.push(['(4) 1 MiB body p50 ms', `${b['gateway_p50_ms']}`, `${b['direct_p50_ms']}`, '']);
+    rows.push(['    added ms', `${b['added_ms']}`, '', `< 10 (${mark(b['added_ms']! < 10)})`]);
+  }
+  const c = r['config_scale'];
+  if (c !== undefined) {
+    rows.push(['(5) snapshot rebuild ms', `${c['rebuild_ms']}`, '', `< 1000 (${mark(c['rebuild_ms']! < 1000)})`]);
+    rows.push(['    file reload ms (parse+hash+build)', `${c['file_reload_ms']}`, '', '']);
+    rows.push(['    lookup ns (10k routes/100k keys)', `${c['lookup_ns']}`, `${c['lookup_small_ns']} (10/10)`, 'O(1)']);
+  }
+  const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((row) => row[i]!.length)));
+  return rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n') + '\n';
+}
+
+const mark = (ok: boolean): string => (ok ? 'ok' : 'MISSED');
+
+const watchdog = setTimeout(() => {
+  log('watchdog: the bench ran too long; stopping');
+  killAll();
+  process.exit(2);
+}, 15 * 60_000);
+watchdog.unref();
+process.on('exit', killAll);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    killAll();
+    process.exit(130);
+  });
+}
+
+main().then(
+  () => {
+    killAll();
+    process.exit(0);
+  },
+  (error: unknown) => {
+    log(`failed: ${(error as Error).stack ?? String(error)}`);
+    killAll();
+    process.exit(1);
+  },
+);

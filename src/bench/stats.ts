@@ -1,0 +1,69 @@
+/** Small statistics helpers for the benchmark (pure, unit-tested). */
+
+/** The p-th percentile (0..100) of `values` by nearest rank; NaN when empty. */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))]!;
+}
+
+export function median(values: readonly number[]): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** Parses a wrk duration such as `812.00us`, `1.23ms`, `2.00s` or `1.5m` into milliseconds. */
+export function parseWrkDuration(text: string): number {
+  const match = /^([\d.]+)(us|ms|s|m)$/.exec(text.trim());
+  if (match === null) return Number.NaN;
+  const value = Number(match[1]);
+  switch (match[2]) {
+    case 'us':
+      return value / 1000;
+    case 'ms':
+      return value;
+    case 's':
+      return value * 1000;
+    default:
+      return value * 60_000;
+  }
+}
+
+export interface WrkResult {
+  requestsPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  requests: number;
+  /** Non-2xx/3xx responses plus socket errors. */
+  errors: number;
+}
+
+/** Reads what the bench needs from `wrk --latency` output. */
+export function parseWrkOutput(output: string): WrkResult {
+  const number = (pattern: RegExp): number => {
+    const match = pattern.exec(output);
+    return match === null ? 0 : Number(match[1]);
+  };
+  const latency = (p: string): number => {
+    const match = new RegExp(`^\\s*${p}%\\s+(\\S+)`, 'm').exec(output);
+    return match === null ? Number.NaN : parseWrkDuration(match[1]!);
+  };
+  const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(output);
+  const socketErrors = socket === null ? 0 : socket.slice(1).reduce((sum, n) => sum + Number(n), 0);
+  return {
+    requestsPerSecond: number(/Requests\/sec:\s+([\d.]+)/),
+    p50Ms: latency('50'),
+    p99Ms: latency('99'),
+    requests: number(/(\d+) requests in /),
+    errors: number(/Non-2xx or 3xx responses:\s+(\d+)/) + socketErrors,
+  };
+}
+
+export function round(value: number, digits = 2): number {
+  if (!Number.isFinite(value)) return value;
+  const factor = 10 ** digits;
+  return Math.round(value * factor) / factor;
+}

@@ -1,0 +1,42 @@
+import { median, parseWrkDuration, parseWrkOutput, percentile } from '../../src/bench/stats.js';
+
+const WRK = `Running 2s test @ http://127.0.0.1:40000/v1/chat/completions
+  1 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     7.09ms    3.10ms  72.39ms   90.00%
+    Req/Sec     7.73k   500.00     8.20k    70.00%
+  Latency Distribution
+     50%    7.09ms
+     75%    8.00ms
+     90%    9.50ms
+     99%  812.00us
+  15452 requests in 2.00s, 9.10MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 4
+Requests/sec:   7726.10
+Transfer/sec:      4.55MB
+`;
+
+describe('bench statistics', () => {
+  it('computes nearest-rank percentiles and medians', () => {
+    const values = [5, 1, 4, 2, 3, 6, 7, 8, 9, 10];
+    expect(percentile(values, 50)).toBe(5);
+    expect(percentile(values, 99)).toBe(10);
+    expect(percentile(values, 0)).toBe(1);
+    expect(percentile([], 50)).toBeNaN();
+    expect(median([3, 1, 2])).toBe(2);
+    expect(median([4, 1, 2, 3])).toBe(2.5);
+  });
+
+  it('parses wrk durations in every unit', () => {
+    expect(parseWrkDuration('812.00us')).toBeCloseTo(0.812);
+    expect(parseWrkDuration('1.5ms')).toBe(1.5);
+    expect(parseWrkDuration('2.00s')).toBe(2000);
+    expect(parseWrkDuration('1.00m')).toBe(60_000);
+    expect(parseWrkDuration('soon')).toBeNaN();
+  });
+
+  it('reads throughput, percentiles and errors from wrk --latency output', () => {
+    expect(parseWrkOutput(WRK)).toEqual({ requestsPerSecond: 7726.1, p50Ms: 7.09, p99Ms: 0.812, requests: 15452, errors: 7 });
+  });
+});
