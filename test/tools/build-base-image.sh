@@ -19,10 +19,10 @@ IMAGE="docker.io/library/node:24-bookworm-slim"
 NODE_VERSION="${NODE_VERSION:-24.21.0}"
 NPM_VERSION="${NPM_VERSION:-11.19.1}"
 CACHE="${API_PROXY_TOOLS_DIR:-$HOME/.cache/api-proxy-tools}/base-image"
-TARBALL="$CACHE/node-${NODE_VERSION}-bookworm-slim.tar"
+TARBALL="$CACHE/node-${NODE_VERSION}-bookworm-slim-r3.tar"
 STORAGE=(--storage-driver vfs)
 # Bump when the image this script makes changes: an image in storage with another revision is redone.
-BASE_REV="2"
+BASE_REV="3"
 start=$SECONDS
 log() { echo "[build-base-image +$((SECONDS - start))s] $*" >&2; }
 
@@ -45,6 +45,7 @@ fi
 mkdir -p "$CACHE"
 if [[ "${FORCE:-0}" == 1 || ! -s "$TARBALL" ]]; then
   ROOT="$(mktemp -d "$CACHE/rootfs.XXXXXX")"
+  chmod 0755 "$ROOT" # mktemp makes it 0700: the image's / would not be traversable by non-root users
   trap 'rm -rf "$ROOT"' EXIT
   log "debootstrap --variant=minbase bookworm (takes ~1-2 min)"
   debootstrap --variant=minbase --include=passwd bookworm "$ROOT" http://deb.debian.org/debian >"$CACHE/debootstrap.log" 2>&1 \

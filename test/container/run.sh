@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# Container end-to-end: builds the project's Dockerfile unchanged and runs the image.
+#
+#   1. test/tools/build-base-image.sh   stand-in for docker.io/library/node:24-bookworm-slim (cached)
+#   2. buildah bud --pull=never --isolation chroot (vfs storage) -t api-proxy:test .
+#   3. image config: USER 10001:10001, CMD ["node","dist/main.js"], no ENTRYPOINT, EXPOSE 5000,
+#      CONFIG_PATH/PORT/NODE_ENV, no HEALTHCHECK
+#   4. buildah run the image with its default config: /health answers
+#   5. buildah run with a config (mounted) pointing at a fake upstream on the host (chroot isolation
+#      shares the host network): /health, /health/ready, a proxied chat completion carrying the
+#      upstream key, 401 without a client key, Prometheus /metrics, the process runs as uid 10001
+#   6. SIGTERM: readiness turns 503 while draining, then node exits 0
+#
+# `podman run` does not work in this sandbox; buildah run with chroot isolation does.
+# Prints timings; exits non-zero on the first failed check. Ends with "N passed, 0 failed".
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+REPO="$PWD"
+export PATH="$REPO/node_modules/.bin:$PATH" # Node 24 for the fake upstream (any node works)
+
+IMAGE="${API_PROXY_TEST_IMAGE:-localhost/api-proxy:test}"
+BUILDAH=(buildah --storage-driver vfs)
+t0=$SECONDS
+passed=0
+failed=0
+ctrs=()
+pids=()
+WORK="$(mktemp -d /tmp/api-proxy-container.XXXXXX)"
+
+log() { echo "[container +$((SECONDS - t0))s] $*" >&2; }
+pass() { passed=$((passed + 1)); echo "  ok   $*"; }
+fail() { failed=$((failed + 1)); echo "  FAIL $*"; }
+check() { # description, command...
+  local what="$1"; shift
+  if "$@"; then pass "$what"; else fail "$what"; fi
+}
+
+cleanup() {
+  local pid ctr
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  for ctr in "${ctrs[@]}"; do "${BUILDAH[@]}" rm "$ctr" >/dev/null 2>&1 || true; done
+  if ((failed)) && [[ -f "$WORK/gateway.log" ]]; then echo "--- gateway log (tail)"; grep -v "\"msg\":\"request\"" "$WORK/gateway.log" | tail -15; curl -s "http://127.0.0.1:${gw_port:-0}/health/ready"; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
+
+wait_http() { # url, seconds -> 0 when it answers 200
+  local url="$1" deadline=$((SECONDS + $2))
+  while ((SECONDS < deadline)); do
+    [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" || true)" == 200 ]] && return 0
+    sleep 0.2
+  done
+  return 1
+}
+
+# The node process of a `buildah run` (a descendant of the buildah process).
+gateway_pid() {
+  # (node 24 names its main thread "MainThread", so match the command line, not comm)
+  ps -eo pid=,ppid=,args= | awk -v root="$1" '
+    { parent[$1] = $2; isnode[$1] = ($3 ~ /(^|\/)node$/) }
+    END {
+      for (pid in isnode) {
+        if (!isnode[pid]) continue
+        for (p = parent[pid]; p != "" && p > 1; p = parent[p]) if (p == root) { print pid; exit }
+      }
+    }'
+}
+
+# --------------------------------------------------------------------------------------------
+log "base image"
+tb=$SECONDS
+bash test/tools/build-base-image.sh
+base_s=$((SECONDS - tb))
+
+log "buildah bud -t $IMAGE ."
+tb=$SECONDS
+"${BUILDAH[@]}" bud --pull=never --isolation chroot --layers=false -q -t "$IMAGE" . >"$WORK/bud.log" 2>&1 \
+  || { tail -40 "$WORK/bud.log"; exit 1; }
+build_s=$((SECONDS - tb))
+log "built in ${build_s}s"
+
+echo "image config"
+"${BUILDAH[@]}" inspect --type image "$IMAGE" >"$WORK/inspect.json"
+q() { node -e 'const i = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")); console.log(JSON.stringify(eval(process.argv[2]) ?? null))' "$WORK/inspect.json" "$1"; }
+check "USER is 10001:10001" test "$(q 'i.OCIv1.config.User')" == '"10001:10001"'
+check 'CMD is ["node","dist/main.js"]' test "$(q 'i.OCIv1.config.Cmd')" == '["node","dist/main.js"]'
+check "no ENTRYPOINT (node is the process, no shell or npm)" test "$(q 'i.OCIv1.config.Entrypoint ?? []')" == '[]'
+check "EXPOSE 5000" test "$(q 'Object.keys(i.OCIv1.config.ExposedPorts ?? {})')" == '["5000/tcp"]'
+envs="$(q 'i.OCIv1.config.Env')"
+check "ENV CONFIG_PATH=/app/config/config.json" grep -q '"CONFIG_PATH=/app/config/config.json"' <<<"$envs"
+check "ENV PORT=5000" grep -q '"PORT=5000"' <<<"$envs"
+check "ENV NODE_ENV=production" grep -q '"NODE_ENV=production"' <<<"$envs"
+check "no HEALTHCHECK" test "$(q 'i.Docker.config?.Healthcheck')" == "null"
+echo "image size: $("${BUILDAH[@]}" images --format '{{.Size}}' "$IMAGE")"
+
+# --------------------------------------------------------------------------------------------
+echo "default config (nothing mounted)"
+ctr="$("${BUILDAH[@]}" from --pull=never "$IMAGE")"; ctrs+=("$ctr")
+check "runs as uid 10001 by default (image USER)" test "$("${BUILDAH[@]}" run --isolation chroot "$ctr" -- id -u)" == 10001
+check "dist/ and node_modules/ are not writable by the runtime user" \
+  "${BUILDAH[@]}" run --isolation chroot "$ctr" -- sh -c '! test -w /app/dist && ! test -w /app/node_modules'
+check "no devDependencies in the image (typescript, jest)" \
+  "${BUILDAH[@]}" run --isolation chroot "$ctr" -- sh -c '! test -e /app/node_modules/typescript && ! test -e /app/node_modules/jest'
+port0="$(free_port)"
+"${BUILDAH[@]}" run --isolation chroot --env PORT="$port0" "$ctr" -- node dist/main.js >"$WORK/default.log" 2>&1 &
+pids+=("$!")
+ts=$SECONDS
+if wait_http "http://127.0.0.1:$port0/health" 60; then
+  pass "/health answers with the image's default config ($((SECONDS - ts))s to healthy)"
+else
+  fail "/health with the default config"; tail -20 "$WORK/default.log"
+fi
+
+# --------------------------------------------------------------------------------------------
+echo "gateway with a mounted config, against a fake upstream on the host"
+up_port="$(free_port)"
+gw_port="$(free_port)"
+cat >"$WORK/upstream.mjs" <<'EOF'
+import { createServer } from 'node:http';
+const port = Number(process.argv[2]);
+createServer((req, res) => {
+  let body = '';
+  req.on('data', (c) => (body += c));
+  req.on('end', () => {
+    let model = null;
+    try { model = JSON.parse(body).model; } catch {}
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({
+      id: 'chatcmpl-fake', object: 'chat.completion', created: 0, model,
+      choices: [{ index: 0, message: { role: 'assistant', content: 'hello from the fake upstream' }, finish_reason: 'stop' }],
+      usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+      echo: { method: req.method, path: req.url, authorization: req.headers.authorization ?? null },
+    }));
+  });
+}).listen(port, '127.0.0.1');
+EOF
+node "$WORK/upstream.mjs" "$up_port" &
+pids+=("$!")
+
+# The key is mounted at /run/...: the config names it through /var/run (a symlink to /run in the
+# image, as in Kubernetes pods). buildah would resolve a /var/run mount target on the HOST.
+mkdir -p "$WORK/config" "$WORK/secrets"
+echo "sk-FAKE-upstream-key" >"$WORK/secrets/api-key"
+chmod 0644 "$WORK/secrets/api-key"
+cat >"$WORK/config/config.json" <<EOF
+{
+  "upstreams": { "default": { "url": "http://127.0.0.1:$up_port/v1", "api_key_file": "/var/run/secrets/api-proxy/upstreams/default/api-key" } },
+  "client_keys": [ { "id": "container-test", "key": "sk-client-FAKE-container-test" } ],
+  "model_redirects": { "gpt-4": "gpt-4o" },
+  "shutdown": { "drain_delay_ms": 1500, "timeout_ms": 5000 },
+  "kubernetes": { "enabled": false }
+}
+EOF
+chmod -R a+rX "$WORK"
+
+ctr="$("${BUILDAH[@]}" from --pull=never "$IMAGE")"; ctrs+=("$ctr")
+"${BUILDAH[@]}" run --isolation chroot --user 10001 --env PORT="$gw_port" \
+  -v "$WORK/config:/app/config:ro" -v "$WORK/secrets:/run/secrets/api-proxy/upstreams/default:ro" \
+  "$ctr" -- node dist/main.js >"$WORK/gateway.log" 2>&1 &
+run_pid=$!
+pids+=("$run_pid")
+ts=$SECONDS
+base="http://127.0.0.1:$gw_port"
+if wait_http "$base/health" 60; then
+  pass "/health 200 ($((SECONDS - ts))s to healthy)"
+else
+  fail "/health"; tail -30 "$WORK/gateway.log"; echo "$passed passed, $failed failed"; exit 1
+fi
+check '/health body is {"status":"healthy",...}' grep -q '"status":"healthy"' <<<"$(curl -s "$base/health")"
+check "/health/ready 200" wait_http "$base/health/ready" 20
+
+node_pid="$(gateway_pid "$run_pid")"
+uid="$(awk '/^Uid:/ { print $2 }' "/proc/${node_pid:-0}/status" 2>/dev/null || echo '?')"
+check "the gateway process runs as uid 10001 (host view: $uid)" test "$uid" == 10001
+
+resp="$(curl -s -w '\n%{http_code}' "$base/v1/chat/completions" \
+  -H 'Authorization: Bearer sk-client-FAKE-container-test' -H 'Content-Type: application/json' \
+  -d '{"model":"gpt-4","messages":[{"role":"user","content":"hi"}]}')"
+code="$(tail -n1 <<<"$resp")"; body="$(sed '$d' <<<"$resp")"
+check "proxied chat completion: 200" test "$code" == 200
+check "proxied to <url>/chat/completions" grep -q '"path":"/v1/chat/completions"' <<<"$body"
+check "upstream got the upstream key from the mounted file, not the client key" \
+  grep -q '"authorization":"Bearer sk-FAKE-upstream-key"' <<<"$body"
+check "model_redirects applied (gpt-4 -> gpt-4o)" grep -q '"model":"gpt-4o"' <<<"$body"
+check "no client key: 401" test "$(curl -s -o /dev/null -w '%{http_code}' "$base/v1/models")" == 401
+check "wrong client key: 401" test "$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer nope' "$base/v1/models")" == 401
+check "/metrics in Prometheus text when asked" \
+  grep -q '^apiproxy_requests_total' <<<"$(curl -s -H 'Accept: text/plain' "$base/metrics")"
+
+echo "SIGTERM"
+if [[ -n "$node_pid" ]]; then
+  ts=$SECONDS
+  kill -TERM "$node_pid"
+  sleep 0.3
+  check "readiness 503 while draining" test "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$base/health/ready")" == 503
+  check "still serving /health while draining" test "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$base/health")" == 200
+  rc=0; wait "$run_pid" || rc=$?
+  check "node exited 0 after the drain ($((SECONDS - ts))s)" test "$rc" == 0
+else
+  fail "could not find the gateway's node process"
+fi
+
+total_s=$((SECONDS - t0))
+echo
+echo "timings: base image ${base_s}s, image build ${build_s}s, total ${total_s}s"
+echo "container: $passed passed, $failed failed"
+echo "$passed passed, $failed failed"
+((failed == 0))
