@@ -69,6 +69,8 @@ gateway_pid() {
     }'
 }
 
+command -v curl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null; }
+
 # --------------------------------------------------------------------------------------------
 log "base image"
 tb=$SECONDS
@@ -81,6 +83,8 @@ tb=$SECONDS
   || { tail -40 "$WORK/bud.log"; exit 1; }
 build_s=$((SECONDS - tb))
 log "built in ${build_s}s"
+# The previous api-proxy:test is now a dangling image (312 MB in vfs): drop those.
+"${BUILDAH[@]}" rmi --prune >/dev/null 2>&1 || true
 
 echo "image config"
 "${BUILDAH[@]}" inspect --type image "$IMAGE" >"$WORK/inspect.json"
