@@ -1,0 +1,95 @@
+/**
+ * The gateway with exactly what the chart gives it: the config.json of the installed ConfigMap and
+ * a token of the chart's ServiceAccount (bound only by the chart's Role), against a real
+ * kube-apiserver. Its informers sync (list/watch ModelRoutes and Secrets), a labelled client-key
+ * Secret authenticates, a ModelRoute routes, and the gateway writes the route's status.
+ */
+import { KubeConfig } from '@kubernetes/client-node';
+import { request } from 'undici';
+import { kubeSource } from '../../src/sources/kube/kube-source.js';
+import { CLUSTER_START_TIMEOUT_MS, startCluster, type TestCluster } from '../k8s/harness/cluster.js';
+import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
+import { startTestGateway, type TestGateway } from '../support/gateway-harness.js';
+import { HELM_BUILD_TIMEOUT_MS, chartDir, helmBinaries, runHelm } from './helm.js';
+
+const NS = 'live';
+const CLIENT_KEY = 'sk-client-FAKE-live-0000000000';
+let cluster: TestCluster;
+let upstream: FakeUpstream;
+let gw: TestGateway | undefined;
+
+beforeAll(async () => {
+  const helm = helmBinaries();
+  cluster = await startCluster();
+  await cluster.ensureNamespace(NS);
+  upstream = await startFakeUpstream();
+  const res = runHelm(helm.v3, [
+    'install', 'live', chartDir, '-n', NS, '--kubeconfig', cluster.kubeconfigPath,
+    '--set', `upstreams.default.url=${upstream.url}/v1`,
+    '--set', 'config.shutdown.drainDelayMs=0',
+    '--set', 'config.shutdown.timeoutMs=1000',
+  ]);
+  if (res.status !== 0) throw new Error(`helm install failed:\n${res.stderr}`);
+}, CLUSTER_START_TIMEOUT_MS + HELM_BUILD_TIMEOUT_MS);
+
+afterAll(async () => {
+  await gw?.stop();
+  await upstream?.close();
+  await cluster?.stop();
+});
+
+async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const started = Date.now();
+  while (!(await check())) {
+    if (Date.now() - started > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+test("the chart's config + ServiceAccount token: the gateway syncs, authenticates, routes and writes status", async () => {
+  const cm = await cluster.request('GET', `/api/v1/namespaces/${NS}/configmaps/live-api-proxy`);
+  expect(cm.status).toBe(200);
+  const config = JSON.parse(cm.json.data['config.json']);
+  expect(config.kubernetes).toEqual({ enabled: true, namespaces: [], client_key_selector: 'apiproxy.io/client-keys=true' });
+
+  const token = await cluster.serviceAccountToken(NS, 'live-api-proxy');
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromFile(cluster.writeKubeconfig(token, NS));
+  gw = await startTestGateway(config, { kubeSource: kubeSource(kubeConfig, NS), namespace: NS });
+  const url = gw.url;
+  await waitFor('ready (informers synced with the SA token)', async () => (await request(`${url}/health/ready`)).statusCode === 200);
+
+  const send = async (model: string) => {
+    const res = await request(`${url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    const body = (await res.body.json()) as { model?: string };
+    return `${res.statusCode}:${body.model ?? ''}`;
+  };
+  expect((await send('chat')).startsWith('401:')).toBe(true);
+
+  // An admin adds a labelled client-key Secret and a ModelRoute.
+  const secret = await cluster.request('POST', `/api/v1/namespaces/${NS}/secrets`, {
+    apiVersion: 'v1', kind: 'Secret',
+    metadata: { name: 'live-keys', labels: { 'apiproxy.io/client-keys': 'true' } },
+    stringData: { 'live-team': CLIENT_KEY },
+  });
+  expect(secret.status).toBe(201);
+  await waitFor('client key from the labelled Secret', async () => (await send('plain')) === '200:plain');
+
+  const route = await cluster.request('POST', `/apis/apiproxy.io/v1alpha1/namespaces/${NS}/modelroutes`, {
+    apiVersion: 'apiproxy.io/v1alpha1', kind: 'ModelRoute', metadata: { name: 'chat' },
+    spec: { model: 'chat', targets: [{ model: 'routed-by-modelroute' }] },
+  });
+  expect(route.status).toBe(201);
+  await waitFor('ModelRoute applied', async () => (await send('chat')) === '200:routed-by-modelroute');
+
+  // The status subresource, patched with the SA token (the chart's Role grants modelroutes/status patch).
+  await waitFor('status written by the gateway', async () => {
+    const got = await cluster.request('GET', `/apis/apiproxy.io/v1alpha1/namespaces/${NS}/modelroutes/chat`);
+    return got.json?.status?.conditions?.some((c: { type: string; status: string }) => c.type === 'Accepted' && c.status === 'True') === true;
+  });
+  expect(upstream.requests.length).toBeGreaterThanOrEqual(2);
+}, 60_000);
