@@ -115,3 +115,47 @@ test('the sync profile targets the Dockerfile build stage and syncs TypeScript i
   expect(stage).toMatch(/^WORKDIR \/app$/m);
   expect(stage).toMatch(/^COPY src \.\/src$/m);
 });
+
+/** Minimal RFC 6902 add/remove/replace, enough for skaffold profile patches. */
+function applyPatch(doc: any, patch: { op: string; path: string; value?: unknown }): void {
+  const parts = patch.path.split('/').slice(1).map((p) => p.replaceAll('~1', '/').replaceAll('~0', '~'));
+  const last = parts.pop()!;
+  let parent = doc;
+  for (const part of parts) {
+    parent = parent[Array.isArray(parent) ? Number(part) : part];
+    if (parent === undefined) throw new Error(`patch path ${patch.path} does not exist`);
+  }
+  const key = Array.isArray(parent) ? (last === '-' ? parent.length : Number(last)) : last;
+  if (patch.op === 'remove') {
+    if (!(key in parent)) throw new Error(`remove: ${patch.path} does not exist`);
+    if (Array.isArray(parent)) parent.splice(key as number, 1);
+    else delete parent[key];
+  } else if (patch.op === 'add' || patch.op === 'replace') {
+    if (patch.op === 'replace' && !(key in parent)) throw new Error(`replace: ${patch.path} does not exist`);
+    if (Array.isArray(parent) && patch.op === 'add') parent.splice(key as number, 0, patch.value);
+    else parent[key] = patch.value;
+  } else {
+    throw new Error(`unsupported op ${patch.op}`);
+  }
+}
+
+test('every profile, once its patches are applied, is still a valid skaffold config', () => {
+  const validate = validator();
+  for (const profile of skaffold.profiles as any[]) {
+    const effective = structuredClone(skaffold);
+    delete effective.profiles;
+    for (const patch of profile.patches ?? []) applyPatch(effective, patch);
+    for (const field of ['build', 'deploy', 'portForward', 'manifests', 'test']) {
+      if (profile[field] !== undefined) effective[field] = profile[field];
+    }
+    const ok = validate(effective);
+    expect({ profile: profile.name, errors: validate.errors ?? [] }).toEqual({ profile: profile.name, errors: [] });
+    expect(ok).toBe(true);
+  }
+  // The buildah profile builds the same Dockerfile with a custom command.
+  const buildah = (skaffold.profiles as any[]).find((p) => p.name === 'buildah');
+  const effective = structuredClone(skaffold);
+  for (const patch of buildah.patches) applyPatch(effective, patch);
+  expect(effective.build.artifacts[0].docker).toBeUndefined();
+  expect(effective.build.artifacts[0].custom.buildCommand).toMatch(/^buildah bud .*-f Dockerfile -t "\$IMAGE"/);
+});
