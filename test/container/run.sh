@@ -176,6 +176,19 @@ fi
 check '/health body is {"status":"healthy",...}' grep -q '"status":"healthy"' <<<"$(curl -s "$base/health")"
 check "/health/ready 200" wait_http "$base/health/ready" 20
 
+# The chart's `helm test` pod runs its command in this image: run that exact command (rendered by
+# helm) inside a container, against this gateway instead of the Service.
+helm3="$(HELM_SKIP_V4=1 bash test/tools/build-helm.sh 2>/dev/null | head -n1)"
+"$helm3" template t charts/api-proxy --show-only templates/tests/test-health.yaml >"$WORK/test-pod.yaml"
+mapfile -d '' -t test_cmd < <(node --input-type=module -e '
+  import { readFileSync } from "node:fs"; import { parse } from "yaml";
+  const cmd = parse(readFileSync(process.argv[1], "utf8")).spec.containers[0].command;
+  cmd[cmd.length - 1] = process.argv[2];
+  process.stdout.write(cmd.map((part) => part + "\0").join(""));' "$WORK/test-pod.yaml" "$base/health")
+ctr_t="$("${BUILDAH[@]}" from --pull=never "$IMAGE")"; ctrs+=("$ctr_t")
+check "the chart's helm-test command passes in the image (${test_cmd[0]} ${test_cmd[1]} -e ... ${test_cmd[-1]})" \
+  "${BUILDAH[@]}" run --isolation chroot "$ctr_t" -- "${test_cmd[@]}"
+
 node_pid="$(gateway_pid "$run_pid")"
 uid="$(awk '/^Uid:/ { print $2 }' "/proc/${node_pid:-0}/status" 2>/dev/null || echo '?')"
 check "the gateway process runs as uid 10001 (host view: $uid)" test "$uid" == 10001
