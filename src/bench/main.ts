@@ -16,7 +16,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { configScale, type ConfigScaleResult } from './config-scale.js';
 import { closedLoop, hasWrk, openSlowStreams, paced, sequential, streams, type PacedResult, type StreamsResult, type Target } from './load.js';
-import { killAll, rssOf, sampleRss, startGateway, startUpstream, stop, type GatewayProcess } from './processes.js';
+import { cpuMsOf, killAll, rssOf, sampleRss, startGateway, startUpstream, stop, type GatewayProcess } from './processes.js';
 import { median, round, type WrkResult } from './stats.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -142,10 +142,13 @@ async function main(): Promise<void> {
     log('(1) non-streaming, 64 connections');
     const loop = await interleave(options.rounds, via, direct, async (target, which) => {
       const sampler = which === 'gateway' ? sampleRss(gateway.pid) : null;
+      const cpu = [cpuMsOf(gateway.pid), cpuMsOf(upstream.child.pid!)];
       const result = await closedLoop(tool, target, BODY, 64, options.seconds, lua);
+      const gatewayCpu = ((cpuMsOf(gateway.pid) - cpu[0]!) * 1000) / result.requests;
+      const upstreamCpu = ((cpuMsOf(upstream.child.pid!) - cpu[1]!) * 1000) / result.requests;
       if (sampler !== null) rssUnderLoad = Math.max(Number.isNaN(rssUnderLoad) ? 0 : rssUnderLoad, sampler.stop());
-      log(`  ${which.padEnd(7)} ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, errors ${result.errors}`);
-      return result;
+      log(`  ${which.padEnd(7)} ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, errors ${result.errors}, CPU µs/request: gateway ${gatewayCpu.toFixed(1)}, upstream ${upstreamCpu.toFixed(1)}`);
+      return { ...result, gatewayCpuUs: gatewayCpu, upstreamCpuUs: upstreamCpu };
     });
     log('(1) added latency at 500 req/s');
     const rate = await interleave(options.rounds, via, direct, async (target, which) => {
@@ -264,7 +267,9 @@ async function main(): Promise<void> {
   if (options.profile) log(`CPU profiles in ${profileDir}`);
 }
 
-function summarizeLoop(pair: Pair<WrkResult>, rssMax: number): Record<string, number> {
+type LoopResult = WrkResult & { gatewayCpuUs?: number; upstreamCpuUs?: number };
+
+function summarizeLoop(pair: Pair<LoopResult>, rssMax: number): Record<string, number> {
   const gw = med(pair.gateway, (r) => r.requestsPerSecond);
   const dr = med(pair.direct, (r) => r.requestsPerSecond);
   return {
@@ -277,6 +282,12 @@ function summarizeLoop(pair: Pair<WrkResult>, rssMax: number): Record<string, nu
     direct_p99_ms: round(med(pair.direct, (r) => r.p99Ms), 3),
     errors: pair.gateway.reduce((sum, r) => sum + r.errors, 0) + pair.direct.reduce((sum, r) => sum + r.errors, 0),
     ...(Number.isNaN(rssMax) ? {} : { gateway_rss_max_mib: round(mib(rssMax), 1) }),
+    ...(pair.gateway[0]?.gatewayCpuUs === undefined
+      ? {}
+      : {
+          gateway_cpu_us_per_request: round(med(pair.gateway, (r) => r.gatewayCpuUs!), 1),
+          upstream_cpu_us_per_request: round(med(pair.direct, (r) => r.upstreamCpuUs!), 1),
+        }),
   };
 }
 
@@ -336,6 +347,7 @@ export function table(results: Record<string, unknown>): string {
     rows.push(['(1) req/s, 64 conns', `${t['gateway_rps']}`, `${t['direct_rps']}`, '']);
     rows.push(['    ratio gateway/direct', `${t['ratio']}`, '', `>= 0.35 (${mark(t['ratio']! >= 0.35)})`]);
     rows.push(['    p50 / p99 ms', `${t['gateway_p50_ms']} / ${t['gateway_p99_ms']}`, `${t['direct_p50_ms']} / ${t['direct_p99_ms']}`, '']);
+    if (t['gateway_cpu_us_per_request'] !== undefined) rows.push(['    CPU µs/request (gw / upstream)', `${t['gateway_cpu_us_per_request']}`, `${t['upstream_cpu_us_per_request']}`, '']);
   }
   const a = r['added_latency_500rps'];
   if (a !== undefined) {

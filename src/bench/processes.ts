@@ -105,6 +105,15 @@ export function rssOf(pid: number): number {
   return match === null ? Number.NaN : Number(match[1]) * 1024;
 }
 
+/** CPU time (user + system) a process has used, in milliseconds (Linux /proc; clock ticks of 10 ms), or NaN. */
+export function cpuMsOf(pid: number): number {
+  const path = `/proc/${pid}/stat`;
+  if (!existsSync(path)) return Number.NaN;
+  const text = readFileSync(path, 'utf8');
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10; // utime, stime (fields 14, 15)
+}
+
 /** Samples a process's RSS every `everyMs` until stopped; returns the maximum seen. */
 export function sampleRss(pid: number, everyMs = 250): { stop(): number } {
   let max = rssOf(pid);

@@ -1,5 +1,5 @@
 import type { Context } from 'koa';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { SnapshotStore } from '../config/store.js';
 import { pickTarget, type RoutingSnapshot, type Upstream } from '../config/snapshot.js';
@@ -31,57 +31,73 @@ interface RoutedBody {
   contentLength: number | null;
 }
 
-/** Handles every `/v1/*` request: authenticate, read and redirect the body, forward, relay. */
+/** A proxied request on Node's own request and response: throws a GatewayError before anything is forwarded. */
+export type Proxy = (req: IncomingMessage, res: ServerResponse, record: RequestRecord) => Promise<void>;
+
+/** The Koa route for `/v1/*` (what the fast path in app.ts does not take). */
 export function createProxyEndpoint(deps: ProxyDeps) {
+  const proxy = createProxy(deps);
+  return async function proxyEndpoint(ctx: Context): Promise<void> {
+    await proxy(ctx.req, ctx.res, ctx.state['record'] as RequestRecord);
+    ctx.respond = false;
+  };
+}
+
+/**
+ * Handles every `/v1/*` request: authenticate, read and redirect the body,
+ * forward, relay. Everything per request lives on the record and one relay
+ * handler: no closures are created per request.
+ */
+export function createProxy(deps: ProxyDeps): Proxy {
   const { store, pools, metrics, complete } = deps;
 
-  return async function proxyEndpoint(ctx: Context): Promise<void> {
-    const record = ctx.state['record'] as RequestRecord;
+  const hooks: ForwardHooks<RequestRecord> = {
+    onResponseStart(outcome: ForwardOutcome, record: RequestRecord) {
+      metrics.upstreamResponded(record.upstream!, outcome.ttfbMs / 1000);
+      if (outcome.stream) metrics.activeStreams++;
+    },
+    onDone(outcome: ForwardOutcome, _error: Error | null, record: RequestRecord) {
+      if (outcome.stream && outcome.ttfbMs >= 0) metrics.activeStreams--;
+      if (outcome.errorCode !== null) metrics.upstreamFailed(record.upstream!, outcome.errorCode);
+      record.status = outcome.status;
+      record.ttfbMs = outcome.ttfbMs;
+      record.bytesOut = outcome.bytesOut;
+      record.stream = outcome.stream;
+      record.errorCode = outcome.errorCode;
+      record.clientAborted = outcome.clientAborted;
+      complete(record);
+    },
+  };
+
+  return async function proxy(req: IncomingMessage, res: ServerResponse, record: RequestRecord): Promise<void> {
     const snapshot = store.current;
     if (snapshot === null) throw new GatewayError('not_ready');
-    record.keyId = authenticate(ctx.req.headers.authorization, snapshot);
+    record.keyId = authenticate(req.headers.authorization, snapshot);
 
-    const url = ctx.req.url ?? '/';
+    const url = req.url ?? '/';
     const queryAt = url.indexOf('?');
     const pathname = queryAt === -1 ? url : url.slice(0, queryAt);
     if (DOT_SEGMENT.test(pathname) || ENCODED_SLASH.test(pathname)) throw new GatewayError('not_found');
 
-    const routed = await routeBody(ctx.req, snapshot, record);
+    const routed = await routeBody(req, snapshot, record);
     const upstream = routed.upstream;
     record.upstream = upstream.name;
     record.forwarded = true;
-    ctx.respond = false;
 
-    const hooks: ForwardHooks = {
-      onResponseStart(outcome: ForwardOutcome) {
-        metrics.upstreamResponded(upstream.name, outcome.ttfbMs / 1000);
-        if (outcome.stream) metrics.activeStreams++;
-      },
-      onDone(outcome: ForwardOutcome) {
-        if (outcome.stream && outcome.ttfbMs >= 0) metrics.activeStreams--;
-        if (outcome.errorCode !== null) metrics.upstreamFailed(upstream.name, outcome.errorCode);
-        record.status = outcome.status;
-        record.ttfbMs = outcome.ttfbMs;
-        record.bytesOut = outcome.bytesOut;
-        record.stream = outcome.stream;
-        record.errorCode = outcome.errorCode;
-        record.clientAborted = outcome.clientAborted;
-        complete(record);
-      },
-    };
     forward(
       pools.get(upstream),
       {
-        method: ctx.req.method ?? 'GET',
+        method: req.method ?? 'GET',
         path: upstream.basePath + url.slice(3),
-        headers: upstreamRequestHeaders(ctx.req.headers, upstream.authorization, routed.contentLength, record.id),
+        headers: upstreamRequestHeaders(req.headers, upstream.authorization, routed.contentLength, record.id),
         body: routed.body,
         headersTimeoutMs: upstream.headersTimeoutMs,
         idleTimeoutMs: upstream.idleTimeoutMs,
         requestId: record.id,
       },
-      ctx.res,
+      res,
       hooks,
+      record,
     );
   };
 }

@@ -29,9 +29,10 @@ export interface ForwardOutcome {
   clientAborted: boolean;
 }
 
-export interface ForwardHooks {
-  onResponseStart(outcome: ForwardOutcome): void;
-  onDone(outcome: ForwardOutcome, error: Error | null): void;
+/** Called with the caller's `context` (e.g. its request record), so callers need no per-request closures. */
+export interface ForwardHooks<C = undefined> {
+  onResponseStart(outcome: ForwardOutcome, context: C): void;
+  onDone(outcome: ForwardOutcome, error: Error | null, context: C): void;
 }
 
 class ClientGoneError extends Error {
@@ -46,8 +47,10 @@ class ClientGoneError extends Error {
  * chunk: backpressure pauses the upstream, a client that goes away aborts it.
  * Knows nothing of Koa.
  */
-export function forward(dispatcher: Dispatcher, request: ForwardRequest, res: ServerResponse, hooks: ForwardHooks): void {
-  const handler = new RelayHandler(res, request.requestId, hooks);
+export function forward<C>(dispatcher: Dispatcher, request: ForwardRequest, res: ServerResponse, hooks: ForwardHooks<C>, context: C): void;
+export function forward(dispatcher: Dispatcher, request: ForwardRequest, res: ServerResponse, hooks: ForwardHooks<undefined>): void;
+export function forward<C>(dispatcher: Dispatcher, request: ForwardRequest, res: ServerResponse, hooks: ForwardHooks<C>, context?: C): void {
+  const handler = new RelayHandler<C>(res, request.requestId, hooks, context as C);
   dispatcher.dispatch(
     {
       method: request.method as Dispatcher.HttpMethod,
@@ -61,19 +64,21 @@ export function forward(dispatcher: Dispatcher, request: ForwardRequest, res: Se
   );
 }
 
-class RelayHandler implements Dispatcher.DispatchHandler {
+class RelayHandler<C> implements Dispatcher.DispatchHandler {
   readonly #res: ServerResponse;
   readonly #requestId: string;
-  readonly #hooks: ForwardHooks;
+  readonly #hooks: ForwardHooks<C>;
+  readonly #context: C;
   readonly #started = performance.now();
   readonly #outcome: ForwardOutcome = { status: 0, ttfbMs: -1, bytesOut: 0, stream: false, errorCode: null, clientAborted: false };
   #controller: Dispatcher.DispatchController | null = null;
   #done = false;
 
-  constructor(res: ServerResponse, requestId: string, hooks: ForwardHooks) {
+  constructor(res: ServerResponse, requestId: string, hooks: ForwardHooks<C>, context: C) {
     this.#res = res;
     this.#requestId = requestId;
     this.#hooks = hooks;
+    this.#context = context;
     res.once('close', this.#onClientClose);
   }
 
@@ -94,7 +99,7 @@ class RelayHandler implements Dispatcher.DispatchHandler {
     }
     this.#res.writeHead(statusCode, clientResponseHeaders(headers, this.#requestId));
     if (outcome.stream) this.#res.flushHeaders();
-    this.#hooks.onResponseStart(outcome);
+    this.#hooks.onResponseStart(outcome, this.#context);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -153,7 +158,7 @@ class RelayHandler implements Dispatcher.DispatchHandler {
     this.#done = true;
     this.#res.off('close', this.#onClientClose);
     this.#res.off('drain', this.#resume);
-    this.#hooks.onDone(this.#outcome, error);
+    this.#hooks.onDone(this.#outcome, error, this.#context);
   }
 }
 
