@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
-import { createApp } from './app.js';
+import { createRequestHandler } from './app.js';
 import type { Env } from './config/load-file.js';
 import type { KubeInputs } from './config/model.js';
 import type { RoutingSnapshot } from './config/snapshot.js';
@@ -115,7 +115,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     void kube.start();
   }
 
-  const app = createApp({ store, pools, metrics, readiness, logger });
+  const handler = createRequestHandler({ store, pools, metrics, readiness, logger });
   const server = createServer(
     {
       headersTimeout: SERVER_LIMITS.headersTimeoutMs,
@@ -124,7 +124,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       maxHeaderSize: SERVER_LIMITS.maxHeaderSize,
       noDelay: true,
     },
-    app.callback(),
+    handler,
   );
   server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
     if (!socket.writable) return socket.destroy();

@@ -5,8 +5,9 @@ import type { Logger } from '../observability/logger.js';
 import type { RequestRecord } from './request-record.js';
 
 /**
- * Turns anything thrown below into an OpenAI-shaped error. Unknown errors
- * become a 500 whose message reveals nothing; they are logged with the request id.
+ * Koa middleware: turns anything thrown below into an OpenAI-shaped error.
+ * Unknown errors become a 500 whose message reveals nothing; they are logged
+ * with the request id.
  */
 export function createErrorHandler(logger: Logger) {
   return async function errorHandler(ctx: Context, next: Next): Promise<void> {
@@ -14,32 +15,13 @@ export function createErrorHandler(logger: Logger) {
       await next();
       if (ctx.status === 404 && ctx.body === undefined && ctx.respond !== false) throw new GatewayError('not_found');
     } catch (caught) {
-      const record = ctx.state['record'] as RequestRecord | undefined;
-      const error = toGatewayError(caught);
-      if (error.code === 'internal_error') logger.error({ err: caught, req_id: record?.id }, 'unhandled error');
-      if (record !== undefined) record.errorCode = error.code;
-      if (ctx.res.headersSent) {
-        ctx.res.destroy();
-        return;
-      }
-      ctx.respond = true;
-      ctx.status = error.status;
-      ctx.type = 'application/json';
-      ctx.body = errorBody(error);
-      if (record !== undefined) ctx.set('x-request-id', record.id);
-      // Never keep reading a body we refused: close the connection instead of draining it.
-      if (!ctx.req.complete) {
-        ctx.set('connection', 'close');
-        ctx.res.once('finish', () => ctx.req.socket.destroySoon());
-      }
+      ctx.respond = false;
+      respondWithError(ctx.req, ctx.res, ctx.state['record'] as RequestRecord, caught, logger);
     }
   };
 }
 
-/**
- * The same answer as the Koa error handler, written straight to the Node
- * response: for the `/v1/*` fast path, which does not go through Koa.
- */
+/** Writes a caught error as the OpenAI error envelope, straight to the Node response. */
 export function respondWithError(req: IncomingMessage, res: ServerResponse, record: RequestRecord, caught: unknown, logger: Logger): void {
   const error = toGatewayError(caught);
   if (error.code === 'internal_error') logger.error({ err: caught, req_id: record.id }, 'unhandled error');

@@ -145,7 +145,17 @@ describe('gateway errors are OpenAI-shaped', () => {
     expect(((await notFound.body.json()) as any).error.code).toBe('not_found');
     const wrong = await request(`${gw.url}/v1/chat/completions`, { method: 'PUT', headers: auth, body: '{}' });
     expect(wrong.statusCode).toBe(405);
+    expect(wrong.headers['allow']).toBe('GET, HEAD, POST, DELETE');
     expect(((await wrong.body.json()) as any).error.code).toBe('method_not_allowed');
+    const upper = await request(`${gw.url}/V1/models`, { headers: auth });
+    expect(upper.statusCode).toBe(404);
+    expect(((await upper.body.json()) as any).error.code).toBe('not_found');
+    const head = await request(`${gw.url}/v1/models`, { method: 'HEAD', headers: auth });
+    expect(head.statusCode).toBe(200);
+    expect(await head.body.text()).toBe('');
+    const headUnauthenticated = await request(`${gw.url}/v1/models`, { method: 'HEAD' });
+    expect(headUnauthenticated.statusCode).toBe(401);
+    expect(await headUnauthenticated.body.text()).toBe('');
     const health = await request(`${gw.url}/health`, { method: 'POST', body: '' });
     expect(health.statusCode).toBe(405);
     await health.body.text();

@@ -1,4 +1,3 @@
-import type { Context } from 'koa';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { SnapshotStore } from '../config/store.js';
@@ -33,15 +32,6 @@ interface RoutedBody {
 
 /** A proxied request on Node's own request and response: throws a GatewayError before anything is forwarded. */
 export type Proxy = (req: IncomingMessage, res: ServerResponse, record: RequestRecord) => Promise<void>;
-
-/** The Koa route for `/v1/*` (what the fast path in app.ts does not take). */
-export function createProxyEndpoint(deps: ProxyDeps) {
-  const proxy = createProxy(deps);
-  return async function proxyEndpoint(ctx: Context): Promise<void> {
-    await proxy(ctx.req, ctx.res, ctx.state['record'] as RequestRecord);
-    ctx.respond = false;
-  };
-}
 
 /**
  * Handles every `/v1/*` request: authenticate, read and redirect the body,
