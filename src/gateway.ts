@@ -18,7 +18,11 @@ export const SERVER_LIMITS = {
   requestTimeoutMs: 60_000,
   keepAliveTimeoutMs: 5_000,
   maxHeaderSize: 16 * 1024,
+  /** How often Node checks headersTimeout and requestTimeout (its default). */
+  connectionsCheckingIntervalMs: 30_000,
 } as const;
+
+export type ServerLimits = { readonly [K in keyof typeof SERVER_LIMITS]: number };
 
 /** A source that feeds Kubernetes data into the store (see sources/kube). */
 export interface KubeSourceHandle {
@@ -46,6 +50,8 @@ export interface GatewayOptions {
   readonly kubeSource?: KubeSourceFactory;
   readonly namespace?: string;
   readonly pollMs?: number;
+  /** Overrides of SERVER_LIMITS (tests shorten the slowloris timeouts); the defaults are what production runs. */
+  readonly serverLimits?: Partial<ServerLimits>;
 }
 
 export interface Gateway {
@@ -116,12 +122,14 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   }
 
   const handler = createRequestHandler({ store, pools, metrics, readiness, logger });
+  const limits: ServerLimits = { ...SERVER_LIMITS, ...options.serverLimits };
   const server = createServer(
     {
-      headersTimeout: SERVER_LIMITS.headersTimeoutMs,
-      requestTimeout: SERVER_LIMITS.requestTimeoutMs,
-      keepAliveTimeout: SERVER_LIMITS.keepAliveTimeoutMs,
-      maxHeaderSize: SERVER_LIMITS.maxHeaderSize,
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      maxHeaderSize: limits.maxHeaderSize,
+      connectionsCheckingInterval: limits.connectionsCheckingIntervalMs,
       noDelay: true,
     },
     handler,
