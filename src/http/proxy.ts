@@ -84,6 +84,7 @@ export function createProxy(deps: ProxyDeps): Proxy {
         headersTimeoutMs: upstream.headersTimeoutMs,
         idleTimeoutMs: upstream.idleTimeoutMs,
         requestId: record.id,
+        upstreamKey: upstream.apiKey,
       },
       res,
       hooks,

@@ -1,4 +1,4 @@
-import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { errorBody } from '../errors/gateway-error.js';
@@ -14,6 +14,11 @@ export interface ForwardRequest {
   readonly headersTimeoutMs: number;
   readonly idleTimeoutMs: number;
   readonly requestId: string;
+  /**
+   * The upstream's own key: removed from error responses before they reach
+   * the client, in case an upstream echoes request headers back.
+   */
+  readonly upstreamKey: string | null;
 }
 
 /** How a forwarded request ended, for metrics and the access log. */
@@ -35,6 +40,27 @@ export interface ForwardHooks<C = undefined> {
   onDone(outcome: ForwardOutcome, error: Error | null, context: C): void;
 }
 
+/** Upstream error bodies are small; a larger one is refused rather than relayed unchecked. */
+const MAX_HELD_ERROR_BODY = 1024 * 1024;
+const REDACTED = '[redacted]';
+
+/** Replaces every occurrence of `secret` in `body`, byte for byte elsewhere. */
+export function scrub(body: Buffer, secret: string): Buffer {
+  const needle = Buffer.from(secret);
+  let at = body.indexOf(needle);
+  if (at === -1) return body;
+  const parts: Buffer[] = [];
+  let from = 0;
+  const replacement = Buffer.from(REDACTED);
+  while (at !== -1) {
+    parts.push(body.subarray(from, at), replacement);
+    from = at + needle.length;
+    at = body.indexOf(needle, from);
+  }
+  parts.push(body.subarray(from));
+  return Buffer.concat(parts);
+}
+
 class ClientGoneError extends Error {
   readonly code = 'CLIENT_GONE';
   constructor() {
@@ -50,7 +76,7 @@ class ClientGoneError extends Error {
 export function forward<C>(dispatcher: Dispatcher, request: ForwardRequest, res: ServerResponse, hooks: ForwardHooks<C>, context: C): void;
 export function forward(dispatcher: Dispatcher, request: ForwardRequest, res: ServerResponse, hooks: ForwardHooks<undefined>): void;
 export function forward<C>(dispatcher: Dispatcher, request: ForwardRequest, res: ServerResponse, hooks: ForwardHooks<C>, context?: C): void {
-  const handler = new RelayHandler<C>(res, request.requestId, hooks, context as C);
+  const handler = new RelayHandler<C>(res, request.requestId, request.upstreamKey, hooks, context as C);
   dispatcher.dispatch(
     {
       method: request.method as Dispatcher.HttpMethod,
@@ -71,12 +97,16 @@ class RelayHandler<C> implements Dispatcher.DispatchHandler {
   readonly #context: C;
   readonly #started = performance.now();
   readonly #outcome: ForwardOutcome = { status: 0, ttfbMs: -1, bytesOut: 0, stream: false, errorCode: null, clientAborted: false };
+  readonly #upstreamKey: string | null;
   #controller: Dispatcher.DispatchController | null = null;
   #done = false;
+  /** Set while an error response is held back to be scrubbed of the upstream key. */
+  #held: { headers: OutgoingHttpHeaders; chunks: Buffer[] } | null = null;
 
-  constructor(res: ServerResponse, requestId: string, hooks: ForwardHooks<C>, context: C) {
+  constructor(res: ServerResponse, requestId: string, upstreamKey: string | null, hooks: ForwardHooks<C>, context: C) {
     this.#res = res;
     this.#requestId = requestId;
+    this.#upstreamKey = upstreamKey === '' ? null : upstreamKey;
     this.#hooks = hooks;
     this.#context = context;
     res.once('close', this.#onClientClose);
@@ -97,13 +127,24 @@ class RelayHandler<C> implements Dispatcher.DispatchHandler {
       controller.abort(new ClientGoneError());
       return;
     }
-    this.#res.writeHead(statusCode, clientResponseHeaders(headers, this.#requestId));
-    if (outcome.stream) this.#res.flushHeaders();
+    const relayed = clientResponseHeaders(headers, this.#requestId);
+    if (statusCode >= 400 && this.#upstreamKey !== null) {
+      this.#held = { headers: relayed, chunks: [] };
+    } else {
+      this.#res.writeHead(statusCode, relayed);
+      if (outcome.stream) this.#res.flushHeaders();
+    }
     this.#hooks.onResponseStart(outcome, this.#context);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     this.#outcome.bytesOut += chunk.length;
+    const held = this.#held;
+    if (held !== null) {
+      held.chunks.push(chunk);
+      if (this.#outcome.bytesOut > MAX_HELD_ERROR_BODY) controller.abort(new Error('upstream error body too large to check for leaked credentials'));
+      return;
+    }
     if (!this.#res.write(chunk)) {
       controller.pause();
       this.#res.once('drain', this.#resume);
@@ -111,7 +152,20 @@ class RelayHandler<C> implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
-    this.#res.end();
+    const held = this.#held;
+    if (held !== null) {
+      this.#held = null;
+      const body = scrub(Buffer.concat(held.chunks), this.#upstreamKey!);
+      for (const name in held.headers) {
+        const value = held.headers[name];
+        if (typeof value === 'string' && value.includes(this.#upstreamKey!)) held.headers[name] = value.replaceAll(this.#upstreamKey!, REDACTED);
+      }
+      held.headers['content-length'] = body.length;
+      this.#res.writeHead(this.#outcome.status, held.headers);
+      this.#res.end(body);
+    } else {
+      this.#res.end();
+    }
     this.#finish(null);
   }
 
@@ -125,6 +179,7 @@ class RelayHandler<C> implements Dispatcher.DispatchHandler {
     }
     const gatewayError = fromUpstreamError(error);
     this.#outcome.errorCode = gatewayError.code;
+    this.#held = null;
     if (!res.headersSent) {
       this.#outcome.status = gatewayError.status;
       const body = errorBody(gatewayError);

@@ -120,6 +120,17 @@ describe('upstream errors relayed', () => {
   });
 });
 
+test('an upstream that echoes request headers in an error body never leaks its key to the client', async () => {
+  for (const stream of [false, true]) {
+    const res = await post('/v1/chat/completions', JSON.stringify({ model: 'gpt-4', stream }), { ...auth, 'x-fake-status': '400', 'x-fake-echo-headers': '1' });
+    expect(res.status).toBe(400);
+    expect(res.text).not.toContain(UPSTREAM_KEY);
+    expect(res.text).toContain('Bearer [redacted]');
+    expect(res.headers['content-length']).toBe(String(Buffer.byteLength(res.text)));
+    expect(res.json().error.code).toBe('fake_400');
+  }
+});
+
 describe('gateway errors are OpenAI-shaped', () => {
   test.each([
     ['bad JSON', '{"model":', 400, 'invalid_json'],

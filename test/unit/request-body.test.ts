@@ -51,3 +51,13 @@ describe('parseJsonRequest', () => {
     expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
   });
 });
+
+describe('scrub', () => {
+  test('replaces every occurrence and leaves other bytes alone', async () => {
+    const { scrub } = await import('../../src/proxy/forward.js');
+    const body = Buffer.concat([Buffer.from([0xff, 0x00]), Buffer.from('a sk-1 b sk-1sk-1'), Buffer.from([0xfe])]);
+    expect(scrub(body, 'sk-1')).toEqual(Buffer.concat([Buffer.from([0xff, 0x00]), Buffer.from('a [redacted] b [redacted][redacted]'), Buffer.from([0xfe])]));
+    const clean = Buffer.from('nothing here');
+    expect(scrub(clean, 'sk-1')).toBe(clean);
+  });
+});
