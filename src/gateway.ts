@@ -37,7 +37,7 @@ export type KubeSourceFactory = (deps: {
   readonly logger: Logger;
   readonly snapshot: RoutingSnapshot;
   readonly setKube: (inputs: KubeInputs) => void;
-}) => KubeSourceHandle;
+}) => KubeSourceHandle | Promise<KubeSourceHandle>;
 
 export interface GatewayOptions {
   readonly configPath: string;
@@ -108,7 +108,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   if (snapshot !== null && snapshot.kubernetes.enabled) {
     if (options.kubeSource === undefined) throw new Error('kubernetes.enabled is set but no Kubernetes source is available');
     readiness.addGate('kubernetes sync');
-    kube = options.kubeSource({
+    kube = await options.kubeSource({
       store,
       readiness,
       metrics,
