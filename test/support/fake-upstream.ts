@@ -9,6 +9,10 @@ export interface SeenRequest {
   body: Buffer;
   /** Resolves when the upstream saw the client side close (e.g. the gateway aborted). */
   closed: Promise<void>;
+  /** Body bytes handed to the socket so far (x-fake-size), to observe backpressure from the gateway. */
+  bytesSent: number;
+  /** The upstream socket's remote port: requests that share it shared a kept-alive connection. */
+  remotePort: number;
 }
 
 export interface FakeUpstream {
@@ -25,12 +29,13 @@ export interface FakeUpstream {
  * steered by request headers (which the gateway forwards untouched):
  *   x-fake-status: N          answer N with an OpenAI error body (and retry-after for 429)
  *   x-fake-headers-delay: ms  wait before sending headers
- *   x-fake-reset: before-headers | mid-stream
+ *   x-fake-reset: before-headers | mid-stream | mid-body (with x-fake-size: close the socket halfway)
  *   x-fake-stall: after-first  stop sending after the first chunk (keep the socket open)
  *   x-fake-chunks: n, x-fake-interval: ms   shape of an SSE stream
  *   x-fake-garbage: 1         answer 200 text/event-stream with bytes that are not SSE
  *   x-fake-size: bytes        a large non-streamed JSON-ish body, streamed out in 64 KiB writes
  *   x-fake-echo-headers: 1    put the request headers into an error body (a leaky upstream)
+ * Each SeenRequest also records `bytesSent` (for x-fake-size) and the connection's `remotePort`.
  */
 export async function startFakeUpstream(): Promise<FakeUpstream> {
   const requests: SeenRequest[] = [];
@@ -43,7 +48,15 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
       let markClosed!: () => void;
       const closed = new Promise<void>((resolve) => (markClosed = resolve));
       res.on('close', () => markClosed());
-      const seen: SeenRequest = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks), closed };
+      const seen: SeenRequest = {
+        method: req.method ?? '',
+        url: req.url ?? '',
+        headers: req.headers,
+        body: Buffer.concat(chunks),
+        closed,
+        bytesSent: 0,
+        remotePort: req.socket.remotePort ?? 0,
+      };
       requests.push(seen);
       void respond(req, res, seen);
     });
@@ -111,10 +124,16 @@ async function respond(req: IncomingMessage, res: ServerResponse, seen: SeenRequ
   if (size > 0) {
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': size });
     const block = Buffer.alloc(64 * 1024, 'x');
+    const resetMidBody = header(req, 'x-fake-reset') === 'mid-body';
     let sent = 0;
     while (sent < size && !res.destroyed) {
       const piece = block.subarray(0, Math.min(block.length, size - sent));
       sent += piece.length;
+      seen.bytesSent = sent;
+      if (resetMidBody && sent >= size / 2) {
+        req.socket.destroy();
+        return;
+      }
       if (!res.write(piece)) await new Promise((resolve) => res.once('drain', resolve));
     }
     res.end();
