@@ -66,9 +66,19 @@ export interface Gateway {
   shutdown(): Promise<void>;
 }
 
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** LOG_LEVEL overrides the config's log_level; unset or empty means no override. */
+function logLevelFromEnv(value: string | undefined): string | null {
+  if (value === undefined || value === '') return null;
+  if (!LOG_LEVELS.includes(value)) throw new Error(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got '${value}'`);
+  return value;
+}
+
 /** Composes and starts the gateway; resolves once it listens. */
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
-  const logger = options.logger ?? createLogger(options.env['LOG_LEVEL'] ?? 'info');
+  const levelOverride = logLevelFromEnv(options.env['LOG_LEVEL']);
+  const logger = options.logger ?? createLogger(levelOverride ?? 'info');
   const store = new SnapshotStore(options.namespace ?? 'default');
   const metrics = new GatewayMetrics();
   const pools = new UpstreamPools();
@@ -77,7 +87,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 
   store.onSwap((snapshot) => {
     pools.retain(snapshot);
-    if (options.env['LOG_LEVEL'] === undefined) logger.level = snapshot.settings.logLevel;
+    if (levelOverride === null) logger.level = snapshot.settings.logLevel;
   });
 
   const fileSource = new FileSource({

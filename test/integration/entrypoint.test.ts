@@ -1,0 +1,75 @@
+/**
+ * `node dist/main.js` as users and the image run it: config from CONFIG_PATH,
+ * port from PORT, access lines on stdout within a second even when traffic is
+ * low, exit 0 after draining on SIGTERM.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { request } from 'undici';
+import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
+import { baseConfig, CLIENT_KEY } from '../support/gateway-harness.js';
+
+const ROOT = resolve(import.meta.dirname, '..', '..');
+let upstream: FakeUpstream;
+let gateway: ChildProcess;
+let dir: string;
+let output = '';
+
+function freePort(): Promise<number> {
+  return new Promise((done) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const port = (server.address() as { port: number }).port;
+      server.close(() => done(port));
+    });
+  });
+}
+
+async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs: number): Promise<number> {
+  const started = Date.now();
+  for (;;) {
+    if (await Promise.resolve(check()).catch(() => false)) return Date.now() - started;
+    if (Date.now() - started > timeoutMs) throw new Error(`not within ${timeoutMs} ms; output:\n${output.slice(-2000)}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+beforeAll(async () => {
+  execFileSync(join(ROOT, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.build.json'], { cwd: ROOT });
+  upstream = await startFakeUpstream();
+  dir = mkdtempSync(join(tmpdir(), 'api-proxy-main-'));
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(baseConfig(upstream.url, { shutdown: { drain_delay_ms: 300, timeout_ms: 5000 } })));
+}, 60_000);
+
+afterAll(async () => {
+  if (gateway !== undefined && gateway.exitCode === null) gateway.kill('SIGKILL');
+  await upstream.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('serves, logs each request promptly, drains and exits 0 on SIGTERM', async () => {
+  const port = await freePort();
+  gateway = spawn(process.execPath, ['dist/main.js'], {
+    cwd: ROOT,
+    env: { ...process.env, CONFIG_PATH: join(dir, 'config.json'), PORT: String(port), LOG_LEVEL: '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  gateway.stdout!.on('data', (chunk) => (output += String(chunk)));
+  gateway.stderr!.on('data', (chunk) => (output += String(chunk)));
+  const url = `http://127.0.0.1:${port}`;
+  await waitFor(async () => (await request(`${url}/health/ready`)).statusCode === 200, 10_000);
+
+  const res = await request(`${url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' }, body: '{"model":"gpt-4"}' });
+  expect(((await res.body.json()) as { model: string }).model).toBe('gpt-4o-2024-08-06');
+  const accessLine = () => output.split('\n').find((line) => line.includes('"msg":"request"') && line.includes('/v1/chat/completions'));
+  expect(await waitFor(() => accessLine() !== undefined, 1500)).toBeLessThan(1500);
+  expect(JSON.parse(accessLine()!)).toMatchObject({ level: 'info', key_id: 'team-a', status: 200, target_model: 'gpt-4o-2024-08-06' });
+
+  const exited = new Promise<number | null>((done) => gateway.once('exit', (code) => done(code)));
+  gateway.kill('SIGTERM');
+  await waitFor(async () => (await request(`${url}/health/ready`)).statusCode === 503, 1000);
+  expect(await exited).toBe(0);
+  expect(output).toContain('"msg":"stopped"');
+}, 30_000);
