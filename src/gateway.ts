@@ -1,5 +1,5 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { createRequestHandler } from './app.js';
 import type { Env } from './config/load-file.js';
@@ -23,6 +23,9 @@ export const SERVER_LIMITS = {
 } as const;
 
 export type ServerLimits = { readonly [K in keyof typeof SERVER_LIMITS]: number };
+
+const AWAITING_FIRST_REQUEST = Symbol('awaiting first request');
+type AwaitingFirstRequest = Socket & { [AWAITING_FIRST_REQUEST]?: boolean };
 
 /** A source that feeds Kubernetes data into the store (see sources/kube). */
 export interface KubeSourceHandle {
@@ -144,6 +147,20 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     },
     handler,
   );
+  // Node's headersTimeout counts from a request's first byte: a connection that never sends one
+  // would be held forever (a slowloris that sends nothing). Close it after headersTimeout of
+  // silence; from its first request on, requestTimeout and then keep-alive take over.
+  server.on('connection', (socket: Socket) => {
+    (socket as AwaitingFirstRequest)[AWAITING_FIRST_REQUEST] = true;
+    socket.setTimeout(limits.headersTimeoutMs);
+  });
+  server.on('request', (req: IncomingMessage) => {
+    const socket = req.socket as AwaitingFirstRequest;
+    if (socket[AWAITING_FIRST_REQUEST] === true) {
+      socket[AWAITING_FIRST_REQUEST] = false;
+      socket.setTimeout(0);
+    }
+  });
   server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
     if (!socket.writable) return socket.destroy();
     const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
