@@ -16,11 +16,10 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { request } from 'undici';
 import { CLUSTER_START_TIMEOUT_MS, REPO_ROOT, startCluster, type TestCluster } from '../k8s/harness/cluster.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
-import { baseConfig, CLIENT_KEY, startTestGateway, type TestGateway } from '../support/gateway-harness.js';
-import { kubeSource } from '../../src/sources/kube/kube-source.js';
+import { type TestGateway } from '../support/gateway-harness.js';
+import { modelSent, startKubeGateway } from '../k8s/harness/gateway.js';
 import { buildSnapshot, type RoutingSnapshot } from '../../src/config/snapshot.js';
 import { parseConfigText, toInputs } from '../../src/config/load-file.js';
 import { keyDigest } from '../../src/config/key-digest.js';
@@ -176,21 +175,12 @@ describe('ModelRoute change latency (real kube-apiserver)', () => {
   let upstream: FakeUpstream;
   let gw: TestGateway;
   const routePath = `/apis/apiproxy.io/v1alpha1/namespaces/${NS}/modelroutes`;
-  const headers = { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' };
 
   beforeAll(async () => {
     cluster = await startCluster({ crds: true });
     await cluster.ensureNamespace(NS);
     upstream = await startFakeUpstream();
-    gw = await startTestGateway(
-      baseConfig(upstream.url, { access_log: false, kubernetes: { enabled: true, namespaces: [NS], watch_timeout_seconds: 30 } }),
-      { kubeSource: kubeSource(cluster.kubeConfig(), NS), namespace: NS },
-    );
-    const started = Date.now();
-    while ((await request(`${gw.url}/health/ready`)).statusCode !== 200) {
-      if (Date.now() - started > 15_000) throw new Error('gateway not ready');
-      await sleep(20);
-    }
+    gw = await startKubeGateway(cluster, upstream.url, NS, { access_log: false });
   }, CLUSTER_START_TIMEOUT_MS);
 
   afterAll(async () => {
@@ -199,11 +189,7 @@ describe('ModelRoute change latency (real kube-apiserver)', () => {
     await cluster?.stop();
   });
 
-  async function send(model: string): Promise<string> {
-    const res = await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers, body: JSON.stringify({ model }) });
-    const body = (await res.body.json()) as { model?: string };
-    return body.model ?? `error:${res.statusCode}`;
-  }
+  const send = (model: string): Promise<string> => modelSent(gw.url, model);
 
   /** Polls every ~2 ms; returns ms from `since` to the response of the first request that saw `target`. */
   async function observed(target: string, since: number, timeoutMs = 10_000): Promise<{ ms: number; polls: number }> {

@@ -5,12 +5,12 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { request } from 'undici';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
 import { baseConfig, CLIENT_KEY } from '../support/gateway-harness.js';
+import { freePort, waitFor as waitUntil } from '../support/wait.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 let upstream: FakeUpstream;
@@ -18,22 +18,10 @@ let gateway: ChildProcess;
 let dir: string;
 let output = '';
 
-function freePort(): Promise<number> {
-  return new Promise((done) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => done(port));
-    });
-  });
-}
-
 async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs: number): Promise<number> {
-  const started = Date.now();
-  for (;;) {
-    if (await Promise.resolve(check()).catch(() => false)) return Date.now() - started;
-    if (Date.now() - started > timeoutMs) throw new Error(`not within ${timeoutMs} ms; output:\n${output.slice(-2000)}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  return waitUntil(check, timeoutMs, 'gateway').catch((error: Error) => {
+    throw new Error(`${error.message}; output:\n${output.slice(-2000)}`);
+  });
 }
 
 beforeAll(async () => {

@@ -5,13 +5,14 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { CLUSTER_START_TIMEOUT_MS, REPO_ROOT, startCluster, type TestCluster } from './harness/cluster.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
 import { CLIENT_KEY } from '../support/gateway-harness.js';
+import { freePort, waitFor as waitUntil } from '../support/wait.js';
+import { gatewayServiceAccountToken } from './harness/gateway.js';
 
 const NS = 'entry';
 let cluster: TestCluster;
@@ -21,22 +22,10 @@ let dir: string;
 let url: string;
 let output = '';
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 async function waitFor(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check().catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms; gateway output:\n${output.slice(-3000)}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  await waitUntil(check, timeoutMs, 'gateway').catch((error: Error) => {
+    throw new Error(`${error.message}; gateway output:\n${output.slice(-3000)}`);
+  });
 }
 
 beforeAll(async () => {
@@ -44,20 +33,7 @@ beforeAll(async () => {
   cluster = await startCluster({ crds: true });
   await cluster.ensureNamespace(NS);
   upstream = await startFakeUpstream();
-  const token = await cluster.serviceAccountToken(NS, 'gateway');
-  await cluster.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/roles`, {
-    metadata: { name: 'api-proxy' },
-    rules: [
-      { apiGroups: ['apiproxy.io'], resources: ['modelroutes'], verbs: ['get', 'list', 'watch'] },
-      { apiGroups: ['apiproxy.io'], resources: ['modelroutes/status'], verbs: ['patch', 'update'] },
-      { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch'] },
-    ],
-  });
-  await cluster.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/rolebindings`, {
-    metadata: { name: 'api-proxy' },
-    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'api-proxy' },
-    subjects: [{ kind: 'ServiceAccount', name: 'gateway', namespace: NS }],
-  });
+  const token = await gatewayServiceAccountToken(cluster, NS, 'gateway');
   dir = mkdtempSync(join(tmpdir(), 'api-proxy-entry-'));
   const config = join(dir, 'config.yaml');
   writeFileSync(

@@ -7,13 +7,13 @@
 import { request } from 'undici';
 import { CLUSTER_START_TIMEOUT_MS, startCluster, type TestCluster } from './harness/cluster.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
-import { baseConfig, CLIENT_KEY, startTestGateway, type TestGateway } from '../support/gateway-harness.js';
-import { kubeSource } from '../../src/sources/kube/kube-source.js';
+import { type TestGateway } from '../support/gateway-harness.js';
+import { waitFor } from '../support/wait.js';
+import { modelSent, startKubeGateway } from './harness/gateway.js';
 
 const NS = 'faults';
 const CRD = '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/modelroutes.apiproxy.io';
 const routesPath = `/apis/apiproxy.io/v1alpha1/namespaces/${NS}/modelroutes`;
-const headers = { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' };
 
 let cluster: TestCluster;
 let upstream: FakeUpstream;
@@ -23,11 +23,7 @@ beforeAll(async () => {
   cluster = await startCluster({ crds: true });
   await cluster.ensureNamespace(NS);
   upstream = await startFakeUpstream();
-  gw = await startTestGateway(
-    baseConfig(upstream.url, { access_log: false, kubernetes: { enabled: true, namespaces: [NS], watch_timeout_seconds: 30 } }),
-    { kubeSource: kubeSource(cluster.kubeConfig(), NS), namespace: NS },
-  );
-  await waitFor(async () => (await request(`${gw.url}/health/ready`)).statusCode === 200, 15_000);
+  gw = await startKubeGateway(cluster, upstream.url, NS, { access_log: false });
 }, CLUSTER_START_TIMEOUT_MS);
 
 afterAll(async () => {
@@ -36,20 +32,7 @@ afterAll(async () => {
   await cluster?.stop();
 });
 
-async function send(model: string): Promise<string> {
-  const res = await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers, body: JSON.stringify({ model }) });
-  const body = (await res.body.json()) as { model?: string; error?: { code: string } };
-  return body.model ?? `error:${res.statusCode}:${body.error?.code}`;
-}
-
-async function waitFor(check: () => Promise<boolean>, timeoutMs = 2000, what = 'condition'): Promise<void> {
-  const started = Date.now();
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() - started > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
+const send = (model: string): Promise<string> => modelSent(gw.url, model);
 
 function modelRoute(name: string, spec: unknown) {
   return { apiVersion: 'apiproxy.io/v1alpha1', kind: 'ModelRoute', metadata: { name, namespace: NS }, spec };

@@ -4,11 +4,12 @@
  * fails no request, and the documented Role is all it needs.
  */
 import { request } from 'undici';
-import { CLUSTER_START_TIMEOUT_MS, startCluster, type TestCluster } from './harness/cluster.js';
-import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
-import { baseConfig, CLIENT_KEY, startTestGateway, type TestGateway } from '../support/gateway-harness.js';
-import { kubeSource } from '../../src/sources/kube/kube-source.js';
 import { KubeConfig } from '@kubernetes/client-node';
+import { CLUSTER_START_TIMEOUT_MS, startCluster, type TestCluster } from './harness/cluster.js';
+import { gatewayServiceAccountToken, modelSent, startKubeGateway } from './harness/gateway.js';
+import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
+import { CLIENT_KEY, type TestGateway } from '../support/gateway-harness.js';
+import { waitFor } from '../support/wait.js';
 
 const NS = 'gw';
 let cluster: TestCluster;
@@ -19,15 +20,14 @@ let gw: TestGateway;
 const auth = { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' };
 const routesPath = (ns = NS) => `/apis/apiproxy.io/v1alpha1/namespaces/${ns}/modelroutes`;
 
-function config() {
-  return baseConfig(upstream.url, {
+function extra() {
+  return {
     upstreams: {
       default: { url: `${upstream.url}/v1`, timeouts: { connect_ms: 1000, headers_ms: 2000, idle_ms: 2000 } },
       other: { url: `${other.url}/v1` },
     },
     model_redirects: { 'file-alias': 'from-file' },
-    kubernetes: { enabled: true, namespaces: [NS], watch_timeout_seconds: 30 },
-  });
+  };
 }
 
 beforeAll(async () => {
@@ -35,8 +35,7 @@ beforeAll(async () => {
   await cluster.ensureNamespace(NS);
   upstream = await startFakeUpstream();
   other = await startFakeUpstream();
-  gw = await startTestGateway(config(), { kubeSource: kubeSource(cluster.kubeConfig(), NS), namespace: NS });
-  await waitFor(async () => (await request(`${gw.url}/health/ready`)).statusCode === 200, 10_000);
+  gw = await startKubeGateway(cluster, upstream.url, NS, extra());
 }, CLUSTER_START_TIMEOUT_MS);
 
 afterAll(async () => {
@@ -46,20 +45,7 @@ afterAll(async () => {
   await cluster?.stop();
 });
 
-async function send(model: string, key = CLIENT_KEY): Promise<string> {
-  const res = await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { ...auth, authorization: `Bearer ${key}` }, body: JSON.stringify({ model }) });
-  const body = (await res.body.json()) as { model?: string; error?: { code: string } };
-  return body.model ?? `error:${res.statusCode}:${body.error?.code}`;
-}
-
-async function waitFor(check: () => Promise<boolean>, timeoutMs = 1000): Promise<number> {
-  const started = Date.now();
-  for (;;) {
-    if (await check()) return Date.now() - started;
-    if (Date.now() - started > timeoutMs) throw new Error(`not within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
+const send = (model: string, key = CLIENT_KEY): Promise<string> => modelSent(gw.url, model, key);
 
 function modelRoute(name: string, model: string, targets: unknown[]) {
   return { apiVersion: 'apiproxy.io/v1alpha1', kind: 'ModelRoute', metadata: { name, namespace: NS }, spec: { model, targets } };
@@ -161,25 +147,11 @@ test('API server restart while requests flow: no failed request, later changes p
 }, 60_000);
 
 test('a Role with only the documented permissions is enough', async () => {
-  await cluster.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/roles`, {
-    metadata: { name: 'api-proxy' },
-    rules: [
-      { apiGroups: ['apiproxy.io'], resources: ['modelroutes'], verbs: ['get', 'list', 'watch'] },
-      { apiGroups: ['apiproxy.io'], resources: ['modelroutes/status'], verbs: ['patch', 'update'] },
-      { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch'] },
-    ],
-  });
-  await cluster.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/rolebindings`, {
-    metadata: { name: 'api-proxy' },
-    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'api-proxy' },
-    subjects: [{ kind: 'ServiceAccount', name: 'api-proxy', namespace: NS }],
-  });
-  const token = await cluster.serviceAccountToken(NS, 'api-proxy');
+  const token = await gatewayServiceAccountToken(cluster, NS, 'api-proxy');
   const kc = new KubeConfig();
   kc.loadFromFile(cluster.writeKubeconfig(token, NS));
-  const limited = await startTestGateway(config(), { kubeSource: kubeSource(kc, NS), namespace: NS });
+  const limited = await startKubeGateway(cluster, upstream.url, NS, extra(), kc);
   try {
-    await waitFor(async () => (await request(`${limited.url}/health/ready`)).statusCode === 200, 10_000);
     await cluster.request('POST', routesPath(), modelRoute('rbac', 'rbac-model', [{ model: 'rbac-target' }]));
     await waitFor(async () => {
       const res = await request(`${limited.url}/v1/chat/completions`, { method: 'POST', headers: auth, body: '{"model":"rbac-model"}' });
@@ -200,17 +172,14 @@ test('an upstream key held in a watched Secret is used and rotated live', async 
     data: { 'api-key': Buffer.from(value).toString('base64') },
   });
   await cluster.request('POST', `/api/v1/namespaces/${NS}/secrets`, secret('sk-upstream-from-secret-1'));
-  const withSecret = baseConfig(upstream.url, {
+  const keyed = await startKubeGateway(cluster, upstream.url, NS, {
     upstreams: { default: { url: `${upstream.url}/v1`, api_key_secret: { name: 'upstream-key', key: 'api-key' } } },
-    kubernetes: { enabled: true, namespaces: [NS] },
   });
-  const keyed = await startTestGateway(withSecret, { kubeSource: kubeSource(cluster.kubeConfig(), NS), namespace: NS });
   const sentKey = async () => {
     await request(`${keyed.url}/v1/chat/completions`, { method: 'POST', headers: auth, body: '{"model":"m"}' }).then((r) => r.body.text());
     return upstream.requests.at(-1)!.headers.authorization;
   };
   try {
-    await waitFor(async () => (await request(`${keyed.url}/health/ready`)).statusCode === 200, 10_000);
     expect(await sentKey()).toBe('Bearer sk-upstream-from-secret-1');
     await cluster.request('PUT', `/api/v1/namespaces/${NS}/secrets/upstream-key`, secret('sk-upstream-from-secret-2'));
     expect(await waitFor(async () => (await sentKey()) === 'Bearer sk-upstream-from-secret-2')).toBeLessThan(1000);
@@ -221,12 +190,8 @@ test('an upstream key held in a watched Secret is used and rotated live', async 
 
 test('namespaces: ["*"] watches every namespace', async () => {
   await cluster.ensureNamespace('elsewhere');
-  const everywhere = await startTestGateway(
-    baseConfig(upstream.url, { kubernetes: { enabled: true, namespaces: ['*'] } }),
-    { kubeSource: kubeSource(cluster.kubeConfig(), NS), namespace: NS },
-  );
+  const everywhere = await startKubeGateway(cluster, upstream.url, NS, { kubernetes: { enabled: true, namespaces: ['*'] } });
   try {
-    await waitFor(async () => (await request(`${everywhere.url}/health/ready`)).statusCode === 200, 10_000);
     await cluster.request('POST', routesPath('elsewhere'), { ...modelRoute('far', 'far-model', [{ model: 'far-target' }]), metadata: { name: 'far', namespace: 'elsewhere' } });
     await waitFor(async () => {
       const res = await request(`${everywhere.url}/v1/chat/completions`, { method: 'POST', headers: auth, body: '{"model":"far-model"}' });

@@ -1,0 +1,53 @@
+import { request } from 'undici';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { kubeSource } from '../../../src/sources/kube/kube-source.js';
+import { baseConfig, CLIENT_KEY, startTestGateway, type TestGateway } from '../../support/gateway-harness.js';
+import { waitFor } from '../../support/wait.js';
+import type { TestCluster } from './cluster.js';
+
+/** The permissions the README documents for the gateway, as Role rules. */
+export const GATEWAY_ROLE_RULES = [
+  { apiGroups: ['apiproxy.io'], resources: ['modelroutes'], verbs: ['get', 'list', 'watch'] },
+  { apiGroups: ['apiproxy.io'], resources: ['modelroutes/status'], verbs: ['patch', 'update'] },
+  { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch'] },
+];
+
+/** A Role with exactly the documented rules, bound to the ServiceAccount; returns a token for it. */
+export async function gatewayServiceAccountToken(cluster: TestCluster, namespace: string, serviceAccount: string): Promise<string> {
+  const token = await cluster.serviceAccountToken(namespace, serviceAccount);
+  await cluster.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${namespace}/roles`, { metadata: { name: serviceAccount }, rules: GATEWAY_ROLE_RULES });
+  await cluster.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${namespace}/rolebindings`, {
+    metadata: { name: serviceAccount },
+    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: serviceAccount },
+    subjects: [{ kind: 'ServiceAccount', name: serviceAccount, namespace }],
+  });
+  return token;
+}
+
+/**
+ * An in-process gateway with the Kubernetes source watching `namespace`
+ * (test config from baseConfig plus `extra`), resolved once it is ready.
+ */
+export async function startKubeGateway(
+  cluster: TestCluster,
+  upstreamUrl: string,
+  namespace: string,
+  extra: Record<string, unknown> = {},
+  kubeConfig: KubeConfig = cluster.kubeConfig(),
+): Promise<TestGateway> {
+  const config = baseConfig(upstreamUrl, { kubernetes: { enabled: true, namespaces: [namespace], watch_timeout_seconds: 30 }, ...extra });
+  const gateway = await startTestGateway(config, { kubeSource: kubeSource(kubeConfig, namespace), namespace });
+  await waitFor(async () => (await request(`${gateway.url}/health/ready`)).statusCode === 200, 15_000, 'gateway ready');
+  return gateway;
+}
+
+/** The model the upstream was sent for `model`, or `error:<status>:<code>`. */
+export async function modelSent(gatewayUrl: string, model: string, key = CLIENT_KEY): Promise<string> {
+  const res = await request(`${gatewayUrl}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model }),
+  });
+  const body = (await res.body.json()) as { model?: string; error?: { code: string } };
+  return body.model ?? `error:${res.statusCode}:${body.error?.code}`;
+}
