@@ -32,7 +32,7 @@ export function createAccess(metrics: GatewayMetrics, logger: Logger, accessLog:
     record.completed = true;
     metrics.activeRequests--;
     const seconds = (performance.now() - record.startedAt) / 1000;
-    metrics.requestFinished(record.route, record.status, seconds);
+    metrics.requestFinished(record.route, record.status, seconds, record.keyId);
     if (!accessLog() || !logger.isLevelEnabled('info')) return;
     accessLogger.info(
       {

@@ -34,6 +34,8 @@ export function routeLabel(path: string): RouteLabel {
   return ROUTE_LABELS[first] ?? 'other_v1';
 }
 
+const STATUS_CLASSES = ['other', '1xx', '2xx', '3xx', '4xx', '5xx'];
+
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 
 /**
@@ -54,7 +56,9 @@ export class GatewayMetrics {
   readonly #ttfb: client.Histogram<'upstream'>;
   readonly #upstreamErrors: client.Counter<'upstream' | 'code'>;
   readonly #reloads: client.Counter<'source' | 'result'>;
+  readonly #keyRequests: client.Counter<'key_id' | 'class'>;
   readonly #requestChildren = new Map<string, client.Counter.Internal>();
+  readonly #keyChildren = new Map<string, client.Counter.Internal>();
   readonly #durationChildren = new Map<string, client.Histogram.Internal<'route'>>();
   readonly #ttfbChildren = new Map<string, client.Histogram.Internal<'upstream'>>();
   #routeCount = (): number => 0;
@@ -66,6 +70,12 @@ export class GatewayMetrics {
       name: 'apiproxy_requests_total',
       help: 'Requests answered, by route and HTTP status.',
       labelNames: ['route', 'status'],
+      registers,
+    });
+    this.#keyRequests = new client.Counter({
+      name: 'apiproxy_key_requests_total',
+      help: 'Authenticated requests by client key id and status class (2xx, 4xx, 5xx); never the key itself.',
+      labelNames: ['key_id', 'class'],
       registers,
     });
     this.#duration = new client.Histogram({
@@ -128,8 +138,18 @@ export class GatewayMetrics {
     this.#routeCount = count;
   }
 
-  requestFinished(route: RouteLabel, status: number, seconds: number): void {
+  requestFinished(route: RouteLabel, status: number, seconds: number, keyId: string | null): void {
     if (status >= 400) this.errorCount++;
+    if (keyId !== null) {
+      const statusClass = STATUS_CLASSES[Math.floor(status / 100)] ?? 'other';
+      const keyLabel = keyId + '\0' + statusClass;
+      let keyCounter = this.#keyChildren.get(keyLabel);
+      if (keyCounter === undefined) {
+        keyCounter = this.#keyRequests.labels(keyId, statusClass);
+        this.#keyChildren.set(keyLabel, keyCounter);
+      }
+      keyCounter.inc();
+    }
     const key = route + status;
     let counter = this.#requestChildren.get(key);
     if (counter === undefined) {
