@@ -45,8 +45,8 @@ export type KubeSourceFactory = (deps: {
 export interface GatewayOptions {
   readonly configPath: string;
   readonly env: Env;
-  /** 0 picks a free port. */
-  readonly port: number;
+  /** 0 picks a free port; undefined means the config's `port`, else 5000. */
+  readonly port: number | undefined;
   readonly host?: string;
   readonly logger?: Logger;
   /** Used when the config enables Kubernetes. */
@@ -68,6 +68,8 @@ export interface Gateway {
   /** Readiness 503, drain delay, stop accepting, let in-flight requests finish up to the deadline, close. */
   shutdown(): Promise<void>;
 }
+
+const DEFAULT_PORT = 5000;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -168,7 +170,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   });
   await new Promise<void>((resolveListen, reject) => {
     server.once('error', reject);
-    server.listen(options.port, options.host ?? '0.0.0.0', () => {
+    server.listen(options.port ?? store.current?.settings.port ?? DEFAULT_PORT, options.host ?? '0.0.0.0', () => {
       server.off('error', reject);
       resolveListen();
     });

@@ -15,8 +15,8 @@ function lazyKubeSource(namespace: string): KubeSourceFactory {
 /** Composition root: environment, start, signals. */
 async function main(): Promise<void> {
   const env = process.env;
-  const port = env['PORT'] === undefined || env['PORT'] === '' ? 5000 : Number(env['PORT']);
-  if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new Error(`PORT must be a port number, got '${env['PORT']}'`);
+  const port = env['PORT'] === undefined || env['PORT'] === '' ? undefined : Number(env['PORT']);
+  if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65_535)) throw new Error(`PORT must be a port number, got '${env['PORT']}'`);
   const namespace = ownNamespace(env);
   const gateway = await startGateway({
     configPath: env['CONFIG_PATH'] || 'config.json',

@@ -61,3 +61,18 @@ test('serves, logs each request promptly, drains and exits 0 on SIGTERM', async 
   expect(await exited).toBe(0);
   expect(output).toContain('"msg":"stopped"');
 }, 30_000);
+
+test("without PORT it listens on the config file's port", async () => {
+  const port = await freePort();
+  writeFileSync(join(dir, 'port.json'), JSON.stringify(baseConfig(upstream.url, { port, shutdown: { drain_delay_ms: 0, timeout_ms: 1000 } })));
+  const env: NodeJS.ProcessEnv = { ...process.env, CONFIG_PATH: join(dir, 'port.json') };
+  delete env['PORT'];
+  const child = spawn(process.execPath, ['dist/main.js'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout!.on('data', (chunk) => (output += String(chunk)));
+  child.stderr!.on('data', (chunk) => (output += String(chunk)));
+  try {
+    await waitFor(async () => (await request(`http://127.0.0.1:${port}/health`)).statusCode === 200, 10_000);
+  } finally {
+    child.kill('SIGKILL');
+  }
+}, 30_000);
