@@ -1,5 +1,5 @@
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { createRequestHandler } from './app.js';
 import type { Env } from './config/load-file.js';
@@ -7,25 +7,11 @@ import type { KubeInputs } from './config/model.js';
 import type { RoutingSnapshot } from './config/snapshot.js';
 import { SnapshotStore } from './config/store.js';
 import { Readiness } from './http/readiness.js';
+import { createHttpServer, SERVER_LIMITS, type ServerLimits } from './http/server.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { GatewayMetrics } from './observability/metrics.js';
 import { UpstreamPools } from './proxy/upstream-pools.js';
 import { FileSource } from './sources/file-source.js';
-
-/** Server limits against slow or oversized clients (slowloris, header floods). */
-export const SERVER_LIMITS = {
-  headersTimeoutMs: 10_000,
-  requestTimeoutMs: 60_000,
-  keepAliveTimeoutMs: 5_000,
-  maxHeaderSize: 16 * 1024,
-  /** How often Node checks headersTimeout and requestTimeout (its default). */
-  connectionsCheckingIntervalMs: 30_000,
-} as const;
-
-export type ServerLimits = { readonly [K in keyof typeof SERVER_LIMITS]: number };
-
-const AWAITING_FIRST_REQUEST = Symbol('awaiting first request');
-type AwaitingFirstRequest = Socket & { [AWAITING_FIRST_REQUEST]?: boolean };
 
 /** A source that feeds Kubernetes data into the store (see sources/kube). */
 export interface KubeSourceHandle {
@@ -80,6 +66,8 @@ function logLevelFromEnv(value: string | undefined): string | null {
   return value;
 }
 
+export { SERVER_LIMITS, type ServerLimits };
+
 /** Composes and starts the gateway; resolves once it listens. */
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const levelOverride = logLevelFromEnv(options.env['LOG_LEVEL']);
@@ -118,56 +106,24 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   }
   fileSource.start();
 
-  let kube: KubeSourceHandle | null = null;
-  const snapshot = store.current;
-  if (snapshot !== null && snapshot.kubernetes.enabled) {
+  // Kubernetes starts with the first config that enables it (at start, or once a broken file is fixed);
+  // the readiness gate is added in the same synchronous step, so readiness never reports a half-loaded state.
+  let kube: Promise<KubeSourceHandle> | null = null;
+  const startKube = (snapshot: RoutingSnapshot): void => {
+    if (kube !== null || !snapshot.kubernetes.enabled) return;
     if (options.kubeSource === undefined) throw new Error('kubernetes.enabled is set but no Kubernetes source is available');
     readiness.addGate('kubernetes sync');
-    kube = await options.kubeSource({
-      store,
-      readiness,
-      metrics,
-      logger,
-      snapshot,
-      setKube: (inputs) => {
-        store.setKube(inputs);
-      },
-    });
-    void kube.start();
-  }
+    kube = Promise.resolve(options.kubeSource({ store, readiness, metrics, logger, snapshot, setKube: (inputs) => void store.setKube(inputs) }));
+    kube.then(
+      (handle) => void handle.start(),
+      (error: unknown) => logger.error({ err: { message: (error as Error).message } }, 'Kubernetes source failed to start'),
+    );
+  };
+  if (store.current !== null) startKube(store.current);
+  store.onSwap(startKube);
 
   const handler = createRequestHandler({ store, pools, metrics, readiness, logger });
-  const limits: ServerLimits = { ...SERVER_LIMITS, ...options.serverLimits };
-  const server = createServer(
-    {
-      headersTimeout: limits.headersTimeoutMs,
-      requestTimeout: limits.requestTimeoutMs,
-      keepAliveTimeout: limits.keepAliveTimeoutMs,
-      maxHeaderSize: limits.maxHeaderSize,
-      connectionsCheckingInterval: limits.connectionsCheckingIntervalMs,
-      noDelay: true,
-    },
-    handler,
-  );
-  // Node's headersTimeout counts from a request's first byte: a connection that never sends one
-  // would be held forever (a slowloris that sends nothing). Close it after headersTimeout of
-  // silence; from its first request on, requestTimeout and then keep-alive take over.
-  server.on('connection', (socket: Socket) => {
-    (socket as AwaitingFirstRequest)[AWAITING_FIRST_REQUEST] = true;
-    socket.setTimeout(limits.headersTimeoutMs);
-  });
-  server.on('request', (req: IncomingMessage) => {
-    const socket = req.socket as AwaitingFirstRequest;
-    if (socket[AWAITING_FIRST_REQUEST] === true) {
-      socket[AWAITING_FIRST_REQUEST] = false;
-      socket.setTimeout(0);
-    }
-  });
-  server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
-    if (!socket.writable) return socket.destroy();
-    const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-    socket.end(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request'}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
-  });
+  const server = createHttpServer(handler, { ...SERVER_LIMITS, ...options.serverLimits });
   await new Promise<void>((resolveListen, reject) => {
     server.once('error', reject);
     server.listen(options.port ?? store.current?.settings.port ?? DEFAULT_PORT, options.host ?? '0.0.0.0', () => {
@@ -193,7 +149,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     server.closeAllConnections();
     await closed;
     fileSource.stop();
-    await kube?.stop();
+    await (await kube)?.stop();
     await pools.destroy();
     metrics.close();
     logger.info('stopped');
