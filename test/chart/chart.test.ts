@@ -150,9 +150,12 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
     expect(pod.volumes.find((v: any) => v.name === 'config').configMap.name).toBe('rel-api-proxy');
   });
 
-  test('no checksum annotations by default (config and key files hot-reload); rollOnSecretChange adds them', () => {
+  test('only settings hot reload cannot apply roll pods: the kubernetes block, not routes or keys; rollOnSecretChange adds Secrets', () => {
     const annotations = one(objects, 'Deployment')['spec'].template.metadata.annotations ?? {};
-    expect(Object.keys(annotations).filter((k) => k.startsWith('checksum/'))).toEqual([]);
+    expect(Object.keys(annotations).filter((k) => k.startsWith('checksum/'))).toEqual(['checksum/startup-settings']);
+    const startup = (args: string[]) => one(template(helm.v3, args), 'Deployment')['spec'].template.metadata.annotations['checksum/startup-settings'];
+    expect(startup(['--set', 'config.modelRedirects.gpt-4=gpt-4o'])).toBe(annotations['checksum/startup-settings']);
+    expect(startup(['--set', 'kubernetes.namespaces={team-a}'])).not.toBe(annotations['checksum/startup-settings']);
 
     const withKey = (key: string) =>
       template(helm.v3, ['--set', 'rollOnSecretChange=true', '--set', `upstreams.default.apiKey.value=${key}`]);
