@@ -1,6 +1,8 @@
 import type { Context, Next } from 'koa';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { pino } from 'pino';
 import type { Logger } from '../observability/logger.js';
+import { accessLine } from './access-line.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import type { RequestRecord } from './request-record.js';
 import { requestIdFrom } from './request-id.js';
@@ -22,38 +24,17 @@ export interface Access {
  * when the relay ends; everything else when the response closes.
  */
 export function createAccess(metrics: GatewayMetrics, logger: Logger, accessLog: () => boolean): Access {
-  // Access lines carry no secret by construction (ids only), so they skip the
-  // redaction pass the main logger runs on every line; the level still follows
-  // the main logger's (checked per line, as reloads may change it).
-  const accessLogger = logger.child({}, { level: 'info', redact: [] });
+  // Access lines go straight to the logger's destination, after the logger's own
+  // buffered lines: same stream, same format, no per-line serialisation by pino.
+  const destination = (logger as unknown as Record<symbol, { write(line: string): unknown }>)[pino.symbols.streamSym]!;
 
   function complete(record: RequestRecord): void {
     if (record.completed) return;
     record.completed = true;
     metrics.activeRequests--;
-    const seconds = (performance.now() - record.startedAt) / 1000;
-    metrics.requestFinished(record.route, record.status, seconds, record.keyId);
-    if (!accessLog() || !logger.isLevelEnabled('info')) return;
-    accessLogger.info(
-      {
-        req_id: record.id,
-        key_id: record.keyId,
-        method: record.method,
-        path: record.path,
-        model: record.model,
-        target_model: record.targetModel,
-        upstream: record.upstream,
-        status: record.status,
-        latency_ms: Math.round(seconds * 1e6) / 1e3,
-        ttfb_ms: record.ttfbMs < 0 ? null : Math.round(record.ttfbMs * 1e3) / 1e3,
-        bytes_in: record.bytesIn,
-        bytes_out: record.bytesOut,
-        stream: record.stream,
-        error: record.errorCode,
-        client_aborted: record.clientAborted || undefined,
-      },
-      'request',
-    );
+    const latencyMs = performance.now() - record.startedAt;
+    metrics.requestFinished(record.route, record.status, latencyMs / 1000, record.keyId);
+    if (accessLog() && logger.isLevelEnabled('info')) destination.write(accessLine(record, latencyMs));
   }
 
   function open(req: IncomingMessage): RequestRecord {

@@ -1,0 +1,72 @@
+import fc from 'fast-check';
+import { accessLine } from '../../src/http/access-line.js';
+import type { RequestRecord } from '../../src/http/request-record.js';
+
+function record(overrides: Partial<RequestRecord> = {}): RequestRecord {
+  return {
+    id: 'req-1',
+    startedAt: 0,
+    method: 'POST',
+    path: '/v1/chat/completions',
+    route: 'chat_completions',
+    keyId: 'team-a',
+    model: 'gpt-4',
+    targetModel: 'gpt-4o',
+    upstream: 'default',
+    status: 200,
+    ttfbMs: 1.23456,
+    bytesIn: 10,
+    bytesOut: 20,
+    stream: true,
+    errorCode: null,
+    clientAborted: false,
+    forwarded: true,
+    completed: true,
+    ...overrides,
+  };
+}
+
+test('one JSON line in the logger format', () => {
+  const line = accessLine(record(), 12.3456789);
+  expect(line.endsWith('}\n')).toBe(true);
+  expect(line.split('\n')).toHaveLength(2);
+  const parsed = JSON.parse(line);
+  expect(parsed).toEqual({
+    level: 'info',
+    time: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+    service: 'api-proxy',
+    req_id: 'req-1',
+    key_id: 'team-a',
+    method: 'POST',
+    path: '/v1/chat/completions',
+    model: 'gpt-4',
+    target_model: 'gpt-4o',
+    upstream: 'default',
+    status: 200,
+    latency_ms: 12.346,
+    ttfb_ms: 1.235,
+    bytes_in: 10,
+    bytes_out: 20,
+    stream: true,
+    error: null,
+    msg: 'request',
+  });
+  expect(JSON.parse(accessLine(record({ ttfbMs: -1, keyId: null, clientAborted: true, errorCode: 'upstream_reset' }), 1))).toMatchObject({
+    ttfb_ms: null,
+    key_id: null,
+    client_aborted: true,
+    error: 'upstream_reset',
+  });
+});
+
+test('whatever a client puts in the model or path stays inside one valid line', () => {
+  fc.assert(
+    fc.property(fc.string({ unit: 'binary' }), fc.string({ unit: 'binary' }), (model, path) => {
+      const line = accessLine(record({ model, targetModel: model, path }), 1);
+      expect(line.indexOf('\n')).toBe(line.length - 1);
+      const parsed = JSON.parse(line);
+      expect(parsed.model).toBe(model);
+      expect(parsed.path).toBe(path);
+    }),
+  );
+});
