@@ -392,6 +392,14 @@ async function main(): Promise<void> {
   const upstream = await startUpstream();
   const gateway = await startGatewayProcess(dir, upstream.url);
   const pid = gateway.child.pid!;
+  let unexpectedExit: string | null = null;
+  gateway.child.once('exit', (code, signal) => {
+    if (!stopping) {
+      unexpectedExit = `the gateway exited during the soak (code ${code}, signal ${signal}); see the log`;
+      console.error(`soak: ${unexpectedExit}`);
+    }
+  });
+  let stopping = false;
   const agent = new Agent({ connections: options.concurrency * 2, keepAliveTimeout: 4_000, headersTimeout: 20_000, bodyTimeout: 20_000 });
   const started = Date.now();
   const endAt = started + options.minutes * 60_000;
@@ -405,7 +413,7 @@ async function main(): Promise<void> {
   console.log(`soak: ${options.minutes} min, ${options.concurrency} concurrent clients, gateway pid ${pid} at ${gateway.url}, upstream ${upstream.url}`);
 
   async function worker(): Promise<void> {
-    while (Date.now() < endAt) {
+    while (Date.now() < endAt && unexpectedExit === null) {
       const scenario = pick();
       const count = counts.get(scenario.name)!;
       count.sent++;
@@ -458,6 +466,7 @@ async function main(): Promise<void> {
   upstream.child.send({ stats: true });
   const upstreamStats = await new Promise<{ requests: number; connections: number }>((resolve) => upstream.child.once('message', (m) => resolve(m as never)));
 
+  stopping = true;
   const exited = new Promise<number | null>((resolve) => gateway.child.once('exit', (code) => resolve(code)));
   gateway.child.kill('SIGTERM');
   const exitCode = await Promise.race([exited, sleep(15_000).then(() => -1)]);
