@@ -140,7 +140,12 @@ describe('helm v3: install, RBAC of the ServiceAccount token, upgrade, uninstall
   });
 
   test('upgrade to named namespaces: Roles move to team-a/team-b, config changes in place, HPA and extras appear', async () => {
-    const before = (await cluster.request('GET', `/apis/apps/v1/namespaces/${ns}/deployments/rel-api-proxy`)).json;
+    const deployment = async () => (await cluster.request('GET', `/apis/apps/v1/namespaces/${ns}/deployments/rel-api-proxy`)).json;
+    const before = await deployment();
+    // Config-only changes do not touch the pod template: the gateway hot-reloads, pods are not rolled.
+    h(helm.v3, ['upgrade', release, chartDir, '-n', ns, '--reuse-values', '--set', 'config.modelRedirects.gpt-3=gpt-3.5-turbo']);
+    expect((await deployment()).spec.template).toEqual(before.spec.template);
+
     h(helm.v3, [
       'upgrade', release, chartDir, '-n', ns, '--reuse-values',
       '--set', 'kubernetes.namespaces={team-a,team-b}',
@@ -160,12 +165,16 @@ describe('helm v3: install, RBAC of the ServiceAccount token, upgrade, uninstall
     const cm = (await cluster.request('GET', `/api/v1/namespaces/${ns}/configmaps/rel-api-proxy`)).json;
     const config = JSON.parse(cm.data['config.json']);
     expect(config.log_level).toBe('debug');
-    expect(config.model_redirects).toEqual({ 'gpt-4': 'gpt-4o' });
+    expect(config.model_redirects).toEqual({ 'gpt-3': 'gpt-3.5-turbo', 'gpt-4': 'gpt-4o' });
     expect(config.kubernetes.namespaces).toEqual(['team-a', 'team-b']);
 
-    const after = (await cluster.request('GET', `/apis/apps/v1/namespaces/${ns}/deployments/rel-api-proxy`)).json;
-    // Config-only changes do not touch the pod template: the gateway hot-reloads, pods are not rolled.
-    expect(after.spec.template).toEqual(before.spec.template);
+    // The watched namespaces are read once at start: that change, and only it, rolls the pods.
+    const after = await deployment();
+    const { annotations: afterAnnotations, ...afterMetadata } = after.spec.template.metadata;
+    const { annotations: beforeAnnotations, ...beforeMetadata } = before.spec.template.metadata;
+    expect(afterAnnotations['checksum/startup-settings']).not.toBe(beforeAnnotations['checksum/startup-settings']);
+    expect(afterMetadata).toEqual(beforeMetadata);
+    expect(after.spec.template.spec).toEqual(before.spec.template.spec);
     expect((await cluster.request('GET', `/apis/autoscaling/v2/namespaces/${ns}/horizontalpodautoscalers/rel-api-proxy`)).status).toBe(200);
     expect((await cluster.request('GET', `/apis/networking.k8s.io/v1/namespaces/${ns}/networkpolicies/rel-api-proxy`)).status).toBe(200);
     expect((await cluster.request('GET', `/api/v1/namespaces/${ns}/configmaps/rel-api-proxy-dashboard`)).status).toBe(200);
@@ -188,7 +197,7 @@ describe('helm v3: install, RBAC of the ServiceAccount token, upgrade, uninstall
     expect((await cluster.request('GET', '/api/v1/pods', undefined, { token })).status).toBe(403);
     const history = h(helm.v3, ['history', release, '-n', ns, '-o', 'json']).stdout;
     expect((JSON.parse(history) as { revision: number; status: string }[]).map((r) => [r.revision, r.status])).toEqual([
-      [1, 'superseded'], [2, 'superseded'], [3, 'deployed'],
+      [1, 'superseded'], [2, 'superseded'], [3, 'superseded'], [4, 'deployed'],
     ]);
   });
 
