@@ -1,6 +1,7 @@
 import type { Context, Next } from 'koa';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pino } from 'pino';
+import { CLIENT_CLOSED_REQUEST } from '../errors/client-gone.js';
 import type { Logger } from '../observability/logger.js';
 import { accessLine } from './access-line.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
@@ -67,8 +68,8 @@ export function createAccess(metrics: GatewayMetrics, logger: Logger, accessLog:
 
   function settle(record: RequestRecord, res: ServerResponse): void {
     const finish = (): void => {
-      record.status = res.statusCode;
       record.clientAborted = !res.writableFinished;
+      record.status = record.clientAborted && !res.headersSent ? CLIENT_CLOSED_REQUEST : res.statusCode;
       complete(record);
     };
     if (res.writableFinished || res.destroyed) finish();

@@ -1,5 +1,6 @@
 import type { Context, Next } from 'koa';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { ClientGoneError } from '../errors/client-gone.js';
 import { errorBody, GatewayError } from '../errors/gateway-error.js';
 import type { Logger } from '../observability/logger.js';
 import type { RequestRecord } from './request-record.js';
@@ -23,6 +24,10 @@ export function createErrorHandler(logger: Logger) {
 
 /** Writes a caught error as the OpenAI error envelope, straight to the Node response. */
 export function respondWithError(req: IncomingMessage, res: ServerResponse, record: RequestRecord, caught: unknown, logger: Logger): void {
+  if (caught instanceof ClientGoneError || res.destroyed) {
+    res.destroy(); // nobody to answer; the record is settled as a client abort
+    return;
+  }
   const error = toGatewayError(caught);
   if (error.code === 'internal_error') logger.error({ err: caught, req_id: record.id }, 'unhandled error');
   record.errorCode = error.code;

@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
+import { CLIENT_CLOSED_REQUEST, ClientGoneError } from '../errors/client-gone.js';
 import { errorBody } from '../errors/gateway-error.js';
 import { fromUpstreamError } from '../errors/upstream-errors.js';
 import { clientResponseHeaders } from './headers.js';
@@ -61,12 +62,6 @@ export function scrub(body: Buffer, secret: string): Buffer {
   return Buffer.concat(parts);
 }
 
-class ClientGoneError extends Error {
-  readonly code = 'CLIENT_GONE';
-  constructor() {
-    super('the client closed the connection');
-  }
-}
 
 /**
  * Relays one request to the upstream and its response into `res`, chunk by
@@ -173,7 +168,7 @@ class RelayHandler<C> implements Dispatcher.DispatchHandler {
     const res = this.#res;
     if (error instanceof ClientGoneError || res.destroyed) {
       this.#outcome.clientAborted = true;
-      if (this.#outcome.status === 0) this.#outcome.status = 499;
+      if (this.#outcome.status === 0) this.#outcome.status = CLIENT_CLOSED_REQUEST;
       this.#finish(null);
       return;
     }

@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { isUtf8 } from 'node:buffer';
+import { ClientGoneError } from '../errors/client-gone.js';
 import { GatewayError } from '../errors/gateway-error.js';
 
 /** Reads the whole request body, refusing it (413) as soon as it passes `limit` bytes. */
@@ -31,11 +32,12 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
       cleanup();
       resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
     };
-    const onError = (error: Error): void => {
+    // A body that stops (disconnect, a parser error after the headers, requestTimeout) is the client's doing.
+    const onError = (error?: Error): void => {
       cleanup();
-      reject(error);
+      reject(new ClientGoneError(error));
     };
-    const onAborted = (): void => onError(new Error('client aborted the request body'));
+    const onAborted = (): void => onError();
     req.on('data', onData);
     req.on('end', onEnd);
     req.on('error', onError);
