@@ -58,6 +58,8 @@ export interface TestCluster {
   ensureNamespace(name: string): Promise<void>;
   /** Tail of the kube-apiserver / etcd stderr logs (for debugging). */
   logs(): { apiServer: string; etcd: string };
+  /** etcd's client URL (its v3 HTTP gateway serves e.g. /v3/kv/compaction). */
+  etcdUrl: string;
 }
 
 export interface RequestOptions {
@@ -301,6 +303,12 @@ export interface StartClusterOptions {
   crds?: boolean;
   /** Take kube-apiserver and etcd from this directory instead of running test/tools/build-k8s.sh. */
   binDir?: string;
+  /**
+   * Serve watches from etcd instead of the API server's watch cache (default
+   * true = cache on). Without the cache, a watch from a compacted
+   * resourceVersion gets 410 Gone, as clients see after long disconnects.
+   */
+  watchCache?: boolean;
 }
 
 export async function startCluster(opts: StartClusterOptions = {}): Promise<TestCluster> {
@@ -405,6 +413,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
     '--endpoint-reconciler-type=none',
     '--profiling=false',
     '--v=1',
+    ...(opts.watchCache === false ? ['--watch-cache=false'] : []),
   ];
 
   async function waitReady(timeoutMs: number): Promise<void> {
@@ -577,6 +586,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
 
   const cluster: TestCluster = {
     server,
+    etcdUrl,
     kubeconfigPath,
     adminToken,
     dir,

@@ -1,0 +1,62 @@
+/**
+ * 410 Gone from a real API server: with the watch cache off, a watch resumed
+ * from a resourceVersion that etcd has compacted away is refused with 410.
+ * The gateway resumes a watch the server ended normally (its timeoutSeconds)
+ * from the last version it saw; after a compaction that is gone, and it must
+ * list again (not stop, as the client's own informer would) and keep routing.
+ * (After an error it always lists again, so this path is the one that meets 410.)
+ */
+import { CLUSTER_START_TIMEOUT_MS, startCluster, type TestCluster } from './harness/cluster.js';
+import { modelSent, startKubeGateway } from './harness/gateway.js';
+import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
+import type { TestGateway } from '../support/gateway-harness.js';
+import { waitFor } from '../support/wait.js';
+
+const NS = 'gone';
+let cluster: TestCluster;
+let upstream: FakeUpstream;
+let gw: TestGateway;
+
+const routes = `/apis/apiproxy.io/v1alpha1/namespaces/${NS}/modelroutes`;
+const route = (name: string, model: string, target: string) => ({
+  apiVersion: 'apiproxy.io/v1alpha1',
+  kind: 'ModelRoute',
+  metadata: { name, namespace: NS },
+  spec: { model, targets: [{ model: target }] },
+});
+
+beforeAll(async () => {
+  cluster = await startCluster({ crds: true, watchCache: false });
+  await cluster.ensureNamespace(NS);
+  upstream = await startFakeUpstream();
+  // Watches end every 4 s (0.8 x 5 s) and are resumed from their last resourceVersion.
+  gw = await startKubeGateway(cluster, upstream.url, NS, { kubernetes: { enabled: true, namespaces: [NS], watch_timeout_seconds: 5 } });
+}, CLUSTER_START_TIMEOUT_MS);
+
+afterAll(async () => {
+  await gw?.stop();
+  await upstream?.close();
+  await cluster?.stop();
+});
+
+test('a watch resumed from a compacted resourceVersion gets 410; the gateway lists again and keeps routing', async () => {
+  expect((await cluster.request('POST', routes, route('before', 'before', 'before-target'))).status).toBe(201);
+  await waitFor(async () => (await modelSent(gw.url, 'before')) === 'before-target', 2000, 'first route');
+
+  // Move etcd's revision past everything the gateway has seen, then compact it all away.
+  let revision = '';
+  for (let i = 0; i < 5; i++) {
+    const created = await cluster.request('POST', '/api/v1/namespaces/default/configmaps', { metadata: { generateName: 'bump-' }, data: { i: String(i) } });
+    revision = created.json.metadata.resourceVersion;
+  }
+  const compacted = await fetch(`${cluster.etcdUrl}/v3/kv/compaction`, { method: 'POST', body: JSON.stringify({ revision, physical: true }) });
+  expect(compacted.status).toBe(200);
+
+  // Within 4 s the server ends the watches; resumed from the compacted version, they get 410.
+  await waitFor(() => gw.logs.lines.some((line) => line.includes('410 Gone')), 20_000, 'a 410 from the API server');
+  expect(await modelSent(gw.url, 'before')).toBe('before-target');
+
+  expect((await cluster.request('POST', routes, route('after', 'after', 'after-target'))).status).toBe(201);
+  await waitFor(async () => (await modelSent(gw.url, 'after')) === 'after-target', 5000, 'a route created after the 410');
+  expect(await modelSent(gw.url, 'before')).toBe('before-target');
+}, 60_000);
