@@ -48,6 +48,8 @@ function inputs(routeCount: number, keys: readonly string[]): FileInputs {
         headersTimeoutMs: 1000,
         idleTimeoutMs: 1000,
         maxConnections: 8,
+        tlsCa: null,
+        tlsInsecureSkipVerify: false,
       },
     ],
     routes: Array.from({ length: routeCount }, (_, i) => ({ model: `model-${i}`, source: 'file', targets: [{ model: `target-${i}`, upstream: null, weight: 1 }] })),

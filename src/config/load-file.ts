@@ -88,11 +88,12 @@ type SecretReader = (field: string, inline: string | undefined, variable: string
 export function toInputs(config: FileConfig, readSecret: SecretReader): FileInputs {
   const upstreams: UpstreamSpec[] = [];
   if (config.api !== undefined) {
-    upstreams.push(upstreamSpec('default', { url: config.api.url }, config.api.key || null));
+    upstreams.push(upstreamSpec('default', { url: config.api.url }, config.api.key || null, null));
   }
   for (const [name, upstream] of Object.entries(config.upstreams)) {
     const apiKey = readSecret(`upstreams.${name}.api_key`, upstream.api_key, upstream.api_key_env, upstream.api_key_file);
-    upstreams.push(upstreamSpec(name, upstream, apiKey));
+    const tlsCa = readSecret(`upstreams.${name}.tls.ca_file`, undefined, undefined, upstream.tls?.ca_file);
+    upstreams.push(upstreamSpec(name, upstream, apiKey, tlsCa));
   }
 
   const routes: RouteSpec[] = [];
@@ -144,6 +145,7 @@ function upstreamSpec(
   name: string,
   upstream: Partial<UpstreamFileConfig> & { url: string },
   apiKey: string | null,
+  tlsCa: string | null,
 ): UpstreamSpec {
   const url = new URL(upstream.url);
   // The seed's api.url is the full chat-completions URL; a bare origin forwards paths unchanged.
@@ -161,5 +163,7 @@ function upstreamSpec(
     headersTimeoutMs: timeouts.headers_ms,
     idleTimeoutMs: timeouts.idle_ms,
     maxConnections: upstream.max_connections ?? 256,
+    tlsCa,
+    tlsInsecureSkipVerify: upstream.tls?.insecure_skip_verify ?? false,
   };
 }

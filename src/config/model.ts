@@ -16,6 +16,9 @@ export interface UpstreamSpec {
   readonly headersTimeoutMs: number;
   readonly idleTimeoutMs: number;
   readonly maxConnections: number;
+  /** PEM of the CA that signs an https upstream's certificate; null = the system's CAs. */
+  readonly tlsCa: string | null;
+  readonly tlsInsecureSkipVerify: boolean;
 }
 
 export interface SecretRef {

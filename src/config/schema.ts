@@ -61,6 +61,11 @@ export const upstreamSchema = z
       .strict()
       .default({ connect_ms: 5_000, headers_ms: 120_000, idle_ms: 120_000 }),
     max_connections: z.number().int().min(1).max(65_536).default(256),
+    /** For https upstreams with a private CA (e.g. in-cluster), or, for trials only, no verification. */
+    tls: z
+      .object({ ca_file: nonEmpty.optional(), insecure_skip_verify: z.boolean().default(false) })
+      .strict()
+      .optional(),
   })
   .strict()
   .refine((u) => [u.api_key, u.api_key_env, u.api_key_file, u.api_key_secret].filter((v) => v !== undefined).length <= 1, {

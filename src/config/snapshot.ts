@@ -9,6 +9,7 @@ import type {
   RouteStatus,
   UpstreamSpec,
 } from './model.js';
+import { keyDigest } from './key-digest.js';
 
 /** An upstream ready for the request path: the Authorization header is precomputed. */
 export interface Upstream extends UpstreamSpec {
@@ -117,7 +118,8 @@ function compileUpstream(spec: UpstreamSpec, kube: KubeInputs | null, namespace:
     ...spec,
     apiKey,
     authorization: apiKey === null || apiKey === '' ? null : `Bearer ${apiKey}`,
-    poolKey: `${spec.origin}|${spec.connectTimeoutMs}|${spec.maxConnections}`,
+    // A changed CA or connection setting needs a new pool; a changed key or timeout does not.
+    poolKey: `${spec.origin}|${spec.connectTimeoutMs}|${spec.maxConnections}|${spec.tlsInsecureSkipVerify}|${spec.tlsCa === null ? '' : keyDigest(spec.tlsCa)}`,
   };
 }
 

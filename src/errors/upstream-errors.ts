@@ -1,6 +1,8 @@
 import { GatewayError } from './gateway-error.js';
 
 const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
+/** OpenSSL's certificate verification codes and Node's TLS errors. */
+const TLS_CODE = /^(ERR_TLS_|ERR_SSL_|UNABLE_TO_|CERT_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|HOSTNAME_MISMATCH)/;
 const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
 
 /** Maps an undici or socket error to the gateway error a client sees (502/504). */
@@ -9,6 +11,9 @@ export function fromUpstreamError(error: unknown): GatewayError {
   const code = errorCode(error);
   if (code !== undefined && TIMEOUT_CODES.has(code)) {
     return new GatewayError('upstream_timeout', undefined, { cause: error });
+  }
+  if (code !== undefined && TLS_CODE.test(code)) {
+    return new GatewayError('upstream_tls', undefined, { cause: error });
   }
   if (code !== undefined && UNREACHABLE_CODES.has(code)) {
     return new GatewayError('upstream_unreachable', undefined, { cause: error });

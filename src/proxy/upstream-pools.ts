@@ -13,7 +13,11 @@ export class UpstreamPools {
     if (pool === undefined) {
       pool = new Pool(upstream.origin, {
         connections: upstream.maxConnections,
-        connectTimeout: upstream.connectTimeoutMs,
+        connect: {
+          timeout: upstream.connectTimeoutMs,
+          ...(upstream.tlsCa === null ? {} : { ca: upstream.tlsCa }),
+          ...(upstream.tlsInsecureSkipVerify ? { rejectUnauthorized: false } : {}),
+        },
         keepAliveTimeout: 4_000,
         pipelining: 1,
       });

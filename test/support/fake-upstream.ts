@@ -1,3 +1,4 @@
+import { createServer as createHttpsServer } from 'node:https';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 
@@ -37,11 +38,11 @@ export interface FakeUpstream {
  *   x-fake-echo-headers: 1    put the request headers into an error body (a leaky upstream)
  * Each SeenRequest also records `bytesSent` (for x-fake-size) and the connection's `remotePort`.
  */
-export async function startFakeUpstream(): Promise<FakeUpstream> {
+export async function startFakeUpstream(options: { tls?: { key: string; cert: string } } = {}): Promise<FakeUpstream> {
   const requests: SeenRequest[] = [];
   const sockets = new Set<Socket>();
   let connections = 0;
-  const server: Server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
@@ -60,8 +61,9 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
       requests.push(seen);
       void respond(req, res, seen);
     });
-  });
-  server.on('connection', (socket: Socket) => {
+  };
+  const server: Server = options.tls === undefined ? createServer(onRequest) : createHttpsServer(options.tls, onRequest);
+  server.on(options.tls === undefined ? 'connection' : 'secureConnection', (socket: Socket) => {
     connections++;
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
@@ -70,7 +72,7 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${options.tls === undefined ? 'http' : 'https'}://127.0.0.1:${port}`,
     port,
     requests,
     get connections() {
