@@ -21,6 +21,7 @@ import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
+import { freePort } from '../bench/processes.js';
 
 const CLIENT_KEY = 'sk-soak-client-0123456789abcdef';
 const UPSTREAM_KEY = 'sk-soak-upstream-fedcba9876543210';
@@ -309,19 +310,6 @@ async function startUpstream(): Promise<{ child: ChildProcess; url: string }> {
     child.once('exit', (code) => reject(new Error(`soak upstream exited (${code})`)));
   });
   return { child, url: `http://127.0.0.1:${port}` };
-}
-
-async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 async function startGatewayProcess(dir: string, upstreamUrl: string): Promise<{ child: ChildProcess; url: string; logPath: string }> {
