@@ -6,6 +6,7 @@ import { GatewayError } from '../errors/gateway-error.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import { forward, type ForwardHooks, type ForwardOutcome } from '../proxy/forward.js';
 import { upstreamRequestHeaders } from '../proxy/headers.js';
+import { aliasModel, withAliases } from '../proxy/model-list.js';
 import { limitedBodyStream } from '../proxy/limited-stream.js';
 import { parseJsonRequest, readBody, replaceModel } from '../proxy/request-body.js';
 import type { UpstreamPools } from '../proxy/upstream-pools.js';
@@ -69,28 +70,55 @@ export function createProxy(deps: ProxyDeps): Proxy {
     const pathname = queryAt === -1 ? url : url.slice(0, queryAt);
     if (DOT_SEGMENT.test(pathname) || ENCODED_SLASH.test(pathname)) throw new GatewayError('not_found');
 
+    let rewriteBody: ((body: Buffer) => Buffer) | null = null;
+    if (req.method === 'GET' && pathname.startsWith('/v1/models') && snapshot.routes.size > 0) {
+      if (pathname.startsWith(MODEL_PATH) && answerAliasModel(pathname, snapshot, res, record)) return;
+      if (pathname === '/v1/models') rewriteBody = (body) => withAliases(body, snapshot.routes.keys());
+    }
+
     const routed = await routeBody(req, snapshot, record);
     const upstream = routed.upstream;
     record.upstream = upstream.name;
     record.forwarded = true;
+    const headers = upstreamRequestHeaders(req.headers, upstream.authorization, routed.contentLength, record.id);
+    if (rewriteBody !== null) headers['accept-encoding'] = 'identity'; // the list is read, so it must arrive plain
 
     forward(
       pools.get(upstream),
       {
         method: req.method ?? 'GET',
         path: upstream.basePath + url.slice(3),
-        headers: upstreamRequestHeaders(req.headers, upstream.authorization, routed.contentLength, record.id),
+        headers,
         body: routed.body,
         headersTimeoutMs: upstream.headersTimeoutMs,
         idleTimeoutMs: upstream.idleTimeoutMs,
         requestId: record.id,
         upstreamKey: upstream.apiKey,
+        rewriteBody,
       },
       res,
       hooks,
       record,
     );
   };
+}
+
+const MODEL_PATH = '/v1/models/';
+
+/** `GET /v1/models/<alias>` is answered by the gateway: the upstream does not know the alias. */
+function answerAliasModel(pathname: string, snapshot: RoutingSnapshot, res: ServerResponse, record: RequestRecord): boolean {
+  let id: string;
+  try {
+    id = decodeURIComponent(pathname.slice(MODEL_PATH.length));
+  } catch {
+    return false;
+  }
+  if (!snapshot.routes.has(id)) return false;
+  record.model = id;
+  const body = JSON.stringify(aliasModel(id));
+  res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-request-id': record.id });
+  res.end(body);
+  return true;
 }
 
 /** Reads what the routing needs from the body and picks the upstream and the model sent to it. */

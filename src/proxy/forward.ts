@@ -20,6 +20,8 @@ export interface ForwardRequest {
    * the client, in case an upstream echoes request headers back.
    */
   readonly upstreamKey: string | null;
+  /** Rewrites a successful (2xx) response body, which is then held and sent whole; null relays it as it comes. */
+  readonly rewriteBody: ((body: Buffer) => Buffer) | null;
 }
 
 /** How a forwarded request ended, for metrics and the access log. */
@@ -41,8 +43,8 @@ export interface ForwardHooks<C = undefined> {
   onDone(outcome: ForwardOutcome, error: Error | null, context: C): void;
 }
 
-/** Upstream error bodies are small; a larger one is refused rather than relayed unchecked. */
-const MAX_HELD_ERROR_BODY = 1024 * 1024;
+/** Held bodies (errors, model lists) are small; a larger one is refused rather than relayed unchecked. */
+const MAX_HELD_BODY = 1024 * 1024;
 const REDACTED = '[redacted]';
 
 /** Replaces every occurrence of `secret` in `body`, byte for byte elsewhere. */
@@ -71,7 +73,7 @@ export function scrub(body: Buffer, secret: string): Buffer {
 export function forward<C>(dispatcher: Dispatcher, request: ForwardRequest, res: ServerResponse, hooks: ForwardHooks<C>, context: C): void;
 export function forward(dispatcher: Dispatcher, request: ForwardRequest, res: ServerResponse, hooks: ForwardHooks<undefined>): void;
 export function forward<C>(dispatcher: Dispatcher, request: ForwardRequest, res: ServerResponse, hooks: ForwardHooks<C>, context?: C): void {
-  const handler = new RelayHandler<C>(res, request.requestId, request.upstreamKey, hooks, context as C);
+  const handler = new RelayHandler<C>(res, request, hooks, context as C);
   dispatcher.dispatch(
     {
       method: request.method as Dispatcher.HttpMethod,
@@ -93,15 +95,17 @@ class RelayHandler<C> implements Dispatcher.DispatchHandler {
   readonly #started = performance.now();
   readonly #outcome: ForwardOutcome = { status: 0, ttfbMs: -1, bytesOut: 0, stream: false, errorCode: null, clientAborted: false };
   readonly #upstreamKey: string | null;
+  readonly #rewriteBody: ((body: Buffer) => Buffer) | null;
   #controller: Dispatcher.DispatchController | null = null;
   #done = false;
-  /** Set while an error response is held back to be scrubbed of the upstream key. */
-  #held: { headers: OutgoingHttpHeaders; chunks: Buffer[] } | null = null;
+  /** Set while a response is held back whole: an error to scrub of the upstream key, or a body to rewrite. */
+  #held: { headers: OutgoingHttpHeaders; chunks: Buffer[]; rewrite: boolean } | null = null;
 
-  constructor(res: ServerResponse, requestId: string, upstreamKey: string | null, hooks: ForwardHooks<C>, context: C) {
+  constructor(res: ServerResponse, request: ForwardRequest, hooks: ForwardHooks<C>, context: C) {
     this.#res = res;
-    this.#requestId = requestId;
-    this.#upstreamKey = upstreamKey === '' ? null : upstreamKey;
+    this.#requestId = request.requestId;
+    this.#upstreamKey = request.upstreamKey === '' ? null : request.upstreamKey;
+    this.#rewriteBody = request.rewriteBody;
     this.#hooks = hooks;
     this.#context = context;
     res.once('close', this.#onClientClose);
@@ -123,8 +127,9 @@ class RelayHandler<C> implements Dispatcher.DispatchHandler {
       return;
     }
     const relayed = clientResponseHeaders(headers, this.#requestId);
-    if (statusCode >= 400 && this.#upstreamKey !== null) {
-      this.#held = { headers: relayed, chunks: [] };
+    const rewrite = this.#rewriteBody !== null && statusCode >= 200 && statusCode < 300;
+    if (rewrite || (statusCode >= 400 && this.#upstreamKey !== null)) {
+      this.#held = { headers: relayed, chunks: [], rewrite };
     } else {
       this.#res.writeHead(statusCode, relayed);
       if (outcome.stream) this.#res.flushHeaders();
@@ -137,7 +142,7 @@ class RelayHandler<C> implements Dispatcher.DispatchHandler {
     const held = this.#held;
     if (held !== null) {
       held.chunks.push(chunk);
-      if (this.#outcome.bytesOut > MAX_HELD_ERROR_BODY) controller.abort(new Error('upstream error body too large to check for leaked credentials'));
+      if (this.#outcome.bytesOut > MAX_HELD_BODY) controller.abort(new Error('upstream body too large to hold'));
       return;
     }
     if (!this.#res.write(chunk)) {
@@ -150,10 +155,15 @@ class RelayHandler<C> implements Dispatcher.DispatchHandler {
     const held = this.#held;
     if (held !== null) {
       this.#held = null;
-      const body = scrub(Buffer.concat(held.chunks), this.#upstreamKey!);
-      for (const name in held.headers) {
-        const value = held.headers[name];
-        if (typeof value === 'string' && value.includes(this.#upstreamKey!)) held.headers[name] = value.replaceAll(this.#upstreamKey!, REDACTED);
+      let body: Buffer = Buffer.concat(held.chunks);
+      if (held.rewrite) body = this.#rewriteBody!(body);
+      const key = this.#upstreamKey;
+      if (key !== null) {
+        body = scrub(body, key);
+        for (const name in held.headers) {
+          const value = held.headers[name];
+          if (typeof value === 'string' && value.includes(key)) held.headers[name] = value.replaceAll(key, REDACTED);
+        }
       }
       held.headers['content-length'] = body.length;
       this.#res.writeHead(this.#outcome.status, held.headers);

@@ -51,10 +51,28 @@ describe('forwarding', () => {
     expect(JSON.parse(seen.body.toString()).model).toBe('gpt-4o-2024-08-06');
   });
 
-  test('GET /v1/models is proxied', async () => {
-    const res = await request(`${gw.url}/v1/models`, { headers: auth });
+  test("GET /v1/models is the upstream's list plus the gateway's aliases", async () => {
+    const res = await request(`${gw.url}/v1/models`, { headers: { ...auth, 'accept-encoding': 'gzip' } });
     expect(res.statusCode).toBe(200);
-    expect(((await res.body.json()) as { data: unknown[] }).data).toHaveLength(1);
+    const list = (await res.body.json()) as { object: string; data: { id: string; owned_by: string }[] };
+    expect(list.object).toBe('list');
+    expect(list.data.map((m) => [m.id, m.owned_by])).toEqual([
+      ['fake-model', 'fake'],
+      ['gpt-4', 'api-proxy'],
+    ]);
+    expect(upstream.requests.at(-1)!.headers['accept-encoding']).toBe('identity');
+    expect(res.headers['content-length']).toBeDefined();
+  });
+
+  test('GET /v1/models/<alias> is answered by the gateway; other ids are proxied', async () => {
+    const alias = await request(`${gw.url}/v1/models/gpt-4`, { headers: auth });
+    expect(await alias.body.json()).toEqual({ id: 'gpt-4', object: 'model', created: 0, owned_by: 'api-proxy' });
+    const before = upstream.requests.length;
+    const other = await request(`${gw.url}/v1/models/fake-model`, { headers: auth });
+    expect(other.statusCode).toBe(200);
+    await other.body.text();
+    expect(upstream.requests.length).toBe(before + 1);
+    expect(upstream.requests.at(-1)!.url).toBe('/v1/models/fake-model');
   });
 
   test('non-JSON bodies (multipart) pass through as bytes', async () => {
@@ -100,6 +118,13 @@ describe('official openai SDK as a client', () => {
     const c = client();
     await expect(c.chat.completions.create({ model: 'gpt-4', messages: [] }, { headers: { 'x-fake-status': '429' } })).rejects.toMatchObject({ status: 429 });
     await expect(c.chat.completions.create({ model: 'gpt-4', messages: [], stream: true }, { headers: { 'x-fake-status': '429' } })).rejects.toMatchObject({ status: 429 });
+  });
+
+  test('models.list() shows the aliases a client may use', async () => {
+    const ids: string[] = [];
+    for await (const model of client().models.list()) ids.push(model.id);
+    expect(ids).toEqual(['fake-model', 'gpt-4']);
+    expect((await client().models.retrieve('gpt-4')).owned_by).toBe('api-proxy');
   });
 
   test('a wrong key is a 401 AuthenticationError', async () => {
