@@ -66,8 +66,7 @@ export function createProxy(deps: ProxyDeps): Proxy {
     record.keyId = authenticate(req.headers.authorization, snapshot);
 
     const url = req.url ?? '/';
-    const queryAt = url.indexOf('?');
-    const pathname = queryAt === -1 ? url : url.slice(0, queryAt);
+    const pathname = record.path;
     if (DOT_SEGMENT.test(pathname) || ENCODED_SLASH.test(pathname)) throw new GatewayError('not_found');
 
     let rewriteBody: ((body: Buffer) => Buffer) | null = null;
