@@ -260,6 +260,7 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
           url: 'https://api.openai.com/v1',
           timeouts: { connect_ms: 5000, headers_ms: 120000, idle_ms: 120000 },
           max_connections: 128,
+          tls: { insecure_skip_verify: false },
         },
       },
       model_redirects: {},
@@ -270,6 +271,22 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
       shutdown: { drain_delay_ms: 5000, timeout_ms: 120000 },
       kubernetes: { enabled: true, namespaces: [], client_key_selector: 'apiproxy.io/client-keys=true' },
     });
+  });
+
+  test('upstream tls: a CA Secret mounted as the file the config names, valid for the gateway', () => {
+    const objs = template(helm.v3, ['--set', 'upstreams.default.tls.caSecret=private-ca']);
+    const config = renderedConfig(objs);
+    expect(config.upstreams.default.tls).toEqual({ ca_file: '/var/run/secrets/api-proxy/upstream-ca/default/ca.crt', insecure_skip_verify: false });
+    const pod = one(objs, 'Deployment')['spec'].template.spec;
+    expect(pod.volumes.find((v: any) => v.name === 'upstream-ca-default').secret).toEqual({ secretName: 'private-ca', items: [{ key: 'ca.crt', path: 'ca.crt' }] });
+    expect(gatewayContainer(objs).volumeMounts.find((m: any) => m.name === 'upstream-ca-default')).toEqual({
+      name: 'upstream-ca-default',
+      mountPath: '/var/run/secrets/api-proxy/upstream-ca/default',
+      readOnly: true,
+    });
+    const cm = one(objs, 'ConfigMap', 'rel-api-proxy');
+    expect(() => parseConfigText(cm['data']['config.json'], 'tls')).not.toThrow();
+    expect(runHelm(helm.v3, ['template', 'rel', chartDir, '--set', 'upstreams.default.tls.verify=true']).status).not.toBe(0);
   });
 
   test('upstream keys: existing Secret or chart Secret, mounted as the file the config names', () => {

@@ -80,6 +80,10 @@ The tag defaults to the appVersion; a digest pins the image whatever the tag say
 {{- printf "/var/run/secrets/api-proxy/upstreams/%s" . }}
 {{- end }}
 
+{{- define "api-proxy.upstreamCaDir" -}}
+{{- printf "/var/run/secrets/api-proxy/upstream-ca/%s" . }}
+{{- end }}
+
 {{- define "api-proxy.clientKeysDir" -}}
 /var/run/secrets/api-proxy/client-keys
 {{- end }}
@@ -140,6 +144,11 @@ Namespaces the gateway watches, as RBAC sees them: a list of namespace names, or
 {{- $_ := set $up "timeouts" $t }}
 {{- end }}
 {{- if hasKey $u "maxConnections" }}{{ $_ := set $up "max_connections" (int $u.maxConnections) }}{{ end }}
+{{- with (get $u "tls") }}
+{{- $tls := dict "insecure_skip_verify" (default false .insecureSkipVerify) }}
+{{- if .caSecret }}{{ $_ := set $tls "ca_file" (printf "%s/ca.crt" (include "api-proxy.upstreamCaDir" $name)) }}{{ end }}
+{{- $_ := set $up "tls" $tls }}
+{{- end }}
 {{- $_ := set $upstreams $name $up }}
 {{- end }}
 {{- $cfg := dict "upstreams" $upstreams }}
