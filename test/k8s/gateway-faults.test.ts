@@ -97,6 +97,8 @@ describe('delete and recreate in quick succession', () => {
     // and it stays that way
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(await send('flappy')).toBe('flap-9');
+    // status writes aimed at objects deleted meanwhile are dropped quietly, not logged as failures
+    expect(gw.logs.lines.filter((line) => line.includes('could not write ModelRoute status'))).toEqual([]);
 
     const { sent, wrong } = await traffic.stop();
     expect(sent).toBeGreaterThan(10);

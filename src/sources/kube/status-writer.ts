@@ -70,6 +70,8 @@ export class StatusWriter {
         body: [{ op: 'add', path: '/status', value: { observedGeneration: status.generation, conditions: [condition] } }],
       });
     } catch (error) {
+      // Deleted since the verdict was computed: its status no longer matters.
+      if ((error as { code?: unknown }).code === 404) return;
       this.#logger.warn({ route: `${status.namespace}/${status.name}`, err: { message: (error as Error).message } }, 'could not write ModelRoute status');
     }
   }
