@@ -363,3 +363,30 @@ describe('stop()', () => {
     expect(api.watches).toHaveLength(0);
   });
 });
+
+describe('a misbehaving server gets no tight loop', () => {
+  const endAtOnce: Handler = (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end();
+  };
+
+  test('watches the server ends at once, without an event, are retried with growing backoff', async () => {
+    for (let i = 0; i < 50; i++) api.watchScript.push(endAtOnce);
+    const h = startWatch({ minBackoffMs: 100, maxBackoffMs: 400 });
+    await h.watch.firstSync;
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    // a tight loop would make hundreds; 100 + 200 + 400 + 400 ms of backoff leave room for ~5
+    expect(api.watches.length).toBeGreaterThan(1);
+    expect(api.watches.length).toBeLessThan(8);
+    expect(h.logs.lines.join('\n')).toContain('the server ended the watch at once');
+  });
+
+  test('a server that answers every fresh watch with 410: the first relists at once, the next ones back off', async () => {
+    for (let i = 0; i < 50; i++) api.watchScript.push(status(410));
+    const h = startWatch({ minBackoffMs: 100, maxBackoffMs: 400 });
+    await h.watch.firstSync;
+    await waitFor(() => api.lists.length >= 2, 1000, 'the immediate relist');
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(api.lists.length).toBeLessThan(10);
+  });
+});

@@ -37,6 +37,9 @@ export interface ResourceWatchOptions {
   readonly maxBackoffMs?: number;
 }
 
+/** A watch (or a list followed by its watch) shorter than this without progress counts as a failure. */
+const HEALTHY_WATCH_MS = 1_000;
+
 class WatchGoneError extends Error {
   readonly code = 'WATCH_GONE';
 }
@@ -97,8 +100,11 @@ export class ResourceWatch {
     const minBackoff = this.#options.minBackoffMs ?? 200;
     const maxBackoff = this.#options.maxBackoffMs ?? 10_000;
     let backoff = minBackoff;
+    let listedAt = 0;
+    let quickGones = 0;
     while (!this.#stopped) {
       try {
+        listedAt = Date.now();
         let resourceVersion = await this.#list();
         // The backoff resets only once a watch made progress: a list that works
         // followed by a watch that fails at once must not retry in a tight loop.
@@ -109,6 +115,13 @@ export class ResourceWatch {
         if (this.#stopped) break;
         if (error instanceof WatchGoneError) {
           logger.info({ watch: name }, 'watch expired (410 Gone); listing again');
+          // The first 410 lists again at once; a server that answers every fresh list's watch with 410
+          // must not get a tight list loop.
+          quickGones = Date.now() - listedAt < HEALTHY_WATCH_MS ? quickGones + 1 : 0;
+          if (quickGones > 1) {
+            await delay(backoff, undefined, { signal: this.#stopSignal.signal }).catch(() => undefined);
+            backoff = Math.min(backoff * 2, maxBackoff);
+          }
           continue;
         }
         logger.warn({ watch: name, err: { message: (error as Error).message }, retry_ms: backoff }, 'watch failed; keeping the last state and retrying');
@@ -133,9 +146,11 @@ export class ResourceWatch {
   /** Watches from `resourceVersion` until the server ends the watch; returns the last version seen. */
   #watch(resourceVersion: string, onProgress: () => void): Promise<string> {
     const { kubeConfig, watchPath, query, silenceTimeoutMs, onChange } = this.#options;
+    const startedAt = Date.now();
     return new Promise<string>((resolve, reject) => {
       let version = resourceVersion;
       let settled = false;
+      let sawEvent = false;
       let silence: NodeJS.Timeout | null = null;
       const finish = (error: Error | null): void => {
         if (settled) return;
@@ -175,6 +190,7 @@ export class ResourceWatch {
             }
             const objectVersion = object.metadata?.resourceVersion;
             if (objectVersion !== undefined) version = objectVersion;
+            sawEvent = true;
             onProgress();
             if (phase === 'BOOKMARK') return;
             if (phase === 'DELETED') this.#items.delete(keyOf(object));
@@ -183,6 +199,8 @@ export class ResourceWatch {
           },
           (error: unknown) => {
             if (error === null || error === undefined) {
+              // A watch the server ends at once, again and again, is a fault to back off from, not progress.
+              if (!sawEvent && Date.now() - startedAt < HEALTHY_WATCH_MS) return finish(new Error('the server ended the watch at once'));
               onProgress();
               return finish(null);
             }
