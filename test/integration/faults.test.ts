@@ -1,20 +1,15 @@
 import { request } from 'undici';
 import { connect } from 'node:net';
 import { Readable } from 'node:stream';
-import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
-import { baseConfig, CLIENT_KEY, startTestGateway, type TestGateway } from '../support/gateway-harness.js';
+import type { FakeUpstream } from '../support/fake-upstream.js';
+import { baseConfig, CLIENT_KEY, startGatewayWithUpstream, startTestGateway, type TestGateway } from '../support/gateway-harness.js';
 
 let upstream: FakeUpstream;
 let gw: TestGateway;
+let stop: () => Promise<void>;
 
-beforeAll(async () => {
-  upstream = await startFakeUpstream();
-  gw = await startTestGateway(baseConfig(upstream.url, { body_limit: '1MiB' }));
-});
-afterAll(async () => {
-  await gw.stop();
-  await upstream.close();
-});
+beforeAll(async () => ({ upstream, gw, stop } = await startGatewayWithUpstream((url) => baseConfig(url, { body_limit: '1MiB' }))));
+afterAll(() => stop());
 
 const auth = { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' };
 const streamBody = JSON.stringify({ model: 'gpt-4', stream: true, messages: [] });

@@ -1,19 +1,14 @@
 import { request } from 'undici';
 import OpenAI from 'openai';
-import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
-import { baseConfig, CLIENT_KEY, startTestGateway, UPSTREAM_KEY, type TestGateway } from '../support/gateway-harness.js';
+import type { FakeUpstream } from '../support/fake-upstream.js';
+import { baseConfig, CLIENT_KEY, startGatewayWithUpstream, UPSTREAM_KEY, type TestGateway } from '../support/gateway-harness.js';
 
 let upstream: FakeUpstream;
 let gw: TestGateway;
+let stop: () => Promise<void>;
 
-beforeAll(async () => {
-  upstream = await startFakeUpstream();
-  gw = await startTestGateway(baseConfig(upstream.url));
-});
-afterAll(async () => {
-  await gw.stop();
-  await upstream.close();
-});
+beforeAll(async () => ({ upstream, gw, stop } = await startGatewayWithUpstream((url) => baseConfig(url))));
+afterAll(() => stop());
 
 const auth = { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' };
 

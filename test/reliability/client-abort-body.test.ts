@@ -8,21 +8,16 @@
  * by closing, and the record settles as 499.)
  */
 import { connect } from 'node:net';
-import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
-import { baseConfig, CLIENT_KEY, startTestGateway, type TestGateway } from '../support/gateway-harness.js';
+import type { FakeUpstream } from '../support/fake-upstream.js';
+import { baseConfig, CLIENT_KEY, startGatewayWithUpstream, type TestGateway } from '../support/gateway-harness.js';
 import { expectIdleAndHealthy, prometheus, sampleValue, waitFor } from './helpers.js';
 
 let upstream: FakeUpstream;
 let gw: TestGateway;
+let stop: () => Promise<void>;
 
-beforeAll(async () => {
-  upstream = await startFakeUpstream();
-  gw = await startTestGateway(baseConfig(upstream.url));
-});
-afterAll(async () => {
-  await gw.stop();
-  await upstream.close();
-});
+beforeAll(async () => ({ upstream, gw, stop } = await startGatewayWithUpstream((url) => baseConfig(url))));
+afterAll(() => stop());
 
 test('a client that disconnects mid-upload is a 499 client abort, not an unhandled error or a 500', async () => {
   const before = await prometheus(gw.url);

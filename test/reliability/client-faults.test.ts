@@ -14,21 +14,16 @@ import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { SERVER_LIMITS, startGateway, type Gateway } from '../../src/gateway.js';
 import { createLogger } from '../../src/observability/logger.js';
-import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
-import { baseConfig, CLIENT_KEY, LogCapture, startTestGateway, type TestGateway } from '../support/gateway-harness.js';
+import type { FakeUpstream } from '../support/fake-upstream.js';
+import { baseConfig, CLIENT_KEY, LogCapture, startGatewayWithUpstream, startTestGateway, type TestGateway } from '../support/gateway-harness.js';
 import { expectIdleAndHealthy, prometheus, rawRequest, sampleValue, waitFor } from './helpers.js';
 
 let upstream: FakeUpstream;
 let gw: TestGateway;
+let stop: () => Promise<void>;
 
-beforeAll(async () => {
-  upstream = await startFakeUpstream();
-  gw = await startTestGateway(baseConfig(upstream.url));
-});
-afterAll(async () => {
-  await gw.stop();
-  await upstream.close();
-});
+beforeAll(async () => ({ upstream, gw, stop } = await startGatewayWithUpstream((url) => baseConfig(url))));
+afterAll(() => stop());
 
 const auth = { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' };
 const streamBody = JSON.stringify({ model: 'gpt-4', stream: true, messages: [] });

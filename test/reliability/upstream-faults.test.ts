@@ -8,8 +8,8 @@
  * counting, the recovery, garbage, truncated bodies and bounded memory.)
  */
 import { request } from 'undici';
-import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
-import { baseConfig, CLIENT_KEY, startTestGateway, type TestGateway } from '../support/gateway-harness.js';
+import type { FakeUpstream } from '../support/fake-upstream.js';
+import { baseConfig, CLIENT_KEY, startGatewayWithUpstream, startTestGateway, type TestGateway } from '../support/gateway-harness.js';
 import { counters, expectIdleAndHealthy, sampleValue, waitFor } from './helpers.js';
 
 let upstream: FakeUpstream;
@@ -22,14 +22,10 @@ const fastTimeouts = (url: string) => {
   return config;
 };
 
-beforeAll(async () => {
-  upstream = await startFakeUpstream();
-  gw = await startTestGateway(fastTimeouts(upstream.url));
-});
-afterAll(async () => {
-  await gw.stop();
-  await upstream.close();
-});
+let stop: () => Promise<void>;
+
+beforeAll(async () => ({ upstream, gw, stop } = await startGatewayWithUpstream((url) => fastTimeouts(url))));
+afterAll(() => stop());
 
 const auth = { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' };
 const streamBody = JSON.stringify({ model: 'gpt-4', stream: true, messages: [] });

@@ -10,21 +10,16 @@ import { request } from 'undici';
 import { keyDigest } from '../../src/config/key-digest.js';
 import type { RoutingSnapshot } from '../../src/config/snapshot.js';
 import { authenticate } from '../../src/http/auth.js';
-import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
-import { baseConfig, CLIENT_KEY, startTestGateway, UPSTREAM_KEY, type TestGateway } from '../support/gateway-harness.js';
+import type { FakeUpstream } from '../support/fake-upstream.js';
+import { baseConfig, CLIENT_KEY, startGatewayWithUpstream, UPSTREAM_KEY, type TestGateway } from '../support/gateway-harness.js';
 import { lastBody, metricsJson, prometheus, rawRequest } from '../reliability/helpers.js';
 
 let upstream: FakeUpstream;
 let gw: TestGateway;
+let stop: () => Promise<void>;
 
-beforeAll(async () => {
-  upstream = await startFakeUpstream();
-  gw = await startTestGateway(baseConfig(upstream.url));
-});
-afterAll(async () => {
-  await gw.stop();
-  await upstream.close();
-});
+beforeAll(async () => ({ upstream, gw, stop } = await startGatewayWithUpstream((url) => baseConfig(url))));
+afterAll(() => stop());
 
 async function statusWith(authorization: string | undefined): Promise<{ status: number; code?: string }> {
   const headers: Record<string, string> = { 'content-type': 'application/json' };

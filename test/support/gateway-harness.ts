@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { startGateway, type Gateway, type GatewayOptions } from '../../src/gateway.js';
 import { createLogger } from '../../src/observability/logger.js';
+import { startFakeUpstream, type FakeUpstream } from './fake-upstream.js';
 
 /** Captures log lines in memory so tests can assert on them. */
 export class LogCapture extends Writable {
@@ -64,5 +65,25 @@ export function baseConfig(upstreamUrl: string, extra: Record<string, unknown> =
     model_redirects: { 'gpt-4': 'gpt-4o-2024-08-06' },
     shutdown: { drain_delay_ms: 0, timeout_ms: 5000 },
     ...extra,
+  };
+}
+
+export interface GatewayWithUpstream {
+  upstream: FakeUpstream;
+  gw: TestGateway;
+  stop(): Promise<void>;
+}
+
+/** A fake upstream and a gateway in front of it; `config` builds the gateway's config from the upstream's URL. */
+export async function startGatewayWithUpstream(config: (upstreamUrl: string) => unknown = (url) => baseConfig(url)): Promise<GatewayWithUpstream> {
+  const upstream = await startFakeUpstream();
+  const gw = await startTestGateway(config(upstream.url));
+  return {
+    upstream,
+    gw,
+    async stop() {
+      await gw.stop();
+      await upstream.close();
+    },
   };
 }
