@@ -16,10 +16,10 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CLUSTER_START_TIMEOUT_MS, REPO_ROOT, startCluster, type TestCluster } from '../k8s/harness/cluster.js';
-import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
+import { CLUSTER_START_TIMEOUT_MS, REPO_ROOT, type TestCluster } from '../k8s/harness/cluster.js';
+import type { FakeUpstream } from '../support/fake-upstream.js';
 import { type TestGateway } from '../support/gateway-harness.js';
-import { modelSent, startKubeGateway } from '../k8s/harness/gateway.js';
+import { modelSent, startClusterWithGateway } from '../k8s/harness/gateway.js';
 import { buildSnapshot, type RoutingSnapshot } from '../../src/config/snapshot.js';
 import { parseConfigText, toInputs } from '../../src/config/load-file.js';
 import { keyDigest } from '../../src/config/key-digest.js';
@@ -174,20 +174,13 @@ describe('ModelRoute change latency (real kube-apiserver)', () => {
   let cluster: TestCluster;
   let upstream: FakeUpstream;
   let gw: TestGateway;
+  let stop: (() => Promise<void>) | undefined;
   const routePath = `/apis/apiproxy.io/v1alpha1/namespaces/${NS}/modelroutes`;
 
   beforeAll(async () => {
-    cluster = await startCluster({ crds: true });
-    await cluster.ensureNamespace(NS);
-    upstream = await startFakeUpstream();
-    gw = await startKubeGateway(cluster, upstream.url, NS, { access_log: false });
+    ({ cluster, upstream, gw, stop } = await startClusterWithGateway(NS, { access_log: false }));
   }, CLUSTER_START_TIMEOUT_MS);
-
-  afterAll(async () => {
-    await gw?.stop();
-    await upstream?.close();
-    await cluster?.stop();
-  });
+  afterAll(() => stop?.());
 
   const send = (model: string): Promise<string> => modelSent(gw.url, model);
 

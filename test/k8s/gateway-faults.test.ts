@@ -5,11 +5,11 @@
  * are reported Accepted=False/Invalid while the gateway keeps answering.
  */
 import { request } from 'undici';
-import { CLUSTER_START_TIMEOUT_MS, startCluster, type TestCluster } from './harness/cluster.js';
-import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
+import { CLUSTER_START_TIMEOUT_MS, type TestCluster } from './harness/cluster.js';
+import type { FakeUpstream } from '../support/fake-upstream.js';
 import { type TestGateway } from '../support/gateway-harness.js';
 import { waitFor } from '../support/wait.js';
-import { modelSent, startKubeGateway } from './harness/gateway.js';
+import { modelSent, startClusterWithGateway } from './harness/gateway.js';
 
 const NS = 'faults';
 const CRD = '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/modelroutes.apiproxy.io';
@@ -18,19 +18,12 @@ const routesPath = `/apis/apiproxy.io/v1alpha1/namespaces/${NS}/modelroutes`;
 let cluster: TestCluster;
 let upstream: FakeUpstream;
 let gw: TestGateway;
+let stop: (() => Promise<void>) | undefined;
 
 beforeAll(async () => {
-  cluster = await startCluster({ crds: true });
-  await cluster.ensureNamespace(NS);
-  upstream = await startFakeUpstream();
-  gw = await startKubeGateway(cluster, upstream.url, NS, { access_log: false });
+  ({ cluster, upstream, gw, stop } = await startClusterWithGateway(NS, { access_log: false }));
 }, CLUSTER_START_TIMEOUT_MS);
-
-afterAll(async () => {
-  await gw?.stop();
-  await upstream?.close();
-  await cluster?.stop();
-});
+afterAll(() => stop?.());
 
 const send = (model: string): Promise<string> => modelSent(gw.url, model);
 

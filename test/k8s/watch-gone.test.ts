@@ -6,9 +6,9 @@
  * list again (not stop, as the client's own informer would) and keep routing.
  * (After an error it always lists again, so this path is the one that meets 410.)
  */
-import { CLUSTER_START_TIMEOUT_MS, startCluster, type TestCluster } from './harness/cluster.js';
-import { modelSent, startKubeGateway } from './harness/gateway.js';
-import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
+import { CLUSTER_START_TIMEOUT_MS, type TestCluster } from './harness/cluster.js';
+import { modelSent, startClusterWithGateway } from './harness/gateway.js';
+import type { FakeUpstream } from '../support/fake-upstream.js';
 import type { TestGateway } from '../support/gateway-harness.js';
 import { waitFor } from '../support/wait.js';
 
@@ -16,6 +16,7 @@ const NS = 'gone';
 let cluster: TestCluster;
 let upstream: FakeUpstream;
 let gw: TestGateway;
+let stop: (() => Promise<void>) | undefined;
 
 const routes = `/apis/apiproxy.io/v1alpha1/namespaces/${NS}/modelroutes`;
 const route = (name: string, model: string, target: string) => ({
@@ -26,18 +27,11 @@ const route = (name: string, model: string, target: string) => ({
 });
 
 beforeAll(async () => {
-  cluster = await startCluster({ crds: true, watchCache: false });
-  await cluster.ensureNamespace(NS);
-  upstream = await startFakeUpstream();
   // Watches end every 4 s (0.8 x 5 s) and are resumed from their last resourceVersion.
-  gw = await startKubeGateway(cluster, upstream.url, NS, { kubernetes: { enabled: true, namespaces: [NS], watch_timeout_seconds: 5 } });
+  const kubernetes = { enabled: true, namespaces: [NS], watch_timeout_seconds: 5 };
+  ({ cluster, upstream, gw, stop } = await startClusterWithGateway(NS, { kubernetes }, { watchCache: false }));
 }, CLUSTER_START_TIMEOUT_MS);
-
-afterAll(async () => {
-  await gw?.stop();
-  await upstream?.close();
-  await cluster?.stop();
-});
+afterAll(() => stop?.());
 
 test('a watch resumed from a compacted resourceVersion gets 410; the gateway lists again and keeps routing', async () => {
   expect((await cluster.request('POST', routes, route('before', 'before', 'before-target'))).status).toBe(201);

@@ -3,7 +3,8 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { kubeSource } from '../../../src/sources/kube/kube-source.js';
 import { baseConfig, CLIENT_KEY, startTestGateway, type TestGateway } from '../../support/gateway-harness.js';
 import { waitFor } from '../../support/wait.js';
-import type { TestCluster } from './cluster.js';
+import { startCluster, type StartClusterOptions, type TestCluster } from './cluster.js';
+import { startFakeUpstream, type FakeUpstream } from '../../support/fake-upstream.js';
 
 /** The permissions the README documents for the gateway, as Role rules. */
 export const GATEWAY_ROLE_RULES = [
@@ -50,4 +51,41 @@ export async function modelSent(gatewayUrl: string, model: string, key = CLIENT_
   });
   const body = (await res.body.json()) as { model?: string; error?: { code: string } };
   return body.model ?? `error:${res.statusCode}:${body.error?.code}`;
+}
+
+export interface ClusterWithGateway {
+  cluster: TestCluster;
+  upstream: FakeUpstream;
+  gw: TestGateway;
+  stop(): Promise<void>;
+}
+
+/** A real cluster (CRDs applied), the namespace, a fake upstream, and a ready gateway watching that namespace. */
+export async function startClusterWithGateway(
+  namespace: string,
+  extra: Record<string, unknown> = {},
+  clusterOptions: StartClusterOptions = {},
+): Promise<ClusterWithGateway> {
+  const cluster = await startCluster({ crds: true, ...clusterOptions });
+  let upstream: FakeUpstream | undefined;
+  try {
+    await cluster.ensureNamespace(namespace);
+    upstream = await startFakeUpstream();
+    const gw = await startKubeGateway(cluster, upstream.url, namespace, extra);
+    const started = upstream;
+    return {
+      cluster,
+      upstream: started,
+      gw,
+      async stop() {
+        await gw.stop();
+        await started.close();
+        await cluster.stop();
+      },
+    };
+  } catch (error) {
+    await upstream?.close();
+    await cluster.stop();
+    throw error;
+  }
 }
