@@ -269,6 +269,10 @@ async function main(): Promise<void> {
 
 type LoopResult = WrkResult & { gatewayCpuUs?: number; upstreamCpuUs?: number };
 
+function totalErrors(pair: Pair<{ errors: number }>): number {
+  return [...pair.gateway, ...pair.direct].reduce((sum, r) => sum + r.errors, 0);
+}
+
 function summarizeLoop(pair: Pair<LoopResult>, rssMax: number): Record<string, number> {
   const gw = med(pair.gateway, (r) => r.requestsPerSecond);
   const dr = med(pair.direct, (r) => r.requestsPerSecond);
@@ -280,7 +284,7 @@ function summarizeLoop(pair: Pair<LoopResult>, rssMax: number): Record<string, n
     gateway_p99_ms: round(med(pair.gateway, (r) => r.p99Ms), 3),
     direct_p50_ms: round(med(pair.direct, (r) => r.p50Ms), 3),
     direct_p99_ms: round(med(pair.direct, (r) => r.p99Ms), 3),
-    errors: pair.gateway.reduce((sum, r) => sum + r.errors, 0) + pair.direct.reduce((sum, r) => sum + r.errors, 0),
+    errors: totalErrors(pair),
     ...(Number.isNaN(rssMax) ? {} : { gateway_rss_max_mib: round(mib(rssMax), 1) }),
     ...(pair.gateway[0]?.gatewayCpuUs === undefined
       ? {}
@@ -304,7 +308,7 @@ function summarizePaced(pair: Pair<PacedResult>): Record<string, number> {
     gateway_p99_ms: round(gw99, 3),
     direct_p99_ms: round(dr99, 3),
     added_p99_ms: round(gw99 - dr99, 3),
-    errors: pair.gateway.reduce((sum, r) => sum + r.errors, 0) + pair.direct.reduce((sum, r) => sum + r.errors, 0),
+    errors: totalErrors(pair),
   };
 }
 

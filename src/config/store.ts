@@ -25,10 +25,6 @@ export class SnapshotStore {
     return this.#snapshot;
   }
 
-  get file(): FileInputs | null {
-    return this.#file;
-  }
-
   setFile(inputs: FileInputs): RoutingSnapshot {
     return this.#rebuild(inputs, this.#kube);
   }

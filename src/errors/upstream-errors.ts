@@ -22,7 +22,7 @@ export function fromUpstreamError(error: unknown): GatewayError {
 }
 
 /** The most specific error code on an error or its cause chain (undici wraps socket errors). */
-export function errorCode(error: unknown): string | undefined {
+function errorCode(error: unknown): string | undefined {
   // Duck-typed: errors from Node's core may come from another realm (e.g. under a test VM).
   let current: unknown = error;
   let first: string | undefined;

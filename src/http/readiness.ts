@@ -21,10 +21,6 @@ export class Readiness {
     this.#draining = true;
   }
 
-  get draining(): boolean {
-    return this.#draining;
-  }
-
   /** Null when ready, else the reason. */
   blocker(): string | null {
     if (this.#draining) return 'draining';

@@ -38,7 +38,7 @@ export interface ForwardOutcome {
 }
 
 /** Called with the caller's `context` (e.g. its request record), so callers need no per-request closures. */
-export interface ForwardHooks<C = undefined> {
+export interface ForwardHooks<C> {
   onResponseStart(outcome: ForwardOutcome, context: C): void;
   onDone(outcome: ForwardOutcome, error: Error | null, context: C): void;
 }
@@ -70,10 +70,8 @@ export function scrub(body: Buffer, secret: string): Buffer {
  * chunk: backpressure pauses the upstream, a client that goes away aborts it.
  * Knows nothing of Koa.
  */
-export function forward<C>(dispatcher: Dispatcher, request: ForwardRequest, res: ServerResponse, hooks: ForwardHooks<C>, context: C): void;
-export function forward(dispatcher: Dispatcher, request: ForwardRequest, res: ServerResponse, hooks: ForwardHooks<undefined>): void;
-export function forward<C>(dispatcher: Dispatcher, request: ForwardRequest, res: ServerResponse, hooks: ForwardHooks<C>, context?: C): void {
-  const handler = new RelayHandler<C>(res, request, hooks, context as C);
+export function forward<C>(dispatcher: Dispatcher, request: ForwardRequest, res: ServerResponse, hooks: ForwardHooks<C>, context: C): void {
+  const handler = new RelayHandler<C>(res, request, hooks, context);
   dispatcher.dispatch(
     {
       method: request.method as Dispatcher.HttpMethod,
