@@ -95,10 +95,13 @@ export function kubeSource(kubeConfig: KubeConfig, namespace: string): KubeSourc
       return objects;
     }
 
+    // The ModelRoutes the current snapshot was built from, for the status writer.
+    let objects = new Map<string, KubeObject>();
+
     function rebuild(): void {
       scheduled = false;
       if (!watches.every((watch) => watch.synced)) return;
-      const objects = routeObjects();
+      objects = routeObjects();
       const upstreamKeys = new Map<string, string>();
       for (const watch of upstreamKeyWatches) for (const item of watch.items) secretEntries(item, upstreamKeys);
       const inputs: KubeInputs = {
@@ -116,8 +119,8 @@ export function kubeSource(kubeConfig: KubeConfig, namespace: string): KubeSourc
       readiness.setGate('kubernetes sync', true);
     }
 
-    // File reloads can change a route's verdict (an upstream appears or goes): report it.
-    store.onSwap((current) => statusWriter.reconcile(current.routeStatuses, routeObjects()));
+    // Every swap reports verdicts, also after file reloads (an upstream appears or goes).
+    store.onSwap((current) => statusWriter.reconcile(current.routeStatuses, objects));
 
     return {
       async start() {
