@@ -9,12 +9,14 @@ import { createMetricsEndpoint, createReady, health } from './http/system-endpoi
 import { createV1Handler, isV1Path } from './http/v1-handler.js';
 import type { Logger } from './observability/logger.js';
 import type { GatewayMetrics } from './observability/metrics.js';
+import type { MetricsReport } from './observability/metrics-report.js';
 import type { UpstreamPools } from './proxy/upstream-pools.js';
 
 export interface AppDeps {
   readonly store: SnapshotStore;
   readonly pools: UpstreamPools;
   readonly metrics: GatewayMetrics;
+  readonly metricsReport: MetricsReport;
   readonly readiness: Readiness;
   readonly logger: Logger;
 }
@@ -26,13 +28,13 @@ export interface AppDeps {
  * a small Koa app (health, readiness, metrics, 404s).
  */
 export function createRequestHandler(deps: AppDeps): RequestListener {
-  const { store, pools, metrics, readiness, logger } = deps;
+  const { store, pools, metrics, metricsReport, readiness, logger } = deps;
   const access = createAccess(metrics, logger, () => store.current?.settings.accessLog ?? true);
 
   const router = new Router();
   router.get('/health', health);
   router.get('/health/ready', createReady(readiness));
-  router.get('/metrics', createMetricsEndpoint(metrics));
+  router.get('/metrics', createMetricsEndpoint(metricsReport));
   const app = new Koa();
   app.silent = true; // errors are answered and logged by the error middleware
   app.use(access.access);

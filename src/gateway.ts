@@ -10,6 +10,7 @@ import { Readiness } from './http/readiness.js';
 import { createHttpServer, SERVER_LIMITS, type ServerLimits } from './http/server.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { GatewayMetrics } from './observability/metrics.js';
+import { localMetricsReport, type MetricsReport } from './observability/metrics-report.js';
 import { UpstreamPools } from './proxy/upstream-pools.js';
 import { FileSource } from './sources/file-source.js';
 
@@ -39,6 +40,10 @@ export interface GatewayOptions {
   readonly kubeSource?: KubeSourceFactory;
   readonly namespace?: string;
   readonly pollMs?: number;
+  /** This process's index when it is one of several cluster workers (see cluster/). */
+  readonly worker?: number;
+  /** What `/metrics` reports; by default this process's own figures. */
+  readonly metricsReport?: (metrics: GatewayMetrics) => MetricsReport;
   /** Overrides of SERVER_LIMITS (tests shorten the slowloris timeouts); the defaults are what production runs. */
   readonly serverLimits?: Partial<ServerLimits>;
 }
@@ -71,7 +76,7 @@ export { SERVER_LIMITS, type ServerLimits };
 /** Composes and starts the gateway; resolves once it listens. */
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const levelOverride = logLevelFromEnv(options.env['LOG_LEVEL']);
-  const logger = options.logger ?? createLogger(levelOverride ?? 'info');
+  const logger = options.logger ?? createLogger(levelOverride ?? 'info', undefined, options.worker);
   const store = new SnapshotStore(options.namespace ?? 'default');
   const metrics = new GatewayMetrics();
   const pools = new UpstreamPools();
@@ -122,7 +127,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   if (store.current !== null) startKube(store.current);
   store.onSwap(startKube);
 
-  const handler = createRequestHandler({ store, pools, metrics, readiness, logger });
+  const metricsReport = (options.metricsReport ?? localMetricsReport)(metrics);
+  const handler = createRequestHandler({ store, pools, metrics, metricsReport, readiness, logger });
   const server = createHttpServer(handler, { ...SERVER_LIMITS, ...options.serverLimits });
   await new Promise<void>((resolveListen, reject) => {
     server.once('error', reject);
@@ -153,7 +159,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     await pools.destroy();
     metrics.close();
     logger.info('stopped');
-    logger.flush();
+    await new Promise<void>((resolveFlush) => logger.flush(() => resolveFlush()));
   }
 
   return {

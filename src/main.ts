@@ -1,40 +1,34 @@
-import { startGateway, type KubeSourceFactory } from './gateway.js';
+import cluster from 'node:cluster';
+import { isClusterMessage } from './cluster/messages.js';
+import { runPrimary, WORKER_INDEX_ENV } from './cluster/primary.js';
+import { clusterMetricsReport } from './cluster/worker-metrics.js';
+import { workersFromEnv } from './cluster/workers-setting.js';
+import { startGateway, type Gateway, type KubeSourceFactory } from './gateway.js';
+import { createLogger } from './observability/logger.js';
 import { ownNamespace } from './sources/kube/namespace.js';
 
 /**
  * The Kubernetes client is loaded only when the config enables it: it is
  * most of the gateway's idle memory (about 85 MiB of RSS).
  */
-function lazyKubeSource(namespace: string): KubeSourceFactory {
+function lazyKubeSource(namespace: string, writeStatus: boolean): KubeSourceFactory {
   return async (deps) => {
     const { kubeSource, loadKubeConfig } = await import('./sources/kube/kube-source.js');
-    return kubeSource(loadKubeConfig(), namespace)(deps);
+    return kubeSource(loadKubeConfig(), namespace, writeStatus)(deps);
   };
 }
 
-/** Composition root: environment, start, signals. */
-async function main(): Promise<void> {
-  const env = process.env;
-  const port = env['PORT'] === undefined || env['PORT'] === '' ? undefined : Number(env['PORT']);
-  if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65_535)) throw new Error(`PORT must be a port number, got '${env['PORT']}'`);
-  const namespace = ownNamespace(env);
-  const gateway = await startGateway({
-    configPath: env['CONFIG_PATH'] || 'config.json',
-    env,
-    port,
-    namespace,
-    kubeSource: lazyKubeSource(namespace),
-  });
-  gateway.logger.info({ port: gateway.port }, 'api-proxy listening');
-
-  let signals = 0;
-  const onSignal = (signal: NodeJS.Signals): void => {
-    if (++signals > 1) {
-      gateway.logger.warn({ signal }, 'second signal: exiting now');
-      gateway.logger.flush();
+/** First call: drain and exit 0 (1 if the drain fails); second call: exit 1 at once. */
+function stopper(gateway: Gateway): (reason: Record<string, unknown>, now: boolean) => void {
+  let stopping = false;
+  return (reason, now) => {
+    if (stopping && now) {
+      gateway.logger.warn(reason, 'second signal: exiting now');
       process.exit(1);
     }
-    gateway.logger.info({ signal }, 'shutting down');
+    if (stopping) return;
+    stopping = true;
+    gateway.logger.info(reason, 'shutting down');
     gateway.shutdown().then(
       () => process.exit(0),
       (error: unknown) => {
@@ -43,8 +37,46 @@ async function main(): Promise<void> {
       },
     );
   };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
+}
+
+/** Composition root: environment, start (one process, or a cluster of `WORKERS`), signals. */
+async function main(): Promise<void> {
+  const env = process.env;
+  const port = env['PORT'] === undefined || env['PORT'] === '' ? undefined : Number(env['PORT']);
+  if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65_535)) throw new Error(`PORT must be a port number, got '${env['PORT']}'`);
+  const workers = workersFromEnv(env['WORKERS']);
+  if (workers > 1 && cluster.isPrimary) {
+    const code = await runPrimary(workers, createLogger(env['LOG_LEVEL'] || 'info', undefined, -1));
+    process.exit(code);
+  }
+
+  const worker = cluster.isWorker ? Number(env[WORKER_INDEX_ENV] ?? cluster.worker!.id) : undefined;
+  const namespace = ownNamespace(env);
+  const gateway = await startGateway({
+    configPath: env['CONFIG_PATH'] || 'config.json',
+    env,
+    port,
+    namespace,
+    kubeSource: lazyKubeSource(namespace, worker === undefined || worker === 0),
+    ...(worker === undefined ? {} : { worker, metricsReport: clusterMetricsReport }),
+  });
+  gateway.logger.info({ port: gateway.port }, 'api-proxy listening');
+
+  const stop = stopper(gateway);
+  if (worker === undefined) {
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals): void => stop({ signal }, ++signals > 1);
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    return;
+  }
+  // A worker obeys the primary only (see ShutdownRequest); if the primary is gone, it drains and exits.
+  process.on('SIGTERM', () => {});
+  process.on('SIGINT', () => {});
+  process.on('message', (message: unknown) => {
+    if (isClusterMessage(message) && message.type === 'api-proxy:shutdown') stop({ from: 'primary' }, message.now);
+  });
+  process.on('disconnect', () => stop({ reason: 'the cluster primary is gone' }, false));
 }
 
 main().catch((error: unknown) => {

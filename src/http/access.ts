@@ -27,7 +27,9 @@ export interface Access {
 export function createAccess(metrics: GatewayMetrics, logger: Logger, accessLog: () => boolean): Access {
   // Access lines go straight to the logger's destination, after the logger's own
   // buffered lines: same stream, same format, no per-line serialisation by pino.
-  const destination = (logger as unknown as Record<symbol, { write(line: string): unknown }>)[pino.symbols.streamSym]!;
+  const internals = logger as unknown as Record<symbol, unknown>;
+  const destination = internals[pino.symbols.streamSym] as { write(line: string): unknown };
+  const bindings = internals[pino.symbols.chindingsSym] as string;
 
   function complete(record: RequestRecord): void {
     if (record.completed) return;
@@ -35,7 +37,7 @@ export function createAccess(metrics: GatewayMetrics, logger: Logger, accessLog:
     metrics.activeRequests--;
     const latencyMs = performance.now() - record.startedAt;
     metrics.requestFinished(record.route, record.status, latencyMs / 1000, record.keyId);
-    if (accessLog() && logger.isLevelEnabled('info')) destination.write(accessLine(record, latencyMs));
+    if (accessLog() && logger.isLevelEnabled('info')) destination.write(accessLine(record, latencyMs, bindings));
   }
 
   function open(req: IncomingMessage): RequestRecord {

@@ -1,5 +1,5 @@
 import type { Context } from 'koa';
-import type { GatewayMetrics } from '../observability/metrics.js';
+import type { MetricsReport } from '../observability/metrics-report.js';
 import type { Readiness } from './readiness.js';
 import type { RequestRecord } from './request-record.js';
 
@@ -25,15 +25,15 @@ export function createReady(readiness: Readiness) {
 const PROMETHEUS_ACCEPT = /text\/plain|application\/openmetrics-text/i;
 
 /** The seed's JSON by default; Prometheus text when the Accept header asks for it (as Prometheus does). */
-export function createMetricsEndpoint(metrics: GatewayMetrics) {
+export function createMetricsEndpoint(report: MetricsReport) {
   return async function metricsEndpoint(ctx: Context): Promise<void> {
     record(ctx).route = 'metrics';
     const accept = ctx.get('accept');
     if (PROMETHEUS_ACCEPT.test(accept)) {
-      ctx.body = await metrics.prometheus();
-      ctx.type = metrics.contentType;
+      ctx.body = await report.prometheus();
+      ctx.type = report.contentType;
       return;
     }
-    ctx.body = metrics.json();
+    ctx.body = await report.json();
   };
 }

@@ -1,4 +1,5 @@
 import { pino, type Logger, type DestinationStream } from 'pino';
+import { LineSink } from './line-sink.js';
 
 export type { Logger };
 
@@ -17,24 +18,26 @@ export const REDACTED_PATHS = [
   '*.token',
 ];
 
-/** How long a log line may wait in the write buffer when traffic is low. */
-const FLUSH_INTERVAL_MS = 500;
+function droppedLine(dropped: number): string {
+  return `{"level":"warn","time":"${new Date().toISOString()}","service":"api-proxy","dropped_lines":${dropped},"msg":"log lines dropped: stdout was not read fast enough"}\n`;
+}
 
 /**
  * JSON logs to stdout, or to `destination` in tests. Stdout is written
- * asynchronously in batches of 4 KiB (a write per line costs throughput);
- * a timer flushes what a quiet period leaves in the buffer, and exit flushes the rest.
+ * asynchronously, one batched write per event-loop turn (see LineSink);
+ * exit writes whatever is left. Cluster processes (`worker` set, or the
+ * primary's -1) share stdout, so their writes are kept whole-line and atomic.
  */
-export function createLogger(level: string, destination?: DestinationStream): Logger {
+export function createLogger(level: string, destination?: DestinationStream, worker?: number): Logger {
   if (destination === undefined) {
-    const stdout = pino.destination({ dest: 1, sync: false, minLength: 4096 });
-    setInterval(() => stdout.flush(), FLUSH_INTERVAL_MS).unref();
+    const stdout = new LineSink(1, { droppedLine, shared: worker !== undefined });
+    process.once('exit', () => stdout.flushSync());
     destination = stdout;
   }
   return pino(
     {
       level,
-      base: { service: 'api-proxy' },
+      base: worker === undefined ? { service: 'api-proxy' } : worker < 0 ? { service: 'api-proxy', process: 'primary' } : { service: 'api-proxy', worker },
       timestamp: pino.stdTimeFunctions.isoTime,
       redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
       formatters: { level: (label) => ({ level: label }) },

@@ -125,6 +125,7 @@ export class GatewayMetrics {
       name: 'apiproxy_model_routes',
       help: 'Model routes in the current snapshot.',
       registers,
+      aggregator: 'max', // every cluster worker holds the same snapshot
       collect() {
         this.set(self.#routeCount());
       },

@@ -22,7 +22,11 @@ function listResult(body: unknown): ListResult {
  * Secrets, each through a resilient list+watch, turned into plain KubeInputs
  * (no Kubernetes types leave this folder) and pushed into the store.
  */
-export function kubeSource(kubeConfig: KubeConfig, namespace: string): KubeSourceFactory {
+/**
+ * `writeStatus: false` for all but one of several cluster workers: each
+ * watches on its own, one writes the ModelRoute statuses.
+ */
+export function kubeSource(kubeConfig: KubeConfig, namespace: string, writeStatus = true): KubeSourceFactory {
   return ({ store, readiness, metrics, logger, snapshot, setKube }): KubeSourceHandle => {
     const settings = snapshot.kubernetes;
     const custom = kubeConfig.makeApiClient(CustomObjectsApi);
@@ -120,7 +124,7 @@ export function kubeSource(kubeConfig: KubeConfig, namespace: string): KubeSourc
     }
 
     // Every swap reports verdicts, also after file reloads (an upstream appears or goes).
-    store.onSwap((current) => statusWriter.reconcile(current.routeStatuses, objects));
+    if (writeStatus) store.onSwap((current) => statusWriter.reconcile(current.routeStatuses, objects));
 
     return {
       async start() {
