@@ -138,7 +138,20 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
     const env = gatewayContainer(objects).env as { name: string; value?: string; valueFrom?: any }[];
     expect(env.find((e) => e.name === 'PORT')?.value).toBe('5000');
     expect(env.find((e) => e.name === 'CONFIG_PATH')?.value).toBe('/app/config/config.json');
+    expect(env.find((e) => e.name === 'WORKERS')?.value).toBe('1');
     expect(env.find((e) => e.name === 'POD_NAMESPACE')?.valueFrom).toEqual({ fieldRef: { fieldPath: 'metadata.namespace' } });
+  });
+
+  test('workers: a number or "auto" becomes env WORKERS; anything else is refused by the schema', () => {
+    const workersEnv = (set: string): string | undefined =>
+      (gatewayContainer(template(helm.v3, ['--set-string', set])).env as { name: string; value?: string }[]).find((e) => e.name === 'WORKERS')?.value;
+    expect(workersEnv('workers=auto')).toBe('auto');
+    expect((gatewayContainer(template(helm.v3, ['--set', 'workers=4'])).env as { name: string; value?: string }[]).find((e) => e.name === 'WORKERS')?.value).toBe('4');
+    for (const bad of ['workers=0', 'workers=65', 'workers=many']) {
+      const res = runHelm(helm.v3, ['template', 'rel', chartDir, bad === 'workers=many' ? '--set-string' : '--set', bad]);
+      expect(res.status).not.toBe(0);
+      expect(res.stderr).toMatch(/workers/);
+    }
   });
 
   test('config is mounted as a directory (no subPath) so ConfigMap updates reach the hot-reloading gateway', () => {
