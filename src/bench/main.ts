@@ -5,7 +5,8 @@
  * interleave; medians and ratios are quoted. Prints a table and writes
  * bench-results/latest.json. `--quick` for a short smoke run.
  *
- * Flags: --quick, --rounds=N, --seconds=N, --only=throughput,streams,memory,body,config,nolog,
+ * Flags: --quick, --rounds=N, --seconds=N, --only=throughput,streams,memory,body,config,nolog,cluster,
+ *        --workers=N (the cluster section's WORKERS, default 2; `auto` is one per CPU),
  *        --profile (the gateway writes a .cpuprofile to bench-results/profiles), --out=FILE.
  */
 import { execFileSync } from 'node:child_process';
@@ -16,8 +17,8 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { configScale, type ConfigScaleResult } from './config-scale.js';
 import { closedLoop, hasWrk, openSlowStreams, paced, sequential, streams, type PacedResult, type StreamsResult, type Target } from './load.js';
-import { cpuMsOf, killAll, rssOf, sampleRss, startGateway, startUpstream, stop, type GatewayProcess } from './processes.js';
-import { median, round, type WrkResult } from './stats.js';
+import { cpuMsByProcess, cpuMsOf, killAll, processTree, pssOfTree, rssOf, rssOfTree, sampleRss, startGateway, startUpstream, stop, stopTree, type GatewayProcess } from './processes.js';
+import { median, round, shares, type WrkResult } from './stats.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const dist = resolve(here, '..');
@@ -30,6 +31,8 @@ interface Options {
   only: Set<string> | null;
   profile: boolean;
   out: string;
+  /** WORKERS for the cluster section. */
+  workers: number;
 }
 
 function parseArgs(argv: readonly string[]): Options {
@@ -40,10 +43,13 @@ function parseArgs(argv: readonly string[]): Options {
     return at === -1 ? '' : hit.slice(at + 1);
   };
   for (const arg of argv) {
-    if (!/^--(quick|rounds|seconds|only|profile|out)(=|$)/.test(arg)) throw new Error(`unknown argument '${arg}' (see src/bench/main.ts)`);
+    if (!/^--(quick|rounds|seconds|only|profile|out|workers)(=|$)/.test(arg)) throw new Error(`unknown argument '${arg}' (see src/bench/main.ts)`);
   }
   const quick = flag('quick') !== undefined;
   const only = flag('only');
+  const workersFlag = flag('workers') || '2';
+  const workers = workersFlag === 'auto' ? Math.max(2, os.availableParallelism()) : Number(workersFlag);
+  if (!Number.isInteger(workers) || workers < 2 || workers > 64) throw new Error(`--workers must be a whole number from 2 to 64, or 'auto', got '${workersFlag}'`);
   return {
     quick,
     rounds: Number(flag('rounds') ?? (quick ? 1 : 3)),
@@ -51,6 +57,7 @@ function parseArgs(argv: readonly string[]): Options {
     only: only === undefined || only === '' ? null : new Set(only.split(',')),
     profile: flag('profile') !== undefined,
     out: resolve(flag('out') || join(root, 'bench-results', 'latest.json')),
+    workers,
   };
 }
 
@@ -114,13 +121,15 @@ async function main(): Promise<void> {
 
   const upstream = await startUpstream(join(here, 'upstream.js'));
   let gatewayIndex = 0;
-  const launch = (accessLog: boolean): Promise<GatewayProcess> =>
+  /** `workers` only for the cluster section: the other launches run without WORKERS (one process). */
+  const launch = (accessLog: boolean, workers?: number): Promise<GatewayProcess> =>
     startGateway({
       mainScript: join(dist, 'main.js'),
       config: gatewayConfig(upstream.url, accessLog),
       configPath: join(work, `gateway-${gatewayIndex}.json`),
       logPath: join(work, `gateway-${gatewayIndex++}.log`),
       nodeArgs: options.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+      ...(workers === undefined ? {} : { workers }),
     });
   const headers = { 'content-type': 'application/json', authorization: `Bearer ${CLIENT_KEY}` };
   const direct: Target = { url: upstream.url, headers };
@@ -228,6 +237,72 @@ async function main(): Promise<void> {
       bytes_per_open_stream: Math.round(perStream),
     };
     log(`  idle ${mib(idle).toFixed(1)} MiB, warm ${mib(warm).toFixed(1)} MiB, ${slow.open} open streams ${mib(open).toFixed(1)} MiB: ${(perStream / 1024).toFixed(1)} KiB per stream`);
+  }
+
+  if (wants('cluster')) {
+    const n = options.workers;
+    await stop(gateway.child); // idle, but off the machine while the cluster runs
+    const cluster = await launch(true, n);
+    const clusterVia: Target = { url: cluster.url, headers };
+    await delay(1000);
+    const idleTree = processTree(cluster.pid);
+    const idleRss = idleTree.map(rssOf);
+    const idle = idleRss.reduce((sum, rss) => sum + rss, 0);
+    const idlePss = pssOfTree(cluster.pid);
+    log(`(cluster) gateway with WORKERS=${n}: primary pid ${cluster.pid}, workers ${idleTree.slice(1).join(', ')}; idle RSS ${mib(idle).toFixed(1)} MiB (primary ${mib(idleRss[0]!).toFixed(1)}, workers ${idleRss.slice(1).map((rss) => mib(rss).toFixed(1)).join(', ')}), PSS ${mib(idlePss).toFixed(1)} MiB`);
+    await closedLoop(tool, clusterVia, BODY, 64, 1, lua);
+
+    log(`(1c) non-streaming, 64 connections, ${n} workers`);
+    let clusterRssMax = Number.NaN;
+    const loop = await interleave(options.rounds, clusterVia, direct, async (target, which) => {
+      const sampler = which === 'gateway' ? sampleRss(cluster.pid, 250, rssOfTree) : null;
+      const before = cpuMsByProcess(cluster.pid);
+      const upstreamBefore = cpuMsOf(upstream.child.pid!);
+      const result = await closedLoop(tool, target, BODY, 64, options.seconds, lua);
+      const after = cpuMsByProcess(cluster.pid);
+      const upstreamCpu = ((cpuMsOf(upstream.child.pid!) - upstreamBefore) * 1000) / result.requests;
+      if (sampler !== null) clusterRssMax = Math.max(Number.isNaN(clusterRssMax) ? 0 : clusterRssMax, sampler.stop());
+      // Per process of the tree, primary first; a worker that was restarted meanwhile counts from 0.
+      const deltas = [...after].map(([pid, ms]) => ms - (before.get(pid) ?? 0));
+      if ([...before.keys()].some((pid) => !after.has(pid))) log('  warning: the cluster lost a process during the run (a worker restarted?)');
+      const gatewayCpu = (deltas.reduce((sum, ms) => sum + ms, 0) * 1000) / result.requests;
+      const primaryCpu = (deltas[0]! * 1000) / result.requests;
+      const workerShares = shares(deltas.slice(1));
+      const breakdown = which === 'gateway' ? ` (primary ${primaryCpu.toFixed(1)}, worker shares ${workerShares.map((x) => x.toFixed(2)).join('/')})` : '';
+      const cpuText = `CPU µs/request: gateway ${gatewayCpu.toFixed(1)}${breakdown}, upstream ${upstreamCpu.toFixed(1)}`;
+      log(`  ${which.padEnd(7)} ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, errors ${result.errors}, ${cpuText}`);
+      return { ...result, gatewayCpuUs: gatewayCpu, upstreamCpuUs: upstreamCpu, primaryCpuUs: primaryCpu, workerShares };
+    });
+    results['throughput_cluster'] = {
+      workers: n,
+      ...summarizeLoop(loop, clusterRssMax),
+      primary_cpu_us_per_request: round(med(loop.gateway, (r) => r.primaryCpuUs), 1),
+      // median over the gateway rounds of each worker's share of the workers' CPU (evenness of the kernel's / primary's spread)
+      worker_cpu_shares: Array.from({ length: n }, (_, i) => round(med(loop.gateway, (r) => r.workerShares[i] ?? Number.NaN), 3)),
+    };
+
+    log(`(2c) 500 concurrent streams, 20 chunks 5 ms apart, ${n} workers`);
+    const pair = await interleave(options.rounds, clusterVia, direct, async (target, which) => {
+      const result = await streams(target, STREAM_BODY, 500, options.seconds, 20, 5);
+      log(`  ${which.padEnd(7)} completed ${result.completed} in ${result.seconds.toFixed(1)} s, TTFB p50 ${result.ttfbP50Ms.toFixed(2)} ms p99 ${result.ttfbP99Ms.toFixed(2)} ms, errors ${result.errors}`);
+      return result;
+    });
+    results['streams_cluster'] = { '500': { workers: n, ...summarizeStreams(pair) } };
+
+    const stopStart = performance.now();
+    const left = await stopTree(cluster.child);
+    const stopMs = performance.now() - stopStart;
+    if (left.length > 0) log(`  warning: ${left.length} worker(s) still running after the primary stopped (pids ${left.join(', ')}); killed`);
+    else log(`  cluster stopped in ${stopMs.toFixed(0)} ms, no worker left`);
+    results['memory_cluster'] = {
+      workers: n,
+      rss_idle_mib: round(mib(idle), 1),
+      rss_idle_primary_mib: round(mib(idleRss[0]!), 1),
+      rss_idle_workers_mib: idleRss.slice(1).map((rss) => round(mib(rss), 1)),
+      pss_idle_mib: round(mib(idlePss), 1),
+      rss_under_load_mib: round(mib(clusterRssMax), 1),
+    };
+    results['cluster_stop'] = { workers: n, stop_ms: Math.round(stopMs), workers_left_after_stop: left.length };
   }
 
   await stop(gateway.child);
@@ -360,6 +435,15 @@ export function table(results: Record<string, unknown>): string {
   }
   const nolog = r['throughput_no_access_log'];
   if (nolog !== undefined) rows.push(['(1b) req/s, access_log off', `${nolog['gateway_rps']}`, `${nolog['direct_rps']}`, `ratio ${nolog['ratio']}`]);
+  const tc = r['throughput_cluster'];
+  if (tc !== undefined) {
+    const workerShares = (results['throughput_cluster'] as { worker_cpu_shares: number[] }).worker_cpu_shares;
+    rows.push([`(1c) req/s, 64 conns, WORKERS=${tc['workers']}`, `${tc['gateway_rps']}`, `${tc['direct_rps']}`, '']);
+    rows.push(['    ratio gateway/direct', `${tc['ratio']}`, '', `>= 0.35 (${mark(tc['ratio']! >= 0.35)})`]);
+    rows.push(['    p50 / p99 ms', `${tc['gateway_p50_ms']} / ${tc['gateway_p99_ms']}`, `${tc['direct_p50_ms']} / ${tc['direct_p99_ms']}`, '']);
+    rows.push(['    CPU µs/request (all gw processes / upstream)', `${tc['gateway_cpu_us_per_request']}`, `${tc['upstream_cpu_us_per_request']}`, '']);
+    rows.push(['    primary µs/request; worker CPU shares', `${tc['primary_cpu_us_per_request']}; ${workerShares.join(' / ')}`, '', '']);
+  }
   const s = results['streams'] as Record<string, Record<string, number>> | undefined;
   if (s !== undefined) {
     for (const [concurrency, x] of Object.entries(s)) {
@@ -369,6 +453,13 @@ export function table(results: Record<string, unknown>): string {
       rows.push(['    errors', `${x['gateway_errors']}`, `${x['direct_errors']}`, '']);
     }
   }
+  const sc = (results['streams_cluster'] as Record<string, Record<string, number>> | undefined)?.['500'];
+  if (sc !== undefined) {
+    const within = sc['gateway_ttfb_p50_ms']! - sc['direct_ttfb_p50_ms']!;
+    rows.push([`(2c) 500 streams, WORKERS=${sc['workers']}: done/s`, `${sc['gateway_completed_per_s']}`, `${sc['direct_completed_per_s']}`, `ratio >= 0.75 (${sc['ratio']}, ${mark(sc['ratio']! >= 0.75)})`]);
+    rows.push(['    TTFB p50 / p99 ms', `${sc['gateway_ttfb_p50_ms']} / ${sc['gateway_ttfb_p99_ms']}`, `${sc['direct_ttfb_p50_ms']} / ${sc['direct_ttfb_p99_ms']}`, `p50 +${round(within, 2)} <= 5 (${mark(within <= 5)})`]);
+    rows.push(['    errors', `${sc['gateway_errors']}`, `${sc['direct_errors']}`, '']);
+  }
   const m = r['memory'];
   if (m !== undefined) {
     rows.push(['(3) RSS idle MiB', `${m['rss_idle_mib']}`, '', `< 100 (${mark(m['rss_idle_mib']! < 100)})`]);
@@ -376,6 +467,15 @@ export function table(results: Record<string, unknown>): string {
     rows.push([`    RSS ${m['open_streams']} open streams MiB`, `${m['rss_open_streams_mib']}`, '', '']);
     rows.push(['    KiB per open stream', `${round(m['bytes_per_open_stream']! / 1024, 1)}`, '', `< 32 (${mark(m['bytes_per_open_stream']! < 32 * 1024)})`]);
   }
+  const mc = r['memory_cluster'];
+  if (mc !== undefined) {
+    const workersRss = (results['memory_cluster'] as { rss_idle_workers_mib: number[] }).rss_idle_workers_mib;
+    rows.push([`(3c) RSS idle MiB, WORKERS=${mc['workers']} (all processes)`, `${mc['rss_idle_mib']}`, `primary ${mc['rss_idle_primary_mib']} + workers ${workersRss.join(' + ')}`, '']);
+    rows.push(['    PSS idle MiB (shared pages once)', `${mc['pss_idle_mib']}`, '', '']);
+    rows.push(['    RSS under (1c) MiB', `${mc['rss_under_load_mib']}`, '', '']);
+  }
+  const cs = r['cluster_stop'];
+  if (cs !== undefined) rows.push(['    workers left after stop', `${cs['workers_left_after_stop']}`, '', `0 (${mark(cs['workers_left_after_stop'] === 0)})`]);
   const b = r['body_1mib'];
   if (b !== undefined) {
     rows.push(['(4) 1 MiB body p50 ms', `${b['gateway_p50_ms']}`, `${b['direct_p50_ms']}`, '']);

@@ -1,10 +1,21 @@
-/** Child processes of the benchmark: the upstream, the gateway, load generators; all killed on exit. */
+/**
+ * Child processes of the benchmark: the upstream, the gateway (one process,
+ * or a cluster primary and the workers it forks), load generators; all killed
+ * on exit.
+ */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
+import { parseProcStat, type ProcStat } from './stats.js';
 
 const children = new Set<ChildProcess>();
+/**
+ * Descendants of our children seen so far (cluster workers), pid → start
+ * time: killAll reaches them even if their parent is already gone, and never
+ * a process that merely reused the pid.
+ */
+const descendants = new Map<number, number>();
 
 export function track(child: ChildProcess): ChildProcess {
   children.add(child);
@@ -12,12 +23,36 @@ export function track(child: ChildProcess): ChildProcess {
   return child;
 }
 
-/** Kills every child still running (SIGKILL); safe to call from an 'exit' handler. */
+/** Kills every child still running and every descendant of theirs (SIGKILL); safe to call from an 'exit' handler. */
 export function killAll(): void {
   for (const child of children) {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    if (child.exitCode === null && child.signalCode === null) {
+      if (child.pid !== undefined) processTree(child.pid); // remember its workers before the primary goes
+      child.kill('SIGKILL');
+    }
   }
   children.clear();
+  killDescendants([...descendants.keys()]);
+}
+
+/** SIGKILLs those of `pids` that are still the descendants we saw (same start time, not a zombie); returns them. */
+function killDescendants(pids: readonly number[]): number[] {
+  const killed: number[] = [];
+  for (const pid of pids) {
+    const started = descendants.get(pid);
+    if (started === undefined) continue;
+    const stat = procStat(pid);
+    if (stat !== null && stat.starttime === started && stat.state !== 'Z') {
+      try {
+        process.kill(pid, 'SIGKILL');
+        killed.push(pid);
+      } catch {
+        // gone meanwhile
+      }
+    }
+    descendants.delete(pid);
+  }
+  return killed;
 }
 
 /** SIGTERM, then SIGKILL after `graceMs`; resolves when the child has exited. */
@@ -69,15 +104,24 @@ export interface GatewayLaunch {
   readonly configPath: string;
   readonly logPath: string;
   readonly nodeArgs?: readonly string[];
+  /** Set only for a cluster launch: `WORKERS` for the gateway; otherwise `WORKERS` is removed from its environment. */
+  readonly workers?: number;
 }
 
-/** Starts `node dist/main.js` with a generated config, logs to a file; resolves once /health/ready answers 200. */
+/**
+ * Starts `node dist/main.js` with a generated config, logs to a file;
+ * resolves once /health/ready answers 200 and, for a cluster, once every
+ * worker answers the primary's metrics collection (else wrk's connections,
+ * made at its start, could all land on the first worker up).
+ */
 export async function startGateway(launch: GatewayLaunch): Promise<GatewayProcess> {
   writeFileSync(launch.configPath, JSON.stringify(launch.config, null, 2));
   const port = await freePort();
   const log = openSync(launch.logPath, 'w');
   const env: NodeJS.ProcessEnv = { ...process.env, CONFIG_PATH: launch.configPath, PORT: String(port) };
   delete env['LOG_LEVEL'];
+  delete env['WORKERS'];
+  if (launch.workers !== undefined) env['WORKERS'] = String(launch.workers);
   const child = track(spawn(process.execPath, [...(launch.nodeArgs ?? []), launch.mainScript], { env, stdio: ['ignore', log, 'inherit'] }));
   closeSync(log);
   const url = `http://127.0.0.1:${port}`;
@@ -94,7 +138,42 @@ export async function startGateway(launch: GatewayLaunch): Promise<GatewayProces
     if (Date.now() > deadline) throw new Error(`the gateway did not become ready; see ${launch.logPath}`);
     await delay(50);
   }
+  if (launch.workers !== undefined && launch.workers > 1) {
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`the gateway exited with ${child.exitCode}; see ${launch.logPath}`);
+      try {
+        const response = await fetch(`${url}/metrics`);
+        const json = (await response.json()) as { workers?: number };
+        if (json.workers === launch.workers && processTree(child.pid!).length === launch.workers + 1) break;
+      } catch {
+        // a worker still starting
+      }
+      if (Date.now() > deadline) throw new Error(`not all ${launch.workers} gateway workers became ready; see ${launch.logPath}`);
+      await delay(100);
+    }
+  }
   return { child, url, pid: child.pid! };
+}
+
+/**
+ * Stops a gateway and, for a cluster, checks its workers went with it: SIGTERM
+ * to the primary (which drains its workers), SIGKILL after `graceMs`; then
+ * waits up to `graceMs` for the workers seen before the stop, SIGKILLs any
+ * still there and returns their pids (empty when the tree stopped cleanly).
+ */
+export async function stopTree(child: ChildProcess, graceMs = 5_000): Promise<number[]> {
+  const workers = child.pid === undefined ? [] : processTree(child.pid).slice(1);
+  await stop(child, graceMs);
+  const deadline = Date.now() + graceMs;
+  const alive = (): number[] =>
+    workers.filter((pid) => {
+      const stat = procStat(pid);
+      return stat !== null && stat.starttime === descendants.get(pid) && stat.state !== 'Z';
+    });
+  while (alive().length > 0 && Date.now() < deadline) await delay(50);
+  const left = alive();
+  killDescendants(workers);
+  return left;
 }
 
 /** Resident set size of a process in bytes (Linux /proc), or NaN where unavailable. */
@@ -114,17 +193,108 @@ export function cpuMsOf(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) * 10; // utime, stime (fields 14, 15)
 }
 
-/** Samples a process's RSS every `everyMs` until stopped; returns the maximum seen. */
-export function sampleRss(pid: number, everyMs = 250): { stop(): number } {
-  let max = rssOf(pid);
+function procStat(pid: number): ProcStat | null {
+  try {
+    return parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return null;
+  }
+}
+
+/** Direct children of `pid`: the `children` file of each of its threads, or a scan of /proc where that file is missing. */
+function childrenOf(pid: number): number[] {
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return [];
+  }
+  if (existsSync(`/proc/${pid}/task/${pid}/children`)) {
+    const found = new Set<number>();
+    for (const task of tasks) {
+      try {
+        for (const word of readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(/\s+/)) if (word !== '') found.add(Number(word));
+      } catch {
+        // the thread ended
+      }
+    }
+    return [...found].filter((child) => Number.isInteger(child) && child > 0);
+  }
+  return readdirSync('/proc')
+    .filter((name) => /^\d+$/.test(name))
+    .map(Number)
+    .filter((candidate) => procStat(candidate)?.ppid === pid);
+}
+
+/**
+ * `pid` first, then its descendants, recursively (Linux /proc); zombies left
+ * out. Every descendant is remembered so that killAll also reaches it.
+ */
+export function processTree(pid: number): number[] {
+  const tree: number[] = [];
+  const visit = (at: number, root: boolean): void => {
+    const stat = procStat(at);
+    if (stat === null || stat.state === 'Z') return;
+    tree.push(at);
+    if (!root) descendants.set(at, stat.starttime);
+    for (const child of childrenOf(at)) visit(child, false);
+  };
+  visit(pid, true);
+  return tree;
+}
+
+/** CPU milliseconds (user + system) of each process of `pid`'s tree, `pid` first. */
+export function cpuMsByProcess(pid: number): Map<number, number> {
+  const cpu = new Map<number, number>();
+  for (const at of processTree(pid)) {
+    const ms = cpuMsOf(at);
+    if (!Number.isNaN(ms)) cpu.set(at, ms);
+  }
+  return cpu;
+}
+
+/** CPU milliseconds of `pid` and all its descendants (a cluster primary and its workers), or NaN. */
+export function cpuMsOfTree(pid: number): number {
+  const cpu = cpuMsByProcess(pid);
+  return cpu.size === 0 ? Number.NaN : [...cpu.values()].reduce((sum, ms) => sum + ms, 0);
+}
+
+/** RSS in bytes of `pid` and all its descendants, summed (shared pages count once per process, as in `ps`), or NaN. */
+export function rssOfTree(pid: number): number {
+  const tree = processTree(pid);
+  return tree.length === 0 ? Number.NaN : tree.reduce((sum, at) => sum + (rssOf(at) || 0), 0);
+}
+
+/**
+ * Proportional set size in bytes of `pid` and all its descendants (Linux
+ * smaps_rollup: each shared page divided among the processes that map it, so
+ * the node binary and shared libraries count once), or NaN where unavailable.
+ */
+export function pssOfTree(pid: number): number {
+  let total = 0;
+  for (const at of processTree(pid)) {
+    try {
+      const match = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${at}/smaps_rollup`, 'utf8'));
+      if (match === null) return Number.NaN;
+      total += Number(match[1]) * 1024;
+    } catch {
+      return Number.NaN;
+    }
+  }
+  return total;
+}
+
+/** Samples a process's RSS (or, with `measure`, any size) every `everyMs` until stopped; returns the maximum seen. */
+export function sampleRss(pid: number, everyMs = 250, measure: (pid: number) => number = rssOf): { stop(): number } {
+  let max = measure(pid);
   const timer = setInterval(() => {
-    const rss = rssOf(pid);
+    const rss = measure(pid);
     if (rss > max) max = rss;
   }, everyMs);
   return {
     stop() {
       clearInterval(timer);
-      return Math.max(max, rssOf(pid));
+      return Math.max(max, measure(pid));
     },
   };
 }

@@ -67,3 +67,28 @@ export function round(value: number, digits = 2): number {
   const factor = 10 ** digits;
   return Math.round(value * factor) / factor;
 }
+
+/** What the bench reads from a `/proc/<pid>/stat` line. */
+export interface ProcStat {
+  /** One letter: R, S, D, Z (zombie), ... */
+  state: string;
+  ppid: number;
+  /** User and system CPU in clock ticks. */
+  utime: number;
+  stime: number;
+  /** Start time in clock ticks after boot: with the pid, it names a process (pids are reused). */
+  starttime: number;
+}
+
+/** Parses a `/proc/<pid>/stat` line; the command name in parentheses may hold spaces and ')'. */
+export function parseProcStat(text: string): ProcStat {
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  // fields[0] is field 3 of proc(5): state, ppid (4), utime (14), stime (15), starttime (22)
+  return { state: fields[0]!, ppid: Number(fields[1]), utime: Number(fields[11]), stime: Number(fields[12]), starttime: Number(fields[19]) };
+}
+
+/** Each value's share of their sum (NaN when the sum is not positive). */
+export function shares(values: readonly number[]): number[] {
+  const total = values.reduce((sum, value) => sum + value, 0);
+  return values.map((value) => (total > 0 ? value / total : Number.NaN));
+}

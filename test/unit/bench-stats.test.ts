@@ -1,4 +1,4 @@
-import { median, parseWrkDuration, parseWrkOutput, percentile } from '../../src/bench/stats.js';
+import { median, parseProcStat, parseWrkDuration, parseWrkOutput, percentile, shares } from '../../src/bench/stats.js';
 
 const WRK = `Running 2s test @ http://127.0.0.1:40000/v1/chat/completions
   1 threads and 64 connections
@@ -38,5 +38,16 @@ describe('bench statistics', () => {
 
   it('reads throughput, percentiles and errors from wrk --latency output', () => {
     expect(parseWrkOutput(WRK)).toEqual({ requestsPerSecond: 7726.1, p50Ms: 7.09, p99Ms: 0.812, requests: 15452, errors: 7 });
+  });
+
+  it('reads state, parent, CPU ticks and start time from /proc/<pid>/stat, whatever the command name holds', () => {
+    const stat = '3069 (node (x) y) S 3061 3061 313 0 -1 4194560 9000 0 3 0 412 57 0 0 20 0 11 0 1068013 1234567 25000 18446744073709551615';
+    expect(parseProcStat(stat)).toEqual({ state: 'S', ppid: 3061, utime: 412, stime: 57, starttime: 1068013 });
+  });
+
+  it('gives each value its share of the sum', () => {
+    expect(shares([1, 3])).toEqual([0.25, 0.75]);
+    expect(shares([0, 0])).toEqual([Number.NaN, Number.NaN]);
+    expect(shares([])).toEqual([]);
   });
 });
