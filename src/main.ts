@@ -1,11 +1,11 @@
 import cluster from 'node:cluster';
 import { isClusterMessage } from './cluster/messages.js';
-import { runPrimary, WORKER_INDEX_ENV } from './cluster/primary.js';
-import { clusterMetricsReport } from './cluster/worker-metrics.js';
 import { workersFromEnv } from './cluster/workers-setting.js';
-import { startGateway, type Gateway, type KubeSourceFactory } from './gateway.js';
-import { createLogger } from './observability/logger.js';
+import type { Gateway, KubeSourceFactory } from './gateway.js';
 import { ownNamespace } from './sources/kube/namespace.js';
+
+/** Set by the cluster primary in each worker's environment: the worker's slot (0 writes ModelRoute statuses). */
+const WORKER_INDEX_ENV = 'API_PROXY_WORKER';
 
 /**
  * The Kubernetes client is loaded only when the config enables it: it is
@@ -46,9 +46,12 @@ async function main(): Promise<void> {
   if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65_535)) throw new Error(`PORT must be a port number, got '${env['PORT']}'`);
   const workers = workersFromEnv(env['WORKERS']);
   if (workers > 1 && cluster.isPrimary) {
-    const code = await runPrimary(workers, createLogger(env['LOG_LEVEL'] || 'info', undefined, -1));
+    // The primary loads neither the gateway nor its dependencies: it only forks, watches and sums.
+    const [{ runPrimary }, { createLogger }] = await Promise.all([import('./cluster/primary.js'), import('./observability/logger.js')]);
+    const code = await runPrimary(workers, WORKER_INDEX_ENV, createLogger(env['LOG_LEVEL'] || 'info', undefined, -1));
     process.exit(code);
   }
+  const [{ startGateway }, { clusterMetricsReport }] = await Promise.all([import('./gateway.js'), import('./cluster/worker-metrics.js')]);
 
   const worker = cluster.isWorker ? Number(env[WORKER_INDEX_ENV] ?? cluster.worker!.id) : undefined;
   const namespace = ownNamespace(env);

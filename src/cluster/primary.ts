@@ -4,9 +4,6 @@ import type { Logger } from '../observability/logger.js';
 import type { MetricsJson } from '../observability/metrics-report.js';
 import { isClusterMessage, type CollectRequest, type CollectResult, type MetricsRequest, type MetricsResult, type ShutdownRequest } from './messages.js';
 
-/** Tells a worker which slot it fills; slot 0 also writes ModelRoute statuses. */
-export const WORKER_INDEX_ENV = 'API_PROXY_WORKER';
-
 /** How long the primary waits for each worker's figures; a worker that is restarting is left out. */
 const COLLECT_TIMEOUT_MS = 2_000;
 const RESTART_DELAY_MS = 1_000;
@@ -43,9 +40,10 @@ interface Slot {
  * The cluster primary: forks `count` gateway workers that share the port,
  * restarts one that dies (with backoff when it keeps dying), combines their
  * metrics for `/metrics`, and on SIGTERM/SIGINT drains them all. It serves no
- * traffic itself. Resolves with the exit code once every worker has exited.
+ * traffic itself. Each worker finds its slot in env `indexEnv`. Resolves with
+ * the exit code once every worker has exited.
  */
-export function runPrimary(count: number, logger: Logger): Promise<number> {
+export function runPrimary(count: number, indexEnv: string, logger: Logger): Promise<number> {
   const slots: Slot[] = [];
   let shuttingDown = false;
   let failed = false;
@@ -58,7 +56,7 @@ export function runPrimary(count: number, logger: Logger): Promise<number> {
       slot.restartTimer = null;
       slot.listened = false;
       slot.startedAt = Date.now();
-      const worker = cluster.fork({ [WORKER_INDEX_ENV]: String(slot.index) });
+      const worker = cluster.fork({ [indexEnv]: String(slot.index) });
       slot.worker = worker;
       worker.on('listening', () => {
         slot.listened = true;
@@ -73,9 +71,11 @@ export function runPrimary(count: number, logger: Logger): Promise<number> {
       }
     };
 
+    let shutdownRequest: ShutdownRequest | null = null;
     const shutdown = (now: boolean): void => {
       shuttingDown = true;
       const request: ShutdownRequest = { type: 'api-proxy:shutdown', now };
+      shutdownRequest = request;
       for (const slot of slots) {
         if (slot.restartTimer !== null) clearTimeout(slot.restartTimer);
         slot.restartTimer = null;
@@ -83,6 +83,12 @@ export function runPrimary(count: number, logger: Logger): Promise<number> {
       }
       exitIfDone();
     };
+
+    // A worker takes shutdown requests only once it listens; one still starting when the request
+    // went out dropped it (and would then serve until killed). It gets the request again now.
+    cluster.on('listening', (worker) => {
+      if (shutdownRequest !== null && worker.isConnected()) worker.send(shutdownRequest);
+    });
 
     cluster.on('exit', (worker, code, signal) => {
       const slot = slots.find((candidate) => candidate.worker === worker);

@@ -167,6 +167,53 @@ describe('slow readers', () => {
     await expectIdleAndHealthy(gw.url);
   }, 60_000);
 
+  test('an event stream to a reader that stops: backpressure pauses the upstream; reading again gets every event, framed, in order', async () => {
+    const events = 100_000; // about 17 MiB of events, sent as fast as they are taken
+    const { port } = new URL(gw.url);
+    const socket: Socket = connect(Number(port), '127.0.0.1');
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.write(
+      `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${CLIENT_KEY}\r\ncontent-type: application/json\r\n` +
+        `x-fake-chunks: ${events}\r\nx-fake-interval: 0\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(streamBody)}\r\n\r\n${streamBody}`,
+    );
+    const received: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => received.push(chunk));
+    socket.pause();
+    await waitFor(() => upstream.requests.at(-1)?.headers['x-fake-chunks'] === String(events) && upstream.requests.at(-1)!.bytesSent > 0, 3000, 'the upstream started streaming');
+    const seen = upstream.requests.at(-1)!;
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const plateau = seen.bytesSent;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(seen.bytesSent).toBe(plateau);
+    expect(plateau).toBeLessThan(12 * 1024 * 1024); // held back by socket buffers, well short of the whole stream
+
+    const closed = new Promise((resolve) => socket.once('close', resolve));
+    socket.resume();
+    await closed;
+    const raw = Buffer.concat(received).toString('latin1');
+    const headEnd = raw.indexOf('\r\n\r\n');
+    expect(raw.slice(0, headEnd)).toMatch(/^HTTP\/1\.1 200[^]*\r\ntransfer-encoding: chunked/i);
+    // Decode the chunked framing strictly: every size line, every CRLF, then the terminating 0-size chunk.
+    let at = headEnd + 4;
+    let body = '';
+    for (;;) {
+      const lineEnd = raw.indexOf('\r\n', at);
+      const size = parseInt(raw.slice(at, lineEnd), 16);
+      expect(Number.isNaN(size)).toBe(false);
+      at = lineEnd + 2;
+      if (size === 0) break;
+      body += raw.slice(at, at + size);
+      expect(raw.slice(at + size, at + size + 2)).toBe('\r\n');
+      at += size + 2;
+    }
+    expect(raw.slice(at)).toBe('\r\n');
+    const data = body.split('\n\n').filter((line) => line !== '');
+    expect(data).toHaveLength(events + 1);
+    for (const index of [0, 1, 4_999, events - 1]) expect(JSON.parse(data[index]!.slice('data: '.length)).choices[0].delta.content).toBe(`tok${index} `);
+    expect(data.at(-1)).toBe('data: [DONE]');
+    await expectIdleAndHealthy(gw.url);
+  }, 60_000);
+
   test('a paused stream reader that then disconnects: the upstream stream is aborted, nothing in flight', async () => {
     const { port } = new URL(gw.url);
     const socket = connect(Number(port), '127.0.0.1');

@@ -10,7 +10,7 @@ export interface SeenRequest {
   body: Buffer;
   /** Resolves when the upstream saw the client side close (e.g. the gateway aborted). */
   closed: Promise<void>;
-  /** Body bytes handed to the socket so far (x-fake-size), to observe backpressure from the gateway. */
+  /** Body bytes handed to the socket so far (x-fake-size, or events of a stream), to observe backpressure from the gateway. */
   bytesSent: number;
   /** The upstream socket's remote port: requests that share it shared a kept-alive connection. */
   remotePort: number;
@@ -32,7 +32,7 @@ export interface FakeUpstream {
  *   x-fake-headers-delay: ms  wait before sending headers
  *   x-fake-reset: before-headers | mid-stream | mid-body (with x-fake-size: close the socket halfway)
  *   x-fake-stall: after-first  stop sending after the first chunk (keep the socket open)
- *   x-fake-chunks: n, x-fake-interval: ms   shape of an SSE stream
+ *   x-fake-chunks: n, x-fake-interval: ms   shape of an SSE stream (interval 0: as fast as the reader takes them)
  *   x-fake-garbage: 1         answer 200 text/event-stream with bytes that are not SSE
  *   x-fake-size: bytes        a large non-streamed JSON-ish body, streamed out in 64 KiB writes
  *   x-fake-echo-headers: 1    put the request headers into an error body (a leaky upstream)
@@ -158,14 +158,16 @@ async function respond(req: IncomingMessage, res: ServerResponse, seen: SeenRequ
     for (let i = 0; i < chunks; i++) {
       if (res.destroyed) return;
       const chunk = { id: 'chatcmpl-fake', object: 'chat.completion.chunk', created: 0, model, choices: [{ index: 0, delta: { content: `tok${i} ` }, finish_reason: null }] };
-      res.write(`data: ${JSON.stringify(chunk)}\n\n`);
+      const event = `data: ${JSON.stringify(chunk)}\n\n`;
+      seen.bytesSent += event.length;
+      if (!res.write(event)) await new Promise((resolve) => res.once('drain', resolve));
       if (i === 0 && header(req, 'x-fake-reset') === 'mid-stream') {
         await sleep(20);
         req.socket.destroy();
         return;
       }
       if (i === 0 && header(req, 'x-fake-stall') === 'after-first') return; // never ends
-      await sleep(interval);
+      if (interval > 0) await sleep(interval);
     }
     res.end('data: [DONE]\n\n');
     return;
