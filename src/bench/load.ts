@@ -1,4 +1,4 @@
-/** Load generators: wrk (or autocannon), a fixed-rate client, a concurrent-stream client, a sequential big-body client. */
+/** Load generators: wrk (or autocannon), a fixed-rate client, slow streams held open, a sequential big-body client (concurrent streams: stream-client.ts). */
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { Agent, request, type ClientRequest } from 'node:http';
@@ -117,62 +117,6 @@ export interface StreamsResult {
   errors: number;
   ttfbP50Ms: number;
   ttfbP99Ms: number;
-}
-
-const DONE = 'data: [DONE]\n\n';
-
-/**
- * Keeps `concurrency` event streams open for `seconds`, each a fresh request
- * as soon as the previous one ends. TTFB is the first body byte (the first
- * event), measured from the request being sent.
- */
-export async function streams(target: Target, body: string, concurrency: number, seconds: number, chunks: number, intervalMs: number): Promise<StreamsResult> {
-  const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
-  const headers = { ...target.headers, 'x-bench-chunks': String(chunks), 'x-bench-interval': String(intervalMs), 'content-length': String(Buffer.byteLength(body)) };
-  const ttfbs: number[] = [];
-  let completed = 0;
-  let errors = 0;
-  const begin = performance.now();
-  const deadline = begin + seconds * 1000;
-  const one = (): Promise<void> =>
-    new Promise((resolve) => {
-      const start = performance.now();
-      let first = true;
-      let tail = '';
-      let settled = false;
-      const settle = (success: boolean): void => {
-        if (settled) return;
-        settled = true;
-        if (success) completed++;
-        else errors++;
-        resolve();
-      };
-      const req = request(target.url + CHAT_PATH, { method: 'POST', agent, headers }, (res) => {
-        if (res.statusCode !== 200) {
-          res.resume();
-          res.once('end', () => settle(false));
-          return;
-        }
-        res.on('data', (chunk: Buffer) => {
-          if (first) {
-            first = false;
-            ttfbs.push(performance.now() - start);
-          }
-          tail = (tail + chunk.toString('latin1')).slice(-DONE.length);
-        });
-        res.once('end', () => settle(tail === DONE));
-        res.once('error', () => settle(false));
-      });
-      req.once('error', () => settle(false));
-      req.end(body);
-    });
-  const worker = async (): Promise<void> => {
-    while (performance.now() < deadline) await one();
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
-  const elapsed = (performance.now() - begin) / 1000;
-  agent.destroy();
-  return { concurrency, seconds: elapsed, completed, errors, ttfbP50Ms: percentile(ttfbs, 50), ttfbP99Ms: percentile(ttfbs, 99) };
 }
 
 /** Opens `count` slow streams and resolves once each has received its first event; `close()` aborts them all. */

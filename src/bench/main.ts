@@ -16,7 +16,8 @@ import { dirname, join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { configScale, type ConfigScaleResult } from './config-scale.js';
-import { closedLoop, hasWrk, openSlowStreams, paced, sequential, streams, type PacedResult, type StreamsResult, type Target } from './load.js';
+import { closedLoop, hasWrk, openSlowStreams, paced, sequential, type PacedResult, type StreamsResult, type Target } from './load.js';
+import { rawStreams } from './stream-client.js';
 import { cpuMsByProcess, cpuMsOf, killAll, processTree, pssOfTree, rssOf, rssOfTree, sampleRss, startGateway, startUpstream, stop, stopTree, type GatewayProcess } from './processes.js';
 import { median, round, shares, type WrkResult } from './stats.js';
 
@@ -174,7 +175,7 @@ async function main(): Promise<void> {
     for (const concurrency of [50, 500]) {
       log(`(2) ${concurrency} concurrent streams, 20 chunks 5 ms apart`);
       const pair = await interleave(options.rounds, via, direct, async (target, which) => {
-        const result = await streams(target, STREAM_BODY, concurrency, options.seconds, 20, 5);
+        const result = await rawStreams(target, STREAM_BODY, concurrency, options.seconds, 20, 5);
         log(`  ${which.padEnd(7)} completed ${result.completed} in ${result.seconds.toFixed(1)} s, TTFB p50 ${result.ttfbP50Ms.toFixed(2)} ms p99 ${result.ttfbP99Ms.toFixed(2)} ms, errors ${result.errors}`);
         return result;
       });
@@ -218,7 +219,7 @@ async function main(): Promise<void> {
     await delay(1000);
     const idle = rssOf(gateway.pid);
     await closedLoop(tool, via, BODY, 64, 1, lua);
-    await streams(via, STREAM_BODY, 200, 1, 20, 5);
+    await rawStreams(via, STREAM_BODY, 200, 1, 20, 5);
     await delay(2000);
     const warm = rssOf(gateway.pid);
     const slow = await openSlowStreams(via, STREAM_BODY, count, 60_000);
@@ -283,7 +284,7 @@ async function main(): Promise<void> {
 
     log(`(2c) 500 concurrent streams, 20 chunks 5 ms apart, ${n} workers`);
     const pair = await interleave(options.rounds, clusterVia, direct, async (target, which) => {
-      const result = await streams(target, STREAM_BODY, 500, options.seconds, 20, 5);
+      const result = await rawStreams(target, STREAM_BODY, 500, options.seconds, 20, 5);
       log(`  ${which.padEnd(7)} completed ${result.completed} in ${result.seconds.toFixed(1)} s, TTFB p50 ${result.ttfbP50Ms.toFixed(2)} ms p99 ${result.ttfbP99Ms.toFixed(2)} ms, errors ${result.errors}`);
       return result;
     });
