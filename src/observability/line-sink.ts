@@ -68,11 +68,7 @@ export class LineSink {
       this.#dropped++;
       return false;
     }
-    if (this.#dropped > 0) {
-      const dropped = this.#dropped;
-      this.#dropped = 0;
-      this.#append(this.#droppedLine(dropped));
-    }
+    if (this.#dropped > 0) this.#reportDropped();
     this.#append(line);
     if (!this.#scheduled && !this.#writing) {
       this.#scheduled = true;
@@ -98,6 +94,7 @@ export class LineSink {
    * before the process exits. A write still in flight may then land after them.
    */
   flushSync(): void {
+    if (this.#dropped > 0) this.#reportDropped();
     this.#seal();
     for (const buffer of this.#sealed) {
       let offset = 0;
@@ -111,6 +108,12 @@ export class LineSink {
     }
     this.#sealed = [];
     this.#pendingBytes = 0;
+  }
+
+  #reportDropped(): void {
+    const dropped = this.#dropped;
+    this.#dropped = 0;
+    this.#append(this.#droppedLine(dropped));
   }
 
   #append(line: string): void {
@@ -175,6 +178,8 @@ export class LineSink {
       if (buffer.byteOffset === 0 && buffer.buffer.byteLength === this.#chunkBytes && this.#spare.length < 2) this.#spare.push(Buffer.from(buffer.buffer, 0, this.#chunkBytes));
     }
     this.#writing = false;
+    // The reader caught up: say what was lost now, not only once another line is logged.
+    if (this.#dropped > 0 && this.#pendingBytes + this.#used < this.#maxPendingBytes) this.#reportDropped();
     if (this.#used > 0 || this.#sealed.length > 0) this.#flushNow();
     else this.#settleWaiters();
   }
