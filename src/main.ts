@@ -73,13 +73,13 @@ async function main(): Promise<void> {
     process.on('SIGINT', onSignal);
     return;
   }
-  // A worker obeys the primary only (see ShutdownRequest); if the primary is gone, it drains and exits.
+  // A worker obeys the primary only (see ShutdownRequest). Should the primary die, Node's cluster
+  // module ends the worker at once (in a container the whole process group goes with PID 1 anyway).
   process.on('SIGTERM', () => {});
   process.on('SIGINT', () => {});
   process.on('message', (message: unknown) => {
     if (isClusterMessage(message) && message.type === 'api-proxy:shutdown') stop({ from: 'primary' }, message.now);
   });
-  process.on('disconnect', () => stop({ reason: 'the cluster primary is gone' }, false));
 }
 
 main().catch((error: unknown) => {

@@ -107,9 +107,12 @@ export function runPrimary(count: number, indexEnv: string, logger: Logger): Pro
         return;
       }
       const lived = Date.now() - slot.startedAt;
-      slot.restartDelayMs = lived >= STABLE_AFTER_MS ? RESTART_DELAY_MS : Math.min(slot.restartDelayMs * 2, MAX_RESTART_DELAY_MS);
-      logger.error({ worker: slot.index, exit_code: code, signal, restart_in_ms: slot.restartDelayMs }, 'worker exited; restarting it');
-      slot.restartTimer = setTimeout(() => fork(slot), slot.restartDelayMs);
+      // 1 s after a worker that had run a while; each quick death after that doubles the wait, up to 30 s.
+      if (lived >= STABLE_AFTER_MS) slot.restartDelayMs = RESTART_DELAY_MS;
+      const delayMs = slot.restartDelayMs;
+      slot.restartDelayMs = Math.min(delayMs * 2, MAX_RESTART_DELAY_MS);
+      logger.error({ worker: slot.index, exit_code: code, signal, restart_in_ms: delayMs }, 'worker exited; restarting it');
+      slot.restartTimer = setTimeout(() => fork(slot), delayMs);
     });
 
     const onMessage = (from: Worker, message: unknown): void => {

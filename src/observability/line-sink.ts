@@ -7,6 +7,7 @@ const ATOMIC_BYTES = 4096;
 /** Past this many unwritten bytes (a stalled log reader) new lines are dropped and counted, not held. */
 const DEFAULT_MAX_PENDING_BYTES = 8 * 1024 * 1024;
 const RETRY_MS = 10;
+const SYNC_FLUSH_LIMIT_MS = 1_000;
 
 export interface LineSinkOptions {
   readonly maxPendingBytes?: number;
@@ -96,18 +97,21 @@ export class LineSink {
   flushSync(): void {
     if (this.#dropped > 0) this.#reportDropped();
     this.#seal();
-    for (const buffer of this.#sealed) {
+    // A descriptor that stays full (a non-blocking pipe nobody reads) gets a bounded wait, not a hang at exit.
+    const giveUpAt = Date.now() + SYNC_FLUSH_LIMIT_MS;
+    const sealed = this.#sealed;
+    this.#sealed = [];
+    for (const buffer of sealed) this.#pendingBytes -= buffer.length; // an in-flight write keeps its own count
+    for (const buffer of sealed) {
       let offset = 0;
       while (offset < buffer.length) {
         try {
           offset += writeSync(this.#fd, buffer, offset);
         } catch (error) {
-          if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') return;
+          if ((error as NodeJS.ErrnoException).code !== 'EAGAIN' || Date.now() > giveUpAt) return; // what is left is lost
         }
       }
     }
-    this.#sealed = [];
-    this.#pendingBytes = 0;
   }
 
   #reportDropped(): void {

@@ -405,4 +405,17 @@ describe('a FIFO nobody reads (O_NONBLOCK: EAGAIN)', () => {
     fs.closeSync(reader);
     fs.closeSync(fd);
   }, 30_000);
+
+  test('flushSync on a descriptor that stays full gives up after about a second instead of hanging the exit', () => {
+    const path = fifo();
+    const fd = open(path, fs.constants.O_RDWR | fs.constants.O_NONBLOCK);
+    const sink = new LineSink(fd);
+    for (let index = 0; index < 5_000; index++) sink.write(line(index)); // ~450 KB, several pipes' worth
+    const started = performance.now();
+    sink.flushSync();
+    const elapsed = performance.now() - started;
+    expect(elapsed).toBeGreaterThan(900);
+    expect(elapsed).toBeLessThan(3_000);
+    fs.closeSync(fd);
+  }, 10_000);
 });
