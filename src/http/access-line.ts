@@ -1,12 +1,20 @@
 import type { RequestRecord } from './request-record.js';
 
+/** Printable ASCII without `"` and `\`: what a JSON string holds unescaped. Ids, methods and most paths and models are. */
+const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
 /** A JSON string, or null; escapes everything a client controls (model, path). */
 function text(value: string | null): string {
-  return value === null ? 'null' : JSON.stringify(value);
+  if (value === null) return 'null';
+  return PLAIN.test(value) ? '"' + value + '"' : JSON.stringify(value);
 }
 
+/** Milliseconds to three decimals, from integers (a float's own formatting costs several times more). */
 function millis(ms: number): string {
-  return ms < 0 ? 'null' : String(Math.round(ms * 1e3) / 1e3);
+  if (ms < 0) return 'null';
+  const micros = Math.round(ms * 1e3);
+  const fraction = micros % 1000;
+  return (micros - fraction) / 1000 + (fraction < 10 ? '.00' : fraction < 100 ? '.0' : '.') + fraction;
 }
 
 /** The logger's base fields as pino renders them (`,"service":"api-proxy"`, plus `"worker"` in a cluster). */

@@ -70,3 +70,25 @@ test('whatever a client puts in the model or path stays inside one valid line', 
     }),
   );
 });
+
+test('latencies keep three decimals, also when small, whole or very large', () => {
+  for (const [ms, expected] of [
+    [0, 0],
+    [0.0004, 0],
+    [0.0005, 0.001],
+    [0.012, 0.012],
+    [1, 1],
+    [12.3, 12.3],
+    [99.9999, 100],
+    [123456.789, 123456.789],
+  ] as const) {
+    const line = accessLine(record({ ttfbMs: ms }), ms);
+    expect(JSON.parse(line)).toMatchObject({ latency_ms: expected, ttfb_ms: expected });
+  }
+  fc.assert(
+    fc.property(fc.double({ min: 0, max: 1e7, noNaN: true }), (ms) => {
+      expect(JSON.parse(accessLine(record(), ms)).latency_ms).toBeCloseTo(Math.round(ms * 1e3) / 1e3, 6);
+    }),
+  );
+});
+
