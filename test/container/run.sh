@@ -220,6 +220,52 @@ else
   fail "could not find the gateway's node process"
 fi
 
+# All node processes of a `buildah run`, one per line: "pid ppid".
+node_processes() {
+  ps -eo pid=,ppid=,args= | awk -v root="$1" '
+    { parent[$1] = $2; isnode[$1] = ($3 ~ /(^|\/)node$/) }
+    END {
+      for (pid in isnode) {
+        if (!isnode[pid]) continue
+        for (p = parent[pid]; p != "" && p > 1; p = parent[p]) if (p == root) { print pid, parent[pid]; break }
+      }
+    }'
+}
+
+echo "WORKERS=2"
+ctr_c="$("${BUILDAH[@]}" from --pull=never "$IMAGE")"; ctrs+=("$ctr_c")
+"${BUILDAH[@]}" run --isolation chroot --user 10001 --env PORT="$gw_port" --env WORKERS=2 \
+  -v "$WORK/config:/app/config:ro" -v "$WORK/secrets:/run/secrets/api-proxy/upstreams/default:ro" \
+  "$ctr_c" -- node dist/main.js >"$WORK/cluster.log" 2>&1 &
+run_c=$!
+pids+=("$run_c")
+check "cluster: /health/ready 200" wait_http "$base/health/ready" 60
+both_workers() { for _ in $(seq 1 100); do grep -q '"workers":2' <<<"$(curl -s "$base/metrics")" && return 0; sleep 0.2; done; return 1; }
+check "cluster: /metrics counts 2 workers (both started)" both_workers
+code="$(curl -s -o /dev/null -w '%{http_code}' "$base/v1/chat/completions" \
+  -H 'Authorization: Bearer sk-client-FAKE-container-test' -H 'Content-Type: application/json' \
+  -d '{"model":"gpt-4","messages":[{"role":"user","content":"hi"}]}')"
+check "cluster: proxied chat completion: 200" test "$code" == 200
+mapfile -t cluster_procs < <(node_processes "$run_c")
+check "cluster: three node processes (primary + 2 workers)" test "${#cluster_procs[@]}" == 3
+primary=""
+for line in "${cluster_procs[@]}"; do
+  read -r pid ppid <<<"$line"
+  grep -q "^$ppid " < <(printf '%s\n' "${cluster_procs[@]}") || primary="$pid"
+done
+uids="$(for line in "${cluster_procs[@]}"; do awk '/^Uid:/ { print $2 }' "/proc/${line%% *}/status"; done | sort -u | tr '\n' ' ')"
+check "cluster: every process runs as uid 10001 ($uids)" test "$uids" == "10001 "
+if [[ -n "$primary" ]]; then
+  kill -TERM "$primary"
+  rc=0; wait "$run_c" || rc=$?
+  check "cluster: SIGTERM to the primary drains both workers and exits 0" test "$rc" == 0
+  check "cluster: both workers logged 'stopped'" test "$(grep -c '"worker":[01],"msg":"stopped"' "$WORK/cluster.log")" == 2
+  left=""; for line in "${cluster_procs[@]}"; do [[ -e "/proc/${line%% *}" ]] && left+="${line%% *} "; done
+  check "cluster: none of the three processes is left ($left)" test -z "$left"
+else
+  fail "cluster: could not find the primary"
+fi
+
 total_s=$((SECONDS - t0))
 echo
 echo "timings: base image ${base_s}s, image build ${build_s}s, total ${total_s}s"
