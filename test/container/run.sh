@@ -56,17 +56,22 @@ wait_http() { # url, seconds -> 0 when it answers 200
   return 1
 }
 
-# The node process of a `buildah run` (a descendant of the buildah process).
-gateway_pid() {
-  # (node 24 names its main thread "MainThread", so match the command line, not comm)
+# All node processes of a `buildah run` (its descendants), one per line: "pid ppid".
+# (node 24 names its main thread "MainThread", so match the command line, not comm)
+node_processes() {
   ps -eo pid=,ppid=,args= | awk -v root="$1" '
     { parent[$1] = $2; isnode[$1] = ($3 ~ /(^|\/)node$/) }
     END {
       for (pid in isnode) {
         if (!isnode[pid]) continue
-        for (p = parent[pid]; p != "" && p > 1; p = parent[p]) if (p == root) { print pid; exit }
+        for (p = parent[pid]; p != "" && p > 1; p = parent[p]) if (p == root) { print pid, parent[pid]; break }
       }
     }'
+}
+
+# The node process of a single-process `buildah run`.
+gateway_pid() {
+  node_processes "$1" | awk 'NR == 1 { print $1 }'
 }
 
 command -v curl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null; }
@@ -219,18 +224,6 @@ if [[ -n "$node_pid" ]]; then
 else
   fail "could not find the gateway's node process"
 fi
-
-# All node processes of a `buildah run`, one per line: "pid ppid".
-node_processes() {
-  ps -eo pid=,ppid=,args= | awk -v root="$1" '
-    { parent[$1] = $2; isnode[$1] = ($3 ~ /(^|\/)node$/) }
-    END {
-      for (pid in isnode) {
-        if (!isnode[pid]) continue
-        for (p = parent[pid]; p != "" && p > 1; p = parent[p]) if (p == root) { print pid, parent[pid]; break }
-      }
-    }'
-}
 
 echo "WORKERS=2"
 ctr_c="$("${BUILDAH[@]}" from --pull=never "$IMAGE")"; ctrs+=("$ctr_c")
