@@ -1,31 +1,12 @@
 import cluster, { type Worker } from 'node:cluster';
-import { AggregatorRegistry } from 'prom-client';
 import type { Logger } from '../observability/logger.js';
-import type { MetricsJson } from '../observability/metrics-report.js';
-import { isClusterMessage, type CollectRequest, type CollectResult, type MetricsRequest, type MetricsResult, type ShutdownRequest } from './messages.js';
+import type { ShutdownRequest } from './messages.js';
+import { MetricsAggregator } from './metrics-aggregator.js';
 
-/** How long the primary waits for each worker's figures; a worker that is restarting is left out. */
-const COLLECT_TIMEOUT_MS = 2_000;
 const RESTART_DELAY_MS = 1_000;
 const MAX_RESTART_DELAY_MS = 30_000;
 /** A worker that lived at least this long before dying is restarted without backoff. */
 const STABLE_AFTER_MS = 10_000;
-
-/** JSON figures that describe the whole process tree rather than add up across workers. */
-const SHARED_FIGURES = new Set(['uptime_seconds', 'cpu_cores', 'model_redirects', 'event_loop_lag_p99_ms']);
-
-/** Sums each worker's JSON figures (max for the shared ones) and says how many workers answered. */
-export function combineJson(parts: readonly MetricsJson[]): MetricsJson {
-  const combined: MetricsJson = {};
-  for (const part of parts) {
-    for (const [name, value] of Object.entries(part)) {
-      const so_far = combined[name];
-      combined[name] = so_far === undefined ? value : SHARED_FIGURES.has(name) ? Math.max(so_far, value) : so_far + value;
-    }
-  }
-  combined['workers'] = parts.length;
-  return combined;
-}
 
 interface Slot {
   readonly index: number;
@@ -38,8 +19,8 @@ interface Slot {
 
 /**
  * The cluster primary: forks `count` gateway workers that share the port,
- * restarts one that dies (with backoff when it keeps dying), combines their
- * metrics for `/metrics`, and on SIGTERM/SIGINT drains them all. It serves no
+ * restarts one that dies (with backoff when it keeps dying), answers their
+ * `/metrics` requests (MetricsAggregator), and on SIGTERM/SIGINT drains them all. It serves no
  * traffic itself. Each worker finds its slot in env `indexEnv`. Resolves with
  * the exit code once every worker has exited.
  */
@@ -48,8 +29,7 @@ export function runPrimary(count: number, indexEnv: string, logger: Logger): Pro
   let shuttingDown = false;
   let failed = false;
   let signals = 0;
-  let nextCollectId = 1;
-  const collections = new Map<number, { parts: CollectResult[]; expected: number; done(): void }>();
+  const metrics = new MetricsAggregator(() => slots.flatMap((slot) => (slot.worker?.isConnected() ? [slot.worker] : [])));
 
   return new Promise((resolveExit) => {
     const fork = (slot: Slot): void => {
@@ -61,7 +41,7 @@ export function runPrimary(count: number, indexEnv: string, logger: Logger): Pro
       worker.on('listening', () => {
         slot.listened = true;
       });
-      worker.on('message', (message: unknown) => onMessage(worker, message));
+      worker.on('message', (message: unknown) => metrics.onMessage(worker, message));
     };
 
     const exitIfDone = (): void => {
@@ -114,44 +94,6 @@ export function runPrimary(count: number, indexEnv: string, logger: Logger): Pro
       logger.error({ worker: slot.index, exit_code: code, signal, restart_in_ms: delayMs }, 'worker exited; restarting it');
       slot.restartTimer = setTimeout(() => fork(slot), delayMs);
     });
-
-    const onMessage = (from: Worker, message: unknown): void => {
-      if (!isClusterMessage(message)) return;
-      if (message.type === 'api-proxy:metrics-request') void answerMetrics(from, message);
-      else if (message.type === 'api-proxy:collected') {
-        const collection = collections.get(message.id);
-        if (collection === undefined) return;
-        collection.parts.push(message);
-        if (collection.parts.length === collection.expected) collection.done();
-      }
-    };
-
-    const collect = (): Promise<CollectResult[]> => {
-      const live = slots.flatMap((slot) => (slot.worker?.isConnected() ? [slot.worker] : []));
-      const id = nextCollectId++;
-      return new Promise((resolveParts) => {
-        const parts: CollectResult[] = [];
-        const done = (): void => {
-          clearTimeout(timer);
-          collections.delete(id);
-          resolveParts(parts);
-        };
-        const timer = setTimeout(done, COLLECT_TIMEOUT_MS);
-        collections.set(id, { parts, expected: live.length, done });
-        const request: CollectRequest = { type: 'api-proxy:collect', id };
-        for (const worker of live) worker.send(request);
-      });
-    };
-
-    const answerMetrics = async (to: Worker, request: MetricsRequest): Promise<void> => {
-      const parts = await collect();
-      const body =
-        request.format === 'json'
-          ? combineJson(parts.map((part) => part.json))
-          : await AggregatorRegistry.aggregate(parts.map((part) => part.prometheus)).metrics();
-      const result: MetricsResult = { type: 'api-proxy:metrics-result', id: request.id, body };
-      if (to.isConnected()) to.send(result);
-    };
 
     const onSignal = (signal: NodeJS.Signals): void => {
       const now = ++signals > 1;

@@ -6,7 +6,7 @@
 import { jest } from '@jest/globals';
 import os from 'node:os';
 import { AggregatorRegistry } from 'prom-client';
-import { combineJson } from '../../src/cluster/primary.js';
+import { combineJson } from '../../src/cluster/metrics-aggregator.js';
 import { workersFromEnv } from '../../src/cluster/workers-setting.js';
 import { GatewayMetrics } from '../../src/observability/metrics.js';
 
