@@ -14,8 +14,8 @@ export function combineJson(parts: readonly MetricsJson[]): MetricsJson {
   const combined: MetricsJson = {};
   for (const part of parts) {
     for (const [name, value] of Object.entries(part)) {
-      const so_far = combined[name];
-      combined[name] = so_far === undefined ? value : SHARED_FIGURES.has(name) ? Math.max(so_far, value) : so_far + value;
+      const soFar = combined[name];
+      combined[name] = soFar === undefined ? value : SHARED_FIGURES.has(name) ? Math.max(soFar, value) : soFar + value;
     }
   }
   combined['workers'] = parts.length;
