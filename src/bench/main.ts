@@ -5,7 +5,7 @@
  * interleave; medians and ratios are quoted. Prints a table and writes
  * bench-results/latest.json. `--quick` for a short smoke run.
  *
- * Flags: --quick, --rounds=N, --seconds=N, --only=throughput,streams,memory,body,config,nolog,cluster,
+ * Flags: --quick, --rounds=N, --seconds=N, --only=throughput,streams,memory,body,config,nolog,cluster,peers,
  *        --workers=N (the cluster section's WORKERS, default 2; `auto` is one per CPU),
  *        --profile (the gateway writes a .cpuprofile to bench-results/profiles), --out=FILE.
  */
@@ -17,6 +17,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { configScale, type ConfigScaleResult } from './config-scale.js';
 import { closedLoop, hasWrk, openSlowStreams, paced, sequential, type PacedResult, type StreamsResult, type Target } from './load.js';
+import { hasNginx, naivePeer, nginxPeer, type Peer } from './peers.js';
 import { rawStreams } from './stream-client.js';
 import { cpuMsByProcess, cpuMsOf, killAll, processTree, pssOfTree, rssOf, rssOfTree, sampleRss, startGateway, startUpstream, stop, stopTree, type GatewayProcess } from './processes.js';
 import { median, round, shares, type WrkResult } from './stats.js';
@@ -306,6 +307,35 @@ async function main(): Promise<void> {
     results['cluster_stop'] = { workers: n, stop_ms: Math.round(stopMs), workers_left_after_stop: left.length };
   }
 
+  if (wants('peers')) {
+    const peers: Peer[] = [await naivePeer(join(here, 'naive-proxy.js'), upstream.url)];
+    if (hasNginx()) peers.push(await nginxPeer(join(work, 'nginx'), upstream.url));
+    else log('nginx is not installed (Debian: apt-get install -y nginx): the peers section measures the naive proxy only');
+    const peerResults: Record<string, unknown> = {};
+    for (const peer of peers) {
+      log(`(1p) ${peer.name} (${peer.note}), 64 connections`);
+      const target: Target = { url: peer.process.url, headers };
+      await closedLoop(tool, target, BODY, 64, 1, lua);
+      const loop = await interleave(options.rounds, target, direct, async (t, which) => {
+        const result = await closedLoop(tool, t, BODY, 64, options.seconds, lua);
+        log(`  ${(which === 'gateway' ? 'peer' : which).padEnd(7)} ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, errors ${result.errors}`);
+        return result;
+      });
+      const summary = summarizeLoop(loop, Number.NaN);
+      peerResults[peer.name] = {
+        note: peer.note,
+        peer_rps: summary['gateway_rps'],
+        direct_rps: summary['direct_rps'],
+        ratio: summary['ratio'],
+        peer_p50_ms: summary['gateway_p50_ms'],
+        peer_p99_ms: summary['gateway_p99_ms'],
+        errors: summary['errors'],
+      };
+      await stop(peer.process.child);
+    }
+    results['peers'] = peerResults;
+  }
+
   await stop(gateway.child);
   await stop(upstream.child);
 
@@ -433,6 +463,10 @@ export function table(results: Record<string, unknown>): string {
   if (a !== undefined) {
     rows.push(['(1) p50 ms at 500 req/s', `${a['gateway_p50_ms']}`, `${a['direct_p50_ms']}`, '']);
     rows.push(['    added p50 / p99 ms', `${a['added_p50_ms']} / ${a['added_p99_ms']}`, '', `p50 < 1 (${mark(a['added_p50_ms']! < 1)})`]);
+  }
+  const peers = results['peers'] as Record<string, Record<string, number>> | undefined;
+  for (const [name, peer] of Object.entries(peers ?? {})) {
+    rows.push([`(1p) peer: ${name}, req/s`, `${peer['peer_rps']}`, `${peer['direct_rps']}`, `ratio ${peer['ratio']}, errors ${peer['errors']}`]);
   }
   const nolog = r['throughput_no_access_log'];
   if (nolog !== undefined) rows.push(['(1b) req/s, access_log off', `${nolog['gateway_rps']}`, `${nolog['direct_rps']}`, `ratio ${nolog['ratio']}`]);

@@ -83,11 +83,11 @@ export interface UpstreamProcess {
 }
 
 /** Forks dist/bench/upstream.js and waits for its port. */
-export async function startUpstream(script: string): Promise<UpstreamProcess> {
-  const child = track(fork(script, [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }));
+export async function startUpstream(script: string, args: readonly string[] = []): Promise<UpstreamProcess> {
+  const child = track(fork(script, args, { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }));
   const port = await new Promise<number>((resolve, reject) => {
     child.once('message', (message) => resolve((message as { port: number }).port));
-    child.once('exit', (code) => reject(new Error(`bench upstream exited (${code})`)));
+    child.once('exit', (code) => reject(new Error(`${script} exited (${code})`)));
   });
   return { child, url: `http://127.0.0.1:${port}` };
 }
