@@ -51,9 +51,11 @@ async function main(): Promise<void> {
     const code = await runPrimary(workers, WORKER_INDEX_ENV, createLogger(env['LOG_LEVEL'] || 'info', undefined, -1));
     process.exit(code);
   }
-  const [{ startGateway }, { clusterMetricsReport }] = await Promise.all([import('./gateway.js'), import('./cluster/worker-metrics.js')]);
-
   const worker = cluster.isWorker ? Number(env[WORKER_INDEX_ENV] ?? cluster.worker!.id) : undefined;
+  const [{ startGateway }, clusterMetrics] = await Promise.all([
+    import('./gateway.js'),
+    worker === undefined ? null : import('./cluster/worker-metrics.js'),
+  ]);
   const namespace = ownNamespace(env);
   const gateway = await startGateway({
     configPath: env['CONFIG_PATH'] || 'config.json',
@@ -61,7 +63,7 @@ async function main(): Promise<void> {
     port,
     namespace,
     kubeSource: lazyKubeSource(namespace, worker === undefined || worker === 0),
-    ...(worker === undefined ? {} : { worker, metricsReport: clusterMetricsReport }),
+    ...(worker === undefined || clusterMetrics === null ? {} : { worker, metricsReport: clusterMetrics.clusterMetricsReport }),
   });
   gateway.logger.info({ port: gateway.port }, 'api-proxy listening');
 

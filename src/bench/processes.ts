@@ -186,11 +186,8 @@ export function rssOf(pid: number): number {
 
 /** CPU time (user + system) a process has used, in milliseconds (Linux /proc; clock ticks of 10 ms), or NaN. */
 export function cpuMsOf(pid: number): number {
-  const path = `/proc/${pid}/stat`;
-  if (!existsSync(path)) return Number.NaN;
-  const text = readFileSync(path, 'utf8');
-  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10; // utime, stime (fields 14, 15)
+  const stat = procStat(pid);
+  return stat === null ? Number.NaN : (stat.utime + stat.stime) * 10;
 }
 
 function procStat(pid: number): ProcStat | null {
@@ -251,12 +248,6 @@ export function cpuMsByProcess(pid: number): Map<number, number> {
     if (!Number.isNaN(ms)) cpu.set(at, ms);
   }
   return cpu;
-}
-
-/** CPU milliseconds of `pid` and all its descendants (a cluster primary and its workers), or NaN. */
-export function cpuMsOfTree(pid: number): number {
-  const cpu = cpuMsByProcess(pid);
-  return cpu.size === 0 ? Number.NaN : [...cpu.values()].reduce((sum, ms) => sum + ms, 0);
 }
 
 /** RSS in bytes of `pid` and all its descendants, summed (shared pages count once per process, as in `ps`), or NaN. */
