@@ -1,11 +1,11 @@
 import { GatewayError } from './gateway-error.js';
 
-const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
+const TIMEOUT_CODES = new Set(['UPSTREAM_CONNECT_TIMEOUT', 'UPSTREAM_HEADERS_TIMEOUT', 'UPSTREAM_BODY_TIMEOUT', 'ETIMEDOUT']);
 /** OpenSSL's certificate verification codes and Node's TLS errors. */
 const TLS_CODE = /^(ERR_TLS_|ERR_SSL_|UNABLE_TO_|CERT_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|HOSTNAME_MISMATCH)/;
 const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
 
-/** Maps an undici or socket error to the gateway error a client sees (502/504). */
+/** Maps an upstream connection's or socket's error to the gateway error a client sees (502/504). */
 export function fromUpstreamError(error: unknown): GatewayError {
   if (error instanceof GatewayError) return error; // e.g. a streamed upload that passed the body limit
   const code = errorCode(error);
@@ -21,18 +21,14 @@ export function fromUpstreamError(error: unknown): GatewayError {
   return new GatewayError('upstream_reset', undefined, { cause: error });
 }
 
-/** The most specific error code on an error or its cause chain (undici wraps socket errors). */
+/** The first error code on an error or its cause chain. */
 function errorCode(error: unknown): string | undefined {
   // Duck-typed: errors from Node's core may come from another realm (e.g. under a test VM).
   let current: unknown = error;
-  let first: string | undefined;
   for (let depth = 0; depth < 4 && typeof current === 'object' && current !== null; depth++) {
     const code = (current as { code?: unknown }).code;
-    if (typeof code === 'string') {
-      first ??= code;
-      if (code !== 'UND_ERR_SOCKET') return code;
-    }
+    if (typeof code === 'string') return code;
     current = (current as { cause?: unknown }).cause;
   }
-  return first;
+  return undefined;
 }

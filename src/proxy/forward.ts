@@ -1,9 +1,12 @@
-import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
-import type { Dispatcher } from 'undici';
 import { CLIENT_CLOSED_REQUEST, ClientGoneError } from '../errors/client-gone.js';
 import { errorBody } from '../errors/gateway-error.js';
 import { fromUpstreamError } from '../errors/upstream-errors.js';
+import type { Exchange, ExchangeHandler } from '../upstream/exchange.js';
+import type { UpstreamPool } from '../upstream/pool.js';
+import type { ResponseHeaders } from '../upstream/response-parser.js';
 import { clientResponseHeaders } from './headers.js';
 
 export interface ForwardRequest {
@@ -68,24 +71,24 @@ export function scrub(body: Buffer, secret: string): Buffer {
 /**
  * Relays one request to the upstream and its response into `res`, chunk by
  * chunk: backpressure pauses the upstream, a client that goes away aborts it.
- * Knows nothing of Koa.
+ * A chunked response to a chunked client goes out in the upstream's own
+ * framing, straight to the socket. Knows nothing of Koa.
  */
-export function forward<C>(dispatcher: Dispatcher, request: ForwardRequest, res: ServerResponse, hooks: ForwardHooks<C>, context: C): void {
-  const handler = new RelayHandler<C>(res, request, hooks, context);
-  dispatcher.dispatch(
+export function forward<C>(pool: UpstreamPool, request: ForwardRequest, res: ServerResponse, hooks: ForwardHooks<C>, context: C): void {
+  pool.dispatch(
     {
-      method: request.method as Dispatcher.HttpMethod,
+      method: request.method,
       path: request.path,
       headers: request.headers,
       body: request.body,
-      headersTimeout: request.headersTimeoutMs,
-      bodyTimeout: request.idleTimeoutMs,
+      headersTimeoutMs: request.headersTimeoutMs,
+      idleTimeoutMs: request.idleTimeoutMs,
     },
-    handler,
+    new RelayHandler<C>(res, request, hooks, context),
   );
 }
 
-class RelayHandler<C> implements Dispatcher.DispatchHandler {
+class RelayHandler<C> implements ExchangeHandler {
   readonly #res: ServerResponse;
   readonly #requestId: string;
   readonly #hooks: ForwardHooks<C>;
@@ -94,10 +97,12 @@ class RelayHandler<C> implements Dispatcher.DispatchHandler {
   readonly #outcome: ForwardOutcome = { status: 0, ttfbMs: -1, bytesOut: 0, stream: false, errorCode: null, clientAborted: false };
   readonly #upstreamKey: string | null;
   readonly #rewriteBody: ((body: Buffer) => Buffer) | null;
-  #controller: Dispatcher.DispatchController | null = null;
+  #exchange: Exchange | null = null;
   #done = false;
   /** Set while a response is held back whole: an error to scrub of the upstream key, or a body to rewrite. */
   #held: { headers: OutgoingHttpHeaders; chunks: Buffer[]; rewrite: boolean } | null = null;
+  /** Set when the body goes out in the upstream's chunked framing, straight to the client's socket. */
+  #rawSocket: Socket | null = null;
 
   constructor(res: ServerResponse, request: ForwardRequest, hooks: ForwardHooks<C>, context: C) {
     this.#res = res;
@@ -109,47 +114,60 @@ class RelayHandler<C> implements Dispatcher.DispatchHandler {
     res.once('close', this.#onClientClose);
   }
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.#controller = controller;
-    if (this.#res.destroyed) controller.abort(new ClientGoneError());
+  onStart(exchange: Exchange): void {
+    this.#exchange = exchange;
+    if (this.#res.destroyed) exchange.abort(new ClientGoneError());
   }
 
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+  onHead(statusCode: number, headers: ResponseHeaders, chunked: boolean): boolean {
     const outcome = this.#outcome;
     outcome.status = statusCode;
     outcome.ttfbMs = performance.now() - this.#started;
     const contentType = headers['content-type'];
     outcome.stream = typeof contentType === 'string' && contentType.startsWith('text/event-stream');
-    if (this.#res.destroyed) {
-      controller.abort(new ClientGoneError());
-      return;
+    const res = this.#res;
+    if (res.destroyed) {
+      this.#exchange!.abort(new ClientGoneError());
+      return false;
     }
     const relayed = clientResponseHeaders(headers, this.#requestId);
     const rewrite = this.#rewriteBody !== null && statusCode >= 200 && statusCode < 300;
+    let raw = false;
     if (rewrite || (statusCode >= 400 && this.#upstreamKey !== null)) {
       this.#held = { headers: relayed, chunks: [], rewrite };
     } else {
-      this.#res.writeHead(statusCode, relayed);
-      if (outcome.stream) this.#res.flushHeaders();
+      res.writeHead(statusCode, relayed);
+      // Raw relay needs the client's response chunked too, and this response to own the socket (not pipelined behind another).
+      raw = chunked && res.chunkedEncoding && res.socket !== null;
+      if (raw || outcome.stream) res.flushHeaders();
+      if (raw) this.#rawSocket = res.socket;
     }
     this.#hooks.onResponseStart(outcome, this.#context);
+    return raw;
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    this.#outcome.bytesOut += chunk.length;
-    const held = this.#held;
-    if (held !== null) {
-      held.chunks.push(chunk);
-      if (this.#outcome.bytesOut > MAX_HELD_BODY) controller.abort(new Error('upstream body too large to hold'));
+  onBody(bytes: Buffer, payload: number): void {
+    this.#outcome.bytesOut += payload;
+    const socket = this.#rawSocket;
+    if (socket !== null) {
+      if (!socket.write(bytes)) this.#waitForDrain(socket);
       return;
     }
-    if (!this.#res.write(chunk)) {
-      controller.pause();
-      this.#res.once('drain', this.#resume);
+    const held = this.#held;
+    if (held !== null) {
+      held.chunks.push(bytes);
+      if (this.#outcome.bytesOut > MAX_HELD_BODY) this.#exchange!.abort(new Error('upstream body too large to hold'));
+      return;
     }
+    if (!this.#res.write(bytes)) this.#waitForDrain(this.#res);
   }
 
-  onResponseEnd(): void {
+  #waitForDrain(writable: Socket | ServerResponse): void {
+    this.#exchange!.pause();
+    writable.once('drain', this.#resume);
+  }
+
+  onEnd(): void {
     const held = this.#held;
     if (held !== null) {
       this.#held = null;
@@ -172,7 +190,7 @@ class RelayHandler<C> implements Dispatcher.DispatchHandler {
     this.#finish(null);
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+  onError(error: Error, midChunk: boolean): void {
     const res = this.#res;
     if (error instanceof ClientGoneError || res.destroyed) {
       this.#outcome.clientAborted = true;
@@ -192,7 +210,7 @@ class RelayHandler<C> implements Dispatcher.DispatchHandler {
         'x-request-id': this.#requestId,
       });
       res.end(body);
-    } else if (this.#outcome.stream) {
+    } else if (this.#outcome.stream && !midChunk) {
       // Headers are gone: end the event stream with an OpenAI-style error event the SDKs raise.
       res.end(`data: ${errorBody(gatewayError)}\n\n`);
     } else {
@@ -203,12 +221,12 @@ class RelayHandler<C> implements Dispatcher.DispatchHandler {
   }
 
   readonly #resume = (): void => {
-    this.#controller?.resume();
+    this.#exchange?.resume();
   };
 
   readonly #onClientClose = (): void => {
     if (this.#done || this.#res.writableFinished) return;
-    this.#controller?.abort(new ClientGoneError());
+    this.#exchange?.abort(new ClientGoneError());
   };
 
   #finish(error: Error | null): void {
@@ -216,6 +234,7 @@ class RelayHandler<C> implements Dispatcher.DispatchHandler {
     this.#done = true;
     this.#res.off('close', this.#onClientClose);
     this.#res.off('drain', this.#resume);
+    this.#rawSocket?.off('drain', this.#resume);
     this.#hooks.onDone(this.#outcome, error, this.#context);
   }
 }

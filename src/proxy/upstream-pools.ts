@@ -1,4 +1,4 @@
-import { Pool } from 'undici';
+import { UpstreamPool } from '../upstream/pool.js';
 import type { RoutingSnapshot, Upstream } from '../config/snapshot.js';
 
 /**
@@ -6,20 +6,18 @@ import type { RoutingSnapshot, Upstream } from '../config/snapshot.js';
  * so that a reload does not drop warm connections.
  */
 export class UpstreamPools {
-  readonly #pools = new Map<string, Pool>();
+  readonly #pools = new Map<string, UpstreamPool>();
 
-  get(upstream: Upstream): Pool {
+  get(upstream: Upstream): UpstreamPool {
     let pool = this.#pools.get(upstream.poolKey);
     if (pool === undefined) {
-      pool = new Pool(upstream.origin, {
-        connections: upstream.maxConnections,
-        connect: {
-          timeout: upstream.connectTimeoutMs,
-          ...(upstream.tlsCa === null ? {} : { ca: upstream.tlsCa }),
-          ...(upstream.tlsInsecureSkipVerify ? { rejectUnauthorized: false } : {}),
-        },
-        keepAliveTimeout: 4_000,
-        pipelining: 1,
+      pool = new UpstreamPool({
+        origin: upstream.origin,
+        maxConnections: upstream.maxConnections,
+        connectTimeoutMs: upstream.connectTimeoutMs,
+        tlsCa: upstream.tlsCa,
+        tlsInsecureSkipVerify: upstream.tlsInsecureSkipVerify,
+        keepAliveMs: 4_000,
       });
       this.#pools.set(upstream.poolKey, pool);
     }
@@ -33,7 +31,7 @@ export class UpstreamPools {
     for (const [key, pool] of this.#pools) {
       if (!used.has(key)) {
         this.#pools.delete(key);
-        void pool.close().catch(() => undefined);
+        void pool.close();
       }
     }
   }
@@ -41,12 +39,12 @@ export class UpstreamPools {
   async close(): Promise<void> {
     const pools = [...this.#pools.values()];
     this.#pools.clear();
-    await Promise.all(pools.map((pool) => pool.close().catch(() => undefined)));
+    await Promise.all(pools.map((pool) => pool.close()));
   }
 
   async destroy(): Promise<void> {
     const pools = [...this.#pools.values()];
     this.#pools.clear();
-    await Promise.all(pools.map((pool) => pool.destroy().catch(() => undefined)));
+    await Promise.all(pools.map((pool) => pool.destroy()));
   }
 }

@@ -1,0 +1,41 @@
+import type { Readable } from 'node:stream';
+import type { ResponseHeaders } from './response-parser.js';
+
+export interface UpstreamRequest {
+  readonly method: string;
+  /** Path and query on the upstream. */
+  readonly path: string;
+  /** Lower-cased names, hop-by-hop headers already removed; `host` is set by the connection. */
+  readonly headers: Readonly<Record<string, string | string[]>>;
+  /** A Readable without a content-length header is sent in chunked coding. */
+  readonly body: Buffer | string | Readable | null;
+  /** Longest wait for the response head. */
+  readonly headersTimeoutMs: number;
+  /** Longest silence inside the response body. */
+  readonly idleTimeoutMs: number;
+}
+
+/** Receives one exchange's events, in order: start, then head, body, end, or an error at any point. */
+export interface ExchangeHandler {
+  /** Called at once on dispatch, before any I/O: the exchange can be aborted from here on. */
+  onStart(exchange: Exchange): void;
+  /** Return true to take a chunked body as raw framing (see ResponseSink.onHead). */
+  onHead(status: number, headers: ResponseHeaders, chunked: boolean): boolean;
+  /** Body bytes the handler owns; `payload` counts the body bytes among them. */
+  onBody(bytes: Buffer, payload: number): void;
+  onEnd(): void;
+  /**
+   * The exchange failed or was aborted; nothing follows. `midChunk`: a raw
+   * body was cut inside a chunk, so nothing may be appended to what was relayed.
+   */
+  onError(error: Error, midChunk: boolean): void;
+}
+
+/** What a handler can do to its exchange. */
+export interface Exchange {
+  /** Ends the exchange now; the handler gets `onError(error)`. */
+  abort(error: Error): void;
+  /** Stops reading the response (backpressure); the body timeout waits too. */
+  pause(): void;
+  resume(): void;
+}

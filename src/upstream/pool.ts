@@ -1,0 +1,204 @@
+import { UpstreamConnection, type ConnectionOwner, type Endpoint } from './connection.js';
+import { PoolClosedError } from './errors.js';
+import type { Exchange, ExchangeHandler, UpstreamRequest } from './exchange.js';
+import type { ResponseHeaders } from './response-parser.js';
+
+export interface PoolOptions {
+  /** scheme://host[:port] */
+  readonly origin: string;
+  readonly maxConnections: number;
+  readonly connectTimeoutMs: number;
+  /** PEM of the CA for an https origin; null = the system's. */
+  readonly tlsCa: string | null;
+  readonly tlsInsecureSkipVerify: boolean;
+  /** How long an idle connection is kept (shortened to 1 s under an upstream's Keep-Alive timeout). */
+  readonly keepAliveMs: number;
+}
+
+/**
+ * Keep-alive HTTP/1.1 connections to one origin: at most `maxConnections`,
+ * the most recently used idle one first, requests queued in order beyond that.
+ */
+export class UpstreamPool implements ConnectionOwner {
+  readonly #endpoint: Endpoint;
+  readonly #maxConnections: number;
+  readonly #keepAliveMs: number;
+  readonly #connections = new Set<UpstreamConnection>();
+  readonly #idle: UpstreamConnection[] = [];
+  #queue: PooledExchange[] = [];
+  #queueHead = 0;
+  #closing: { resolve: () => void; promise: Promise<void> } | null = null;
+  #destroyed = false;
+
+  constructor(options: PoolOptions) {
+    const url = new URL(options.origin);
+    const https = url.protocol === 'https:';
+    this.#endpoint = {
+      hostname: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
+      port: url.port === '' ? (https ? 443 : 80) : Number(url.port),
+      host: url.host,
+      connectTimeoutMs: options.connectTimeoutMs,
+      tls: https ? { ca: options.tlsCa, rejectUnauthorized: !options.tlsInsecureSkipVerify } : null,
+    };
+    this.#maxConnections = options.maxConnections;
+    this.#keepAliveMs = options.keepAliveMs;
+  }
+
+  /** Open connections, busy or idle. */
+  get connections(): number {
+    return this.#connections.size;
+  }
+
+  dispatch(request: UpstreamRequest, handler: ExchangeHandler): void {
+    const exchange = new PooledExchange(this, request, handler);
+    handler.onStart(exchange);
+    if (exchange.settled) return;
+    if (this.#destroyed) {
+      exchange.onError(new PoolClosedError());
+      return;
+    }
+    const idle = this.#idle.pop();
+    if (idle !== undefined) exchange.runOn(idle);
+    else if (this.#connections.size < this.#maxConnections) exchange.runOn(this.#open());
+    else this.#queue.push(exchange);
+  }
+
+  release(connection: UpstreamConnection, keepAliveMs: number | null): void {
+    const next = this.#nextQueued();
+    if (next !== null) {
+      next.runOn(connection);
+      return;
+    }
+    const idleMs = keepAliveMs === null ? this.#keepAliveMs : Math.min(this.#keepAliveMs, keepAliveMs - 1_000);
+    if (this.#closing !== null || this.#destroyed || idleMs <= 0) {
+      connection.destroy(new PoolClosedError());
+      return;
+    }
+    connection.idle(idleMs);
+    this.#idle.push(connection);
+  }
+
+  remove(connection: UpstreamConnection): void {
+    if (!this.#connections.delete(connection)) return;
+    const at = this.#idle.lastIndexOf(connection);
+    if (at !== -1) this.#idle.splice(at, 1);
+    // A queued request waits for a free slot, which this just made.
+    if (!this.#destroyed) {
+      const next = this.#nextQueued();
+      if (next !== null) next.runOn(this.#open());
+    }
+    if (this.#closing !== null && this.#connections.size === 0) this.#closing.resolve();
+  }
+
+  /** Removes a queued exchange that was aborted before it got a connection. */
+  dequeue(exchange: PooledExchange): void {
+    const at = this.#queue.indexOf(exchange, this.#queueHead);
+    if (at !== -1) this.#queue.splice(at, 1);
+  }
+
+  /** Lets queued and in-flight exchanges finish, closing each connection as it frees up. */
+  close(): Promise<void> {
+    if (this.#closing !== null) return this.#closing.promise;
+    let resolve!: () => void;
+    const promise = new Promise<void>((done) => (resolve = done));
+    this.#closing = { resolve, promise };
+    for (const connection of this.#idle.splice(0)) connection.destroy(new PoolClosedError());
+    if (this.#connections.size === 0) resolve();
+    return promise;
+  }
+
+  /** Closes every connection now, failing what is in flight or queued. */
+  destroy(): Promise<void> {
+    this.#destroyed = true;
+    const error = new PoolClosedError();
+    for (const exchange of this.#queue.splice(this.#queueHead)) exchange.onError(error);
+    this.#queue = [];
+    this.#queueHead = 0;
+    for (const connection of [...this.#connections]) connection.destroy(error);
+    this.#closing?.resolve();
+    return Promise.resolve();
+  }
+
+  #open(): UpstreamConnection {
+    const connection = new UpstreamConnection(this, this.#endpoint);
+    this.#connections.add(connection);
+    return connection;
+  }
+
+  #nextQueued(): PooledExchange | null {
+    const queue = this.#queue;
+    if (this.#queueHead >= queue.length) return null;
+    const next = queue[this.#queueHead]!;
+    queue[this.#queueHead++] = undefined as unknown as PooledExchange;
+    if (this.#queueHead === queue.length || this.#queueHead > 1024) {
+      this.#queue = queue.slice(this.#queueHead);
+      this.#queueHead = 0;
+    }
+    return next;
+  }
+}
+
+/** One request through the pool: queued, then on a connection, then settled. */
+class PooledExchange implements Exchange, ExchangeHandler {
+  readonly #pool: UpstreamPool;
+  readonly #request: UpstreamRequest;
+  readonly #handler: ExchangeHandler;
+  #connection: UpstreamConnection | null = null;
+  settled = false;
+
+  constructor(pool: UpstreamPool, request: UpstreamRequest, handler: ExchangeHandler) {
+    this.#pool = pool;
+    this.#request = request;
+    this.#handler = handler;
+  }
+
+  runOn(connection: UpstreamConnection): void {
+    this.#connection = connection;
+    connection.run(this.#request, this);
+  }
+
+  abort(error: Error): void {
+    if (this.settled) return;
+    const connection = this.#connection;
+    if (connection !== null) {
+      connection.abort(error);
+      return;
+    }
+    this.#pool.dequeue(this);
+    this.onError(error);
+  }
+
+  pause(): void {
+    if (!this.settled) this.#connection?.pause();
+  }
+
+  resume(): void {
+    if (!this.settled) this.#connection?.resume();
+  }
+
+  onStart(): void {}
+
+  onHead(status: number, headers: ResponseHeaders, chunked: boolean): boolean {
+    return this.#handler.onHead(status, headers, chunked);
+  }
+
+  onBody(bytes: Buffer, payload: number): void {
+    this.#handler.onBody(bytes, payload);
+  }
+
+  onEnd(): void {
+    this.#settle();
+    this.#handler.onEnd();
+  }
+
+  onError(error: Error, midChunk = false): void {
+    if (this.settled) return;
+    this.#settle();
+    this.#handler.onError(error, midChunk);
+  }
+
+  #settle(): void {
+    this.settled = true;
+    this.#connection = null;
+  }
+}

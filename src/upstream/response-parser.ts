@@ -1,0 +1,385 @@
+import { BadResponseError } from './errors.js';
+
+export type ResponseHeaders = Record<string, string | string[]>;
+
+/** Where a parsed response goes. Buffers passed in are views of the parser's input: copy to keep them. */
+export interface ResponseSink {
+  /**
+   * The final (non-1xx) response head; `chunked` when the body comes in
+   * chunked coding. Return true to take such a body as its raw framing, which
+   * can be relayed to a chunked client response as is: every chunk but the
+   * last, without trailers.
+   */
+  onHead(status: number, headers: ResponseHeaders, chunked: boolean): boolean;
+  /** Body bytes; `payload` counts the body bytes among them (framing excluded). */
+  onBody(bytes: Buffer, payload: number): void;
+}
+
+const enum State {
+  Head,
+  Length,
+  UntilClose,
+  ChunkSize,
+  ChunkExtension,
+  ChunkSizeLf,
+  ChunkData,
+  ChunkDataCr,
+  ChunkDataLf,
+  Trailer,
+  TrailerLf,
+  Done,
+}
+
+const CR = 13;
+const LF = 10;
+const HEAD_END = Buffer.from('\r\n\r\n');
+const MAX_HEAD_BYTES = 64 * 1024;
+const MAX_TRAILER_BYTES = 64 * 1024;
+const MAX_CHUNK_LINE_BYTES = 4 * 1024;
+/** 13 hex digits keep a chunk size below 2^52, inside a double's exact integers. */
+const MAX_SIZE_DIGITS = 13;
+const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: [^\0\r\n]*)?$/;
+const HEADER_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[\t ]*([^\0\r\n]*?)[\t ]*$/;
+const DIGITS = /^\d{1,15}$/;
+const KEEP_ALIVE_TIMEOUT = /(?:^|[,;\s])timeout=(\d+)/i;
+
+/** Hex digit values by byte, -1 for anything else. */
+const HEX = new Int8Array(256).fill(-1);
+for (let digit = 0; digit < 16; digit++) {
+  HEX['0123456789abcdef'.charCodeAt(digit)] = digit;
+  HEX['0123456789ABCDEF'.charCodeAt(digit)] = digit;
+}
+
+/**
+ * An incremental, strict HTTP/1.1 response parser for one connection: the
+ * head, then the body framed by Content-Length, chunked coding or the end of
+ * the connection (RFC 9112 6.3). Invalid input throws a BadResponseError.
+ */
+export class ResponseParser {
+  readonly #sink: ResponseSink;
+  #state = State.Done;
+  #expectBody = true;
+  #raw = false;
+  #reusable = true;
+  #keepAliveMs: number | null = null;
+  #pendingHead: Buffer | null = null;
+  #remaining = 0;
+  #chunkSize = 0;
+  #sizeDigits = 0;
+  #lineBytes = 0;
+  #trailerBytes = 0;
+  /** Raw mode: where the current chunk-size line starts in this input, -1 if it began in an earlier one. */
+  #lineStart = -1;
+  /** Raw mode: the start of a chunk-size line held back until it is known not to be the last chunk. */
+  #heldLine: Buffer | null = null;
+
+  constructor(sink: ResponseSink) {
+    this.#sink = sink;
+  }
+
+  /** Expects a new response; `expectBody` is false for the answer to a HEAD request. */
+  reset(expectBody: boolean): void {
+    this.#state = State.Head;
+    this.#expectBody = expectBody;
+    this.#raw = false;
+    this.#reusable = true;
+    this.#keepAliveMs = null;
+    this.#pendingHead = null;
+    this.#heldLine = null;
+  }
+
+  /** The response ended, or was discarded: the parser will take no input until `reset`. */
+  close(): void {
+    this.#state = State.Done;
+  }
+
+  get complete(): boolean {
+    return this.#state === State.Done;
+  }
+
+  get headComplete(): boolean {
+    return this.#state !== State.Head;
+  }
+
+  /** Raw mode: the bytes handed on so far end inside a chunk, so nothing can be appended to them. */
+  get midChunk(): boolean {
+    const state = this.#state;
+    return this.#raw && (state === State.ChunkData || state === State.ChunkDataCr || state === State.ChunkDataLf);
+  }
+
+  /** After completion: whether the connection may carry another request. */
+  get reusable(): boolean {
+    return this.#reusable;
+  }
+
+  /** The upstream's `Keep-Alive: timeout=N`, in ms, if it sent one. */
+  get keepAliveMs(): number | null {
+    return this.#keepAliveMs;
+  }
+
+  /** Parses `data`; returns true when the response is complete. Bytes after the end make the connection unusable. */
+  feed(data: Buffer): boolean {
+    let at = 0;
+    if (this.#state === State.Head) {
+      at = this.#readHead(data);
+      if (at === -1) return false;
+    }
+    switch (this.#state) {
+      case State.Length: {
+        const take = Math.min(this.#remaining, data.length - at);
+        if (take > 0) this.#sink.onBody(at === 0 && take === data.length ? data : data.subarray(at, at + take), take);
+        at += take;
+        this.#remaining -= take;
+        if (this.#remaining === 0) this.#state = State.Done;
+        break;
+      }
+      case State.UntilClose:
+        if (at < data.length) this.#sink.onBody(at === 0 ? data : data.subarray(at), data.length - at);
+        return false;
+      case State.Done:
+        break;
+      default:
+        at = this.#readChunked(data, at);
+    }
+    if (this.#state !== State.Done) return false;
+    if (at < data.length) this.#reusable = false;
+    return true;
+  }
+
+  /** The connection reached its end: true when that completes the response (a body framed by the close). */
+  finish(): boolean {
+    if (this.#state === State.UntilClose) {
+      this.#state = State.Done;
+      return true;
+    }
+    return this.#state === State.Done;
+  }
+
+  /** Returns the offset after the final head, or -1 when more input is needed. */
+  #readHead(data: Buffer): number {
+    // `input` is `data`, or the held start of a head joined with it; an offset in it is `shift` more in `data`.
+    let input = data;
+    let offset = 0;
+    let shift = 0;
+    while (true) {
+      const pending = this.#pendingHead;
+      if (pending !== null) {
+        input = Buffer.concat([pending, input.subarray(offset)]);
+        shift += offset - pending.length;
+        offset = 0;
+        this.#pendingHead = null;
+      }
+      const end = input.indexOf(HEAD_END, offset);
+      if (end === -1) {
+        if (input.length - offset > MAX_HEAD_BYTES) throw new BadResponseError('response head too large');
+        this.#pendingHead = Buffer.from(input.subarray(offset));
+        return -1;
+      }
+      if (end - offset > MAX_HEAD_BYTES) throw new BadResponseError('response head too large');
+      const status = this.#parseHead(input.toString('latin1', offset, end));
+      offset = end + HEAD_END.length;
+      if (status !== 0) return offset + shift;
+      // An interim (1xx) response: the final one follows.
+      if (offset === input.length) return -1;
+    }
+  }
+
+  /** Parses one head; returns its status, or 0 for an interim (1xx) response to skip. */
+  #parseHead(text: string): number {
+    const lines = text.split('\r\n');
+    const statusLine = STATUS_LINE.exec(lines[0]!);
+    if (statusLine === null) throw new BadResponseError('malformed status line');
+    const status = Number(statusLine[2]);
+    if (status === 101) throw new BadResponseError('unexpected protocol switch');
+    const headers: ResponseHeaders = {};
+    for (let index = 1; index < lines.length; index++) {
+      const line = HEADER_LINE.exec(lines[index]!);
+      if (line === null) throw new BadResponseError('malformed header line');
+      const name = line[1]!.toLowerCase();
+      const value = line[2]!;
+      const existing = headers[name];
+      if (existing === undefined) headers[name] = value;
+      else if (typeof existing === 'string') headers[name] = [existing, value];
+      else existing.push(value);
+    }
+    if (status < 200) return 0;
+
+    const http10 = statusLine[1] === '0';
+    const connection = joined(headers['connection'])?.toLowerCase();
+    this.#reusable = http10 ? connection !== undefined && /\bkeep-alive\b/.test(connection) : connection === undefined || !/\bclose\b/.test(connection);
+    const keepAlive = joined(headers['keep-alive']);
+    const hint = keepAlive === undefined ? null : KEEP_ALIVE_TIMEOUT.exec(keepAlive);
+    this.#keepAliveMs = hint === null ? null : Number(hint[1]) * 1000;
+    this.#frameBody(status, headers);
+    return status;
+  }
+
+  #frameBody(status: number, headers: ResponseHeaders): void {
+    if (!this.#expectBody || status === 204 || status === 304) {
+      this.#state = State.Done;
+      this.#sink.onHead(status, headers, false);
+      return;
+    }
+    const transferEncoding = joined(headers['transfer-encoding']);
+    const contentLength = headers['content-length'];
+    if (transferEncoding !== undefined) {
+      // Chunked must be the final coding; otherwise the body runs to the close (RFC 9112 6.3).
+      if (contentLength !== undefined) this.#reusable = false;
+      const codings = transferEncoding.toLowerCase().split(',');
+      if (codings[codings.length - 1]!.trim() === 'chunked') {
+        this.#enterChunkSize(0);
+        this.#raw = this.#sink.onHead(status, headers, true);
+        return;
+      }
+      this.#reusable = false;
+      this.#state = State.UntilClose;
+    } else if (contentLength !== undefined) {
+      const values = typeof contentLength === 'string' ? [contentLength] : contentLength;
+      const first = values[0]!;
+      if (!DIGITS.test(first) || values.some((value) => value !== first)) throw new BadResponseError('invalid content-length');
+      this.#remaining = Number(first);
+      this.#state = this.#remaining === 0 ? State.Done : State.Length;
+    } else {
+      this.#reusable = false;
+      this.#state = State.UntilClose;
+    }
+    this.#sink.onHead(status, headers, false);
+  }
+
+  /** `at`: where the size line starts in the current input. */
+  #enterChunkSize(at: number): void {
+    this.#state = State.ChunkSize;
+    this.#chunkSize = 0;
+    this.#sizeDigits = 0;
+    this.#lineBytes = 0;
+    this.#lineStart = at;
+  }
+
+  /** Reads chunked framing from `at`; returns the offset after the last byte it consumed. */
+  #readChunked(data: Buffer, at: number): number {
+    const sink = this.#sink;
+    const raw = this.#raw;
+    const length = data.length;
+    let spanStart = at;
+    let payload = 0;
+    if (this.#state === State.ChunkSize || this.#state === State.ChunkExtension || this.#state === State.ChunkSizeLf) {
+      this.#lineStart = this.#heldLine === null ? at : -1;
+    }
+    while (at < length) {
+      switch (this.#state) {
+        case State.ChunkSize: {
+          const byte = data[at]!;
+          const digit = HEX[byte]!;
+          if (digit >= 0) {
+            if (++this.#sizeDigits > MAX_SIZE_DIGITS) throw new BadResponseError('chunk size too large');
+            this.#chunkSize = this.#chunkSize * 16 + digit;
+          } else if (this.#sizeDigits === 0) {
+            throw new BadResponseError('invalid chunk size');
+          } else if (byte === CR) {
+            this.#state = State.ChunkSizeLf;
+          } else if (byte === 0x3b || byte === 0x20 || byte === 0x09) {
+            this.#state = State.ChunkExtension;
+          } else {
+            throw new BadResponseError('invalid chunk size');
+          }
+          at++;
+          break;
+        }
+        case State.ChunkExtension: {
+          const byte = data[at]!;
+          if (byte === CR) this.#state = State.ChunkSizeLf;
+          else if ((byte < 0x20 && byte !== 0x09) || byte === 0x7f) throw new BadResponseError('invalid chunk extension');
+          else if (++this.#lineBytes > MAX_CHUNK_LINE_BYTES) throw new BadResponseError('chunk extension too long');
+          at++;
+          break;
+        }
+        case State.ChunkSizeLf: {
+          if (data[at] !== LF) throw new BadResponseError('invalid chunk size line');
+          at++;
+          if (this.#chunkSize === 0) {
+            if (raw) {
+              // The last chunk is the client response's to write: relay up to its size line only.
+              const end = this.#lineStart === -1 ? spanStart : this.#lineStart;
+              if (end > spanStart) sink.onBody(data.subarray(spanStart, end), payload);
+              payload = 0;
+              this.#heldLine = null;
+            }
+            this.#state = State.Trailer;
+            this.#lineBytes = 0;
+            this.#trailerBytes = 0;
+          } else {
+            if (raw && this.#heldLine !== null) {
+              sink.onBody(this.#heldLine, 0);
+              this.#heldLine = null;
+            }
+            this.#state = State.ChunkData;
+            this.#remaining = this.#chunkSize;
+          }
+          break;
+        }
+        case State.ChunkData: {
+          const take = Math.min(this.#remaining, length - at);
+          if (!raw) sink.onBody(data.subarray(at, at + take), take);
+          payload += take;
+          at += take;
+          this.#remaining -= take;
+          if (this.#remaining === 0) this.#state = State.ChunkDataCr;
+          break;
+        }
+        case State.ChunkDataCr:
+          if (data[at] !== CR) throw new BadResponseError('chunk data longer than its size');
+          at++;
+          this.#state = State.ChunkDataLf;
+          break;
+        case State.ChunkDataLf:
+          if (data[at] !== LF) throw new BadResponseError('chunk data longer than its size');
+          at++;
+          this.#enterChunkSize(at);
+          break;
+        case State.Trailer: {
+          const byte = data[at]!;
+          at++;
+          if (++this.#trailerBytes > MAX_TRAILER_BYTES) throw new BadResponseError('trailers too large');
+          if (byte === CR) this.#state = State.TrailerLf;
+          else this.#lineBytes++;
+          break;
+        }
+        case State.TrailerLf: {
+          if (data[at] !== LF) throw new BadResponseError('invalid trailer line');
+          at++;
+          if (this.#lineBytes === 0) {
+            this.#state = State.Done;
+            return at;
+          }
+          this.#lineBytes = 0;
+          this.#state = State.Trailer;
+          break;
+        }
+        default:
+          return at;
+      }
+    }
+    if (raw) this.#relayRawTail(data, spanStart, payload);
+    return at;
+  }
+
+  /** At the end of an input in raw mode: relay what is framed, hold back a size line that may be the last chunk's. */
+  #relayRawTail(data: Buffer, spanStart: number, payload: number): void {
+    const state = this.#state;
+    const inSizeLine = state === State.ChunkSize || state === State.ChunkExtension || state === State.ChunkSizeLf;
+    if (state === State.Trailer || state === State.TrailerLf) return;
+    if (!inSizeLine) {
+      if (data.length > spanStart) this.#sink.onBody(spanStart === 0 ? data : data.subarray(spanStart), payload);
+      return;
+    }
+    const lineStart = this.#lineStart === -1 ? spanStart : this.#lineStart;
+    if (lineStart > spanStart) this.#sink.onBody(data.subarray(spanStart, lineStart), payload);
+    if (lineStart === data.length) return;
+    const rest = data.subarray(lineStart);
+    this.#heldLine = this.#heldLine === null ? Buffer.from(rest) : Buffer.concat([this.#heldLine, rest]);
+  }
+}
+
+function joined(value: string | string[] | undefined): string | undefined {
+  return value === undefined || typeof value === 'string' ? value : value.join(', ');
+}
