@@ -67,6 +67,8 @@ export class ResponseParser {
   #chunkSize = 0;
   #sizeDigits = 0;
   #lineBytes = 0;
+  /** Inside a chunk extension, past its ';' (only whitespace may come before it). */
+  #extensionStarted = false;
   #trailerBytes = 0;
   /** Raw mode: where the current chunk-size line starts in this input, -1 if it began in an earlier one. */
   #lineStart = -1;
@@ -171,7 +173,8 @@ export class ResponseParser {
       }
       const end = input.indexOf(HEAD_END, offset);
       if (end === -1) {
-        if (input.length - offset > MAX_HEAD_BYTES) throw new BadResponseError('response head too large');
+        // Up to three bytes of the terminator may already be here.
+        if (input.length - offset > MAX_HEAD_BYTES + HEAD_END.length - 1) throw new BadResponseError('response head too large');
         this.#pendingHead = Buffer.from(input.subarray(offset));
         return -1;
       }
@@ -205,8 +208,10 @@ export class ResponseParser {
     if (status < 200) return 0;
 
     const http10 = statusLine[1] === '0';
-    const connection = joined(headers['connection'])?.toLowerCase();
-    this.#reusable = http10 ? connection !== undefined && /\bkeep-alive\b/.test(connection) : connection === undefined || !/\bclose\b/.test(connection);
+    const connection = joined(headers['connection']);
+    this.#reusable = http10 ? hasToken(connection, 'keep-alive') : !hasToken(connection, 'close');
+    // HTTP/1.0 has no chunked coding: such framing is faulty and the connection must close (RFC 9112 6.1).
+    if (http10 && headers['transfer-encoding'] !== undefined) this.#reusable = false;
     const keepAlive = joined(headers['keep-alive']);
     const hint = keepAlive === undefined ? null : KEEP_ALIVE_TIMEOUT.exec(keepAlive);
     this.#keepAliveMs = hint === null ? null : Number(hint[1]) * 1000;
@@ -279,6 +284,7 @@ export class ResponseParser {
             this.#state = State.ChunkSizeLf;
           } else if (byte === 0x3b || byte === 0x20 || byte === 0x09) {
             this.#state = State.ChunkExtension;
+            this.#extensionStarted = byte === 0x3b;
           } else {
             throw new BadResponseError('invalid chunk size');
           }
@@ -290,6 +296,8 @@ export class ResponseParser {
           if (byte === CR) this.#state = State.ChunkSizeLf;
           else if ((byte < 0x20 && byte !== 0x09) || byte === 0x7f) throw new BadResponseError('invalid chunk extension');
           else if (++this.#lineBytes > MAX_CHUNK_LINE_BYTES) throw new BadResponseError('chunk extension too long');
+          else if (byte === 0x3b) this.#extensionStarted = true;
+          else if (!this.#extensionStarted && byte !== 0x20 && byte !== 0x09) throw new BadResponseError('invalid chunk extension');
           at++;
           break;
         }
@@ -341,6 +349,7 @@ export class ResponseParser {
           at++;
           if (++this.#trailerBytes > MAX_TRAILER_BYTES) throw new BadResponseError('trailers too large');
           if (byte === CR) this.#state = State.TrailerLf;
+          else if ((byte < 0x20 && byte !== 0x09) || byte === 0x7f) throw new BadResponseError('invalid trailer line');
           else this.#lineBytes++;
           break;
         }
@@ -378,6 +387,13 @@ export class ResponseParser {
     const rest = data.subarray(lineStart);
     this.#heldLine = this.#heldLine === null ? Buffer.from(rest) : Buffer.concat([this.#heldLine, rest]);
   }
+}
+
+/** Whether a comma-separated header value lists `token` (case-insensitive). */
+function hasToken(value: string | undefined, token: string): boolean {
+  if (value === undefined) return false;
+  for (const item of value.split(',')) if (item.trim().toLowerCase() === token) return true;
+  return false;
 }
 
 function joined(value: string | string[] | undefined): string | undefined {
