@@ -190,7 +190,7 @@ class RelayHandler<C> implements ExchangeHandler {
     this.#finish(null);
   }
 
-  onError(error: Error, midChunk: boolean): void {
+  onError(error: Error, appendable: boolean): void {
     const res = this.#res;
     if (error instanceof ClientGoneError || res.destroyed) {
       this.#outcome.clientAborted = true;
@@ -210,11 +210,11 @@ class RelayHandler<C> implements ExchangeHandler {
         'x-request-id': this.#requestId,
       });
       res.end(body);
-    } else if (this.#outcome.stream && !midChunk) {
+    } else if (this.#outcome.stream && appendable) {
       // Headers are gone: end the event stream with an OpenAI-style error event the SDKs raise.
       res.end(`data: ${errorBody(gatewayError)}\n\n`);
     } else {
-      // A truncated body must not look complete: close the connection.
+      // A truncated body (or event) must not look complete: close the connection.
       res.destroy();
     }
     this.#finish(error);

@@ -168,8 +168,17 @@ export class UpstreamConnection implements ResponseSink, Exchange {
   /** Streams a request body, with backpressure both ways. */
   #upload(body: Readable, chunked: boolean): void {
     const socket = this.#socket;
-    const onData = (chunk: Buffer): void => {
-      const written = chunked ? socket.write(`${chunk.length.toString(16)}\r\n`) && socket.write(chunk) && socket.write('\r\n') : socket.write(chunk);
+    const onData = (data: Buffer | string): void => {
+      const chunk = typeof data === 'string' ? Buffer.from(data) : data;
+      if (chunk.length === 0) return; // an empty chunk would end the body
+      let written: boolean;
+      if (chunked) {
+        socket.write(`${chunk.length.toString(16)}\r\n`);
+        socket.write(chunk);
+        written = socket.write('\r\n');
+      } else {
+        written = socket.write(chunk);
+      }
       if (!written) {
         body.pause();
         socket.once('drain', () => body.resume());
@@ -241,10 +250,10 @@ export class UpstreamConnection implements ResponseSink, Exchange {
     this.#handler = null;
     this.#request = null;
     this.#stopUpload?.();
-    const midChunk = this.#parser.midChunk;
+    const appendable = this.#parser.appendable;
     this.#parser.close();
     this.#close();
-    handler?.onError(error, midChunk);
+    handler?.onError(error, appendable);
   }
 
   #close(): void {

@@ -25,10 +25,11 @@ export interface ExchangeHandler {
   onBody(bytes: Buffer, payload: number): void;
   onEnd(): void;
   /**
-   * The exchange failed or was aborted; nothing follows. `midChunk`: a raw
-   * body was cut inside a chunk, so nothing may be appended to what was relayed.
+   * The exchange failed or was aborted; nothing follows. `appendable`: the
+   * body relayed so far ends at a blank line (or is empty) and, if raw, not
+   * inside a chunk, so an event-stream error event may follow it.
    */
-  onError(error: Error, midChunk: boolean): void;
+  onError(error: Error, appendable: boolean): void;
 }
 
 /** What a handler can do to its exchange. */

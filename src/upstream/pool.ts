@@ -191,10 +191,10 @@ class PooledExchange implements Exchange, ExchangeHandler {
     this.#handler.onEnd();
   }
 
-  onError(error: Error, midChunk = false): void {
+  onError(error: Error, appendable = true): void {
     if (this.settled) return;
     this.#settle();
-    this.#handler.onError(error, midChunk);
+    this.#handler.onError(error, appendable);
   }
 
   #settle(): void {

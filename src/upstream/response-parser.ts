@@ -74,6 +74,9 @@ export class ResponseParser {
   #lineStart = -1;
   /** Raw mode: the start of a chunk-size line held back until it is known not to be the last chunk. */
   #heldLine: Buffer | null = null;
+  /** The body's last (up to) three bytes, the last in the low byte, and how many there are. */
+  #tail = 0;
+  #tailLength = 0;
 
   constructor(sink: ResponseSink) {
     this.#sink = sink;
@@ -88,6 +91,8 @@ export class ResponseParser {
     this.#keepAliveMs = null;
     this.#pendingHead = null;
     this.#heldLine = null;
+    this.#tail = 0;
+    this.#tailLength = 0;
   }
 
   /** The response ended, or was discarded: the parser will take no input until `reset`. */
@@ -103,10 +108,15 @@ export class ResponseParser {
     return this.#state !== State.Head;
   }
 
-  /** Raw mode: the bytes handed on so far end inside a chunk, so nothing can be appended to them. */
-  get midChunk(): boolean {
+  /**
+   * Whether bytes may be appended to the body handed on so far, e.g. an
+   * event-stream error event when the upstream fails: it must end at a
+   * blank line (two line ends) or be empty, and in raw mode not inside a chunk.
+   */
+  get appendable(): boolean {
     const state = this.#state;
-    return this.#raw && (state === State.ChunkData || state === State.ChunkDataCr || state === State.ChunkDataLf);
+    if (this.#raw && (state === State.ChunkData || state === State.ChunkDataCr || state === State.ChunkDataLf)) return false;
+    return endsWithBlankLine(this.#tail, this.#tailLength);
   }
 
   /** After completion: whether the connection may carry another request. */
@@ -129,14 +139,20 @@ export class ResponseParser {
     switch (this.#state) {
       case State.Length: {
         const take = Math.min(this.#remaining, data.length - at);
-        if (take > 0) this.#sink.onBody(at === 0 && take === data.length ? data : data.subarray(at, at + take), take);
+        if (take > 0) {
+          this.#trackTail(data, at + take, take);
+          this.#sink.onBody(at === 0 && take === data.length ? data : data.subarray(at, at + take), take);
+        }
         at += take;
         this.#remaining -= take;
         if (this.#remaining === 0) this.#state = State.Done;
         break;
       }
       case State.UntilClose:
-        if (at < data.length) this.#sink.onBody(at === 0 ? data : data.subarray(at), data.length - at);
+        if (at < data.length) {
+          this.#trackTail(data, data.length, data.length - at);
+          this.#sink.onBody(at === 0 ? data : data.subarray(at), data.length - at);
+        }
         return false;
       case State.Done:
         break;
@@ -327,6 +343,7 @@ export class ResponseParser {
         }
         case State.ChunkData: {
           const take = Math.min(this.#remaining, length - at);
+          this.#trackTail(data, at + take, take);
           if (!raw) sink.onBody(data.subarray(at, at + take), take);
           payload += take;
           at += take;
@@ -372,6 +389,14 @@ export class ResponseParser {
     return at;
   }
 
+  /** Keeps the last bytes of `data[end - take, end)` in #tail. */
+  #trackTail(data: Buffer, end: number, take: number): void {
+    let tail = this.#tail;
+    for (let at = end - Math.min(take, 3); at < end; at++) tail = ((tail << 8) | data[at]!) & 0xffffff;
+    this.#tail = tail;
+    this.#tailLength = Math.min(3, this.#tailLength + take);
+  }
+
   /** At the end of an input in raw mode: relay what is framed, hold back a size line that may be the last chunk's. */
   #relayRawTail(data: Buffer, spanStart: number, payload: number): void {
     const state = this.#state;
@@ -387,6 +412,17 @@ export class ResponseParser {
     const rest = data.subarray(lineStart);
     this.#heldLine = this.#heldLine === null ? Buffer.from(rest) : Buffer.concat([this.#heldLine, rest]);
   }
+}
+
+/** Whether the bytes packed in `tail` end with two line ends (CR, LF or CRLF each), or there are none. */
+function endsWithBlankLine(tail: number, length: number): boolean {
+  if (length === 0) return true;
+  const last = tail & 0xff;
+  const second = length >= 2 ? (tail >> 8) & 0xff : -1;
+  if (last === CR) return second === CR || second === LF;
+  if (last !== LF) return false;
+  const before = second === CR ? (length >= 3 ? (tail >> 16) & 0xff : -1) : second;
+  return before === CR || before === LF;
 }
 
 /** Whether a comma-separated header value lists `token` (case-insensitive). */

@@ -1028,3 +1028,42 @@ describe('ResponseParser: rejections', () => {
     expect(badResponse(() => run([bytes('HTTP/1.1 101 Switching Protocols\r\n\r\n')])).message).toMatch(/protocol switch/);
   });
 });
+
+describe('ResponseParser: appendable (may an event-stream error event follow what was relayed?)', () => {
+  const head = 'HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n';
+  test.each([
+    ['nothing relayed yet', '', true],
+    ['an event ended by LF LF', 'data: a\n\n', true],
+    ['an event ended by CRLF CRLF', 'data: a\r\n\r\n', true],
+    ['an event ended by CR CR', 'data: a\r\r', true],
+    ['an event ended by LF CRLF', 'data: a\n\r\n', true],
+    ['a single line end', 'data: a\n', false],
+    ['a single CRLF', 'data: a\r\n', false],
+    ['half an event', 'data: {"id":"x","ob', false],
+    ['a lone LF', '\n', false],
+  ])('%s', (_, payload, appendable) => {
+    // close-delimited, content-length (incomplete) and chunked (decoded and raw, cut between chunks)
+    const bodies = [
+      head + '\r\n' + payload,
+      head + `Content-Length: ${payload.length + 10}\r\n\r\n` + payload,
+      head + 'Transfer-Encoding: chunked\r\n\r\n' + (payload === '' ? '' : `${payload.length.toString(16)}\r\n${payload}\r\n`),
+    ];
+    for (const [index, text] of bodies.entries()) {
+      for (const raw of index === 2 ? [false, true] : [false]) {
+        const result = run([bytes(text)], { raw });
+        expect({ text, raw, appendable: result.parser.appendable }).toEqual({ text, raw, appendable });
+      }
+    }
+  });
+
+  test('raw mode, cut inside a chunk whose payload so far ends with a blank line: not appendable', () => {
+    const result = run([bytes(head + 'Transfer-Encoding: chunked\r\n\r\n10\r\ndata: a\n\n')], { raw: true });
+    expect(result.parser.appendable).toBe(false);
+    expect(run([bytes(head + 'Transfer-Encoding: chunked\r\n\r\n10\r\ndata: a\n\n')], { raw: false }).parser.appendable).toBe(true);
+  });
+
+  test('a blank line split across chunks and feeds', () => {
+    const result = run([bytes(head + 'Transfer-Encoding: chunked\r\n\r\n8\r\ndata: a\n'), bytes('\r\n1\r\n'), bytes('\n\r\n')], { raw: true });
+    expect(result.parser.appendable).toBe(true);
+  });
+});

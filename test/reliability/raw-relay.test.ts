@@ -1,0 +1,462 @@
+/**
+ * The raw relay end to end: an upstream's chunked event stream goes to a
+ * chunked client in its own framing (chunk extensions and all), straight to
+ * the client's socket. Clients must get every event intact however the
+ * upstream cuts its chunks and writes; pipelined and HTTP/1.0 clients, which
+ * cannot take the raw framing, get well-formed responses too; and an upstream
+ * that dies mid-chunk must never have an error event spliced into a chunk.
+ * The upstream is a raw node:net server, so that the framing is ours to choose.
+ */
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import OpenAI from 'openai';
+import { request } from 'undici';
+import { baseConfig, CLIENT_KEY, startTestGateway, type TestGateway } from '../support/gateway-harness.js';
+import { expectIdleAndHealthy, rawRequest } from './helpers.js';
+
+// ---------------------------------------------------------------------------
+// A raw upstream
+
+interface UpstreamExchange {
+  socket: Socket;
+  head: string;
+  body: string;
+  /** The request body's `user` field: tells concurrent streams apart. */
+  marker: string;
+}
+
+type Behaviour = (exchange: UpstreamExchange) => void | Promise<void>;
+
+interface RawUpstream {
+  url: string;
+  requests: UpstreamExchange[];
+  /** What the upstream wrote after the head, by request marker (to compare with what clients got). */
+  sent: Map<string, string>;
+  behaviour: Behaviour;
+  close(): Promise<void>;
+}
+
+async function startRawUpstream(): Promise<RawUpstream> {
+  const sockets = new Set<Socket>();
+  const upstream: RawUpstream = {
+    url: '',
+    requests: [],
+    sent: new Map(),
+    behaviour: (exchange) => streamEvents(exchange),
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.setNoDelay(true);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined);
+    let pending = Buffer.alloc(0);
+    socket.on('data', (data: Buffer) => {
+      pending = Buffer.concat([pending, data]);
+      for (;;) {
+        const end = pending.indexOf('\r\n\r\n');
+        if (end === -1) return;
+        const head = pending.toString('latin1', 0, end);
+        const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+        if (pending.length < end + 4 + length) return;
+        const body = pending.toString('utf8', end + 4, end + 4 + length);
+        pending = pending.subarray(end + 4 + length);
+        let marker = 'tok';
+        try {
+          const user = (JSON.parse(body) as { user?: unknown }).user;
+          if (typeof user === 'string') marker = user;
+        } catch {
+          // not JSON: the default marker
+        }
+        const exchange = { socket, head, body, marker };
+        upstream.requests.push(exchange);
+        void upstream.behaviour(exchange);
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  upstream.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return upstream;
+}
+
+const EVENT_COUNT = 40;
+
+/** The event stream for `marker`: EVENT_COUNT chat.completion.chunk events, then [DONE]. */
+function events(marker: string, count = EVENT_COUNT): string[] {
+  const list: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const chunk = { id: 'chatcmpl-raw', object: 'chat.completion.chunk', created: 0, model: 'raw-model', choices: [{ index: 0, delta: { content: `${marker}${i} ` }, finish_reason: null }] };
+    list.push(`data: ${JSON.stringify(chunk)}\n\n`);
+  }
+  list.push('data: [DONE]\n\n');
+  return list;
+}
+
+const contents = (marker: string, count = EVENT_COUNT): string[] => Array.from({ length: count }, (_, i) => `${marker}${i} `);
+
+const SSE_HEAD = 'HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n';
+const EXTENSIONS = ['', ';x=y', ';name="quoted value"', ';a;b=c', ''];
+const CHUNK_SIZES = [37, 5, 190, 1, 64, 333, 13, 2];
+const WRITE_SIZES = [1, 17, 3, 250, 2, 40, 7, 600];
+
+/** One chunk, with its size line. */
+function chunk(data: string, extension = ''): string {
+  return `${Buffer.byteLength(data).toString(16)}${extension}\r\n${data}\r\n`;
+}
+
+/** `text` in chunks of uneven sizes that ignore event boundaries, with extensions; not terminated. */
+function unevenChunks(text: string): string {
+  let framed = '';
+  for (let at = 0, i = 0; at < text.length; i++) {
+    const size = CHUNK_SIZES[i % CHUNK_SIZES.length]!;
+    framed += chunk(text.slice(at, at + size), EXTENSIONS[i % EXTENSIONS.length]);
+    at += size;
+  }
+  return framed;
+}
+
+/** Writes `text` in uneven pieces, one per event loop turn (or every `delayMs`), so they arrive as separate reads. */
+async function writeUnevenly(socket: Socket, text: string, delayMs = 0): Promise<void> {
+  for (let at = 0, i = 0; at < text.length; i++) {
+    if (socket.destroyed) return;
+    const size = WRITE_SIZES[i % WRITE_SIZES.length]!;
+    socket.write(text.slice(at, at + size), 'latin1');
+    at += size;
+    await new Promise((resolve) => (delayMs > 0 ? setTimeout(resolve, delayMs) : setImmediate(resolve)));
+  }
+}
+
+/** The default behaviour: the whole stream for the request's marker, cut and written unevenly. */
+async function streamEvents(exchange: UpstreamExchange, options: { delayMs?: number; headDelayMs?: number } = {}): Promise<void> {
+  const body = unevenChunks(events(exchange.marker).join('')) + '0\r\n\r\n';
+  upstream.sent.set(exchange.marker, body);
+  if (options.headDelayMs !== undefined) await new Promise((resolve) => setTimeout(resolve, options.headDelayMs));
+  exchange.socket.write(SSE_HEAD);
+  await writeUnevenly(exchange.socket, body, options.delayMs ?? 0);
+}
+
+/** Writes `body` after the stream's head, waits a little (so the gateway relays it), then closes the connection. */
+async function dieAfter(exchange: UpstreamExchange, body: string): Promise<void> {
+  upstream.sent.set(exchange.marker, body);
+  exchange.socket.write(SSE_HEAD + body);
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  exchange.socket.destroy();
+}
+
+// ---------------------------------------------------------------------------
+// Parsing what a raw client got
+
+interface ParsedResponse {
+  status: number;
+  headers: Record<string, string>;
+  /** The payload (chunked coding removed). */
+  body: string;
+  /** The bytes after the head, as sent. */
+  wire: string;
+}
+
+/**
+ * Complete responses at the start of `text` (latin1), strictly framed; `rest`
+ * is what follows (an incomplete response). Throws on invalid framing.
+ */
+function parseResponses(text: string): { responses: ParsedResponse[]; rest: string } {
+  const responses: ParsedResponse[] = [];
+  let at = 0;
+  for (;;) {
+    const headEnd = text.indexOf('\r\n\r\n', at);
+    if (headEnd === -1) return { responses, rest: text.slice(at) };
+    const lines = text.slice(at, headEnd).split('\r\n');
+    const status = /^HTTP\/1\.1 (\d{3}) /.exec(lines[0]!);
+    if (status === null) throw new Error(`not a status line: ${JSON.stringify(lines[0])}`);
+    const headers: Record<string, string> = {};
+    for (const line of lines.slice(1)) {
+      const colon = line.indexOf(':');
+      const name = line.slice(0, colon).toLowerCase();
+      const value = line.slice(colon + 1).trim();
+      headers[name] = headers[name] === undefined ? value : `${headers[name]}, ${value}`;
+    }
+    const bodyStart = headEnd + 4;
+    if (headers['transfer-encoding'] === 'chunked') {
+      let body = '';
+      let cursor = bodyStart;
+      for (;;) {
+        const lineEnd = text.indexOf('\r\n', cursor);
+        if (lineEnd === -1) return { responses, rest: text.slice(at) };
+        const line = text.slice(cursor, lineEnd);
+        if (!/^[0-9a-fA-F]+(;[^\r\n]*)?$/.test(line)) throw new Error(`invalid chunk-size line: ${JSON.stringify(line.slice(0, 40))}`);
+        const size = parseInt(line, 16);
+        cursor = lineEnd + 2;
+        if (size === 0) {
+          if (text.length < cursor + 2) return { responses, rest: text.slice(at) };
+          if (text.slice(cursor, cursor + 2) !== '\r\n') throw new Error('trailers or junk after the last chunk');
+          cursor += 2;
+          break;
+        }
+        if (text.length < cursor + size + 2) return { responses, rest: text.slice(at) };
+        if (text.slice(cursor + size, cursor + size + 2) !== '\r\n') throw new Error(`chunk data not followed by CRLF: ${JSON.stringify(text.slice(cursor + size - 10, cursor + size + 10))}`);
+        body += text.slice(cursor, cursor + size);
+        cursor += size + 2;
+      }
+      responses.push({ status: Number(status[1]), headers, body, wire: text.slice(bodyStart, cursor) });
+      at = cursor;
+    } else if (headers['content-length'] !== undefined) {
+      const end = bodyStart + Number(headers['content-length']);
+      if (text.length < end) return { responses, rest: text.slice(at) };
+      responses.push({ status: Number(status[1]), headers, body: text.slice(bodyStart, end), wire: text.slice(bodyStart, end) });
+      at = end;
+    } else {
+      throw new Error('a response without framing in a keep-alive exchange');
+    }
+  }
+}
+
+/** Writes `data` in one go on a fresh connection; resolves once `count` complete responses came (or the connection closed, or 5 s). */
+function pipelined(url: string, data: string, count: number): Promise<{ responses: ParsedResponse[]; rest: string; closed: boolean }> {
+  const { port, hostname } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname);
+    let text = '';
+    let closed = false;
+    const finish = (): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      try {
+        resolve({ ...parseResponses(text), closed });
+      } catch (error) {
+        reject(error as Error);
+      }
+    };
+    const timer = setTimeout(finish, 5000);
+    socket.on('connect', () => socket.write(data, 'latin1'));
+    socket.on('data', (chunkBytes: Buffer) => {
+      text += chunkBytes.toString('latin1');
+      try {
+        if (parseResponses(text).responses.length >= count) finish();
+      } catch (error) {
+        clearTimeout(timer);
+        socket.destroy();
+        reject(error as Error);
+      }
+    });
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      closed = true;
+      finish();
+    });
+  });
+}
+
+/** A POST of `body` to the chat endpoint as raw HTTP/1.x. */
+function rawPost(body: string, version: '1.0' | '1.1', extra = ''): string {
+  return (
+    `POST /v1/chat/completions HTTP/${version}\r\nhost: gateway\r\nauthorization: Bearer ${CLIENT_KEY}\r\n` +
+    `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`
+  );
+}
+
+// ---------------------------------------------------------------------------
+
+let upstream: RawUpstream;
+let gw: TestGateway;
+
+beforeAll(async () => {
+  upstream = await startRawUpstream();
+  gw = await startTestGateway(baseConfig(upstream.url));
+});
+afterAll(async () => {
+  await gw.stop();
+  await upstream.close();
+});
+beforeEach(() => {
+  upstream.behaviour = (exchange) => streamEvents(exchange);
+});
+
+const auth = { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' };
+const streamRequest = (user: string): string => JSON.stringify({ model: 'gpt-4', stream: true, user, messages: [{ role: 'user', content: 'hi' }] });
+const sdk = (): OpenAI => new OpenAI({ apiKey: CLIENT_KEY, baseURL: `${gw.url}/v1`, maxRetries: 0 });
+
+/** /health 200, nothing in flight, and a normal stream comes through whole. */
+async function healthyAfterwards(): Promise<void> {
+  upstream.behaviour = (exchange) => streamEvents(exchange);
+  await expectIdleAndHealthy(gw.url);
+  const res = await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: auth, body: streamRequest('ok') });
+  expect(res.statusCode).toBe(200);
+  expect(await res.body.text()).toBe(events('ok').join(''));
+}
+
+describe('an event stream with chunk extensions and uneven chunks', () => {
+  test('reaches an undici client intact', async () => {
+    const res = await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: auth, body: streamRequest('U') });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toBe('text/event-stream');
+    expect(res.headers['transfer-encoding']).toBe('chunked');
+    expect(res.headers['x-request-id']).toBeDefined();
+    expect(await res.body.text()).toBe(events('U').join(''));
+    expect(upstream.requests.at(-1)!.head).toMatch(/^POST \/v1\/chat\/completions HTTP\/1\.1\r\n/);
+  });
+
+  test('reaches the official openai SDK intact, event by event', async () => {
+    const stream = await sdk().chat.completions.create({ model: 'gpt-4', messages: [{ role: 'user', content: 'hi' }], stream: true, user: 'S' });
+    const parts: string[] = [];
+    for await (const part of stream) {
+      expect(part.object).toBe('chat.completion.chunk');
+      parts.push(part.choices[0]!.delta.content ?? '');
+    }
+    expect(parts).toEqual(contents('S'));
+  });
+
+  test("goes out in the upstream's own framing, byte for byte, then the gateway's last chunk", async () => {
+    const raw = await rawRequest(gw.url, rawPost(streamRequest('W'), '1.1', 'connection: close\r\n'));
+    expect(raw.closed).toBe(true);
+    const { responses, rest } = parseResponses(raw.text);
+    expect(rest).toBe('');
+    expect(responses).toHaveLength(1);
+    expect(responses[0]!.status).toBe(200);
+    expect(responses[0]!.wire).toBe(upstream.sent.get('W'));
+    expect(responses[0]!.body).toBe(events('W').join(''));
+  });
+
+  test('ten concurrent streams through the same pool all arrive intact', async () => {
+    const markers = Array.from({ length: 10 }, (_, i) => `c${i}-`);
+    const bodies = await Promise.all(
+      markers.map(async (marker) => {
+        const res = await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: auth, body: streamRequest(marker) });
+        return res.body.text();
+      }),
+    );
+    expect(bodies).toEqual(markers.map((marker) => events(marker).join('')));
+  });
+});
+
+describe('clients that cannot take the raw framing', () => {
+  test.each([
+    ['the first is slower', { A: { delayMs: 2 }, B: {} }],
+    ['the second is slower and starts late', { A: {}, B: { delayMs: 2, headDelayMs: 100 } }],
+  ])('two pipelined streaming requests on one socket: both complete and well-formed, in order (%s)', async (_name, pacing) => {
+    upstream.behaviour = (exchange) => streamEvents(exchange, pacing[exchange.marker as 'A' | 'B']);
+    const before = upstream.requests.length;
+    const result = await pipelined(gw.url, rawPost(streamRequest('A'), '1.1') + rawPost(streamRequest('B'), '1.1'), 2);
+    expect(result.rest).toBe('');
+    expect(result.responses).toHaveLength(2);
+    const [first, second] = result.responses as [ParsedResponse, ParsedResponse];
+    for (const response of [first, second]) {
+      expect(response.status).toBe(200);
+      expect(response.headers['transfer-encoding']).toBe('chunked');
+      expect(response.headers['content-type']).toBe('text/event-stream');
+    }
+    expect(first.body).toBe(events('A').join(''));
+    expect(first.wire).toBe(upstream.sent.get('A')); // the first response owns the socket: relayed raw
+    expect(second.body).toBe(events('B').join(''));
+    expect(first.headers['x-request-id']).not.toBe(second.headers['x-request-id']);
+    expect(upstream.requests.slice(before).map((exchange) => exchange.marker).sort()).toEqual(['A', 'B']);
+    await expectIdleAndHealthy(gw.url);
+  });
+
+  test('an HTTP/1.0 client gets a close-delimited, unchunked body with every event', async () => {
+    const raw = await rawRequest(gw.url, rawPost(streamRequest('H'), '1.0'));
+    expect(raw.closed).toBe(true);
+    expect(raw.statuses).toEqual([200]);
+    const headEnd = raw.text.indexOf('\r\n\r\n');
+    const head = raw.text.slice(0, headEnd).toLowerCase();
+    expect(head).not.toContain('transfer-encoding');
+    expect(head).not.toContain('content-length');
+    expect(head).toContain('content-type: text/event-stream');
+    expect(head).toMatch(/\r\nconnection: close(\r\n|$)/);
+    expect(raw.text.slice(headEnd + 4)).toBe(events('H').join(''));
+  });
+});
+
+describe('an upstream that dies', () => {
+  const FIRST = events('D', 3);
+  /** Three whole events, one per chunk. */
+  const WHOLE = FIRST.slice(0, 3).map((event) => chunk(event, ';n=1')).join('');
+  const NEXT = events('D', 4)[3]!;
+  /** Three whole events, then a chunk cut halfway through its data. */
+  const MID_CHUNK = WHOLE + `${Buffer.byteLength(NEXT).toString(16)}\r\n${NEXT.slice(0, 40)}`;
+
+  test('mid-chunk: an undici client sees the body fail, not complete', async () => {
+    upstream.behaviour = (exchange) => dieAfter(exchange, MID_CHUNK);
+    const res = await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: auth, body: streamRequest('D') });
+    expect(res.statusCode).toBe(200);
+    await expect(res.body.text()).rejects.toThrow();
+    await healthyAfterwards();
+  });
+
+  test('mid-chunk: the client connection is closed after exactly the relayed bytes, no error event spliced in', async () => {
+    upstream.behaviour = (exchange) => dieAfter(exchange, MID_CHUNK);
+    const raw = await rawRequest(gw.url, rawPost(streamRequest('D'), '1.1'));
+    expect(raw.closed).toBe(true);
+    expect(raw.statuses).toEqual([200]);
+    const body = raw.text.slice(raw.text.indexOf('\r\n\r\n') + 4);
+    expect(body).toBe(MID_CHUNK);
+    expect(raw.text).not.toContain('"error"');
+    await healthyAfterwards();
+  });
+
+  test('mid-chunk: the openai SDK raises an error instead of finishing quietly or parsing a spliced event', async () => {
+    upstream.behaviour = (exchange) => dieAfter(exchange, MID_CHUNK);
+    const stream = await sdk().chat.completions.create({ model: 'gpt-4', messages: [], stream: true, user: 'D' });
+    const parts: string[] = [];
+    await expect(
+      (async () => {
+        for await (const part of stream) parts.push(part.choices[0]!.delta.content ?? '');
+      })(),
+    ).rejects.toThrow();
+    expect(parts).toEqual(contents('D', 3));
+    await healthyAfterwards();
+  });
+
+  test.each([
+    ['between events', WHOLE],
+    ['between events, the next size line begun', WHOLE + '1'],
+    ['between events, the next size line and extension begun', WHOLE + '9e;x='],
+  ])('%s: the stream ends with an upstream_reset error event in well-formed framing', async (_name, sent) => {
+    upstream.behaviour = (exchange) => dieAfter(exchange, sent);
+    const raw = await rawRequest(gw.url, rawPost(streamRequest('D'), '1.1', 'connection: close\r\n'));
+    const { responses, rest } = parseResponses(raw.text);
+    expect(rest).toBe('');
+    expect(responses).toHaveLength(1);
+    const received = responses[0]!.body.split('\n\n').filter((event) => event !== '');
+    expect(received.slice(0, 3)).toEqual(FIRST.slice(0, 3).map((event) => event.slice(0, -2)));
+    expect(received).toHaveLength(4);
+    expect(received[3]!.startsWith('data: ')).toBe(true);
+    const error = (JSON.parse(received[3]!.slice('data: '.length)) as { error: { code: string; type: string } }).error;
+    expect(error).toMatchObject({ code: 'upstream_reset', type: 'upstream_error' });
+    // what the upstream sent is relayed as is, up to its last whole chunk
+    expect(responses[0]!.wire.startsWith(WHOLE)).toBe(true);
+    await healthyAfterwards();
+  });
+
+  test('between events: undici reads a complete body ending in the error event; the SDK raises it as an APIError', async () => {
+    upstream.behaviour = (exchange) => dieAfter(exchange, WHOLE);
+    const res = await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: auth, body: streamRequest('D') });
+    const text = await res.body.text();
+    expect(text.startsWith(FIRST.slice(0, 3).join(''))).toBe(true);
+    const last = text.trim().split('\n\n').at(-1)!;
+    expect(JSON.parse(last.slice('data: '.length))).toEqual({ error: expect.objectContaining({ code: 'upstream_reset' }) });
+
+    const stream = await sdk().chat.completions.create({ model: 'gpt-4', messages: [], stream: true, user: 'D' });
+    const parts: string[] = [];
+    await expect(
+      (async () => {
+        for await (const part of stream) parts.push(part.choices[0]!.delta.content ?? '');
+      })(),
+    ).rejects.toMatchObject({ code: 'upstream_reset' });
+    expect(parts).toEqual(contents('D', 3));
+    await healthyAfterwards();
+  });
+
+  test('mid-chunk, to an HTTP/1.0 client (decoded relay): the body is cut, no error event spliced onto the half event', async () => {
+    upstream.behaviour = (exchange) => dieAfter(exchange, MID_CHUNK);
+    const raw = await rawRequest(gw.url, rawPost(streamRequest('D'), '1.0'));
+    expect(raw.closed).toBe(true);
+    expect(raw.statuses).toEqual([200]);
+    const body = raw.text.slice(raw.text.indexOf('\r\n\r\n') + 4);
+    expect(body.startsWith(FIRST.slice(0, 3).join(''))).toBe(true);
+    expect(body).not.toContain('"error"');
+    await healthyAfterwards();
+  });
+});
