@@ -88,6 +88,10 @@ export function forward<C>(pool: UpstreamPool, request: ForwardRequest, res: Ser
   );
 }
 
+function uncork(socket: Socket): void {
+  socket.uncork();
+}
+
 class RelayHandler<C> implements ExchangeHandler {
   readonly #res: ServerResponse;
   readonly #requestId: string;
@@ -138,9 +142,17 @@ class RelayHandler<C> implements ExchangeHandler {
     } else {
       res.writeHead(statusCode, relayed);
       // Raw relay needs the client's response chunked too, and this response to own the socket (not pipelined behind another).
-      raw = chunked && res.chunkedEncoding && res.socket !== null;
-      if (raw || outcome.stream) res.flushHeaders();
-      if (raw) this.#rawSocket = res.socket;
+      const socket = res.socket;
+      raw = chunked && res.chunkedEncoding && socket !== null;
+      if (raw) {
+        // The head usually arrives with the first event: send both in one write.
+        socket!.cork();
+        res.flushHeaders();
+        process.nextTick(uncork, socket);
+        this.#rawSocket = socket;
+      } else if (outcome.stream) {
+        res.flushHeaders();
+      }
     }
     this.#hooks.onResponseStart(outcome, this.#context);
     return raw;
