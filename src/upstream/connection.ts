@@ -2,7 +2,7 @@ import { connect as connectTcp, type Socket } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 import type { Readable } from 'node:stream';
 import { BodyTimeoutError, ConnectTimeoutError, HeadersTimeoutError, UpstreamClosedError } from './errors.js';
-import type { Exchange, ExchangeHandler, UpstreamRequest } from './exchange.js';
+import type { Exchange, ResponseHandler, UpstreamRequest } from './exchange.js';
 import { requestHead } from './request-head.js';
 import { ResponseParser, type ResponseHeaders, type ResponseSink } from './response-parser.js';
 
@@ -47,7 +47,7 @@ export class UpstreamConnection implements ResponseSink, Exchange {
   readonly #copyReads: boolean;
   #connected = false;
   #closed = false;
-  #handler: ExchangeHandler | null = null;
+  #handler: ResponseHandler | null = null;
   #request: UpstreamRequest | null = null;
   /** Stops a request body still being streamed. */
   #stopUpload: (() => void) | null = null;
@@ -92,7 +92,7 @@ export class UpstreamConnection implements ResponseSink, Exchange {
   }
 
   /** Sends `request`; the connection must be idle. */
-  run(request: UpstreamRequest, handler: ExchangeHandler): void {
+  run(request: UpstreamRequest, handler: ResponseHandler): void {
     this.#handler = handler;
     this.#request = request;
     this.#paused = false;

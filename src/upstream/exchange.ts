@@ -15,21 +15,24 @@ export interface UpstreamRequest {
   readonly idleTimeoutMs: number;
 }
 
-/** Receives one exchange's events, in order: start, then head, body, end, or an error at any point. */
-export interface ExchangeHandler {
-  /** Called at once on dispatch, before any I/O: the exchange can be aborted from here on. */
-  onStart(exchange: Exchange): void;
+/** Receives one response, in order: head, body, end; or an error at any point, after which nothing follows. */
+export interface ResponseHandler {
   /** Return true to take a chunked body as raw framing (see ResponseSink.onHead). */
   onHead(status: number, headers: ResponseHeaders, chunked: boolean): boolean;
   /** Body bytes the handler owns; `payload` counts the body bytes among them. */
   onBody(bytes: Buffer, payload: number): void;
   onEnd(): void;
   /**
-   * The exchange failed or was aborted; nothing follows. `appendable`: the
-   * body relayed so far ends at a blank line (or is empty) and, if raw, not
-   * inside a chunk, so an event-stream error event may follow it.
+   * The exchange failed or was aborted. `appendable`: the body relayed so far
+   * ends at a blank line (or is empty) and, if raw, not inside a chunk, so an
+   * event-stream error event may follow it.
    */
   onError(error: Error, appendable: boolean): void;
+}
+
+/** A pool's caller: also handed its exchange at once on dispatch, before any I/O, to abort it from then on. */
+export interface ExchangeHandler extends ResponseHandler {
+  onStart(exchange: Exchange): void;
 }
 
 /** What a handler can do to its exchange. */

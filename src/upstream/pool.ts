@@ -1,6 +1,6 @@
 import { UpstreamConnection, type ConnectionOwner, type Endpoint } from './connection.js';
 import { PoolClosedError } from './errors.js';
-import type { Exchange, ExchangeHandler, UpstreamRequest } from './exchange.js';
+import type { Exchange, ExchangeHandler, ResponseHandler, UpstreamRequest } from './exchange.js';
 import type { ResponseHeaders } from './response-parser.js';
 
 export interface PoolOptions {
@@ -139,7 +139,7 @@ export class UpstreamPool implements ConnectionOwner {
 }
 
 /** One request through the pool: queued, then on a connection, then settled. */
-class PooledExchange implements Exchange, ExchangeHandler {
+class PooledExchange implements Exchange, ResponseHandler {
   readonly #pool: UpstreamPool;
   readonly #request: UpstreamRequest;
   readonly #handler: ExchangeHandler;
@@ -175,8 +175,6 @@ class PooledExchange implements Exchange, ExchangeHandler {
   resume(): void {
     if (!this.settled) this.#connection?.resume();
   }
-
-  onStart(): void {}
 
   onHead(status: number, headers: ResponseHeaders, chunked: boolean): boolean {
     return this.#handler.onHead(status, headers, chunked);
