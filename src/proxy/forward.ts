@@ -107,6 +107,8 @@ class RelayHandler<C> implements ExchangeHandler {
   #held: { headers: OutgoingHttpHeaders; chunks: Buffer[]; rewrite: boolean } | null = null;
   /** Set when the body goes out in the upstream's chunked framing, straight to the client's socket. */
   #rawSocket: Socket | null = null;
+  /** Paused until the client's side drains. */
+  #draining = false;
 
   constructor(res: ServerResponse, request: ForwardRequest, hooks: ForwardHooks<C>, context: C) {
     this.#res = res;
@@ -135,6 +137,8 @@ class RelayHandler<C> implements ExchangeHandler {
       return false;
     }
     const relayed = clientResponseHeaders(headers, this.#requestId);
+    // Chunked coding overrides a Content-Length sent with it (RFC 9112 6.3); relaying it would misframe the answer.
+    if (chunked) delete relayed['content-length'];
     const rewrite = this.#rewriteBody !== null && statusCode >= 200 && statusCode < 300;
     let raw = false;
     if (rewrite || (statusCode >= 400 && this.#upstreamKey !== null)) {
@@ -175,6 +179,9 @@ class RelayHandler<C> implements ExchangeHandler {
   }
 
   #waitForDrain(writable: Socket | ServerResponse): void {
+    // The rest of an upstream read still arrives after the pause: wait for one drain, not one per write.
+    if (this.#draining) return;
+    this.#draining = true;
     this.#exchange!.pause();
     writable.once('drain', this.#resume);
   }
@@ -233,6 +240,7 @@ class RelayHandler<C> implements ExchangeHandler {
   }
 
   readonly #resume = (): void => {
+    this.#draining = false;
     this.#exchange?.resume();
   };
 

@@ -7,6 +7,7 @@
  * that dies mid-chunk must never have an error event spliced into a chunk.
  * The upstream is a raw node:net server, so that the framing is ours to choose.
  */
+import { ServerResponse } from 'node:http';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import OpenAI from 'openai';
 import { request } from 'undici';
@@ -457,6 +458,56 @@ describe('an upstream that dies', () => {
     const body = raw.text.slice(raw.text.indexOf('\r\n\r\n') + 4);
     expect(body.startsWith(FIRST.slice(0, 3).join(''))).toBe(true);
     expect(body).not.toContain('"error"');
+    await healthyAfterwards();
+  });
+});
+
+describe('framing edge cases', () => {
+  test('Transfer-Encoding with Content-Length: chunked wins, the length is not relayed, the body arrives whole', async () => {
+    upstream.behaviour = (exchange) => {
+      const body = unevenChunks(events(exchange.marker).join('')) + '0\r\n\r\n';
+      exchange.socket.write(SSE_HEAD.replace('\r\n\r\n', '\r\ncontent-length: 5\r\n\r\n') + body);
+    };
+    const res = await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: auth, body: streamRequest('TE') });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-length']).toBeUndefined();
+    expect(await res.body.text()).toBe(events('TE').join(''));
+    await healthyAfterwards();
+  });
+
+  test('a slow client and a burst of many small chunks in one read: one wait for drain at a time, every event delivered', async () => {
+    const count = 60_000; // ~12 MB: more than the loopback socket buffers take, so writes start returning false
+    upstream.behaviour = (exchange) => {
+      // One write: the gateway reads hundreds of chunks at once, each relayed while the client is not reading.
+      exchange.socket.write(SSE_HEAD + events(exchange.marker, count).map((event) => chunk(event)).join('') + '0\r\n\r\n');
+    };
+    // Watch how many 'drain' listeners a response ever holds (the gateway runs in this process).
+    const once = ServerResponse.prototype.once;
+    let mostDrainListeners = 0;
+    const watched = function (this: ServerResponse, event: string | symbol, listener: (...args: never[]) => void): ServerResponse {
+      const result = Reflect.apply(once, this, [event, listener]) as ServerResponse;
+      if (event === 'drain') mostDrainListeners = Math.max(mostDrainListeners, this.listenerCount('drain'));
+      return result;
+    };
+    ServerResponse.prototype.once = watched as typeof once;
+    try {
+      // HTTP/1.0: the decoded relay, one client write per chunk.
+      const socket = connect(Number(new URL(gw.url).port), '127.0.0.1');
+      const received: Buffer[] = [];
+      const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+      socket.pause();
+      socket.on('data', (data: Buffer) => void received.push(data));
+      socket.write(rawPost(streamRequest('S'), '1.0'));
+      await new Promise((resolve) => setTimeout(resolve, 300)); // the gateway fills the socket and waits
+      socket.resume();
+      await closed;
+      const text = Buffer.concat(received).toString('utf8');
+      expect(text.slice(text.indexOf('\r\n\r\n') + 4)).toBe(events('S', count).join(''));
+    } finally {
+      ServerResponse.prototype.once = once;
+    }
+    expect(mostDrainListeners).toBeGreaterThan(0); // the relay did wait for the client
+    expect(mostDrainListeners).toBe(1);
     await healthyAfterwards();
   });
 });
