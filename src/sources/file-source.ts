@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, watch, type FSWatcher } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import { loadConfigFile, type Env } from '../config/load-file.js';
 import type { FileInputs } from '../config/model.js';
 
@@ -91,9 +91,17 @@ export class FileSource {
   #watchDirectories(): void {
     for (const watcher of this.#watchers) watcher.close();
     this.#watchers = [];
-    for (const directory of new Set(this.#files.map((file) => dirname(file)))) {
+    const namesByDirectory = new Map<string, Set<string>>();
+    for (const file of this.#files) {
+      const names = namesByDirectory.get(dirname(file)) ?? new Set<string>();
+      names.add(basename(file));
+      namesByDirectory.set(dirname(file), names);
+    }
+    for (const [directory, names] of namesByDirectory) {
       try {
-        const watcher = watch(directory, { persistent: false }, () => this.#scheduleCheck());
+        const watcher = watch(directory, { persistent: false }, (_event, filename) => {
+          if (concernsWatchedFile(filename, names)) this.#scheduleCheck();
+        });
         watcher.on('error', () => undefined); // the poll still covers it
         this.#watchers.push(watcher);
       } catch {
@@ -110,4 +118,17 @@ export class FileSource {
     }, 20);
     this.#debounce.unref();
   }
+}
+
+/**
+ * Whether a change event in a watched directory can concern the files read
+ * from it: one of their names (an in-place write, or a rename onto it), a
+ * Kubernetes volume's `..data` swap, or an event without a name. Anything
+ * else (e.g. a log file written next to the config) would otherwise re-read
+ * and hash the whole config on every write.
+ */
+export function concernsWatchedFile(filename: string | Buffer | null, names: ReadonlySet<string>): boolean {
+  if (filename === null) return true;
+  const name = filename.toString();
+  return names.has(name) || name.startsWith('..');
 }
