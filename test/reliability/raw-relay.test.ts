@@ -12,6 +12,7 @@ import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import OpenAI from 'openai';
 import { request } from 'undici';
 import { baseConfig, CLIENT_KEY, startTestGateway, type TestGateway } from '../support/gateway-harness.js';
+import { RequestSplitter } from '../support/request-splitter.js';
 import { expectIdleAndHealthy, rawRequest } from './helpers.js';
 
 // ---------------------------------------------------------------------------
@@ -54,17 +55,10 @@ async function startRawUpstream(): Promise<RawUpstream> {
     socket.setNoDelay(true);
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => undefined);
-    let pending = Buffer.alloc(0);
+    const splitter = new RequestSplitter();
     socket.on('data', (data: Buffer) => {
-      pending = Buffer.concat([pending, data]);
-      for (;;) {
-        const end = pending.indexOf('\r\n\r\n');
-        if (end === -1) return;
-        const head = pending.toString('latin1', 0, end);
-        const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
-        if (pending.length < end + 4 + length) return;
-        const body = pending.toString('utf8', end + 4, end + 4 + length);
-        pending = pending.subarray(end + 4 + length);
+      for (const { head, body: bytes } of splitter.push(data)) {
+        const body = bytes.toString('utf8');
         let marker = 'tok';
         try {
           const user = (JSON.parse(body) as { user?: unknown }).user;

@@ -16,6 +16,7 @@ import type { Exchange, ExchangeHandler, UpstreamRequest } from '../../src/upstr
 import { UpstreamPool, type PoolOptions } from '../../src/upstream/pool.js';
 import type { ResponseHeaders } from '../../src/upstream/response-parser.js';
 import { freePort, sleep, waitFor } from '../support/wait.js';
+import { RequestSplitter } from '../support/request-splitter.js';
 
 // ---------------------------------------------------------------------------
 // A recording handler
@@ -265,17 +266,10 @@ async function startRaw(onRequest: (request: RawRequest) => void): Promise<RawTe
   server.on('connection', (socket: Socket) => {
     socket.setNoDelay(true);
     const connection = tracked.accepted.findIndex((entry) => entry.socket === socket);
-    let pending = Buffer.alloc(0);
+    const splitter = new RequestSplitter();
     socket.on('data', (data: Buffer) => {
       received.push(data);
-      pending = Buffer.concat([pending, data]);
-      for (;;) {
-        const end = pending.indexOf('\r\n\r\n');
-        if (end === -1) return;
-        const head = pending.toString('latin1', 0, end);
-        const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
-        if (pending.length < end + 4 + length) return;
-        pending = pending.subarray(end + 4 + length);
+      for (const { head } of splitter.push(data)) {
         const request = { socket, head, connection };
         requests.push(request);
         onRequest(request);
