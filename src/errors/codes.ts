@@ -21,6 +21,7 @@ export const ERROR_CODES = {
   internal_error: { status: 500, type: 'server_error', message: 'The gateway failed to handle the request.' },
   upstream_unreachable: { status: 502, type: 'upstream_error', message: 'The upstream could not be reached.' },
   upstream_reset: { status: 502, type: 'upstream_error', message: 'The upstream closed the connection before answering.' },
+  upstream_bad_response: { status: 502, type: 'upstream_error', message: 'The upstream sent a response that is not valid HTTP/1.1.' },
   upstream_tls: { status: 502, type: 'upstream_error', message: "The upstream's TLS certificate is not trusted (see the upstream's tls settings)." },
   upstream_unknown: { status: 502, type: 'upstream_error', message: 'The route names an upstream that is not configured.' },
   not_ready: { status: 503, type: 'server_error', message: 'The gateway is not ready.' },

@@ -15,6 +15,9 @@ export function fromUpstreamError(error: unknown): GatewayError {
   if (code !== undefined && TLS_CODE.test(code)) {
     return new GatewayError('upstream_tls', undefined, { cause: error });
   }
+  if (code === 'UPSTREAM_BAD_RESPONSE') return new GatewayError('upstream_bad_response', undefined, { cause: error });
+  // The gateway could not even write the request (e.g. a configured key with a line break): its own fault.
+  if (code === 'UPSTREAM_INVALID_HEADER') return new GatewayError('internal_error', undefined, { cause: error });
   if (code !== undefined && UNREACHABLE_CODES.has(code)) {
     return new GatewayError('upstream_unreachable', undefined, { cause: error });
   }

@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream';
 import type { SnapshotStore } from '../config/store.js';
 import { pickTarget, type RoutingSnapshot, type Upstream } from '../config/snapshot.js';
 import { GatewayError } from '../errors/gateway-error.js';
+import type { Logger } from '../observability/logger.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import { forward, type ForwardHooks, type ForwardOutcome } from '../proxy/forward.js';
 import { upstreamRequestHeaders } from '../proxy/headers.js';
@@ -17,6 +18,7 @@ export interface ProxyDeps {
   readonly store: SnapshotStore;
   readonly pools: UpstreamPools;
   readonly metrics: GatewayMetrics;
+  readonly logger: Logger;
   readonly complete: (record: RequestRecord) => void;
 }
 
@@ -40,15 +42,16 @@ export type Proxy = (req: IncomingMessage, res: ServerResponse, record: RequestR
  * handler: no closures are created per request.
  */
 export function createProxy(deps: ProxyDeps): Proxy {
-  const { store, pools, metrics, complete } = deps;
+  const { store, pools, metrics, logger, complete } = deps;
 
   const hooks: ForwardHooks<RequestRecord> = {
     onResponseStart(outcome: ForwardOutcome, record: RequestRecord) {
       metrics.upstreamResponded(record.upstream!, outcome.ttfbMs / 1000);
       if (outcome.stream) metrics.activeStreams++;
     },
-    onDone(outcome: ForwardOutcome, _error: Error | null, record: RequestRecord) {
+    onDone(outcome: ForwardOutcome, error: Error | null, record: RequestRecord) {
       if (outcome.stream && outcome.ttfbMs >= 0) metrics.activeStreams--;
+      if (outcome.errorCode === 'internal_error') logger.error({ err: error, req_id: record.id }, 'the request could not be sent upstream');
       if (outcome.errorCode !== null) metrics.upstreamFailed(record.upstream!, outcome.errorCode);
       record.status = outcome.status;
       record.ttfbMs = outcome.ttfbMs;

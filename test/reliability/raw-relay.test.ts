@@ -505,3 +505,39 @@ describe('framing edge cases', () => {
     await healthyAfterwards();
   });
 });
+
+describe('answers that are not HTTP, and requests that cannot be sent', () => {
+  test.each([
+    ['a malformed header line', 'HTTP/1.1 200 OK\r\nnot a header\r\ncontent-length: 2\r\n\r\n{}'],
+    ['conflicting content-lengths', 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\n{}'],
+    ['not HTTP at all', 'SSH-2.0-OpenSSH_9.2\r\n\r\n'],
+  ])('%s: 502 upstream_bad_response, healthy afterwards', async (_, answer) => {
+    upstream.behaviour = (exchange) => void exchange.socket.end(answer);
+    const res = await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: auth, body: streamRequest('bad') });
+    expect(res.statusCode).toBe(502);
+    const body = (await res.body.json()) as { error: { code: string; type: string; message: string } };
+    expect(body.error).toMatchObject({ code: 'upstream_bad_response', type: 'upstream_error' });
+    await healthyAfterwards();
+  });
+
+  test('an upstream key with a line break: nothing is sent, 500 internal_error, logged with the request id', async () => {
+    const config = baseConfig(upstream.url);
+    const upstreams = config['upstreams'] as Record<string, Record<string, unknown>>;
+    upstreams['default']!['api_key'] = 'sk-upstream\r\nx-injected: yes';
+    const bad = await startTestGateway(config);
+    try {
+      const before = upstream.requests.length;
+      const res = await request(`${bad.url}/v1/chat/completions`, { method: 'POST', headers: auth, body: streamRequest('key') });
+      expect(res.statusCode).toBe(500);
+      expect(((await res.body.json()) as { error: { code: string } }).error.code).toBe('internal_error');
+      const requestId = res.headers['x-request-id'];
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(upstream.requests.length).toBe(before); // not one byte of it went out
+      const logged = bad.logs.entries.find((entry) => entry['msg'] === 'the request could not be sent upstream');
+      expect(logged).toMatchObject({ req_id: requestId, level: 'error' });
+      expect(JSON.stringify(logged)).not.toContain('sk-upstream');
+    } finally {
+      await bad.stop();
+    }
+  });
+});
