@@ -109,6 +109,9 @@ class RelayHandler<C> implements ExchangeHandler {
   #rawSocket: Socket | null = null;
   /** Paused until the client's side drains. */
   #draining = false;
+  /** The body's declared length, when relayed as is: its last bytes go out with the end of the response. */
+  #contentLength = -1;
+  #ended = false;
 
   constructor(res: ServerResponse, request: ForwardRequest, hooks: ForwardHooks<C>, context: C) {
     this.#res = res;
@@ -156,6 +159,8 @@ class RelayHandler<C> implements ExchangeHandler {
         this.#rawSocket = socket;
       } else if (outcome.stream) {
         res.flushHeaders();
+      } else if (typeof headers['content-length'] === 'string') {
+        this.#contentLength = Number(headers['content-length']);
       }
     }
     this.#hooks.onResponseStart(outcome, this.#context);
@@ -173,6 +178,12 @@ class RelayHandler<C> implements ExchangeHandler {
     if (held !== null) {
       held.chunks.push(bytes);
       if (this.#outcome.bytesOut > MAX_HELD_BODY) this.#exchange!.abort(new Error('upstream body too large to hold'));
+      return;
+    }
+    if (this.#outcome.bytesOut === this.#contentLength) {
+      // The last bytes: one call writes them and ends the response (with the head, when it is all there is).
+      this.#ended = true;
+      this.#res.end(bytes);
       return;
     }
     if (!this.#res.write(bytes)) this.#waitForDrain(this.#res);
@@ -203,7 +214,7 @@ class RelayHandler<C> implements ExchangeHandler {
       held.headers['content-length'] = body.length;
       this.#res.writeHead(this.#outcome.status, held.headers);
       this.#res.end(body);
-    } else {
+    } else if (!this.#ended) {
       this.#res.end();
     }
     this.#finish(null);
