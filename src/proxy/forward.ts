@@ -1,22 +1,15 @@
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import type { Readable } from 'node:stream';
 import { CLIENT_CLOSED_REQUEST, ClientGoneError } from '../errors/client-gone.js';
 import { errorBody } from '../errors/gateway-error.js';
 import { fromUpstreamError } from '../errors/upstream-errors.js';
-import type { Exchange, ExchangeHandler } from '../upstream/exchange.js';
+import type { Exchange, ExchangeHandler, UpstreamRequest } from '../upstream/exchange.js';
 import type { UpstreamPool } from '../upstream/pool.js';
 import type { ResponseHeaders } from '../upstream/response-parser.js';
 import { clientResponseHeaders } from './headers.js';
 
-export interface ForwardRequest {
-  readonly method: string;
-  /** Path and query on the upstream. */
-  readonly path: string;
-  readonly headers: Record<string, string | string[]>;
-  readonly body: Buffer | string | Readable | null;
-  readonly headersTimeoutMs: number;
-  readonly idleTimeoutMs: number;
+/** The upstream request, and what the relay needs to answer the client. */
+export interface ForwardRequest extends UpstreamRequest {
   readonly requestId: string;
   /**
    * The upstream's own key: removed from error responses before they reach
@@ -75,17 +68,7 @@ export function scrub(body: Buffer, secret: string): Buffer {
  * framing, straight to the socket. Knows nothing of Koa.
  */
 export function forward<C>(pool: UpstreamPool, request: ForwardRequest, res: ServerResponse, hooks: ForwardHooks<C>, context: C): void {
-  pool.dispatch(
-    {
-      method: request.method,
-      path: request.path,
-      headers: request.headers,
-      body: request.body,
-      headersTimeoutMs: request.headersTimeoutMs,
-      idleTimeoutMs: request.idleTimeoutMs,
-    },
-    new RelayHandler<C>(res, request, hooks, context),
-  );
+  pool.dispatch(request, new RelayHandler<C>(res, request, hooks, context));
 }
 
 function uncork(socket: Socket): void {
