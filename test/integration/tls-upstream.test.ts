@@ -48,3 +48,23 @@ test.each([
     await gw.stop();
   }
 });
+
+test('an event stream from the https upstream arrives whole and in order (the relay reads TLS sockets too)', async () => {
+  const gw = await startTestGateway(baseConfig(upstream.url, { upstreams: { default: { url: `${upstream.url}/v1`, api_key: UPSTREAM_KEY, tls: { ca_file: join(dir, 'ca.pem') } } } }));
+  try {
+    const res = await request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json', 'x-fake-chunks': '200', 'x-fake-interval': '0' },
+      body: '{"model":"gpt-4","stream":true}',
+    });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toMatch(/^text\/event-stream/);
+    const events = (await res.body.text()).split('\n\n').filter((event) => event !== '');
+    expect(events).toHaveLength(201);
+    expect(events.at(-1)).toBe('data: [DONE]');
+    const contents = events.slice(0, -1).map((event) => (JSON.parse(event.slice('data: '.length)) as { choices: { delta: { content: string } }[] }).choices[0]!.delta.content);
+    expect(contents).toEqual(Array.from({ length: 200 }, (_, i) => `tok${i} `));
+  } finally {
+    await gw.stop();
+  }
+});
