@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import { request } from 'undici';
 import OpenAI from 'openai';
 import type { FakeUpstream } from '../support/fake-upstream.js';
@@ -80,6 +81,21 @@ describe('forwarding', () => {
     const seen = upstream.requests.at(-1)!;
     expect(seen.headers['content-type']).toMatch(/^multipart\/form-data; boundary=/);
     expect(seen.body.includes(Buffer.from([0, 1, 2, 255]))).toBe(true);
+  });
+
+  test('a streamed upload without a length (chunked from the client) reaches the upstream byte for byte, chunked', async () => {
+    const pieces = [70_000, 131_072, 10, 200_000].map((size, index) => Buffer.alloc(size, index + 1));
+    const res = await request(`${gw.url}/v1/audio/transcriptions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/octet-stream' },
+      body: Readable.from(pieces),
+    });
+    expect(res.statusCode).toBe(200);
+    await res.body.text();
+    const seen = upstream.requests.at(-1)!;
+    expect(seen.headers['content-length']).toBeUndefined();
+    expect(seen.headers['transfer-encoding']).toBe('chunked');
+    expect(seen.body.equals(Buffer.concat(pieces))).toBe(true);
   });
 
   test('relays upstream status and headers, drops hop-by-hop, keeps a correct content-length', async () => {
