@@ -94,7 +94,6 @@ class RelayHandler<C> implements ExchangeHandler {
   #draining = false;
   /** The body's declared length, when relayed as is: its last bytes go out with the end of the response. */
   #contentLength = -1;
-  #ended = false;
 
   constructor(res: ServerResponse, request: ForwardRequest, hooks: ForwardHooks<C>, context: C) {
     this.#res = res;
@@ -165,7 +164,6 @@ class RelayHandler<C> implements ExchangeHandler {
     }
     if (this.#outcome.bytesOut === this.#contentLength) {
       // The last bytes: one call writes them and ends the response (with the head, when it is all there is).
-      this.#ended = true;
       this.#res.end(bytes);
       return;
     }
@@ -197,7 +195,7 @@ class RelayHandler<C> implements ExchangeHandler {
       held.headers['content-length'] = body.length;
       this.#res.writeHead(this.#outcome.status, held.headers);
       this.#res.end(body);
-    } else if (!this.#ended) {
+    } else if (!this.#res.writableEnded) {
       this.#res.end();
     }
     this.#finish(null);
