@@ -6,6 +6,7 @@ import { fromUpstreamError } from '../errors/upstream-errors.js';
 import type { Exchange, ExchangeHandler, UpstreamRequest } from '../upstream/exchange.js';
 import type { UpstreamPool } from '../upstream/pool.js';
 import type { ResponseHeaders } from '../upstream/response-parser.js';
+import { atTurnEnd } from '../io/turn-end.js';
 import { clientResponseHeaders } from './headers.js';
 
 /** The upstream request, and what the relay needs to answer the client. */
@@ -75,6 +76,12 @@ function uncork(socket: Socket): void {
   socket.uncork();
 }
 
+function endResponse(res: ServerResponse, lastBytes: Buffer | null): void {
+  if (res.destroyed) return;
+  if (lastBytes === null) res.end();
+  else res.end(lastBytes);
+}
+
 class RelayHandler<C> implements ExchangeHandler {
   readonly #res: ServerResponse;
   readonly #requestId: string;
@@ -94,6 +101,7 @@ class RelayHandler<C> implements ExchangeHandler {
   #draining = false;
   /** The body's declared length, when relayed as is: its last bytes go out with the end of the response. */
   #contentLength = -1;
+  #lastBytes: Buffer | null = null;
 
   constructor(res: ServerResponse, request: ForwardRequest, hooks: ForwardHooks<C>, context: C) {
     this.#res = res;
@@ -137,7 +145,7 @@ class RelayHandler<C> implements ExchangeHandler {
         // The head usually arrives with the first event: send both in one write.
         socket!.cork();
         res.flushHeaders();
-        process.nextTick(uncork, socket);
+        atTurnEnd(uncork, socket!, null);
         this.#rawSocket = socket;
       } else if (outcome.stream) {
         res.flushHeaders();
@@ -153,7 +161,9 @@ class RelayHandler<C> implements ExchangeHandler {
     this.#outcome.bytesOut += payload;
     const socket = this.#rawSocket;
     if (socket !== null) {
+      socket.cork();
       if (!socket.write(bytes)) this.#waitForDrain(socket);
+      atTurnEnd(uncork, socket, null);
       return;
     }
     const held = this.#held;
@@ -164,7 +174,7 @@ class RelayHandler<C> implements ExchangeHandler {
     }
     if (this.#outcome.bytesOut === this.#contentLength) {
       // The last bytes: one call writes them and ends the response (with the head, when it is all there is).
-      this.#res.end(bytes);
+      this.#lastBytes = bytes;
       return;
     }
     if (!this.#res.write(bytes)) this.#waitForDrain(this.#res);
@@ -180,6 +190,7 @@ class RelayHandler<C> implements ExchangeHandler {
 
   onEnd(): void {
     const held = this.#held;
+    let lastBytes = this.#lastBytes;
     if (held !== null) {
       this.#held = null;
       let body: Buffer = Buffer.concat(held.chunks);
@@ -194,10 +205,10 @@ class RelayHandler<C> implements ExchangeHandler {
       }
       held.headers['content-length'] = body.length;
       this.#res.writeHead(this.#outcome.status, held.headers);
-      this.#res.end(body);
-    } else if (!this.#res.writableEnded) {
-      this.#res.end();
+      lastBytes = body;
     }
+    // The response ends with the rest of this turn's writes.
+    if (!this.#res.writableEnded) atTurnEnd(endResponse, this.#res, lastBytes);
     this.#finish(null);
   }
 

@@ -3,6 +3,7 @@ import { connect as connectTls } from 'node:tls';
 import type { Readable } from 'node:stream';
 import { BodyTimeoutError, ConnectTimeoutError, HeadersTimeoutError, UpstreamClosedError } from './errors.js';
 import type { Exchange, ResponseHandler, UpstreamRequest } from './exchange.js';
+import { atTurnEnd } from '../io/turn-end.js';
 import { requestHead } from './request-head.js';
 import { ResponseParser, type ResponseHeaders, type ResponseSink } from './response-parser.js';
 
@@ -150,14 +151,11 @@ export class UpstreamConnection implements ResponseSink, Exchange {
     const body = request.body;
     if (body === null || typeof body === 'string' || Buffer.isBuffer(body)) {
       const head = requestHead(request.method, request.path, this.#endpoint.host, request.headers, false);
-      if (body === null || body.length === 0) {
-        socket.write(head, 'latin1');
-      } else {
-        socket.cork();
-        socket.write(head, 'latin1');
-        socket.write(body);
-        socket.uncork();
-      }
+      // Head and body leave in one write, with the rest of this turn's writes.
+      socket.cork();
+      socket.write(head, 'latin1');
+      if (body !== null && body.length > 0) socket.write(body);
+      atTurnEnd(uncork, socket, null);
       return;
     }
     const chunked = request.headers['content-length'] === undefined;
@@ -290,6 +288,10 @@ export class UpstreamConnection implements ResponseSink, Exchange {
     if (this.#handler !== null) this.#fail(new UpstreamClosedError());
     else this.#close();
   };
+}
+
+function uncork(socket: Socket): void {
+  socket.uncork();
 }
 
 function isIpAddress(hostname: string): boolean {
