@@ -145,7 +145,7 @@ class RelayHandler<C> implements ExchangeHandler {
         // The head usually arrives with the first event: send both in one write.
         socket!.cork();
         res.flushHeaders();
-        atTurnEnd(uncork, socket!, null);
+        process.nextTick(uncork, socket);
         this.#rawSocket = socket;
       } else if (outcome.stream) {
         res.flushHeaders();
@@ -161,9 +161,7 @@ class RelayHandler<C> implements ExchangeHandler {
     this.#outcome.bytesOut += payload;
     const socket = this.#rawSocket;
     if (socket !== null) {
-      socket.cork();
       if (!socket.write(bytes)) this.#waitForDrain(socket);
-      atTurnEnd(uncork, socket, null);
       return;
     }
     const held = this.#held;

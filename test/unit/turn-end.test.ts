@@ -1,12 +1,13 @@
 /**
  * atTurnEnd: tasks queued in one turn run together, in order, after the
- * turn's I/O callbacks and before its timers; a task that throws does not
- * keep the others from running, and its error still surfaces.
+ * turn's I/O callbacks and before its timers, or at once when a batch is
+ * full; a task that throws does not keep the others from running, and its
+ * error still surfaces, but not into the caller that filled the batch.
  */
 import { spawnSync } from 'node:child_process';
 import { createServer, connect, type Server } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { atTurnEnd } from '../../src/io/turn-end.js';
+import { atTurnEnd, BATCH_SIZE } from '../../src/io/turn-end.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -24,6 +25,19 @@ describe('atTurnEnd', () => {
     expect(order).toEqual([]);
     await new Promise((resolve) => setTimeout(resolve, 5));
     expect(order).toEqual(['a', 'b', 'c7', 'immediate queued after the first task']);
+  });
+
+  it(`runs a batch as soon as ${BATCH_SIZE} tasks wait, and the tasks after it by the end of the turn`, async () => {
+    const order: string[] = [];
+    for (let i = 1; i < BATCH_SIZE; i++) atTurnEnd(record, order, `task ${i}`);
+    expect(order).toEqual([]);
+    atTurnEnd(record, order, `task ${BATCH_SIZE}`);
+    expect(order).toHaveLength(BATCH_SIZE);
+    expect(order.at(-1)).toBe(`task ${BATCH_SIZE}`);
+    atTurnEnd(record, order, 'one more');
+    expect(order).toHaveLength(BATCH_SIZE);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(order.slice(BATCH_SIZE)).toEqual(['one more']);
   });
 
   it('runs in the turn that queued it: after an I/O callback, before any timer', async () => {
@@ -80,4 +94,23 @@ describe('atTurnEnd', () => {
     expect(run.stderr).toContain('task failed');
     expect(run.status).not.toBe(0);
   });
+
+  it('does not throw a failed task into the caller whose task filled the batch', () => {
+    const script = `
+      import { atTurnEnd, BATCH_SIZE } from './src/io/turn-end.ts';
+      atTurnEnd(() => { throw new Error('task failed'); }, null, null);
+      for (let i = 2; i < BATCH_SIZE; i++) atTurnEnd(() => {}, null, null);
+      try {
+        atTurnEnd(() => console.log('last task ran'), null, null);
+        console.log('filled without a throw');
+      } catch {
+        console.log('the caller got the error');
+      }
+    `;
+    const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: ROOT, encoding: 'utf8' });
+    expect(run.stdout.trim().split('\n')).toEqual(['last task ran', 'filled without a throw']);
+    expect(run.stderr).toContain('task failed');
+    expect(run.status).not.toBe(0);
+  });
+
 });
