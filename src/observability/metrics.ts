@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import client from 'prom-client';
+import { CounterFamily, HistogramFamily, type CounterCell, type HistogramCell } from './bound-metrics.js';
 
 /** Label for a request's endpoint; a small fixed set keeps Prometheus cardinality bounded. */
 export type RouteLabel =
@@ -40,8 +41,9 @@ const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 
 /**
  * The gateway's counters, exposed as the seed's JSON and as Prometheus text.
- * Plain fields for the JSON figures; prom-client children are cached per label
- * set so the hot path does no label hashing.
+ * Plain fields for the JSON figures; the per-request families count into
+ * cells cached per label set (see bound-metrics), which prom-client's
+ * registry reads at scrape time.
  */
 export class GatewayMetrics {
   activeRequests = 0;
@@ -51,58 +53,52 @@ export class GatewayMetrics {
   readonly registry = new client.Registry();
   readonly #startedAt = Date.now();
   readonly #loopDelay: ReturnType<typeof monitorEventLoopDelay>;
-  readonly #requests: client.Counter<'route' | 'status'>;
-  readonly #duration: client.Histogram<'route'>;
-  readonly #ttfb: client.Histogram<'upstream'>;
-  readonly #upstreamErrors: client.Counter<'upstream' | 'code'>;
-  readonly #reloads: client.Counter<'source' | 'result'>;
-  readonly #keyRequests: client.Counter<'key_id' | 'class'>;
-  readonly #requestChildren = new Map<string, client.Counter.Internal>();
-  readonly #keyChildren = new Map<string, client.Counter.Internal>();
-  readonly #durationChildren = new Map<string, client.Histogram.Internal<'route'>>();
-  readonly #ttfbChildren = new Map<string, client.Histogram.Internal<'upstream'>>();
+  readonly #requests: CounterFamily;
+  readonly #duration: HistogramFamily;
+  readonly #ttfb: HistogramFamily;
+  readonly #upstreamErrors: CounterFamily;
+  readonly #reloads: CounterFamily;
+  readonly #keyRequests: CounterFamily;
+  readonly #requestCells = new Map<string, CounterCell>();
+  readonly #keyCells = new Map<string, CounterCell>();
+  readonly #durationCells = new Map<string, HistogramCell>();
+  readonly #ttfbCells = new Map<string, HistogramCell>();
   #routeCount = (): number => 0;
 
   constructor() {
     const registers = [this.registry];
     client.collectDefaultMetrics({ register: this.registry });
-    this.#requests = new client.Counter({
+    this.#requests = new CounterFamily(this.registry, {
       name: 'apiproxy_requests_total',
       help: 'Requests answered, by route and HTTP status.',
       labelNames: ['route', 'status'],
-      registers,
     });
-    this.#keyRequests = new client.Counter({
+    this.#keyRequests = new CounterFamily(this.registry, {
       name: 'apiproxy_key_requests_total',
       help: 'Authenticated requests by client key id and status class (2xx, 4xx, 5xx); never the key itself.',
       labelNames: ['key_id', 'class'],
-      registers,
     });
-    this.#duration = new client.Histogram({
+    this.#duration = new HistogramFamily(this.registry, {
       name: 'apiproxy_request_duration_seconds',
       help: 'Time from request to the end of the response, by route.',
       labelNames: ['route'],
       buckets: LATENCY_BUCKETS,
-      registers,
     });
-    this.#ttfb = new client.Histogram({
+    this.#ttfb = new HistogramFamily(this.registry, {
       name: 'apiproxy_upstream_ttfb_seconds',
       help: "Time from dispatch to the upstream's response headers, by upstream.",
       labelNames: ['upstream'],
       buckets: LATENCY_BUCKETS,
-      registers,
     });
-    this.#upstreamErrors = new client.Counter({
+    this.#upstreamErrors = new CounterFamily(this.registry, {
       name: 'apiproxy_upstream_errors_total',
       help: 'Upstream exchanges that failed (unreachable, reset, timeout), by upstream and error code.',
       labelNames: ['upstream', 'code'],
-      registers,
     });
-    this.#reloads = new client.Counter({
+    this.#reloads = new CounterFamily(this.registry, {
       name: 'apiproxy_config_reloads_total',
       help: 'Configuration updates by source and result (success, failure).',
       labelNames: ['source', 'result'],
-      registers,
     });
     const self = this;
     new client.Gauge({
@@ -144,43 +140,43 @@ export class GatewayMetrics {
     if (keyId !== null) {
       const statusClass = STATUS_CLASSES[Math.floor(status / 100)] ?? 'other';
       const keyLabel = keyId + '\0' + statusClass;
-      let keyCounter = this.#keyChildren.get(keyLabel);
+      let keyCounter = this.#keyCells.get(keyLabel);
       if (keyCounter === undefined) {
-        keyCounter = this.#keyRequests.labels(keyId, statusClass);
-        this.#keyChildren.set(keyLabel, keyCounter);
+        keyCounter = this.#keyRequests.cell(keyId, statusClass);
+        this.#keyCells.set(keyLabel, keyCounter);
       }
       keyCounter.inc();
     }
     const key = route + status;
-    let counter = this.#requestChildren.get(key);
+    let counter = this.#requestCells.get(key);
     if (counter === undefined) {
-      counter = this.#requests.labels(route, String(status));
-      this.#requestChildren.set(key, counter);
+      counter = this.#requests.cell(route, String(status));
+      this.#requestCells.set(key, counter);
     }
     counter.inc();
-    let histogram = this.#durationChildren.get(route);
+    let histogram = this.#durationCells.get(route);
     if (histogram === undefined) {
-      histogram = this.#duration.labels(route);
-      this.#durationChildren.set(route, histogram);
+      histogram = this.#duration.cell(route);
+      this.#durationCells.set(route, histogram);
     }
     histogram.observe(seconds);
   }
 
   upstreamResponded(upstream: string, seconds: number): void {
-    let histogram = this.#ttfbChildren.get(upstream);
+    let histogram = this.#ttfbCells.get(upstream);
     if (histogram === undefined) {
-      histogram = this.#ttfb.labels(upstream);
-      this.#ttfbChildren.set(upstream, histogram);
+      histogram = this.#ttfb.cell(upstream);
+      this.#ttfbCells.set(upstream, histogram);
     }
     histogram.observe(seconds);
   }
 
   upstreamFailed(upstream: string, code: string): void {
-    this.#upstreamErrors.labels(upstream, code).inc();
+    this.#upstreamErrors.cell(upstream, code).inc();
   }
 
   configReload(source: 'file' | 'kubernetes', result: 'success' | 'failure'): void {
-    this.#reloads.labels(source, result).inc();
+    this.#reloads.cell(source, result).inc();
   }
 
   /** The seed's JSON, with Node's figures in place of goroutines. */
