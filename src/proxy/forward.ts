@@ -205,8 +205,11 @@ class RelayHandler<C> implements ExchangeHandler {
       this.#res.writeHead(this.#outcome.status, held.headers);
       lastBytes = body;
     }
-    // The response ends with the rest of this turn's writes.
-    if (!this.#res.writableEnded) atTurnEnd(endResponse, this.#res, lastBytes);
+    if (!this.#res.writableEnded) {
+      // A plain answer ends with the rest of this turn's writes; an event stream's end is never held back.
+      if (this.#outcome.stream) endResponse(this.#res, lastBytes);
+      else atTurnEnd(endResponse, this.#res, lastBytes);
+    }
     this.#finish(null);
   }
 
