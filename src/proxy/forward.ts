@@ -101,6 +101,7 @@ class RelayHandler<C> implements ExchangeHandler {
   #draining = false;
   /** The body's declared length, when relayed as is: its last bytes go out with the end of the response. */
   #contentLength = -1;
+  /** Those last bytes, held until the upstream's response is complete. */
   #lastBytes: Buffer | null = null;
 
   constructor(res: ServerResponse, request: ForwardRequest, hooks: ForwardHooks<C>, context: C) {
