@@ -31,6 +31,8 @@ interface RoutedBody {
   upstream: Upstream;
   body: Buffer | string | Readable | null;
   contentLength: number | null;
+  /** The client asked for an event stream. */
+  stream: boolean;
 }
 
 /** A proxied request on Node's own request and response: throws a GatewayError before anything is forwarded. */
@@ -94,6 +96,7 @@ export function createProxy(deps: ProxyDeps): Proxy {
         body: routed.body,
         headersTimeoutMs: upstream.headersTimeoutMs,
         idleTimeoutMs: upstream.idleTimeoutMs,
+        sendNow: routed.stream,
         requestId: record.id,
         upstreamKey: upstream.apiKey,
         rewriteBody,
@@ -129,7 +132,7 @@ async function routeBody(req: IncomingMessage, snapshot: RoutingSnapshot, record
   const method = req.method;
   const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
   if (!hasBody || method === 'GET' || method === 'HEAD') {
-    return { upstream: snapshot.defaultUpstream, body: null, contentLength: hasBody ? 0 : null };
+    return { upstream: snapshot.defaultUpstream, body: null, contentLength: hasBody ? 0 : null, stream: false };
   }
   const contentType = req.headers['content-type'];
   if (contentType !== undefined && RAW_BODY_TYPES.test(contentType)) {
@@ -138,6 +141,7 @@ async function routeBody(req: IncomingMessage, snapshot: RoutingSnapshot, record
       upstream: snapshot.defaultUpstream,
       body: limitedBodyStream(req, settings.bodyLimit),
       contentLength: declared === undefined ? null : Number(declared),
+      stream: false,
     };
   }
 
@@ -149,11 +153,11 @@ async function routeBody(req: IncomingMessage, snapshot: RoutingSnapshot, record
   if (route === undefined) {
     if (settings.unknownModels === 'reject') throw new GatewayError('model_not_found', undefined, { param: 'model' });
     record.targetModel = json.model;
-    return { upstream: snapshot.defaultUpstream, body: raw, contentLength: raw.length };
+    return { upstream: snapshot.defaultUpstream, body: raw, contentLength: raw.length, stream: json.stream };
   }
   const target = pickTarget(route);
   record.targetModel = target.model;
-  if (target.model === json.model) return { upstream: target.upstream, body: raw, contentLength: raw.length };
+  if (target.model === json.model) return { upstream: target.upstream, body: raw, contentLength: raw.length, stream: json.stream };
   const body = replaceModel(json.text, target.model);
-  return { upstream: target.upstream, body, contentLength: Buffer.byteLength(body) };
+  return { upstream: target.upstream, body, contentLength: Buffer.byteLength(body), stream: json.stream };
 }

@@ -48,6 +48,8 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
 export interface JsonRequest {
   readonly text: string;
   readonly model: string;
+  /** The client asked for an event stream (`"stream": true`). */
+  readonly stream: boolean;
 }
 
 /** Validates a JSON request body and extracts its model; the body is parsed once. */
@@ -65,7 +67,8 @@ export function parseJsonRequest(body: Buffer): JsonRequest {
   if (typeof model !== 'string' || model === '') {
     throw new GatewayError('missing_model', undefined, { param: 'model' });
   }
-  return { text, model };
+  const stream = Object.hasOwn(parsed, 'stream') && (parsed as { stream: unknown }).stream === true;
+  return { text, model, stream };
 }
 
 /**

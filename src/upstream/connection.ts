@@ -151,11 +151,12 @@ export class UpstreamConnection implements ResponseSink, Exchange {
     const body = request.body;
     if (body === null || typeof body === 'string' || Buffer.isBuffer(body)) {
       const head = requestHead(request.method, request.path, this.#endpoint.host, request.headers, false);
-      // Head and body leave in one write, with the rest of this turn's writes.
+      // Head and body leave in one write: at once, or with the rest of this turn's writes.
       socket.cork();
       socket.write(head, 'latin1');
       if (body !== null && body.length > 0) socket.write(body);
-      atTurnEnd(uncork, socket, null);
+      if (request.sendNow) process.nextTick(uncork, socket);
+      else atTurnEnd(uncork, socket, null);
       return;
     }
     const chunked = request.headers['content-length'] === undefined;

@@ -13,6 +13,11 @@ export interface UpstreamRequest {
   readonly headersTimeoutMs: number;
   /** Longest silence inside the response body. */
   readonly idleTimeoutMs: number;
+  /**
+   * Sent at once rather than with the rest of this turn's writes (io/turn-end):
+   * set for event streams, whose client waits on the first byte.
+   */
+  readonly sendNow: boolean;
 }
 
 /** Receives one response, in order: head, body, end; or an error at any point, after which nothing follows. */

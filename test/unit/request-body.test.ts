@@ -46,6 +46,17 @@ describe('parseJsonRequest', () => {
     }
   });
 
+  test.each([
+    ['{"model":"m","stream":true}', true],
+    ['{"model":"m","stream":false}', false],
+    ['{"model":"m","stream":"true"}', false],
+    ['{"model":"m","stream":1}', false],
+    ['{"model":"m"}', false],
+    ['{"model":"m","__proto__":{"stream":true}}', false],
+  ])('stream: %s -> %s', (body, stream) => {
+    expect(parseJsonRequest(Buffer.from(body)).stream).toBe(stream);
+  });
+
   test('prototype pollution keys stay inert', () => {
     parseJsonRequest(Buffer.from('{"model":"m","__proto__":{"polluted":1},"constructor":{"prototype":{"polluted":1}}}'));
     expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();

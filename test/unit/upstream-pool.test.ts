@@ -12,6 +12,7 @@ import { createServer as createNetServer, type AddressInfo, type Server as NetSe
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { Worker } from 'node:worker_threads';
 import type { Exchange, ExchangeHandler, UpstreamRequest } from '../../src/upstream/exchange.js';
 import { UpstreamPool, type PoolOptions } from '../../src/upstream/pool.js';
 import type { ResponseHeaders } from '../../src/upstream/response-parser.js';
@@ -142,7 +143,7 @@ function makePool(origin: string, options: Partial<PoolOptions> = {}): UpstreamP
 }
 
 function req(path = '/', extra: Partial<UpstreamRequest> = {}): UpstreamRequest {
-  return { method: 'GET', path, headers: {}, body: null, headersTimeoutMs: 2000, idleTimeoutMs: 2000, ...extra };
+  return { method: 'GET', path, headers: {}, body: null, headersTimeoutMs: 2000, idleTimeoutMs: 2000, sendNow: false, ...extra };
 }
 
 /** Dispatches and waits for the end or the error. */
@@ -790,6 +791,58 @@ describe('close and destroy', () => {
     await pool.close();
     expect(pool.connections).toBe(0);
     await Promise.all(server.accepted.map((entry) => entry.closed));
+  });
+});
+
+describe('when a request leaves', () => {
+  /**
+   * An upstream on its own thread: it keeps answering while this thread is
+   * blocked, and counts the request bytes that reach it in shared memory.
+   */
+  async function threadUpstream(): Promise<{ url: string; arrivals: Int32Array; stop(): Promise<number> }> {
+    const arrivals = new Int32Array(new SharedArrayBuffer(4));
+    const worker = new Worker(
+      `const { createServer } = require('node:net');
+       const { parentPort, workerData } = require('node:worker_threads');
+       const server = createServer((socket) => socket.on('data', (data) => {
+         Atomics.add(workerData.arrivals, 0, 1);
+         Atomics.notify(workerData.arrivals, 0);
+         if (data.includes('\\r\\n\\r\\n')) socket.write('HTTP/1.1 200 OK\\r\\ncontent-length: 2\\r\\n\\r\\nok');
+       }));
+       server.listen(0, '127.0.0.1', () => parentPort.postMessage(server.address().port));`,
+      { eval: true, workerData: { arrivals } },
+    );
+    const port = await new Promise<number>((resolve) => worker.once('message', resolve));
+    return { url: `http://127.0.0.1:${port}`, arrivals, stop: () => worker.terminate() };
+  }
+
+  /** Dispatches on a warm connection, then blocks this thread right after the dispatching tick: did the request reach the upstream? */
+  async function arrivesBeforeTheTurnEnds(sendNow: boolean): Promise<boolean> {
+    const upstream = await threadUpstream();
+    try {
+      const pool = makePool(upstream.url);
+      expect((await send(pool, req('/warm'))).text).toBe('ok');
+      const before = Atomics.load(upstream.arrivals, 0);
+      const recorder = new Recorder();
+      const outcome = await new Promise<string>((resolve) => {
+        pool.dispatch(req('/', { method: 'POST', headers: { 'content-length': '2' }, body: '{}', sendNow }), recorder);
+        // Ticks run in order, before the check phase where a turn's batched writes go out.
+        process.nextTick(() => resolve(Atomics.wait(upstream.arrivals, 0, before, 500)));
+      });
+      await recorder.done;
+      expect(recorder.text).toBe('ok');
+      return outcome !== 'timed-out';
+    } finally {
+      await upstream.stop();
+    }
+  }
+
+  test('sendNow (an event stream): the request is written within the tick that dispatched it', async () => {
+    expect(await arrivesBeforeTheTurnEnds(true)).toBe(true);
+  });
+
+  test('otherwise the request leaves with the rest of the turn\'s writes, and only then', async () => {
+    expect(await arrivesBeforeTheTurnEnds(false)).toBe(false);
   });
 });
 
