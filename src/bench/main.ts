@@ -308,11 +308,14 @@ async function main(): Promise<void> {
   }
 
   if (wants('peers')) {
-    const peers: Peer[] = [await naivePeer(join(here, 'naive-proxy.js'), upstream.url)];
-    if (hasNginx()) peers.push(await nginxPeer(join(work, 'nginx'), upstream.url));
+    // Started one at a time, each stopped before the next: two peers never share the cores.
+    const startPeers: Array<() => Promise<Peer>> = [() => naivePeer(join(here, 'naive-proxy.js'), upstream.url)];
+    if (hasNginx()) startPeers.push(() => nginxPeer(join(work, 'nginx-1'), upstream.url, 1), () => nginxPeer(join(work, 'nginx-auto'), upstream.url, 'auto'));
     else log('nginx is not installed (Debian: apt-get install -y nginx): the peers section measures the naive proxy only');
     const peerResults: Record<string, unknown> = {};
-    for (const peer of peers) {
+    const peerStreams: Record<string, unknown> = {};
+    for (const startPeer of startPeers) {
+      const peer = await startPeer();
       log(`(1p) ${peer.name} (${peer.note}), 64 connections`);
       const target: Target = { url: peer.process.url, headers };
       await closedLoop(tool, target, BODY, 64, 1, lua);
@@ -331,9 +334,19 @@ async function main(): Promise<void> {
         peer_p99_ms: summary['gateway_p99_ms'],
         errors: summary['errors'],
       };
+      if (peer.streams) {
+        log(`(2p) ${peer.name}, 500 concurrent streams, 20 chunks 5 ms apart`);
+        const pair = await interleave(options.rounds, target, direct, async (t, which) => {
+          const result = await rawStreams(t, STREAM_BODY, 500, options.seconds, 20, 5);
+          log(`  ${(which === 'gateway' ? 'peer' : which).padEnd(7)} completed ${result.completed} in ${result.seconds.toFixed(1)} s, TTFB p50 ${result.ttfbP50Ms.toFixed(2)} ms p99 ${result.ttfbP99Ms.toFixed(2)} ms, errors ${result.errors}`);
+          return result;
+        });
+        peerStreams[peer.name] = { note: peer.note, ...summarizeStreams(pair) };
+      }
       await stop(peer.process.child);
     }
     results['peers'] = peerResults;
+    results['peers_streams'] = { '500': peerStreams };
   }
 
   await stop(gateway.child);
@@ -494,6 +507,12 @@ export function table(results: Record<string, unknown>): string {
     rows.push([`(2c) 500 streams, WORKERS=${sc['workers']}: done/s`, `${sc['gateway_completed_per_s']}`, `${sc['direct_completed_per_s']}`, `ratio >= 0.75 (${sc['ratio']}, ${mark(sc['ratio']! >= 0.75)})`]);
     rows.push(['    TTFB p50 / p99 ms', `${sc['gateway_ttfb_p50_ms']} / ${sc['gateway_ttfb_p99_ms']}`, `${sc['direct_ttfb_p50_ms']} / ${sc['direct_ttfb_p99_ms']}`, `p50 +${round(within, 2)} <= 5 (${mark(within <= 5)})`]);
     rows.push(['    errors', `${sc['gateway_errors']}`, `${sc['direct_errors']}`, '']);
+  }
+  const ps = (results['peers_streams'] as Record<string, Record<string, Record<string, number>>> | undefined)?.['500'];
+  for (const [name, x] of Object.entries(ps ?? {})) {
+    const within = x['gateway_ttfb_p50_ms']! - x['direct_ttfb_p50_ms']!;
+    rows.push([`(2p) peer: ${name}, 500 streams: done/s`, `${x['gateway_completed_per_s']}`, `${x['direct_completed_per_s']}`, `ratio ${x['ratio']}, errors ${x['gateway_errors']}`]);
+    rows.push(['    TTFB p50 / p99 ms', `${x['gateway_ttfb_p50_ms']} / ${x['gateway_ttfb_p99_ms']}`, `${x['direct_ttfb_p50_ms']} / ${x['direct_ttfb_p99_ms']}`, `p50 +${round(within, 2)}`]);
   }
   const m = r['memory'];
   if (m !== undefined) {

@@ -9,6 +9,8 @@ export interface Peer {
   readonly name: string;
   readonly note: string;
   readonly process: UpstreamProcess;
+  /** Relays an event stream as it comes (the naive proxy holds the whole answer). */
+  readonly streams: boolean;
 }
 
 export function naivePeer(script: string, upstreamUrl: string): Promise<Peer> {
@@ -16,6 +18,7 @@ export function naivePeer(script: string, upstreamUrl: string): Promise<Peer> {
     name: 'naive Koa + undici',
     note: 'src/bench/naive-proxy.ts: one process, body parsed and model redirected, nothing else',
     process,
+    streams: false,
   }));
 }
 
@@ -28,15 +31,19 @@ export function hasNginx(): boolean {
   }
 }
 
-/** nginx as a plain reverse proxy (no body rewrite), its defaults otherwise: a worker per CPU, access log on. */
-export async function nginxPeer(dir: string, upstreamUrl: string): Promise<Peer> {
+/**
+ * nginx as a plain reverse proxy (no body rewrite), access log on, its
+ * defaults otherwise except `proxy_buffering off`, the usual setting in
+ * front of event streams. `workers`: 'auto' is a worker per CPU.
+ */
+export async function nginxPeer(dir: string, upstreamUrl: string, workers: 'auto' | 1): Promise<Peer> {
   mkdirSync(join(dir, 'logs'), { recursive: true });
   const port = await freePort();
   const upstream = new URL(upstreamUrl);
   const conf = join(dir, 'nginx.conf');
   writeFileSync(
     conf,
-    `worker_processes auto;
+    `worker_processes ${workers};
 error_log ${join(dir, 'logs', 'error.log')};
 pid ${join(dir, 'nginx.pid')};
 events { worker_connections 4096; }
@@ -45,7 +52,7 @@ http {
   upstream bench { server ${upstream.host}; keepalive 256; }
   server {
     listen 127.0.0.1:${port};
-    location / { proxy_pass http://bench; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    location / { proxy_pass http://bench; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; }
   }
 }
 `,
@@ -63,5 +70,7 @@ http {
       await delay(50);
     }
   }
-  return { name: 'nginx', note: 'plain reverse proxy, no body rewrite, worker_processes auto, access log on', process: { child, url } };
+  const name = workers === 'auto' ? 'nginx, a worker per CPU' : 'nginx, 1 worker';
+  const note = `plain reverse proxy, no body rewrite, worker_processes ${workers}, proxy_buffering off, access log on`;
+  return { name, note, process: { child, url }, streams: true };
 }
