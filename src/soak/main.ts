@@ -59,7 +59,10 @@ function parseArgs(argv: readonly string[]): Options {
   if (!(options.concurrency >= 1 && options.concurrency <= 512)) throw new Error('--concurrency must be 1..512');
   // V8's heap and the allocator take minutes to level off under this load: judge the second half.
   if (!warmGiven) options.warmMinutes = options.minutes / 2;
-  if (!(options.warmMinutes >= 0 && options.warmMinutes < options.minutes)) throw new Error('--warm-minutes must be below --minutes');
+  // RSS is read every 10 s: fewer than 3 readings after the warm sample would be no trend.
+  if (!(options.warmMinutes >= 0 && (options.minutes - options.warmMinutes) * 60_000 >= 3 * RSS_TRACE_MS)) {
+    throw new Error(`memory is judged from the warm sample to the end: --minutes must exceed --warm-minutes by at least ${(3 * RSS_TRACE_MS) / 1000} s`);
+  }
   return options;
 }
 
