@@ -108,6 +108,15 @@ async function interleave<T>(rounds: number, gateway: Target, direct: Target, fn
 
 const med = <T>(values: readonly T[], pick: (value: T) => number): number => median(values.map(pick));
 
+/** `concurrency` streams of 20 events 5 ms apart, interleaved through `via` and direct; `viaLabel` names `via` in the log. */
+function streamRounds(rounds: number, seconds: number, via: Target, direct: Target, concurrency: number, viaLabel = 'gateway'): Promise<Pair<StreamsResult>> {
+  return interleave(rounds, via, direct, async (target, which) => {
+    const result = await rawStreams(target, STREAM_BODY, concurrency, seconds, 20, 5);
+    log(`  ${(which === 'gateway' ? viaLabel : which).padEnd(7)} completed ${result.completed} in ${result.seconds.toFixed(1)} s, TTFB p50 ${result.ttfbP50Ms.toFixed(2)} ms p99 ${result.ttfbP99Ms.toFixed(2)} ms, errors ${result.errors}`);
+    return result;
+  });
+}
+
 async function main(): Promise<void> {
   const options = parseArgs(process.argv.slice(2));
   const wants = (section: string): boolean => options.only === null || options.only.has(section);
@@ -175,11 +184,7 @@ async function main(): Promise<void> {
     const streamResults: Record<string, unknown> = {};
     for (const concurrency of [50, 500]) {
       log(`(2) ${concurrency} concurrent streams, 20 chunks 5 ms apart`);
-      const pair = await interleave(options.rounds, via, direct, async (target, which) => {
-        const result = await rawStreams(target, STREAM_BODY, concurrency, options.seconds, 20, 5);
-        log(`  ${which.padEnd(7)} completed ${result.completed} in ${result.seconds.toFixed(1)} s, TTFB p50 ${result.ttfbP50Ms.toFixed(2)} ms p99 ${result.ttfbP99Ms.toFixed(2)} ms, errors ${result.errors}`);
-        return result;
-      });
+      const pair = await streamRounds(options.rounds, options.seconds, via, direct, concurrency);
       streamResults[String(concurrency)] = summarizeStreams(pair);
     }
     results['streams'] = streamResults;
@@ -284,11 +289,7 @@ async function main(): Promise<void> {
     };
 
     log(`(2c) 500 concurrent streams, 20 chunks 5 ms apart, ${n} workers`);
-    const pair = await interleave(options.rounds, clusterVia, direct, async (target, which) => {
-      const result = await rawStreams(target, STREAM_BODY, 500, options.seconds, 20, 5);
-      log(`  ${which.padEnd(7)} completed ${result.completed} in ${result.seconds.toFixed(1)} s, TTFB p50 ${result.ttfbP50Ms.toFixed(2)} ms p99 ${result.ttfbP99Ms.toFixed(2)} ms, errors ${result.errors}`);
-      return result;
-    });
+    const pair = await streamRounds(options.rounds, options.seconds, clusterVia, direct, 500);
     results['streams_cluster'] = { '500': { workers: n, ...summarizeStreams(pair) } };
 
     const stopStart = performance.now();
@@ -336,11 +337,7 @@ async function main(): Promise<void> {
       };
       if (peer.streams) {
         log(`(2p) ${peer.name}, 500 concurrent streams, 20 chunks 5 ms apart`);
-        const pair = await interleave(options.rounds, target, direct, async (t, which) => {
-          const result = await rawStreams(t, STREAM_BODY, 500, options.seconds, 20, 5);
-          log(`  ${(which === 'gateway' ? 'peer' : which).padEnd(7)} completed ${result.completed} in ${result.seconds.toFixed(1)} s, TTFB p50 ${result.ttfbP50Ms.toFixed(2)} ms p99 ${result.ttfbP99Ms.toFixed(2)} ms, errors ${result.errors}`);
-          return result;
-        });
+        const pair = await streamRounds(options.rounds, options.seconds, target, direct, 500, 'peer');
         peerStreams[peer.name] = { note: peer.note, ...summarizeStreams(pair) };
       }
       await stop(peer.process.child);
