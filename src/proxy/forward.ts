@@ -6,7 +6,7 @@ import { fromUpstreamError } from '../errors/upstream-errors.js';
 import type { Exchange, ExchangeHandler, UpstreamRequest } from '../upstream/exchange.js';
 import type { UpstreamPool } from '../upstream/pool.js';
 import type { ResponseHeaders } from '../upstream/response-parser.js';
-import { atTurnEnd } from '../io/turn-end.js';
+import { atTurnEnd, uncork } from '../io/turn-end.js';
 import { clientResponseHeaders } from './headers.js';
 
 /** The upstream request, and what the relay needs to answer the client. */
@@ -70,10 +70,6 @@ export function scrub(body: Buffer, secret: string): Buffer {
  */
 export function forward<C>(pool: UpstreamPool, request: ForwardRequest, res: ServerResponse, hooks: ForwardHooks<C>, context: C): void {
   pool.dispatch(request, new RelayHandler<C>(res, request, hooks, context));
-}
-
-function uncork(socket: Socket): void {
-  socket.uncork();
 }
 
 function endResponse(res: ServerResponse, lastBytes: Buffer | null): void {

@@ -3,7 +3,7 @@ import { connect as connectTls } from 'node:tls';
 import type { Readable } from 'node:stream';
 import { BodyTimeoutError, ConnectTimeoutError, HeadersTimeoutError, UpstreamClosedError } from './errors.js';
 import type { Exchange, ResponseHandler, UpstreamRequest } from './exchange.js';
-import { atTurnEnd } from '../io/turn-end.js';
+import { atTurnEnd, uncork } from '../io/turn-end.js';
 import { requestHead } from './request-head.js';
 import { ResponseParser, type ResponseHeaders, type ResponseSink } from './response-parser.js';
 
@@ -289,10 +289,6 @@ export class UpstreamConnection implements ResponseSink, Exchange {
     if (this.#handler !== null) this.#fail(new UpstreamClosedError());
     else this.#close();
   };
-}
-
-function uncork(socket: Socket): void {
-  socket.uncork();
 }
 
 function isIpAddress(hostname: string): boolean {
