@@ -78,6 +78,19 @@ function endResponse(res: ServerResponse, lastBytes: Buffer | null): void {
   else res.end(lastBytes);
 }
 
+/** Ends a raw relay: its last bytes are framed already, and leave in one write with the response's last chunk. */
+function endRawResponse(res: ServerResponse, lastBytes: Buffer | null): void {
+  const socket = res.socket;
+  if (lastBytes === null || socket === null || res.destroyed) {
+    endResponse(res, lastBytes);
+    return;
+  }
+  socket.cork();
+  socket.write(lastBytes);
+  res.end();
+  socket.uncork();
+}
+
 class RelayHandler<C> implements ExchangeHandler {
   readonly #res: ServerResponse;
   readonly #requestId: string;
@@ -95,9 +108,7 @@ class RelayHandler<C> implements ExchangeHandler {
   #rawSocket: Socket | null = null;
   /** Paused until the client's side drains. */
   #draining = false;
-  /** The body's declared length, when relayed as is: its last bytes go out with the end of the response. */
-  #contentLength = -1;
-  /** Those last bytes, held until the upstream's response is complete. */
+  /** The body's last bytes, when the upstream's response completes with them: they go out with its end. */
   #lastBytes: Buffer | null = null;
 
   constructor(res: ServerResponse, request: ForwardRequest, hooks: ForwardHooks<C>, context: C) {
@@ -146,16 +157,19 @@ class RelayHandler<C> implements ExchangeHandler {
         this.#rawSocket = socket;
       } else if (outcome.stream) {
         res.flushHeaders();
-      } else if (typeof headers['content-length'] === 'string') {
-        this.#contentLength = Number(headers['content-length']);
       }
     }
     this.#hooks.onResponseStart(outcome, this.#context);
     return raw;
   }
 
-  onBody(bytes: Buffer, payload: number): void {
+  onBody(bytes: Buffer, payload: number, last: boolean): void {
     this.#outcome.bytesOut += payload;
+    if (last && this.#held === null) {
+      // One call then writes them and ends the response (with the head, when they are all there is).
+      this.#lastBytes = bytes;
+      return;
+    }
     const socket = this.#rawSocket;
     if (socket !== null) {
       if (!socket.write(bytes)) this.#waitForDrain(socket);
@@ -165,11 +179,6 @@ class RelayHandler<C> implements ExchangeHandler {
     if (held !== null) {
       held.chunks.push(bytes);
       if (this.#outcome.bytesOut > MAX_HELD_BODY) this.#exchange!.abort(new Error('upstream body too large to hold'));
-      return;
-    }
-    if (this.#outcome.bytesOut === this.#contentLength) {
-      // The last bytes: one call writes them and ends the response (with the head, when it is all there is).
-      this.#lastBytes = bytes;
       return;
     }
     if (!this.#res.write(bytes)) this.#waitForDrain(this.#res);
@@ -203,9 +212,10 @@ class RelayHandler<C> implements ExchangeHandler {
       lastBytes = body;
     }
     if (!this.#res.writableEnded) {
+      const end = this.#rawSocket === null ? endResponse : endRawResponse;
       // A plain answer ends with the rest of this turn's writes; an event stream's end is never held back.
-      if (this.#outcome.stream) endResponse(this.#res, lastBytes);
-      else atTurnEnd(endResponse, this.#res, lastBytes);
+      if (this.#outcome.stream) end(this.#res, lastBytes);
+      else atTurnEnd(end, this.#res, lastBytes);
     }
     this.#finish(null);
   }

@@ -142,8 +142,8 @@ export class UpstreamConnection implements ResponseSink, Exchange {
     return handler.onHead(status, headers, chunked);
   }
 
-  onBody(bytes: Buffer, payload: number): void {
-    this.#handler?.onBody(this.#copyReads ? Buffer.from(bytes) : bytes, payload);
+  onBody(bytes: Buffer, payload: number, last: boolean): void {
+    this.#handler?.onBody(this.#copyReads ? Buffer.from(bytes) : bytes, payload, last);
   }
 
   #write(request: UpstreamRequest): void {

@@ -24,8 +24,8 @@ export interface UpstreamRequest {
 export interface ResponseHandler {
   /** Return true to take a chunked body as raw framing (see ResponseSink.onHead). */
   onHead(status: number, headers: ResponseHeaders, chunked: boolean): boolean;
-  /** Body bytes the handler owns; `payload` counts the body bytes among them. */
-  onBody(bytes: Buffer, payload: number): void;
+  /** Body bytes the handler owns; `payload` and `last` as in ResponseSink.onBody. */
+  onBody(bytes: Buffer, payload: number, last: boolean): void;
   onEnd(): void;
   /**
    * The exchange failed or was aborted. `appendable`: the body relayed so far

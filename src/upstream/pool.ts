@@ -180,8 +180,8 @@ class PooledExchange implements Exchange, ResponseHandler {
     return this.#handler.onHead(status, headers, chunked);
   }
 
-  onBody(bytes: Buffer, payload: number): void {
-    this.#handler.onBody(bytes, payload);
+  onBody(bytes: Buffer, payload: number, last: boolean): void {
+    this.#handler.onBody(bytes, payload, last);
   }
 
   onEnd(): void {

@@ -11,8 +11,13 @@ export interface ResponseSink {
    * last, without trailers.
    */
   onHead(status: number, headers: ResponseHeaders, chunked: boolean): boolean;
-  /** Body bytes; `payload` counts the body bytes among them (framing excluded). */
-  onBody(bytes: Buffer, payload: number): void;
+  /**
+   * Body bytes; `payload` counts the body bytes among them (framing excluded).
+   * `last`: no body bytes follow and the response is complete within the same
+   * input, so they can leave with the end of the relayed response. False
+   * promises nothing.
+   */
+  onBody(bytes: Buffer, payload: number, last: boolean): void;
 }
 
 const enum State {
@@ -141,7 +146,7 @@ export class ResponseParser {
         const take = Math.min(this.#remaining, data.length - at);
         if (take > 0) {
           this.#trackTail(data, at + take, take);
-          this.#sink.onBody(at === 0 && take === data.length ? data : data.subarray(at, at + take), take);
+          this.#sink.onBody(at === 0 && take === data.length ? data : data.subarray(at, at + take), take, take === this.#remaining);
         }
         at += take;
         this.#remaining -= take;
@@ -151,7 +156,7 @@ export class ResponseParser {
       case State.UntilClose:
         if (at < data.length) {
           this.#trackTail(data, data.length, data.length - at);
-          this.#sink.onBody(at === 0 ? data : data.subarray(at), data.length - at);
+          this.#sink.onBody(at === 0 ? data : data.subarray(at), data.length - at, false);
         }
         return false;
       case State.Done:
@@ -323,8 +328,9 @@ export class ResponseParser {
           if (this.#chunkSize === 0) {
             if (raw) {
               // The last chunk is the client response's to write: relay up to its size line only.
+              // Without trailers (a blank line next) the response ends in this input.
               const end = this.#lineStart === -1 ? spanStart : this.#lineStart;
-              if (end > spanStart) sink.onBody(data.subarray(spanStart, end), payload);
+              if (end > spanStart) sink.onBody(data.subarray(spanStart, end), payload, data[at] === CR && data[at + 1] === LF);
               payload = 0;
               this.#heldLine = null;
             }
@@ -333,7 +339,7 @@ export class ResponseParser {
             this.#trailerBytes = 0;
           } else {
             if (raw && this.#heldLine !== null) {
-              sink.onBody(this.#heldLine, 0);
+              sink.onBody(this.#heldLine, 0, false);
               this.#heldLine = null;
             }
             this.#state = State.ChunkData;
@@ -344,7 +350,7 @@ export class ResponseParser {
         case State.ChunkData: {
           const take = Math.min(this.#remaining, length - at);
           this.#trackTail(data, at + take, take);
-          if (!raw) sink.onBody(data.subarray(at, at + take), take);
+          if (!raw) sink.onBody(data.subarray(at, at + take), take, false);
           payload += take;
           at += take;
           this.#remaining -= take;
@@ -403,11 +409,11 @@ export class ResponseParser {
     const inSizeLine = state === State.ChunkSize || state === State.ChunkExtension || state === State.ChunkSizeLf;
     if (state === State.Trailer || state === State.TrailerLf) return;
     if (!inSizeLine) {
-      if (data.length > spanStart) this.#sink.onBody(spanStart === 0 ? data : data.subarray(spanStart), payload);
+      if (data.length > spanStart) this.#sink.onBody(spanStart === 0 ? data : data.subarray(spanStart), payload, false);
       return;
     }
     const lineStart = this.#lineStart === -1 ? spanStart : this.#lineStart;
-    if (lineStart > spanStart) this.#sink.onBody(data.subarray(spanStart, lineStart), payload);
+    if (lineStart > spanStart) this.#sink.onBody(data.subarray(spanStart, lineStart), payload, false);
     if (lineStart === data.length) return;
     const rest = data.subarray(lineStart);
     this.#heldLine = this.#heldLine === null ? Buffer.from(rest) : Buffer.concat([this.#heldLine, rest]);

@@ -8,7 +8,7 @@
  * The upstream is a raw node:net server, so that the framing is ours to choose.
  */
 import { ServerResponse } from 'node:http';
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { connect, createServer, Socket, type AddressInfo } from 'node:net';
 import OpenAI from 'openai';
 import { request } from 'undici';
 import { baseConfig, CLIENT_KEY, startTestGateway, type TestGateway } from '../support/gateway-harness.js';
@@ -502,6 +502,38 @@ describe('framing edge cases', () => {
     }
     expect(mostDrainListeners).toBeGreaterThan(0); // the relay did wait for the client
     expect(mostDrainListeners).toBe(1);
+    await healthyAfterwards();
+  });
+  test('the last event and the end of the response leave in one write', async () => {
+    upstream.behaviour = async (exchange) => {
+      const framed = events(exchange.marker, 3).map((event) => chunk(event));
+      exchange.socket.write(SSE_HEAD + framed.slice(0, -1).join(''));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      exchange.socket.write(framed.at(-1)! + '0\r\n\r\n'); // [DONE] and the last chunk: one read at the gateway
+    };
+    // Record the writes on the gateway's side of the client connection (the gateway runs in this process).
+    const port = Number(new URL(gw.url).port);
+    const writes: { text: string; corked: boolean }[] = [];
+    const write = Socket.prototype.write;
+    Socket.prototype.write = function (this: Socket, ...args: Parameters<typeof write>): boolean {
+      const data = args[0] as string | Uint8Array;
+      if (this.localPort === port) writes.push({ text: typeof data === 'string' ? data : Buffer.from(data).toString('latin1'), corked: this.writableCorked > 0 });
+      return Reflect.apply(write, this, args) as boolean;
+    } as typeof write;
+    let text: string;
+    try {
+      const res = await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: auth, body: streamRequest('L') });
+      text = await res.body.text();
+    } finally {
+      Socket.prototype.write = write;
+    }
+    expect(text).toBe(events('L', 3).join(''));
+    const last = writes.findIndex((entry) => entry.text.includes('data: [DONE]'));
+    // Both written while the socket is corked: they leave together when it is uncorked.
+    expect(writes.slice(last)).toEqual([
+      { text: chunk('data: [DONE]\n\n'), corked: true },
+      { text: '0\r\n\r\n', corked: true },
+    ]);
     await healthyAfterwards();
   });
 });

@@ -14,6 +14,10 @@ class Recorder implements ResponseSink {
   readonly heads: Head[] = [];
   readonly chunks: Buffer[] = [];
   readonly payloads: number[] = [];
+  /** Each delivery's `last` flag, and the feed it came from. */
+  readonly lasts: boolean[] = [];
+  readonly feeds: number[] = [];
+  feed = 0;
 
   constructor(private readonly raw = false) {}
 
@@ -22,10 +26,12 @@ class Recorder implements ResponseSink {
     return this.raw;
   }
 
-  onBody(bytes: Buffer, payload: number): void {
+  onBody(bytes: Buffer, payload: number, last: boolean): void {
     // The parser hands out views of its input: keep a copy.
     this.chunks.push(Buffer.from(bytes));
     this.payloads.push(payload);
+    this.lasts.push(last);
+    this.feeds.push(this.feed);
   }
 
   get body(): Buffer {
@@ -59,7 +65,10 @@ function run(parts: readonly Buffer[], options: RunOptions = {}): Run {
   const sink = new Recorder(options.raw ?? false);
   const parser = new ResponseParser(sink);
   parser.reset(options.expectBody ?? true);
-  const results = parts.map((part) => parser.feed(part));
+  const results = parts.map((part, index) => {
+    sink.feed = index;
+    return parser.feed(part);
+  });
   return { parser, sink, results, parts };
 }
 
@@ -1065,5 +1074,64 @@ describe('ResponseParser: appendable (may an event-stream error event follow wha
   test('a blank line split across chunks and feeds', () => {
     const result = run([bytes(head + 'Transfer-Encoding: chunked\r\n\r\n8\r\ndata: a\n'), bytes('\r\n1\r\n'), bytes('\n\r\n')], { raw: true });
     expect(result.parser.appendable).toBe(true);
+  });
+});
+
+describe('ResponseParser: last bytes (sent with the end of the relayed response)', () => {
+  /** Which deliveries were marked `last`, by index. */
+  function marked(result: Run): number[] {
+    return result.sink.lasts.flatMap((last, index) => (last ? [index] : []));
+  }
+
+  /** `last` marks at most one delivery: the final one, in the feed that completes the response. */
+  function expectLastRule(result: Run): void {
+    const { sink, results } = result;
+    const lasts = marked(result);
+    if (lasts.length === 0) return;
+    expect(lasts).toEqual([sink.lasts.length - 1]);
+    expect(results[sink.feeds[lasts[0]!]!]).toBe(true);
+  }
+
+  const lengthResponse = bytes('HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world');
+  const eventStream = bytes('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n7\r\ndata: a\r\n7\r\ndata: b\r\n0\r\n\r\n');
+
+  test('a Content-Length body: its final bytes', () => {
+    const whole = run([lengthResponse]);
+    expect(whole.sink.lasts).toEqual([true]);
+    const split = run(splitAt(lengthResponse, lengthResponse.length - 4));
+    expect(split.sink.lasts).toEqual([false, true]);
+    expect(split.sink.chunks.at(-1)!.toString()).toBe('orld');
+  });
+
+  test('a raw chunked body that ends in the same input: the span before the last chunk', () => {
+    const result = run([eventStream], { raw: true });
+    expect(result.sink.lasts).toEqual([true]);
+    expect(result.sink.body.toString()).toBe('7\r\ndata: a\r\n7\r\ndata: b\r\n');
+  });
+
+  test.each([
+    ['the blank line after the last chunk comes in the next input', ['7\r\ndata: a\r\n0\r\n', '\r\n']],
+    ['the blank line is cut in two', ['7\r\ndata: a\r\n0\r\n\r', '\n']],
+    ['trailers follow the last chunk', ['7\r\ndata: a\r\n0\r\nx-t: 1\r\n\r\n']],
+  ])('not when the end is not yet certain: %s', (_, body) => {
+    const parts = [bytes('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n' + body[0]!), ...body.slice(1).map(bytes)];
+    const result = run(parts, { raw: true });
+    expect(result.parser.complete).toBe(true);
+    expect(result.sink.body.toString()).toBe('7\r\ndata: a\r\n');
+    expect(marked(result)).toEqual([]);
+  });
+
+  test('never for a decoded chunked body or one framed by the close', () => {
+    expect(marked(run([eventStream]))).toEqual([]);
+    expect(marked(run([bytes('HTTP/1.1 200 OK\r\n\r\nhello')]))).toEqual([]);
+  });
+
+  test('every split point: at most one, the final delivery, in the completing feed', () => {
+    for (const parts of everySplit(lengthResponse)) expectLastRule(run(parts));
+    for (const parts of everySplit(eventStream)) expectLastRule(run(parts, { raw: true }));
+    for (const parts of everySplit(CHUNKED_RESPONSE)) {
+      expectLastRule(run(parts, { raw: true }));
+      expectLastRule(run(parts));
+    }
   });
 });
