@@ -7,7 +7,8 @@
  *
  * Flags: --quick, --rounds=N, --seconds=N, --only=throughput,streams,memory,body,config,nolog,cluster,peers,
  *        --workers=N (the cluster section's WORKERS, default 2; `auto` is one per CPU),
- *        --profile (the gateway writes a .cpuprofile to bench-results/profiles), --out=FILE.
+ *        --profile (the gateway writes a .cpuprofile to bench-results/profiles), --out=FILE,
+ *        --peer=FILE[,FILE...] (more proxies for the peers section: see PeerFile in peers.ts).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -17,7 +18,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { configScale, type ConfigScaleResult } from './config-scale.js';
 import { closedLoop, hasWrk, openSlowStreams, paced, sequential, type PacedResult, type StreamsResult, type Target } from './load.js';
-import { hasNginx, naivePeer, nginxPeer, type Peer } from './peers.js';
+import { filePeer, hasNginx, naivePeer, nginxPeer, readPeerFile, type Peer, type PeerFile } from './peers.js';
 import { rawStreams } from './stream-client.js';
 import { cpuMsByProcess, cpuMsOf, killAll, processTree, pssOfTree, rssOf, rssOfTree, sampleRss, startGateway, startUpstream, stop, stopTree, type GatewayProcess } from './processes.js';
 import { median, round, shares, type WrkResult } from './stats.js';
@@ -33,6 +34,7 @@ interface Options {
   only: Set<string> | null;
   profile: boolean;
   out: string;
+  peerFiles: PeerFile[];
   /** WORKERS for the cluster section. */
   workers: number;
 }
@@ -45,7 +47,7 @@ function parseArgs(argv: readonly string[]): Options {
     return at === -1 ? '' : hit.slice(at + 1);
   };
   for (const arg of argv) {
-    if (!/^--(quick|rounds|seconds|only|profile|out|workers)(=|$)/.test(arg)) throw new Error(`unknown argument '${arg}' (see src/bench/main.ts)`);
+    if (!/^--(quick|rounds|seconds|only|profile|out|workers|peer)(=|$)/.test(arg)) throw new Error(`unknown argument '${arg}' (see src/bench/main.ts)`);
   }
   const quick = flag('quick') !== undefined;
   const only = flag('only');
@@ -60,6 +62,7 @@ function parseArgs(argv: readonly string[]): Options {
     profile: flag('profile') !== undefined,
     out: resolve(flag('out') || join(root, 'bench-results', 'latest.json')),
     workers,
+    peerFiles: (flag('peer') || '').split(',').filter((path) => path !== '').map(readPeerFile),
   };
 }
 
@@ -75,12 +78,14 @@ const BODY = JSON.stringify({
 const STREAM_BODY = JSON.stringify({ ...(JSON.parse(BODY) as object), stream: true });
 const BIG_BODY = JSON.stringify({ model: 'gpt-4', messages: [{ role: 'user', content: 'x'.repeat(1024 * 1024 - 60) }] });
 const CLIENT_KEY = 'bench-client-key-0123456789';
+/** The one redirect the requests above go through: the model they ask for, and the one the upstream gets. */
+const MODEL_REDIRECT = { from: 'gpt-4', to: 'bench-model' } as const;
 
 function gatewayConfig(upstreamUrl: string, accessLog: boolean): unknown {
   return {
     upstreams: { default: { url: `${upstreamUrl}/v1`, api_key: 'sk-bench-upstream', max_connections: 8192 } },
     client_keys: [{ id: 'bench', key: CLIENT_KEY }],
-    model_redirects: { 'gpt-4': 'bench-model' },
+    model_redirects: { [MODEL_REDIRECT.from]: MODEL_REDIRECT.to },
     access_log: accessLog,
     log_level: 'info',
     shutdown: { drain_delay_ms: 0, timeout_ms: 2000 },
@@ -313,6 +318,8 @@ async function main(): Promise<void> {
     const startPeers: Array<() => Promise<Peer>> = [() => naivePeer(join(here, 'naive-proxy.js'), upstream.url)];
     if (hasNginx()) startPeers.push(() => nginxPeer(join(work, 'nginx-1'), upstream.url, 1), () => nginxPeer(join(work, 'nginx-auto'), upstream.url, 'auto'));
     else log('nginx is not installed (Debian: apt-get install -y nginx): the peers section measures the naive proxy only');
+    const context = { upstreamUrl: upstream.url, clientKey: CLIENT_KEY, modelRedirect: `${MODEL_REDIRECT.from}=${MODEL_REDIRECT.to}` };
+    for (const file of options.peerFiles) startPeers.push(() => filePeer(file, context));
     const peerResults: Record<string, unknown> = {};
     const peerStreams: Record<string, unknown> = {};
     for (const startPeer of startPeers) {

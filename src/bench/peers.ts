@@ -1,8 +1,12 @@
-/** Same-run reference points in front of the bench upstream: a naive Node proxy, and nginx where installed. */
-import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+/**
+ * Same-run reference points in front of the bench upstream: a naive Node
+ * proxy, nginx where installed, and any proxy described in a peer file.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
+import { z } from 'zod';
 import { freePort, startUpstream, track, type UpstreamProcess } from './processes.js';
 
 export interface Peer {
@@ -59,18 +63,86 @@ http {
   );
   const child = track(spawn('nginx', ['-p', dir, '-c', conf, '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'inherit'] }));
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`nginx exited (${child.exitCode}); see ${join(dir, 'logs', 'error.log')}`);
-    try {
-      await (await fetch(`${url}/health-of-nothing`)).arrayBuffer();
-      break;
-    } catch {
-      if (Date.now() > deadline) throw new Error('nginx did not start listening');
-      await delay(50);
-    }
-  }
+  await waitForListening(child, url, `nginx (see ${join(dir, 'logs', 'error.log')})`);
   const name = workers === 'auto' ? 'nginx, a worker per CPU' : 'nginx, 1 worker';
   const note = `plain reverse proxy, no body rewrite, worker_processes ${workers}, proxy_buffering off, access log on`;
   return { name, note, process: { child, url }, streams: true };
+}
+
+/** A proxy of your own to measure beside the gateway: `--peer=FILE`, a JSON file of this shape. */
+const PeerFileSchema = z
+  .object({
+    name: z.string().min(1),
+    /** Where the proxy listens once started. */
+    url: z.url({ protocol: /^http$/ }),
+    /** Program and arguments; relative paths are taken from the file's directory, which is also the working directory. */
+    command: z.array(z.string().min(1)).min(1),
+    note: z.string().default('a peer file'),
+    /** false when the proxy holds whole answers: its 500-stream row is skipped. */
+    streams: z.boolean().default(true),
+  })
+  .strict();
+
+export type PeerFile = z.infer<typeof PeerFileSchema> & { readonly dir: string };
+
+/** What a peer's command is told about the bench, in its environment. */
+export interface PeerContext {
+  /** The bench upstream's origin, e.g. http://127.0.0.1:41279 (chat completions at /v1/chat/completions). */
+  readonly upstreamUrl: string;
+  readonly clientKey: string;
+  /** The redirect the gateway applies, `gpt-4=bench-model`. */
+  readonly modelRedirect: string;
+}
+
+export function readPeerFile(path: string): PeerFile {
+  let data: unknown;
+  try {
+    data = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (error) {
+    throw new Error(`--peer ${path}: ${(error as Error).message}`);
+  }
+  const parsed = PeerFileSchema.safeParse(data);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.') || '(file)'}: ${issue.message}`).join('; ');
+    throw new Error(`--peer ${path}: ${problems}`);
+  }
+  return { ...parsed.data, dir: dirname(resolve(path)) };
+}
+
+/**
+ * Starts a peer file's command with BENCH_UPSTREAM_URL, BENCH_CLIENT_KEY and
+ * BENCH_MODEL_REDIRECT in its environment and waits for its url to answer.
+ */
+export async function filePeer(file: PeerFile, context: PeerContext): Promise<Peer> {
+  const [program, ...args] = file.command as [string, ...string[]];
+  const env = {
+    ...process.env,
+    BENCH_UPSTREAM_URL: context.upstreamUrl,
+    BENCH_CLIENT_KEY: context.clientKey,
+    BENCH_MODEL_REDIRECT: context.modelRedirect,
+  };
+  const executable = program.startsWith('.') ? resolve(file.dir, program) : program;
+  const child = track(spawn(executable, args, { cwd: file.dir, env, stdio: ['ignore', 'ignore', 'inherit'] }));
+  let failed: Error | null = null;
+  child.once('error', (error) => (failed = error));
+  const url = file.url.replace(/\/$/, '');
+  await waitForListening(child, url, `peer '${file.name}'`, () => failed);
+  return { name: file.name, note: file.note, process: { child, url }, streams: file.streams };
+}
+
+/** Resolves once `url` answers any HTTP request; throws if the child exits first or 10 s pass. */
+async function waitForListening(child: ChildProcess, url: string, what: string, spawnError: () => Error | null = () => null): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const error = spawnError();
+    if (error !== null) throw new Error(`${what} could not be started: ${error.message}`);
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${what} exited (${child.exitCode ?? child.signalCode})`);
+    try {
+      await (await fetch(`${url}/health-of-nothing`)).arrayBuffer();
+      return;
+    } catch {
+      if (Date.now() > deadline) throw new Error(`${what} did not start listening on ${url}`);
+      await delay(50);
+    }
+  }
 }

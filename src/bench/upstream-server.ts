@@ -1,0 +1,71 @@
+/**
+ * The benchmark's upstream: a tiny, fast OpenAI-shaped server, run in its own
+ * process (bench/upstream.ts) so it never shares the gateway's event loop.
+ * Answers are precomputed; the request body is searched, not parsed.
+ *
+ *   A body with `"stream":true` (compact JSON, as the SDKs send it), or a
+ *   request with `x-bench-chunks: n`: an event stream of n chunks (default
+ *   20), the first at once, then one every `x-bench-interval` ms (default 5),
+ *   then `data: [DONE]`. Any other request: a fixed chat.completion JSON.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+
+const COMPLETION = Buffer.from(
+  JSON.stringify({
+    id: 'chatcmpl-bench',
+    object: 'chat.completion',
+    created: 1_700_000_000,
+    model: 'bench-model',
+    choices: [{ index: 0, message: { role: 'assistant', content: 'Hello! This is a fixed answer from the benchmark upstream.' }, finish_reason: 'stop' }],
+    usage: { prompt_tokens: 12, completion_tokens: 11, total_tokens: 23 },
+  }),
+);
+const CHUNK = Buffer.from(
+  `data: ${JSON.stringify({ id: 'chatcmpl-bench', object: 'chat.completion.chunk', created: 1_700_000_000, model: 'bench-model', choices: [{ index: 0, delta: { content: ' token' }, finish_reason: null }] })}\n\n`,
+);
+const DONE = Buffer.from('data: [DONE]\n\n');
+const STREAM_FLAG = Buffer.from('"stream":true');
+const DEFAULT_CHUNKS = 20;
+const JSON_HEADERS = { 'content-type': 'application/json', 'content-length': COMPLETION.length };
+const SSE_HEADERS = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' };
+
+function respond(req: IncomingMessage, res: ServerResponse, streamAsked: boolean): void {
+  const chunksHeader = req.headers['x-bench-chunks'];
+  if (chunksHeader === undefined && !streamAsked) {
+    res.writeHead(200, JSON_HEADERS);
+    res.end(COMPLETION);
+    return;
+  }
+  const total = chunksHeader === undefined ? DEFAULT_CHUNKS : Number(chunksHeader);
+  const interval = Number(req.headers['x-bench-interval'] ?? 5);
+  res.writeHead(200, SSE_HEADERS);
+  res.write(CHUNK);
+  let sent = 1;
+  if (sent >= total) {
+    res.end(DONE);
+    return;
+  }
+  const timer = setInterval(() => {
+    if (res.destroyed) {
+      clearInterval(timer);
+      return;
+    }
+    res.write(CHUNK);
+    if (++sent >= total) {
+      clearInterval(timer);
+      res.end(DONE);
+    }
+  }, interval);
+  res.once('close', () => clearInterval(timer));
+}
+
+export function createBenchUpstream(): Server {
+  return createServer({ keepAliveTimeout: 60_000, noDelay: true }, (req, res) => {
+    let streamAsked = false;
+    // A flag cut across two reads is missed: request bodies here are small.
+    req.on('data', (chunk: Buffer) => {
+      if (!streamAsked && chunk.includes(STREAM_FLAG)) streamAsked = true;
+    });
+    req.on('end', () => respond(req, res, streamAsked));
+  });
+}

@@ -1,0 +1,113 @@
+/**
+ * The bench's peers section takes proxies of one's own (`--peer=FILE`): the
+ * file is checked before anything starts, the command gets the bench's
+ * upstream, key and redirect in its environment, and a command that fails is
+ * reported, never waited on. The bench upstream streams on `"stream":true`
+ * alone, so that a peer which drops unknown headers still gets a stream.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { filePeer, readPeerFile, type PeerFile } from '../../src/bench/peers.js';
+import { freePort, stop } from '../../src/bench/processes.js';
+import { createBenchUpstream } from '../../src/bench/upstream-server.js';
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'bench-peer-'));
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+function peerFile(content: unknown): string {
+  const path = join(dir, 'peer.json');
+  writeFileSync(path, typeof content === 'string' ? content : JSON.stringify(content));
+  return path;
+}
+
+describe('readPeerFile', () => {
+  test('a valid file, with defaults and its directory', () => {
+    const file = readPeerFile(peerFile({ name: 'mine', url: 'http://127.0.0.1:5000/', command: ['./run.sh', '--fast'] }));
+    expect(file).toEqual({ name: 'mine', url: 'http://127.0.0.1:5000/', command: ['./run.sh', '--fast'], note: 'a peer file', streams: true, dir });
+  });
+
+  test.each([
+    ['not JSON', '{"name":', /--peer .*peer\.json: .*JSON/],
+    ['no name', { url: 'http://127.0.0.1:5000', command: ['x'] }, /--peer .*peer\.json: name: /],
+    ['an https url', { name: 'a', url: 'https://127.0.0.1:5000', command: ['x'] }, /url: /],
+    ['an empty command', { name: 'a', url: 'http://127.0.0.1:5000', command: [] }, /command: /],
+    ['an unknown field', { name: 'a', url: 'http://127.0.0.1:5000', command: ['x'], port: 1 }, /\(file\): .*port/],
+  ])('refused with the file and the field named: %s', (_, content, message) => {
+    expect(() => readPeerFile(peerFile(content))).toThrow(message);
+  });
+});
+
+describe('filePeer', () => {
+  const context = { upstreamUrl: 'http://127.0.0.1:9', clientKey: 'bench-key', modelRedirect: 'gpt-4=bench-model' };
+
+  test('runs the command in the file directory with the bench in its environment, once it answers', async () => {
+    const port = await freePort();
+    writeFileSync(
+      join(dir, 'peer.mjs'),
+      `import { createServer } from 'node:http';
+const seen = { upstream: process.env.BENCH_UPSTREAM_URL, key: process.env.BENCH_CLIENT_KEY, redirect: process.env.BENCH_MODEL_REDIRECT, cwd: process.cwd() };
+setTimeout(() => createServer((req, res) => res.end(JSON.stringify(seen))).listen(${port}, '127.0.0.1'), 200);`,
+    );
+    const file: PeerFile = readPeerFile(peerFile({ name: 'echo', url: `http://127.0.0.1:${port}`, command: [process.execPath, 'peer.mjs'], streams: false }));
+    const peer = await filePeer(file, context);
+    try {
+      expect(peer).toMatchObject({ name: 'echo', note: 'a peer file', streams: false, process: { url: `http://127.0.0.1:${port}` } });
+      const seen = await (await fetch(`${peer.process.url}/anything`)).json();
+      expect(seen).toEqual({ upstream: 'http://127.0.0.1:9', key: 'bench-key', redirect: 'gpt-4=bench-model', cwd: dir });
+    } finally {
+      await stop(peer.process.child);
+    }
+  });
+
+  test('a command that exits before it listens is reported', async () => {
+    const port = await freePort();
+    const file = readPeerFile(peerFile({ name: 'quitter', url: `http://127.0.0.1:${port}`, command: [process.execPath, '-e', 'process.exit(3)'] }));
+    await expect(filePeer(file, context)).rejects.toThrow("peer 'quitter' exited (3)");
+  });
+
+  test('a program that does not exist is reported', async () => {
+    const port = await freePort();
+    const file = readPeerFile(peerFile({ name: 'ghost', url: `http://127.0.0.1:${port}`, command: ['./no-such-program'] }));
+    await expect(filePeer(file, context)).rejects.toThrow(/peer 'ghost' could not be started: .*ENOENT/);
+  });
+});
+
+describe('the bench upstream', () => {
+  let server: Server;
+  let url: string;
+  beforeAll(async () => {
+    server = createBenchUpstream();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/chat/completions`;
+  });
+  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  const post = (body: unknown, headers: Record<string, string> = {}): Promise<Response> =>
+    fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+  const events = (text: string): string[] => text.split('\n\n').filter((event) => event !== '');
+
+  test('"stream":true in the body alone: 20 events and [DONE]', async () => {
+    const res = await post({ model: 'm', stream: true, messages: [] }, { 'x-bench-interval': '1' });
+    expect(res.headers.get('content-type')).toBe('text/event-stream');
+    const received = events(await res.text());
+    expect(received).toHaveLength(21);
+    expect(received.at(-1)).toBe('data: [DONE]');
+  });
+
+  test('x-bench-chunks sets the count', async () => {
+    const res = await post({ model: 'm', stream: true, messages: [] }, { 'x-bench-chunks': '3', 'x-bench-interval': '1' });
+    expect(events(await res.text())).toHaveLength(4);
+  });
+
+  test('anything else: one chat.completion', async () => {
+    const res = await post({ model: 'm', stream: false, messages: [] });
+    expect(res.headers.get('content-type')).toBe('application/json');
+    expect(((await res.json()) as { object: string }).object).toBe('chat.completion');
+  });
+});
