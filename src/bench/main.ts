@@ -315,15 +315,27 @@ async function main(): Promise<void> {
 
   if (wants('peers')) {
     // Started one at a time, each stopped before the next: two peers never share the cores.
-    const startPeers: Array<() => Promise<Peer>> = [() => naivePeer(join(here, 'naive-proxy.js'), upstream.url)];
-    if (hasNginx()) startPeers.push(() => nginxPeer(join(work, 'nginx-1'), upstream.url, 1), () => nginxPeer(join(work, 'nginx-auto'), upstream.url, 'auto'));
-    else log('nginx is not installed (Debian: apt-get install -y nginx): the peers section measures the naive proxy only');
+    const startPeers: Array<{ name: string; start: () => Promise<Peer> }> = [{ name: 'naive Koa + undici', start: () => naivePeer(join(here, 'naive-proxy.js'), upstream.url) }];
+    if (hasNginx()) {
+      startPeers.push(
+        { name: 'nginx, 1 worker', start: () => nginxPeer(join(work, 'nginx-1'), upstream.url, 1) },
+        { name: 'nginx, a worker per CPU', start: () => nginxPeer(join(work, 'nginx-auto'), upstream.url, 'auto') },
+      );
+    } else log('nginx is not installed (Debian: apt-get install -y nginx): the peers section measures the naive proxy only');
     const context = { upstreamUrl: upstream.url, clientKey: CLIENT_KEY, modelRedirect: `${MODEL_REDIRECT.from}=${MODEL_REDIRECT.to}` };
-    for (const file of options.peerFiles) startPeers.push(() => filePeer(file, context));
+    for (const file of options.peerFiles) startPeers.push({ name: file.name, start: () => filePeer(file, context) });
     const peerResults: Record<string, unknown> = {};
     const peerStreams: Record<string, unknown> = {};
-    for (const startPeer of startPeers) {
-      const peer = await startPeer();
+    for (const { name, start } of startPeers) {
+      let peer: Peer;
+      try {
+        peer = await start();
+      } catch (error) {
+        // A peer that cannot start costs its own rows, not the rest of the run.
+        log(`(1p) ${name}: not measured: ${(error as Error).message}`);
+        peerResults[name] = { error: (error as Error).message };
+        continue;
+      }
       log(`(1p) ${peer.name} (${peer.note}), 64 connections`);
       const target: Target = { url: peer.process.url, headers };
       await closedLoop(tool, target, BODY, 64, 1, lua);
@@ -481,9 +493,10 @@ export function table(results: Record<string, unknown>): string {
     rows.push(['(1) p50 ms at 500 req/s', `${a['gateway_p50_ms']}`, `${a['direct_p50_ms']}`, '']);
     rows.push(['    added p50 / p99 ms', `${a['added_p50_ms']} / ${a['added_p99_ms']}`, '', `p50 < 1 (${mark(a['added_p50_ms']! < 1)})`]);
   }
-  const peers = results['peers'] as Record<string, Record<string, number>> | undefined;
+  const peers = results['peers'] as Record<string, Record<string, number | string>> | undefined;
   for (const [name, peer] of Object.entries(peers ?? {})) {
-    rows.push([`(1p) peer: ${name}, req/s`, `${peer['peer_rps']}`, `${peer['direct_rps']}`, `ratio ${peer['ratio']}, errors ${peer['errors']}`]);
+    if (peer['error'] !== undefined) rows.push([`(1p) peer: ${name}`, 'not measured', '', `${peer['error']}`]);
+    else rows.push([`(1p) peer: ${name}, req/s`, `${peer['peer_rps']}`, `${peer['direct_rps']}`, `ratio ${peer['ratio']}, errors ${peer['errors']}`]);
   }
   const nolog = r['throughput_no_access_log'];
   if (nolog !== undefined) rows.push(['(1b) req/s, access_log off', `${nolog['gateway_rps']}`, `${nolog['direct_rps']}`, `ratio ${nolog['ratio']}`]);
