@@ -63,7 +63,7 @@ http {
   );
   const child = track(spawn('nginx', ['-p', dir, '-c', conf, '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'inherit'] }));
   const url = `http://127.0.0.1:${port}`;
-  await waitForListening(child, url, `nginx (see ${join(dir, 'logs', 'error.log')})`);
+  await waitForListening(child, url, `nginx (see ${join(dir, 'logs', 'error.log')})`, 10_000);
   const name = workers === 'auto' ? 'nginx, a worker per CPU' : 'nginx, 1 worker';
   const note = `plain reverse proxy, no body rewrite, worker_processes ${workers}, proxy_buffering off, access log on`;
   return { name, note, process: { child, url }, streams: true };
@@ -113,7 +113,7 @@ export function readPeerFile(path: string): PeerFile {
  * Starts a peer file's command with BENCH_UPSTREAM_URL, BENCH_CLIENT_KEY and
  * BENCH_MODEL_REDIRECT in its environment and waits for its url to answer.
  */
-export async function filePeer(file: PeerFile, context: PeerContext): Promise<Peer> {
+export async function filePeer(file: PeerFile, context: PeerContext, waitMs = 10_000): Promise<Peer> {
   const [program, ...args] = file.command as [string, ...string[]];
   const env = {
     ...process.env,
@@ -126,13 +126,13 @@ export async function filePeer(file: PeerFile, context: PeerContext): Promise<Pe
   let failed: Error | null = null;
   child.once('error', (error) => (failed = error));
   const url = file.url.replace(/\/$/, '');
-  await waitForListening(child, url, `peer '${file.name}'`, () => failed);
+  await waitForListening(child, url, `peer '${file.name}'`, waitMs, () => failed);
   return { name: file.name, note: file.note, process: { child, url }, streams: file.streams };
 }
 
-/** Resolves once `url` answers any HTTP request; throws if the child exits first or 10 s pass. */
-async function waitForListening(child: ChildProcess, url: string, what: string, spawnError: () => Error | null = () => null): Promise<void> {
-  const deadline = Date.now() + 10_000;
+/** Resolves once `url` answers any HTTP request; throws if the child exits first, or kills it and throws after `waitMs`. */
+async function waitForListening(child: ChildProcess, url: string, what: string, waitMs: number, spawnError: () => Error | null = () => null): Promise<void> {
+  const deadline = Date.now() + waitMs;
   for (;;) {
     const error = spawnError();
     if (error !== null) throw new Error(`${what} could not be started: ${error.message}`);
@@ -141,7 +141,10 @@ async function waitForListening(child: ChildProcess, url: string, what: string, 
       await (await fetch(`${url}/health-of-nothing`)).arrayBuffer();
       return;
     } catch {
-      if (Date.now() > deadline) throw new Error(`${what} did not start listening on ${url}`);
+      if (Date.now() > deadline) {
+        child.kill('SIGKILL'); // it would otherwise take CPU from the rest of the run
+        throw new Error(`${what} did not start listening on ${url}`);
+      }
       await delay(50);
     }
   }

@@ -5,7 +5,7 @@
  * reported, never waited on. The bench upstream streams on `"stream":true`
  * alone, so that a peer which drops unknown headers still gets a stream.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -69,6 +69,26 @@ setTimeout(() => createServer((req, res) => res.end(JSON.stringify(seen))).liste
     const port = await freePort();
     const file = readPeerFile(peerFile({ name: 'quitter', url: `http://127.0.0.1:${port}`, command: [process.execPath, '-e', 'process.exit(3)'] }));
     await expect(filePeer(file, context)).rejects.toThrow("peer 'quitter' exited (3)");
+  });
+
+  test('a command that never answers is stopped and reported', async () => {
+    const port = await freePort();
+    writeFileSync(join(dir, 'pid.mjs'), `import { writeFileSync } from 'node:fs'; writeFileSync('pid', String(process.pid)); setInterval(() => {}, 1000);`);
+    const file = readPeerFile(peerFile({ name: 'mute', url: `http://127.0.0.1:${port}`, command: [process.execPath, 'pid.mjs'] }));
+    await expect(filePeer(file, context, 500)).rejects.toThrow(`peer 'mute' did not start listening on http://127.0.0.1:${port}`);
+    const pid = Number(readFileSync(join(dir, 'pid'), 'utf8'));
+    const alive = (): boolean => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    for (let waited = 0; alive() && waited < 2_000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50));
+    const stillAlive = alive();
+    if (stillAlive) process.kill(pid, 'SIGKILL'); // so that a failure does not keep jest waiting
+    expect(stillAlive).toBe(false);
   });
 
   test('a program that does not exist is reported', async () => {
