@@ -18,7 +18,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { configScale, type ConfigScaleResult } from './config-scale.js';
 import { closedLoop, hasWrk, openSlowStreams, paced, sequential, type PacedResult, type StreamsResult, type Target } from './load.js';
-import { filePeer, hasNginx, naivePeer, nginxPeer, readPeerFile, type Peer, type PeerFile } from './peers.js';
+import { filePeer, hasNginx, naivePeer, nginxPeer, readPeerFile, type Peer, type PeerFile, type PeerLauncher } from './peers.js';
 import { rawStreams } from './stream-client.js';
 import { cpuMsByProcess, cpuMsOf, killAll, processTree, pssOfTree, rssOf, rssOfTree, sampleRss, startGateway, startUpstream, stop, stopTree, type GatewayProcess } from './processes.js';
 import { median, round, shares, type WrkResult } from './stats.js';
@@ -315,25 +315,21 @@ async function main(): Promise<void> {
 
   if (wants('peers')) {
     // Started one at a time, each stopped before the next: two peers never share the cores.
-    const startPeers: Array<{ name: string; start: () => Promise<Peer> }> = [{ name: 'naive Koa + undici', start: () => naivePeer(join(here, 'naive-proxy.js'), upstream.url) }];
-    if (hasNginx()) {
-      startPeers.push(
-        { name: 'nginx, 1 worker', start: () => nginxPeer(join(work, 'nginx-1'), upstream.url, 1) },
-        { name: 'nginx, a worker per CPU', start: () => nginxPeer(join(work, 'nginx-auto'), upstream.url, 'auto') },
-      );
-    } else log('nginx is not installed (Debian: apt-get install -y nginx): the peers section measures the naive proxy only');
+    const launchers: PeerLauncher[] = [naivePeer(join(here, 'naive-proxy.js'), upstream.url)];
+    if (hasNginx()) launchers.push(nginxPeer(join(work, 'nginx-1'), upstream.url, 1), nginxPeer(join(work, 'nginx-auto'), upstream.url, 'auto'));
+    else log('nginx is not installed (Debian: apt-get install -y nginx): the peers section measures the naive proxy only');
     const context = { upstreamUrl: upstream.url, clientKey: CLIENT_KEY, modelRedirect: `${MODEL_REDIRECT.from}=${MODEL_REDIRECT.to}` };
-    for (const file of options.peerFiles) startPeers.push({ name: file.name, start: () => filePeer(file, context) });
+    for (const file of options.peerFiles) launchers.push(filePeer(file, context));
     const peerResults: Record<string, unknown> = {};
     const peerStreams: Record<string, unknown> = {};
-    for (const { name, start } of startPeers) {
+    for (const launcher of launchers) {
       let peer: Peer;
       try {
-        peer = await start();
+        peer = await launcher.start();
       } catch (error) {
         // A peer that cannot start costs its own rows, not the rest of the run.
-        log(`(1p) ${name}: not measured: ${(error as Error).message}`);
-        peerResults[name] = { error: (error as Error).message };
+        log(`(1p) ${launcher.name}: not measured: ${(error as Error).message}`);
+        peerResults[launcher.name] = { error: (error as Error).message };
         continue;
       }
       log(`(1p) ${peer.name} (${peer.note}), 64 connections`);

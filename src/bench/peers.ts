@@ -17,13 +17,24 @@ export interface Peer {
   readonly streams: boolean;
 }
 
-export function naivePeer(script: string, upstreamUrl: string): Promise<Peer> {
-  return startUpstream(script, [upstreamUrl]).then((process) => ({
-    name: 'naive Koa + undici',
-    note: 'src/bench/naive-proxy.ts: one process, body parsed and model redirected, nothing else',
-    process,
-    streams: false,
-  }));
+/** A peer before it runs: named already, so that a start that fails can be reported under its name. */
+export interface PeerLauncher {
+  readonly name: string;
+  start(): Promise<Peer>;
+}
+
+export function naivePeer(script: string, upstreamUrl: string): PeerLauncher {
+  const name = 'naive Koa + undici';
+  return {
+    name,
+    start: () =>
+      startUpstream(script, [upstreamUrl]).then((process) => ({
+        name,
+        note: 'src/bench/naive-proxy.ts: one process, body parsed and model redirected, nothing else',
+        process,
+        streams: false,
+      })),
+  };
 }
 
 export function hasNginx(): boolean {
@@ -40,7 +51,12 @@ export function hasNginx(): boolean {
  * defaults otherwise except `proxy_buffering off`, the usual setting in
  * front of event streams. `workers`: 'auto' is a worker per CPU.
  */
-export async function nginxPeer(dir: string, upstreamUrl: string, workers: 'auto' | 1): Promise<Peer> {
+export function nginxPeer(dir: string, upstreamUrl: string, workers: 'auto' | 1): PeerLauncher {
+  const name = workers === 'auto' ? 'nginx, a worker per CPU' : 'nginx, 1 worker';
+  return { name, start: () => startNginx(name, dir, upstreamUrl, workers) };
+}
+
+async function startNginx(name: string, dir: string, upstreamUrl: string, workers: 'auto' | 1): Promise<Peer> {
   mkdirSync(join(dir, 'logs'), { recursive: true });
   const port = await freePort();
   const upstream = new URL(upstreamUrl);
@@ -64,7 +80,6 @@ http {
   const child = track(spawn('nginx', ['-p', dir, '-c', conf, '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'inherit'] }));
   const url = `http://127.0.0.1:${port}`;
   await waitForListening(child, url, `nginx (see ${join(dir, 'logs', 'error.log')})`, 10_000);
-  const name = workers === 'auto' ? 'nginx, a worker per CPU' : 'nginx, 1 worker';
   const note = `plain reverse proxy, no body rewrite, worker_processes ${workers}, proxy_buffering off, access log on`;
   return { name, note, process: { child, url }, streams: true };
 }
@@ -110,10 +125,14 @@ export function readPeerFile(path: string): PeerFile {
 }
 
 /**
- * Starts a peer file's command with BENCH_UPSTREAM_URL, BENCH_CLIENT_KEY and
- * BENCH_MODEL_REDIRECT in its environment and waits for its url to answer.
+ * A peer file's command, started with BENCH_UPSTREAM_URL, BENCH_CLIENT_KEY and
+ * BENCH_MODEL_REDIRECT in its environment; ready once its url answers.
  */
-export async function filePeer(file: PeerFile, context: PeerContext, waitMs = 10_000): Promise<Peer> {
+export function filePeer(file: PeerFile, context: PeerContext, waitMs = 10_000): PeerLauncher {
+  return { name: file.name, start: () => startFilePeer(file, context, waitMs) };
+}
+
+async function startFilePeer(file: PeerFile, context: PeerContext, waitMs: number): Promise<Peer> {
   const [program, ...args] = file.command as [string, ...string[]];
   const env = {
     ...process.env,

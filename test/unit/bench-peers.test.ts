@@ -55,7 +55,7 @@ const seen = { upstream: process.env.BENCH_UPSTREAM_URL, key: process.env.BENCH_
 setTimeout(() => createServer((req, res) => res.end(JSON.stringify(seen))).listen(${port}, '127.0.0.1'), 200);`,
     );
     const file: PeerFile = readPeerFile(peerFile({ name: 'echo', url: `http://127.0.0.1:${port}`, command: [process.execPath, 'peer.mjs'], streams: false }));
-    const peer = await filePeer(file, context);
+    const peer = await filePeer(file, context).start();
     try {
       expect(peer).toMatchObject({ name: 'echo', note: 'a peer file', streams: false, process: { url: `http://127.0.0.1:${port}` } });
       const seen = await (await fetch(`${peer.process.url}/anything`)).json();
@@ -68,14 +68,14 @@ setTimeout(() => createServer((req, res) => res.end(JSON.stringify(seen))).liste
   test('a command that exits before it listens is reported', async () => {
     const port = await freePort();
     const file = readPeerFile(peerFile({ name: 'quitter', url: `http://127.0.0.1:${port}`, command: [process.execPath, '-e', 'process.exit(3)'] }));
-    await expect(filePeer(file, context)).rejects.toThrow("peer 'quitter' exited (3)");
+    await expect(filePeer(file, context).start()).rejects.toThrow("peer 'quitter' exited (3)");
   });
 
   test('a command that never answers is stopped and reported', async () => {
     const port = await freePort();
     writeFileSync(join(dir, 'pid.mjs'), `import { writeFileSync } from 'node:fs'; writeFileSync('pid', String(process.pid)); setInterval(() => {}, 1000);`);
     const file = readPeerFile(peerFile({ name: 'mute', url: `http://127.0.0.1:${port}`, command: [process.execPath, 'pid.mjs'] }));
-    await expect(filePeer(file, context, 500)).rejects.toThrow(`peer 'mute' did not start listening on http://127.0.0.1:${port}`);
+    await expect(filePeer(file, context, 500).start()).rejects.toThrow(`peer 'mute' did not start listening on http://127.0.0.1:${port}`);
     const pid = Number(readFileSync(join(dir, 'pid'), 'utf8'));
     const alive = (): boolean => {
       try {
@@ -94,7 +94,7 @@ setTimeout(() => createServer((req, res) => res.end(JSON.stringify(seen))).liste
   test('a program that does not exist is reported', async () => {
     const port = await freePort();
     const file = readPeerFile(peerFile({ name: 'ghost', url: `http://127.0.0.1:${port}`, command: ['./no-such-program'] }));
-    await expect(filePeer(file, context)).rejects.toThrow(/peer 'ghost' could not be started: .*ENOENT/);
+    await expect(filePeer(file, context).start()).rejects.toThrow(/peer 'ghost' could not be started: .*ENOENT/);
   });
 });
 
