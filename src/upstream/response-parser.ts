@@ -44,9 +44,14 @@ const MAX_CHUNK_LINE_BYTES = 4 * 1024;
 /** 13 hex digits keep a chunk size below 2^52, inside a double's exact integers. */
 const MAX_SIZE_DIGITS = 13;
 const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: [^\0\r\n]*)?$/;
-const HEADER_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[\t ]*([^\0\r\n]*?)[\t ]*$/;
 const DIGITS = /^\d{1,15}$/;
 const KEEP_ALIVE_TIMEOUT = /(?:^|[,;\s])timeout=(\d+)/i;
+
+const EMPTY = Buffer.alloc(0);
+
+/** tchar (RFC 9110 5.6.2), the bytes of a header name, by byte. */
+const TOKEN = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") TOKEN[c.charCodeAt(0)] = 1;
 
 /** Hex digit values by byte, -1 for anything else. */
 const HEX = new Int8Array(256).fill(-1);
@@ -67,7 +72,9 @@ export class ResponseParser {
   #raw = false;
   #reusable = true;
   #keepAliveMs: number | null = null;
-  #pendingHead: Buffer | null = null;
+  /** The start of a head that has not fully arrived: `#headLength` bytes of `#headBuffer`. */
+  #headBuffer: Buffer = EMPTY;
+  #headLength = 0;
   #remaining = 0;
   #chunkSize = 0;
   #sizeDigits = 0;
@@ -94,7 +101,7 @@ export class ResponseParser {
     this.#raw = false;
     this.#reusable = true;
     this.#keepAliveMs = null;
-    this.#pendingHead = null;
+    this.#headLength = 0;
     this.#heldLine = null;
     this.#tail = 0;
     this.#tailLength = 0;
@@ -178,34 +185,57 @@ export class ResponseParser {
     return this.#state === State.Done;
   }
 
-  /** Returns the offset after the final head, or -1 when more input is needed. */
+  /**
+   * Returns the offset after the final head, or -1 when more input is needed.
+   * A head split over several reads is gathered in one growing buffer and
+   * searched only where the new bytes could complete its terminator, so a
+   * head trickled in byte by byte costs time linear in its length.
+   */
   #readHead(data: Buffer): number {
-    // `input` is `data`, or the held start of a head joined with it; an offset in it is `shift` more in `data`.
-    let input = data;
     let offset = 0;
-    let shift = 0;
     while (true) {
-      const pending = this.#pendingHead;
-      if (pending !== null) {
-        input = Buffer.concat([pending, input.subarray(offset)]);
-        shift += offset - pending.length;
-        offset = 0;
-        this.#pendingHead = null;
+      let headText: string;
+      if (this.#headLength === 0) {
+        const end = data.indexOf(HEAD_END, offset);
+        if (end === -1) {
+          // Up to three bytes of the terminator may already be here.
+          if (data.length - offset > MAX_HEAD_BYTES + HEAD_END.length - 1) throw new BadResponseError('response head too large');
+          this.#holdHead(data, offset);
+          return -1;
+        }
+        if (end - offset > MAX_HEAD_BYTES) throw new BadResponseError('response head too large');
+        headText = data.toString('latin1', offset, end);
+        offset = end + HEAD_END.length;
+      } else {
+        const before = this.#headLength;
+        this.#holdHead(data, offset);
+        const held = this.#headBuffer.subarray(0, this.#headLength);
+        const end = held.indexOf(HEAD_END, Math.max(0, before - (HEAD_END.length - 1)));
+        if (end === -1) {
+          if (held.length > MAX_HEAD_BYTES + HEAD_END.length - 1) throw new BadResponseError('response head too large');
+          return -1;
+        }
+        if (end > MAX_HEAD_BYTES) throw new BadResponseError('response head too large');
+        headText = held.toString('latin1', 0, end);
+        offset += end + HEAD_END.length - before;
+        this.#headLength = 0;
       }
-      const end = input.indexOf(HEAD_END, offset);
-      if (end === -1) {
-        // Up to three bytes of the terminator may already be here.
-        if (input.length - offset > MAX_HEAD_BYTES + HEAD_END.length - 1) throw new BadResponseError('response head too large');
-        this.#pendingHead = Buffer.from(input.subarray(offset));
-        return -1;
-      }
-      if (end - offset > MAX_HEAD_BYTES) throw new BadResponseError('response head too large');
-      const status = this.#parseHead(input.toString('latin1', offset, end));
-      offset = end + HEAD_END.length;
-      if (status !== 0) return offset + shift;
+      const status = this.#parseHead(headText);
+      if (status !== 0) return offset;
       // An interim (1xx) response: the final one follows.
-      if (offset === input.length) return -1;
+      if (offset === data.length) return -1;
     }
+  }
+
+  /** Appends `data[offset..]` to the held start of a head, growing its buffer by doubling. */
+  #holdHead(data: Buffer, offset: number): void {
+    const needed = this.#headLength + data.length - offset;
+    if (needed > this.#headBuffer.length) {
+      const grown = Buffer.allocUnsafe(Math.max(needed, this.#headBuffer.length * 2, 1024));
+      this.#headBuffer.copy(grown, 0, 0, this.#headLength);
+      this.#headBuffer = grown;
+    }
+    this.#headLength += data.copy(this.#headBuffer, this.#headLength, offset);
   }
 
   /** Parses one head; returns its status, or 0 for an interim (1xx) response to skip. */
@@ -217,10 +247,12 @@ export class ResponseParser {
     if (status === 101) throw new BadResponseError('unexpected protocol switch');
     const headers: ResponseHeaders = {};
     for (let index = 1; index < lines.length; index++) {
-      const line = HEADER_LINE.exec(lines[index]!);
-      if (line === null) throw new BadResponseError('malformed header line');
-      const name = line[1]!.toLowerCase();
-      const value = line[2]!;
+      const line = lines[index]!;
+      const colon = headerNameEnd(line);
+      if (colon === -1) throw new BadResponseError('malformed header line');
+      const name = line.slice(0, colon).toLowerCase();
+      const value = headerValue(line, colon + 1);
+      if (value === null) throw new BadResponseError('malformed header line');
       const existing = headers[name];
       if (existing === undefined) headers[name] = value;
       else if (typeof existing === 'string') headers[name] = [existing, value];
@@ -429,6 +461,39 @@ function endsWithBlankLine(tail: number, length: number): boolean {
   if (last !== LF) return false;
   const before = second === CR ? (length >= 3 ? (tail >> 16) & 0xff : -1) : second;
   return before === CR || before === LF;
+}
+
+/**
+ * Where a header line's name ends (its colon), or -1 when the line has no
+ * name of token bytes followed by a colon. Scanned by hand: a regular
+ * expression over text an upstream controls can backtrack (a lazy value
+ * before trailing whitespace took seconds on a 60 KiB line).
+ */
+function headerNameEnd(line: string): number {
+  let at = 0;
+  while (at < line.length) {
+    const c = line.charCodeAt(at);
+    if (c === 58) return at > 0 ? at : -1; // ':'
+    if (TOKEN[c] !== 1) return -1;
+    at++;
+  }
+  return -1;
+}
+
+/** The value from `start` with optional whitespace trimmed both ends; null if it holds a NUL, CR or LF. */
+function headerValue(line: string, start: number): string | null {
+  let end = line.length;
+  while (start < end && isOws(line.charCodeAt(start))) start++;
+  while (end > start && isOws(line.charCodeAt(end - 1))) end--;
+  for (let at = start; at < end; at++) {
+    const c = line.charCodeAt(at);
+    if (c === 0 || c === CR || c === LF) return null;
+  }
+  return line.slice(start, end);
+}
+
+function isOws(c: number): boolean {
+  return c === 0x20 || c === 0x09;
 }
 
 /** Whether a comma-separated header value lists `token` (case-insensitive). */
