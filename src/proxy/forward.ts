@@ -7,7 +7,7 @@ import type { Exchange, ExchangeHandler, UpstreamRequest } from '../upstream/exc
 import type { UpstreamPool } from '../upstream/pool.js';
 import type { ResponseHeaders } from '../upstream/response-parser.js';
 import { atTurnEnd, uncork } from '../io/turn-end.js';
-import { clientResponseHeaders } from './headers.js';
+import { clientResponseHeaders, redactHeaders } from './headers.js';
 
 /** The upstream request, and what the relay needs to answer the client. */
 export interface ForwardRequest extends UpstreamRequest {
@@ -138,6 +138,8 @@ class RelayHandler<C> implements ExchangeHandler {
       return false;
     }
     const relayed = clientResponseHeaders(headers, this.#requestId);
+    // Any status: an upstream that echoes the request's Authorization in a header must not hand the key on.
+    if (this.#upstreamKey !== null) redactHeaders(relayed, this.#upstreamKey, REDACTED);
     // Chunked coding overrides a Content-Length sent with it (RFC 9112 6.3); relaying it would misframe the answer.
     if (chunked) delete relayed['content-length'];
     const rewrite = this.#rewriteBody !== null && statusCode >= 200 && statusCode < 300;
@@ -202,10 +204,6 @@ class RelayHandler<C> implements ExchangeHandler {
       const key = this.#upstreamKey;
       if (key !== null) {
         body = scrub(body, key);
-        for (const name in held.headers) {
-          const value = held.headers[name];
-          if (typeof value === 'string' && value.includes(key)) held.headers[name] = value.replaceAll(key, REDACTED);
-        }
       }
       held.headers['content-length'] = body.length;
       this.#res.writeHead(this.#outcome.status, held.headers);

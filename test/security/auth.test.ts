@@ -161,4 +161,21 @@ describe('keys never leak', () => {
     // ids, not keys, identify the client
     expect(logs).toContain('"key_id":"team-a"');
   });
+
+  test.each([
+    ['a 200 answer', 200, false],
+    ['a 200 event stream', 200, true],
+    ['a 404', 404, false],
+    ['a 500 event stream', 500, true],
+  ])("not in a response header that echoes the upstream request's Authorization: %s", async (_name, status, stream) => {
+    const res = await request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json', 'x-fake-echo-auth': '1', 'x-fake-status': String(status) },
+      body: JSON.stringify({ model: 'gpt-4', stream }),
+    });
+    await res.body.text();
+    expect(res.statusCode).toBe(status);
+    // the upstream did echo it: the header is there, with the key taken out
+    expect(res.headers['x-echo-authorization']).toBe('Bearer [redacted]');
+  });
 });

@@ -36,6 +36,7 @@ export interface FakeUpstream {
  *   x-fake-garbage: 1         answer 200 text/event-stream with bytes that are not SSE
  *   x-fake-size: bytes        a large non-streamed JSON-ish body, streamed out in 64 KiB writes
  *   x-fake-echo-headers: 1    put the request headers into an error body (a leaky upstream)
+ *   x-fake-echo-auth: 1       copy the request's Authorization into a response header, at any status (a leaky upstream)
  * Each SeenRequest also records `bytesSent` (for x-fake-size) and the connection's `remotePort`.
  */
 export async function startFakeUpstream(options: { tls?: { key: string; cert: string } } = {}): Promise<FakeUpstream> {
@@ -101,6 +102,7 @@ async function respond(req: IncomingMessage, res: ServerResponse, seen: SeenRequ
     req.socket.destroy();
     return;
   }
+  if (header(req, 'x-fake-echo-auth') === '1') res.setHeader('x-echo-authorization', req.headers.authorization ?? '');
   const status = Number(header(req, 'x-fake-status') ?? 200);
   if (status !== 200) {
     const message = header(req, 'x-fake-echo-headers') === '1' ? `echo: ${JSON.stringify(req.headers)}` : `fake upstream error ${status}`;
