@@ -10,11 +10,13 @@ import { createV1Handler, isV1Path } from './http/v1-handler.js';
 import type { Logger } from './observability/logger.js';
 import type { GatewayMetrics } from './observability/metrics.js';
 import type { MetricsReport } from './observability/metrics-report.js';
+import type { Admissions } from './proxy/admission.js';
 import type { UpstreamPools } from './proxy/upstream-pools.js';
 
 export interface AppDeps {
   readonly store: SnapshotStore;
   readonly pools: UpstreamPools;
+  readonly admissions: Admissions;
   readonly metrics: GatewayMetrics;
   readonly metricsReport: MetricsReport;
   readonly readiness: Readiness;
@@ -28,7 +30,7 @@ export interface AppDeps {
  * a small Koa app (health, readiness, metrics, 404s).
  */
 export function createRequestHandler(deps: AppDeps): RequestListener {
-  const { store, pools, metrics, metricsReport, readiness, logger } = deps;
+  const { store, pools, admissions, metrics, metricsReport, readiness, logger } = deps;
   const access = createAccess(metrics, logger, () => store.current?.settings.accessLog ?? true);
 
   const router = new Router();
@@ -43,6 +45,6 @@ export function createRequestHandler(deps: AppDeps): RequestListener {
   app.use(router.allowedMethods({ throw: true }));
   const system = app.callback();
 
-  const v1 = createV1Handler({ store, pools, metrics, access, logger });
+  const v1 = createV1Handler({ store, pools, admissions, metrics, access, logger });
   return (req: IncomingMessage, res: ServerResponse) => (isV1Path(req.url) ? v1(req, res) : system(req, res));
 }

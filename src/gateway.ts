@@ -11,6 +11,7 @@ import { createHttpServer, SERVER_LIMITS, type ServerLimits } from './http/serve
 import { createLogger, type Logger } from './observability/logger.js';
 import { GatewayMetrics } from './observability/metrics.js';
 import { localMetricsReport, type MetricsReport } from './observability/metrics-report.js';
+import { Admissions } from './proxy/admission.js';
 import { UpstreamPools } from './proxy/upstream-pools.js';
 import { FileSource } from './sources/file-source.js';
 
@@ -80,6 +81,14 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const store = new SnapshotStore(options.namespace ?? 'default');
   const metrics = new GatewayMetrics();
   const pools = new UpstreamPools();
+  const admissions = new Admissions({
+    waited: (upstream, seconds, outcome) => metrics.queueWaited(upstream, seconds, outcome),
+    saturated: (upstream, maxInFlight, queueTimeoutMs) =>
+      logger.warn({ upstream, max_connections: maxInFlight, queue_timeout_ms: queueTimeoutMs }, 'upstream at its max_connections: requests are queuing'),
+    drained: (upstream, queued, refused, longestWaitMs) =>
+      logger[refused > 0 ? 'warn' : 'info']({ upstream, queued, refused, longest_wait_ms: longestWaitMs }, 'upstream queue drained'),
+  });
+  metrics.countAdmissionsWith(() => admissions.all());
   const readiness = new Readiness(() => store.current !== null);
   metrics.countRoutesWith(() => store.current?.routes.size ?? 0);
 
@@ -128,7 +137,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   store.onSwap(startKube);
 
   const metricsReport = (options.metricsReport ?? localMetricsReport)(metrics);
-  const handler = createRequestHandler({ store, pools, metrics, metricsReport, readiness, logger });
+  const handler = createRequestHandler({ store, pools, admissions, metrics, metricsReport, readiness, logger });
   const server = createHttpServer(handler, { ...SERVER_LIMITS, ...options.serverLimits });
   await new Promise<void>((resolveListen, reject) => {
     server.once('error', reject);

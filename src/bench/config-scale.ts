@@ -48,6 +48,8 @@ function inputs(routeCount: number, keys: readonly string[]): FileInputs {
         headersTimeoutMs: 1000,
         idleTimeoutMs: 1000,
         maxConnections: 8,
+        queueTimeoutMs: 10_000,
+        maxIdleConnections: 8,
         tlsCa: null,
         tlsInsecureSkipVerify: false,
       },

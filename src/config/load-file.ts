@@ -162,7 +162,9 @@ function upstreamSpec(
     connectTimeoutMs: timeouts.connect_ms,
     headersTimeoutMs: timeouts.headers_ms,
     idleTimeoutMs: timeouts.idle_ms,
-    maxConnections: upstream.max_connections ?? 256,
+    maxConnections: upstream.max_connections ?? null,
+    queueTimeoutMs: upstream.queue_timeout_ms ?? 10_000,
+    maxIdleConnections: upstream.max_idle_connections ?? 256,
     tlsCa,
     tlsInsecureSkipVerify: upstream.tls?.insecure_skip_verify ?? false,
   };

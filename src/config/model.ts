@@ -15,7 +15,11 @@ export interface UpstreamSpec {
   readonly connectTimeoutMs: number;
   readonly headersTimeoutMs: number;
   readonly idleTimeoutMs: number;
-  readonly maxConnections: number;
+  /** Requests in flight at once; null: no cap. Past it requests wait up to the queue timeout. */
+  readonly maxConnections: number | null;
+  readonly queueTimeoutMs: number;
+  /** Idle keep-alive connections kept for reuse. */
+  readonly maxIdleConnections: number;
   /** PEM of the CA that signs an https upstream's certificate; null = the system's CAs. */
   readonly tlsCa: string | null;
   readonly tlsInsecureSkipVerify: boolean;

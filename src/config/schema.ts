@@ -60,7 +60,12 @@ export const upstreamSchema = z
       })
       .strict()
       .default({ connect_ms: 5_000, headers_ms: 120_000, idle_ms: 120_000 }),
-    max_connections: z.number().int().min(1).max(65_536).default(256),
+    /** In-flight requests (one connection each) to this upstream; absent: no cap, nothing ever queues. */
+    max_connections: z.number().int().min(1).max(1_000_000).optional(),
+    /** With max_connections reached, how long a request waits for a slot before 503 upstream_saturated. */
+    queue_timeout_ms: timeoutMs.default(10_000),
+    /** Idle keep-alive connections kept for reuse; more are closed as they free up. */
+    max_idle_connections: z.number().int().min(0).max(65_536).default(256),
     /** For https upstreams with a private CA (e.g. in-cluster), or, for trials only, no verification. */
     tls: z
       .object({ ca_file: nonEmpty.optional(), insecure_skip_verify: z.boolean().default(false) })

@@ -14,6 +14,8 @@ import { keyDigest } from './key-digest.js';
 /** An upstream ready for the request path: the Authorization header is precomputed. */
 export interface Upstream extends UpstreamSpec {
   readonly authorization: string | null;
+  /** The cap on requests in flight and the queue's timeout, one object per snapshot. */
+  readonly admission: { readonly maxInFlight: number | null; readonly queueTimeoutMs: number };
   /** Upstreams with equal pool keys share one connection pool across snapshots. */
   readonly poolKey: string;
 }
@@ -118,8 +120,9 @@ function compileUpstream(spec: UpstreamSpec, kube: KubeInputs | null, namespace:
     ...spec,
     apiKey,
     authorization: apiKey === null || apiKey === '' ? null : `Bearer ${apiKey}`,
+    admission: { maxInFlight: spec.maxConnections, queueTimeoutMs: spec.queueTimeoutMs },
     // A changed CA or connection setting needs a new pool; a changed key or timeout does not.
-    poolKey: `${spec.origin}|${spec.connectTimeoutMs}|${spec.maxConnections}|${spec.tlsInsecureSkipVerify}|${spec.tlsCa === null ? '' : keyDigest(spec.tlsCa)}`,
+    poolKey: `${spec.origin}|${spec.connectTimeoutMs}|${spec.maxIdleConnections}|${spec.tlsInsecureSkipVerify}|${spec.tlsCa === null ? '' : keyDigest(spec.tlsCa)}`,
   };
 }
 

@@ -24,6 +24,11 @@ export const ERROR_CODES = {
   upstream_bad_response: { status: 502, type: 'upstream_error', message: 'The upstream sent a response that is not valid HTTP/1.1.' },
   upstream_tls: { status: 502, type: 'upstream_error', message: "The upstream's TLS certificate is not trusted (see the upstream's tls settings)." },
   upstream_unknown: { status: 502, type: 'upstream_error', message: 'The route names an upstream that is not configured.' },
+  upstream_saturated: {
+    status: 503,
+    type: 'server_error',
+    message: 'The upstream is at its limit of requests in flight and no slot freed in time.',
+  },
   not_ready: { status: 503, type: 'server_error', message: 'The gateway is not ready.' },
   upstream_timeout: { status: 504, type: 'upstream_error', message: 'The upstream did not answer in time.' },
 } as const satisfies Record<string, { status: number; type: string; message: string }>;

@@ -6,8 +6,10 @@ export class GatewayError extends Error {
   readonly status: number;
   readonly type: string;
   readonly param: string | null;
+  /** Headers the answer carries besides the error's own (e.g. `retry-after`). */
+  readonly headers: Readonly<Record<string, string>> | null;
 
-  constructor(code: ErrorCode, message?: string, options?: { param?: string; cause?: unknown }) {
+  constructor(code: ErrorCode, message?: string, options?: { param?: string; cause?: unknown; headers?: Record<string, string> }) {
     const entry = ERROR_CODES[code];
     super(message ?? entry.message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'GatewayError';
@@ -15,6 +17,7 @@ export class GatewayError extends Error {
     this.status = entry.status;
     this.type = entry.type;
     this.param = options?.param ?? null;
+    this.headers = options?.headers ?? null;
   }
 }
 

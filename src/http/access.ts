@@ -60,6 +60,7 @@ export function createAccess(metrics: GatewayMetrics, logger: Logger, accessLog:
       stream: false,
       errorCode: null,
       clientAborted: false,
+      slot: null,
       forwarded: false,
       completed: false,
     };

@@ -40,6 +40,7 @@ export function respondWithError(req: IncomingMessage, res: ServerResponse, reco
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(body),
     'x-request-id': record.id,
+    ...error.headers,
   };
   // Never keep reading a body we refused: close the connection instead of draining it.
   if (!req.complete) {

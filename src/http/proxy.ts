@@ -2,7 +2,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { SnapshotStore } from '../config/store.js';
 import { pickTarget, type RoutingSnapshot, type Upstream } from '../config/snapshot.js';
+import { ClientGoneError } from '../errors/client-gone.js';
 import { GatewayError } from '../errors/gateway-error.js';
+import type { Admissions, UpstreamAdmission } from '../proxy/admission.js';
 import type { Logger } from '../observability/logger.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import { forward, type ForwardHooks, type ForwardOutcome } from '../proxy/forward.js';
@@ -17,6 +19,7 @@ import type { RequestRecord } from './request-record.js';
 export interface ProxyDeps {
   readonly store: SnapshotStore;
   readonly pools: UpstreamPools;
+  readonly admissions: Admissions;
   readonly metrics: GatewayMetrics;
   readonly logger: Logger;
   readonly complete: (record: RequestRecord) => void;
@@ -44,7 +47,7 @@ export type Proxy = (req: IncomingMessage, res: ServerResponse, record: RequestR
  * handler: no closures are created per request.
  */
 export function createProxy(deps: ProxyDeps): Proxy {
-  const { store, pools, metrics, logger, complete } = deps;
+  const { store, pools, admissions, metrics, logger, complete } = deps;
 
   const hooks: ForwardHooks<RequestRecord> = {
     onResponseStart(outcome: ForwardOutcome, record: RequestRecord) {
@@ -52,6 +55,8 @@ export function createProxy(deps: ProxyDeps): Proxy {
       if (outcome.stream) metrics.activeStreams++;
     },
     onDone(outcome: ForwardOutcome, error: Error | null, record: RequestRecord) {
+      record.slot?.leave();
+      record.slot = null;
       if (outcome.stream && outcome.ttfbMs >= 0) metrics.activeStreams--;
       if (outcome.errorCode === 'internal_error') logger.error({ err: error, req_id: record.id }, 'the request could not be sent upstream');
       if (outcome.errorCode !== null) metrics.upstreamFailed(record.upstream!, outcome.errorCode);
@@ -83,6 +88,9 @@ export function createProxy(deps: ProxyDeps): Proxy {
     const routed = await routeBody(req, snapshot, record);
     const upstream = routed.upstream;
     record.upstream = upstream.name;
+    const admission = admissions.get(upstream.name, upstream.admission);
+    if (!admission.tryEnter()) await waitForSlot(admission, res);
+    record.slot = admission;
     record.forwarded = true;
     const headers = upstreamRequestHeaders(req.headers, upstream.authorization, routed.contentLength, record.id);
     if (rewriteBody !== null) headers['accept-encoding'] = 'identity'; // the list is read, so it must arrive plain
@@ -106,6 +114,18 @@ export function createProxy(deps: ProxyDeps): Proxy {
       record,
     );
   };
+}
+
+/** Waits for a slot at a capped upstream; the wait ends when the client goes away. */
+async function waitForSlot(admission: UpstreamAdmission, res: ServerResponse): Promise<void> {
+  const gone = new AbortController();
+  const onClose = (): void => gone.abort(new ClientGoneError());
+  res.once('close', onClose);
+  try {
+    await admission.wait(gone.signal);
+  } finally {
+    res.off('close', onClose);
+  }
 }
 
 const MODEL_PATH = '/v1/models/';

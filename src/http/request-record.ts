@@ -1,4 +1,5 @@
 import type { RouteLabel } from '../observability/metrics.js';
+import type { UpstreamAdmission } from '../proxy/admission.js';
 
 /** Everything the access log and metrics need about one request, filled in as it goes. */
 export interface RequestRecord {
@@ -18,6 +19,8 @@ export interface RequestRecord {
   stream: boolean;
   errorCode: string | null;
   clientAborted: boolean;
+  /** The upstream slot this request holds while forwarded; given back when the relay ends. */
+  slot: UpstreamAdmission | null;
   /** Set once the proxy owns the response: it completes the record itself. */
   forwarded: boolean;
   completed: boolean;

@@ -3,6 +3,7 @@ import type { SnapshotStore } from '../config/store.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import type { Logger } from '../observability/logger.js';
 import { routeLabel, type GatewayMetrics } from '../observability/metrics.js';
+import type { Admissions } from '../proxy/admission.js';
 import type { UpstreamPools } from '../proxy/upstream-pools.js';
 import type { Access } from './access.js';
 import { respondWithError } from './errors.js';
@@ -18,6 +19,7 @@ export function isV1Path(url: string | undefined): boolean {
 export interface V1Deps {
   readonly store: SnapshotStore;
   readonly pools: UpstreamPools;
+  readonly admissions: Admissions;
   readonly metrics: GatewayMetrics;
   readonly access: Access;
   readonly logger: Logger;

@@ -59,11 +59,14 @@ export class GatewayMetrics {
   readonly #upstreamErrors: CounterFamily;
   readonly #reloads: CounterFamily;
   readonly #keyRequests: CounterFamily;
+  readonly #queueWait: HistogramFamily;
+  readonly #saturated: CounterFamily;
   readonly #requestCells = new Map<string, CounterCell>();
   readonly #keyCells = new Map<string, CounterCell>();
   readonly #durationCells = new Map<string, HistogramCell>();
   readonly #ttfbCells = new Map<string, HistogramCell>();
   #routeCount = (): number => 0;
+  #admissions = (): Iterable<{ readonly name: string; readonly inFlight: number; readonly queued: number }> => [];
 
   constructor() {
     const registers = [this.registry];
@@ -100,7 +103,38 @@ export class GatewayMetrics {
       help: 'Configuration updates by source and result (success, failure).',
       labelNames: ['source', 'result'],
     });
+    this.#queueWait = new HistogramFamily(this.registry, {
+      name: 'apiproxy_upstream_queue_wait_seconds',
+      help: "Time requests waited for a slot at an upstream's max_connections, by upstream (only capped upstreams queue).",
+      labelNames: ['upstream'],
+      buckets: LATENCY_BUCKETS,
+    });
+    this.#saturated = new CounterFamily(this.registry, {
+      name: 'apiproxy_upstream_saturated_total',
+      help: 'Requests refused with 503 upstream_saturated: no slot freed within queue_timeout_ms, by upstream.',
+      labelNames: ['upstream'],
+    });
     const self = this;
+    new client.Gauge({
+      name: 'apiproxy_upstream_in_flight',
+      help: 'Requests in flight to each upstream.',
+      labelNames: ['upstream'],
+      registers,
+      collect() {
+        this.reset();
+        for (const admission of self.#admissions()) this.set({ upstream: admission.name }, admission.inFlight);
+      },
+    });
+    new client.Gauge({
+      name: 'apiproxy_upstream_queued',
+      help: "Requests waiting for a slot at an upstream's max_connections.",
+      labelNames: ['upstream'],
+      registers,
+      collect() {
+        this.reset();
+        for (const admission of self.#admissions()) this.set({ upstream: admission.name }, admission.queued);
+      },
+    });
     new client.Gauge({
       name: 'apiproxy_active_requests',
       help: 'Requests in flight.',
@@ -128,6 +162,16 @@ export class GatewayMetrics {
     });
     this.#loopDelay = monitorEventLoopDelay({ resolution: 20 });
     this.#loopDelay.enable();
+  }
+
+  /** Where the in-flight and queued gauges read each upstream's counts. */
+  countAdmissionsWith(admissions: () => Iterable<{ readonly name: string; readonly inFlight: number; readonly queued: number }>): void {
+    this.#admissions = admissions;
+  }
+
+  queueWaited(upstream: string, seconds: number, outcome: 'admitted' | 'refused' | 'abandoned'): void {
+    this.#queueWait.cell(upstream).observe(seconds);
+    if (outcome === 'refused') this.#saturated.cell(upstream).inc();
   }
 
   /** Where the JSON and the gauge read the number of model routes. */

@@ -13,7 +13,7 @@ export class UpstreamPools {
     if (pool === undefined) {
       pool = new UpstreamPool({
         origin: upstream.origin,
-        maxConnections: upstream.maxConnections,
+        maxIdle: upstream.maxIdleConnections,
         connectTimeoutMs: upstream.connectTimeoutMs,
         tlsCa: upstream.tlsCa,
         tlsInsecureSkipVerify: upstream.tlsInsecureSkipVerify,

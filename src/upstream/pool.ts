@@ -6,7 +6,8 @@ import type { ResponseHeaders } from './response-parser.js';
 export interface PoolOptions {
   /** scheme://host[:port] */
   readonly origin: string;
-  readonly maxConnections: number;
+  /** Idle connections kept for reuse; one freed past this is closed. */
+  readonly maxIdle: number;
   readonly connectTimeoutMs: number;
   /** PEM of the CA for an https origin; null = the system's. */
   readonly tlsCa: string | null;
@@ -16,17 +17,17 @@ export interface PoolOptions {
 }
 
 /**
- * Keep-alive HTTP/1.1 connections to one origin: at most `maxConnections`,
- * the most recently used idle one first, requests queued in order beyond that.
+ * Keep-alive HTTP/1.1 connections to one origin: the most recently used idle
+ * one first, else a new one. The pool never queues: a cap on requests in
+ * flight, if the operator sets one, is the admission's (proxy/admission.ts),
+ * which bounds the wait and says when it happens.
  */
 export class UpstreamPool implements ConnectionOwner {
   readonly #endpoint: Endpoint;
-  readonly #maxConnections: number;
+  readonly #maxIdle: number;
   readonly #keepAliveMs: number;
   readonly #connections = new Set<UpstreamConnection>();
   readonly #idle: UpstreamConnection[] = [];
-  #queue: PooledExchange[] = [];
-  #queueHead = 0;
   #closing: { resolve: () => void; promise: Promise<void> } | null = null;
   #destroyed = false;
 
@@ -40,7 +41,7 @@ export class UpstreamPool implements ConnectionOwner {
       connectTimeoutMs: options.connectTimeoutMs,
       tls: https ? { ca: options.tlsCa, rejectUnauthorized: !options.tlsInsecureSkipVerify } : null,
     };
-    this.#maxConnections = options.maxConnections;
+    this.#maxIdle = options.maxIdle;
     this.#keepAliveMs = options.keepAliveMs;
   }
 
@@ -50,27 +51,19 @@ export class UpstreamPool implements ConnectionOwner {
   }
 
   dispatch(request: UpstreamRequest, handler: ExchangeHandler): void {
-    const exchange = new PooledExchange(this, request, handler);
+    const exchange = new PooledExchange(request, handler);
     handler.onStart(exchange);
     if (exchange.settled) return;
     if (this.#destroyed) {
       exchange.onError(new PoolClosedError());
       return;
     }
-    const idle = this.#idle.pop();
-    if (idle !== undefined) exchange.runOn(idle);
-    else if (this.#connections.size < this.#maxConnections) exchange.runOn(this.#open());
-    else this.#queue.push(exchange);
+    exchange.runOn(this.#idle.pop() ?? this.#open());
   }
 
   release(connection: UpstreamConnection, keepAliveMs: number | null): void {
-    const next = this.#nextQueued();
-    if (next !== null) {
-      next.runOn(connection);
-      return;
-    }
     const idleMs = keepAliveMs === null ? this.#keepAliveMs : Math.min(this.#keepAliveMs, keepAliveMs - 1_000);
-    if (this.#closing !== null || this.#destroyed || idleMs <= 0) {
+    if (this.#closing !== null || this.#destroyed || idleMs <= 0 || this.#idle.length >= this.#maxIdle) {
       connection.destroy(new PoolClosedError());
       return;
     }
@@ -82,21 +75,10 @@ export class UpstreamPool implements ConnectionOwner {
     if (!this.#connections.delete(connection)) return;
     const at = this.#idle.lastIndexOf(connection);
     if (at !== -1) this.#idle.splice(at, 1);
-    // A queued request waits for a free slot, which this just made.
-    if (!this.#destroyed) {
-      const next = this.#nextQueued();
-      if (next !== null) next.runOn(this.#open());
-    }
     if (this.#closing !== null && this.#connections.size === 0) this.#closing.resolve();
   }
 
-  /** Removes a queued exchange that was aborted before it got a connection. */
-  dequeue(exchange: PooledExchange): void {
-    const at = this.#queue.indexOf(exchange, this.#queueHead);
-    if (at !== -1) this.#queue.splice(at, 1);
-  }
-
-  /** Lets queued and in-flight exchanges finish, closing each connection as it frees up. */
+  /** Lets in-flight exchanges finish, closing each connection as it frees up. */
   close(): Promise<void> {
     if (this.#closing !== null) return this.#closing.promise;
     let resolve!: () => void;
@@ -107,13 +89,10 @@ export class UpstreamPool implements ConnectionOwner {
     return promise;
   }
 
-  /** Closes every connection now, failing what is in flight or queued. */
+  /** Closes every connection now, failing what is in flight. */
   destroy(): Promise<void> {
     this.#destroyed = true;
     const error = new PoolClosedError();
-    for (const exchange of this.#queue.splice(this.#queueHead)) exchange.onError(error);
-    this.#queue = [];
-    this.#queueHead = 0;
     for (const connection of [...this.#connections]) connection.destroy(error);
     this.#closing?.resolve();
     return Promise.resolve();
@@ -124,30 +103,16 @@ export class UpstreamPool implements ConnectionOwner {
     this.#connections.add(connection);
     return connection;
   }
-
-  #nextQueued(): PooledExchange | null {
-    const queue = this.#queue;
-    if (this.#queueHead >= queue.length) return null;
-    const next = queue[this.#queueHead]!;
-    queue[this.#queueHead++] = undefined as unknown as PooledExchange;
-    if (this.#queueHead === queue.length || this.#queueHead > 1024) {
-      this.#queue = queue.slice(this.#queueHead);
-      this.#queueHead = 0;
-    }
-    return next;
-  }
 }
 
-/** One request through the pool: queued, then on a connection, then settled. */
+/** One request through the pool: on a connection, then settled. */
 class PooledExchange implements Exchange, ResponseHandler {
-  readonly #pool: UpstreamPool;
   readonly #request: UpstreamRequest;
   readonly #handler: ExchangeHandler;
   #connection: UpstreamConnection | null = null;
   settled = false;
 
-  constructor(pool: UpstreamPool, request: UpstreamRequest, handler: ExchangeHandler) {
-    this.#pool = pool;
+  constructor(request: UpstreamRequest, handler: ExchangeHandler) {
     this.#request = request;
     this.#handler = handler;
   }
@@ -160,12 +125,8 @@ class PooledExchange implements Exchange, ResponseHandler {
   abort(error: Error): void {
     if (this.settled) return;
     const connection = this.#connection;
-    if (connection !== null) {
-      connection.abort(error);
-      return;
-    }
-    this.#pool.dequeue(this);
-    this.onError(error);
+    if (connection !== null) connection.abort(error);
+    else this.onError(error); // from onStart, before it runs on a connection
   }
 
   pause(): void {

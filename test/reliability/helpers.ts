@@ -75,8 +75,19 @@ export async function metricsJson(url: string): Promise<Record<string, number>> 
   return (await res.body.json()) as Record<string, number>;
 }
 
+/** The value of one Prometheus sample; throws when the series is absent (a missing series is a failure, not a zero). */
+export function series(text: string, name: string, labels: Record<string, string> = {}): number {
+  const value = findSample(text, name, labels);
+  if (value === undefined) throw new Error(`no series ${name}${JSON.stringify(labels)} in the metrics`);
+  return value;
+}
+
 /** The value of one Prometheus sample, 0 when absent. Labels are matched in any order. */
 export function sampleValue(text: string, name: string, labels: Record<string, string> = {}): number {
+  return findSample(text, name, labels) ?? 0;
+}
+
+function findSample(text: string, name: string, labels: Record<string, string>): number | undefined {
   for (const line of text.split('\n')) {
     if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
     const braces = /^[^{ ]+(?:\{(.*)\})? (\S+)$/.exec(line);
@@ -86,7 +97,7 @@ export function sampleValue(text: string, name: string, labels: Record<string, s
       return Number(braces[2]);
     }
   }
-  return 0;
+  return undefined;
 }
 
 /** Snapshot of the counters a fault must move: upstream errors by code, requests by route/status, JSON error_count. */

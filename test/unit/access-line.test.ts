@@ -20,6 +20,7 @@ function record(overrides: Partial<RequestRecord> = {}): RequestRecord {
     stream: true,
     errorCode: null,
     clientAborted: false,
+    slot: null,
     forwarded: true,
     completed: true,
     ...overrides,

@@ -131,7 +131,7 @@ const pools: UpstreamPool[] = [];
 function makePool(origin: string, options: Partial<PoolOptions> = {}): UpstreamPool {
   const pool = new UpstreamPool({
     origin,
-    maxConnections: 4,
+    maxIdle: 256,
     connectTimeoutMs: 2000,
     tlsCa: null,
     tlsInsecureSkipVerify: false,
@@ -330,46 +330,39 @@ describe('connection reuse and the queue', () => {
     expect(server.requests.map((r) => r.headers.host)).toEqual(Array(5).fill(`127.0.0.1:${server.port}`));
   });
 
-  test('maxConnections 2, five slow requests at once: never more than 2 connections, queued requests run first in, first out', async () => {
+  test('five slow requests at once: five connections, none waits for another (the pool never queues)', async () => {
     const held = new Map<string, ServerResponse>();
-    const arrivals: string[] = [];
-    const server = await startHttp((request, res) => {
-      arrivals.push(request.url ?? '');
-      held.set(request.url ?? '', res);
-    });
-    const pool = makePool(server.url, { maxConnections: 2 });
-    const completed: string[] = [];
+    const server = await startHttp((request, res) => held.set(request.url ?? '', res));
+    const pool = makePool(server.url);
     const recs = [1, 2, 3, 4, 5].map((i) => {
       const rec = new Recorder();
-      void rec.done.then(() => completed.push(`/${i}`));
       pool.dispatch(req(`/${i}`), rec);
       return rec;
     });
-    await waitFor(() => arrivals.length === 2, 2000, 'the first two requests');
-    expect([...arrivals].sort()).toEqual(['/1', '/2']);
-    // Each response frees a connection for the oldest queued request, and only that one.
-    const steps: [string, string | null][] = [
-      ['/1', '/3'],
-      ['/2', '/4'],
-      ['/3', '/5'],
-      ['/4', null],
-      ['/5', null],
-    ];
-    for (const [release, next] of steps) {
-      const before = arrivals.length;
-      held.get(release)!.end(`done ${release}`);
-      await waitFor(() => completed.includes(release), 2000, `${release} completes`);
-      if (next !== null) {
-        await waitFor(() => arrivals.length === before + 1, 2000, `${next} reaches the server`);
-        expect(arrivals.at(-1)).toBe(next);
-      }
-    }
+    await waitFor(() => held.size === 5, 2000, 'all five requests reach the server');
+    for (const [path, res] of held) res.end(`done ${path}`);
     await Promise.all(recs.map((rec) => rec.done));
-    expect(completed).toEqual(['/1', '/2', '/3', '/4', '/5']);
     expect(recs.map((rec) => rec.text)).toEqual(['/1', '/2', '/3', '/4', '/5'].map((path) => `done ${path}`));
-    expect(server.accepted).toHaveLength(2);
-    expect(server.maxOpen).toBe(2);
-    expect(pool.connections).toBe(2);
+    expect(server.accepted).toHaveLength(5);
+    expect(pool.connections).toBe(5);
+  });
+
+  test('maxIdle 2: of five connections freed at once, two stay open for reuse and three are closed', async () => {
+    const held: ServerResponse[] = [];
+    const server = await startHttp((_request, res) => held.push(res));
+    const pool = makePool(server.url, { maxIdle: 2 });
+    const recs = [1, 2, 3, 4, 5].map((i) => {
+      const rec = new Recorder();
+      pool.dispatch(req(`/${i}`), rec);
+      return rec;
+    });
+    await waitFor(() => held.length === 5, 2000, 'all five requests reach the server');
+    for (const res of held) res.end('ok');
+    await Promise.all(recs.map((rec) => rec.done));
+    await waitFor(() => pool.connections === 2, 2000, 'three connections closed');
+    await send(pool, req('/again'));
+    await send(pool, req('/again'));
+    expect(server.accepted).toHaveLength(5);
   });
 });
 
@@ -625,9 +618,9 @@ describe('upstream failures', () => {
     expect(pool.connections).toBe(0);
   });
 
-  test('connection refused with requests queued behind: each fails in turn, none is left waiting', async () => {
+  test('connection refused for three requests at once: each fails, none is left waiting', async () => {
     const port = await freePort();
-    const pool = makePool(`http://127.0.0.1:${port}`, { maxConnections: 1 });
+    const pool = makePool(`http://127.0.0.1:${port}`);
     const recs = [new Recorder(), new Recorder(), new Recorder()];
     for (const rec of recs) pool.dispatch(req(), rec);
     await Promise.all(recs.map((rec) => rec.done));
@@ -635,12 +628,12 @@ describe('upstream failures', () => {
     expect(pool.connections).toBe(0);
   });
 
-  test('a connection that fails frees its slot: the queued request runs on a new connection', async () => {
+  test('a connection that fails leaves a concurrent request on another connection unharmed', async () => {
     const server = await startRaw(({ socket, head }) => {
       if (head.startsWith('GET /reset ')) socket.resetAndDestroy();
       else socket.write(OK('fine'));
     });
-    const pool = makePool(server.url, { maxConnections: 1 });
+    const pool = makePool(server.url);
     const failing = new Recorder();
     const queued = new Recorder();
     pool.dispatch(req('/reset'), failing);
@@ -684,32 +677,6 @@ describe('abort', () => {
     expect(server.requests.map((r) => r.connection)).toEqual([0, 1]);
   });
 
-  test('abort() of a queued exchange removes it from the queue: it never reaches the server', async () => {
-    let first = null as Socket | null;
-    const server = await startRaw(({ socket, head }) => {
-      if (head.startsWith('GET /first ')) first = socket;
-      else socket.write(OK(head.split(' ')[1]!));
-    });
-    const pool = makePool(server.url, { maxConnections: 1 });
-    const firstRec = new Recorder();
-    pool.dispatch(req('/first'), firstRec);
-    await waitFor(() => first !== null, 2000, 'the first request reaches the server');
-    const queued = new Recorder();
-    pool.dispatch(req('/queued'), queued);
-    const third = new Recorder();
-    pool.dispatch(req('/third'), third);
-    const reason = new Error('not needed any more');
-    queued.exchange!.abort(reason);
-    expect(queued.error).toBe(reason);
-    expect(queued.events).toEqual(['start', 'error']);
-    first!.write(OK('first'));
-    await firstRec.done;
-    await third.done;
-    expect(third.text).toBe('/third');
-    expect(server.requests.map((r) => r.head.split(' ')[1])).toEqual(['/first', '/third']);
-    expect(server.accepted).toHaveLength(1);
-  });
-
   test('abort() from onStart: nothing is sent', async () => {
     const server = await startRaw(({ socket }) => socket.write(OK('ok')));
     const pool = makePool(server.url);
@@ -734,24 +701,24 @@ describe('abort', () => {
 });
 
 describe('close and destroy', () => {
-  test('destroy() fails the in-flight and the queued exchanges with UPSTREAM_POOL_CLOSED; later dispatches fail too', async () => {
+  test('destroy() fails every in-flight exchange with UPSTREAM_POOL_CLOSED; later dispatches fail too', async () => {
     const server = await startRaw(() => undefined);
-    const pool = makePool(server.url, { maxConnections: 1 });
+    const pool = makePool(server.url);
     const inFlight = new Recorder();
     const queued = new Recorder();
     pool.dispatch(req('/a'), inFlight);
     pool.dispatch(req('/b'), queued);
-    await waitFor(() => server.requests.length === 1, 2000, 'the first request reaches the server');
+    await waitFor(() => server.requests.length === 2, 2000, 'both requests reach the server');
     await pool.destroy();
     await Promise.all([inFlight.done, queued.done]);
     expect(inFlight.code).toBe('UPSTREAM_POOL_CLOSED');
     expect(queued.code).toBe('UPSTREAM_POOL_CLOSED');
     expect(pool.connections).toBe(0);
-    await server.accepted[0]!.closed;
+    await Promise.all(server.accepted.map((entry) => entry.closed));
     const late = await send(pool, req('/c'));
     expect(late.code).toBe('UPSTREAM_POOL_CLOSED');
-    expect(server.requests).toHaveLength(1);
-    expect(server.accepted).toHaveLength(1);
+    expect(server.requests).toHaveLength(2);
+    expect(server.accepted).toHaveLength(2);
   });
 
   test('close() lets in-flight requests finish, then closes their connections and resolves', async () => {

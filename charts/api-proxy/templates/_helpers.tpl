@@ -144,6 +144,8 @@ Namespaces the gateway watches, as RBAC sees them: a list of namespace names, or
 {{- $_ := set $up "timeouts" $t }}
 {{- end }}
 {{- if hasKey $u "maxConnections" }}{{ $_ := set $up "max_connections" (int $u.maxConnections) }}{{ end }}
+{{- if hasKey $u "queueTimeoutMs" }}{{ $_ := set $up "queue_timeout_ms" (int $u.queueTimeoutMs) }}{{ end }}
+{{- if hasKey $u "maxIdleConnections" }}{{ $_ := set $up "max_idle_connections" (int $u.maxIdleConnections) }}{{ end }}
 {{- with (get $u "tls") }}
 {{- $tls := dict "insecure_skip_verify" (default false .insecureSkipVerify) }}
 {{- if .caSecret }}{{ $_ := set $tls "ca_file" (printf "%s/ca.crt" (include "api-proxy.upstreamCaDir" $name)) }}{{ end }}
