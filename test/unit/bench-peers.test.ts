@@ -10,9 +10,9 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { filePeer, readPeerFile, type PeerFile } from '../../src/bench/peers.js';
-import { freePort, stop } from '../../src/bench/processes.js';
-import { createBenchUpstream } from '../../src/bench/upstream-server.js';
+import { filePeer, readPeerFile, type PeerFile } from '../../bench/peers.js';
+import { freePort, stop } from '../../bench/processes.js';
+import { createBenchUpstream } from '../../bench/upstream-server.js';
 
 let dir: string;
 beforeEach(() => {

@@ -1,4 +1,4 @@
-import { median, parseProcStat, parseWrkDuration, parseWrkOutput, percentile, shares } from '../../src/bench/stats.js';
+import { median, parseProcStat, parseWrkDuration, parseWrkOutput, percentile, shares } from '../../bench/stats.js';
 
 const WRK = `Running 2s test @ http://127.0.0.1:40000/v1/chat/completions
   1 threads and 64 connections

@@ -3,7 +3,7 @@
  * line, chunked framing, the last event): it must count only streams that
  * really ended with `data: [DONE]`, and every other ending as an error.
  */
-import { rawStreams } from '../../src/bench/stream-client.js';
+import { rawStreams } from '../../bench/stream-client.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
 
 let upstream: FakeUpstream;

@@ -1,4 +1,4 @@
-import { fittedRise, type Reading } from '../../src/soak/trend.js';
+import { fittedRise, type Reading } from '../../bench/soak/trend.js';
 
 const series = (count: number, valueAt: (i: number) => number): Reading[] => Array.from({ length: count }, (_, i) => ({ atS: i * 10, value: valueAt(i) }));
 

@@ -82,7 +82,7 @@ export interface UpstreamProcess {
   readonly url: string;
 }
 
-/** Forks dist/bench/upstream.js and waits for its port. */
+/** Forks dist-bench/bench/upstream.js and waits for its port. */
 export async function startUpstream(script: string, args: readonly string[] = []): Promise<UpstreamProcess> {
   const child = track(fork(script, args, { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }));
   const port = await new Promise<number>((resolve, reject) => {

@@ -30,7 +30,7 @@ export function naivePeer(script: string, upstreamUrl: string): PeerLauncher {
     start: () =>
       startUpstream(script, [upstreamUrl]).then((process) => ({
         name,
-        note: 'src/bench/naive-proxy.ts: one process, body parsed and model redirected, nothing else',
+        note: 'bench/naive-proxy.ts: one process, body parsed and model redirected, nothing else',
         process,
         streams: false,
       })),

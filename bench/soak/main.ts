@@ -21,7 +21,7 @@ import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
-import { freePort } from '../bench/processes.js';
+import { freePort } from '../processes.js';
 import { fittedRise, type Reading } from './trend.js';
 
 const RSS_TRACE_MS = 10_000;
@@ -338,7 +338,7 @@ async function startGatewayProcess(dir: string, upstreamUrl: string): Promise<{ 
   const log = openSync(logPath, 'w');
   const env: NodeJS.ProcessEnv = { ...process.env, CONFIG_PATH: configPath, PORT: String(port) };
   delete env['LOG_LEVEL'];
-  const main = fileURLToPath(new URL('../main.js', import.meta.url));
+  const main = fileURLToPath(new URL('../../../dist/main.js', import.meta.url));
   const child = spawn(process.execPath, [main], { env, stdio: ['ignore', log, log] });
   closeSync(log);
   children.add(child);

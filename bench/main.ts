@@ -23,9 +23,10 @@ import { rawStreams } from './stream-client.js';
 import { cpuMsByProcess, cpuMsOf, killAll, processTree, pssOfTree, rssOf, rssOfTree, sampleRss, startGateway, startUpstream, stop, stopTree, type GatewayProcess } from './processes.js';
 import { median, round, shares, type WrkResult } from './stats.js';
 
+/** This file runs from dist-bench/bench/; the gateway it measures is the product build in dist/. */
 const here = dirname(fileURLToPath(import.meta.url));
-const dist = resolve(here, '..');
-const root = resolve(dist, '..');
+const root = resolve(here, '..', '..');
+const dist = join(root, 'dist');
 
 interface Options {
   quick: boolean;
@@ -47,7 +48,7 @@ function parseArgs(argv: readonly string[]): Options {
     return at === -1 ? '' : hit.slice(at + 1);
   };
   for (const arg of argv) {
-    if (!/^--(quick|rounds|seconds|only|profile|out|workers|peer)(=|$)/.test(arg)) throw new Error(`unknown argument '${arg}' (see src/bench/main.ts)`);
+    if (!/^--(quick|rounds|seconds|only|profile|out|workers|peer)(=|$)/.test(arg)) throw new Error(`unknown argument '${arg}' (see bench/main.ts)`);
   }
   const quick = flag('quick') !== undefined;
   const only = flag('only');

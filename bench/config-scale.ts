@@ -3,10 +3,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { keyDigest } from '../config/key-digest.js';
-import { loadConfigFile } from '../config/load-file.js';
-import type { FileInputs } from '../config/model.js';
-import { buildSnapshot, type RoutingSnapshot } from '../config/snapshot.js';
+import { keyDigest } from '../src/config/key-digest.js';
+import { loadConfigFile } from '../src/config/load-file.js';
+import type { FileInputs } from '../src/config/model.js';
+import { buildSnapshot, type RoutingSnapshot } from '../src/config/snapshot.js';
 import { median } from './stats.js';
 
 export interface ConfigScaleResult {
