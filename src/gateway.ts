@@ -8,12 +8,13 @@ import type { RoutingSnapshot } from './config/snapshot.js';
 import { SnapshotStore } from './config/store.js';
 import { Readiness } from './http/readiness.js';
 import { createHttpServer, SERVER_LIMITS, type ServerLimits } from './http/server.js';
-import { createLogger, type Logger } from './observability/logger.js';
+import { createLogging, type DestinationStream, type Logger } from './observability/logger.js';
 import { GatewayMetrics } from './observability/metrics.js';
 import { localMetricsReport, type MetricsReport } from './observability/metrics-report.js';
-import { Admissions } from './proxy/admission.js';
-import { UpstreamPools } from './proxy/upstream-pools.js';
+import { RequestAccounting } from './pipeline/account.js';
+import { Admissions } from './pipeline/admission.js';
 import { FileSource } from './sources/file-source.js';
+import { Transports } from './transport/transports.js';
 
 /** A source that feeds Kubernetes data into the store (see sources/kube). */
 export interface KubeSourceHandle {
@@ -36,7 +37,8 @@ export interface GatewayOptions {
   /** 0 picks a free port; undefined means the config's `port`, else 5000. */
   readonly port: number | undefined;
   readonly host?: string;
-  readonly logger?: Logger;
+  /** Where log lines go (tests capture them); stdout by default. */
+  readonly logDestination?: DestinationStream;
   /** Used when the config enables Kubernetes. */
   readonly kubeSource?: KubeSourceFactory;
   readonly namespace?: string;
@@ -77,10 +79,11 @@ export { SERVER_LIMITS, type ServerLimits };
 /** Composes and starts the gateway; resolves once it listens. */
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const levelOverride = logLevelFromEnv(options.env['LOG_LEVEL']);
-  const logger = options.logger ?? createLogger(levelOverride ?? 'info', undefined, options.worker);
+  const logging = createLogging(levelOverride ?? 'info', options.logDestination, options.worker);
+  const logger = logging.logger;
   const store = new SnapshotStore(options.namespace ?? 'default');
   const metrics = new GatewayMetrics();
-  const pools = new UpstreamPools();
+  const transports = new Transports();
   const admissions = new Admissions({
     waited: (upstream, seconds, outcome) => metrics.queueWaited(upstream, seconds, outcome),
     saturated: (upstream, maxInFlight, queueTimeoutMs) =>
@@ -93,7 +96,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   metrics.countRoutesWith(() => store.current?.routes.size ?? 0);
 
   store.onSwap((snapshot) => {
-    pools.retain(snapshot);
+    transports.retain(snapshot);
     if (levelOverride === null) logger.level = snapshot.settings.logLevel;
   });
 
@@ -137,7 +140,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   store.onSwap(startKube);
 
   const metricsReport = (options.metricsReport ?? localMetricsReport)(metrics);
-  const handler = createRequestHandler({ store, pools, admissions, metrics, metricsReport, readiness, logger });
+  const accounting = new RequestAccounting(metrics, logging, () => store.current?.settings.accessLog ?? true);
+  const handler = createRequestHandler({ store, transports, admissions, accounting, metricsReport, readiness });
   const server = createHttpServer(handler, { ...SERVER_LIMITS, ...options.serverLimits });
   await new Promise<void>((resolveListen, reject) => {
     server.once('error', reject);
@@ -165,7 +169,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     await closed;
     fileSource.stop();
     await (await kube)?.stop();
-    await pools.destroy();
+    await transports.destroy();
     metrics.close();
     logger.info('stopped');
     await new Promise<void>((resolveFlush) => logger.flush(() => resolveFlush()));

@@ -9,7 +9,7 @@
 import { request } from 'undici';
 import { keyDigest } from '../../src/config/key-digest.js';
 import type { RoutingSnapshot } from '../../src/config/snapshot.js';
-import { authenticate } from '../../src/http/auth.js';
+import { authenticate } from '../../src/pipeline/authenticate.js';
 import type { FakeUpstream } from '../support/fake-upstream.js';
 import { baseConfig, CLIENT_KEY, startGatewayWithUpstream, UPSTREAM_KEY, type TestGateway } from '../support/gateway-harness.js';
 import { lastBody, metricsJson, prometheus, rawRequest } from '../reliability/helpers.js';

@@ -1,5 +1,5 @@
 import { GatewayError } from '../../src/errors/gateway-error.js';
-import { Admissions, UpstreamAdmission, type AdmissionObserver } from '../../src/proxy/admission.js';
+import { Admissions, UpstreamAdmission, type AdmissionObserver } from '../../src/pipeline/admission.js';
 
 class Observed implements AdmissionObserver {
   readonly events: string[] = [];

@@ -1,4 +1,4 @@
-import type { RequestRecord } from './request-record.js';
+import type { RequestRecord } from '../pipeline/request-record.js';
 
 /** Printable ASCII without `"` and `\`: what a JSON string holds unescaped. Ids, methods and most paths and models are. */
 const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
