@@ -2,6 +2,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { createRequestHandler } from './app.js';
+import { ConfigError } from './config/config-error.js';
 import type { Env } from './config/load-file.js';
 import type { KubeInputs } from './config/model.js';
 import type { RoutingSnapshot } from './config/snapshot.js';
@@ -70,7 +71,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 /** LOG_LEVEL overrides the config's log_level; unset or empty means no override. */
 function logLevelFromEnv(value: string | undefined): string | null {
   if (value === undefined || value === '') return null;
-  if (!LOG_LEVELS.includes(value)) throw new Error(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got '${value}'`);
+  if (!LOG_LEVELS.includes(value)) throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got '${value}'`);
   return value;
 }
 
@@ -128,7 +129,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   let kube: Promise<KubeSourceHandle> | null = null;
   const startKube = (snapshot: RoutingSnapshot): void => {
     if (kube !== null || !snapshot.kubernetes.enabled) return;
-    if (options.kubeSource === undefined) throw new Error('kubernetes.enabled is set but no Kubernetes source is available');
+    if (options.kubeSource === undefined) throw new ConfigError('kubernetes.enabled is set but no Kubernetes source is available');
     readiness.addGate('kubernetes sync');
     kube = Promise.resolve(options.kubeSource({ store, readiness, metrics, logger, snapshot, setKube: (inputs) => void store.setKube(inputs) }));
     kube.then(

@@ -35,8 +35,8 @@ function isoNow(): string {
 
 /**
  * One access log line, in the logger's own format (level label, ISO time,
- * base bindings, fields, msg). Built by hand: pino's generic serialisation was
- * the largest per-request cost of the gateway after the sockets themselves.
+ * base bindings, fields, msg). Built by hand rather than by pino's generic
+ * serialisation (docs/performance.md, "Hand-written where a library exists").
  */
 export function accessLine(record: RequestRecord, latencyMs: number, bindings = SERVICE_BINDINGS): string {
   return (

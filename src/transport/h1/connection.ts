@@ -36,7 +36,9 @@ const LAST_CHUNK = '0\r\n\r\n';
 /**
  * One keep-alive HTTP/1.1 connection to an upstream, carrying one exchange
  * at a time. Plain TCP reads bypass Node's stream machinery (`onread`): the
- * relay of an event stream is one read and one write per event.
+ * relay of an event stream is one read and one write per event. Kept beside
+ * undici for plain HTTP/1.1 upstreams (docs/performance.md, "Hand-written
+ * where a library exists").
  */
 export class UpstreamConnection implements ResponseSink, Exchange {
   readonly #owner: ConnectionOwner;
