@@ -86,6 +86,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const metrics = new GatewayMetrics();
   const transports = new Transports();
   const admissions = new Admissions({
+    opened: (upstream) => metrics.queueOpened(upstream),
     waited: (upstream, seconds, outcome) => metrics.queueWaited(upstream, seconds, outcome),
     saturated: (upstream, maxInFlight, queueTimeoutMs) =>
       logger.warn({ upstream, max_connections: maxInFlight, queue_timeout_ms: queueTimeoutMs }, 'upstream at its max_connections: requests are queuing'),

@@ -175,6 +175,12 @@ export class GatewayMetrics {
     this.#admissions = admissions;
   }
 
+  /** Starts an upstream's queue series at zero, so "nothing waited" is a series, not a gap. */
+  queueOpened(upstream: string): void {
+    this.#queueWait.cell(upstream);
+    this.#saturated.cell(upstream);
+  }
+
   queueWaited(upstream: string, seconds: number, outcome: 'admitted' | 'refused' | 'abandoned'): void {
     this.#queueWait.cell(upstream).observe(seconds);
     if (outcome === 'refused') this.#saturated.cell(upstream).inc();
