@@ -6,6 +6,8 @@ import type { Admissions, UpstreamAdmission } from './admission.js';
 import { replaceModel } from './json-request.js';
 import type { RequestLifecycle } from './lifecycle.js';
 import type { ClientRequestBody } from './read-body.js';
+import type { BodyTransformFactory } from './body-transform.js';
+import { redaction } from './redact.js';
 import { Relay } from './relay.js';
 import { upstreamRequestHeaders } from './upstream-headers.js';
 
@@ -58,8 +60,14 @@ export async function forward(
       idleTimeoutMs: upstream.idleTimeoutMs,
       sendNow: json?.stream ?? false,
     },
-    new Relay(lifecycle, { secrets: upstream.secrets, rewriteBody }),
+    new Relay(lifecycle, { secrets: upstream.secrets, transforms: bodyTransforms(lifecycle, upstream.secrets), rewriteBody }),
   );
+}
+
+/** The stages the answer's body passes through: the upstream's secrets taken out, at any status. */
+function bodyTransforms(lifecycle: RequestLifecycle, secrets: readonly string[]): readonly BodyTransformFactory[] {
+  const redacting = redaction(secrets, () => lifecycle.redacted('body'));
+  return redacting === null ? [] : [redacting];
 }
 
 /** Waits for a slot at a capped upstream; the wait ends when the client goes away. */

@@ -1,4 +1,5 @@
 import type { OutgoingHttpHeaders } from 'node:http';
+import type { BodyTransform, BodyTransformFactory } from './body-transform.js';
 
 /** What a secret is replaced with in a header value. */
 export const HEADER_MASK = '[redacted]';
@@ -47,16 +48,19 @@ function redactText(text: string, secrets: readonly string[]): string {
  * no event is held. Matches are overwritten in place with a mask of the same
  * length (the pieces are the caller's own).
  */
-export class StreamRedactor {
+export class StreamRedactor implements BodyTransform {
   readonly #secrets: readonly Buffer[];
   readonly #masks: readonly Buffer[];
+  readonly #onRedacted: () => void;
   #carry: Buffer | null = null;
   /** Secrets replaced so far. */
   count = 0;
 
-  constructor(secrets: readonly string[]) {
+  /** `onRedacted` is called for each piece in which a secret was replaced. */
+  constructor(secrets: readonly string[], onRedacted: () => void = () => undefined) {
     this.#secrets = secrets.map((secret) => Buffer.from(secret));
     this.#masks = this.#secrets.map((secret) => bodyMask(secret.length));
+    this.#onRedacted = onRedacted;
   }
 
   /** The piece to pass on now (possibly empty): `piece` without secrets, less a held tail. */
@@ -67,6 +71,7 @@ export class StreamRedactor {
       this.#carry = null;
     }
     const secrets = this.#secrets;
+    const before = this.count;
     let hold = 0;
     for (let i = 0; i < secrets.length; i++) {
       const secret = secrets[i]!;
@@ -76,6 +81,7 @@ export class StreamRedactor {
       }
       hold = Math.max(hold, partialSuffix(data, secret));
     }
+    if (this.count !== before) this.#onRedacted();
     if (hold === 0) return data;
     this.#carry = Buffer.from(data.subarray(data.length - hold));
     return data.subarray(0, data.length - hold);
@@ -98,4 +104,10 @@ function partialSuffix(data: Buffer, secret: Buffer): number {
     if (data.compare(secret, 0, length, at) === 0) return length;
   }
   return 0;
+}
+
+/** Secrets out of every answer, at any status: the first transform of every relayed body. */
+export function redaction(secrets: readonly string[], onRedacted: () => void): BodyTransformFactory | null {
+  if (secrets.length === 0) return null;
+  return { forResponse: () => new StreamRedactor(secrets, onRedacted) };
 }

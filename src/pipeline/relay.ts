@@ -4,14 +4,17 @@ import { errorBody } from '../errors/gateway-error.js';
 import { fromUpstreamError } from '../errors/upstream.js';
 import { atTurnEnd } from '../io/turn-end.js';
 import type { Exchange, ExchangeHandler, ResponseHeaders } from '../transport/types.js';
+import { endThrough, pushThrough, type BodyTransform, type BodyTransformFactory } from './body-transform.js';
 import type { RequestLifecycle } from './lifecycle.js';
-import { redactHeaders, StreamRedactor } from './redact.js';
+import { redactHeaders } from './redact.js';
 import { clientResponseHeaders } from './upstream-headers.js';
 
 /** What the relay needs to know besides the response. */
 export interface RelayOptions {
-  /** Values that must not reach the client (the upstream's key): redacted from headers and body. */
+  /** Values that must not reach the client (the upstream's key): redacted from the headers. */
   readonly secrets: readonly string[];
+  /** What the body passes through, in order (the secrets' redaction first); decided per response at its head. */
+  readonly transforms: readonly BodyTransformFactory[];
   /** Rewrites a successful (2xx) body, which is then held and sent whole; null relays it as it comes. */
   readonly rewriteBody: ((body: Buffer) => Buffer) | null;
 }
@@ -20,6 +23,21 @@ export interface RelayOptions {
 const MAX_HELD_BODY = 1024 * 1024;
 const CR = 13;
 const LF = 10;
+const NO_TRANSFORMS: readonly BodyTransform[] = [];
+
+function transformsFor(
+  factories: readonly BodyTransformFactory[],
+  status: number,
+  headers: ResponseHeaders,
+  relayed: OutgoingHttpHeaders,
+): readonly BodyTransform[] {
+  const transforms: BodyTransform[] = [];
+  for (const factory of factories) {
+    const transform = factory.forResponse(status, headers, relayed);
+    if (transform !== null) transforms.push(transform);
+  }
+  return transforms;
+}
 
 /**
  * Relays one upstream response into the client's response, chunk by chunk:
@@ -33,7 +51,8 @@ export class Relay implements ExchangeHandler {
   readonly #secrets: readonly string[];
   readonly #rewriteBody: ((body: Buffer) => Buffer) | null;
   readonly #started = performance.now();
-  readonly #redactor: StreamRedactor | null;
+  readonly #transformFactories: readonly BodyTransformFactory[];
+  #transforms: readonly BodyTransform[] = NO_TRANSFORMS;
   #exchange: Exchange | null = null;
   #status = 0;
   #stream = false;
@@ -52,7 +71,7 @@ export class Relay implements ExchangeHandler {
     this.#res = lifecycle.res;
     this.#secrets = options.secrets;
     this.#rewriteBody = options.rewriteBody;
-    this.#redactor = options.secrets.length === 0 ? null : new StreamRedactor(options.secrets);
+    this.#transformFactories = options.transforms;
   }
 
   onStart(exchange: Exchange): void {
@@ -75,6 +94,7 @@ export class Relay implements ExchangeHandler {
     if (headers['transfer-encoding'] !== undefined) delete relayed['content-length'];
     // Any status: an upstream that echoes the request's Authorization in a header must not hand the key on.
     if (this.#secrets.length > 0 && redactHeaders(relayed, this.#secrets) > 0) this.#lifecycle.redacted('header');
+    if (this.#transformFactories.length > 0) this.#transforms = transformsFor(this.#transformFactories, status, headers, relayed);
     if (this.#rewriteBody !== null && status >= 200 && status < 300) {
       this.#held = { headers: relayed, chunks: [], size: 0 };
       return;
@@ -84,11 +104,8 @@ export class Relay implements ExchangeHandler {
   }
 
   onBody(bytes: Buffer, last: boolean): void {
-    const redactor = this.#redactor;
-    if (redactor !== null) {
-      const before = redactor.count;
-      bytes = redactor.push(bytes);
-      if (redactor.count !== before) this.#lifecycle.redacted('body');
+    if (this.#transforms.length > 0) {
+      bytes = pushThrough(this.#transforms, bytes);
       if (bytes.length === 0) return;
     }
     const held = this.#held;
@@ -104,7 +121,7 @@ export class Relay implements ExchangeHandler {
   onEnd(): void {
     const held = this.#held;
     let lastBytes = this.#lastBytes;
-    const carried = this.#redactor?.end() ?? null;
+    const carried = this.#transforms.length > 0 ? endThrough(this.#transforms) : null;
     if (held !== null) {
       this.#held = null;
       if (carried !== null) held.chunks.push(carried);

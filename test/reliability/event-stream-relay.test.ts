@@ -13,7 +13,7 @@ import OpenAI from 'openai';
 import { request } from 'undici';
 import { baseConfig, CLIENT_KEY, startTestGateway, type TestGateway } from '../support/gateway-harness.js';
 import { RequestSplitter } from '../support/request-splitter.js';
-import { expectIdleAndHealthy, rawRequest } from './helpers.js';
+import { expectIdleAndHealthy, rawRequest, waitFor } from './helpers.js';
 
 // ---------------------------------------------------------------------------
 // A raw upstream
@@ -504,7 +504,8 @@ describe('framing edge cases', () => {
       socket.pause();
       socket.on('data', (data: Buffer) => void received.push(data));
       socket.write(rawPost(streamRequest('S'), '1.0'));
-      await new Promise((resolve) => setTimeout(resolve, 300)); // the gateway fills the socket and waits
+      // The client reads nothing until the gateway has filled the socket and waits for it to drain.
+      await waitFor(() => mostDrainListeners > 0, 20_000, 'the relay waiting for the client to drain');
       socket.resume();
       await closed;
       const text = Buffer.concat(received).toString('utf8');
