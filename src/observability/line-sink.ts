@@ -28,9 +28,9 @@ export interface LineSinkOptions {
  * so lines keep their order. A slow or blocked reader never blocks the event
  * loop; past a bound the sink drops lines and says how many once it recovers.
  *
- * It replaces pino's sonic-boom destination, whose per-line
- * `Buffer.byteLength` of the whole pending string cost more than building
- * the line.
+ * It stands in for pino's sonic-boom destination, whose per-line
+ * `Buffer.byteLength` of the whole pending string grows with the backlog
+ * (docs/performance.md, "Hand-written where a library exists").
  */
 export class LineSink {
   readonly #fd: number;

@@ -60,6 +60,7 @@ export class GatewayMetrics {
   readonly #reloads: CounterFamily;
   readonly #keyRequests: CounterFamily;
   readonly #queueWait: HistogramFamily;
+  readonly #redactions: CounterFamily;
   readonly #saturated: CounterFamily;
   readonly #requestCells = new Map<string, CounterCell>();
   readonly #keyCells = new Map<string, CounterCell>();
@@ -113,6 +114,11 @@ export class GatewayMetrics {
       name: 'apiproxy_upstream_saturated_total',
       help: 'Requests refused with 503 upstream_saturated: no slot freed within queue_timeout_ms, by upstream.',
       labelNames: ['upstream'],
+    });
+    this.#redactions = new CounterFamily(this.registry, {
+      name: 'apiproxy_redactions_total',
+      help: "Secrets (the upstream's key) taken out of upstream answers before they reached a client, by upstream and where (header, body).",
+      labelNames: ['upstream', 'where'],
     });
     const self = this;
     new client.Gauge({
@@ -169,9 +175,19 @@ export class GatewayMetrics {
     this.#admissions = admissions;
   }
 
+  /** Starts an upstream's queue series at zero, so "nothing waited" is a series, not a gap. */
+  queueOpened(upstream: string): void {
+    this.#queueWait.cell(upstream);
+    this.#saturated.cell(upstream);
+  }
+
   queueWaited(upstream: string, seconds: number, outcome: 'admitted' | 'refused' | 'abandoned'): void {
     this.#queueWait.cell(upstream).observe(seconds);
     if (outcome === 'refused') this.#saturated.cell(upstream).inc();
+  }
+
+  redacted(upstream: string, where: 'header' | 'body'): void {
+    this.#redactions.cell(upstream, where).inc();
   }
 
   /** Where the JSON and the gauge read the number of model routes. */

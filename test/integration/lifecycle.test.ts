@@ -4,7 +4,6 @@ import { request } from 'undici';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
 import { baseConfig, CLIENT_KEY, startTestGateway, UPSTREAM_KEY, type TestGateway } from '../support/gateway-harness.js';
 import { startGateway } from '../../src/gateway.js';
-import { createLogger } from '../../src/observability/logger.js';
 import { LogCapture } from '../support/gateway-harness.js';
 
 let upstream: FakeUpstream;
@@ -100,7 +99,7 @@ test('a Kubernetes ConfigMap volume ..data symlink swap applies within a second'
   publish('2024_01', 'first');
   symlinkSync('..data/config.json', join(root, 'config.json'));
   const logs = new LogCapture();
-  const gateway = await startGateway({ configPath: join(root, 'config.json'), env: {}, port: 0, host: '127.0.0.1', logger: createLogger('info', logs) });
+  const gateway = await startGateway({ configPath: join(root, 'config.json'), env: {}, port: 0, host: '127.0.0.1', logDestination: logs });
   try {
     expect(await modelSentFor(gateway.url, 'gpt-4')).toBe('first');
     publish('2024_02', 'second');

@@ -162,6 +162,7 @@ test('an upstream that echoes request headers in an error body never leaks its k
     expect(res.status).toBe(400);
     expect(res.text).not.toContain(UPSTREAM_KEY);
     expect(res.text).toContain('Bearer [redacted]');
+    // the mask is as long as the key, so the upstream's own Content-Length stays true
     expect(res.headers['content-length']).toBe(String(Buffer.byteLength(res.text)));
     expect(res.json().error.code).toBe('fake_400');
   }

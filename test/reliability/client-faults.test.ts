@@ -13,7 +13,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { SERVER_LIMITS, startGateway, type Gateway } from '../../src/gateway.js';
-import { createLogger } from '../../src/observability/logger.js';
 import type { FakeUpstream } from '../support/fake-upstream.js';
 import { baseConfig, CLIENT_KEY, LogCapture, startGatewayWithUpstream, startTestGateway, type TestGateway } from '../support/gateway-harness.js';
 import { expectIdleAndHealthy, prometheus, rawRequest, sampleValue, waitFor } from './helpers.js';
@@ -246,7 +245,7 @@ describe('slowloris', () => {
       env: {},
       port: 0,
       host: '127.0.0.1',
-      logger: createLogger('info', logs),
+      logDestination: logs,
       serverLimits: { headersTimeoutMs: 800, requestTimeoutMs: 1500, connectionsCheckingIntervalMs: 100 },
     });
   });
@@ -297,7 +296,7 @@ describe('slowloris', () => {
     expect(result.ms).toBeLessThan(2500);
   });
 
-  // That such a cut-off is not logged as an 'unhandled error' is test/reliability/client-abort-body.test.ts.
+  // That such a cut-off is not logged as an 'the gateway failed to handle the request' is test/reliability/client-abort-body.test.ts.
   test('a body trickled one byte at a time is cut off at requestTimeout; nothing forwarded, nothing left in flight', async () => {
     const body = '{"model":"gpt-4","messages":[' + ' '.repeat(5000) + ']}';
     const before = upstream.requests.length;

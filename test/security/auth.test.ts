@@ -9,10 +9,11 @@
 import { request } from 'undici';
 import { keyDigest } from '../../src/config/key-digest.js';
 import type { RoutingSnapshot } from '../../src/config/snapshot.js';
-import { authenticate } from '../../src/http/auth.js';
+import { authenticate } from '../../src/pipeline/authenticate.js';
 import type { FakeUpstream } from '../support/fake-upstream.js';
 import { baseConfig, CLIENT_KEY, startGatewayWithUpstream, UPSTREAM_KEY, type TestGateway } from '../support/gateway-harness.js';
-import { lastBody, metricsJson, prometheus, rawRequest } from '../reliability/helpers.js';
+import { bodyMask } from '../../src/pipeline/redact.js';
+import { lastBody, metricsJson, prometheus, rawRequest, sampleValue, series } from '../reliability/helpers.js';
 
 let upstream: FakeUpstream;
 let gw: TestGateway;
@@ -177,5 +178,29 @@ describe('keys never leak', () => {
     expect(res.statusCode).toBe(status);
     // the upstream did echo it: the header is there, with the key taken out
     expect(res.headers['x-echo-authorization']).toBe('Bearer [redacted]');
+  });
+
+  test.each([
+    ['a 200 JSON answer', false],
+    ['a 200 event stream, the key cut across two reads', true],
+  ])("not in a body that echoes the upstream request's Authorization: %s; counted and logged with the upstream", async (_name, stream) => {
+    const before = sampleValue(await prometheus(gw.url), 'apiproxy_redactions_total', { upstream: 'default', where: 'body' });
+    const res = await request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json', 'x-fake-echo-auth-body': '1' },
+      body: JSON.stringify({ model: 'gpt-4', stream }),
+    });
+    const text = await res.body.text();
+    expect(res.statusCode).toBe(200);
+    expect(text).not.toContain(UPSTREAM_KEY);
+    expect(text).toContain(`echo Bearer ${bodyMask(UPSTREAM_KEY.length).toString()}`);
+    if (!stream) expect(res.headers['content-length']).toBe(String(Buffer.byteLength(text)));
+    else expect(text.endsWith('data: [DONE]\n\n')).toBe(true);
+    const after = series(await prometheus(gw.url), 'apiproxy_redactions_total', { upstream: 'default', where: 'body' });
+    expect(after - before).toBe(1);
+    await gw.gateway.logger.flush();
+    expect(gw.logs.entries.filter((e) => e['msg'] === "the upstream's answer carried its key; redacted" && e['req_id'] === res.headers['x-request-id'])).toEqual([
+      expect.objectContaining({ upstream: 'default', where: 'body', level: 'warn' }),
+    ]);
   });
 });

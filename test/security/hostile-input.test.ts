@@ -20,7 +20,7 @@ beforeAll(async () => {
   gw = await startTestGateway(baseConfig(upstream.url, { body_limit: LIMIT }));
 });
 afterAll(async () => {
-  const unhandled = gw.logs.lines.filter((line) => line.includes('unhandled error'));
+  const unhandled = gw.logs.lines.filter((line) => line.includes('the gateway failed to handle the request'));
   await gw.stop();
   await upstream.close();
   expect(unhandled).toEqual([]);

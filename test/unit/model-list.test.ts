@@ -1,4 +1,4 @@
-import { withAliases } from '../../src/proxy/model-list.js';
+import { withAliases } from '../../src/pipeline/models-endpoint.js';
 
 const list = (ids: string[]) => Buffer.from(JSON.stringify({ object: 'list', data: ids.map((id) => ({ id, object: 'model', created: 1, owned_by: 'x' })) }));
 

@@ -63,18 +63,6 @@ export function clientResponseHeaders(upstream: IncomingHttpHeaders, requestId: 
   return headers;
 }
 
-/** Replaces `secret` wherever it appears in a header value (lists included) with `replacement`. */
-export function redactHeaders(headers: OutgoingHttpHeaders, secret: string, replacement: string): void {
-  for (const name in headers) {
-    const value = headers[name];
-    if (typeof value === 'string') {
-      if (value.includes(secret)) headers[name] = value.replaceAll(secret, replacement);
-    } else if (Array.isArray(value)) {
-      if (value.some((item) => item.includes(secret))) headers[name] = value.map((item) => item.replaceAll(secret, replacement));
-    }
-  }
-}
-
 function listedInConnection(value: string | string[] | undefined): Set<string> | null {
   if (value === undefined) return null;
   const text = Array.isArray(value) ? value.join(',') : value;

@@ -1,14 +1,16 @@
 import type { Readable } from 'node:stream';
-import type { ResponseHeaders } from './response-parser.js';
+
+/** Response header fields: lower-cased names; a repeated field is an array. */
+export type ResponseHeaders = Record<string, string | string[]>;
 
 export interface UpstreamRequest {
   readonly method: string;
   /** Path and query on the upstream. */
   readonly path: string;
-  /** Lower-cased names, hop-by-hop headers already removed; `host` is set by the connection. */
+  /** Lower-cased names, hop-by-hop headers already removed; `host` is the transport's. */
   readonly headers: Readonly<Record<string, string | string[]>>;
   /** A Readable without a content-length header is sent in chunked coding. */
-  readonly body: Buffer | string | Readable | null;
+  readonly body: Buffer | Readable | null;
   /** Longest wait for the response head. */
   readonly headersTimeoutMs: number;
   /** Longest silence inside the response body. */
@@ -22,20 +24,20 @@ export interface UpstreamRequest {
 
 /** Receives one response, in order: head, body, end; or an error at any point, after which nothing follows. */
 export interface ResponseHandler {
-  /** Return true to take a chunked body as raw framing (see ResponseSink.onHead). */
-  onHead(status: number, headers: ResponseHeaders, chunked: boolean): boolean;
-  /** Body bytes the handler owns; `payload` and `last` as in ResponseSink.onBody. */
-  onBody(bytes: Buffer, payload: number, last: boolean): void;
-  onEnd(): void;
+  /** The final (non-1xx) response head. */
+  onHead(status: number, headers: ResponseHeaders): void;
   /**
-   * The exchange failed or was aborted. `appendable`: the body relayed so far
-   * ends at a blank line (or is empty) and, if raw, not inside a chunk, so an
-   * event-stream error event may follow it.
+   * Body bytes (decoded: no transfer framing), owned by the handler.
+   * `last`: the response completes with these bytes, so they can leave with
+   * the end of the relayed response; false promises nothing.
    */
-  onError(error: Error, appendable: boolean): void;
+  onBody(bytes: Buffer, last: boolean): void;
+  onEnd(): void;
+  /** The exchange failed or was aborted; nothing follows. */
+  onError(error: Error): void;
 }
 
-/** A pool's caller: also handed its exchange at once on dispatch, before any I/O, to abort it from then on. */
+/** A transport's caller: handed its exchange on dispatch, before any I/O, to abort it from then on. */
 export interface ExchangeHandler extends ResponseHandler {
   onStart(exchange: Exchange): void;
 }
@@ -47,4 +49,13 @@ export interface Exchange {
   /** Stops reading the response (backpressure); the body timeout waits too. */
   pause(): void;
   resume(): void;
+}
+
+/** Carries requests to one upstream origin. */
+export interface Transport {
+  dispatch(request: UpstreamRequest, handler: ExchangeHandler): void;
+  /** Lets in-flight exchanges finish, then closes. */
+  close(): Promise<void>;
+  /** Fails what is in flight and closes now. */
+  destroy(): Promise<void>;
 }

@@ -1,23 +1,16 @@
-import { BadResponseError } from './errors.js';
-
-export type ResponseHeaders = Record<string, string | string[]>;
+import { BadResponseError } from '../../errors/upstream.js';
+import type { ResponseHeaders } from '../types.js';
 
 /** Where a parsed response goes. Buffers passed in are views of the parser's input: copy to keep them. */
 export interface ResponseSink {
+  /** The final (non-1xx) response head. */
+  onHead(status: number, headers: ResponseHeaders): void;
   /**
-   * The final (non-1xx) response head; `chunked` when the body comes in
-   * chunked coding. Return true to take such a body as its raw framing, which
-   * can be relayed to a chunked client response as is: every chunk but the
-   * last, without trailers.
+   * Body bytes, decoded (no chunk framing). `last`: no body bytes follow and
+   * the response is complete within the same input, so they can leave with
+   * the end of the relayed response. False promises nothing.
    */
-  onHead(status: number, headers: ResponseHeaders, chunked: boolean): boolean;
-  /**
-   * Body bytes; `payload` counts the body bytes among them (framing excluded).
-   * `last`: no body bytes follow and the response is complete within the same
-   * input, so they can leave with the end of the relayed response. False
-   * promises nothing.
-   */
-  onBody(bytes: Buffer, payload: number, last: boolean): void;
+  onBody(bytes: Buffer, last: boolean): void;
 }
 
 const enum State {
@@ -69,7 +62,6 @@ export class ResponseParser {
   readonly #sink: ResponseSink;
   #state = State.Done;
   #expectBody = true;
-  #raw = false;
   #reusable = true;
   #keepAliveMs: number | null = null;
   /** The start of a head that has not fully arrived: `#headLength` bytes of `#headBuffer`. */
@@ -82,13 +74,6 @@ export class ResponseParser {
   /** Inside a chunk extension, past its ';' (only whitespace may come before it). */
   #extensionStarted = false;
   #trailerBytes = 0;
-  /** Raw mode: where the current chunk-size line starts in this input, -1 if it began in an earlier one. */
-  #lineStart = -1;
-  /** Raw mode: the start of a chunk-size line held back until it is known not to be the last chunk. */
-  #heldLine: Buffer | null = null;
-  /** The body's last (up to) three bytes, the last in the low byte, and how many there are. */
-  #tail = 0;
-  #tailLength = 0;
 
   constructor(sink: ResponseSink) {
     this.#sink = sink;
@@ -98,13 +83,9 @@ export class ResponseParser {
   reset(expectBody: boolean): void {
     this.#state = State.Head;
     this.#expectBody = expectBody;
-    this.#raw = false;
     this.#reusable = true;
     this.#keepAliveMs = null;
     this.#headLength = 0;
-    this.#heldLine = null;
-    this.#tail = 0;
-    this.#tailLength = 0;
   }
 
   /** The response ended, or was discarded: the parser will take no input until `reset`. */
@@ -118,17 +99,6 @@ export class ResponseParser {
 
   get headComplete(): boolean {
     return this.#state !== State.Head;
-  }
-
-  /**
-   * Whether bytes may be appended to the body handed on so far, e.g. an
-   * event-stream error event when the upstream fails: it must end at a
-   * blank line (two line ends) or be empty, and in raw mode not inside a chunk.
-   */
-  get appendable(): boolean {
-    const state = this.#state;
-    if (this.#raw && (state === State.ChunkData || state === State.ChunkDataCr || state === State.ChunkDataLf)) return false;
-    return endsWithBlankLine(this.#tail, this.#tailLength);
   }
 
   /** After completion: whether the connection may carry another request. */
@@ -151,20 +121,14 @@ export class ResponseParser {
     switch (this.#state) {
       case State.Length: {
         const take = Math.min(this.#remaining, data.length - at);
-        if (take > 0) {
-          this.#trackTail(data, at + take, take);
-          this.#sink.onBody(at === 0 && take === data.length ? data : data.subarray(at, at + take), take, take === this.#remaining);
-        }
+        if (take > 0) this.#sink.onBody(at === 0 && take === data.length ? data : data.subarray(at, at + take), take === this.#remaining);
         at += take;
         this.#remaining -= take;
         if (this.#remaining === 0) this.#state = State.Done;
         break;
       }
       case State.UntilClose:
-        if (at < data.length) {
-          this.#trackTail(data, data.length, data.length - at);
-          this.#sink.onBody(at === 0 ? data : data.subarray(at), data.length - at, false);
-        }
+        if (at < data.length) this.#sink.onBody(at === 0 ? data : data.subarray(at), false);
         return false;
       case State.Done:
         break;
@@ -275,7 +239,7 @@ export class ResponseParser {
   #frameBody(status: number, headers: ResponseHeaders): void {
     if (!this.#expectBody || status === 204 || status === 304) {
       this.#state = State.Done;
-      this.#sink.onHead(status, headers, false);
+      this.#sink.onHead(status, headers);
       return;
     }
     const transferEncoding = joined(headers['transfer-encoding']);
@@ -285,8 +249,8 @@ export class ResponseParser {
       if (contentLength !== undefined) this.#reusable = false;
       const codings = transferEncoding.toLowerCase().split(',');
       if (codings[codings.length - 1]!.trim() === 'chunked') {
-        this.#enterChunkSize(0);
-        this.#raw = this.#sink.onHead(status, headers, true);
+        this.#enterChunkSize();
+        this.#sink.onHead(status, headers);
         return;
       }
       this.#reusable = false;
@@ -301,28 +265,19 @@ export class ResponseParser {
       this.#reusable = false;
       this.#state = State.UntilClose;
     }
-    this.#sink.onHead(status, headers, false);
+    this.#sink.onHead(status, headers);
   }
 
-  /** `at`: where the size line starts in the current input. */
-  #enterChunkSize(at: number): void {
+  #enterChunkSize(): void {
     this.#state = State.ChunkSize;
     this.#chunkSize = 0;
     this.#sizeDigits = 0;
     this.#lineBytes = 0;
-    this.#lineStart = at;
   }
 
   /** Reads chunked framing from `at`; returns the offset after the last byte it consumed. */
   #readChunked(data: Buffer, at: number): number {
-    const sink = this.#sink;
-    const raw = this.#raw;
     const length = data.length;
-    let spanStart = at;
-    let payload = 0;
-    if (this.#state === State.ChunkSize || this.#state === State.ChunkExtension || this.#state === State.ChunkSizeLf) {
-      this.#lineStart = this.#heldLine === null ? at : -1;
-    }
     while (at < length) {
       switch (this.#state) {
         case State.ChunkSize: {
@@ -358,22 +313,10 @@ export class ResponseParser {
           if (data[at] !== LF) throw new BadResponseError('invalid chunk size line');
           at++;
           if (this.#chunkSize === 0) {
-            if (raw) {
-              // The last chunk is the client response's to write: relay up to its size line only.
-              // Without trailers (a blank line next) the response ends in this input.
-              const end = this.#lineStart === -1 ? spanStart : this.#lineStart;
-              if (end > spanStart) sink.onBody(data.subarray(spanStart, end), payload, data[at] === CR && data[at + 1] === LF);
-              payload = 0;
-              this.#heldLine = null;
-            }
             this.#state = State.Trailer;
             this.#lineBytes = 0;
             this.#trailerBytes = 0;
           } else {
-            if (raw && this.#heldLine !== null) {
-              sink.onBody(this.#heldLine, 0, false);
-              this.#heldLine = null;
-            }
             this.#state = State.ChunkData;
             this.#remaining = this.#chunkSize;
           }
@@ -381,11 +324,11 @@ export class ResponseParser {
         }
         case State.ChunkData: {
           const take = Math.min(this.#remaining, length - at);
-          this.#trackTail(data, at + take, take);
-          if (!raw) sink.onBody(data.subarray(at, at + take), take, false);
-          payload += take;
-          at += take;
           this.#remaining -= take;
+          // The usual end of an event stream: its last chunk, then the last-chunk line and the blank line, in one read.
+          const last = this.#remaining === 0 && endsHere(data, at + take);
+          this.#sink.onBody(data.subarray(at, at + take), last);
+          at += take;
           if (this.#remaining === 0) this.#state = State.ChunkDataCr;
           break;
         }
@@ -397,7 +340,7 @@ export class ResponseParser {
         case State.ChunkDataLf:
           if (data[at] !== LF) throw new BadResponseError('chunk data longer than its size');
           at++;
-          this.#enterChunkSize(at);
+          this.#enterChunkSize();
           break;
         case State.Trailer: {
           const byte = data[at]!;
@@ -423,44 +366,15 @@ export class ResponseParser {
           return at;
       }
     }
-    if (raw) this.#relayRawTail(data, spanStart, payload);
     return at;
-  }
-
-  /** Keeps the last bytes of `data[end - take, end)` in #tail. */
-  #trackTail(data: Buffer, end: number, take: number): void {
-    let tail = this.#tail;
-    for (let at = end - Math.min(take, 3); at < end; at++) tail = ((tail << 8) | data[at]!) & 0xffffff;
-    this.#tail = tail;
-    this.#tailLength = Math.min(3, this.#tailLength + take);
-  }
-
-  /** At the end of an input in raw mode: relay what is framed, hold back a size line that may be the last chunk's. */
-  #relayRawTail(data: Buffer, spanStart: number, payload: number): void {
-    const state = this.#state;
-    const inSizeLine = state === State.ChunkSize || state === State.ChunkExtension || state === State.ChunkSizeLf;
-    if (state === State.Trailer || state === State.TrailerLf) return;
-    if (!inSizeLine) {
-      if (data.length > spanStart) this.#sink.onBody(spanStart === 0 ? data : data.subarray(spanStart), payload, false);
-      return;
-    }
-    const lineStart = this.#lineStart === -1 ? spanStart : this.#lineStart;
-    if (lineStart > spanStart) this.#sink.onBody(data.subarray(spanStart, lineStart), payload, false);
-    if (lineStart === data.length) return;
-    const rest = data.subarray(lineStart);
-    this.#heldLine = this.#heldLine === null ? Buffer.from(rest) : Buffer.concat([this.#heldLine, rest]);
   }
 }
 
-/** Whether the bytes packed in `tail` end with two line ends (CR, LF or CRLF each), or there are none. */
-function endsWithBlankLine(tail: number, length: number): boolean {
-  if (length === 0) return true;
-  const last = tail & 0xff;
-  const second = length >= 2 ? (tail >> 8) & 0xff : -1;
-  if (last === CR) return second === CR || second === LF;
-  if (last !== LF) return false;
-  const before = second === CR ? (length >= 3 ? (tail >> 16) & 0xff : -1) : second;
-  return before === CR || before === LF;
+const LAST_CHUNK_END = Buffer.from('\r\n0\r\n\r\n');
+
+/** Whether `data` ends at `at` with a chunk's CRLF, a bare last chunk and no trailers. */
+function endsHere(data: Buffer, at: number): boolean {
+  return data.length - at === LAST_CHUNK_END.length && data.compare(LAST_CHUNK_END, 0, LAST_CHUNK_END.length, at) === 0;
 }
 
 /**

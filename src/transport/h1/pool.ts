@@ -1,7 +1,6 @@
+import { PoolClosedError } from '../../errors/upstream.js';
+import type { Exchange, ExchangeHandler, ResponseHandler, ResponseHeaders, Transport, UpstreamRequest } from '../types.js';
 import { UpstreamConnection, type ConnectionOwner, type Endpoint } from './connection.js';
-import { PoolClosedError } from './errors.js';
-import type { Exchange, ExchangeHandler, ResponseHandler, UpstreamRequest } from './exchange.js';
-import type { ResponseHeaders } from './response-parser.js';
 
 export interface PoolOptions {
   /** scheme://host[:port] */
@@ -22,7 +21,7 @@ export interface PoolOptions {
  * flight, if the operator sets one, is the admission's (proxy/admission.ts),
  * which bounds the wait and says when it happens.
  */
-export class UpstreamPool implements ConnectionOwner {
+export class UpstreamPool implements ConnectionOwner, Transport {
   readonly #endpoint: Endpoint;
   readonly #maxIdle: number;
   readonly #keepAliveMs: number;
@@ -137,12 +136,12 @@ class PooledExchange implements Exchange, ResponseHandler {
     if (!this.settled) this.#connection?.resume();
   }
 
-  onHead(status: number, headers: ResponseHeaders, chunked: boolean): boolean {
-    return this.#handler.onHead(status, headers, chunked);
+  onHead(status: number, headers: ResponseHeaders): void {
+    this.#handler.onHead(status, headers);
   }
 
-  onBody(bytes: Buffer, payload: number, last: boolean): void {
-    this.#handler.onBody(bytes, payload, last);
+  onBody(bytes: Buffer, last: boolean): void {
+    this.#handler.onBody(bytes, last);
   }
 
   onEnd(): void {
@@ -150,10 +149,10 @@ class PooledExchange implements Exchange, ResponseHandler {
     this.#handler.onEnd();
   }
 
-  onError(error: Error, appendable = true): void {
+  onError(error: Error): void {
     if (this.settled) return;
     this.#settle();
-    this.#handler.onError(error, appendable);
+    this.#handler.onError(error);
   }
 
   #settle(): void {

@@ -1,4 +1,4 @@
-import type { RequestRecord } from './request-record.js';
+import type { RequestRecord } from '../pipeline/request-record.js';
 
 /** Printable ASCII without `"` and `\`: what a JSON string holds unescaped. Ids, methods and most paths and models are. */
 const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
@@ -35,8 +35,8 @@ function isoNow(): string {
 
 /**
  * One access log line, in the logger's own format (level label, ISO time,
- * base bindings, fields, msg). Built by hand: pino's generic serialisation was
- * the largest per-request cost of the gateway after the sockets themselves.
+ * base bindings, fields, msg). Built by hand rather than by pino's generic
+ * serialisation (docs/performance.md, "Hand-written where a library exists").
  */
 export function accessLine(record: RequestRecord, latencyMs: number, bindings = SERVICE_BINDINGS): string {
   return (

@@ -1,11 +1,11 @@
 import { connect as connectTcp, type Socket } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 import type { Readable } from 'node:stream';
-import { BodyTimeoutError, ConnectTimeoutError, HeadersTimeoutError, UpstreamClosedError } from './errors.js';
-import type { Exchange, ResponseHandler, UpstreamRequest } from './exchange.js';
-import { atTurnEnd, uncork } from '../io/turn-end.js';
+import { BodyTimeoutError, ConnectTimeoutError, HeadersTimeoutError, UpstreamClosedError } from '../../errors/upstream.js';
+import { atTurnEnd, uncork } from '../../io/turn-end.js';
+import type { Exchange, ResponseHandler, ResponseHeaders, UpstreamRequest } from '../types.js';
 import { requestHead } from './request-head.js';
-import { ResponseParser, type ResponseHeaders, type ResponseSink } from './response-parser.js';
+import { ResponseParser, type ResponseSink } from './response-parser.js';
 
 /** Where a connection goes and how it is secured. */
 export interface Endpoint {
@@ -35,9 +35,10 @@ const LAST_CHUNK = '0\r\n\r\n';
 
 /**
  * One keep-alive HTTP/1.1 connection to an upstream, carrying one exchange
- * at a time. Reads bypass Node's stream machinery (`onread`) and a chunked
- * body can be handed on in its raw framing: the relay of an event stream is
- * one read and one write per event.
+ * at a time. Plain TCP reads bypass Node's stream machinery (`onread`): the
+ * relay of an event stream is one read and one write per event. Kept beside
+ * undici for plain HTTP/1.1 upstreams (docs/performance.md, "Hand-written
+ * where a library exists").
  */
 export class UpstreamConnection implements ResponseSink, Exchange {
   readonly #owner: ConnectionOwner;
@@ -135,21 +136,21 @@ export class UpstreamConnection implements ResponseSink, Exchange {
     if (this.#handler !== null) this.#socket.setTimeout(this.#request!.idleTimeoutMs);
   }
 
-  onHead(status: number, headers: ResponseHeaders, chunked: boolean): boolean {
+  onHead(status: number, headers: ResponseHeaders): void {
     const handler = this.#handler;
-    if (handler === null) return false;
+    if (handler === null) return;
     if (!this.#paused) this.#socket.setTimeout(this.#request!.idleTimeoutMs);
-    return handler.onHead(status, headers, chunked);
+    handler.onHead(status, headers);
   }
 
-  onBody(bytes: Buffer, payload: number, last: boolean): void {
-    this.#handler?.onBody(this.#copyReads ? Buffer.from(bytes) : bytes, payload, last);
+  onBody(bytes: Buffer, last: boolean): void {
+    this.#handler?.onBody(this.#copyReads ? Buffer.from(bytes) : bytes, last);
   }
 
   #write(request: UpstreamRequest): void {
     const socket = this.#socket;
     const body = request.body;
-    if (body === null || typeof body === 'string' || Buffer.isBuffer(body)) {
+    if (body === null || Buffer.isBuffer(body)) {
       const head = requestHead(request.method, request.path, this.#endpoint.host, request.headers, false);
       // Head and body leave in one write: at once, or with the rest of this turn's writes.
       socket.cork();
@@ -249,10 +250,9 @@ export class UpstreamConnection implements ResponseSink, Exchange {
     this.#handler = null;
     this.#request = null;
     this.#stopUpload?.();
-    const appendable = this.#parser.appendable;
     this.#parser.close();
     this.#close();
-    handler?.onError(error, appendable);
+    handler?.onError(error);
   }
 
   #close(): void {

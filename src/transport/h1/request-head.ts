@@ -1,14 +1,7 @@
+import { InvalidHeaderError } from '../../errors/upstream.js';
+
 /** A byte that would end a header line early: values with one would smuggle headers into the request. */
 const LINE_BREAKING = /[\r\n\0]/;
-
-/** A header value the gateway may not send (e.g. a configured key with a trailing newline). */
-export class InvalidHeaderError extends Error {
-  readonly code = 'UPSTREAM_INVALID_HEADER';
-  constructor(name: string) {
-    super(`the value of header '${name}' contains a line break or NUL`);
-    this.name = 'InvalidHeaderError';
-  }
-}
 
 /**
  * The request line and headers, as a latin1 string (header values keep their

@@ -1,7 +1,6 @@
 import type { RouteLabel } from '../observability/metrics.js';
-import type { UpstreamAdmission } from '../proxy/admission.js';
 
-/** Everything the access log and metrics need about one request, filled in as it goes. */
+/** What the access log and metrics say about one request, filled in as it goes. */
 export interface RequestRecord {
   readonly id: string;
   readonly startedAt: number;
@@ -13,15 +12,12 @@ export interface RequestRecord {
   targetModel: string | null;
   upstream: string | null;
   status: number;
+  /** ms from dispatch to the upstream's response head; -1 when none came. */
   ttfbMs: number;
   bytesIn: number;
   bytesOut: number;
+  /** The answer is an event stream. */
   stream: boolean;
   errorCode: string | null;
   clientAborted: boolean;
-  /** The upstream slot this request holds while forwarded; given back when the relay ends. */
-  slot: UpstreamAdmission | null;
-  /** Set once the proxy owns the response: it completes the record itself. */
-  forwarded: boolean;
-  completed: boolean;
 }

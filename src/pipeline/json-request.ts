@@ -1,48 +1,13 @@
-import type { IncomingMessage } from 'node:http';
 import { isUtf8 } from 'node:buffer';
-import { ClientGoneError } from '../errors/client-gone.js';
 import { GatewayError } from '../errors/gateway-error.js';
 
-/** Reads the whole request body, refusing it (413) as soon as it passes `limit` bytes. */
-export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  const declared = req.headers['content-length'];
-  if (declared !== undefined && Number(declared) > limit) {
-    return Promise.reject(new GatewayError('body_too_large', `The request body is larger than ${limit} bytes.`));
+/** The body to rewrite has no top-level `model`: a bug, since only validated bodies are rewritten. */
+export class BodyRewriteError extends Error {
+  readonly code = 'BODY_REWRITE_FAILED';
+  constructor() {
+    super('replaceModel: no top-level model in validated JSON');
+    this.name = 'BodyRewriteError';
   }
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const cleanup = (): void => {
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('error', onError);
-      req.off('aborted', onAborted);
-    };
-    const onData = (chunk: Buffer): void => {
-      size += chunk.length;
-      if (size > limit) {
-        cleanup();
-        req.pause();
-        reject(new GatewayError('body_too_large', `The request body is larger than ${limit} bytes.`));
-        return;
-      }
-      chunks.push(chunk);
-    };
-    const onEnd = (): void => {
-      cleanup();
-      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
-    };
-    // A body that stops (disconnect, a parser error after the headers, requestTimeout) is the client's doing.
-    const onError = (error?: Error): void => {
-      cleanup();
-      reject(new ClientGoneError(error));
-    };
-    const onAborted = (): void => onError();
-    req.on('data', onData);
-    req.on('end', onEnd);
-    req.on('error', onError);
-    req.on('aborted', onAborted);
-  });
 }
 
 export interface JsonRequest {
@@ -78,7 +43,7 @@ export function parseJsonRequest(body: Buffer): JsonRequest {
  */
 export function replaceModel(text: string, model: string): string {
   const span = topLevelValueSpan(text, 'model');
-  if (span === null) throw new Error('replaceModel: no top-level model in validated JSON');
+  if (span === null) throw new BodyRewriteError();
   return text.slice(0, span[0]) + JSON.stringify(model) + text.slice(span[1]);
 }
 

@@ -2,6 +2,8 @@ import { GatewayError } from '../errors/gateway-error.js';
 
 /** What an upstream's admission reports: for gauges, the queue-wait histogram and the once-per-episode log. */
 export interface AdmissionObserver {
+  /** The upstream's admission was created (its series start at zero). */
+  opened(upstream: string): void;
   /** A request waited `seconds` in the queue, then got a slot, was refused (timeout), or its client left. */
   waited(upstream: string, seconds: number, outcome: 'admitted' | 'refused' | 'abandoned'): void;
   /** The first request of an episode had to queue. */
@@ -169,6 +171,7 @@ export class Admissions {
     if (admission === undefined) {
       admission = new UpstreamAdmission(name, limits, this.#observer);
       this.#byName.set(name, admission);
+      this.#observer.opened(name);
     } else if (admission.limits !== limits) {
       admission.setLimits(limits);
     }
