@@ -4,7 +4,7 @@
  * goes with it. test/container/run.sh starts these services from the image and sends requests.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, posix, relative, resolve } from 'node:path';
 import { loadConfigFile, parseConfigText } from '../../src/config/load-file.js';
@@ -36,7 +36,7 @@ function service(p: ComposeProject, name: string): ComposeService {
 /** A compose file written to its own directory (relative paths resolve there), normalized. */
 function normalizeText(text: string, name: string): { project: ComposeProject; root: string } {
   const root = join(dir, name);
-  execFileSync('mkdir', ['-p', root]);
+  mkdirSync(root, { recursive: true });
   writeFileSync(join(root, 'compose.yaml'), text);
   return { project: normalize(join(root, 'compose.yaml'), bin), root };
 }
