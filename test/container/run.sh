@@ -139,12 +139,15 @@ echo "gateway with a mounted config, against a fake upstream on the host"
 up_port="$(free_port)"
 gw_port="$(free_port)"
 cat >"$WORK/upstream.mjs" <<'EOF'
+import { appendFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 const port = Number(process.argv[2]);
 createServer((req, res) => {
   let body = '';
   req.on('data', (c) => (body += c));
   req.on('end', () => {
+    // What the upstream received, kept here: the gateway redacts its key from what it answers.
+    appendFileSync(process.argv[3], `${req.headers.authorization ?? ''}\n`);
     let model = null;
     try { model = JSON.parse(body).model; } catch {}
     res.writeHead(200, { 'content-type': 'application/json' });
@@ -157,7 +160,7 @@ createServer((req, res) => {
   });
 }).listen(port, '127.0.0.1');
 EOF
-node "$WORK/upstream.mjs" "$up_port" &
+node "$WORK/upstream.mjs" "$up_port" "$WORK/upstream-auth.log" &
 pids+=("$!")
 
 # The key is mounted at /run/...: the config names it through /var/run (a symlink to /run in the
@@ -216,7 +219,9 @@ code="$(tail -n1 <<<"$resp")"; body="$(sed '$d' <<<"$resp")"
 check "proxied chat completion: 200" test "$code" == 200
 check "proxied to <url>/chat/completions" grep -q '"path":"/v1/chat/completions"' <<<"$body"
 check "upstream got the upstream key from the mounted file, not the client key" \
-  grep -q '"authorization":"Bearer sk-FAKE-upstream-key"' <<<"$body"
+  test "$(tail -n1 "$WORK/upstream-auth.log")" == "Bearer sk-FAKE-upstream-key"
+check "the key the upstream echoed back reaches the client redacted" \
+  grep -qE '"authorization":"Bearer \[redacted\]\**"' <<<"$body"
 check "model_redirects applied (gpt-4 -> gpt-4o)" grep -q '"model":"gpt-4o"' <<<"$body"
 check "no client key: 401" test "$(curl -s -o /dev/null -w '%{http_code}' "$base/v1/models")" == 401
 check "wrong client key: 401" test "$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer nope' "$base/v1/models")" == 401
