@@ -112,7 +112,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     onResult: (result) => {
       metrics.configReload('file', result.ok ? 'success' : 'failure');
       if (result.ok) logger.info({ version: store.current?.version, routes: store.current?.routes.size }, 'config reloaded');
-      else logger.error({ err: { message: result.error.message, code: (result.error as { code?: string }).code } }, 'config rejected; keeping the last good config');
+      else
+        logger.error(
+          { err: { message: result.error.message, code: (result.error as { code?: string }).code } },
+          'config rejected; keeping the last good config',
+        );
     },
   });
   try {

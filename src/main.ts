@@ -53,10 +53,7 @@ async function main(): Promise<void> {
     process.exit(code);
   }
   const worker = cluster.isWorker ? Number(env[WORKER_INDEX_ENV] ?? cluster.worker!.id) : undefined;
-  const [{ startGateway }, clusterMetrics] = await Promise.all([
-    import('./gateway.js'),
-    worker === undefined ? null : import('./cluster/worker-metrics.js'),
-  ]);
+  const [{ startGateway }, clusterMetrics] = await Promise.all([import('./gateway.js'), worker === undefined ? null : import('./cluster/worker-metrics.js')]);
   const namespace = ownNamespace(env);
   const gateway = await startGateway({
     configPath: env['CONFIG_PATH'] || 'config.json',

@@ -135,12 +135,7 @@ export function toInputs(config: FileConfig, readSecret: SecretReader): FileInpu
   };
 }
 
-function upstreamSpec(
-  name: string,
-  upstream: Partial<UpstreamFileConfig> & { url: string },
-  apiKey: string | null,
-  tlsCa: string | null,
-): UpstreamSpec {
+function upstreamSpec(name: string, upstream: Partial<UpstreamFileConfig> & { url: string }, apiKey: string | null, tlsCa: string | null): UpstreamSpec {
   const url = new URL(upstream.url);
   // The seed's api.url is the full chat-completions URL; a bare origin forwards paths unchanged.
   let basePath = url.pathname.replace(/\/chat\/completions\/?$/, '').replace(/\/+$/, '');

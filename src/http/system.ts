@@ -60,5 +60,7 @@ export function createSystemApp(readiness: Readiness, report: MetricsReport, acc
   });
   app.use(router.routes());
   app.use(router.allowedMethods({ throw: true }));
-  return app.callback();
+  const callback = app.callback();
+  // Koa's callback answers every error itself (the middleware above), so its promise is never left to reject.
+  return (req, res) => void callback(req, res);
 }

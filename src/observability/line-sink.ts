@@ -179,7 +179,8 @@ export class LineSink {
       return;
     }
     for (const buffer of batch) {
-      if (buffer.byteOffset === 0 && buffer.buffer.byteLength === this.#chunkBytes && this.#spare.length < 2) this.#spare.push(Buffer.from(buffer.buffer, 0, this.#chunkBytes));
+      if (buffer.byteOffset === 0 && buffer.buffer.byteLength === this.#chunkBytes && this.#spare.length < 2)
+        this.#spare.push(Buffer.from(buffer.buffer, 0, this.#chunkBytes));
     }
     this.#writing = false;
     // The reader caught up: say what was lost now, not only once another line is logged.

@@ -43,7 +43,8 @@ export function createLogging(level: string, destination?: DestinationStream, wo
     process.once('exit', () => stdout.flushSync());
     destination = stdout;
   }
-  const base: Record<string, string | number> = worker === undefined ? { service: 'api-proxy' } : worker < 0 ? { service: 'api-proxy', process: 'primary' } : { service: 'api-proxy', worker };
+  const base: Record<string, string | number> =
+    worker === undefined ? { service: 'api-proxy' } : worker < 0 ? { service: 'api-proxy', process: 'primary' } : { service: 'api-proxy', worker };
   const logger = pino(
     {
       level,

@@ -5,17 +5,7 @@ import { CounterFamily, HistogramFamily, type CounterCell, type HistogramCell } 
 
 /** Label for a request's endpoint; a small fixed set keeps Prometheus cardinality bounded. */
 export type RouteLabel =
-  | 'chat_completions'
-  | 'completions'
-  | 'embeddings'
-  | 'responses'
-  | 'models'
-  | 'audio'
-  | 'images'
-  | 'other_v1'
-  | 'health'
-  | 'metrics'
-  | 'unmatched';
+  'chat_completions' | 'completions' | 'embeddings' | 'responses' | 'models' | 'audio' | 'images' | 'other_v1' | 'health' | 'metrics' | 'unmatched';
 
 const ROUTE_LABELS: Record<string, RouteLabel> = {
   'chat/completions': 'chat_completions',
@@ -120,7 +110,10 @@ export class GatewayMetrics {
       help: "Secrets (the upstream's key) taken out of upstream answers before they reached a client, by upstream and where (header, body).",
       labelNames: ['upstream', 'where'],
     });
-    const self = this;
+    const admissions = (): Iterable<{ readonly name: string; readonly inFlight: number; readonly queued: number }> => this.#admissions();
+    const activeRequests = (): number => this.activeRequests;
+    const activeStreams = (): number => this.activeStreams;
+    const routeCount = (): number => this.#routeCount();
     new client.Gauge({
       name: 'apiproxy_upstream_in_flight',
       help: 'Requests in flight to each upstream.',
@@ -128,7 +121,7 @@ export class GatewayMetrics {
       registers,
       collect() {
         this.reset();
-        for (const admission of self.#admissions()) this.set({ upstream: admission.name }, admission.inFlight);
+        for (const admission of admissions()) this.set({ upstream: admission.name }, admission.inFlight);
       },
     });
     new client.Gauge({
@@ -138,7 +131,7 @@ export class GatewayMetrics {
       registers,
       collect() {
         this.reset();
-        for (const admission of self.#admissions()) this.set({ upstream: admission.name }, admission.queued);
+        for (const admission of admissions()) this.set({ upstream: admission.name }, admission.queued);
       },
     });
     new client.Gauge({
@@ -146,7 +139,7 @@ export class GatewayMetrics {
       help: 'Requests in flight.',
       registers,
       collect() {
-        this.set(self.activeRequests);
+        this.set(activeRequests());
       },
     });
     new client.Gauge({
@@ -154,7 +147,7 @@ export class GatewayMetrics {
       help: 'Event streams being relayed.',
       registers,
       collect() {
-        this.set(self.activeStreams);
+        this.set(activeStreams());
       },
     });
     new client.Gauge({
@@ -163,7 +156,7 @@ export class GatewayMetrics {
       registers,
       aggregator: 'max', // every cluster worker holds the same snapshot
       collect() {
-        this.set(self.#routeCount());
+        this.set(routeCount());
       },
     });
     this.#loopDelay = monitorEventLoopDelay({ resolution: 20 });

@@ -102,9 +102,13 @@ export class UpstreamAdmission {
       };
       waiter.timer = setTimeout(() => {
         const retryAfter = String(Math.max(1, Math.ceil(queueTimeoutMs / 1000)));
-        const error = new GatewayError('upstream_saturated', `The upstream '${this.name}' is at its limit of ${maxInFlight} requests in flight; no slot freed within ${queueTimeoutMs} ms.`, {
-          headers: { 'retry-after': retryAfter },
-        });
+        const error = new GatewayError(
+          'upstream_saturated',
+          `The upstream '${this.name}' is at its limit of ${maxInFlight} requests in flight; no slot freed within ${queueTimeoutMs} ms.`,
+          {
+            headers: { 'retry-after': retryAfter },
+          },
+        );
         this.#remove(waiter, error, 'refused');
       }, queueTimeoutMs);
       this.#waiters.push(waiter);

@@ -30,10 +30,11 @@ export function withAliases(body: Buffer, aliases: Iterable<string>): Buffer {
     return body;
   }
   if (list === null || typeof list !== 'object' || !Array.isArray(list.data)) return body;
-  const known = new Set(list.data.map((model: unknown) => (model as { id?: unknown } | null)?.id));
+  const data = list.data as unknown[];
+  const known = new Set(data.map((model) => (model as { id?: unknown } | null)?.id));
   const added = [...aliases].filter((alias) => !known.has(alias)).map(aliasModel);
   if (added.length === 0) return body;
-  return Buffer.from(JSON.stringify({ ...list, data: [...list.data, ...added] }));
+  return Buffer.from(JSON.stringify({ ...list, data: [...data, ...added] }));
 }
 
 /**

@@ -145,8 +145,12 @@ test('the real-upstream variant, uncommented, is valid: keys are compose secrets
 });
 
 test('compose-go refuses what Docker Compose refuses: a misspelt key, a wrong type, the variant half uncommented', () => {
-  expect(() => normalizeText(composeText.replace('    restart: unless-stopped', '    restat: unless-stopped'), 'misspelt')).toThrow(/services\.gateway\.restat/);
-  expect(() => normalizeText(composeText.replace('      - "5000:5000"', '      - { target: "five thousand" }'), 'wrong-type')).toThrow(/services\.gateway\.ports\.\[\]\.target/);
+  expect(() => normalizeText(composeText.replace('    restart: unless-stopped', '    restat: unless-stopped'), 'misspelt')).toThrow(
+    /services\.gateway\.restat/,
+  );
+  expect(() => normalizeText(composeText.replace('      - "5000:5000"', '      - { target: "five thousand" }'), 'wrong-type')).toThrow(
+    /services\.gateway\.ports\.\[\]\.target/,
+  );
   // Only the service's block: its secrets are defined nowhere.
   const serviceBlockOnly = uncommentRealUpstream(composeText.replace(/^# \[real upstream\]$/m, '# (left commented)'));
   expect(serviceBlockOnly).toContain('    secrets:\n      - openai_api_key');
@@ -157,7 +161,9 @@ test('./secrets, where the variant keeps its keys, is ignored by git and outside
   const ignored = execFileSync('git', ['check-ignore', '-v', 'secrets/openai_api_key'], { cwd: repoRoot, encoding: 'utf8' });
   expect(ignored).toMatch(/^\.gitignore:\d+:secrets\//);
   // .dockerignore excludes everything, then lets in only what the Dockerfile copies.
-  const dockerignore = readFileSync(join(repoRoot, '.dockerignore'), 'utf8').split('\n').filter((l) => l !== '' && !l.startsWith('#'));
+  const dockerignore = readFileSync(join(repoRoot, '.dockerignore'), 'utf8')
+    .split('\n')
+    .filter((l) => l !== '' && !l.startsWith('#'));
   expect(dockerignore[0]).toBe('**');
   expect(dockerignore.filter((l) => l.startsWith('!') && /secrets|config\//.test(l))).toEqual([]);
 });

@@ -51,7 +51,7 @@ export function normalize(file: string, bin = composeConfigBinary()): ComposePro
     return JSON.parse(out) as ComposeProject;
   } catch (error) {
     const stderr = (error as { stderr?: string }).stderr;
-    throw new Error(`compose-go refused ${file}: ${stderr?.trim() || (error as Error).message}`);
+    throw new Error(`compose-go refused ${file}: ${stderr?.trim() || (error as Error).message}`, { cause: error });
   }
 }
 
@@ -84,7 +84,8 @@ export function uncommentRealUpstream(text: string): string {
 export function buildahRunArgs(project: ComposeProject, serviceName: string, container: string, imageCmd: readonly string[]): string[] {
   const service = project.services[serviceName];
   if (service === undefined) throw new Error(`no service ${serviceName} in ${project.name}`);
-  if (service.entrypoint != null && service.entrypoint.length > 0) throw new Error(`${serviceName}: entrypoint is not supported here`);
+  if (service.entrypoint !== undefined && service.entrypoint !== null && service.entrypoint.length > 0)
+    throw new Error(`${serviceName}: entrypoint is not supported here`);
   const args: string[] = [];
   for (const [name, value] of Object.entries(service.environment ?? {})) {
     if (value !== null) args.push('--env', `${name}=${value}`);
@@ -98,7 +99,7 @@ export function buildahRunArgs(project: ComposeProject, serviceName: string, con
     if (file === undefined) throw new Error(`${serviceName}: secret ${secret.source} is not a file secret`);
     args.push('-v', `${file}:${secret.target}:ro`);
   }
-  const command = service.command != null && service.command.length > 0 ? service.command : imageCmd;
+  const command = service.command !== undefined && service.command !== null && service.command.length > 0 ? service.command : imageCmd;
   return [...args, container, '--', ...command];
 }
 
@@ -111,7 +112,8 @@ if (import.meta.main) {
     process.stdout.write(uncommentRealUpstream(readFileSync(file, 'utf8')));
   } else if (verb === 'buildah-run') {
     const [service, container, cmd] = rest;
-    if (service === undefined || container === undefined || cmd === undefined) throw new Error('usage: compose.ts buildah-run <compose.yaml> <service> <container> <image CMD as JSON>');
+    if (service === undefined || container === undefined || cmd === undefined)
+      throw new Error('usage: compose.ts buildah-run <compose.yaml> <service> <container> <image CMD as JSON>');
     const args = buildahRunArgs(normalize(resolve(file)), service, container, JSON.parse(cmd) as string[]);
     process.stdout.write(args.map((arg) => `${arg}\0`).join(''));
   } else {

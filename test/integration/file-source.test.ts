@@ -12,7 +12,11 @@ import type { FileInputs } from '../../src/config/model.js';
 import { concernsWatchedFile, FileSource } from '../../src/sources/file-source.js';
 
 const config = (model: string): string =>
-  JSON.stringify({ upstreams: { default: { url: 'http://127.0.0.1:9/v1' } }, client_keys: [{ id: 'k', key: 'sk-file-source-test-key' }], model_redirects: { 'gpt-4': model } });
+  JSON.stringify({
+    upstreams: { default: { url: 'http://127.0.0.1:9/v1' } },
+    client_keys: [{ id: 'k', key: 'sk-file-source-test-key' }],
+    model_redirects: { 'gpt-4': model },
+  });
 
 function redirectOf(inputs: FileInputs): string | undefined {
   return inputs.routes.find((route) => route.model === 'gpt-4')?.targets[0]?.model;

@@ -296,7 +296,9 @@ function decodeChunked(body: Buffer): number[] {
       return sizes;
     }
     if (body.toString('latin1', at + size, at + size + 2) !== '\r\n') {
-      throw new Error(`chunk ${sizes.length} (size ${size}) at offset ${at} is not followed by CRLF: ${JSON.stringify(body.toString('latin1', at + size - 4, at + size + 8))}`);
+      throw new Error(
+        `chunk ${sizes.length} (size ${size}) at offset ${at} is not followed by CRLF: ${JSON.stringify(body.toString('latin1', at + size - 4, at + size + 8))}`,
+      );
     }
     sizes.push(size);
     at += size + 2;
@@ -655,26 +657,29 @@ describe('upstream failures', () => {
 });
 
 describe('abort', () => {
-  test.each(['waiting for the head', 'mid-body'])('abort() of an in-flight exchange %s: onError with that error, the connection is not reused', async (when) => {
-    const server = await startRaw(({ socket, head }) => {
-      if (head.startsWith('GET /next ')) socket.write(OK('next'));
-      else if (when === 'mid-body') socket.write('HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nsome');
-    });
-    const pool = makePool(server.url);
-    const rec = new Recorder();
-    pool.dispatch(req('/held'), rec);
-    if (when === 'mid-body') await waitFor(() => rec.payload === 4, 2000, 'the first body bytes');
-    else await waitFor(() => server.requests.length === 1, 2000, 'the request reaches the server');
-    const reason = new Error('caller gave up');
-    rec.exchange!.abort(reason);
-    expect(rec.error).toBe(reason); // synchronously, with the very error
-    await server.accepted[0]!.closed;
-    expect(server.accepted[0]!.endedAt).not.toBeNull();
-    rec.exchange!.abort(new Error('again')); // a settled exchange ignores it
-    expect(rec.error).toBe(reason);
-    expect((await send(pool, req('/next'))).text).toBe('next');
-    expect(server.requests.map((r) => r.connection)).toEqual([0, 1]);
-  });
+  test.each(['waiting for the head', 'mid-body'])(
+    'abort() of an in-flight exchange %s: onError with that error, the connection is not reused',
+    async (when) => {
+      const server = await startRaw(({ socket, head }) => {
+        if (head.startsWith('GET /next ')) socket.write(OK('next'));
+        else if (when === 'mid-body') socket.write('HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nsome');
+      });
+      const pool = makePool(server.url);
+      const rec = new Recorder();
+      pool.dispatch(req('/held'), rec);
+      if (when === 'mid-body') await waitFor(() => rec.payload === 4, 2000, 'the first body bytes');
+      else await waitFor(() => server.requests.length === 1, 2000, 'the request reaches the server');
+      const reason = new Error('caller gave up');
+      rec.exchange!.abort(reason);
+      expect(rec.error).toBe(reason); // synchronously, with the very error
+      await server.accepted[0]!.closed;
+      expect(server.accepted[0]!.endedAt).not.toBeNull();
+      rec.exchange!.abort(new Error('again')); // a settled exchange ignores it
+      expect(rec.error).toBe(reason);
+      expect((await send(pool, req('/next'))).text).toBe('next');
+      expect(server.requests.map((r) => r.connection)).toEqual([0, 1]);
+    },
+  );
 
   test('abort() from onStart: nothing is sent', async () => {
     const server = await startRaw(({ socket }) => socket.write(OK('ok')));
@@ -807,7 +812,7 @@ describe('when a request leaves', () => {
     expect(await arrivesBeforeTheTurnEnds(true)).toBe(true);
   });
 
-  test('otherwise the request leaves with the rest of the turn\'s writes, and only then', async () => {
+  test("otherwise the request leaves with the rest of the turn's writes, and only then", async () => {
     expect(await arrivesBeforeTheTurnEnds(false)).toBe(false);
   });
 });
@@ -1100,7 +1105,23 @@ describe('https origins', () => {
     dir = mkdtempSync(join(tmpdir(), 'upstream-pool-tls-'));
     execFileSync(
       'openssl',
-      ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', 'key.pem', '-out', 'cert.pem'],
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '2',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        'key.pem',
+        '-out',
+        'cert.pem',
+      ],
       { cwd: dir, stdio: 'ignore' },
     );
     key = readFileSync(join(dir, 'key.pem'), 'utf8');

@@ -22,7 +22,7 @@ async function modelSentFor(url: string, model: string): Promise<string> {
   return body.model ?? `error:${body.error?.code}`;
 }
 
-async function eventually<T>(probe: () => Promise<T>, expected: T, timeoutMs = 1000): Promise<number> {
+async function eventually<T>(probe: () => T | Promise<T>, expected: T, timeoutMs = 1000): Promise<number> {
   const started = Date.now();
   for (;;) {
     if ((await probe()) === expected) return Date.now() - started;
@@ -55,7 +55,7 @@ describe('hot reload', () => {
 
   test('an invalid file keeps the last good config, is logged and counted', async () => {
     gw.writeConfig('{"upstreams": {"default": {"url": "not a url"}}}');
-    await eventually(async () => gw.logs.lines.some((line) => line.includes('config rejected')), true);
+    await eventually(() => gw.logs.lines.some((line) => line.includes('config rejected')), true);
     const rejected = gw.logs.entries.find((entry) => entry['msg'] === 'config rejected; keeping the last good config')!;
     expect(JSON.stringify(rejected)).toContain('upstreams.default.url');
     expect(await modelSentFor(gw.url, 'gpt-4')).toBe('gpt-4o-2024-08-06');
@@ -116,11 +116,22 @@ describe('logs', () => {
     try {
       await modelSentFor(gw.url, 'gpt-4');
       await request(`${gw.url}/v1/models`, { headers: { authorization: 'Bearer sk-wrong-key-value' } }).then((r) => r.body.text());
-      await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { ...auth, 'x-fake-status': '500', 'x-fake-echo-headers': '1' }, body: '{"model":"a"}' }).then((r) => r.body.text());
+      await request(`${gw.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { ...auth, 'x-fake-status': '500', 'x-fake-echo-headers': '1' },
+        body: '{"model":"a"}',
+      }).then((r) => r.body.text());
       await gw.gateway.shutdown();
       const access = gw.logs.entries.filter((entry) => entry['msg'] === 'request');
       expect(access).toHaveLength(3);
-      expect(access[0]).toMatchObject({ key_id: 'team-a', model: 'gpt-4', target_model: 'gpt-4o-2024-08-06', upstream: 'default', status: 200, path: '/v1/chat/completions' });
+      expect(access[0]).toMatchObject({
+        key_id: 'team-a',
+        model: 'gpt-4',
+        target_model: 'gpt-4o-2024-08-06',
+        upstream: 'default',
+        status: 200,
+        path: '/v1/chat/completions',
+      });
       expect(access[0]!['req_id']).toEqual(expect.any(String));
       expect(access[0]!['latency_ms']).toEqual(expect.any(Number));
       expect(access[1]).toMatchObject({ key_id: null, status: 401, error: 'invalid_api_key' });
@@ -216,7 +227,7 @@ test('an unreadable config file is kept out too', async () => {
     try {
       unlinkSync(gw.configPath);
       mkdirSync(gw.configPath);
-      await eventually(async () => gw.logs.lines.some((line) => line.includes('EISDIR')), true, 1500);
+      await eventually(() => gw.logs.lines.some((line) => line.includes('EISDIR')), true, 1500);
       expect(await modelSentFor(gw.url, 'gpt-4')).toBe('gpt-4o-2024-08-06');
     } finally {
       await gw.stop();
@@ -226,7 +237,7 @@ test('an unreadable config file is kept out too', async () => {
   const gw = await startTestGateway(baseConfig(upstream.url));
   try {
     chmodSync(gw.configPath, 0);
-    await eventually(async () => gw.logs.lines.some((line) => line.includes('EACCES')), true, 1500);
+    await eventually(() => gw.logs.lines.some((line) => line.includes('EACCES')), true, 1500);
     expect(await modelSentFor(gw.url, 'gpt-4')).toBe('gpt-4o-2024-08-06');
   } finally {
     await gw.stop();

@@ -302,7 +302,7 @@ describe('a FIFO nobody reads (O_NONBLOCK: EAGAIN)', () => {
     expect(performance.now() - started).toBeLessThan(2000); // synchronous copies only
     // A line is taken while fewer than maxPendingBytes are pending, so exactly these were:
     let expectedAccepted = 0;
-    for (let bytes = 0; bytes < maxPendingBytes; ) bytes += Buffer.byteLength(line(expectedAccepted++));
+    for (let bytes = 0; bytes < maxPendingBytes;) bytes += Buffer.byteLength(line(expectedAccepted++));
     expect(accepted).toBe(expectedAccepted);
     expect(sink.dropped).toBe(10_000 - accepted);
 
@@ -343,7 +343,11 @@ describe('a FIFO nobody reads (O_NONBLOCK: EAGAIN)', () => {
     expect(sink.write(line(20_000))).toBe(true);
     await flushed(sink);
     await sleep(20);
-    expect(drain().split('\n').slice(accepted + 1)).toEqual([line(20_000).slice(0, -1), '']);
+    expect(
+      drain()
+        .split('\n')
+        .slice(accepted + 1),
+    ).toEqual([line(20_000).slice(0, -1), '']);
     fs.closeSync(reader);
     fs.closeSync(fd);
   }, 30_000);

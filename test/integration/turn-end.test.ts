@@ -112,5 +112,4 @@ describe('atTurnEnd', () => {
     expect(run.stderr).toContain('task failed');
     expect(run.status).not.toBe(0);
   });
-
 });

@@ -96,7 +96,6 @@ describe('with max_connections set', () => {
       expect(res.statusCode).toBe(200);
       await res.body.text();
     }
-    await env.gw.gateway.logger.flush();
     const entries = env.gw.logs.entries;
     expect(entries.filter((e) => e['msg'] === 'upstream at its max_connections: requests are queuing')).toHaveLength(1);
     expect(entries.filter((e) => e['msg'] === 'upstream queue drained')).toEqual([

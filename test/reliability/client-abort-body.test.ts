@@ -24,7 +24,9 @@ test('a client that disconnects mid-upload is a 499 client abort, not an unhandl
   const linesBefore = gw.logs.lines.length;
   const socket = connect(gw.gateway.port, '127.0.0.1');
   await new Promise((resolve) => socket.once('connect', resolve));
-  socket.write(`POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${CLIENT_KEY}\r\ncontent-type: application/json\r\nx-request-id: gone-mid-upload\r\ncontent-length: 100000\r\n\r\n{"model":"gpt-4","messages":[`);
+  socket.write(
+    `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${CLIENT_KEY}\r\ncontent-type: application/json\r\nx-request-id: gone-mid-upload\r\ncontent-length: 100000\r\n\r\n{"model":"gpt-4","messages":[`,
+  );
   await new Promise((resolve) => setTimeout(resolve, 100));
   socket.destroy();
   await waitFor(() => gw.logs.lines.slice(linesBefore).some((line) => line.includes('gone-mid-upload')), 3000, 'the access line');
@@ -44,7 +46,9 @@ test('a request whose chunked body breaks the parser after the headers (a smuggl
   const socket = connect(gw.gateway.port, '127.0.0.1');
   await new Promise((resolve) => socket.once('connect', resolve));
   socket.on('data', () => undefined);
-  socket.write(`POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${CLIENT_KEY}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n${body.length.toString(16)}\n${body}\r\n0\r\n\r\n`);
+  socket.write(
+    `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${CLIENT_KEY}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n${body.length.toString(16)}\n${body}\r\n0\r\n\r\n`,
+  );
   await new Promise((resolve) => socket.once('close', resolve));
   await expectIdleAndHealthy(gw.url);
   expect(gw.logs.entries.slice(linesBefore).filter((entry) => entry['msg'] === 'the gateway failed to handle the request')).toEqual([]);

@@ -76,7 +76,9 @@ describe('clients that go away', () => {
       const labels = { upstream: 'default', code };
       expect(sampleValue(promAfter, 'apiproxy_upstream_errors_total', labels)).toBe(sampleValue(promBefore, 'apiproxy_upstream_errors_total', labels));
     }
-    const lines = accessLines(gw.logs).slice(logBefore).filter((l) => String(l['req_id']).startsWith('gone-before-'));
+    const lines = accessLines(gw.logs)
+      .slice(logBefore)
+      .filter((l) => String(l['req_id']).startsWith('gone-before-'));
     expect(lines).toHaveLength(20);
     for (const line of lines) expect(line).toMatchObject({ status: 499, client_aborted: true });
     await normalRequestsSucceed(gw.url);
@@ -139,7 +141,11 @@ describe('slow readers', () => {
     socket.on('data', (chunk: Buffer) => (received += chunk.length));
     socket.pause(); // reads nothing more
     const rssBefore = process.memoryUsage().rss;
-    await waitFor(() => upstream.requests.at(-1)?.url === '/v1/files/slow/content' && upstream.requests.at(-1)!.bytesSent > 0, 3000, 'the upstream started sending');
+    await waitFor(
+      () => upstream.requests.at(-1)?.url === '/v1/files/slow/content' && upstream.requests.at(-1)!.bytesSent > 0,
+      3000,
+      'the upstream started sending',
+    );
     const seen = upstream.requests.at(-1)!;
     // let every buffer on the way fill up, then check that the upstream is held back
     await new Promise((resolve) => setTimeout(resolve, 1500));
@@ -178,7 +184,11 @@ describe('slow readers', () => {
     const received: Buffer[] = [];
     socket.on('data', (chunk: Buffer) => received.push(chunk));
     socket.pause();
-    await waitFor(() => upstream.requests.at(-1)?.headers['x-fake-chunks'] === String(events) && upstream.requests.at(-1)!.bytesSent > 0, 3000, 'the upstream started streaming');
+    await waitFor(
+      () => upstream.requests.at(-1)?.headers['x-fake-chunks'] === String(events) && upstream.requests.at(-1)!.bytesSent > 0,
+      3000,
+      'the upstream started streaming',
+    );
     const seen = upstream.requests.at(-1)!;
     await new Promise((resolve) => setTimeout(resolve, 1500));
     const plateau = seen.bytesSent;

@@ -83,7 +83,13 @@ const EVENT_COUNT = 40;
 function events(marker: string, count = EVENT_COUNT): string[] {
   const list: string[] = [];
   for (let i = 0; i < count; i++) {
-    const chunk = { id: 'chatcmpl-raw', object: 'chat.completion.chunk', created: 0, model: 'raw-model', choices: [{ index: 0, delta: { content: `${marker}${i} ` }, finish_reason: null }] };
+    const chunk = {
+      id: 'chatcmpl-raw',
+      object: 'chat.completion.chunk',
+      created: 0,
+      model: 'raw-model',
+      choices: [{ index: 0, delta: { content: `${marker}${i} ` }, finish_reason: null }],
+    };
     list.push(`data: ${JSON.stringify(chunk)}\n\n`);
   }
   list.push('data: [DONE]\n\n');
@@ -191,7 +197,8 @@ function parseResponses(text: string): { responses: ParsedResponse[]; rest: stri
           break;
         }
         if (text.length < cursor + size + 2) return { responses, rest: text.slice(at) };
-        if (text.slice(cursor + size, cursor + size + 2) !== '\r\n') throw new Error(`chunk data not followed by CRLF: ${JSON.stringify(text.slice(cursor + size - 10, cursor + size + 10))}`);
+        if (text.slice(cursor + size, cursor + size + 2) !== '\r\n')
+          throw new Error(`chunk data not followed by CRLF: ${JSON.stringify(text.slice(cursor + size - 10, cursor + size + 10))}`);
         body += text.slice(cursor, cursor + size);
         cursor += size + 2;
       }
@@ -236,7 +243,7 @@ function pipelined(url: string, data: string, count: number): Promise<{ response
       try {
         resolve({ ...parseResponses(text), closed });
       } catch (error) {
-        reject(error as Error);
+        reject(error instanceof Error ? error : new Error(String(error)));
       }
     };
     const timer = setTimeout(finish, 5000);
@@ -248,7 +255,7 @@ function pipelined(url: string, data: string, count: number): Promise<{ response
       } catch (error) {
         clearTimeout(timer);
         socket.destroy();
-        reject(error as Error);
+        reject(error instanceof Error ? error : new Error(String(error)));
       }
     });
     socket.on('error', () => undefined);
@@ -359,7 +366,12 @@ describe('pipelined and HTTP/1.0 clients', () => {
     expect(first.body).toBe(events('A').join(''));
     expect(second.body).toBe(events('B').join(''));
     expect(first.headers['x-request-id']).not.toBe(second.headers['x-request-id']);
-    expect(upstream.requests.slice(before).map((exchange) => exchange.marker).sort()).toEqual(['A', 'B']);
+    expect(
+      upstream.requests
+        .slice(before)
+        .map((exchange) => exchange.marker)
+        .sort(),
+    ).toEqual(['A', 'B']);
     await expectIdleAndHealthy(gw.url);
   });
 
@@ -380,7 +392,9 @@ describe('pipelined and HTTP/1.0 clients', () => {
 describe('an upstream that dies', () => {
   const FIRST = events('D', 3);
   /** Three whole events, one per chunk. */
-  const WHOLE = FIRST.slice(0, 3).map((event) => chunk(event, ';n=1')).join('');
+  const WHOLE = FIRST.slice(0, 3)
+    .map((event) => chunk(event, ';n=1'))
+    .join('');
   const NEXT = events('D', 4)[3]!;
   /** Three whole events, then a chunk cut halfway through its data. */
   const MID_CHUNK = WHOLE + `${Buffer.byteLength(NEXT).toString(16)}\r\n${NEXT.slice(0, 40)}`;
@@ -485,7 +499,13 @@ describe('framing edge cases', () => {
     const count = 60_000; // ~12 MB: more than the loopback socket buffers take, so writes start returning false
     upstream.behaviour = (exchange) => {
       // One write: the gateway reads hundreds of chunks at once, each relayed while the client is not reading.
-      exchange.socket.write(SSE_HEAD + events(exchange.marker, count).map((event) => chunk(event)).join('') + '0\r\n\r\n');
+      exchange.socket.write(
+        SSE_HEAD +
+          events(exchange.marker, count)
+            .map((event) => chunk(event))
+            .join('') +
+          '0\r\n\r\n',
+      );
     };
     // Watch how many 'drain' listeners a response ever holds (the gateway runs in this process).
     const once = ServerResponse.prototype.once;
@@ -529,9 +549,10 @@ describe('framing edge cases', () => {
     const writes: { text: string; corked: boolean }[] = [];
     const write = Socket.prototype.write;
     Socket.prototype.write = function (this: Socket, ...args: Parameters<typeof write>): boolean {
-      const data = args[0] as string | Uint8Array;
-      if (this.localPort === port) writes.push({ text: typeof data === 'string' ? data : Buffer.from(data).toString('latin1'), corked: this.writableCorked > 0 });
-      return Reflect.apply(write, this, args) as boolean;
+      const data = args[0];
+      if (this.localPort === port)
+        writes.push({ text: typeof data === 'string' ? data : Buffer.from(data).toString('latin1'), corked: this.writableCorked > 0 });
+      return write.apply(this, args);
     } as typeof write;
     let text: string;
     try {

@@ -112,7 +112,7 @@ async function respond(req: IncomingMessage, res: ServerResponse, seen: SeenRequ
     res.end(body);
     return;
   }
-  let parsed: Record<string, unknown> = {};
+  let parsed: Record<string, unknown>;
   try {
     parsed = seen.body.length > 0 ? (JSON.parse(seen.body.toString('utf8')) as Record<string, unknown>) : {};
   } catch {
@@ -152,7 +152,14 @@ async function respond(req: IncomingMessage, res: ServerResponse, seen: SeenRequ
   }
   if (req.url?.startsWith('/v1/embeddings')) {
     res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ object: 'list', model, data: [{ object: 'embedding', index: 0, embedding: [0.1, 0.2, 0.3] }], usage: { prompt_tokens: 1, total_tokens: 1 } }));
+    res.end(
+      JSON.stringify({
+        object: 'list',
+        model,
+        data: [{ object: 'embedding', index: 0, embedding: [0.1, 0.2, 0.3] }],
+        usage: { prompt_tokens: 1, total_tokens: 1 },
+      }),
+    );
     return;
   }
   if (parsed['stream'] === true) {
@@ -169,7 +176,13 @@ async function respond(req: IncomingMessage, res: ServerResponse, seen: SeenRequ
     }
     for (let i = 0; i < chunks; i++) {
       if (res.destroyed) return;
-      const chunk = { id: 'chatcmpl-fake', object: 'chat.completion.chunk', created: 0, model, choices: [{ index: 0, delta: { content: `tok${i} ` }, finish_reason: null }] };
+      const chunk = {
+        id: 'chatcmpl-fake',
+        object: 'chat.completion.chunk',
+        created: 0,
+        model,
+        choices: [{ index: 0, delta: { content: `tok${i} ` }, finish_reason: null }],
+      };
       const event = `data: ${JSON.stringify(chunk)}\n\n`;
       seen.bytesSent += event.length;
       if (!res.write(event)) await new Promise((resolve) => res.once('drain', resolve));

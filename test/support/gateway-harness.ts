@@ -9,7 +9,12 @@ import { startFakeUpstream, type FakeUpstream } from './fake-upstream.js';
 export class LogCapture extends Writable {
   readonly lines: string[] = [];
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
-    this.lines.push(...chunk.toString('utf8').split('\n').filter((line) => line !== ''));
+    this.lines.push(
+      ...chunk
+        .toString('utf8')
+        .split('\n')
+        .filter((line) => line !== ''),
+    );
     callback();
   }
   get entries(): Record<string, unknown>[] {

@@ -89,4 +89,3 @@ test('latencies keep three decimals, also when small, whole or very large', () =
     }),
   );
 });
-

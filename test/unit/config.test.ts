@@ -53,7 +53,10 @@ describe('config file', () => {
 
 function fileInputs(extra: string = '') {
   return toInputs(
-    parseConfigText(`upstreams:\n  default: { url: "http://a/v1", api_key: up }\n  other: { url: "http://b/v1" }\nmodel_redirects: { gpt-4: gpt-4o }\n${extra}`, 'c'),
+    parseConfigText(
+      `upstreams:\n  default: { url: "http://a/v1", api_key: up }\n  other: { url: "http://b/v1" }\nmodel_redirects: { gpt-4: gpt-4o }\n${extra}`,
+      'c',
+    ),
     noSecrets,
   );
 }
@@ -107,7 +110,7 @@ describe('snapshot', () => {
   });
 
   test('client keys are held only as digests', () => {
-    const snapshot = buildSnapshot({ file: fileInputs("client_keys: [{ id: a, key: secret-key }]\n"), kube: null, namespace: 'ns', version: 1 });
+    const snapshot = buildSnapshot({ file: fileInputs('client_keys: [{ id: a, key: secret-key }]\n'), kube: null, namespace: 'ns', version: 1 });
     expect(snapshot.keys.get(keyDigest('secret-key'))).toBe('a');
     expect(JSON.stringify([...snapshot.keys])).not.toContain('secret-key');
   });

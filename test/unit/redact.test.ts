@@ -87,7 +87,13 @@ describe('StreamRedactor', () => {
   test('several secrets, each masked, byte by byte', () => {
     const other = 'pw-proxy-0123456789';
     const body = Buffer.from(`x ${KEY} y ${other} z ${KEY}`);
-    const out = through(new StreamRedactor([KEY, other]), cut(body, Array.from({ length: body.length }, (_, i) => i)));
+    const out = through(
+      new StreamRedactor([KEY, other]),
+      cut(
+        body,
+        Array.from({ length: body.length }, (_, i) => i),
+      ),
+    );
     expect(out.toString()).toBe(`x ${bodyMask(KEY.length).toString()} y ${bodyMask(other.length).toString()} z ${bodyMask(KEY.length).toString()}`);
   });
 });

@@ -298,7 +298,7 @@ describe('ResponseParser: Content-Length', () => {
   test('a body in the same input as the head', () => {
     const { parser, sink, results } = run([bytes('HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world')]);
     expect(results).toEqual([true]);
-    expect(sink.heads).toEqual([{ status: 200, headers: { 'content-length': '11' }}]);
+    expect(sink.heads).toEqual([{ status: 200, headers: { 'content-length': '11' } }]);
     expect(sink.body.toString()).toBe('hello world');
     expect(sink.payload).toBe(11);
     expect(parser.reusable).toBe(true);
@@ -328,7 +328,7 @@ describe('ResponseParser: Content-Length', () => {
 
   test('the whole response at every split point, and byte by byte', () => {
     const data = bytes('HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX: y\r\n\r\nhello');
-    const head = { status: 200, headers: { 'content-length': '5', x: 'y' }};
+    const head = { status: 200, headers: { 'content-length': '5', x: 'y' } };
     expectSameOutcome(everySplit(data), completeOutcome([head], 'hello'));
   });
 
@@ -364,9 +364,7 @@ describe('ResponseParser: chunked, decoded', () => {
   test('the body is the concatenation of the chunks, trailers are dropped', () => {
     const result = run([CHUNKED_RESPONSE]);
     expectCompletesAtEnd(result);
-    expect(result.sink.heads).toEqual([
-      { status: 200, headers: { 'transfer-encoding': 'chunked', 'content-type': 'text/plain' }},
-    ]);
+    expect(result.sink.heads).toEqual([{ status: 200, headers: { 'transfer-encoding': 'chunked', 'content-type': 'text/plain' } }]);
     expect(result.sink.body.toString('latin1')).toBe(DECODED);
     expect(result.sink.payload).toBe(DECODED.length);
     result.sink.chunks.forEach((chunk, index) => expect(result.sink.payloads[index]).toBe(chunk.length));
@@ -479,16 +477,13 @@ describe('ResponseParser: chunked, random chunkings', () => {
 });
 
 describe('ResponseParser: interim responses', () => {
-  const interim =
-    'HTTP/1.1 100 Continue\r\n\r\n' +
-    'HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n' +
-    'HTTP/1.1 102\r\n\r\n';
+  const interim = 'HTTP/1.1 100 Continue\r\n\r\n' + 'HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n' + 'HTTP/1.1 102\r\n\r\n';
   const final = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok';
 
   test('1xx responses are skipped, at every split point and byte by byte', () => {
     const data = bytes(interim + final);
-    expectSameOutcome(everySplit(data), completeOutcome([{ status: 200, headers: { 'content-length': '2' }}], 'ok'));
-    expectSameOutcome(pairSplits(data, 0), completeOutcome([{ status: 200, headers: { 'content-length': '2' }}], 'ok'));
+    expectSameOutcome(everySplit(data), completeOutcome([{ status: 200, headers: { 'content-length': '2' } }], 'ok'));
+    expectSameOutcome(pairSplits(data, 0), completeOutcome([{ status: 200, headers: { 'content-length': '2' } }], 'ok'));
   });
 
   test('the head is not complete after only interim responses', () => {
@@ -605,7 +600,7 @@ describe('ResponseParser: close-delimited bodies', () => {
 describe('ResponseParser: transfer-encoding with content-length', () => {
   test('chunked wins, and the connection is not reused', () => {
     const data = bytes('HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n');
-    const head: Head = { status: 200, headers: { 'content-length': '100', 'transfer-encoding': 'chunked' }};
+    const head: Head = { status: 200, headers: { 'content-length': '100', 'transfer-encoding': 'chunked' } };
     expectSameOutcome(everySplit(data), completeOutcome([head], 'hello', 5, false));
   });
 
@@ -686,21 +681,24 @@ describe('ResponseParser: headers', () => {
     );
     expectSameOutcome(
       everySplit(data),
-      completeOutcome([
-        {
-          status: 200,
-          headers: {
-            'set-cookie': ['a=1', 'b=2; Path=/', 'c=3'],
-            'content-type': 'text/html',
-            'x-pair': ['one', 'two'],
-            'x-spaced': 'inner  space',
-            'x-empty': '',
-            'x-blank': '',
-            "x-token!#$%&'*+-.^_`|~09": 'ok',
-            'content-length': '0',
+      completeOutcome(
+        [
+          {
+            status: 200,
+            headers: {
+              'set-cookie': ['a=1', 'b=2; Path=/', 'c=3'],
+              'content-type': 'text/html',
+              'x-pair': ['one', 'two'],
+              'x-spaced': 'inner  space',
+              'x-empty': '',
+              'x-blank': '',
+              "x-token!#$%&'*+-.^_`|~09": 'ok',
+              'content-length': '0',
+            },
           },
-        },
-      ], ''),
+        ],
+        '',
+      ),
     );
   });
 
@@ -730,7 +728,7 @@ describe('ResponseParser: headers', () => {
   test('a head with no header fields', () => {
     const result = run([bytes('HTTP/1.1 204 No Content\r\n\r\n')]);
     expect(result.results).toEqual([true]);
-    expect(result.sink.heads).toEqual([{ status: 204, headers: {}}]);
+    expect(result.sink.heads).toEqual([{ status: 204, headers: {} }]);
   });
 
   test('a head of nearly 64 KiB is accepted, fed in one piece or in pieces', () => {

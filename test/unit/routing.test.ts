@@ -27,12 +27,74 @@ type Row = [name: string, snapshot: RoutingSnapshot, model: string, random: numb
 const table: Row[] = [
   ['a redirect: the default upstream with the target model', routes, 'gpt-4', 0.5, [['default', 'gpt-4o']], 'file'],
   ['a route to another upstream', routes, 'llama', 0.5, [['local', 'meta-llama']], 'file'],
-  ['weighted, low draw: the 90 first', routes, 'split', 0, [['default', 'a'], ['local', 'b']], 'file'],
-  ['weighted, draw just under 0.9: still the 90', routes, 'split', 0.8999, [['default', 'a'], ['local', 'b']], 'file'],
-  ['weighted, draw 0.9: the 10 first, then the 90', routes, 'split', 0.9, [['local', 'b'], ['default', 'a']], 'file'],
-  ['weight 0 is never a target', routes, 'split', 0.9999, [['local', 'b'], ['default', 'a']], 'file'],
-  ['three targets: the pick, then the rest by weight', routes, 'three', 0, [['default', 'x'], ['default', 'y'], ['default', 'z']], 'file'],
-  ['three targets, middle pick', routes, 'three', 0.3, [['default', 'y'], ['default', 'z'], ['default', 'x']], 'file'],
+  [
+    'weighted, low draw: the 90 first',
+    routes,
+    'split',
+    0,
+    [
+      ['default', 'a'],
+      ['local', 'b'],
+    ],
+    'file',
+  ],
+  [
+    'weighted, draw just under 0.9: still the 90',
+    routes,
+    'split',
+    0.8999,
+    [
+      ['default', 'a'],
+      ['local', 'b'],
+    ],
+    'file',
+  ],
+  [
+    'weighted, draw 0.9: the 10 first, then the 90',
+    routes,
+    'split',
+    0.9,
+    [
+      ['local', 'b'],
+      ['default', 'a'],
+    ],
+    'file',
+  ],
+  [
+    'weight 0 is never a target',
+    routes,
+    'split',
+    0.9999,
+    [
+      ['local', 'b'],
+      ['default', 'a'],
+    ],
+    'file',
+  ],
+  [
+    'three targets: the pick, then the rest by weight',
+    routes,
+    'three',
+    0,
+    [
+      ['default', 'x'],
+      ['default', 'y'],
+      ['default', 'z'],
+    ],
+    'file',
+  ],
+  [
+    'three targets, middle pick',
+    routes,
+    'three',
+    0.3,
+    [
+      ['default', 'y'],
+      ['default', 'z'],
+      ['default', 'x'],
+    ],
+    'file',
+  ],
   ['an unknown model passes through to the default upstream unchanged', routes, 'gpt-5', 0.5, [['default', 'gpt-5']], null],
   ['a routed model under unknown_models: reject still routes', reject, 'gpt-4', 0.5, [['default', 'gpt-4o']], 'file'],
 ];
@@ -56,7 +118,9 @@ test('unknown_models: reject refuses an unknown model with 404 model_not_found',
 
 test('Kubernetes routes win over file redirects for the same model', () => {
   const snapshot = snapshotOf('model_redirects: { gpt-4: gpt-4o }\n', {
-    routes: [{ namespace: 'team-a', name: 'r', generation: 1, createdAt: 1, model: 'gpt-4', targets: [{ model: 'from-kube', upstream: 'local' }], invalid: null }],
+    routes: [
+      { namespace: 'team-a', name: 'r', generation: 1, createdAt: 1, model: 'gpt-4', targets: [{ model: 'from-kube', upstream: 'local' }], invalid: null },
+    ],
     clientKeys: [],
     upstreamKeys: new Map(),
   });
