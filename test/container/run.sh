@@ -44,11 +44,15 @@ check() { # description, command...
 }
 
 cleanup() {
-  local pid ctr
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  local pid ctr live
+  # Only the background jobs still running: a recorded pid that has exited may belong to another
+  # process by now (this machine is shared).
+  live="$(jobs -p)"
+  for pid in "${pids[@]}"; do grep -qx "$pid" <<<"$live" && kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   for ctr in "${ctrs[@]}"; do "${BUILDAH[@]}" rm "$ctr" >/dev/null 2>&1 || true; done
-  if ((failed)) && [[ -f "$WORK/gateway.log" ]]; then echo "--- gateway log (tail)"; grep -v "\"msg\":\"request\"" "$WORK/gateway.log" | tail -15; curl -s "http://127.0.0.1:${gw_port:-0}/health/ready"; fi
+  # (|| true: under set -e a failed diagnostic would end the cleanup before $WORK is removed)
+  if ((failed)) && [[ -f "$WORK/gateway.log" ]]; then echo "--- gateway log (tail)"; grep -v "\"msg\":\"request\"" "$WORK/gateway.log" | tail -15; curl -s "http://127.0.0.1:${gw_port:-0}/health/ready" || true; fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
