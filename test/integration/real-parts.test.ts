@@ -57,6 +57,22 @@ async function commandCalls(client: ReturnType<typeof redisClient>, command: str
   return match ? Number(match[1]) : 0;
 }
 
+/** A plain proxied request (absolute URI in the request line) sent to the proxy on `proxyPort`. */
+function viaProxy(proxyPort: number, url: string, headers: Record<string, string> = {}): Promise<number | undefined> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port: proxyPort, path: url, headers }, (res) => {
+      res.resume();
+      resolve(res.statusCode);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+// 0.0.0.0 reaches this machine's loopback listeners, but is outside 127.0.0.0/8: the proxies must
+// refuse it as they would any other destination (their only allowed targets are loopback ones).
+const OUTSIDE_LOOPBACK_RANGE = '0.0.0.0';
+
 describe('Redis (redis-server through @redis/client)', () => {
   let redis: RedisHandle;
   beforeAll(async () => {
@@ -101,6 +117,8 @@ describe('Redis (redis-server through @redis/client)', () => {
     try {
       await client.set('before-kill', '1');
       await redis.kill();
+      // SIGKILL: no graceful shutdown (which would log "ready to exit").
+      expect(redis.log()).not.toMatch(/ready to exit/);
       await waitFor(() => !client.isReady, 5000, 'client notices the dead Redis');
       // disableOfflineQueue: rejected at once instead of waiting for a reconnect.
       await expect(client.get('before-kill')).rejects.toThrow(/offline/i);
@@ -191,6 +209,13 @@ describe('squid (HTTP forward proxy with basic auth)', () => {
     expect(res.status).toBe(407);
     expect(String(res.challenge)).toMatch(/^Basic realm="api-proxy-test"/);
   });
+
+  it('refuses destinations outside 127.0.0.0/8 (403), even authenticated', async () => {
+    const seen = upstream.requests.length;
+    const auth = { 'proxy-authorization': `Basic ${Buffer.from('alice:s3cret').toString('base64')}` };
+    expect(await viaProxy(squid.port, `http://${OUTSIDE_LOOPBACK_RANGE}:${upstream.port}/v1/models`, auth)).toBe(403);
+    expect(upstream.requests).toHaveLength(seen);
+  });
 });
 
 describe('tinyproxy (HTTP forward proxy)', () => {
@@ -220,16 +245,14 @@ describe('tinyproxy (HTTP forward proxy)', () => {
 
   it('answers 407 without credentials, and nothing reaches the upstream', async () => {
     const seen = upstream.requests.length;
-    const status = await new Promise<number | undefined>((resolve, reject) => {
-      // A proxied request: absolute URI in the request line, sent to the proxy.
-      const req = httpRequest({ host: '127.0.0.1', port: proxy.port, path: `${upstream.url}/v1/models` }, (res) => {
-        res.resume();
-        resolve(res.statusCode);
-      });
-      req.on('error', reject);
-      req.end();
-    });
-    expect(status).toBe(407);
+    expect(await viaProxy(proxy.port, `${upstream.url}/v1/models`)).toBe(407);
+    expect(upstream.requests).toHaveLength(seen);
+  });
+
+  it('refuses destinations outside 127.0.0.0/8 (403), even authenticated', async () => {
+    const seen = upstream.requests.length;
+    const auth = { 'proxy-authorization': `Basic ${Buffer.from('bob:hunter2').toString('base64')}` };
+    expect(await viaProxy(proxy.port, `http://${OUTSIDE_LOOPBACK_RANGE}:${upstream.port}/v1/models`, auth)).toBe(403);
     expect(upstream.requests).toHaveLength(seen);
   });
 });
