@@ -66,8 +66,12 @@ describe('real-part guard', () => {
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'api-proxy-guard-'));
   });
-  afterEach(() => {
-    for (const owner of owners.splice(0)) owner.kill('SIGKILL');
+  afterEach(async () => {
+    await Promise.all(
+      owners.splice(0).map((owner) =>
+        owner.exitCode !== null || owner.signalCode !== null ? undefined : new Promise((resolve) => owner.once('exit', resolve).kill('SIGKILL')),
+      ),
+    );
     rmSync(dir, { recursive: true, force: true });
   });
 
