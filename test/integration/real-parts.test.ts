@@ -103,8 +103,11 @@ describe('Redis (redis-server through @redis/client)', () => {
   });
 
   it('requires the password (requirepass)', async () => {
-    const client = redisClient(redis, 'wrong');
-    await expect(client.connect()).rejects.toThrow(/WRONGPASS|invalid username-password/);
+    const client = createClient({ url: redis.url.replace(/\/\/[^@]*@/, '//'), password: 'wrong', socket: { reconnectStrategy: false } });
+    const errors: Error[] = [];
+    client.on('error', (err: Error) => errors.push(err));
+    await expect(client.connect()).rejects.toThrow(/WRONGPASS/);
+    expect(errors.map((err) => err.message)).toEqual([expect.stringMatching(/WRONGPASS/)]);
     client.destroy();
   });
 
