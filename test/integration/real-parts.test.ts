@@ -14,15 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { startFakeUpstream } from '../support/fake-upstream.js';
 import type { FakeUpstream } from '../support/fake-upstream.js';
 import { waitFor } from '../support/wait.js';
-import {
-  JAEGER_START_TIMEOUT_MS,
-  makeTestCertificates,
-  runPython,
-  startJaeger,
-  startRedis,
-  startSquid,
-  startTinyproxy,
-} from '../support/real/index.js';
+import { JAEGER_START_TIMEOUT_MS, makeTestCertificates, runPython, startJaeger, startRedis, startSquid, startTinyproxy } from '../support/real/index.js';
 import type { JaegerHandle, RedisHandle, SquidHandle, TinyproxyHandle } from '../support/real/index.js';
 
 /** The shape of the limiter's scripts: one atomic round trip that counts and sets a window. */
@@ -242,7 +234,9 @@ describe('tinyproxy (HTTP forward proxy)', () => {
     } finally {
       await agent.close();
     }
-    expect(upstream.requests.map((r) => `${r.method} ${r.url} via=${r.headers.via ?? ''}`)).toEqual([expect.stringMatching(/^GET \/v1\/models via=.*tinyproxy/)]);
+    expect(upstream.requests.map((r) => `${r.method} ${r.url} via=${r.headers.via ?? ''}`)).toEqual([
+      expect.stringMatching(/^GET \/v1\/models via=.*tinyproxy/),
+    ]);
     expect(proxy.log().some((line) => line.includes(`Request (file descriptor`) && line.includes(`GET ${upstream.url}/v1/models`))).toBe(true);
   });
 
@@ -277,21 +271,27 @@ describe('Jaeger v2 (OTLP in, query API out)', () => {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({
-        resourceSpans: [{
-          resource: { attributes: [{ key: 'service.name', value: { stringValue: 'api-proxy-smoke' } }] },
-          scopeSpans: [{
-            scope: { name: 'real-parts.test' },
-            spans: [{
-              traceId,
-              spanId,
-              name: 'POST /v1/chat/completions',
-              kind: 2,
-              startTimeUnixNano: String(nowNs - 5_000_000n),
-              endTimeUnixNano: String(nowNs),
-              attributes: [{ key: 'http.response.status_code', value: { intValue: '200' } }],
-            }],
-          }],
-        }],
+        resourceSpans: [
+          {
+            resource: { attributes: [{ key: 'service.name', value: { stringValue: 'api-proxy-smoke' } }] },
+            scopeSpans: [
+              {
+                scope: { name: 'real-parts.test' },
+                spans: [
+                  {
+                    traceId,
+                    spanId,
+                    name: 'POST /v1/chat/completions',
+                    kind: 2,
+                    startTimeUnixNano: String(nowNs - 5_000_000n),
+                    endTimeUnixNano: String(nowNs),
+                    attributes: [{ key: 'http.response.status_code', value: { intValue: '200' } }],
+                  },
+                ],
+              },
+            ],
+          },
+        ],
       }),
     });
     expect(res.status).toBe(200);
@@ -312,13 +312,12 @@ describe('Jaeger v2 (OTLP in, query API out)', () => {
 });
 
 describe('python3', () => {
-  it("imports urllib.request and fetches from a server in this process", async () => {
+  it('imports urllib.request and fetches from a server in this process', async () => {
     const upstream = await startFakeUpstream();
     try {
-      const result = await runPython(
-        'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())',
-        [`${upstream.url}/v1/models`],
-      );
+      const result = await runPython('import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())', [
+        `${upstream.url}/v1/models`,
+      ]);
       expect(result.stderr).toBe('');
       expect(result.status).toBe(0);
       expect(JSON.parse(result.stdout)).toMatchObject({ object: 'list' });

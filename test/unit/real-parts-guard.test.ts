@@ -28,7 +28,9 @@ function alive(pid: number): boolean {
 /** Guard processes watching `pid` (their command line names it). */
 function guardsOf(pid: number): number[] {
   const guards: number[] = [];
-  for (const entry of readdirSync('/proc').filter((name) => /^\d+$/.test(name)).map(Number)) {
+  for (const entry of readdirSync('/proc')
+    .filter((name) => /^\d+$/.test(name))
+    .map(Number)) {
     try {
       const args = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
       if (args.includes('api-proxy-real-part-guard') && args.includes(String(pid)) && alive(entry)) guards.push(entry);
@@ -68,9 +70,11 @@ describe('real-part guard', () => {
   });
   afterEach(async () => {
     await Promise.all(
-      owners.splice(0).map((owner) =>
-        owner.exitCode !== null || owner.signalCode !== null ? undefined : new Promise((resolve) => owner.once('exit', resolve).kill('SIGKILL')),
-      ),
+      owners
+        .splice(0)
+        .map((owner) =>
+          owner.exitCode !== null || owner.signalCode !== null ? Promise.resolve() : new Promise((resolve) => owner.once('exit', resolve).kill('SIGKILL')),
+        ),
     );
     rmSync(dir, { recursive: true, force: true });
   });

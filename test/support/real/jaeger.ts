@@ -71,7 +71,12 @@ export function jaegerBinary(): Promise<string> {
       const bin = stdout.trim().split('\n').pop() ?? '';
       if (err || !existsSync(bin)) {
         const why = err ? err.message : `it printed '${bin}', which does not exist`;
-        reject(new RealPartError('REAL_PART_MISSING', `jaeger not found and test/tools/build-jaeger.sh could not build it (needs Go and the Go module proxy; .ci/run runs it through jest's global setup): ${why}\n${stderr.slice(-3000)}`));
+        reject(
+          new RealPartError(
+            'REAL_PART_MISSING',
+            `jaeger not found and test/tools/build-jaeger.sh could not build it (needs Go and the Go module proxy; .ci/run runs it through jest's global setup): ${why}\n${stderr.slice(-3000)}`,
+          ),
+        );
         return;
       }
       resolvePath(bin);
@@ -113,8 +118,7 @@ export async function startJaeger(options: JaegerOptions = {}): Promise<JaegerHa
       const started = startManaged(bin, ['--config', confFile], logFile);
       const queryUrl = `http://127.0.0.1:${query}`;
       // Extensions (the query API) start before the pipeline's receivers: wait for both.
-      const ready = async (): Promise<boolean> =>
-        (await fetch(`${queryUrl}/api/services`)).ok && (await canConnect(otlpHttp)) && (await canConnect(otlpGrpc));
+      const ready = async (): Promise<boolean> => (await fetch(`${queryUrl}/api/services`)).ok && (await canConnect(otlpHttp)) && (await canConnect(otlpGrpc));
       await waitReady(`jaeger (query port ${query})`, started, logFile, ready, options.startTimeoutMs ?? 30_000);
       return started;
     });
@@ -174,7 +178,7 @@ function jaegerConfig(ports: JaegerPorts): object {
 
 async function pollTrace(queryUrl: string, traceId: string, minSpans: number, timeoutMs: number): Promise<JaegerTrace> {
   const deadline = Date.now() + timeoutMs;
-  let last = 'no answer yet';
+  let last: string;
   for (;;) {
     try {
       const res = await fetch(`${queryUrl}/api/traces/${encodeURIComponent(traceId)}`);

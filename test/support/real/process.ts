@@ -19,12 +19,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-export type RealPartErrorCode =
-  | 'REAL_PART_MISSING'
-  | 'REAL_PART_BAD_OPTIONS'
-  | 'REAL_PART_START_FAILED'
-  | 'REAL_PART_NOT_READY'
-  | 'REAL_PART_NO_TRACE';
+export type RealPartErrorCode = 'REAL_PART_MISSING' | 'REAL_PART_BAD_OPTIONS' | 'REAL_PART_START_FAILED' | 'REAL_PART_NOT_READY' | 'REAL_PART_NO_TRACE';
 
 /** Every failure of a starter; tests fail on it, they never skip. */
 export class RealPartError extends Error {
@@ -153,15 +148,13 @@ export function canConnect(port: number): Promise<boolean> {
  * Polls `ready` every 50 ms until it is true. Fails with REAL_PART_START_FAILED (and the log's tail)
  * as soon as the process exits, with REAL_PART_NOT_READY after `timeoutMs`.
  */
-export async function waitReady(
-  what: string,
-  managed: Managed,
-  logFiles: string | string[],
-  ready: () => Promise<boolean>,
-  timeoutMs: number,
-): Promise<void> {
+export async function waitReady(what: string, managed: Managed, logFiles: string | string[], ready: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  const logs = (): string => [logFiles].flat().map((file) => tailOf(file)).join('\n');
+  const logs = (): string =>
+    [logFiles]
+      .flat()
+      .map((file) => tailOf(file))
+      .join('\n');
   for (;;) {
     const info = managed.exitInfo();
     if (info !== undefined) {

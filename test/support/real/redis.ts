@@ -62,8 +62,14 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisHandl
         'logfile ""',
       ];
       if (certs) {
-        lines.push('port 0', `tls-port ${port}`, `tls-cert-file ${certs.certFile}`, `tls-key-file ${certs.keyFile}`,
-          `tls-ca-cert-file ${certs.caFile}`, 'tls-auth-clients no');
+        lines.push(
+          'port 0',
+          `tls-port ${port}`,
+          `tls-cert-file ${certs.certFile}`,
+          `tls-key-file ${certs.keyFile}`,
+          `tls-ca-cert-file ${certs.caFile}`,
+          'tls-auth-clients no',
+        );
       } else {
         lines.push(`port ${port}`);
       }

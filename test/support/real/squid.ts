@@ -122,7 +122,12 @@ export async function startSquid(options: SquidOptions = {}): Promise<SquidHandl
         await managed.stop();
         removeWorkDir(dir);
       },
-      accessLog: () => (existsSync(accessLogFile) ? readFileSync(accessLogFile, 'utf8').split('\n').filter((line) => line !== '') : []),
+      accessLog: () =>
+        existsSync(accessLogFile)
+          ? readFileSync(accessLogFile, 'utf8')
+              .split('\n')
+              .filter((line) => line !== '')
+          : [],
       log: () => tailOf(cacheLogFile, 20_000),
     };
   } catch (err) {

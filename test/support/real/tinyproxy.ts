@@ -10,16 +10,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort } from '../wait.js';
 import type { Managed } from './process.js';
-import {
-  RealPartError,
-  canConnect,
-  makeWorkDir,
-  removeWorkDir,
-  requireBinary,
-  startManaged,
-  waitReady,
-  withPortRetry,
-} from './process.js';
+import { RealPartError, canConnect, makeWorkDir, removeWorkDir, requireBinary, startManaged, waitReady, withPortRetry } from './process.js';
 
 export interface TinyproxyOptions {
   /** When given, requests without these Proxy-Authorization (Basic) credentials get 407. */
@@ -87,7 +78,12 @@ export async function startTinyproxy(options: TinyproxyOptions = {}): Promise<Ti
         await managed.stop();
         removeWorkDir(dir);
       },
-      log: () => (existsSync(logFile) ? readFileSync(logFile, 'utf8').split('\n').filter((line) => line !== '') : []),
+      log: () =>
+        existsSync(logFile)
+          ? readFileSync(logFile, 'utf8')
+              .split('\n')
+              .filter((line) => line !== '')
+          : [],
     };
   } catch (err) {
     removeWorkDir(dir);
