@@ -1,21 +1,11 @@
-import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import type { KubeInputs } from '../../config/model.js';
 import type { KubeSourceFactory, KubeSourceHandle } from '../../gateway.js';
-import { ResourceWatch, type KubeObject, type ListResult } from './resource-watch.js';
+import { ResourceWatch, type KubeObject } from './resource-watch.js';
 import { GROUP, PLURAL, StatusWriter, VERSION } from './status-writer.js';
 import { secretEntries, toClientKeys, toRouteInput } from './translate.js';
 
 const ALL = '*';
-
-interface Lists {
-  items: KubeObject[];
-  metadata?: { resourceVersion?: string };
-}
-
-function listResult(body: unknown): ListResult {
-  const list = body as Lists;
-  return { items: list.items, resourceVersion: list.metadata?.resourceVersion ?? '' };
-}
 
 /**
  * The Kubernetes source: ModelRoutes, client-key Secrets and upstream-key
@@ -52,12 +42,11 @@ export function kubeSource(kubeConfig: KubeConfig, namespace: string, writeStatu
         new ResourceWatch({
           ...common,
           name: `modelroutes${all ? '' : ` in ${ns}`}`,
+          // The custom-objects client answers with the server's JSON, a list object.
           list: async () =>
-            listResult(
-              all
-                ? await custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL })
-                : await custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: PLURAL }),
-            ),
+            (all
+              ? await custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL })
+              : await custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: PLURAL })) as KubernetesListObject<KubernetesObject>,
           watchPath: all ? `/apis/${GROUP}/${VERSION}/${PLURAL}` : `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${PLURAL}`,
         }),
       );
@@ -66,10 +55,9 @@ export function kubeSource(kubeConfig: KubeConfig, namespace: string, writeStatu
         new ResourceWatch({
           ...common,
           name: `client-key secrets${all ? '' : ` in ${ns}`}`,
-          list: async () =>
-            listResult(all ? await core.listSecretForAllNamespaces({ labelSelector }) : await core.listNamespacedSecret({ namespace: ns, labelSelector })),
+          list: () => (all ? core.listSecretForAllNamespaces({ labelSelector }) : core.listNamespacedSecret({ namespace: ns, labelSelector })),
           watchPath: all ? '/api/v1/secrets' : `/api/v1/namespaces/${ns}/secrets`,
-          query: { labelSelector },
+          labelSelector,
         }),
       );
     }
@@ -85,9 +73,9 @@ export function kubeSource(kubeConfig: KubeConfig, namespace: string, writeStatu
         new ResourceWatch({
           ...common,
           name: `upstream-key secret ${qualified}`,
-          list: async () => listResult(await core.listNamespacedSecret({ namespace: ns, fieldSelector })),
+          list: () => core.listNamespacedSecret({ namespace: ns, fieldSelector }),
           watchPath: `/api/v1/namespaces/${ns}/secrets`,
-          query: { fieldSelector },
+          fieldSelector,
         }),
       );
     }
