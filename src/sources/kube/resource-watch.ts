@@ -138,12 +138,12 @@ function isTimeout(error: unknown): boolean {
 /**
  * One collection through @kubernetes/client-node's ListWatch, which lists,
  * watches from the list's resourceVersion, lists again after 410 Gone,
- * resumes after a normal end (backing off 1 s to 30 s while watches end
- * without an event) and after a silent watch is aborted. On any other error
- * it stops: this owner starts it again after a jittered backoff, which resets
- * once a watch delivers an event. Its cache, and so the last listed state, stays
- * in place meanwhile; an unchanged object keeps its identity across lists
- * (translate.ts caches per object on that).
+ * resumes after a normal end (backing off while watches end without an
+ * event) and at once after a silent watch is aborted. On any other error it
+ * stops: this owner starts it again after a jittered backoff, which resets
+ * once a watch delivers an event. Its cache, and so the last listed state,
+ * stays in place meanwhile; an unchanged object keeps its identity across
+ * lists (translate.ts caches per object on that).
  */
 export class ResourceWatch {
   readonly #options: ResourceWatchOptions;
