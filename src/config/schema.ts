@@ -30,9 +30,14 @@ export const modelName = z
   .string()
   .min(1)
   .max(256)
+  // eslint-disable-next-line no-control-regex -- refusing control characters is the point
   .regex(/^[^\u0000-\u001f\u007f]+$/, 'must not contain control characters');
 
-const timeoutMs = z.number().int().min(0).max(24 * 3600 * 1000);
+const timeoutMs = z
+  .number()
+  .int()
+  .min(0)
+  .max(24 * 3600 * 1000);
 
 /** A secret given inline, by environment variable, or by a file (e.g. a mounted Secret). */
 const secretSources = {
@@ -79,9 +84,7 @@ export const upstreamSchema = z
 
 export const clientKeySchema = z
   .object({
-    id: z
-      .string()
-      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'expected letters, digits, ".", "_" or "-" (at most 63)'),
+    id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'expected letters, digits, ".", "_" or "-" (at most 63)'),
     ...secretSources,
   })
   .strict()

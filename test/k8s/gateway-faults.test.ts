@@ -138,7 +138,9 @@ describe('ModelRoutes that slipped past the CRD validation', () => {
     expect(put.status).toBe(200);
     // the API server picks the new schema up shortly after: wait until a malformed object passes a dry run
     await waitFor(
-      async () => (await cluster.request('POST', `${routesPath}?dryRun=All`, modelRoute('probe', { model: 'probe', targets: [{ model: 'x', weight: 'heavy' }] }))).status === 201,
+      async () =>
+        (await cluster.request('POST', `${routesPath}?dryRun=All`, modelRoute('probe', { model: 'probe', targets: [{ model: 'x', weight: 'heavy' }] })))
+          .status === 201,
       10_000,
       'relaxed schema in effect',
     );
@@ -199,7 +201,12 @@ describe('ModelRoutes that slipped past the CRD validation', () => {
   });
 
   test('fixing a malformed route makes it Accepted for its new generation', async () => {
-    const patched = await cluster.request('PATCH', `${routesPath}/weight-string`, { spec: { targets: [{ model: 'fixed-target', weight: 2 }] } }, { contentType: 'application/merge-patch+json' });
+    const patched = await cluster.request(
+      'PATCH',
+      `${routesPath}/weight-string`,
+      { spec: { targets: [{ model: 'fixed-target', weight: 2 }] } },
+      { contentType: 'application/merge-patch+json' },
+    );
     expect(patched.status).toBe(200);
     await waitFor(async () => (await send('bad-weight')) === 'fixed-target');
     await waitFor(async () => (await getRoute('weight-string'))?.accepted?.status === 'True', 3000, 'fixed status');

@@ -63,7 +63,12 @@ test('create, update and delete of a ModelRoute change routing within 1 s, with 
   await waitFor(async () => (await accepted('alias'))?.status === 'True', 2000);
   expect(await accepted('alias')).toMatchObject({ reason: 'Accepted', observedGeneration: 1 });
 
-  const patched = await cluster.request('PATCH', `${routesPath()}/alias`, { spec: { targets: [{ model: 'routed-2', upstream: 'other' }] } }, { contentType: 'application/merge-patch+json' });
+  const patched = await cluster.request(
+    'PATCH',
+    `${routesPath()}/alias`,
+    { spec: { targets: [{ model: 'routed-2', upstream: 'other' }] } },
+    { contentType: 'application/merge-patch+json' },
+  );
   expect(patched.status).toBe(200);
   expect(await waitFor(async () => (await send('alias')) === 'routed-2')).toBeLessThan(1000);
   expect(other.requests.at(-1)!.url).toBe('/v1/chat/completions');
@@ -75,7 +80,14 @@ test('create, update and delete of a ModelRoute change routing within 1 s, with 
 
 test('Kubernetes routes win over file redirects; weighted targets split', async () => {
   expect(await send('file-alias')).toBe('from-file');
-  await cluster.request('POST', routesPath(), modelRoute('file-alias', 'file-alias', [{ model: 'kube-a', weight: 1 }, { model: 'kube-b', weight: 1 }]));
+  await cluster.request(
+    'POST',
+    routesPath(),
+    modelRoute('file-alias', 'file-alias', [
+      { model: 'kube-a', weight: 1 },
+      { model: 'kube-b', weight: 1 },
+    ]),
+  );
   await waitFor(async () => (await send('file-alias')) !== 'from-file');
   const seen = new Set<string>();
   for (let i = 0; i < 60; i++) seen.add(await send('file-alias'));
@@ -138,7 +150,12 @@ test('API server restart while requests flow: no failed request, later changes p
   await new Promise((resolve) => setTimeout(resolve, 1500));
   expect((await request(`${gw.url}/health`)).statusCode).toBe(200);
   await cluster.startApiServer();
-  await cluster.request('PATCH', `${routesPath()}/steady`, { spec: { targets: [{ model: 'after-restart' }] } }, { contentType: 'application/merge-patch+json' });
+  await cluster.request(
+    'PATCH',
+    `${routesPath()}/steady`,
+    { spec: { targets: [{ model: 'after-restart' }] } },
+    { contentType: 'application/merge-patch+json' },
+  );
   flowing = false;
   await flow;
   expect(sent).toBeGreaterThan(50);
@@ -268,7 +285,10 @@ test('namespaces: ["*"] watches every namespace', async () => {
   await cluster.ensureNamespace('elsewhere');
   const everywhere = await startKubeGateway(cluster, upstream.url, NS, { kubernetes: { enabled: true, namespaces: ['*'] } });
   try {
-    await cluster.request('POST', routesPath('elsewhere'), { ...modelRoute('far', 'far-model', [{ model: 'far-target' }]), metadata: { name: 'far', namespace: 'elsewhere' } });
+    await cluster.request('POST', routesPath('elsewhere'), {
+      ...modelRoute('far', 'far-model', [{ model: 'far-target' }]),
+      metadata: { name: 'far', namespace: 'elsewhere' },
+    });
     await waitFor(async () => {
       const res = await request(`${everywhere.url}/v1/chat/completions`, { method: 'POST', headers: auth, body: '{"model":"far-model"}' });
       return ((await res.body.json()) as { model?: string }).model === 'far-target';

@@ -86,7 +86,11 @@ describe('combineJson', () => {
   });
 
   test('adds up per-worker figures, takes the maximum of the shared ones, and counts the workers', () => {
-    const parts = [worker({}), worker({ total_requests: 50, error_count: 0, uptime_seconds: 12, event_loop_lag_p99_ms: 9.25, active_streams: 3 }), worker({ active_requests: 0, cpu_cores: 4, model_redirects: 7, heap_used_bytes: 3000 })];
+    const parts = [
+      worker({}),
+      worker({ total_requests: 50, error_count: 0, uptime_seconds: 12, event_loop_lag_p99_ms: 9.25, active_streams: 3 }),
+      worker({ active_requests: 0, cpu_cores: 4, model_redirects: 7, heap_used_bytes: 3000 }),
+    ];
     expect(combineJson(parts)).toEqual({
       active_requests: 2,
       total_requests: 250,

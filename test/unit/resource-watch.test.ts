@@ -102,10 +102,12 @@ const openWatch: Handler = (_req, res) => {
   res.writeHead(200, { 'content-type': 'application/json' });
   res.flushHeaders();
 };
-const status = (code: number): Handler => (_req, res) => {
-  res.writeHead(code, { 'content-type': 'application/json' });
-  res.end(JSON.stringify({ kind: 'Status', code, message: `fake ${code}` }));
-};
+const status =
+  (code: number): Handler =>
+  (_req, res) => {
+    res.writeHead(code, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ kind: 'Status', code, message: `fake ${code}` }));
+  };
 const reset: Handler = (req) => req.socket.destroy();
 /** Never answers (not even headers): a connect that hangs. */
 const hang: Handler = () => undefined;

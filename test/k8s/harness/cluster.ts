@@ -552,8 +552,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
       for (;;) {
         if (Date.now() > deadline) throw new Error(`CRD ${crd.name} not Established/served within 60s: ${last}`);
         const res = await request('GET', `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd.name}`);
-        const conds: Array<{ type: string; status: string; reason?: string; message?: string }> =
-          res.json?.status?.conditions ?? [];
+        const conds: Array<{ type: string; status: string; reason?: string; message?: string }> = res.json?.status?.conditions ?? [];
         const established = conds.find((c) => c.type === 'Established')?.status === 'True';
         const badNames = conds.find((c) => c.type === 'NamesAccepted' && c.status === 'False');
         if (badNames) throw new Error(`CRD ${crd.name} names not accepted: ${badNames.reason}: ${badNames.message}`);

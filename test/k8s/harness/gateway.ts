@@ -16,7 +16,10 @@ export const GATEWAY_ROLE_RULES = [
 /** A Role with exactly the documented rules, bound to the ServiceAccount; returns a token for it. */
 export async function gatewayServiceAccountToken(cluster: TestCluster, namespace: string, serviceAccount: string): Promise<string> {
   const token = await cluster.serviceAccountToken(namespace, serviceAccount);
-  await cluster.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${namespace}/roles`, { metadata: { name: serviceAccount }, rules: GATEWAY_ROLE_RULES });
+  await cluster.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${namespace}/roles`, {
+    metadata: { name: serviceAccount },
+    rules: GATEWAY_ROLE_RULES,
+  });
   await cluster.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${namespace}/rolebindings`, {
     metadata: { name: serviceAccount },
     roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: serviceAccount },
