@@ -210,7 +210,9 @@ async function secretWatches(): Promise<number> {
   const res = await cluster.request('GET', '/metrics');
   expect(res.status).toBe(200);
   // one line per scope: a watch selecting one name by field counts as scope "resource"
-  const lines = res.text.split('\n').filter((l) => l.startsWith('apiserver_longrunning_requests{') && l.includes('resource="secrets"') && l.includes('verb="WATCH"'));
+  const lines = res.text
+    .split('\n')
+    .filter((l) => l.startsWith('apiserver_longrunning_requests{') && l.includes('resource="secrets"') && l.includes('verb="WATCH"'));
   return lines.reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
 }
 
@@ -259,7 +261,13 @@ test('a reload naming a Secret the gateway may not read: still ready, routes sti
   const limited = await startKubeGateway(cluster, upstream.url, NS, extra(), kc);
   try {
     // its Role covers only its own namespace
-    limited.writeConfig(baseConfig(upstream.url, { kubernetes, ...extra(), upstreams: { ...extra().upstreams, other: { url: `${other.url}/v1`, api_key_secret: { namespace: 'kube-system', name: 'not-mine', key: 'k' } } } }));
+    limited.writeConfig(
+      baseConfig(upstream.url, {
+        kubernetes,
+        ...extra(),
+        upstreams: { ...extra().upstreams, other: { url: `${other.url}/v1`, api_key_secret: { namespace: 'kube-system', name: 'not-mine', key: 'k' } } },
+      }),
+    );
     await waitFor(() => limited.logs.lines.some((line) => line.includes('watch failed') && line.includes('not-mine')), 5000, 'the forbidden watch failing');
     expect((await request(`${limited.url}/health/ready`)).statusCode).toBe(200);
     await cluster.request('POST', routesPath(), modelRoute('while-forbidden', 'while-forbidden', [{ model: 'still-routed' }]));

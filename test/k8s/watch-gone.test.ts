@@ -8,13 +8,11 @@
  */
 import { CLUSTER_START_TIMEOUT_MS, type TestCluster } from './harness/cluster.js';
 import { modelSent, startClusterWithGateway } from './harness/gateway.js';
-import type { FakeUpstream } from '../support/fake-upstream.js';
 import type { TestGateway } from '../support/gateway-harness.js';
 import { waitFor } from '../support/wait.js';
 
 const NS = 'gone';
 let cluster: TestCluster;
-let upstream: FakeUpstream;
 let gw: TestGateway;
 let stop: (() => Promise<void>) | undefined;
 
@@ -29,7 +27,7 @@ const route = (name: string, model: string, target: string) => ({
 beforeAll(async () => {
   // Quiet watches are aborted after 5 s of silence and resumed from their last resourceVersion.
   const kubernetes = { enabled: true, namespaces: [NS], watch_timeout_seconds: 5 };
-  ({ cluster, upstream, gw, stop } = await startClusterWithGateway(NS, { kubernetes }, { watchCache: false }));
+  ({ cluster, gw, stop } = await startClusterWithGateway(NS, { kubernetes }, { watchCache: false }));
 }, CLUSTER_START_TIMEOUT_MS);
 afterAll(() => stop?.());
 

@@ -166,7 +166,11 @@ describe('MetricsAggregator (the primary side of a scrape)', () => {
       send: (message: ClusterMessage) => {
         sent.push(message);
         if (metrics === null || message.type !== 'api-proxy:collect') return true;
-        void metrics.registry.getMetricsAsJSON().then((prometheus) => aggregator().onMessage(worker as unknown as Worker, { type: 'api-proxy:collected', id: message.id, prometheus, json: metrics.json() }));
+        void metrics.registry
+          .getMetricsAsJSON()
+          .then((prometheus) =>
+            aggregator().onMessage(worker as unknown as Worker, { type: 'api-proxy:collected', id: message.id, prometheus, json: metrics.json() }),
+          );
         return true;
       },
     };
@@ -181,19 +185,21 @@ describe('MetricsAggregator (the primary side of a scrape)', () => {
       metrics.requestFinished('chat_completions', 200, 0.01, 'team-a');
       return metrics;
     });
-    let aggregator!: MetricsAggregator;
-    const workers = [...figures.map((metrics) => fakeWorker(() => aggregator, metrics)), ...Array.from({ length: silent }, () => fakeWorker(() => aggregator, null))];
-    aggregator = new MetricsAggregator(() => workers.map((w) => w.worker));
+    const workers = [
+      ...figures.map((metrics) => fakeWorker(() => aggregator, metrics)),
+      ...Array.from({ length: silent }, () => fakeWorker(() => aggregator, null)),
+    ];
+    const aggregator = new MetricsAggregator(() => workers.map((w) => w.worker));
     const asking = workers[0]!;
     const started = Date.now();
     try {
       aggregator.onMessage(asking.worker, { type: 'api-proxy:metrics-request', id: 7, format });
-      const result = async () => asking.sent.find((m): m is MetricsResult => m.type === 'api-proxy:metrics-result');
-      while ((await result()) === undefined) {
+      const result = () => asking.sent.find((m): m is MetricsResult => m.type === 'api-proxy:metrics-result');
+      while (result() === undefined) {
         if (Date.now() - started > 5000) throw new Error('no answer');
         await new Promise((resolve) => setTimeout(resolve, 10));
       }
-      return { result: (await result())!, ms: Date.now() - started };
+      return { result: result()!, ms: Date.now() - started };
     } finally {
       for (const metrics of figures) metrics.close();
     }

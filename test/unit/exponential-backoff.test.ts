@@ -8,7 +8,9 @@ test('the ceiling doubles from initialMs and stops at maxMs; the lowest draw is 
 });
 
 test('the highest draw stays below the ceiling', () => {
-  expect(draws(new ExponentialBackoff({ initialMs: 1000, maxMs: 30_000, random: () => 0.999_999 }), 7)).toEqual([999, 1999, 3999, 7999, 15_999, 29_999, 29_999]);
+  expect(draws(new ExponentialBackoff({ initialMs: 1000, maxMs: 30_000, random: () => 0.999_999 }), 7)).toEqual([
+    999, 1999, 3999, 7999, 15_999, 29_999, 29_999,
+  ]);
 });
 
 test('with Math.random every delay falls in [ceiling / 2, ceiling), spread over that range', () => {

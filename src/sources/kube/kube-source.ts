@@ -44,7 +44,12 @@ export function kubeSource(kubeConfig: KubeConfig, namespace: string, writeStatu
           list: async () =>
             (all
               ? await custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL })
-              : await custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: PLURAL })) as KubernetesListObject<KubernetesObject>,
+              : await custom.listNamespacedCustomObject({
+                  group: GROUP,
+                  version: VERSION,
+                  namespace: ns,
+                  plural: PLURAL,
+                })) as KubernetesListObject<KubernetesObject>,
           watchPath: all ? `/apis/${GROUP}/${VERSION}/${PLURAL}` : `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${PLURAL}`,
         }),
       );

@@ -78,7 +78,12 @@ class OwnedWatch extends Watch {
     this.#closed = true;
   }
 
-  override async watch(path: string, query: Record<string, string | number | boolean | undefined>, callback: WatchCallback, done: DoneCallback): Promise<AbortController> {
+  override async watch(
+    path: string,
+    query: Record<string, string | number | boolean | undefined>,
+    callback: WatchCallback,
+    done: DoneCallback,
+  ): Promise<AbortController> {
     if (this.#closed) return aborted();
     let ended = false;
     const onEvent: WatchCallback = (phase, object, raw) => {
@@ -126,7 +131,7 @@ function errorFields(error: unknown): { message: string; code?: string | number 
   const { message, code } = error as { message?: unknown; code?: unknown };
   const status = statusCode(error) ?? code;
   return {
-    message: typeof message === 'string' ? message : String(error),
+    message: typeof message === 'string' ? message : JSON.stringify(error),
     ...(typeof status === 'string' || typeof status === 'number' ? { code: status } : {}),
   };
 }

@@ -467,10 +467,13 @@ describe('stop()', () => {
 
   test('ends a watch still waiting for its response headers at once; an answer arriving later is dropped', async () => {
     let answer!: (res: ServerResponse) => void;
-    api.watchScript.push((_req, res) => (answer = () => {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.write(`${JSON.stringify({ type: 'ADDED', object: api.put('late') })}\n`);
-    }));
+    api.watchScript.push(
+      (_req, res) =>
+        (answer = () => {
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.write(`${JSON.stringify({ type: 'ADDED', object: api.put('late') })}\n`);
+        }),
+    );
     const h = startWatch({ silenceTimeoutMs: 20_000 });
     await h.watch.firstSync;
     await waitFor(() => api.watches.length === 1);
