@@ -18,7 +18,8 @@ export interface BackoffOptions {
  * Jitter spreads out the retries of many processes that failed together (every
  * replica's watches when the API server restarts, every worker of a crashing
  * release); keeping half the ceiling as a floor, rather than full jitter's
- * zero, keeps a failing peer from being retried at once.
+ * zero, keeps a failing peer from being retried at once. Why not a package:
+ * docs/performance.md, "Hand-written where a library exists".
  */
 export class ExponentialBackoff {
   readonly #initialMs: number;

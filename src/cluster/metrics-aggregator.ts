@@ -32,7 +32,8 @@ export function combineJson(parts: readonly MetricsJson[]): MetricsJson {
  * one carries only the Prometheus registry (the JSON figures need the same
  * trip), and it rejects the whole scrape after 5 s when one connected worker
  * does not answer, where this leaves that worker out after 2 s
- * (test/unit/cluster.test.ts, "left out after 2 s").
+ * (test/unit/cluster.test.ts, "left out after 2 s"; docs/performance.md,
+ * "Hand-written where a library exists").
  */
 export class MetricsAggregator {
   readonly #liveWorkers: () => Worker[];
