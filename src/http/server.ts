@@ -59,7 +59,8 @@ export function createHttpServer(handler: RequestListener, limits: ServerLimits,
   server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
     const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
     // A reset or a close mid-request is the client leaving, not a limit biting.
-    if (error.code !== 'ECONNRESET' && error.code !== 'EPIPE') onClientError(status === 431 ? 'header_overflow' : status === 408 ? 'request_timeout' : 'bad_request');
+    if (error.code !== 'ECONNRESET' && error.code !== 'EPIPE')
+      onClientError(status === 431 ? 'header_overflow' : status === 408 ? 'request_timeout' : 'bad_request');
     if (!socket.writable) return socket.destroy();
     socket.end(
       `HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request'}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`,

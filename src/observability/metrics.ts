@@ -119,7 +119,7 @@ export class GatewayMetrics {
     });
     this.#upstreamTimeouts = new CounterFamily(this.registry, {
       name: 'apiproxy_upstream_timeouts_total',
-      help: "Upstream timeouts by upstream and phase: connect (connect_ms), headers (headers_ms), idle (idle_ms, a body or stream gone silent).",
+      help: 'Upstream timeouts by upstream and phase: connect (connect_ms), headers (headers_ms), idle (idle_ms, a body or stream gone silent).',
       labelNames: ['upstream', 'phase'],
     });
     for (const reason of ['request_timeout', 'header_overflow', 'bad_request', 'silent_connection']) this.#clientErrors.cell(reason);
