@@ -36,7 +36,7 @@ function inputs(routeCount: number, keys: readonly string[]): FileInputs {
       shutdownTimeoutMs: 1000,
       defaultUpstream: 'default',
     },
-    kubernetes: { enabled: false, namespaces: [], clientKeySelector: 'x=y', watchTimeoutSeconds: 300 },
+    kubernetes: { enabled: false, namespaces: [], clientKeySelector: 'x=y', watchTimeoutSeconds: 300, leaseName: 'api-proxy' },
     upstreams: [
       {
         name: 'default',
@@ -55,7 +55,7 @@ function inputs(routeCount: number, keys: readonly string[]): FileInputs {
       },
     ],
     routes: Array.from({ length: routeCount }, (_, i) => ({ model: `model-${i}`, source: 'file', targets: [{ model: `target-${i}`, upstream: null, weight: 1 }] })),
-    clientKeys: keys.map((key, i) => ({ id: `key-${i}`, digest: keyDigest(key) })),
+    consumers: [{ name: 'bench', keys: keys.map((key, i) => ({ id: `key-${i}`, digest: keyDigest(key) })), policy: null }],
   };
 }
 

@@ -3,9 +3,10 @@ import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { prettifyError } from 'zod';
 import { ConfigError } from './config-error.js';
-import { keyDigest } from './key-digest.js';
-import { fileConfigSchema, type FileConfig, type UpstreamFileConfig } from './schema.js';
-import type { ClientKeySpec, FileInputs, RouteSpec, UpstreamSpec } from './model.js';
+import { NO_LIMITS, type RateLimit } from '../policy/types.js';
+import { clientKeyDigest } from './key-digest.js';
+import { fileConfigSchema, type FileConfig, type PolicyFileConfig, type UpstreamFileConfig } from './schema.js';
+import type { ClientKeySpec, ConsumerSpec, FileInputs, PolicySpec, RouteSpec, UpstreamSpec } from './model.js';
 
 export { ConfigError };
 
@@ -102,14 +103,28 @@ export function toInputs(config: FileConfig, readSecret: SecretReader): FileInpu
     });
   }
 
-  const clientKeys: ClientKeySpec[] = config.allowed_keys.map((key, index) => ({
-    id: `allowed-${index + 1}`,
-    digest: keyDigest(key),
-  }));
+  // The seed's allowed_keys and client_keys: each key id a consumer of its own, without a policy (two entries with
+  // one id, a rotation, are one consumer with two keys).
+  const byId = new Map<string, ClientKeySpec[]>();
+  const keysOf = (id: string): ClientKeySpec[] => {
+    let keys = byId.get(id);
+    if (keys === undefined) byId.set(id, (keys = []));
+    return keys;
+  };
+  config.allowed_keys.forEach((key, index) => keysOf(`allowed-${index + 1}`).push({ id: `allowed-${index + 1}`, digest: clientKeyDigest(key) }));
   config.client_keys.forEach((entry, index) => {
     const key = readSecret(`client_keys[${index}]`, entry.key, entry.key_env, entry.key_file);
     if (key === null || key === '') throw new ConfigError(`client_keys[${index}]: the key is empty`);
-    clientKeys.push({ id: entry.id, digest: keyDigest(key) });
+    keysOf(entry.id).push({ id: entry.id, digest: clientKeyDigest(key) });
+  });
+  const consumers: ConsumerSpec[] = [...byId].map(([name, keys]) => ({ name, keys, policy: null }));
+  config.consumers.forEach((consumer, c) => {
+    const keys = consumer.keys.map((entry, k) => {
+      const key = readSecret(`consumers[${c}].keys[${k}]`, entry.key, entry.key_env, entry.key_file);
+      if (key === null || key === '') throw new ConfigError(`consumers[${c}].keys[${k}]: the key is empty`);
+      return { id: entry.id, digest: clientKeyDigest(key) };
+    });
+    consumers.push({ name: consumer.name, keys, policy: consumer.policy === undefined ? null : policySpec(consumer.policy) });
   });
 
   return {
@@ -128,10 +143,30 @@ export function toInputs(config: FileConfig, readSecret: SecretReader): FileInpu
       namespaces: config.kubernetes.namespaces,
       clientKeySelector: config.kubernetes.client_key_selector,
       watchTimeoutSeconds: config.kubernetes.watch_timeout_seconds,
+      leaseName: config.kubernetes.lease_name,
     },
     upstreams,
     routes,
-    clientKeys,
+    consumers,
+  };
+}
+
+/** A file policy in the snapshot's terms. */
+export function policySpec(policy: PolicyFileConfig): PolicySpec {
+  const limits = policy.limits;
+  const rate = (limit: { limit: number; per: 'key' | 'consumer' } | undefined): RateLimit | null =>
+    limit === undefined ? null : { limit: limit.limit, scope: limit.per };
+  return {
+    models: policy.models ?? null,
+    limits:
+      limits === undefined
+        ? NO_LIMITS
+        : {
+            requestsPerMinute: rate(limits.requests_per_minute),
+            tokensPerMinute: rate(limits.tokens_per_minute),
+            tokensPerDay: rate(limits.tokens_per_day),
+            concurrentStreams: limits.concurrent_streams ?? null,
+          },
   };
 }
 

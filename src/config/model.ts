@@ -3,6 +3,9 @@
  * consumes. No Kubernetes types: the kube source translates into these.
  */
 
+import type { LabelSelector } from '../policy/label-selector.js';
+import type { PolicyLimits } from '../policy/types.js';
+
 export interface UpstreamSpec {
   readonly name: string;
   /** scheme://host:port */
@@ -51,6 +54,19 @@ export interface ClientKeySpec {
   readonly digest: string;
 }
 
+/** A consumer's policy as a source states it: the allow-list's patterns (null: every model) and the limits. */
+export interface PolicySpec {
+  readonly models: readonly string[] | null;
+  readonly limits: PolicyLimits;
+}
+
+/** A consumer of the config file: a named group of keys and its policy. */
+export interface ConsumerSpec {
+  readonly name: string;
+  readonly keys: readonly ClientKeySpec[];
+  readonly policy: PolicySpec | null;
+}
+
 export interface GatewaySettings {
   readonly bodyLimit: number;
   readonly unknownModels: 'passthrough' | 'reject';
@@ -67,6 +83,8 @@ export interface KubernetesSettings {
   readonly namespaces: readonly string[];
   readonly clientKeySelector: string;
   readonly watchTimeoutSeconds: number;
+  /** The coordination.k8s.io Lease in the gateway's namespace that the replica writing statuses holds. */
+  readonly leaseName: string;
 }
 
 /** What the config file yields once its secrets are resolved. */
@@ -75,7 +93,8 @@ export interface FileInputs {
   readonly kubernetes: KubernetesSettings;
   readonly upstreams: readonly UpstreamSpec[];
   readonly routes: readonly RouteSpec[];
-  readonly clientKeys: readonly ClientKeySpec[];
+  /** `consumers`, and each key id of `client_keys`/`allowed_keys` as a consumer of its own (no policy). */
+  readonly consumers: readonly ConsumerSpec[];
 }
 
 /** A ModelRoute as the kube source reports it. */
@@ -91,21 +110,53 @@ export interface KubeRouteInput {
   readonly invalid: string | null;
 }
 
+/** A client-key Secret: one consumer, named `namespace/name`, each data entry one key. */
+export interface KubeConsumerInput {
+  readonly namespace: string;
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly keys: readonly ClientKeySpec[];
+}
+
+/** A ClientPolicy as the kube source reports it. */
+export interface KubePolicyInput {
+  readonly namespace: string;
+  readonly name: string;
+  readonly generation: number;
+  /** creationTimestamp in ms since the epoch. */
+  readonly createdAt: number;
+  /** The client-key Secrets of its namespace it governs: by name, or by label selector (exactly one is set). */
+  readonly secretNames: readonly string[] | null;
+  readonly selector: LabelSelector | null;
+  readonly policy: PolicySpec;
+  /** Why the object cannot be used (a spec that slipped past the CRD's validation), else null. */
+  readonly invalid: string | null;
+}
+
 export interface KubeInputs {
   readonly routes: readonly KubeRouteInput[];
-  readonly clientKeys: readonly ClientKeySpec[];
+  readonly consumers: readonly KubeConsumerInput[];
+  readonly policies: readonly KubePolicyInput[];
   /** `namespace/name/key` -> value, for upstreams whose key lives in a Secret. */
   readonly upstreamKeys: ReadonlyMap<string, string>;
 }
 
 export type RouteCondition = 'Accepted' | 'Conflict' | 'UnknownUpstream' | 'Invalid';
 
-/** The status the gateway reports on a ModelRoute. */
-export interface RouteStatus {
+/** The `Accepted` condition the gateway reports on one of its custom resources. */
+export interface ResourceStatus<Reason extends string = string> {
   readonly namespace: string;
   readonly name: string;
   readonly generation: number;
   readonly accepted: boolean;
-  readonly reason: RouteCondition;
+  readonly reason: Reason;
   readonly message: string;
 }
+
+/** The status the gateway reports on a ModelRoute. */
+export type RouteStatus = ResourceStatus<RouteCondition>;
+
+export type PolicyCondition = 'Accepted' | 'Conflict' | 'Invalid';
+
+/** The status the gateway reports on a ClientPolicy. */
+export type PolicyStatus = ResourceStatus<PolicyCondition>;

@@ -5,6 +5,7 @@ import { routeLabel } from '../observability/metrics.js';
 import { defaultPlan, resolveModel } from '../routing/resolve.js';
 import type { RequestAccounting } from './account.js';
 import { authenticate } from './authenticate.js';
+import { authorize } from './authorize.js';
 import { forward, type ForwardDeps } from './forward.js';
 import { RequestLifecycle } from './lifecycle.js';
 import { modelsEndpoint } from './models-endpoint.js';
@@ -18,7 +19,9 @@ export interface ProxyDeps extends ForwardDeps {
 
 /**
  * Every `/v1/*` request, one way through: accept (the lifecycle opens the
- * record), authenticate, read the body, resolve the route, forward, relay;
+ * record), authenticate (who: key, consumer, tenant, policy), read the body,
+ * authorize (the consumer's allow-list, on the model the client named),
+ * resolve the route (the consumer's tenant first), forward, relay;
  * the lifecycle records it when the response closes. Whatever a stage throws
  * is answered by the lifecycle, once.
  */
@@ -30,17 +33,22 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
     checkMethod(record.method);
     const snapshot = store.current;
     if (snapshot === null) throw new GatewayError('not_ready');
-    record.keyId = authenticate(req.headers.authorization, snapshot);
+    const principal = authenticate(req.headers.authorization, snapshot);
+    record.keyId = principal.keyId;
+    record.consumer = principal.consumer;
     checkPath(record.path);
 
-    const models = modelsEndpoint(lifecycle, snapshot);
+    const models = modelsEndpoint(lifecycle, snapshot, principal);
     if (models === true) return;
 
     const request = await readClientBody(req, snapshot.settings.bodyLimit);
     record.bytesIn = request.contentLength ?? 0;
     const json = request.json;
-    if (json !== null) record.model = json.model;
-    const plan = json === null ? defaultPlan(snapshot) : resolveModel(snapshot, json.model, Math.random());
+    if (json !== null) {
+      record.model = json.model;
+      authorize(principal, json.model);
+    }
+    const plan = json === null ? defaultPlan(snapshot) : resolveModel(snapshot, principal, json.model, Math.random());
     await forward(deps, lifecycle, plan, request, models);
   }
 

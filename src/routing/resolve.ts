@@ -1,6 +1,7 @@
 import type { RoutingSnapshot } from '../config/snapshot.js';
 import type { Upstream } from '../config/upstream.js';
 import { GatewayError } from '../errors/gateway-error.js';
+import type { Principal } from '../policy/types.js';
 import type { CompiledRoute } from './table.js';
 
 /** One place a request may go: an upstream and the model name sent to it. */
@@ -19,19 +20,35 @@ export interface RoutePlan {
 }
 
 /**
- * Resolves a requested model against the snapshot's routes: a pure function
- * of its inputs (`random` in [0, 1) draws the weighted pick). A routed model
- * yields the weighted pick first, then its other targets by weight; an unknown
- * model goes to the default upstream unchanged, or is refused with 404
- * `model_not_found` when `unknown_models: reject`.
+ * Resolves a requested model against the routes the consumer sees: a pure
+ * function of its inputs (`random` in [0, 1) draws the weighted pick). A
+ * routed model yields the weighted pick first, then its other targets by
+ * weight; an unknown model goes to the default upstream unchanged, or is
+ * refused with 404 `model_not_found` when `unknown_models: reject`.
  */
-export function resolveModel(snapshot: RoutingSnapshot, model: string, random: number): RoutePlan {
-  const route = snapshot.routes.get(model);
+export function resolveModel(snapshot: RoutingSnapshot, principal: Principal, model: string, random: number): RoutePlan {
+  const route = routeFor(snapshot, principal, model);
   if (route === undefined) {
     if (snapshot.settings.unknownModels === 'reject') throw new GatewayError('model_not_found', undefined, { param: 'model' });
     return { requestedModel: model, route: null, targets: [{ upstream: snapshot.defaultUpstream, model }] };
   }
   return { requestedModel: model, route: route.source, targets: orderTargets(route, random) };
+}
+
+/**
+ * The route a consumer gets for a model. Namespaces are tenants: a key from a
+ * Secret in namespace N sees N's ModelRoutes first, then the shared routes
+ * (the file's and the gateway namespace's); a file key (no namespace) sees the
+ * shared routes only. A route in N never changes what another namespace's
+ * keys get.
+ */
+export function routeFor(snapshot: RoutingSnapshot, principal: Principal, model: string): CompiledRoute | undefined {
+  const namespace = principal.namespace;
+  if (namespace !== null) {
+    const own = snapshot.tenantRoutes.get(namespace)?.get(model);
+    if (own !== undefined) return own;
+  }
+  return snapshot.routes.get(model);
 }
 
 /** The plan for a request that names no model (a GET, an upload): the default upstream, as sent. */
@@ -56,12 +73,14 @@ function pickIndex(cumulativeWeights: readonly number[], random: number): number
   return cumulativeWeights.length - 1;
 }
 
-/** The model names the gateway routes (aliases), for `GET /v1/models`. */
-export function routedModels(snapshot: RoutingSnapshot): IterableIterator<string> {
-  return snapshot.routes.keys();
+/** The model names the gateway routes (aliases) for a consumer, each once, for `GET /v1/models`. */
+export function routedModels(snapshot: RoutingSnapshot, principal: Principal): Set<string> {
+  const models = new Set(principal.namespace === null ? [] : (snapshot.tenantRoutes.get(principal.namespace)?.keys() ?? []));
+  for (const model of snapshot.routes.keys()) models.add(model);
+  return models;
 }
 
-/** Whether a model name is one of the gateway's routes. */
-export function isRouted(snapshot: RoutingSnapshot, model: string): boolean {
-  return snapshot.routes.has(model);
+/** Whether a model name is one of the routes the consumer sees. */
+export function isRouted(snapshot: RoutingSnapshot, principal: Principal, model: string): boolean {
+  return routeFor(snapshot, principal, model) !== undefined;
 }

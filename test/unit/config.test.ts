@@ -6,6 +6,7 @@ import { keyDigest } from '../../src/config/key-digest.js';
 import type { KubeRouteInput } from '../../src/config/model.js';
 
 const noSecrets = (_field: string, inline: string | undefined) => inline ?? null;
+const FILE_KEY = { keyId: 'k', consumer: 'k', namespace: null, policy: null };
 
 describe('config file', () => {
   test("the seed's file works unchanged", () => {
@@ -19,9 +20,10 @@ describe('config file', () => {
     );
     const inputs = toInputs(config, noSecrets);
     expect(inputs.upstreams[0]).toMatchObject({ name: 'default', origin: 'https://api.openai.com', basePath: '/v1', apiKey: 'sk-up' });
-    expect(inputs.clientKeys).toEqual([
-      { id: 'allowed-1', digest: keyDigest('k1') },
-      { id: 'allowed-2', digest: keyDigest('k2') },
+    // each seed key its own consumer, named by its key id, without a policy
+    expect(inputs.consumers).toEqual([
+      { name: 'allowed-1', keys: [{ id: 'allowed-1', digest: keyDigest('k1') }], policy: null },
+      { name: 'allowed-2', keys: [{ id: 'allowed-2', digest: keyDigest('k2') }], policy: null },
     ]);
     expect(inputs.routes.map((r) => [r.model, r.targets[0]!.model])).toEqual([
       ['gpt-4', 'gpt-4-turbo-preview'],
@@ -76,13 +78,18 @@ describe('snapshot', () => {
   test('Kubernetes routes win over file redirects; upstream auth is precomputed', () => {
     const snapshot = buildSnapshot({
       file: fileInputs(),
-      kube: { routes: [route('r', 'gpt-4', 1, { targets: [{ model: 'from-kube', upstream: 'other' }] })], clientKeys: [], upstreamKeys: new Map() },
-      namespace: 'ns',
+      kube: {
+        routes: [route('r', 'gpt-4', 1, { targets: [{ model: 'from-kube', upstream: 'other' }] })],
+        consumers: [],
+        policies: [],
+        upstreamKeys: new Map(),
+      },
+      namespace: 'team-a',
       version: 1,
     });
     const compiled = snapshot.routes.get('gpt-4')!;
     expect(compiled.source).toBe('ModelRoute team-a/r');
-    expect(resolveModel(snapshot, 'gpt-4', 0).targets[0]!.upstream.name).toBe('other');
+    expect(resolveModel(snapshot, FILE_KEY, 'gpt-4', 0).targets[0]!.upstream.name).toBe('other');
     expect(snapshot.defaultUpstream.authorization).toBe('Bearer up');
     expect(snapshot.upstreams.get('other')!.authorization).toBeNull();
   });
@@ -98,7 +105,7 @@ describe('snapshot', () => {
       ],
       new Map([['default', 1]]),
     );
-    expect(routes.map((r) => r.source).sort()).toEqual(['ModelRoute team-a/a-tie', 'ModelRoute team-a/old']);
+    expect(routes.map((r) => r.spec.source).sort()).toEqual(['ModelRoute team-a/a-tie', 'ModelRoute team-a/old']);
     const byName = Object.fromEntries(statuses.map((s) => [s.name, s.reason]));
     expect(byName).toEqual({ young: 'Conflict', old: 'Accepted', 'b-tie': 'Conflict', 'a-tie': 'Accepted', bad: 'UnknownUpstream' });
   });
@@ -111,7 +118,7 @@ describe('snapshot', () => {
 
   test('client keys are held only as digests', () => {
     const snapshot = buildSnapshot({ file: fileInputs('client_keys: [{ id: a, key: secret-key }]\n'), kube: null, namespace: 'ns', version: 1 });
-    expect(snapshot.keys.get(keyDigest('secret-key'))).toBe('a');
+    expect(snapshot.keys.get(keyDigest('secret-key'))).toEqual({ keyId: 'a', consumer: 'a', namespace: null, policy: null });
     expect(JSON.stringify([...snapshot.keys])).not.toContain('secret-key');
   });
 });
