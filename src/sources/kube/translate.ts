@@ -188,6 +188,5 @@ export function secretEntries(secret: KubeObject, into: Map<string, string>): vo
 }
 
 export const toRouteInput = perObject(routeInput);
-export const toClientKeys = perObject(clientKeys);
 export const toConsumer = perObject(consumer);
 export const toPolicyInput = perObject(policyInput);
