@@ -205,12 +205,17 @@ export const fileConfigSchema = z
     // Consumer names appear in logs, metrics and limits: one name, one consumer.
     const names = new Set<string>();
     c.consumers.forEach((consumer, index) => {
-      if (names.has(consumer.name)) context.addIssue({ code: 'custom', message: `consumer '${consumer.name}' is defined twice`, path: ['consumers', index, 'name'] });
+      if (names.has(consumer.name))
+        context.addIssue({ code: 'custom', message: `consumer '${consumer.name}' is defined twice`, path: ['consumers', index, 'name'] });
       names.add(consumer.name);
     });
     c.client_keys.forEach((key, index) => {
       if (names.has(key.id)) {
-        context.addIssue({ code: 'custom', message: `'${key.id}' is also a consumer's name: give the key to that consumer`, path: ['client_keys', index, 'id'] });
+        context.addIssue({
+          code: 'custom',
+          message: `'${key.id}' is also a consumer's name: give the key to that consumer`,
+          path: ['client_keys', index, 'id'],
+        });
       }
     });
     c.allowed_keys.forEach((_key, index) => {

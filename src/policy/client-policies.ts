@@ -60,7 +60,9 @@ export function resolveClientPolicies(
     const selected = (consumersIn.get(policy.namespace) ?? []).filter((consumer) => selects(policy, consumer)).map(consumerName);
     const taken = selected.find((name) => governedBy.has(name));
     if (taken !== undefined) {
-      statuses.push(status(policy, false, 'Conflict', `consumer ${taken} is already governed by ClientPolicy ${governedBy.get(taken)}; the older policy applies`));
+      statuses.push(
+        status(policy, false, 'Conflict', `consumer ${taken} is already governed by ClientPolicy ${governedBy.get(taken)}; the older policy applies`),
+      );
       continue;
     }
     const compiledOne = compiledPolicy(policy);

@@ -59,7 +59,12 @@ test("the chart's config + ServiceAccount token: the gateway syncs, authenticate
   const cm = await cluster.request('GET', `/api/v1/namespaces/${NS}/configmaps/live-api-proxy`);
   expect(cm.status).toBe(200);
   const config = JSON.parse(cm.json.data['config.json']);
-  expect(config.kubernetes).toEqual({ enabled: true, namespaces: [], client_key_selector: 'apiproxy.io/client-keys=true', lease_name: 'live-api-proxy-status' });
+  expect(config.kubernetes).toEqual({
+    enabled: true,
+    namespaces: [],
+    client_key_selector: 'apiproxy.io/client-keys=true',
+    lease_name: 'live-api-proxy-status',
+  });
 
   const token = await cluster.serviceAccountToken(NS, 'live-api-proxy');
   const kubeConfig = new KubeConfig();

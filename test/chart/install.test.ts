@@ -168,15 +168,27 @@ describe('helm v3: install, RBAC of the ServiceAccount token, upgrade, uninstall
     expect((await as('GET', cp)).status).toBe(200);
     expect((await as('GET', `${cp}?watch=true&timeoutSeconds=1`)).status).toBe(200);
     expect(
-      (await cluster.request('POST', cp, { apiVersion: 'apiproxy.io/v1alpha1', kind: 'ClientPolicy', metadata: { name: 'p' }, spec: { consumers: { secretNames: ['team-keys'] }, models: ['m'] } }))
-        .status,
+      (
+        await cluster.request('POST', cp, {
+          apiVersion: 'apiproxy.io/v1alpha1',
+          kind: 'ClientPolicy',
+          metadata: { name: 'p' },
+          spec: { consumers: { secretNames: ['team-keys'] }, models: ['m'] },
+        })
+      ).status,
     ).toBe(201);
     expect(
       (
         await as(
           'PATCH',
           `${cp}/p/status`,
-          { status: { conditions: [{ type: 'Accepted', status: 'True', reason: 'Accepted', message: 'ok', lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, 'Z') }] } },
+          {
+            status: {
+              conditions: [
+                { type: 'Accepted', status: 'True', reason: 'Accepted', message: 'ok', lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, 'Z') },
+              ],
+            },
+          },
           'application/merge-patch+json',
         )
       ).status,

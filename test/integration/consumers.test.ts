@@ -59,7 +59,9 @@ test('a model the allow-list names (exactly, by glob, or an alias) goes through;
   expect(error.message).toContain("This key may not use the model 'gpt-4'.");
   // embeddings and streams are judged the same way
   await expect(client.embeddings.create({ model: 'text-embedding-3-small', input: 'a' })).rejects.toBeInstanceOf(PermissionDeniedError);
-  await expect(client.chat.completions.create({ model: 'gpt-4', stream: true, messages: [{ role: 'user', content: 'hi' }] })).rejects.toBeInstanceOf(PermissionDeniedError);
+  await expect(client.chat.completions.create({ model: 'gpt-4', stream: true, messages: [{ role: 'user', content: 'hi' }] })).rejects.toBeInstanceOf(
+    PermissionDeniedError,
+  );
   expect(upstream.requests.length).toBe(before);
 });
 
@@ -116,7 +118,21 @@ test('the access line and the key metric name the consumer', async () => {
 test('a reload that drops the allow-list lifts it at once; one that adds it back restores it', async () => {
   const client = sdk(LIMITED_KEY);
   gw.writeConfig(config(upstream.url, null));
-  await waitFor(async () => (await client.chat.completions.create({ model: 'gpt-4', messages: [{ role: 'user', content: 'hi' }] }).then(() => true, () => false)), 3000);
+  await waitFor(
+    async () =>
+      await client.chat.completions.create({ model: 'gpt-4', messages: [{ role: 'user', content: 'hi' }] }).then(
+        () => true,
+        () => false,
+      ),
+    3000,
+  );
   gw.writeConfig(config(upstream.url, ['gpt-4o-mini']));
-  await waitFor(async () => (await client.chat.completions.create({ model: 'gpt-4', messages: [{ role: 'user', content: 'hi' }] }).then(() => false, () => true)), 3000);
+  await waitFor(
+    async () =>
+      await client.chat.completions.create({ model: 'gpt-4', messages: [{ role: 'user', content: 'hi' }] }).then(
+        () => false,
+        () => true,
+      ),
+    3000,
+  );
 });

@@ -27,7 +27,12 @@ afterAll(async () => {
 
 let seq = 0;
 const uniqueName = (prefix: string) => `${prefix}-${++seq}`;
-const policy = (name: string, spec: unknown): Record<string, unknown> => ({ apiVersion: `${GROUP}/${VERSION}`, kind: 'ClientPolicy', metadata: { name }, spec });
+const policy = (name: string, spec: unknown): Record<string, unknown> => ({
+  apiVersion: `${GROUP}/${VERSION}`,
+  kind: 'ClientPolicy',
+  metadata: { name },
+  spec,
+});
 const byName = { secretNames: ['client-keys'] };
 
 test('is Established as ClientPolicy, short name cpol, category apiproxy, with a status subresource', async () => {
@@ -58,7 +63,20 @@ const valid: [string, unknown][] = [
     },
   ],
   ['an empty selector (every client-key Secret of the namespace)', { consumers: { selector: {} }, limits: { concurrentStreams: 1 } }],
-  ['Exists and DoesNotExist without values', { consumers: { selector: { matchExpressions: [{ key: 'a', operator: 'Exists' }, { key: 'b', operator: 'DoesNotExist' }] } }, models: ['m'] }],
+  [
+    'Exists and DoesNotExist without values',
+    {
+      consumers: {
+        selector: {
+          matchExpressions: [
+            { key: 'a', operator: 'Exists' },
+            { key: 'b', operator: 'DoesNotExist' },
+          ],
+        },
+      },
+      models: ['m'],
+    },
+  ],
   ['256 models of 256 characters', { consumers: byName, models: Array.from({ length: 256 }, (_, i) => `${i}`.padEnd(256, 'x')) }],
   ['64 secret names', { consumers: { secretNames: Array.from({ length: 64 }, (_, i) => `keys-${i}`) }, models: ['m'] }],
 ];
@@ -87,9 +105,21 @@ const invalid: InvalidCase[] = [
     error: 'spec.consumers: Invalid value: set exactly one of secretNames and selector',
   },
   { desc: 'neither secretNames nor selector', spec: { consumers: {}, models: ['m'] }, error: 'set exactly one of secretNames and selector' },
-  { desc: 'empty secretNames', spec: { consumers: { secretNames: [] }, models: ['m'] }, error: 'spec.consumers.secretNames in body should have at least 1 items' },
-  { desc: 'a secret name with capitals', spec: { consumers: { secretNames: ['Keys'] }, models: ['m'] }, error: 'spec.consumers.secretNames[0] in body should match' },
-  { desc: 'a secret name twice', spec: { consumers: { secretNames: ['a', 'a'] }, models: ['m'] }, error: 'spec.consumers.secretNames[1]: Duplicate value: "a"' },
+  {
+    desc: 'empty secretNames',
+    spec: { consumers: { secretNames: [] }, models: ['m'] },
+    error: 'spec.consumers.secretNames in body should have at least 1 items',
+  },
+  {
+    desc: 'a secret name with capitals',
+    spec: { consumers: { secretNames: ['Keys'] }, models: ['m'] },
+    error: 'spec.consumers.secretNames[0] in body should match',
+  },
+  {
+    desc: 'a secret name twice',
+    spec: { consumers: { secretNames: ['a', 'a'] }, models: ['m'] },
+    error: 'spec.consumers.secretNames[1]: Duplicate value: "a"',
+  },
   {
     desc: 'In without values',
     spec: { consumers: { selector: { matchExpressions: [{ key: 'a', operator: 'In' }] } }, models: ['m'] },
@@ -139,7 +169,11 @@ const invalid: InvalidCase[] = [
     spec: { consumers: byName, limits: { requestsPerMinute: { limit: 1000000001, per: 'key' } } },
     error: 'spec.limits.requestsPerMinute.limit in body should be less than or equal to 1000000000',
   },
-  { desc: 'concurrent streams 0', spec: { consumers: byName, limits: { concurrentStreams: 0 } }, error: 'spec.limits.concurrentStreams in body should be greater than or equal to 1' },
+  {
+    desc: 'concurrent streams 0',
+    spec: { consumers: byName, limits: { concurrentStreams: 0 } },
+    error: 'spec.limits.concurrentStreams in body should be greater than or equal to 1',
+  },
   { desc: 'an unknown field (Strict)', spec: { consumers: byName, models: ['m'], budget: 5 }, error: 'unknown field "spec.budget"', status: 400 },
 ];
 
@@ -155,8 +189,20 @@ test.each(invalid.map((c) => [c.desc, c] as const))('invalid: %s', async (_desc,
 test('kubectl get cpol: printer columns; the status subresource holds the Accepted condition without bumping generation', async () => {
   const name = uniqueName('listed');
   expect((await cluster.request('POST', base, policy(name, { consumers: byName, models: ['gpt-4o'] }))).status).toBe(201);
-  const condition = { type: 'Accepted', status: 'True', observedGeneration: 1, lastTransitionTime: '2026-01-02T03:04:05Z', reason: 'Accepted', message: 'governs 1 consumer' };
-  const patched = await cluster.request('PATCH', `${base}/${name}/status`, { status: { observedGeneration: 1, conditions: [condition] } }, { contentType: 'application/merge-patch+json' });
+  const condition = {
+    type: 'Accepted',
+    status: 'True',
+    observedGeneration: 1,
+    lastTransitionTime: '2026-01-02T03:04:05Z',
+    reason: 'Accepted',
+    message: 'governs 1 consumer',
+  };
+  const patched = await cluster.request(
+    'PATCH',
+    `${base}/${name}/status`,
+    { status: { observedGeneration: 1, conditions: [condition] } },
+    { contentType: 'application/merge-patch+json' },
+  );
   expect(patched.status).toBe(200);
   expect(patched.json.metadata.generation).toBe(1);
   const table = await cluster.request('GET', `${base}/${name}`, undefined, { headers: { Accept: 'application/json;as=Table;v=v1;g=meta.k8s.io' } });

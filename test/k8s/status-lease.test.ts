@@ -129,7 +129,11 @@ test('a holder whose lease is taken stops writing; one that cannot reach the API
       await sleep(100);
     }
   })();
-  await waitFor(() => gw.logs.lines.some((line) => line.includes('no longer holding the status lease') && line.includes('taken over by usurper')), 3000, 'stepping down');
+  await waitFor(
+    () => gw.logs.lines.some((line) => line.includes('no longer holding the status lease') && line.includes('taken over by usurper')),
+    3000,
+    'stepping down',
+  );
   expect((await disputedRoute('unwritten')).status).toBe(201);
   await sleep(1000);
   expect((await routeState('unwritten')).reason).toBeUndefined();
@@ -145,5 +149,9 @@ test('a holder whose lease is taken stops writing; one that cannot reach the API
   } finally {
     await cluster.startApiServer();
   }
-  await waitFor(async () => (await lease())?.holder === 'holder' && gw.logs.lines.filter((line) => line.includes('holding the status lease:')).length >= 3, 10_000, 'leading again');
+  await waitFor(
+    async () => (await lease())?.holder === 'holder' && gw.logs.lines.filter((line) => line.includes('holding the status lease:')).length >= 3,
+    10_000,
+    'leading again',
+  );
 }, 60_000);

@@ -56,7 +56,11 @@ function clientPolicy(ns: string, name: string, spec: unknown) {
   return create(api(ns, 'clientpolicies'), { apiVersion: 'apiproxy.io/v1alpha1', kind: 'ClientPolicy', metadata: { name, namespace: ns }, spec });
 }
 
-async function accepted(ns: string, plural: string, name: string): Promise<{ status: string; reason: string; message: string; observedGeneration: number } | undefined> {
+async function accepted(
+  ns: string,
+  plural: string,
+  name: string,
+): Promise<{ status: string; reason: string; message: string; observedGeneration: number } | undefined> {
   const res = await cluster.request('GET', `${api(ns, plural)}/${name}`);
   return res.json?.status?.conditions?.find((c: { type: string }) => c.type === 'Accepted');
 }
@@ -103,8 +107,15 @@ describe('namespaces are tenants', () => {
     await waitFor(async () => (await send('chat', KEY_B)) === 'team-b-chat', TAKES_EFFECT_MS);
     await modelRoute(TEAM_B, 'chat-again', 'chat', 'team-b-second');
     await waitFor(async () => (await accepted(TEAM_B, 'modelroutes', 'chat-again'))?.reason === 'Conflict', 5000, 'the conflict in team-b');
-    expect(await accepted(TEAM_B, 'modelroutes', 'chat-again')).toMatchObject({ status: 'False', message: "model 'chat' is already routed by ModelRoute team-b/chat" });
-    for (const [ns, name] of [[HOME, 'chat'], [TEAM_A, 'chat'], [TEAM_B, 'chat']] as const) {
+    expect(await accepted(TEAM_B, 'modelroutes', 'chat-again')).toMatchObject({
+      status: 'False',
+      message: "model 'chat' is already routed by ModelRoute team-b/chat",
+    });
+    for (const [ns, name] of [
+      [HOME, 'chat'],
+      [TEAM_A, 'chat'],
+      [TEAM_B, 'chat'],
+    ] as const) {
       await waitFor(async () => (await accepted(ns, 'modelroutes', name))?.status === 'True', 5000, `${ns}/${name} accepted`);
     }
     expect(await send('chat', KEY_A)).toBe('team-a-chat');
@@ -146,7 +157,12 @@ describe('ClientPolicy', () => {
     });
 
     // an edit applies as fast
-    const patched = await cluster.request('PATCH', `${api(TEAM_A, 'clientpolicies')}/mini-only`, { spec: { models: ['gpt-4'] } }, { contentType: 'application/merge-patch+json' });
+    const patched = await cluster.request(
+      'PATCH',
+      `${api(TEAM_A, 'clientpolicies')}/mini-only`,
+      { spec: { models: ['gpt-4'] } },
+      { contentType: 'application/merge-patch+json' },
+    );
     expect(patched.status).toBe(200);
     await waitFor(async () => (await chat(KEY_A, 'gpt-4')) === 'gpt-4', TAKES_EFFECT_MS, 'the edited allow-list');
     expect(await chat(KEY_A, 'gpt-4o-mini')).toBe('error:403:model_not_allowed');

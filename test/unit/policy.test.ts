@@ -63,7 +63,10 @@ describe('model allow-list', () => {
 });
 
 describe('label selector', () => {
-  const selector = (matchLabels: Record<string, string>, matchExpressions: LabelSelector['matchExpressions'] = []): LabelSelector => ({ matchLabels, matchExpressions });
+  const selector = (matchLabels: Record<string, string>, matchExpressions: LabelSelector['matchExpressions'] = []): LabelSelector => ({
+    matchLabels,
+    matchExpressions,
+  });
   const rows: [string, LabelSelector, Record<string, string>, boolean][] = [
     ['empty selects everything', selector({}), {}, true],
     ['matchLabels holds', selector({ tier: 'free' }), { tier: 'free', x: 'y' }, true],
@@ -87,7 +90,12 @@ describe('label selector', () => {
 
 describe('ClientPolicy selection and conflicts', () => {
   const consumer = (namespace: string, name: string, labels: Record<string, string> = {}): KubeConsumerInput => ({ namespace, name, labels, keys: [] });
-  const policy = (name: string, createdAt: number, select: Partial<Pick<KubePolicyInput, 'secretNames' | 'selector'>>, extra: Partial<KubePolicyInput> = {}): KubePolicyInput => ({
+  const policy = (
+    name: string,
+    createdAt: number,
+    select: Partial<Pick<KubePolicyInput, 'secretNames' | 'selector'>>,
+    extra: Partial<KubePolicyInput> = {},
+  ): KubePolicyInput => ({
     namespace: 'team-a',
     name,
     generation: 1,
@@ -99,7 +107,12 @@ describe('ClientPolicy selection and conflicts', () => {
     ...select,
     ...extra,
   });
-  const consumers = [consumer('team-a', 'keys', { tier: 'free' }), consumer('team-a', 'ci', { tier: 'paid' }), consumer('team-a', 'bots'), consumer('team-b', 'keys', { tier: 'free' })];
+  const consumers = [
+    consumer('team-a', 'keys', { tier: 'free' }),
+    consumer('team-a', 'ci', { tier: 'paid' }),
+    consumer('team-a', 'bots'),
+    consumer('team-b', 'keys', { tier: 'free' }),
+  ];
 
   test('by name and by selector, within the policy namespace only; the older policy wins a shared consumer', () => {
     const { byConsumer, statuses } = resolveClientPolicies(

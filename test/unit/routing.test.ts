@@ -160,14 +160,15 @@ describe('namespaces are tenants', () => {
   });
   const key = (namespace: string | null): Principal => ({ keyId: 'k', consumer: namespace === null ? 'file' : `${namespace}/keys`, namespace, policy: null });
 
-  const rows: [name: string, namespace: string | null, model: string, sent: string | 'model_not_found'][] = [
+  // sent: the model the upstream got, or the error code
+  const rows: [name: string, namespace: string | null, model: string, sent: string][] = [
     ["team-a's key: team-a's route first", 'team-a', 'gpt-4', 'team-a-gpt-4'],
     ["team-a's key: a model only team-a routes", 'team-a', 'a-only', 'from-team-a'],
     ["team-a's key: then the shared routes (the gateway namespace's)", 'team-a', 'shared-only', 'from-shared'],
     ["team-a's key: and the file's", 'team-a', 'only-file', 'from-file'],
     ["team-b's key: team-b's own route, the older of its two", 'team-b', 'gpt-4', 'team-b-older'],
     ["team-b's key never sees team-a's routes", 'team-b', 'a-only', 'model_not_found'],
-    ["a key of a namespace without routes sees the shared ones", 'team-c', 'gpt-4', 'shared-gpt-4'],
+    ['a key of a namespace without routes sees the shared ones', 'team-c', 'gpt-4', 'shared-gpt-4'],
     ["a key of the gateway's namespace sees the shared ones", 'ns', 'gpt-4', 'shared-gpt-4'],
     ['a file key sees the shared routes', null, 'gpt-4', 'shared-gpt-4'],
     ['a file key never sees a tenant route', null, 'a-only', 'model_not_found'],

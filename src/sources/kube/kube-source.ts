@@ -1,13 +1,6 @@
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
-import {
-  CoordinationV1Api,
-  CoreV1Api,
-  CustomObjectsApi,
-  KubeConfig,
-  type KubernetesListObject,
-  type KubernetesObject,
-} from '@kubernetes/client-node';
+import { CoordinationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import type { KubeInputs } from '../../config/model.js';
 import type { RoutingSnapshot } from '../../config/snapshot.js';
 import type { KubeSourceFactory, KubeSourceHandle } from '../../gateway.js';

@@ -153,7 +153,10 @@ export class StatusLease {
     this.#recovered();
     if (this.#leading) return;
     this.#leading = true;
-    this.#options.logger.info({ lease: `${this.#options.namespace}/${this.#options.name}`, identity: this.#options.identity }, 'holding the status lease: this replica writes statuses');
+    this.#options.logger.info(
+      { lease: `${this.#options.namespace}/${this.#options.name}`, identity: this.#options.identity },
+      'holding the status lease: this replica writes statuses',
+    );
     this.#options.onLeading();
   }
 

@@ -80,7 +80,10 @@ export class StatusWriter {
     } catch (error) {
       // Deleted since the verdict was computed: its status no longer matters.
       if ((error as { code?: unknown }).code === 404) return;
-      this.#logger.warn({ resource: this.#plural, object: `${status.namespace}/${status.name}`, err: { message: (error as Error).message } }, 'could not write status');
+      this.#logger.warn(
+        { resource: this.#plural, object: `${status.namespace}/${status.name}`, err: { message: (error as Error).message } },
+        'could not write status',
+      );
     }
   }
 }
