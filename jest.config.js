@@ -25,7 +25,7 @@ export const shared = {
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
 };
 
-const kubernetesTools = '<rootDir>/test/setup/kubernetes-tools.ts';
+const buildTools = '<rootDir>/test/setup/build-tools.ts';
 
 export default {
   maxWorkers: 2,
@@ -36,9 +36,9 @@ export default {
       ...shared,
       displayName: 'integration',
       testMatch: ['<rootDir>/test/{integration,reliability,security}/**/*.test.ts'],
-      globalSetup: '<rootDir>/test/setup/jaeger.ts',
+      globalSetup: buildTools,
     },
-    { ...shared, displayName: 'k8s', testMatch: ['<rootDir>/test/k8s/**/*.test.ts'], globalSetup: kubernetesTools },
-    { ...shared, displayName: 'chart', testMatch: ['<rootDir>/test/chart/**/*.test.ts'], globalSetup: kubernetesTools },
+    { ...shared, displayName: 'k8s', testMatch: ['<rootDir>/test/k8s/**/*.test.ts'], globalSetup: buildTools },
+    { ...shared, displayName: 'chart', testMatch: ['<rootDir>/test/chart/**/*.test.ts'], globalSetup: buildTools },
   ],
 };
