@@ -398,7 +398,7 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
     const np = one(objs, 'NetworkPolicy');
     expect(np['spec'].policyTypes).toEqual(['Ingress', 'Egress']);
     expect(np['spec'].ingress[0].ports).toEqual([{ port: 'http', protocol: 'TCP' }]);
-    expect(np['spec'].egress.length).toBe(3); // DNS, Kubernetes API, upstreams
+    expect(np['spec'].egress.length).toBe(4); // DNS, Kubernetes API, the trace collector, upstreams
     expect(one(objs, 'PodDisruptionBudget')['spec']).toMatchObject({ minAvailable: 2 });
     expect(gatewayContainer(objs).lifecycle.preStop).toEqual({ sleep: { seconds: 8 } });
     expect(deployment['spec'].template.spec.terminationGracePeriodSeconds).toBe(8 + 10 + 300 + 10);

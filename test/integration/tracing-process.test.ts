@@ -6,7 +6,7 @@
 import { jest } from '@jest/globals';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { request } from 'undici';
@@ -18,8 +18,6 @@ import { freePort, waitFor } from '../support/wait.js';
 jest.setTimeout(60_000);
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
-/** Its own build, so that it never races another test's build of dist/. */
-const OUT = join(ROOT, '.cache', 'tracing-process-dist');
 const HOOK = `import { registerHooks } from 'node:module';
 import { appendFileSync } from 'node:fs';
 registerHooks({
@@ -33,12 +31,17 @@ registerHooks({
 let jaeger: JaegerHandle;
 let upstream: FakeUpstream;
 let dir: string;
+/** Its own build, outside the repo (never racing another test's build of dist/, never linted), beside a link to node_modules. */
+let OUT: string;
 
 beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'api-proxy-tracing-'));
+  OUT = join(dir, 'dist');
   execFileSync(join(ROOT, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.build.json', '--outDir', OUT], { cwd: ROOT });
+  symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({ type: 'module' }));
   jaeger = await startJaeger();
   upstream = await startFakeUpstream();
-  dir = mkdtempSync(join(tmpdir(), 'api-proxy-tracing-'));
   writeFileSync(join(dir, 'hook.mjs'), HOOK);
 }, JAEGER_START_TIMEOUT_MS);
 
@@ -78,7 +81,12 @@ async function runGateway(name: string, config: object, env: Record<string, stri
   });
   return {
     url,
-    imports: () => (existsSync(importLog) ? readFileSync(importLog, 'utf8').split('\n').filter((line) => line !== '') : []),
+    imports: () =>
+      existsSync(importLog)
+        ? readFileSync(importLog, 'utf8')
+            .split('\n')
+            .filter((line) => line !== '')
+        : [],
     output: () => output,
     stop: () =>
       new Promise((resolveExit) => {

@@ -46,7 +46,7 @@ test('gen_ai.provider.name from the hosts the conventions name; none for the res
   expect(providerName('127.0.0.1')).toBeNull();
 });
 
-test("usage and the response model become gen_ai attributes when the record has them, and only then", () => {
+test('usage and the response model become gen_ai attributes when the record has them, and only then', () => {
   expect(serverAttributes(record())).not.toHaveProperty('gen_ai.usage.input_tokens');
   expect(serverAttributes(record())).not.toHaveProperty('gen_ai.response.model');
   expect(serverAttributes(record({ inputTokens: 12, outputTokens: 34, responseModel: 'gpt-4o-2024-08-06' }))).toMatchObject({
@@ -61,7 +61,11 @@ test("usage and the response model become gen_ai attributes when the record has 
 
 test('outcome: error.type is the gateway code; only 5xx make the server span an error', () => {
   expect(requestOutcome(record())).toEqual({ errorType: null, error: false, message: undefined });
-  expect(requestOutcome(record({ errorCode: 'upstream_timeout', status: 504 }))).toEqual({ errorType: 'upstream_timeout', error: true, message: 'The upstream did not answer in time.' });
+  expect(requestOutcome(record({ errorCode: 'upstream_timeout', status: 504 }))).toEqual({
+    errorType: 'upstream_timeout',
+    error: true,
+    message: 'The upstream did not answer in time.',
+  });
   expect(requestOutcome(record({ errorCode: 'invalid_api_key', status: 401 }))).toMatchObject({ errorType: 'invalid_api_key', error: false });
   expect(requestOutcome(record({ status: 429 }))).toMatchObject({ errorType: '429', error: false });
   expect(requestOutcome(record({ status: 500 }))).toMatchObject({ errorType: '500', error: true });

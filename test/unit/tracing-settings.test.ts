@@ -82,9 +82,27 @@ test("the environment: the signal's own endpoint as it is, the general one with 
 });
 
 test('the config block wins over the environment', () => {
-  const config: TracingConfig = { ...ON, endpoint: 'https://otel.example:4318', serviceName: 'from-config', sampler: 'always_off', samplerArg: 0.5, maxQueueSize: 10 };
-  const { settings } = tracingSettings(config, { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://env:4318', OTEL_SERVICE_NAME: 'env', OTEL_TRACES_SAMPLER: 'always_on', OTEL_BSP_MAX_QUEUE_SIZE: '99' });
-  expect(settings).toMatchObject({ url: 'https://otel.example:4318/v1/traces', serviceName: 'from-config', sampler: 'always_off', samplerArg: 0.5, maxQueueSize: 10 });
+  const config: TracingConfig = {
+    ...ON,
+    endpoint: 'https://otel.example:4318',
+    serviceName: 'from-config',
+    sampler: 'always_off',
+    samplerArg: 0.5,
+    maxQueueSize: 10,
+  };
+  const { settings } = tracingSettings(config, {
+    OTEL_EXPORTER_OTLP_ENDPOINT: 'http://env:4318',
+    OTEL_SERVICE_NAME: 'env',
+    OTEL_TRACES_SAMPLER: 'always_on',
+    OTEL_BSP_MAX_QUEUE_SIZE: '99',
+  });
+  expect(settings).toMatchObject({
+    url: 'https://otel.example:4318/v1/traces',
+    serviceName: 'from-config',
+    sampler: 'always_off',
+    samplerArg: 0.5,
+    maxQueueSize: 10,
+  });
 });
 
 test('a bad environment value is ignored with a warning, never a failed start', () => {
@@ -102,7 +120,10 @@ test('a bad environment value is ignored with a warning, never a failed start', 
 
 test('the tracing block in the config file: off by default, validated', () => {
   expect(parseConfigText('api: { url: "http://u/v1" }', 'c').tracing).toEqual({ enabled: false });
-  const parsed = parseConfigText('api: { url: "http://u/v1" }\ntracing: { enabled: true, endpoint: "http://c:4318", sampler: traceidratio, sampler_arg: 0.2 }', 'c');
+  const parsed = parseConfigText(
+    'api: { url: "http://u/v1" }\ntracing: { enabled: true, endpoint: "http://c:4318", sampler: traceidratio, sampler_arg: 0.2 }',
+    'c',
+  );
   expect(parsed.tracing).toEqual({ enabled: true, endpoint: 'http://c:4318', sampler: 'traceidratio', sampler_arg: 0.2 });
   expect(() => parseConfigText('api: { url: "http://u/v1" }\ntracing: { enabled: true, sampler_arg: 2 }', 'c')).toThrow(/sampler_arg/);
   expect(() => parseConfigText('api: { url: "http://u/v1" }\ntracing: { enabled: true, sampler: sometimes }', 'c')).toThrow(/sampler/);
