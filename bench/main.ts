@@ -5,10 +5,12 @@
  * interleave; medians and ratios are quoted. Prints a table and writes
  * bench-results/latest.json. `--quick` for a short smoke run.
  *
- * Flags: --quick, --rounds=N, --seconds=N, --only=throughput,streams,memory,body,config,nolog,cluster,peers,
+ * Flags: --quick, --rounds=N, --seconds=N, --only=throughput,streams,memory,body,config,nolog,cluster,peers,longstreams,
  *        --workers=N (the cluster section's WORKERS, default 2; `auto` is one per CPU),
  *        --profile (the gateway writes a .cpuprofile to bench-results/profiles), --out=FILE,
- *        --peer=FILE[,FILE...] (more proxies for the peers section: see PeerFile in peers.ts).
+ *        --peer=FILE[,FILE...] (more proxies for the peers section: see PeerFile in peers.ts),
+ *        --long-streams=N (default 2000, --quick 200), --long-seconds=S (each stream's length, default 10, --quick 3),
+ *        --long-rate=R (tokens per second of each stream, default 20): the long-stream profile (long-profile.ts).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -17,8 +19,11 @@ import { dirname, join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { configScale, type ConfigScaleResult } from './config-scale.js';
+import { longStreamRows, summarizeLongProfile, type LongProfileSummary } from './long-report.js';
+import { runLongProfile } from './long-profile.js';
 import { closedLoop, hasWrk, openSlowStreams, paced, sequential, type PacedResult, type StreamsResult, type Target } from './load.js';
-import { filePeer, hasNginx, naivePeer, nginxPeer, readPeerFile, type Peer, type PeerFile, type PeerLauncher } from './peers.js';
+import { parseBenchArgs, type Options } from './options.js';
+import { filePeer, hasNginx, naivePeer, nginxPeer, type Peer, type PeerLauncher } from './peers.js';
 import { rawStreams } from './stream-client.js';
 import { cpuMsByProcess, cpuMsOf, killAll, processTree, pssOfTree, rssOf, rssOfTree, sampleRss, startGateway, startUpstream, stop, stopTree, type GatewayProcess } from './processes.js';
 import { median, round, shares, type WrkResult } from './stats.js';
@@ -27,45 +32,6 @@ import { median, round, shares, type WrkResult } from './stats.js';
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..', '..');
 const dist = join(root, 'dist');
-
-interface Options {
-  quick: boolean;
-  rounds: number;
-  seconds: number;
-  only: Set<string> | null;
-  profile: boolean;
-  out: string;
-  peerFiles: PeerFile[];
-  /** WORKERS for the cluster section. */
-  workers: number;
-}
-
-function parseArgs(argv: readonly string[]): Options {
-  const flag = (name: string): string | undefined => {
-    const hit = argv.find((arg) => arg === `--${name}` || arg.startsWith(`--${name}=`));
-    if (hit === undefined) return undefined;
-    const at = hit.indexOf('=');
-    return at === -1 ? '' : hit.slice(at + 1);
-  };
-  for (const arg of argv) {
-    if (!/^--(quick|rounds|seconds|only|profile|out|workers|peer)(=|$)/.test(arg)) throw new Error(`unknown argument '${arg}' (see bench/main.ts)`);
-  }
-  const quick = flag('quick') !== undefined;
-  const only = flag('only');
-  const workersFlag = flag('workers') || '2';
-  const workers = workersFlag === 'auto' ? Math.max(2, os.availableParallelism()) : Number(workersFlag);
-  if (!Number.isInteger(workers) || workers < 2 || workers > 64) throw new Error(`--workers must be a whole number from 2 to 64, or 'auto', got '${workersFlag}'`);
-  return {
-    quick,
-    rounds: Number(flag('rounds') ?? (quick ? 1 : 3)),
-    seconds: Number(flag('seconds') ?? (quick ? 2 : 5)),
-    only: only === undefined || only === '' ? null : new Set(only.split(',')),
-    profile: flag('profile') !== undefined,
-    out: resolve(flag('out') || join(root, 'bench-results', 'latest.json')),
-    workers,
-    peerFiles: (flag('peer') || '').split(',').filter((path) => path !== '').map(readPeerFile),
-  };
-}
 
 const BODY = JSON.stringify({
   model: 'gpt-4',
@@ -124,7 +90,8 @@ function streamRounds(rounds: number, seconds: number, via: Target, direct: Targ
 }
 
 async function main(): Promise<void> {
-  const options = parseArgs(process.argv.slice(2));
+  const options = parseBenchArgs(process.argv.slice(2), root);
+  armWatchdog(options);
   const wants = (section: string): boolean => options.only === null || options.only.has(section);
   const work = join(root, 'bench-results', 'run');
   mkdirSync(work, { recursive: true });
@@ -365,6 +332,22 @@ async function main(): Promise<void> {
   await stop(gateway.child);
   await stop(upstream.child);
 
+  if (wants('longstreams')) {
+    // Its own upstream (paced per stream, raw sockets) and its own gateway at the shipped defaults.
+    const profile = await runLongProfile({
+      shape: options.long,
+      workDir: work,
+      upstreamScript: join(here, 'upstream.js'),
+      gatewayScript: join(dist, 'main.js'),
+      gatewayNodeArgs: options.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+      clientKey: CLIENT_KEY,
+      modelRedirect: MODEL_REDIRECT,
+      body: STREAM_BODY,
+      log,
+    });
+    results['long_streams'] = summarizeLongProfile(profile);
+  }
+
   if (wants('config')) {
     log('(5) config scale: 10,000 routes, 100,000 keys');
     const scale: ConfigScaleResult = configScale(10_000, 100_000, options.quick ? 2 : 5);
@@ -528,6 +511,8 @@ export function table(results: Record<string, unknown>): string {
     rows.push([`(2p) peer: ${name}, 500 streams: done/s`, `${x['gateway_completed_per_s']}`, `${x['direct_completed_per_s']}`, `ratio ${x['ratio']}, errors ${x['gateway_errors']}`]);
     rows.push(['    TTFB p50 / p99 ms', `${x['gateway_ttfb_p50_ms']} / ${x['gateway_ttfb_p99_ms']}`, `${x['direct_ttfb_p50_ms']} / ${x['direct_ttfb_p99_ms']}`, `p50 +${round(within, 2)}`]);
   }
+  const long = results['long_streams'] as LongProfileSummary | undefined;
+  if (long !== undefined) rows.push(...longStreamRows(long));
   const m = r['memory'];
   if (m !== undefined) {
     rows.push(['(3) RSS idle MiB', `${m['rss_idle_mib']}`, '', `< 100 (${mark(m['rss_idle_mib']! < 100)})`]);
@@ -561,12 +546,16 @@ export function table(results: Record<string, unknown>): string {
 
 const mark = (ok: boolean): string => (ok ? 'ok' : 'MISSED');
 
-const watchdog = setTimeout(() => {
-  log('watchdog: the bench ran too long; stopping');
-  killAll();
-  process.exit(2);
-}, 15 * 60_000);
-watchdog.unref();
+/** Stops a run that hangs: 15 minutes, plus the long-stream profile's own length when it runs. */
+function armWatchdog(options: Options): void {
+  const long = options.only === null || options.only.has('longstreams') ? 3 * (options.long.rampMs + options.long.perConnection * options.long.tokens * options.long.intervalMs) + 120_000 : 0;
+  const watchdog = setTimeout(() => {
+    log('watchdog: the bench ran too long; stopping');
+    killAll();
+    process.exit(2);
+  }, 15 * 60_000 + long);
+  watchdog.unref();
+}
 process.on('exit', killAll);
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => {

@@ -50,13 +50,14 @@ export function hasNginx(): boolean {
  * nginx as a plain reverse proxy (no body rewrite), access log on, its
  * defaults otherwise except `proxy_buffering off`, the usual setting in
  * front of event streams. `workers`: 'auto' is a worker per CPU.
+ * `connections`: worker_connections (a stream holds two: client and upstream).
  */
-export function nginxPeer(dir: string, upstreamUrl: string, workers: 'auto' | 1): PeerLauncher {
+export function nginxPeer(dir: string, upstreamUrl: string, workers: 'auto' | 1, connections = 4096): PeerLauncher {
   const name = workers === 'auto' ? 'nginx, a worker per CPU' : 'nginx, 1 worker';
-  return { name, start: () => startNginx(name, dir, upstreamUrl, workers) };
+  return { name, start: () => startNginx(name, dir, upstreamUrl, workers, connections) };
 }
 
-async function startNginx(name: string, dir: string, upstreamUrl: string, workers: 'auto' | 1): Promise<Peer> {
+async function startNginx(name: string, dir: string, upstreamUrl: string, workers: 'auto' | 1, connections: number): Promise<Peer> {
   mkdirSync(join(dir, 'logs'), { recursive: true });
   const port = await freePort();
   const upstream = new URL(upstreamUrl);
@@ -64,9 +65,9 @@ async function startNginx(name: string, dir: string, upstreamUrl: string, worker
   writeFileSync(
     conf,
     `worker_processes ${workers};
-error_log ${join(dir, 'logs', 'error.log')};
+${connections > 4096 ? `worker_rlimit_nofile ${connections + 1024};\n` : ''}error_log ${join(dir, 'logs', 'error.log')};
 pid ${join(dir, 'nginx.pid')};
-events { worker_connections 4096; }
+events { worker_connections ${connections}; }
 http {
   access_log ${join(dir, 'logs', 'access.log')};
   upstream bench { server ${upstream.host}; keepalive 256; }

@@ -7,7 +7,7 @@ import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
-import { parseProcStat, type ProcStat } from './stats.js';
+import { parseMachineCpu, parseProcStat, type MachineCpu, type ProcStat } from './stats.js';
 
 const children = new Set<ChildProcess>();
 /**
@@ -90,6 +90,32 @@ export async function startUpstream(script: string, args: readonly string[] = []
     child.once('exit', (code) => reject(new Error(`${script} exited (${code})`)));
   });
   return { child, url: `http://127.0.0.1:${port}` };
+}
+
+/** How late the upstream's deadline-paced chunks left (bench/upstream.ts), in ms; NaN when none was sent. */
+export interface PacingReport {
+  readonly chunks: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly maxMs: number;
+}
+
+/** Asks the bench upstream how late its paced chunks left since the last time it was asked (the count starts again). */
+export function upstreamPacing(upstream: UpstreamProcess, timeoutMs = 5_000): Promise<PacingReport> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      upstream.child.off('message', onMessage);
+      reject(new Error('the bench upstream did not report its pacing'));
+    }, timeoutMs);
+    const onMessage = (message: { pacing?: PacingReport }): void => {
+      if (message.pacing === undefined) return;
+      clearTimeout(timer);
+      upstream.child.off('message', onMessage);
+      resolve(message.pacing);
+    };
+    upstream.child.on('message', onMessage);
+    upstream.child.send({ lateness: true });
+  });
 }
 
 export interface GatewayProcess {
@@ -196,6 +222,11 @@ function procStat(pid: number): ProcStat | null {
   } catch {
     return null;
   }
+}
+
+/** The machine's CPU counters (/proc/stat), to tell how busy the cores were over a stretch (machineShares). */
+export function machineCpu(): MachineCpu {
+  return parseMachineCpu(readFileSync('/proc/stat', 'utf8'));
 }
 
 /** Direct children of `pid`: the `children` file of each of its threads, or a scan of /proc where that file is missing. */
