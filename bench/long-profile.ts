@@ -17,8 +17,7 @@ import type { Target } from './load.js';
 import { longStreams, type LongStreamShape, type LongStreamsResult } from './long-streams.js';
 import { hasNginx, nginxPeer } from './peers.js';
 import {
-  cpuMsByProcess,
-  cpuMsOf,
+  cpuOfTree,
   machineCpu,
   rssOfTree,
   startGateway,
@@ -32,6 +31,14 @@ import {
 import { machineShares } from './stats.js';
 
 export type HopName = 'direct' | 'gateway' | 'nginx';
+
+/** CPU milliseconds used over a hop, and the part of them in the kernel. */
+export interface CpuUse {
+  readonly totalMs: number;
+  readonly systemMs: number;
+}
+
+const used = (before: CpuUse, after: CpuUse): CpuUse => ({ totalMs: after.totalMs - before.totalMs, systemMs: after.systemMs - before.systemMs });
 
 export interface LongProfileSetup {
   readonly shape: LongStreamShape;
@@ -53,9 +60,9 @@ export interface HopMeasurement {
   readonly hop: HopName;
   readonly client: LongStreamsResult;
   readonly wallSeconds: number;
-  readonly upstreamCpuMs: number;
+  readonly upstreamCpu: CpuUse;
   /** The hop's own process tree (gateway, nginx master + worker); null direct. */
-  readonly proxyCpuMs: number | null;
+  readonly proxyCpu: CpuUse | null;
   /** RSS of the hop's process tree: warm and idle before the hop, the most seen during it, with the most streams open. */
   readonly proxyRss: { readonly idleBytes: number; readonly peakBytes: number; readonly peakOpen: number } | null;
   readonly pacing: PacingReport;
@@ -143,8 +150,8 @@ async function measureHop(hop: HopName, upstream: UpstreamProcess, process: HopP
   await delay(1000);
   await upstreamPacing(upstream);
   const idleRss = process.pid === null ? Number.NaN : rssOfTree(process.pid);
-  const cpuUpstream = cpuMsOf(upstream.child.pid!);
-  const cpuProxy = process.pid === null ? Number.NaN : cpuMsOfTree(process.pid);
+  const cpuUpstream = cpuOfTree(upstream.child.pid!);
+  const cpuProxy = process.pid === null ? null : cpuOfTree(process.pid);
   const machineBefore = machineCpu();
   const begin = performance.now();
   log(`(L) ${hop}: ${shape.streams} streams of ${shape.tokens} tokens ${shape.intervalMs} ms apart, ${shape.perConnection} per connection, opened over ${(shape.rampMs / 1000).toFixed(1)} s`);
@@ -173,8 +180,8 @@ async function measureHop(hop: HopName, upstream: UpstreamProcess, process: HopP
     hop,
     client,
     wallSeconds,
-    upstreamCpuMs: cpuMsOf(upstream.child.pid!) - cpuUpstream,
-    proxyCpuMs: process.pid === null ? null : cpuMsOfTree(process.pid) - cpuProxy,
+    upstreamCpu: used(cpuUpstream, cpuOfTree(upstream.child.pid!)),
+    proxyCpu: process.pid === null || cpuProxy === null ? null : used(cpuProxy, cpuOfTree(process.pid)),
     proxyRss: process.pid === null ? null : { idleBytes: idleRss, peakBytes: peakRss, peakOpen: Math.max(peakOpen, client.peakOpen) },
     pacing: await upstreamPacing(upstream),
     machine,
@@ -182,17 +189,10 @@ async function measureHop(hop: HopName, upstream: UpstreamProcess, process: HopP
   };
   log(
     `    ${hop}: ${client.completed}/${client.expected} streams, ${client.errors} errors, TTFB p50 ${client.ttfb.p50Ms.toFixed(2)} p99 ${client.ttfb.p99Ms.toFixed(2)} ms, ` +
-      `gap p50 ${client.gaps.p50Ms.toFixed(2)} p99 ${client.gaps.p99Ms.toFixed(2)} ms; CPU s: client ${(client.clientCpuMs / 1000).toFixed(1)}, upstream ${(measurement.upstreamCpuMs / 1000).toFixed(1)}` +
-      `${measurement.proxyCpuMs === null ? '' : `, ${hop} ${(measurement.proxyCpuMs / 1000).toFixed(1)}`} in ${wallSeconds.toFixed(1)} s; ` +
+      `gap p50 ${client.gaps.p50Ms.toFixed(2)} p99 ${client.gaps.p99Ms.toFixed(2)} ms; CPU s: client ${(client.clientCpu.totalMs / 1000).toFixed(1)}, upstream ${(measurement.upstreamCpu.totalMs / 1000).toFixed(1)}` +
+      `${measurement.proxyCpu === null ? '' : `, ${hop} ${(measurement.proxyCpu.totalMs / 1000).toFixed(1)}`} in ${wallSeconds.toFixed(1)} s; ` +
       `upstream late p99 ${measurement.pacing.p99Ms.toFixed(2)} ms, client loop delay p99 ${client.clientLoopDelay.p99Ms.toFixed(2)} ms; machine busy ${(machine.busy * 100).toFixed(0)} %, stolen ${(machine.steal * 100).toFixed(0)} %`,
   );
   await delay(2000);
   return measurement;
-}
-
-/** CPU ms of a process and its descendants (nginx's master and worker). */
-function cpuMsOfTree(pid: number): number {
-  let sum = 0;
-  for (const ms of cpuMsByProcess(pid).values()) sum += ms;
-  return sum;
 }

@@ -3,7 +3,7 @@
  * long-profile.ts measured (pure, unit-tested).
  */
 import type { QueueReading } from './gateway-metrics.js';
-import type { HopMeasurement, HopName, LongProfileResult } from './long-profile.js';
+import type { CpuUse, HopMeasurement, HopName, LongProfileResult } from './long-profile.js';
 import { round } from './stats.js';
 
 /** The targets of issue 20, and the most the load generators' own lateness may reach before their figures are called distorted. */
@@ -38,6 +38,8 @@ export interface HopSummary {
   readonly cpu_us_per_stream: { readonly client: number; readonly upstream: number; readonly hop: number | null };
   /** Cores used on average over the hop. */
   readonly cores: { readonly client: number; readonly upstream: number; readonly hop: number | null };
+  /** The kernel's share of each one's CPU (system time / all time). */
+  readonly kernel_share: { readonly client: number; readonly upstream: number; readonly hop: number | null };
   readonly rss_idle_mib: number | null;
   readonly rss_peak_mib: number | null;
   readonly rss_kib_per_open_stream: number | null;
@@ -89,6 +91,7 @@ function summarizeHop(hop: HopMeasurement, direct: HopMeasurement | undefined): 
   const streams = Math.max(1, client.completed);
   const perStream = (ms: number): number => round((ms * 1000) / streams, 0);
   const cores = (ms: number): number => round(ms / 1000 / hop.wallSeconds, 2);
+  const kernel = (cpu: CpuUse): number => round(cpu.systemMs / cpu.totalMs, 2);
   const rss = hop.proxyRss;
   return {
     expected: client.expected,
@@ -105,8 +108,9 @@ function summarizeHop(hop: HopMeasurement, direct: HopMeasurement | undefined): 
     events: client.events,
     seconds: round(hop.wallSeconds, 1),
     peak_open_streams: rss?.peakOpen ?? client.peakOpen,
-    cpu_us_per_stream: { client: perStream(client.clientCpuMs), upstream: perStream(hop.upstreamCpuMs), hop: hop.proxyCpuMs === null ? null : perStream(hop.proxyCpuMs) },
-    cores: { client: cores(client.clientCpuMs), upstream: cores(hop.upstreamCpuMs), hop: hop.proxyCpuMs === null ? null : cores(hop.proxyCpuMs) },
+    cpu_us_per_stream: { client: perStream(client.clientCpu.totalMs), upstream: perStream(hop.upstreamCpu.totalMs), hop: hop.proxyCpu === null ? null : perStream(hop.proxyCpu.totalMs) },
+    cores: { client: cores(client.clientCpu.totalMs), upstream: cores(hop.upstreamCpu.totalMs), hop: hop.proxyCpu === null ? null : cores(hop.proxyCpu.totalMs) },
+    kernel_share: { client: kernel(client.clientCpu), upstream: kernel(hop.upstreamCpu), hop: hop.proxyCpu === null ? null : kernel(hop.proxyCpu) },
     rss_idle_mib: rss === null ? null : mib(rss.idleBytes),
     rss_peak_mib: rss === null ? null : mib(rss.peakBytes),
     rss_kib_per_open_stream: rss === null || rss.peakOpen === 0 ? null : round((rss.peakBytes - rss.idleBytes) / rss.peakOpen / 1024, 1),
@@ -174,7 +178,7 @@ export function summarizeLongProfile(result: LongProfileResult): LongProfileSumm
     targets.push({ name: 'gateway RSS per open stream', value: perStream === null ? 'not measured' : `${perStream} KiB`, limit: `< ${LIMITS.rssPerStreamBytes / 1024} KiB`, met: perStream === null ? null : perStream * 1024 < LIMITS.rssPerStreamBytes });
   }
 
-  const gatewayCpuS = gatewayRun?.proxyCpuMs === null || gatewayRun === undefined ? Number.NaN : gatewayRun.proxyCpuMs / 1000;
+  const gatewayCpuS = gatewayRun?.proxyCpu == null ? Number.NaN : gatewayRun.proxyCpu.totalMs / 1000;
   const eventsPerCpuSecond = gatewayRun === undefined ? Number.NaN : gatewayRun.client.events / gatewayCpuS;
   const tokensPerSecond = 1000 / shape.intervalMs;
   return {
@@ -221,7 +225,10 @@ export function longStreamRows(summary: LongProfileSummary): Row[] {
     row('    streams completed', (hop) => `${hop.completed}/${hop.expected}`),
     row('    TTFB p50 / p99 ms', (hop) => `${hop.ttfb_p50_ms} / ${hop.ttfb_p99_ms}`),
     row('    inter-token p50 / p99 / max ms', (hop) => `${hop.gap_p50_ms} / ${hop.gap_p99_ms} / ${hop.gap_max_ms}`),
+    row('    added over direct, p99 ms: TTFB; inter-token', (hop) => `${hop.ttfb_p99_added_ms}; ${hop.gap_p99_added_ms}`),
     row('    CPU µs/stream: hop; upstream; client', (hop) => `${hop.cpu_us_per_stream.hop ?? '-'}; ${hop.cpu_us_per_stream.upstream}; ${hop.cpu_us_per_stream.client}`),
+    row('    cores used: hop; upstream; client', (hop) => `${hop.cores.hop ?? '-'}; ${hop.cores.upstream}; ${hop.cores.client}`),
+    row('    kernel share of CPU: hop; upstream; client', (hop) => `${hop.kernel_share.hop ?? '-'}; ${hop.kernel_share.upstream}; ${hop.kernel_share.client}`),
     row('    RSS peak MiB; KiB per open stream', (hop) => (hop.rss_peak_mib === null ? '-' : `${hop.rss_peak_mib}; ${hop.rss_kib_per_open_stream}`)),
     row('    late p99 ms: upstream; client loop', (hop) => `${hop.upstream_late_p99_ms}; ${hop.client_loop_delay_p99_ms}`),
     row('    machine busy; load average (1 min)', (hop) => `${Math.round(hop.machine_busy * 100)} %; ${hop.load_average[0]}`),

@@ -55,8 +55,8 @@ export interface LongStreamsResult {
   readonly seconds: number;
   /** Most streams open at once. */
   readonly peakOpen: number;
-  /** CPU the whole bench process used meanwhile (the client, and the bench's sampling). */
-  readonly clientCpuMs: number;
+  /** CPU the whole bench process used meanwhile (the client, and the bench's sampling), and the part of it in the kernel. */
+  readonly clientCpu: { readonly totalMs: number; readonly systemMs: number };
   /** How late the client's event loop ran its timers (sampled every 10 ms), beyond the sampling period. */
   readonly clientLoopDelay: Spread;
 }
@@ -194,7 +194,7 @@ export function longStreams(target: Target, body: string, shape: LongStreamShape
         events,
         seconds: (performance.now() - begin) / 1000,
         peakOpen,
-        clientCpuMs: (cpu.user + cpu.system) / 1000,
+        clientCpu: { totalMs: (cpu.user + cpu.system) / 1000, systemMs: cpu.system / 1000 },
         clientLoopDelay: loopDelayOf(loopDelay, LOOP_SAMPLE_MS),
       });
     };

@@ -216,6 +216,19 @@ export function cpuMsOf(pid: number): number {
   return stat === null ? Number.NaN : (stat.utime + stat.stime) * 10;
 }
 
+/** CPU time a process and its descendants have used, in milliseconds: all of it, and the part spent in the kernel (Linux /proc), or NaN. */
+export function cpuOfTree(pid: number): { totalMs: number; systemMs: number } {
+  let totalMs = 0;
+  let systemMs = 0;
+  for (const at of processTree(pid)) {
+    const stat = procStat(at);
+    if (stat === null) continue;
+    totalMs += (stat.utime + stat.stime) * 10;
+    systemMs += stat.stime * 10;
+  }
+  return totalMs === 0 && procStat(pid) === null ? { totalMs: Number.NaN, systemMs: Number.NaN } : { totalMs, systemMs };
+}
+
 function procStat(pid: number): ProcStat | null {
   try {
     return parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));

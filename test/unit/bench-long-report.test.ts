@@ -33,12 +33,12 @@ function hop(name: HopName, figures: HopFigures = {}): HopMeasurement {
       events: 804_000,
       seconds: 30,
       peakOpen: 2000,
-      clientCpuMs: 8000,
+      clientCpu: { totalMs: 8000, systemMs: 4000 },
       clientLoopDelay: spread(0.1, figures.loop ?? 1),
     },
     wallSeconds: 40,
-    upstreamCpuMs: 10_000,
-    proxyCpuMs: name === 'direct' ? null : (figures.cpuMs ?? 12_000),
+    upstreamCpu: { totalMs: 10_000, systemMs: 6000 },
+    proxyCpu: name === 'direct' ? null : { totalMs: figures.cpuMs ?? 12_000, systemMs: 9000 },
     proxyRss: figures.rss === undefined ? null : { idleBytes: figures.rss.idle, peakBytes: figures.rss.peak, peakOpen: figures.rss.open },
     pacing: { chunks: 796_000, p50Ms: 0.2, p99Ms: figures.late ?? 1, maxMs: 9 },
     machine: { busy: 0.8, steal: 0 },
@@ -66,6 +66,7 @@ describe('summarizeLongProfile', () => {
     expect(gateway.rss_peak_mib).toBe(190);
     expect(gateway.cpu_us_per_stream).toEqual({ client: 2000, upstream: 2500, hop: 3000 });
     expect(gateway.cores).toEqual({ client: 0.2, upstream: 0.25, hop: 0.3 });
+    expect(gateway.kernel_share).toEqual({ client: 0.5, upstream: 0.6, hop: 0.75 });
     expect(summary.hops.direct!.cpu_us_per_stream.hop).toBeNull();
     expect(summary.gateway_capacity).toEqual({ events_per_cpu_second: 67_000, streams_per_core: 3350 });
     expect(summary.shape).toMatchObject({ streams: 2000, tokens_per_s: 20, stream_seconds: 10, events_per_s_at_full_concurrency: 40_000 });

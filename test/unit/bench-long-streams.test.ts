@@ -42,7 +42,8 @@ test('every stream completes, paced: gaps of about one interval, one connection 
   expect(result.gaps.p50Ms).toBeLessThan(40);
   expect(result.ttfb.count).toBe(20);
   expect(result.ttfb.p50Ms).toBeLessThan(result.gaps.p50Ms);
-  expect(result.clientCpuMs).toBeGreaterThan(0);
+  expect(result.clientCpu.totalMs).toBeGreaterThan(0);
+  expect(result.clientCpu.systemMs).toBeLessThanOrEqual(result.clientCpu.totalMs);
   expect(connections).toBe(10);
   expect(lateness).toHaveLength(20 * 7);
   expect(Math.min(...lateness)).toBeGreaterThanOrEqual(-0.5);
