@@ -165,6 +165,11 @@ describe('parseSampleLine', () => {
     expect(parseSampleLine(line)).toBeNull();
   });
 
+  test('a series is found by its whole name, not by a longer name it begins', () => {
+    expect(sampleValue('q_total{upstream="default"} 5\nq{upstream="default"} 1\n', 'q', { upstream: 'default' })).toBe(1);
+    expect(sampleValue('q_total 5\n', 'q')).toBeNull();
+  });
+
   test('a label value holding what looks like another label does not match it', () => {
     expect(sampleValue('q{upstream="x,upstream=\\"default\\""} 5\nq{upstream="default"} 1\n', 'q', { upstream: 'default' })).toBe(1);
   });

@@ -161,6 +161,7 @@ describe('EventStreamDecoder', () => {
     expect(decoder.firstByteAt).toBe(5);
     expect(decoder.push(Buffer.from(parts[1]!), 0, Buffer.byteLength(parts[1]!), 55)).toBe('more');
     expect(decoder.push(Buffer.from(parts[2]!), 0, Buffer.byteLength(parts[2]!), 104)).toBe('complete');
+    expect(decoder.firstByteAt).toBe(5);
     expect(decoder.events).toBe(4);
     expect(gaps).toEqual([50, 49]);
   });
@@ -187,8 +188,10 @@ describe('EventStreamDecoder', () => {
 
   test('chunk extensions and upper-case hex sizes are read', () => {
     const decoder = new EventStreamDecoder(1, () => {});
-    const payload = EVENT + DONE;
-    const text = `${HEAD}${Buffer.byteLength(payload).toString(16).toUpperCase()};name=value\r\n${payload}\r\n0\r\n\r\n`;
+    const payload = `${EVENT}${DONE}${':'.repeat(26)}\n\n`; // an SSE comment pads it to 94 bytes: 5E
+    const size = Buffer.byteLength(payload).toString(16).toUpperCase();
+    expect(size).toBe('5E');
+    const text = `${HEAD}${size};name=value\r\n${payload}\r\n0\r\n\r\n`;
     expect(decoder.push(Buffer.from(text), 0, Buffer.byteLength(text), 0)).toBe('complete');
   });
 
@@ -202,7 +205,7 @@ describe('EventStreamDecoder', () => {
   });
 
   test.each([
-    ['an error status', 'HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n' + chunked(EVENT + DONE)],
+    ['an error status', 'HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n' + chunked(EVENT, EVENT, EVENT + DONE)],
     ['a body that is not chunked', 'HTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\n' + DONE],
     ['a stream that ends before its last token', HEAD + chunked(EVENT, DONE)],
     ['a stream without [DONE]', HEAD + chunked(EVENT, EVENT, EVENT)],
