@@ -57,27 +57,29 @@ export function nginxPeer(dir: string, upstreamUrl: string, workers: 'auto' | 1,
   return { name, start: () => startNginx(name, dir, upstreamUrl, workers, connections) };
 }
 
-async function startNginx(name: string, dir: string, upstreamUrl: string, workers: 'auto' | 1, connections: number): Promise<Peer> {
-  mkdirSync(join(dir, 'logs'), { recursive: true });
-  const port = await freePort();
-  const upstream = new URL(upstreamUrl);
-  const conf = join(dir, 'nginx.conf');
-  writeFileSync(
-    conf,
-    `worker_processes ${workers};
+/** nginx.conf of a peer: see nginxPeer. */
+export function nginxConfig(dir: string, port: number, upstreamHost: string, workers: 'auto' | 1, connections: number): string {
+  // Past the usual 4096, the worker needs its descriptor limit raised with its connections.
+  return `worker_processes ${workers};
 ${connections > 4096 ? `worker_rlimit_nofile ${connections + 1024};\n` : ''}error_log ${join(dir, 'logs', 'error.log')};
 pid ${join(dir, 'nginx.pid')};
 events { worker_connections ${connections}; }
 http {
   access_log ${join(dir, 'logs', 'access.log')};
-  upstream bench { server ${upstream.host}; keepalive 256; }
+  upstream bench { server ${upstreamHost}; keepalive 256; }
   server {
     listen 127.0.0.1:${port};
     location / { proxy_pass http://bench; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; }
   }
 }
-`,
-  );
+`;
+}
+
+async function startNginx(name: string, dir: string, upstreamUrl: string, workers: 'auto' | 1, connections: number): Promise<Peer> {
+  mkdirSync(join(dir, 'logs'), { recursive: true });
+  const port = await freePort();
+  const conf = join(dir, 'nginx.conf');
+  writeFileSync(conf, nginxConfig(dir, port, new URL(upstreamUrl).host, workers, connections));
   const child = track(spawn('nginx', ['-p', dir, '-c', conf, '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'inherit'] }));
   const url = `http://127.0.0.1:${port}`;
   await waitForListening(child, url, `nginx (see ${join(dir, 'logs', 'error.log')})`, 10_000);
