@@ -117,6 +117,7 @@ export async function runLongProfile(setup: LongProfileSetup): Promise<LongProfi
       nodeArgs: setup.gatewayNodeArgs,
     });
     const gatewayUrl = gateway.url;
+    log(`(L) gateway at its shipped defaults (no max_connections): pid ${gateway.pid}, ${gatewayUrl}`);
     const read = async (): Promise<void> => {
       queueReadings.push(await fetchQueueSeries(gatewayUrl, 'default'));
     };
@@ -142,30 +143,30 @@ export async function runLongProfile(setup: LongProfileSetup): Promise<LongProfi
   return { shape, hops, queueReadings, notMeasured };
 }
 
-async function measureHop(hop: HopName, upstream: UpstreamProcess, process: HopProcess, setup: LongProfileSetup): Promise<HopMeasurement> {
+async function measureHop(hop: HopName, upstream: UpstreamProcess, hopProcess: HopProcess, setup: LongProfileSetup): Promise<HopMeasurement> {
   const { shape, log } = setup;
   // JIT and connection pools warm on every hop alike; the upstream's lateness counts start after it.
-  const warm = await longStreams(process.target, setup.body, { streams: Math.min(100, shape.streams), tokens: 10, intervalMs: shape.intervalMs, rampMs: 500, perConnection: 1 }).done;
+  const warm = await longStreams(hopProcess.target, setup.body, { streams: Math.min(100, shape.streams), tokens: 10, intervalMs: shape.intervalMs, rampMs: 500, perConnection: 1 }).done;
   if (warm.errors > 0) throw new Error(`${hop}: ${warm.errors} of ${warm.expected} warm-up streams failed`);
   await delay(1000);
   await upstreamPacing(upstream);
-  const idleRss = process.pid === null ? Number.NaN : rssOfTree(process.pid);
+  const idleRss = hopProcess.pid === null ? Number.NaN : rssOfTree(hopProcess.pid);
   const cpuUpstream = cpuOfTree(upstream.child.pid!);
-  const cpuProxy = process.pid === null ? null : cpuOfTree(process.pid);
+  const cpuProxy = hopProcess.pid === null ? null : cpuOfTree(hopProcess.pid);
   const machineBefore = machineCpu();
   const begin = performance.now();
   log(`(L) ${hop}: ${shape.streams} streams of ${shape.tokens} tokens ${shape.intervalMs} ms apart, ${shape.perConnection} per connection, opened over ${(shape.rampMs / 1000).toFixed(1)} s`);
 
-  const run = longStreams(process.target, setup.body, shape);
+  const run = longStreams(hopProcess.target, setup.body, shape);
   let peakRss = idleRss;
   let peakOpen = 0;
   let sampling = Promise.resolve();
   let sampleError: Error | null = null;
   const sampler = setInterval(() => {
-    if (process.pid !== null) peakRss = Math.max(peakRss, rssOfTree(process.pid));
+    if (hopProcess.pid !== null) peakRss = Math.max(peakRss, rssOfTree(hopProcess.pid));
     peakOpen = Math.max(peakOpen, run.open);
-    if (process.sample !== undefined) {
-      sampling = sampling.then(process.sample).catch((error: unknown) => {
+    if (hopProcess.sample !== undefined) {
+      sampling = sampling.then(hopProcess.sample).catch((error: unknown) => {
         sampleError ??= error as Error;
       });
     }
@@ -181,8 +182,8 @@ async function measureHop(hop: HopName, upstream: UpstreamProcess, process: HopP
     client,
     wallSeconds,
     upstreamCpu: used(cpuUpstream, cpuOfTree(upstream.child.pid!)),
-    proxyCpu: process.pid === null || cpuProxy === null ? null : used(cpuProxy, cpuOfTree(process.pid)),
-    proxyRss: process.pid === null ? null : { idleBytes: idleRss, peakBytes: peakRss, peakOpen: Math.max(peakOpen, client.peakOpen) },
+    proxyCpu: hopProcess.pid === null || cpuProxy === null ? null : used(cpuProxy, cpuOfTree(hopProcess.pid)),
+    proxyRss: hopProcess.pid === null ? null : { idleBytes: idleRss, peakBytes: peakRss, peakOpen: Math.max(peakOpen, client.peakOpen) },
     pacing: await upstreamPacing(upstream),
     machine,
     loadAverage: loadavg(),
