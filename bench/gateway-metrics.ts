@@ -6,8 +6,8 @@
  * sample lines, scanned by hand (no pattern over the text).
  */
 
-/** One reading for one upstream; null where the series is missing (which is a failure, never a zero). */
-export interface QueueReading {
+/** One reading of the gateway's metrics for one upstream; null where a series is missing (for the queue, a failure, never a zero). */
+export interface GatewayReading {
   /** `apiproxy_upstream_queued{upstream}`: requests waiting for a slot now. */
   readonly queued: number | null;
   /** `apiproxy_upstream_queue_wait_seconds_count{upstream}`: requests that ever waited. */
@@ -16,7 +16,12 @@ export interface QueueReading {
   readonly inFlight: number | null;
   /** `apiproxy_active_streams`: event streams being relayed. */
   readonly activeStreams: number | null;
+  /** `nodejs_eventloop_lag_p99_seconds` (since the last scrape) less prom-client's 10 ms sampling period, in ms: how late the gateway's own loop ran. */
+  readonly loopDelayP99Ms: number | null;
 }
+
+/** prom-client samples the event loop every 10 ms; its histogram holds whole periods. */
+const PROM_CLIENT_LOOP_SAMPLE_MS = 10;
 
 export interface Sample {
   readonly name: string;
@@ -79,20 +84,22 @@ export function sampleValue(text: string, name: string, labels: Readonly<Record<
   return null;
 }
 
-export function readQueueSeries(text: string, upstream: string): QueueReading {
+export function readGatewaySeries(text: string, upstream: string): GatewayReading {
   const labels = { upstream };
+  const lag = sampleValue(text, 'nodejs_eventloop_lag_p99_seconds');
   return {
     queued: sampleValue(text, 'apiproxy_upstream_queued', labels),
     queueWaitCount: sampleValue(text, 'apiproxy_upstream_queue_wait_seconds_count', labels),
     inFlight: sampleValue(text, 'apiproxy_upstream_in_flight', labels),
     activeStreams: sampleValue(text, 'apiproxy_active_streams'),
+    loopDelayP99Ms: lag === null ? null : Math.max(0, lag * 1000 - PROM_CLIENT_LOOP_SAMPLE_MS),
   };
 }
 
 /** Fetches and reads the gateway's metrics for `upstream`. */
-export async function fetchQueueSeries(gatewayUrl: string, upstream: string): Promise<QueueReading> {
+export async function fetchGatewaySeries(gatewayUrl: string, upstream: string): Promise<GatewayReading> {
   const response = await fetch(`${gatewayUrl}/metrics`, { headers: { accept: 'text/plain' } });
   const text = await response.text();
   if (response.status !== 200) throw new Error(`GET /metrics answered ${response.status}`);
-  return readQueueSeries(text, upstream);
+  return readGatewaySeries(text, upstream);
 }

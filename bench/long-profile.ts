@@ -12,7 +12,7 @@
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { fetchQueueSeries, type QueueReading } from './gateway-metrics.js';
+import { fetchGatewaySeries, type GatewayReading } from './gateway-metrics.js';
 import type { Target } from './load.js';
 import { longStreams, type LongStreamShape, type LongStreamsResult } from './long-streams.js';
 import { hasNginx, nginxPeer } from './peers.js';
@@ -75,7 +75,7 @@ export interface LongProfileResult {
   readonly shape: LongStreamShape;
   readonly hops: readonly HopMeasurement[];
   /** The gateway's queue series for upstream "default", read every second of its hop and once after it. */
-  readonly queueReadings: readonly QueueReading[];
+  readonly gatewayReadings: readonly GatewayReading[];
   /** Hops that could not be run, and why. */
   readonly notMeasured: Readonly<Partial<Record<HopName, string>>>;
 }
@@ -103,7 +103,7 @@ export async function runLongProfile(setup: LongProfileSetup): Promise<LongProfi
   const headers = { 'content-type': 'application/json', authorization: `Bearer ${setup.clientKey}` };
   const upstream = await startUpstream(setup.upstreamScript, ['--paced']);
   const hops: HopMeasurement[] = [];
-  const queueReadings: QueueReading[] = [];
+  const gatewayReadings: GatewayReading[] = [];
   const notMeasured: Partial<Record<HopName, string>> = {};
   let gateway: GatewayProcess | null = null;
   try {
@@ -119,7 +119,7 @@ export async function runLongProfile(setup: LongProfileSetup): Promise<LongProfi
     const gatewayUrl = gateway.url;
     log(`(L) gateway at its shipped defaults (no max_connections): pid ${gateway.pid}, ${gatewayUrl}`);
     const read = async (): Promise<void> => {
-      queueReadings.push(await fetchQueueSeries(gatewayUrl, 'default'));
+      gatewayReadings.push(await fetchGatewaySeries(gatewayUrl, 'default'));
     };
     hops.push(await measureHop('gateway', upstream, { target: { url: gatewayUrl, headers }, pid: gateway.pid, sample: read }, setup));
     await delay(1000);
@@ -140,7 +140,7 @@ export async function runLongProfile(setup: LongProfileSetup): Promise<LongProfi
     if (gateway !== null) await stop(gateway.child);
     await stop(upstream.child);
   }
-  return { shape, hops, queueReadings, notMeasured };
+  return { shape, hops, gatewayReadings, notMeasured };
 }
 
 async function measureHop(hop: HopName, upstream: UpstreamProcess, hopProcess: HopProcess, setup: LongProfileSetup): Promise<HopMeasurement> {

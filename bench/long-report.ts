@@ -2,9 +2,9 @@
  * The long-stream profile's figures, targets and table rows, from what
  * long-profile.ts measured (pure, unit-tested).
  */
-import type { QueueReading } from './gateway-metrics.js';
+import type { GatewayReading } from './gateway-metrics.js';
 import type { CpuUse, HopMeasurement, HopName, LongProfileResult } from './long-profile.js';
-import { round } from './stats.js';
+import { median, round } from './stats.js';
 
 /** The targets of issue 20, and the most the load generators' own lateness may reach before their figures are called distorted. */
 export const LIMITS = {
@@ -78,6 +78,8 @@ export interface LongProfileSummary {
     readonly queue_wait_count_max: number | null;
     readonly in_flight_max: number | null;
   };
+  /** The gateway's own event-loop delay p99 (its metrics, each reading covering the second before it): the median reading and the worst. */
+  readonly gateway_loop_delay_p99_ms: { readonly median: number; readonly max: number } | null;
   /** The gateway's capacity as measured: token events relayed per CPU-second, hence streams per core at the profile's rate. */
   readonly gateway_capacity: { readonly events_per_cpu_second: number; readonly streams_per_core: number } | null;
   readonly load_generator: { readonly held_up: boolean; readonly problems: readonly string[] };
@@ -123,7 +125,7 @@ function summarizeHop(hop: HopMeasurement, direct: HopMeasurement | undefined): 
 }
 
 /** Largest value of a series over the readings; null when any reading lacks it. */
-function maxOf(readings: readonly QueueReading[], pick: (reading: QueueReading) => number | null): number | null {
+function maxOf(readings: readonly GatewayReading[], pick: (reading: GatewayReading) => number | null): number | null {
   let max = Number.NEGATIVE_INFINITY;
   for (const reading of readings) {
     const value = pick(reading);
@@ -133,13 +135,13 @@ function maxOf(readings: readonly QueueReading[], pick: (reading: QueueReading) 
   return readings.length === 0 ? null : max;
 }
 
-const SERIES: readonly [string, (reading: QueueReading) => number | null][] = [
+const SERIES: readonly [string, (reading: GatewayReading) => number | null][] = [
   ['apiproxy_upstream_queued{upstream="default"}', (reading) => reading.queued],
   ['apiproxy_upstream_queue_wait_seconds_count{upstream="default"}', (reading) => reading.queueWaitCount],
 ];
 
 /** Nothing queued: every reading holds both series, and both are 0 throughout. */
-export function queueTarget(readings: readonly QueueReading[]): Target {
+export function queueTarget(readings: readonly GatewayReading[]): Target {
   const limit = 'both series present and 0 in every reading';
   const name = 'no request queued at the default config';
   if (readings.length === 0) return { name, value: 'no reading', limit, met: false };
@@ -167,7 +169,7 @@ export function summarizeLongProfile(result: LongProfileResult): LongProfileSumm
     if (hop.errors > 0) problems.push(`${name}: ${hop.errors} of ${hop.expected} streams failed or did not finish`);
   }
 
-  const targets: Target[] = [queueTarget(result.queueReadings)];
+  const targets: Target[] = [queueTarget(result.gatewayReadings)];
   if (gateway !== undefined && nginx !== undefined) {
     const allowed = LIMITS.ttfbVsNginx * nginx.ttfb_p99_added_ms;
     targets.push({ name: 'TTFB p99 added by the gateway', value: `${gateway.ttfb_p99_added_ms} ms (nginx ${nginx.ttfb_p99_added_ms} ms)`, limit: `<= ${LIMITS.ttfbVsNginx}x nginx's: ${round(allowed, 2)} ms`, met: gateway.ttfb_p99_added_ms <= allowed });
@@ -181,6 +183,7 @@ export function summarizeLongProfile(result: LongProfileResult): LongProfileSumm
   const gatewayCpuS = gatewayRun?.proxyCpu == null ? Number.NaN : gatewayRun.proxyCpu.totalMs / 1000;
   const eventsPerCpuSecond = gatewayRun === undefined ? Number.NaN : gatewayRun.client.events / gatewayCpuS;
   const tokensPerSecond = 1000 / shape.intervalMs;
+  const loopDelay = result.gatewayReadings.map((reading) => reading.loopDelayP99Ms).filter((ms): ms is number => ms !== null);
   return {
     shape: {
       streams: shape.streams,
@@ -194,12 +197,13 @@ export function summarizeLongProfile(result: LongProfileResult): LongProfileSumm
     hops,
     not_measured: result.notMeasured,
     gateway_queue: {
-      readings: result.queueReadings.length,
-      missing: Object.fromEntries(SERIES.map(([series, pick]) => [series, result.queueReadings.filter((reading) => pick(reading) === null).length]).filter(([, count]) => (count as number) > 0)),
-      queued_max: maxOf(result.queueReadings, (reading) => reading.queued),
-      queue_wait_count_max: maxOf(result.queueReadings, (reading) => reading.queueWaitCount),
-      in_flight_max: maxOf(result.queueReadings, (reading) => reading.inFlight),
+      readings: result.gatewayReadings.length,
+      missing: Object.fromEntries(SERIES.map(([series, pick]) => [series, result.gatewayReadings.filter((reading) => pick(reading) === null).length]).filter(([, count]) => (count as number) > 0)),
+      queued_max: maxOf(result.gatewayReadings, (reading) => reading.queued),
+      queue_wait_count_max: maxOf(result.gatewayReadings, (reading) => reading.queueWaitCount),
+      in_flight_max: maxOf(result.gatewayReadings, (reading) => reading.inFlight),
     },
+    gateway_loop_delay_p99_ms: loopDelay.length === 0 ? null : { median: round(median(loopDelay), 2), max: round(Math.max(...loopDelay), 2) },
     gateway_capacity: Number.isFinite(eventsPerCpuSecond) ? { events_per_cpu_second: Math.round(eventsPerCpuSecond), streams_per_core: Math.round(eventsPerCpuSecond / tokensPerSecond) } : null,
     load_generator: { held_up: problems.length === 0, problems },
     targets,
@@ -233,6 +237,8 @@ export function longStreamRows(summary: LongProfileSummary): Row[] {
     row('    late p99 ms: upstream; client loop', (hop) => `${hop.upstream_late_p99_ms}; ${hop.client_loop_delay_p99_ms}`),
     row('    machine busy; load average (1 min)', (hop) => `${Math.round(hop.machine_busy * 100)} %; ${hop.load_average[0]}`),
   ];
+  const loop = summary.gateway_loop_delay_p99_ms;
+  if (loop !== null) rows.push(["    gateway's own loop delay p99 ms: median; worst second", `${loop.median}; ${loop.max}`, '', '']);
   // Long texts go last, where they widen no column.
   if (summary.load_generator.held_up) rows.push(['    load generator', 'held up', '', `upstream and client late p99 <= ${LIMITS.loadGeneratorLateMs} ms, no stream lost`]);
   for (const problem of summary.load_generator.problems) rows.push(['    load generator', 'DISTORTED', '', problem]);

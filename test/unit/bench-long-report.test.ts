@@ -4,7 +4,7 @@
  * counted as a failure (never as a zero), and a load generator that fell
  * behind named instead of hidden in the figures.
  */
-import { parseSampleLine, readQueueSeries, sampleValue, type QueueReading } from '../../bench/gateway-metrics.js';
+import { parseSampleLine, readGatewaySeries, sampleValue, type GatewayReading } from '../../bench/gateway-metrics.js';
 import type { HopMeasurement, HopName, LongProfileResult } from '../../bench/long-profile.js';
 import { longStreamRows, queueTarget, summarizeLongProfile } from '../../bench/long-report.js';
 import type { Spread } from '../../bench/long-streams.js';
@@ -46,11 +46,11 @@ function hop(name: HopName, figures: HopFigures = {}): HopMeasurement {
   };
 }
 
-const calm: QueueReading = { queued: 0, queueWaitCount: 0, inFlight: 2000, activeStreams: 2000 };
+const calm: GatewayReading = { queued: 0, queueWaitCount: 0, inFlight: 2000, activeStreams: 2000, loopDelayP99Ms: 1.5 };
 const MIB = 1024 * 1024;
 
-function profile(hops: HopMeasurement[], queueReadings: QueueReading[] = [calm, calm]): LongProfileResult {
-  return { shape: { streams: 2000, tokens: 200, intervalMs: 50, rampMs: 5000, perConnection: 2 }, hops, queueReadings, notMeasured: {} };
+function profile(hops: HopMeasurement[], gatewayReadings: GatewayReading[] = [calm, calm]): LongProfileResult {
+  return { shape: { streams: 2000, tokens: 200, intervalMs: 50, rampMs: 5000, perConnection: 2 }, hops, gatewayReadings, notMeasured: {} };
 }
 
 describe('summarizeLongProfile', () => {
@@ -71,6 +71,7 @@ describe('summarizeLongProfile', () => {
     expect(summary.gateway_capacity).toEqual({ events_per_cpu_second: 67_000, streams_per_core: 3350 });
     expect(summary.shape).toMatchObject({ streams: 2000, tokens_per_s: 20, stream_seconds: 10, events_per_s_at_full_concurrency: 40_000 });
     expect(summary.load_generator).toEqual({ held_up: true, problems: [] });
+    expect(summary.gateway_loop_delay_p99_ms).toEqual({ median: 1.5, max: 1.5 });
     expect(summary.targets.map((target) => [target.name, target.met])).toEqual([
       ['no request queued at the default config', true],
       ['TTFB p99 added by the gateway', true],
@@ -84,6 +85,7 @@ describe('summarizeLongProfile', () => {
       profile([hop('direct', { ttfbP99: 8, gapP99: 60 }), hop('gateway', { ttfbP99: 15, gapP99: 65, rss: { idle: 90 * MIB, peak: 90 * MIB + 2000 * 64 * 1024, open: 2000 } }), hop('nginx', { ttfbP99: 11, gapP99: 61 })], [calm, { ...calm, queued: 3 }]),
     );
     expect(summary.targets.map((target) => target.met)).toEqual([false, false, false, false]);
+    expect(summary.gateway_loop_delay_p99_ms).toEqual({ median: 1.5, max: 1.5 });
     expect(summary.targets[1]!.limit).toContain('6 ms');
   });
 
@@ -95,6 +97,14 @@ describe('summarizeLongProfile', () => {
       "gateway: the client's event loop ran 12 ms late at p99",
       'gateway: 3 of 4000 streams failed or did not finish',
     ]);
+  });
+
+  test("the gateway's own loop delay: the median reading and the worst; none without readings", () => {
+    const readings = [1, 7, 2, null].map((loopDelayP99Ms) => ({ ...calm, loopDelayP99Ms }));
+    const summary = summarizeLongProfile(profile([hop('direct'), hop('gateway')], readings));
+    expect(summary.gateway_loop_delay_p99_ms).toEqual({ median: 2, max: 7 });
+    expect(longStreamRows(summary).find((row) => row[0].includes('own loop delay'))?.[1]).toBe('2; 7');
+    expect(summarizeLongProfile(profile([hop('direct')], [])).gateway_loop_delay_p99_ms).toBeNull();
   });
 
   test('without nginx the TTFB target is not judged, and the table says so', () => {
@@ -139,17 +149,20 @@ apiproxy_upstream_queued{upstream="default"} 1
 # HELP apiproxy_active_streams Event streams being relayed.
 # TYPE apiproxy_active_streams gauge
 apiproxy_active_streams 1998
+# HELP nodejs_eventloop_lag_p99_seconds The 99th percentile of the recorded event loop delays.
+# TYPE nodejs_eventloop_lag_p99_seconds gauge
+nodejs_eventloop_lag_p99_seconds 0.0125
 `;
 
-describe('readQueueSeries', () => {
+describe('readGatewaySeries', () => {
   test("reads the upstream's series from Prometheus text", () => {
-    expect(readQueueSeries(METRICS, 'default')).toEqual({ queued: 1, queueWaitCount: 2, inFlight: 1999, activeStreams: 1998 });
-    expect(readQueueSeries(METRICS, 'other')).toMatchObject({ queued: 4, queueWaitCount: 7, inFlight: null });
+    expect(readGatewaySeries(METRICS, 'default')).toEqual({ queued: 1, queueWaitCount: 2, inFlight: 1999, activeStreams: 1998, loopDelayP99Ms: 2.5 });
+    expect(readGatewaySeries(METRICS, 'other')).toMatchObject({ queued: 4, queueWaitCount: 7, inFlight: null });
   });
 
   test('a histogram or gauge without a series for the upstream reads as missing', () => {
     const empty = '# HELP apiproxy_upstream_queue_wait_seconds x\n# TYPE apiproxy_upstream_queue_wait_seconds histogram\n# HELP apiproxy_upstream_queued y\n# TYPE apiproxy_upstream_queued gauge\n';
-    expect(readQueueSeries(empty, 'default')).toEqual({ queued: null, queueWaitCount: null, inFlight: null, activeStreams: null });
+    expect(readGatewaySeries(empty, 'default')).toEqual({ queued: null, queueWaitCount: null, inFlight: null, activeStreams: null, loopDelayP99Ms: null });
   });
 });
 
