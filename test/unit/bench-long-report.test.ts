@@ -89,8 +89,15 @@ describe('summarizeLongProfile', () => {
     expect(summary.targets[1]!.limit).toContain('6 ms');
   });
 
-  test('a load generator that fell behind, and streams that failed, are named', () => {
-    const summary = summarizeLongProfile(profile([hop('direct', { late: 40 }), hop('gateway', { loop: 12, errors: 3 })]));
+  test('a load generator that fell behind, and streams that failed, are named; latency is then shown, not judged', () => {
+    const summary = summarizeLongProfile(profile([hop('direct', { late: 40 }), hop('gateway', { loop: 12, errors: 3, rss: { idle: MIB, peak: 2 * MIB, open: 100 } }), hop('nginx')]));
+    expect(summary.targets.map((target) => [target.name, target.met])).toEqual([
+      ['no request queued at the default config', true],
+      ['TTFB p99 added by the gateway', null],
+      ['inter-token p99 added by the gateway', null],
+      ['gateway RSS per open stream', true],
+    ]);
+    expect(summary.targets[2]!.value).toBe('0 ms (not judged: the load generator fell behind)');
     expect(summary.load_generator.held_up).toBe(false);
     expect(summary.load_generator.problems).toEqual([
       "direct: the upstream's chunks left 40 ms late at p99",
