@@ -1,7 +1,5 @@
 /** Benchmarks (npm run bench:k8s): jest.config.js's ESM + swc setup, test/bench/**\/*.bench.ts, no global setup. */
-import base from './jest.config.js';
-
-const { globalSetup: _unused, ...shared } = base;
+import { shared } from './jest.config.js';
 
 export default {
   ...shared,

@@ -146,7 +146,13 @@ export async function runLongProfile(setup: LongProfileSetup): Promise<LongProfi
 async function measureHop(hop: HopName, upstream: UpstreamProcess, hopProcess: HopProcess, setup: LongProfileSetup): Promise<HopMeasurement> {
   const { shape, log } = setup;
   // JIT and connection pools warm on every hop alike; the upstream's lateness counts start after it.
-  const warm = await longStreams(hopProcess.target, setup.body, { streams: Math.min(100, shape.streams), tokens: 10, intervalMs: shape.intervalMs, rampMs: 500, perConnection: 1 }).done;
+  const warm = await longStreams(hopProcess.target, setup.body, {
+    streams: Math.min(100, shape.streams),
+    tokens: 10,
+    intervalMs: shape.intervalMs,
+    rampMs: 500,
+    perConnection: 1,
+  }).done;
   if (warm.errors > 0) throw new Error(`${hop}: ${warm.errors} of ${warm.expected} warm-up streams failed`);
   await delay(1000);
   await upstreamPacing(upstream);
@@ -155,7 +161,9 @@ async function measureHop(hop: HopName, upstream: UpstreamProcess, hopProcess: H
   const cpuProxy = hopProcess.pid === null ? null : cpuOfTree(hopProcess.pid);
   const machineBefore = machineCpu();
   const begin = performance.now();
-  log(`(L) ${hop}: ${shape.streams} streams of ${shape.tokens} tokens ${shape.intervalMs} ms apart, ${shape.perConnection} per connection, opened over ${(shape.rampMs / 1000).toFixed(1)} s`);
+  log(
+    `(L) ${hop}: ${shape.streams} streams of ${shape.tokens} tokens ${shape.intervalMs} ms apart, ${shape.perConnection} per connection, opened over ${(shape.rampMs / 1000).toFixed(1)} s`,
+  );
 
   const run = longStreams(hopProcess.target, setup.body, shape);
   let peakRss = idleRss;

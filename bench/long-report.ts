@@ -110,8 +110,16 @@ function summarizeHop(hop: HopMeasurement, direct: HopMeasurement | undefined): 
     events: client.events,
     seconds: round(hop.wallSeconds, 1),
     peak_open_streams: rss?.peakOpen ?? client.peakOpen,
-    cpu_us_per_stream: { client: perStream(client.clientCpu.totalMs), upstream: perStream(hop.upstreamCpu.totalMs), hop: hop.proxyCpu === null ? null : perStream(hop.proxyCpu.totalMs) },
-    cores: { client: cores(client.clientCpu.totalMs), upstream: cores(hop.upstreamCpu.totalMs), hop: hop.proxyCpu === null ? null : cores(hop.proxyCpu.totalMs) },
+    cpu_us_per_stream: {
+      client: perStream(client.clientCpu.totalMs),
+      upstream: perStream(hop.upstreamCpu.totalMs),
+      hop: hop.proxyCpu === null ? null : perStream(hop.proxyCpu.totalMs),
+    },
+    cores: {
+      client: cores(client.clientCpu.totalMs),
+      upstream: cores(hop.upstreamCpu.totalMs),
+      hop: hop.proxyCpu === null ? null : cores(hop.proxyCpu.totalMs),
+    },
     kernel_share: { client: kernel(client.clientCpu), upstream: kernel(hop.upstreamCpu), hop: hop.proxyCpu === null ? null : kernel(hop.proxyCpu) },
     rss_idle_mib: rss === null ? null : mib(rss.idleBytes),
     rss_peak_mib: rss === null ? null : mib(rss.peakBytes),
@@ -145,8 +153,16 @@ export function queueTarget(readings: readonly GatewayReading[]): Target {
   const limit = 'both series present and 0 in every reading';
   const name = 'no request queued at the default config';
   if (readings.length === 0) return { name, value: 'no reading', limit, met: false };
-  const missing = SERIES.map(([series, pick]) => [series, readings.filter((reading) => pick(reading) === null).length] as const).filter(([, count]) => count > 0);
-  if (missing.length > 0) return { name, value: `missing: ${missing.map(([series, count]) => `${series} in ${count} of ${readings.length} readings`).join('; ')}`, limit, met: false };
+  const missing = SERIES.map(([series, pick]) => [series, readings.filter((reading) => pick(reading) === null).length] as const).filter(
+    ([, count]) => count > 0,
+  );
+  if (missing.length > 0)
+    return {
+      name,
+      value: `missing: ${missing.map(([series, count]) => `${series} in ${count} of ${readings.length} readings`).join('; ')}`,
+      limit,
+      met: false,
+    };
   const queued = maxOf(readings, (reading) => reading.queued)!;
   const waited = maxOf(readings, (reading) => reading.queueWaitCount)!;
   return { name, value: `queued max ${queued}, waited ${waited} (${readings.length} readings)`, limit, met: queued === 0 && waited === 0 };
@@ -164,8 +180,10 @@ export function summarizeLongProfile(result: LongProfileResult): LongProfileSumm
 
   const problems: string[] = [];
   for (const [name, hop] of Object.entries(hops)) {
-    if (!(hop.upstream_late_p99_ms <= LIMITS.loadGeneratorLateMs)) problems.push(`${name}: the upstream's chunks left ${hop.upstream_late_p99_ms} ms late at p99`);
-    if (!(hop.client_loop_delay_p99_ms <= LIMITS.loadGeneratorLateMs)) problems.push(`${name}: the client's event loop ran ${hop.client_loop_delay_p99_ms} ms late at p99`);
+    if (!(hop.upstream_late_p99_ms <= LIMITS.loadGeneratorLateMs))
+      problems.push(`${name}: the upstream's chunks left ${hop.upstream_late_p99_ms} ms late at p99`);
+    if (!(hop.client_loop_delay_p99_ms <= LIMITS.loadGeneratorLateMs))
+      problems.push(`${name}: the client's event loop ran ${hop.client_loop_delay_p99_ms} ms late at p99`);
     if (hop.errors > 0) problems.push(`${name}: ${hop.errors} of ${hop.expected} streams failed or did not finish`);
   }
 
@@ -175,15 +193,36 @@ export function summarizeLongProfile(result: LongProfileResult): LongProfileSumm
   const targets: Target[] = [queueTarget(result.gatewayReadings)];
   if (gateway !== undefined && nginx !== undefined) {
     const allowed = LIMITS.ttfbVsNginx * nginx.ttfb_p99_added_ms;
-    targets.push({ name: 'TTFB p99 added by the gateway', value: `${gateway.ttfb_p99_added_ms} ms (nginx ${nginx.ttfb_p99_added_ms} ms)${distorted}`, limit: `<= ${LIMITS.ttfbVsNginx}x nginx's: ${round(allowed, 2)} ms`, met: latency(gateway.ttfb_p99_added_ms <= allowed) });
-  } else targets.push({ name: 'TTFB p99 added by the gateway', value: gateway === undefined ? 'gateway not measured' : 'nginx not measured', limit: `<= ${LIMITS.ttfbVsNginx}x nginx's`, met: null });
+    targets.push({
+      name: 'TTFB p99 added by the gateway',
+      value: `${gateway.ttfb_p99_added_ms} ms (nginx ${nginx.ttfb_p99_added_ms} ms)${distorted}`,
+      limit: `<= ${LIMITS.ttfbVsNginx}x nginx's: ${round(allowed, 2)} ms`,
+      met: latency(gateway.ttfb_p99_added_ms <= allowed),
+    });
+  } else
+    targets.push({
+      name: 'TTFB p99 added by the gateway',
+      value: gateway === undefined ? 'gateway not measured' : 'nginx not measured',
+      limit: `<= ${LIMITS.ttfbVsNginx}x nginx's`,
+      met: null,
+    });
   if (gateway !== undefined) {
-    targets.push({ name: 'inter-token p99 added by the gateway', value: `${gateway.gap_p99_added_ms} ms${distorted}`, limit: `< ${LIMITS.gapAddedMs} ms`, met: latency(gateway.gap_p99_added_ms < LIMITS.gapAddedMs) });
+    targets.push({
+      name: 'inter-token p99 added by the gateway',
+      value: `${gateway.gap_p99_added_ms} ms${distorted}`,
+      limit: `< ${LIMITS.gapAddedMs} ms`,
+      met: latency(gateway.gap_p99_added_ms < LIMITS.gapAddedMs),
+    });
     const perStream = gateway.rss_kib_per_open_stream;
-    targets.push({ name: 'gateway RSS per open stream', value: perStream === null ? 'not measured' : `${perStream} KiB`, limit: `< ${LIMITS.rssPerStreamBytes / 1024} KiB`, met: perStream === null ? null : perStream * 1024 < LIMITS.rssPerStreamBytes });
+    targets.push({
+      name: 'gateway RSS per open stream',
+      value: perStream === null ? 'not measured' : `${perStream} KiB`,
+      limit: `< ${LIMITS.rssPerStreamBytes / 1024} KiB`,
+      met: perStream === null ? null : perStream * 1024 < LIMITS.rssPerStreamBytes,
+    });
   }
 
-  const gatewayCpuS = gatewayRun?.proxyCpu == null ? Number.NaN : gatewayRun.proxyCpu.totalMs / 1000;
+  const gatewayCpuS = gatewayRun?.proxyCpu === undefined || gatewayRun.proxyCpu === null ? Number.NaN : gatewayRun.proxyCpu.totalMs / 1000;
   const eventsPerCpuSecond = gatewayRun === undefined ? Number.NaN : gatewayRun.client.events / gatewayCpuS;
   const tokensPerSecond = 1000 / shape.intervalMs;
   const loopDelay = result.gatewayReadings.map((reading) => reading.loopDelayP99Ms).filter((ms): ms is number => ms !== null);
@@ -201,13 +240,19 @@ export function summarizeLongProfile(result: LongProfileResult): LongProfileSumm
     not_measured: result.notMeasured,
     gateway_queue: {
       readings: result.gatewayReadings.length,
-      missing: Object.fromEntries(SERIES.map(([series, pick]) => [series, result.gatewayReadings.filter((reading) => pick(reading) === null).length]).filter(([, count]) => (count as number) > 0)),
+      missing: Object.fromEntries(
+        SERIES.map(([series, pick]): [string, number] => [series, result.gatewayReadings.filter((reading) => pick(reading) === null).length]).filter(
+          ([, count]) => count > 0,
+        ),
+      ),
       queued_max: maxOf(result.gatewayReadings, (reading) => reading.queued),
       queue_wait_count_max: maxOf(result.gatewayReadings, (reading) => reading.queueWaitCount),
       in_flight_max: maxOf(result.gatewayReadings, (reading) => reading.inFlight),
     },
     gateway_loop_delay_p99_ms: loopDelay.length === 0 ? null : { median: round(median(loopDelay), 2), max: round(Math.max(...loopDelay), 2) },
-    gateway_capacity: Number.isFinite(eventsPerCpuSecond) ? { events_per_cpu_second: Math.round(eventsPerCpuSecond), streams_per_core: Math.round(eventsPerCpuSecond / tokensPerSecond) } : null,
+    gateway_capacity: Number.isFinite(eventsPerCpuSecond)
+      ? { events_per_cpu_second: Math.round(eventsPerCpuSecond), streams_per_core: Math.round(eventsPerCpuSecond / tokensPerSecond) }
+      : null,
     load_generator: { held_up: problems.length === 0, problems },
     targets,
   };
@@ -233,7 +278,10 @@ export function longStreamRows(summary: LongProfileSummary): Row[] {
     row('    TTFB p50 / p99 ms', (hop) => `${hop.ttfb_p50_ms} / ${hop.ttfb_p99_ms}`),
     row('    inter-token p50 / p99 / max ms', (hop) => `${hop.gap_p50_ms} / ${hop.gap_p99_ms} / ${hop.gap_max_ms}`),
     row('    added over direct, p99 ms: TTFB; inter-token', (hop) => `${hop.ttfb_p99_added_ms}; ${hop.gap_p99_added_ms}`),
-    row('    CPU µs/stream: hop; upstream; client', (hop) => `${hop.cpu_us_per_stream.hop ?? '-'}; ${hop.cpu_us_per_stream.upstream}; ${hop.cpu_us_per_stream.client}`),
+    row(
+      '    CPU µs/stream: hop; upstream; client',
+      (hop) => `${hop.cpu_us_per_stream.hop ?? '-'}; ${hop.cpu_us_per_stream.upstream}; ${hop.cpu_us_per_stream.client}`,
+    ),
     row('    cores used: hop; upstream; client', (hop) => `${hop.cores.hop ?? '-'}; ${hop.cores.upstream}; ${hop.cores.client}`),
     row('    kernel share of CPU: hop; upstream; client', (hop) => `${hop.kernel_share.hop ?? '-'}; ${hop.kernel_share.upstream}; ${hop.kernel_share.client}`),
     row('    RSS peak MiB; KiB per open stream', (hop) => (hop.rss_peak_mib === null ? '-' : `${hop.rss_peak_mib}; ${hop.rss_kib_per_open_stream}`)),
@@ -243,7 +291,8 @@ export function longStreamRows(summary: LongProfileSummary): Row[] {
   const loop = summary.gateway_loop_delay_p99_ms;
   if (loop !== null) rows.push(["    gateway's own loop delay p99 ms: median; worst second", `${loop.median}; ${loop.max}`, '', '']);
   // Long texts go last, where they widen no column.
-  if (summary.load_generator.held_up) rows.push(['    load generator', 'held up', '', `upstream and client late p99 <= ${LIMITS.loadGeneratorLateMs} ms, no stream lost`]);
+  if (summary.load_generator.held_up)
+    rows.push(['    load generator', 'held up', '', `upstream and client late p99 <= ${LIMITS.loadGeneratorLateMs} ms, no stream lost`]);
   for (const problem of summary.load_generator.problems) rows.push(['    load generator', 'DISTORTED', '', problem]);
   for (const target of summary.targets) rows.push([`    ${target.name}`, mark(target.met), '', `${target.value}; target ${target.limit}`]);
   for (const [hop, reason] of Object.entries(summary.not_measured)) rows.push([`    ${hop}`, 'not measured', '', reason]);

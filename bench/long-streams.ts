@@ -78,7 +78,13 @@ function spreadOf(histogram: RecordableHistogram | ReturnType<typeof monitorEven
 
 export function spreadOfValues(values: readonly number[]): Spread {
   const max = values.reduce((most, value) => Math.max(most, value), Number.NEGATIVE_INFINITY);
-  return { count: values.length, p50Ms: percentile(values, 50), p99Ms: percentile(values, 99), p999Ms: percentile(values, 99.9), maxMs: values.length === 0 ? Number.NaN : max };
+  return {
+    count: values.length,
+    p50Ms: percentile(values, 50),
+    p99Ms: percentile(values, 99),
+    p999Ms: percentile(values, 99.9),
+    maxMs: values.length === 0 ? Number.NaN : max,
+  };
 }
 
 /** The event-loop delay histogram holds whole sampling periods: the delay is what exceeds the period. */

@@ -59,7 +59,8 @@ export function parseBenchArgs(argv: readonly string[], root: string): Options {
   }
   const workersFlag = text('workers') || '2';
   const workers = workersFlag === 'auto' ? Math.max(2, os.availableParallelism()) : Number(workersFlag);
-  if (!Number.isInteger(workers) || workers < 2 || workers > 64) throw new Error(`--workers must be a whole number from 2 to 64, or 'auto', got '${workersFlag}'`);
+  if (!Number.isInteger(workers) || workers < 2 || workers > 64)
+    throw new Error(`--workers must be a whole number from 2 to 64, or 'auto', got '${workersFlag}'`);
   const rate = wholeNumber(flags, 'long-rate', 20, 1, 1000);
   const longSeconds = wholeNumber(flags, 'long-seconds', quick ? 3 : 10, 1, 600);
   return {
@@ -70,7 +71,10 @@ export function parseBenchArgs(argv: readonly string[], root: string): Options {
     profile: flags['profile'] !== undefined,
     out: resolve(text('out') || join(root, 'bench-results', 'latest.json')),
     workers,
-    peerFiles: (text('peer') || '').split(',').filter((path) => path !== '').map(readPeerFile),
+    peerFiles: (text('peer') || '')
+      .split(',')
+      .filter((path) => path !== '')
+      .map(readPeerFile),
     long: {
       streams: wholeNumber(flags, 'long-streams', quick ? 200 : 2000, 1, 20_000),
       tokens: longSeconds * rate,

@@ -117,7 +117,7 @@ export function readPeerFile(path: string): PeerFile {
   try {
     data = JSON.parse(readFileSync(path, 'utf8'));
   } catch (error) {
-    throw new Error(`--peer ${path}: ${(error as Error).message}`);
+    throw new Error(`--peer ${path}: ${(error as Error).message}`, { cause: error });
   }
   const parsed = PeerFileSchema.safeParse(data);
   if (!parsed.success) {

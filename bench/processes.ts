@@ -166,7 +166,7 @@ export async function startGateway(launch: GatewayLaunch): Promise<GatewayProces
   }
   if (launch.workers !== undefined && launch.workers > 1) {
     for (;;) {
-      if (child.exitCode !== null) throw new Error(`the gateway exited with ${child.exitCode}; see ${launch.logPath}`);
+      if (child.exitCode !== null) throw new Error(`the gateway exited with ${String(child.exitCode)}; see ${launch.logPath}`);
       try {
         const response = await fetch(`${url}/metrics`);
         const json = (await response.json()) as { workers?: number };

@@ -14,7 +14,9 @@ import { createBenchUpstream } from './upstream-server.js';
 
 // Microseconds, as HDR histograms take whole numbers; a chunk that left early counts as on time.
 const lateness = createHistogram();
-const server = process.argv.includes('--paced') ? createPacedUpstream({ onLateness: (ms) => lateness.record(Math.max(1, Math.round(ms * 1000))) }) : createBenchUpstream();
+const server = process.argv.includes('--paced')
+  ? createPacedUpstream({ onLateness: (ms) => lateness.record(Math.max(1, Math.round(ms * 1000))) })
+  : createBenchUpstream();
 server.listen(0, '127.0.0.1', 1024, () => {
   const port = (server.address() as AddressInfo).port;
   if (process.send !== undefined) process.send({ port });

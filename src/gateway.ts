@@ -2,18 +2,20 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { createRequestHandler } from './app.js';
+import { ConfigError } from './config/config-error.js';
 import type { Env } from './config/load-file.js';
 import type { KubeInputs } from './config/model.js';
 import type { RoutingSnapshot } from './config/snapshot.js';
 import { SnapshotStore } from './config/store.js';
 import { Readiness } from './http/readiness.js';
 import { createHttpServer, SERVER_LIMITS, type ServerLimits } from './http/server.js';
-import { createLogger, type Logger } from './observability/logger.js';
+import { createLogging, type DestinationStream, type Logger } from './observability/logger.js';
 import { GatewayMetrics } from './observability/metrics.js';
 import { localMetricsReport, type MetricsReport } from './observability/metrics-report.js';
-import { Admissions } from './proxy/admission.js';
-import { UpstreamPools } from './proxy/upstream-pools.js';
+import { RequestAccounting } from './pipeline/account.js';
+import { Admissions } from './pipeline/admission.js';
 import { FileSource } from './sources/file-source.js';
+import { Transports } from './transport/transports.js';
 
 /** A source that feeds Kubernetes data into the store (see sources/kube). */
 export interface KubeSourceHandle {
@@ -36,7 +38,8 @@ export interface GatewayOptions {
   /** 0 picks a free port; undefined means the config's `port`, else 5000. */
   readonly port: number | undefined;
   readonly host?: string;
-  readonly logger?: Logger;
+  /** Where log lines go (tests capture them); stdout by default. */
+  readonly logDestination?: DestinationStream;
   /** Used when the config enables Kubernetes. */
   readonly kubeSource?: KubeSourceFactory;
   readonly namespace?: string;
@@ -68,7 +71,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 /** LOG_LEVEL overrides the config's log_level; unset or empty means no override. */
 function logLevelFromEnv(value: string | undefined): string | null {
   if (value === undefined || value === '') return null;
-  if (!LOG_LEVELS.includes(value)) throw new Error(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got '${value}'`);
+  if (!LOG_LEVELS.includes(value)) throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got '${value}'`);
   return value;
 }
 
@@ -77,11 +80,13 @@ export { SERVER_LIMITS, type ServerLimits };
 /** Composes and starts the gateway; resolves once it listens. */
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const levelOverride = logLevelFromEnv(options.env['LOG_LEVEL']);
-  const logger = options.logger ?? createLogger(levelOverride ?? 'info', undefined, options.worker);
+  const logging = createLogging(levelOverride ?? 'info', options.logDestination, options.worker);
+  const logger = logging.logger;
   const store = new SnapshotStore(options.namespace ?? 'default');
   const metrics = new GatewayMetrics();
-  const pools = new UpstreamPools();
+  const transports = new Transports();
   const admissions = new Admissions({
+    opened: (upstream) => metrics.queueOpened(upstream),
     waited: (upstream, seconds, outcome) => metrics.queueWaited(upstream, seconds, outcome),
     saturated: (upstream, maxInFlight, queueTimeoutMs) =>
       logger.warn({ upstream, max_connections: maxInFlight, queue_timeout_ms: queueTimeoutMs }, 'upstream at its max_connections: requests are queuing'),
@@ -93,7 +98,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   metrics.countRoutesWith(() => store.current?.routes.size ?? 0);
 
   store.onSwap((snapshot) => {
-    pools.retain(snapshot);
+    transports.retain(snapshot);
     if (levelOverride === null) logger.level = snapshot.settings.logLevel;
   });
 
@@ -107,7 +112,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     onResult: (result) => {
       metrics.configReload('file', result.ok ? 'success' : 'failure');
       if (result.ok) logger.info({ version: store.current?.version, routes: store.current?.routes.size }, 'config reloaded');
-      else logger.error({ err: { message: result.error.message, code: (result.error as { code?: string }).code } }, 'config rejected; keeping the last good config');
+      else
+        logger.error(
+          { err: { message: result.error.message, code: (result.error as { code?: string }).code } },
+          'config rejected; keeping the last good config',
+        );
     },
   });
   try {
@@ -125,7 +134,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   let kube: Promise<KubeSourceHandle> | null = null;
   const startKube = (snapshot: RoutingSnapshot): void => {
     if (kube !== null || !snapshot.kubernetes.enabled) return;
-    if (options.kubeSource === undefined) throw new Error('kubernetes.enabled is set but no Kubernetes source is available');
+    if (options.kubeSource === undefined) throw new ConfigError('kubernetes.enabled is set but no Kubernetes source is available');
     readiness.addGate('kubernetes sync');
     kube = Promise.resolve(options.kubeSource({ store, readiness, metrics, logger, snapshot, setKube: (inputs) => void store.setKube(inputs) }));
     kube.then(
@@ -137,8 +146,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   store.onSwap(startKube);
 
   const metricsReport = (options.metricsReport ?? localMetricsReport)(metrics);
-  const handler = createRequestHandler({ store, pools, admissions, metrics, metricsReport, readiness, logger });
-  const server = createHttpServer(handler, { ...SERVER_LIMITS, ...options.serverLimits });
+  const accounting = new RequestAccounting(metrics, logging, () => store.current?.settings.accessLog ?? true);
+  const handler = createRequestHandler({ store, transports, admissions, accounting, metricsReport, readiness });
+  const server = createHttpServer(handler, { ...SERVER_LIMITS, ...options.serverLimits }, (reason) => metrics.clientError(reason));
   await new Promise<void>((resolveListen, reject) => {
     server.once('error', reject);
     server.listen(options.port ?? store.current?.settings.port ?? DEFAULT_PORT, options.host ?? '0.0.0.0', () => {
@@ -165,7 +175,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     await closed;
     fileSource.stop();
     await (await kube)?.stop();
-    await pools.destroy();
+    await transports.destroy();
     metrics.close();
     logger.info('stopped');
     await new Promise<void>((resolveFlush) => logger.flush(() => resolveFlush()));

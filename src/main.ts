@@ -1,5 +1,6 @@
 import cluster from 'node:cluster';
 import { isClusterMessage } from './cluster/messages.js';
+import { ConfigError } from './config/config-error.js';
 import { workersFromEnv } from './cluster/workers-setting.js';
 import type { Gateway, KubeSourceFactory } from './gateway.js';
 import { ownNamespace } from './sources/kube/namespace.js';
@@ -9,7 +10,7 @@ const WORKER_INDEX_ENV = 'API_PROXY_WORKER';
 
 /**
  * The Kubernetes client is loaded only when the config enables it: it is
- * most of the gateway's idle memory (about 85 MiB of RSS).
+ * most of the gateway's idle memory (docs/performance.md).
  */
 function lazyKubeSource(namespace: string, writeStatus: boolean): KubeSourceFactory {
   return async (deps) => {
@@ -43,7 +44,7 @@ function stopper(gateway: Gateway): (reason: Record<string, unknown>, now: boole
 async function main(): Promise<void> {
   const env = process.env;
   const port = env['PORT'] === undefined || env['PORT'] === '' ? undefined : Number(env['PORT']);
-  if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65_535)) throw new Error(`PORT must be a port number, got '${env['PORT']}'`);
+  if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65_535)) throw new ConfigError(`PORT must be a port number, got '${env['PORT']}'`);
   const workers = workersFromEnv(env['WORKERS']);
   if (workers > 1 && cluster.isPrimary) {
     // The primary loads neither the gateway nor its dependencies: it only forks, watches and sums.
@@ -52,10 +53,7 @@ async function main(): Promise<void> {
     process.exit(code);
   }
   const worker = cluster.isWorker ? Number(env[WORKER_INDEX_ENV] ?? cluster.worker!.id) : undefined;
-  const [{ startGateway }, clusterMetrics] = await Promise.all([
-    import('./gateway.js'),
-    worker === undefined ? null : import('./cluster/worker-metrics.js'),
-  ]);
+  const [{ startGateway }, clusterMetrics] = await Promise.all([import('./gateway.js'), worker === undefined ? null : import('./cluster/worker-metrics.js')]);
   const namespace = ownNamespace(env);
   const gateway = await startGateway({
     configPath: env['CONFIG_PATH'] || 'config.json',

@@ -330,7 +330,7 @@ async function badLogLines(logPath: string): Promise<{ count: number; samples: s
   const lines = createInterface({ input: createReadStream(logPath, 'utf8'), crlfDelay: Infinity });
   for await (const line of lines) {
     if (line === '') continue;
-    let bad = false;
+    let bad: boolean;
     try {
       const entry = JSON.parse(line) as { level?: number };
       bad = (entry.level ?? 0) >= 50;
@@ -420,7 +420,6 @@ async function main(): Promise<void> {
   const elapsedS = (Date.now() - started) / 1000;
 
   // after the load: in-flight counts must go back to 0
-  let idle: Sample | null = null;
   const idleDeadline = Date.now() + 10_000;
   while (Date.now() < idleDeadline) {
     const metrics = await metricsJson(gateway.url);
@@ -428,7 +427,7 @@ async function main(): Promise<void> {
     await sleep(200);
   }
   await agent.close();
-  idle = await sample('idle', gateway.url, pid, started);
+  const idle = await sample('idle', gateway.url, pid, started);
   samples.push(idle);
   const final = await metricsJson(gateway.url);
 
@@ -485,7 +484,9 @@ async function main(): Promise<void> {
   const text = JSON.stringify(report, null, 2);
   console.log(text);
   if (options.json !== null) writeFileSync(options.json, `${text}\n`);
-  console.log(`soak: ${passed ? 'PASSED' : 'FAILED'}: ${totalSent} requests, ${unexplained} unexplained; RSS warm ${mib(warmSample.rss_bytes)} MiB, end ${mib(endSample.rss_bytes)} MiB (${report.rss_end_vs_warm_pct}%; fitted rise ${report.rss_fitted_rise_pct}%, limit ${RSS_RISE_LIMIT * 100}%)`);
+  console.log(
+    `soak: ${passed ? 'PASSED' : 'FAILED'}: ${totalSent} requests, ${unexplained} unexplained; RSS warm ${mib(warmSample.rss_bytes)} MiB, end ${mib(endSample.rss_bytes)} MiB (${report.rss_end_vs_warm_pct}%; fitted rise ${report.rss_fitted_rise_pct}%, limit ${RSS_RISE_LIMIT * 100}%)`,
+  );
   rmSync(dir, { recursive: true, force: true });
   process.exitCode = passed ? 0 : 1;
 }

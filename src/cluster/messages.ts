@@ -41,5 +41,10 @@ export interface ShutdownRequest {
 export type ClusterMessage = MetricsRequest | MetricsResult | CollectRequest | CollectResult | ShutdownRequest;
 
 export function isClusterMessage(value: unknown): value is ClusterMessage {
-  return typeof value === 'object' && value !== null && typeof (value as { type?: unknown }).type === 'string' && (value as { type: string }).type.startsWith('api-proxy:');
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { type?: unknown }).type === 'string' &&
+    (value as { type: string }).type.startsWith('api-proxy:')
+  );
 }

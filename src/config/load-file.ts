@@ -2,18 +2,12 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { prettifyError } from 'zod';
+import { ConfigError } from './config-error.js';
 import { keyDigest } from './key-digest.js';
 import { fileConfigSchema, type FileConfig, type UpstreamFileConfig } from './schema.js';
 import type { ClientKeySpec, FileInputs, RouteSpec, UpstreamSpec } from './model.js';
 
-/** A config file that cannot be used; `message` names the field at fault. */
-export class ConfigError extends Error {
-  readonly code = 'CONFIG_INVALID';
-  constructor(message: string) {
-    super(message);
-    this.name = 'ConfigError';
-  }
-}
+export { ConfigError };
 
 export interface LoadedFile {
   readonly inputs: FileInputs;
@@ -141,17 +135,12 @@ export function toInputs(config: FileConfig, readSecret: SecretReader): FileInpu
   };
 }
 
-function upstreamSpec(
-  name: string,
-  upstream: Partial<UpstreamFileConfig> & { url: string },
-  apiKey: string | null,
-  tlsCa: string | null,
-): UpstreamSpec {
+function upstreamSpec(name: string, upstream: Partial<UpstreamFileConfig> & { url: string }, apiKey: string | null, tlsCa: string | null): UpstreamSpec {
   const url = new URL(upstream.url);
   // The seed's api.url is the full chat-completions URL; a bare origin forwards paths unchanged.
   let basePath = url.pathname.replace(/\/chat\/completions\/?$/, '').replace(/\/+$/, '');
   if (basePath === '') basePath = '/v1';
-  const timeouts = upstream.timeouts ?? { connect_ms: 5_000, headers_ms: 120_000, idle_ms: 120_000 };
+  const timeouts = upstream.timeouts ?? { connect_ms: 5_000, headers_ms: 600_000, idle_ms: 300_000 };
   const secret = upstream.api_key_secret;
   return {
     name,

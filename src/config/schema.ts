@@ -30,9 +30,14 @@ export const modelName = z
   .string()
   .min(1)
   .max(256)
+  // eslint-disable-next-line no-control-regex -- refusing control characters is the point
   .regex(/^[^\u0000-\u001f\u007f]+$/, 'must not contain control characters');
 
-const timeoutMs = z.number().int().min(0).max(24 * 3600 * 1000);
+const timeoutMs = z
+  .number()
+  .int()
+  .min(0)
+  .max(24 * 3600 * 1000);
 
 /** A secret given inline, by environment variable, or by a file (e.g. a mounted Secret). */
 const secretSources = {
@@ -55,11 +60,11 @@ export const upstreamSchema = z
     timeouts: z
       .object({
         connect_ms: timeoutMs.default(5_000),
-        headers_ms: timeoutMs.default(120_000),
-        idle_ms: timeoutMs.default(120_000),
+        headers_ms: timeoutMs.default(600_000),
+        idle_ms: timeoutMs.default(300_000),
       })
       .strict()
-      .default({ connect_ms: 5_000, headers_ms: 120_000, idle_ms: 120_000 }),
+      .default({ connect_ms: 5_000, headers_ms: 600_000, idle_ms: 300_000 }),
     /** In-flight requests (one connection each) to this upstream; absent: no cap, nothing ever queues. */
     max_connections: z.number().int().min(1).max(1_000_000).optional(),
     /** With max_connections reached, how long a request waits for a slot before 503 upstream_saturated. */
@@ -79,9 +84,7 @@ export const upstreamSchema = z
 
 export const clientKeySchema = z
   .object({
-    id: z
-      .string()
-      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'expected letters, digits, ".", "_" or "-" (at most 63)'),
+    id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'expected letters, digits, ".", "_" or "-" (at most 63)'),
     ...secretSources,
   })
   .strict()

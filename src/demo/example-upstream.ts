@@ -24,7 +24,9 @@ function answer(req: IncomingMessage, res: ServerResponse, body: Buffer): void {
     return json(res, 200, { object: 'list', data: [{ id: 'example-model', object: 'model', created: 0, owned_by: 'api-proxy' }] });
   }
   if (req.method !== 'POST' || (path !== '/v1/chat/completions' && path !== '/v1/embeddings')) {
-    return json(res, 404, { error: { message: `The example upstream does not serve ${req.method} ${path}`, type: 'invalid_request_error', param: null, code: 'not_found' } });
+    return json(res, 404, {
+      error: { message: `The example upstream does not serve ${req.method} ${path}`, type: 'invalid_request_error', param: null, code: 'not_found' },
+    });
   }
   let request: { model?: unknown; stream?: unknown; messages?: { role?: string; content?: unknown }[]; input?: unknown };
   try {
@@ -34,7 +36,12 @@ function answer(req: IncomingMessage, res: ServerResponse, body: Buffer): void {
   }
   const model = typeof request.model === 'string' ? request.model : 'example-model';
   if (path === '/v1/embeddings') {
-    return json(res, 200, { object: 'list', model, data: [{ object: 'embedding', index: 0, embedding: [0.1, 0.2, 0.3] }], usage: { prompt_tokens: 1, total_tokens: 1 } });
+    return json(res, 200, {
+      object: 'list',
+      model,
+      data: [{ object: 'embedding', index: 0, embedding: [0.1, 0.2, 0.3] }],
+      usage: { prompt_tokens: 1, total_tokens: 1 },
+    });
   }
   const lastUser = [...(request.messages ?? [])].reverse().find((m) => m.role === 'user');
   const said = typeof lastUser?.content === 'string' ? lastUser.content : '';
@@ -48,12 +55,16 @@ function answer(req: IncomingMessage, res: ServerResponse, body: Buffer): void {
       if (res.destroyed) return clearInterval(timer);
       if (i < words.length) {
         const delta = { content: (i === 0 ? '' : ' ') + words[i] };
-        res.write(`data: ${JSON.stringify({ id: 'chatcmpl-example', object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, finish_reason: null }] })}\n\n`);
+        res.write(
+          `data: ${JSON.stringify({ id: 'chatcmpl-example', object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, finish_reason: null }] })}\n\n`,
+        );
         i++;
         return;
       }
       clearInterval(timer);
-      res.write(`data: ${JSON.stringify({ id: 'chatcmpl-example', object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] })}\n\n`);
+      res.write(
+        `data: ${JSON.stringify({ id: 'chatcmpl-example', object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] })}\n\n`,
+      );
       res.end('data: [DONE]\n\n');
     }, 30);
     return;

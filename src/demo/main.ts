@@ -46,7 +46,9 @@ async function main(): Promise<void> {
   });
   out(`HTTP ${plain.statusCode}  ${await plain.body.text()}`);
   out();
-  out(`$ curl -N ${base}/v1/chat/completions -H 'authorization: Bearer ${DEMO_KEY}' -d '{"model":"gpt-4","stream":true,"messages":[{"role":"user","content":"stream please"}]}'`);
+  out(
+    `$ curl -N ${base}/v1/chat/completions -H 'authorization: Bearer ${DEMO_KEY}' -d '{"model":"gpt-4","stream":true,"messages":[{"role":"user","content":"stream please"}]}'`,
+  );
   const streamed = await request(`${base}/v1/chat/completions`, {
     method: 'POST',
     headers: { authorization: `Bearer ${DEMO_KEY}`, 'content-type': 'application/json' },

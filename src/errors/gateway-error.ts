@@ -27,3 +27,16 @@ export function errorBody(error: GatewayError): string {
     error: { message: error.message, type: error.type, param: error.param, code: error.code },
   });
 }
+
+/**
+ * Whatever a stage threw, as the error the client gets: a GatewayError as it
+ * is, a router's 404/405 by its status, anything else a 500 whose message
+ * reveals nothing.
+ */
+export function toGatewayError(caught: unknown): GatewayError {
+  if (caught instanceof GatewayError) return caught;
+  const status = (caught as { status?: unknown } | null)?.status;
+  if (status === 405) return new GatewayError('method_not_allowed');
+  if (status === 404) return new GatewayError('not_found');
+  return new GatewayError('internal_error', undefined, { cause: caught });
+}

@@ -7,15 +7,15 @@ import type { Writable } from 'node:stream';
  * wait. The writes of a busy turn then leave back to back instead of one
  * every few tens of microseconds, and a reader woken by the first finds the
  * next ones already queued: on loopback a socket write runs its reader's
- * wakeup inline, and one wakeup per batch instead of one per write took
- * 15-17 % of the CPU off each proxied request (docs/performance.md).
+ * wakeup inline, and one wakeup per batch instead of one per write is the
+ * largest single saving per proxied request (docs/performance.md, "Writes
+ * leave together at the end of the turn").
  */
 
 /**
  * A task waits at most for BATCH_SIZE - 1 others to be queued behind it,
- * or for the rest of its turn. Unbounded, the wait was a whole busy turn,
- * and at 500 concurrent streams time to first byte grew by ~1.5 ms; 16 keeps
- * the CPU saving.
+ * or for the rest of its turn: unbounded, the wait was a whole busy turn and
+ * time to first byte grew at 500 concurrent streams; 16 keeps the CPU saving.
  */
 export const BATCH_SIZE = 16;
 

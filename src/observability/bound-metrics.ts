@@ -35,6 +35,15 @@ export class HistogramCell {
 
 type Labels = Record<string, string>;
 
+/** A metric was given the wrong number of label values: a bug in the caller. */
+export class MetricLabelsError extends Error {
+  readonly code = 'METRIC_LABELS';
+  constructor(metric: string, expected: number, got: number) {
+    super(`${metric} takes ${expected} label values, got ${got}`);
+    this.name = 'MetricLabelsError';
+  }
+}
+
 interface Sample {
   readonly value: number;
   readonly labels: Record<string, string | number>;
@@ -52,11 +61,12 @@ export interface MetricSnapshot {
 
 /**
  * A metric family whose label sets are resolved once into a cell, which then
- * counts with a plain addition. prom-client validates and hashes the labels
- * on every `inc`/`observe`, even through a child, and allocates a closure per
- * observation; that cost 3-4 µs per proxied request. The family registers
- * itself in a prom-client Registry, which reads it through `get()` at scrape
- * time, so the exposition (and the cluster's aggregation) stays prom-client's.
+ * counts with a plain addition: prom-client validates and hashes the labels
+ * and allocates on every `inc`/`observe`, even through a child (kept for
+ * that: docs/performance.md, "Hand-written where a library exists"). The
+ * family registers itself in a prom-client Registry, which reads it through
+ * `get()` at scrape time, so the exposition (and the cluster's aggregation)
+ * stays prom-client's.
  */
 abstract class Family<Cell> {
   readonly name: string;
@@ -75,7 +85,7 @@ abstract class Family<Cell> {
 
   /** The cell for these label values (in labelNames order); callers on a hot path keep it. */
   cell(...values: string[]): Cell {
-    if (values.length !== this.#labelNames.length) throw new Error(`${this.name} takes ${this.#labelNames.length} label values, got ${values.length}`);
+    if (values.length !== this.#labelNames.length) throw new MetricLabelsError(this.name, this.#labelNames.length, values.length);
     const key = values.join('\0');
     let entry = this.#cells.get(key);
     if (entry === undefined) {

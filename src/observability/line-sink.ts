@@ -28,9 +28,9 @@ export interface LineSinkOptions {
  * so lines keep their order. A slow or blocked reader never blocks the event
  * loop; past a bound the sink drops lines and says how many once it recovers.
  *
- * It replaces pino's sonic-boom destination, whose per-line
- * `Buffer.byteLength` of the whole pending string cost more than building
- * the line.
+ * It stands in for pino's sonic-boom destination, whose per-line
+ * `Buffer.byteLength` of the whole pending string grows with the backlog
+ * (docs/performance.md, "Hand-written where a library exists").
  */
 export class LineSink {
   readonly #fd: number;
@@ -179,7 +179,8 @@ export class LineSink {
       return;
     }
     for (const buffer of batch) {
-      if (buffer.byteOffset === 0 && buffer.buffer.byteLength === this.#chunkBytes && this.#spare.length < 2) this.#spare.push(Buffer.from(buffer.buffer, 0, this.#chunkBytes));
+      if (buffer.byteOffset === 0 && buffer.buffer.byteLength === this.#chunkBytes && this.#spare.length < 2)
+        this.#spare.push(Buffer.from(buffer.buffer, 0, this.#chunkBytes));
     }
     this.#writing = false;
     // The reader caught up: say what was lost now, not only once another line is logged.

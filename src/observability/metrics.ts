@@ -5,17 +5,7 @@ import { CounterFamily, HistogramFamily, type CounterCell, type HistogramCell } 
 
 /** Label for a request's endpoint; a small fixed set keeps Prometheus cardinality bounded. */
 export type RouteLabel =
-  | 'chat_completions'
-  | 'completions'
-  | 'embeddings'
-  | 'responses'
-  | 'models'
-  | 'audio'
-  | 'images'
-  | 'other_v1'
-  | 'health'
-  | 'metrics'
-  | 'unmatched';
+  'chat_completions' | 'completions' | 'embeddings' | 'responses' | 'models' | 'audio' | 'images' | 'other_v1' | 'health' | 'metrics' | 'unmatched';
 
 const ROUTE_LABELS: Record<string, RouteLabel> = {
   'chat/completions': 'chat_completions',
@@ -60,6 +50,9 @@ export class GatewayMetrics {
   readonly #reloads: CounterFamily;
   readonly #keyRequests: CounterFamily;
   readonly #queueWait: HistogramFamily;
+  readonly #redactions: CounterFamily;
+  readonly #clientErrors: CounterFamily;
+  readonly #upstreamTimeouts: CounterFamily;
   readonly #saturated: CounterFamily;
   readonly #requestCells = new Map<string, CounterCell>();
   readonly #keyCells = new Map<string, CounterCell>();
@@ -114,7 +107,26 @@ export class GatewayMetrics {
       help: 'Requests refused with 503 upstream_saturated: no slot freed within queue_timeout_ms, by upstream.',
       labelNames: ['upstream'],
     });
-    const self = this;
+    this.#redactions = new CounterFamily(this.registry, {
+      name: 'apiproxy_redactions_total',
+      help: "Secrets (the upstream's key) taken out of upstream answers before they reached a client, by upstream and where (header, body).",
+      labelNames: ['upstream', 'where'],
+    });
+    this.#clientErrors = new CounterFamily(this.registry, {
+      name: 'apiproxy_client_errors_total',
+      help: 'Client connections the server refused or closed itself, by reason: request_timeout (head or body too slow), header_overflow (head over 16 KiB), bad_request (not HTTP), silent_connection (nothing sent).',
+      labelNames: ['reason'],
+    });
+    this.#upstreamTimeouts = new CounterFamily(this.registry, {
+      name: 'apiproxy_upstream_timeouts_total',
+      help: 'Upstream timeouts by upstream and phase: connect (connect_ms), headers (headers_ms), idle (idle_ms, a body or stream gone silent).',
+      labelNames: ['upstream', 'phase'],
+    });
+    for (const reason of ['request_timeout', 'header_overflow', 'bad_request', 'silent_connection']) this.#clientErrors.cell(reason);
+    const admissions = (): Iterable<{ readonly name: string; readonly inFlight: number; readonly queued: number }> => this.#admissions();
+    const activeRequests = (): number => this.activeRequests;
+    const activeStreams = (): number => this.activeStreams;
+    const routeCount = (): number => this.#routeCount();
     new client.Gauge({
       name: 'apiproxy_upstream_in_flight',
       help: 'Requests in flight to each upstream.',
@@ -122,7 +134,7 @@ export class GatewayMetrics {
       registers,
       collect() {
         this.reset();
-        for (const admission of self.#admissions()) this.set({ upstream: admission.name }, admission.inFlight);
+        for (const admission of admissions()) this.set({ upstream: admission.name }, admission.inFlight);
       },
     });
     new client.Gauge({
@@ -132,7 +144,7 @@ export class GatewayMetrics {
       registers,
       collect() {
         this.reset();
-        for (const admission of self.#admissions()) this.set({ upstream: admission.name }, admission.queued);
+        for (const admission of admissions()) this.set({ upstream: admission.name }, admission.queued);
       },
     });
     new client.Gauge({
@@ -140,7 +152,7 @@ export class GatewayMetrics {
       help: 'Requests in flight.',
       registers,
       collect() {
-        this.set(self.activeRequests);
+        this.set(activeRequests());
       },
     });
     new client.Gauge({
@@ -148,7 +160,7 @@ export class GatewayMetrics {
       help: 'Event streams being relayed.',
       registers,
       collect() {
-        this.set(self.activeStreams);
+        this.set(activeStreams());
       },
     });
     new client.Gauge({
@@ -157,7 +169,7 @@ export class GatewayMetrics {
       registers,
       aggregator: 'max', // every cluster worker holds the same snapshot
       collect() {
-        this.set(self.#routeCount());
+        this.set(routeCount());
       },
     });
     this.#loopDelay = monitorEventLoopDelay({ resolution: 20 });
@@ -169,9 +181,27 @@ export class GatewayMetrics {
     this.#admissions = admissions;
   }
 
+  /** Starts an upstream's queue series at zero, so "nothing waited" is a series, not a gap. */
+  queueOpened(upstream: string): void {
+    this.#queueWait.cell(upstream);
+    this.#saturated.cell(upstream);
+  }
+
   queueWaited(upstream: string, seconds: number, outcome: 'admitted' | 'refused' | 'abandoned'): void {
     this.#queueWait.cell(upstream).observe(seconds);
     if (outcome === 'refused') this.#saturated.cell(upstream).inc();
+  }
+
+  clientError(reason: string): void {
+    this.#clientErrors.cell(reason).inc();
+  }
+
+  upstreamTimedOut(upstream: string, phase: string): void {
+    this.#upstreamTimeouts.cell(upstream, phase).inc();
+  }
+
+  redacted(upstream: string, where: 'header' | 'body'): void {
+    this.#redactions.cell(upstream, where).inc();
   }
 
   /** Where the JSON and the gauge read the number of model routes. */

@@ -17,7 +17,6 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CLUSTER_START_TIMEOUT_MS, REPO_ROOT, type TestCluster } from '../k8s/harness/cluster.js';
-import type { FakeUpstream } from '../support/fake-upstream.js';
 import { type TestGateway } from '../support/gateway-harness.js';
 import { modelSent, startClusterWithGateway } from '../k8s/harness/gateway.js';
 import { buildSnapshot, type RoutingSnapshot } from '../../src/config/snapshot.js';
@@ -86,7 +85,13 @@ function kubeInputs(routes: number, keys: number): KubeInputs {
       generation: 1,
       createdAt: 1_700_000_000_000 + i,
       model: modelOf(i),
-      targets: i % 3 === 0 ? [{ model: `target-${i}-a`, weight: 3 }, { model: `target-${i}-b`, upstream: 'other', weight: 1 }] : [{ model: `target-${i}` }],
+      targets:
+        i % 3 === 0
+          ? [
+              { model: `target-${i}-a`, weight: 3 },
+              { model: `target-${i}-b`, upstream: 'other', weight: 1 },
+            ]
+          : [{ model: `target-${i}` }],
       invalid: null,
     });
   }
@@ -154,10 +159,19 @@ describe('snapshot at scale', () => {
     const large = buildSnapshot({ file, kube: kubeInputs(10_000, 100_000), namespace: NS, version: 1 });
     const cost = {
       small: { routes: 10, clientKeys: 10, nsPerLookup: lookupCost(small, 10, 10, true), mapsOnlyNs: lookupCost(small, 10, 10, false) },
-      large: { routes: 10_000, clientKeys: 100_000, nsPerLookup: lookupCost(large, 10_000, 100_000, true), mapsOnlyNs: lookupCost(large, 10_000, 100_000, false) },
+      large: {
+        routes: 10_000,
+        clientKeys: 100_000,
+        nsPerLookup: lookupCost(large, 10_000, 100_000, true),
+        mapsOnlyNs: lookupCost(large, 10_000, 100_000, false),
+      },
     };
     const ratio = Math.round((cost.large.nsPerLookup / cost.small.nsPerLookup) * 100) / 100;
-    results['lookup'] = { ...cost, ratioLargeToSmall: ratio, note: 'nsPerLookup = keyDigest + keys.get + routes.get; mapsOnlyNs = keys.get + routes.get with the digest precomputed' };
+    results['lookup'] = {
+      ...cost,
+      ratioLargeToSmall: ratio,
+      note: 'nsPerLookup = keyDigest + keys.get + routes.get; mapsOnlyNs = keys.get + routes.get with the digest precomputed',
+    };
     print(
       `lookup (keyDigest + keys.get + routes.get): ${cost.small.nsPerLookup} ns at 10/10, ${cost.large.nsPerLookup} ns at 10k/100k (x${ratio}); ` +
         `maps only: ${cost.small.mapsOnlyNs} ns vs ${cost.large.mapsOnlyNs} ns`,
@@ -172,13 +186,12 @@ describe('snapshot at scale', () => {
 
 describe('ModelRoute change latency (real kube-apiserver)', () => {
   let cluster: TestCluster;
-  let upstream: FakeUpstream;
   let gw: TestGateway;
   let stop: (() => Promise<void>) | undefined;
   const routePath = `/apis/apiproxy.io/v1alpha1/namespaces/${NS}/modelroutes`;
 
   beforeAll(async () => {
-    ({ cluster, upstream, gw, stop } = await startClusterWithGateway(NS, { access_log: false }));
+    ({ cluster, gw, stop } = await startClusterWithGateway(NS, { access_log: false }));
   }, CLUSTER_START_TIMEOUT_MS);
   afterAll(() => stop?.());
 
@@ -210,7 +223,12 @@ describe('ModelRoute change latency (real kube-apiserver)', () => {
     let failedPatches = 0;
     for (let i = 0; i < CHANGES; i++) {
       const target = i % 2 === 0 ? 'target-a' : 'target-b';
-      const patched = await cluster.request('PATCH', `${routePath}/bench`, { spec: { targets: [{ model: target }] } }, { contentType: 'application/merge-patch+json' });
+      const patched = await cluster.request(
+        'PATCH',
+        `${routePath}/bench`,
+        { spec: { targets: [{ model: target }] } },
+        { contentType: 'application/merge-patch+json' },
+      );
       const since = performance.now();
       if (patched.status !== 200) {
         failedPatches++;

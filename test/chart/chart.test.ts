@@ -48,24 +48,21 @@ describe.each(['v3', 'v4'] as const)('helm %s', (version) => {
     }
   });
 
-  test.each([['(defaults)'], ...ciValuesFiles().map((f) => [path.basename(f)])])(
-    'template renders valid objects: %s',
-    (name) => {
-      const objects = template(bin(), name === '(defaults)' ? [] : ['-f', ci(name)]);
-      expect(objects.length).toBeGreaterThanOrEqual(6);
-      for (const o of objects) {
-        expect(typeof o.apiVersion).toBe('string');
-        expect(typeof o.kind).toBe('string');
-        expect(o.metadata.name).toMatch(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/);
-        expect(o.metadata.name.length).toBeLessThanOrEqual(63);
-      }
-      // Every object carries the chart's labels.
-      for (const o of objects) expect(o.metadata.labels?.['app.kubernetes.io/instance']).toBe('rel');
-      // The config the pods get is one the gateway accepts (its own schema, no key files read).
-      const cm = all(objects, 'ConfigMap').find((c) => c['data']?.['config.json'] !== undefined)!;
-      expect(() => parseConfigText(cm['data']['config.json'], `${name}: config.json`)).not.toThrow();
-    },
-  );
+  test.each([['(defaults)'], ...ciValuesFiles().map((f) => [path.basename(f)])])('template renders valid objects: %s', (name) => {
+    const objects = template(bin(), name === '(defaults)' ? [] : ['-f', ci(name)]);
+    expect(objects.length).toBeGreaterThanOrEqual(6);
+    for (const o of objects) {
+      expect(typeof o.apiVersion).toBe('string');
+      expect(typeof o.kind).toBe('string');
+      expect(o.metadata.name).toMatch(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/);
+      expect(o.metadata.name.length).toBeLessThanOrEqual(63);
+    }
+    // Every object carries the chart's labels.
+    for (const o of objects) expect(o.metadata.labels?.['app.kubernetes.io/instance']).toBe('rel');
+    // The config the pods get is one the gateway accepts (its own schema, no key files read).
+    const cm = all(objects, 'ConfigMap').find((c) => c['data']?.['config.json'] !== undefined)!;
+    expect(() => parseConfigText(cm['data']['config.json'], `${name}: config.json`)).not.toThrow();
+  });
 });
 
 describe('rendered content (helm v3; v4 renders the same, checked below)', () => {
@@ -146,7 +143,9 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
     const workersEnv = (set: string): string | undefined =>
       (gatewayContainer(template(helm.v3, ['--set-string', set])).env as { name: string; value?: string }[]).find((e) => e.name === 'WORKERS')?.value;
     expect(workersEnv('workers=auto')).toBe('auto');
-    expect((gatewayContainer(template(helm.v3, ['--set', 'workers=4'])).env as { name: string; value?: string }[]).find((e) => e.name === 'WORKERS')?.value).toBe('4');
+    expect(
+      (gatewayContainer(template(helm.v3, ['--set', 'workers=4'])).env as { name: string; value?: string }[]).find((e) => e.name === 'WORKERS')?.value,
+    ).toBe('4');
     for (const bad of ['workers=0', 'workers=65', 'workers=many']) {
       const res = runHelm(helm.v3, ['template', 'rel', chartDir, bad === 'workers=many' ? '--set-string' : '--set', bad]);
       expect(res.status).not.toBe(0);
@@ -170,8 +169,7 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
     expect(startup(['--set', 'config.modelRedirects.gpt-4=gpt-4o'])).toBe(annotations['checksum/startup-settings']);
     expect(startup(['--set', 'kubernetes.namespaces={team-a}'])).not.toBe(annotations['checksum/startup-settings']);
 
-    const withKey = (key: string) =>
-      template(helm.v3, ['--set', 'rollOnSecretChange=true', '--set', `upstreams.default.apiKey.value=${key}`]);
+    const withKey = (key: string) => template(helm.v3, ['--set', 'rollOnSecretChange=true', '--set', `upstreams.default.apiKey.value=${key}`]);
     const a = one(withKey('FAKE-one'), 'Deployment')['spec'].template.metadata.annotations;
     const b = one(withKey('FAKE-two'), 'Deployment')['spec'].template.metadata.annotations;
     expect(a['checksum/upstream-secret']).toMatch(/^[a-f0-9]{64}$/);
@@ -190,9 +188,12 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
     expect(gatewayContainer(old).lifecycle.preStop).toEqual({ exec: { command: ['/bin/sleep', '5'] } });
 
     const custom = template(helm.v3, [
-      '--set', 'config.shutdown.drainDelayMs=2500',
-      '--set', 'config.shutdown.timeoutMs=600000',
-      '--set', 'lifecycle.preStop=none',
+      '--set',
+      'config.shutdown.drainDelayMs=2500',
+      '--set',
+      'config.shutdown.timeoutMs=600000',
+      '--set',
+      'lifecycle.preStop=none',
     ]);
     expect(gatewayContainer(custom).lifecycle).toBeUndefined();
     expect(one(custom, 'Deployment')['spec'].template.spec.terminationGracePeriodSeconds).toBe(3 + 600 + 10);
@@ -271,7 +272,7 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
       upstreams: {
         default: {
           url: 'https://api.openai.com/v1',
-          timeouts: { connect_ms: 5000, headers_ms: 120000, idle_ms: 120000 },
+          timeouts: { connect_ms: 5000, headers_ms: 600000, idle_ms: 300000 },
           queue_timeout_ms: 10000,
           max_idle_connections: 256,
           tls: { insecure_skip_verify: false },
@@ -292,7 +293,10 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
     const config = renderedConfig(objs);
     expect(config.upstreams.default.tls).toEqual({ ca_file: '/var/run/secrets/api-proxy/upstream-ca/default/ca.crt', insecure_skip_verify: false });
     const pod = one(objs, 'Deployment')['spec'].template.spec;
-    expect(pod.volumes.find((v: any) => v.name === 'upstream-ca-default').secret).toEqual({ secretName: 'private-ca', items: [{ key: 'ca.crt', path: 'ca.crt' }] });
+    expect(pod.volumes.find((v: any) => v.name === 'upstream-ca-default').secret).toEqual({
+      secretName: 'private-ca',
+      items: [{ key: 'ca.crt', path: 'ca.crt' }],
+    });
     expect(gatewayContainer(objs).volumeMounts.find((m: any) => m.name === 'upstream-ca-default')).toEqual({
       name: 'upstream-ca-default',
       mountPath: '/var/run/secrets/api-proxy/upstream-ca/default',
@@ -327,9 +331,7 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
 
     const existing = template(helm.v3, ['-f', ci('existing-secret-values.yaml')]);
     expect(all(existing, 'Secret')).toEqual([]);
-    const both = runHelm(helm.v3, [
-      'template', 'rel', chartDir, '-f', ci('existing-secret-values.yaml'), '--set', 'upstreams.default.apiKey.value=x',
-    ]);
+    const both = runHelm(helm.v3, ['template', 'rel', chartDir, '-f', ci('existing-secret-values.yaml'), '--set', 'upstreams.default.apiKey.value=x']);
     expect(both.status).not.toBe(0);
     expect(both.stderr).toMatch(/set existingSecret or value, not both/);
   });

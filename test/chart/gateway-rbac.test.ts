@@ -24,10 +24,19 @@ beforeAll(async () => {
   await cluster.ensureNamespace(NS);
   upstream = await startFakeUpstream();
   const res = runHelm(helm.v3, [
-    'install', 'live', chartDir, '-n', NS, '--kubeconfig', cluster.kubeconfigPath,
-    '--set', `upstreams.default.url=${upstream.url}/v1`,
-    '--set', 'config.shutdown.drainDelayMs=0',
-    '--set', 'config.shutdown.timeoutMs=1000',
+    'install',
+    'live',
+    chartDir,
+    '-n',
+    NS,
+    '--kubeconfig',
+    cluster.kubeconfigPath,
+    '--set',
+    `upstreams.default.url=${upstream.url}/v1`,
+    '--set',
+    'config.shutdown.drainDelayMs=0',
+    '--set',
+    'config.shutdown.timeoutMs=1000',
   ]);
   if (res.status !== 0) throw new Error(`helm install failed:\n${res.stderr}`);
 }, CLUSTER_START_TIMEOUT_MS + HELM_BUILD_TIMEOUT_MS);
@@ -72,7 +81,8 @@ test("the chart's config + ServiceAccount token: the gateway syncs, authenticate
 
   // An admin adds a labelled client-key Secret and a ModelRoute.
   const secret = await cluster.request('POST', `/api/v1/namespaces/${NS}/secrets`, {
-    apiVersion: 'v1', kind: 'Secret',
+    apiVersion: 'v1',
+    kind: 'Secret',
     metadata: { name: 'live-keys', labels: { 'apiproxy.io/client-keys': 'true' } },
     stringData: { 'live-team': CLIENT_KEY },
   });
@@ -80,7 +90,9 @@ test("the chart's config + ServiceAccount token: the gateway syncs, authenticate
   await waitFor('client key from the labelled Secret', async () => (await send('plain')) === '200:plain');
 
   const route = await cluster.request('POST', `/apis/apiproxy.io/v1alpha1/namespaces/${NS}/modelroutes`, {
-    apiVersion: 'apiproxy.io/v1alpha1', kind: 'ModelRoute', metadata: { name: 'chat' },
+    apiVersion: 'apiproxy.io/v1alpha1',
+    kind: 'ModelRoute',
+    metadata: { name: 'chat' },
     spec: { model: 'chat', targets: [{ model: 'routed-by-modelroute' }] },
   });
   expect(route.status).toBe(201);

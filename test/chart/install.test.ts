@@ -34,10 +34,20 @@ function h(bin: string, args: string[]) {
 /** The API path of an object (core and named groups, namespaced or cluster-scoped). */
 function apiPath(o: K8sObject): string {
   const plural: Record<string, string> = {
-    ConfigMap: 'configmaps', Secret: 'secrets', Service: 'services', ServiceAccount: 'serviceaccounts', Pod: 'pods',
-    Deployment: 'deployments', PodDisruptionBudget: 'poddisruptionbudgets', HorizontalPodAutoscaler: 'horizontalpodautoscalers',
-    Role: 'roles', RoleBinding: 'rolebindings', ClusterRole: 'clusterroles', ClusterRoleBinding: 'clusterrolebindings',
-    NetworkPolicy: 'networkpolicies', CustomResourceDefinition: 'customresourcedefinitions',
+    ConfigMap: 'configmaps',
+    Secret: 'secrets',
+    Service: 'services',
+    ServiceAccount: 'serviceaccounts',
+    Pod: 'pods',
+    Deployment: 'deployments',
+    PodDisruptionBudget: 'poddisruptionbudgets',
+    HorizontalPodAutoscaler: 'horizontalpodautoscalers',
+    Role: 'roles',
+    RoleBinding: 'rolebindings',
+    ClusterRole: 'clusterroles',
+    ClusterRoleBinding: 'clusterrolebindings',
+    NetworkPolicy: 'networkpolicies',
+    CustomResourceDefinition: 'customresourcedefinitions',
   };
   const resource = plural[o.kind];
   if (!resource) throw new Error(`no plural for ${o.kind}`);
@@ -64,9 +74,17 @@ describe('helm v3: install, RBAC of the ServiceAccount token, upgrade, uninstall
 
   test('install: every object accepted by the API server, the CRD established, NOTES printed', async () => {
     const res = h(helm.v3, [
-      'install', release, chartDir, '-n', ns,
-      '--set', 'upstreams.default.apiKey.value=FAKE-upstream-key',
-      '--set', 'image.repository=registry.local/api-proxy', '--set', 'image.tag=test',
+      'install',
+      release,
+      chartDir,
+      '-n',
+      ns,
+      '--set',
+      'upstreams.default.apiKey.value=FAKE-upstream-key',
+      '--set',
+      'image.repository=registry.local/api-proxy',
+      '--set',
+      'image.tag=test',
     ]);
     expect(res.stdout).toMatch(/STATUS: deployed/);
     expect(res.stdout).toContain(`kubectl -n ${ns} port-forward service/rel-api-proxy 8080:80`);
@@ -103,12 +121,21 @@ describe('helm v3: install, RBAC of the ServiceAccount token, upgrade, uninstall
 
     // An admin creates a ModelRoute and a labelled client-key Secret.
     const created = await cluster.request('POST', mr, {
-      apiVersion: 'apiproxy.io/v1alpha1', kind: 'ModelRoute', metadata: { name: 'chat' },
-      spec: { model: 'chat', targets: [{ model: 'gpt-4o-mini', weight: 9 }, { model: 'gpt-4o', weight: 1 }] },
+      apiVersion: 'apiproxy.io/v1alpha1',
+      kind: 'ModelRoute',
+      metadata: { name: 'chat' },
+      spec: {
+        model: 'chat',
+        targets: [
+          { model: 'gpt-4o-mini', weight: 9 },
+          { model: 'gpt-4o', weight: 1 },
+        ],
+      },
     });
     expect(created.status).toBe(201);
     const secret = await cluster.request('POST', `/api/v1/namespaces/${ns}/secrets`, {
-      apiVersion: 'v1', kind: 'Secret',
+      apiVersion: 'v1',
+      kind: 'Secret',
       metadata: { name: 'team-keys', labels: { 'apiproxy.io/client-keys': 'true' } },
       stringData: { team: 'sk-client-FAKE-team' },
     });
@@ -119,8 +146,16 @@ describe('helm v3: install, RBAC of the ServiceAccount token, upgrade, uninstall
     expect((await as('GET', `${mr}/chat`)).status).toBe(200);
     expect((await as('GET', `${mr}?watch=true&timeoutSeconds=1`)).status).toBe(200);
     const status = await as(
-      'PATCH', `${mr}/chat/status`,
-      { status: { observedGeneration: 1, conditions: [{ type: 'Accepted', status: 'True', reason: 'Valid', message: 'ok', lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, 'Z') }] } },
+      'PATCH',
+      `${mr}/chat/status`,
+      {
+        status: {
+          observedGeneration: 1,
+          conditions: [
+            { type: 'Accepted', status: 'True', reason: 'Valid', message: 'ok', lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, 'Z') },
+          ],
+        },
+      },
       'application/merge-patch+json',
     );
     expect(status.status).toBe(200);
@@ -130,7 +165,16 @@ describe('helm v3: install, RBAC of the ServiceAccount token, upgrade, uninstall
     // Not granted.
     expect((await as('PATCH', `${mr}/chat`, { spec: { model: 'x' } }, 'application/merge-patch+json')).status).toBe(403);
     expect((await as('DELETE', `${mr}/chat`)).status).toBe(403);
-    expect((await as('POST', mr, { apiVersion: 'apiproxy.io/v1alpha1', kind: 'ModelRoute', metadata: { name: 'x' }, spec: { model: 'x', targets: [{ model: 'y' }] } })).status).toBe(403);
+    expect(
+      (
+        await as('POST', mr, {
+          apiVersion: 'apiproxy.io/v1alpha1',
+          kind: 'ModelRoute',
+          metadata: { name: 'x' },
+          spec: { model: 'x', targets: [{ model: 'y' }] },
+        })
+      ).status,
+    ).toBe(403);
     expect((await as('DELETE', `/api/v1/namespaces/${ns}/secrets/team-keys`)).status).toBe(403);
     expect((await as('GET', `/api/v1/namespaces/${ns}/pods`)).status).toBe(403);
     expect((await as('GET', `/api/v1/namespaces/${ns}/configmaps`)).status).toBe(403);
@@ -147,20 +191,32 @@ describe('helm v3: install, RBAC of the ServiceAccount token, upgrade, uninstall
     expect((await deployment()).spec.template).toEqual(before.spec.template);
 
     h(helm.v3, [
-      'upgrade', release, chartDir, '-n', ns, '--reuse-values',
-      '--set', 'kubernetes.namespaces={team-a,team-b}',
-      '--set', 'config.logLevel=debug',
-      '--set', 'config.modelRedirects.gpt-4=gpt-4o',
-      '--set', 'autoscaling.enabled=true',
-      '--set', 'networkPolicy.enabled=true',
-      '--set', 'metrics.dashboard.enabled=true',
+      'upgrade',
+      release,
+      chartDir,
+      '-n',
+      ns,
+      '--reuse-values',
+      '--set',
+      'kubernetes.namespaces={team-a,team-b}',
+      '--set',
+      'config.logLevel=debug',
+      '--set',
+      'config.modelRedirects.gpt-4=gpt-4o',
+      '--set',
+      'autoscaling.enabled=true',
+      '--set',
+      'networkPolicy.enabled=true',
+      '--set',
+      'metrics.dashboard.enabled=true',
     ]);
     const roleIn = (n: string) => cluster.request('GET', `/apis/rbac.authorization.k8s.io/v1/namespaces/${n}/roles/rel-api-proxy`);
     expect((await roleIn(ns)).status).toBe(404);
     expect((await roleIn('team-a')).status).toBe(200);
     expect((await roleIn('team-b')).status).toBe(200);
-    expect((await cluster.request('GET', `/apis/rbac.authorization.k8s.io/v1/namespaces/team-b/rolebindings/rel-api-proxy`)).json.subjects)
-      .toEqual([{ kind: 'ServiceAccount', name: 'rel-api-proxy', namespace: ns }]);
+    expect((await cluster.request('GET', `/apis/rbac.authorization.k8s.io/v1/namespaces/team-b/rolebindings/rel-api-proxy`)).json.subjects).toEqual([
+      { kind: 'ServiceAccount', name: 'rel-api-proxy', namespace: ns },
+    ]);
 
     const cm = (await cluster.request('GET', `/api/v1/namespaces/${ns}/configmaps/rel-api-proxy`)).json;
     const config = JSON.parse(cm.data['config.json']);
@@ -197,7 +253,10 @@ describe('helm v3: install, RBAC of the ServiceAccount token, upgrade, uninstall
     expect((await cluster.request('GET', '/api/v1/pods', undefined, { token })).status).toBe(403);
     const history = h(helm.v3, ['history', release, '-n', ns, '-o', 'json']).stdout;
     expect((JSON.parse(history) as { revision: number; status: string }[]).map((r) => [r.revision, r.status])).toEqual([
-      [1, 'superseded'], [2, 'superseded'], [3, 'superseded'], [4, 'deployed'],
+      [1, 'superseded'],
+      [2, 'superseded'],
+      [3, 'superseded'],
+      [4, 'deployed'],
     ]);
   });
 
@@ -208,8 +267,10 @@ describe('helm v3: install, RBAC of the ServiceAccount token, upgrade, uninstall
     for (const o of last) {
       const got = await get(o);
       // Deleted, or (no garbage collector here) only finalizing.
-      expect({ object: `${o.kind}/${o.metadata.name}`, gone: got.status === 404 || got.json?.metadata?.deletionTimestamp !== undefined })
-        .toEqual({ object: `${o.kind}/${o.metadata.name}`, gone: true });
+      expect({ object: `${o.kind}/${o.metadata.name}`, gone: got.status === 404 || got.json?.metadata?.deletionTimestamp !== undefined }).toEqual({
+        object: `${o.kind}/${o.metadata.name}`,
+        gone: true,
+      });
     }
     expect((await cluster.request('GET', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/modelroutes.apiproxy.io')).status).toBe(200);
     expect(runHelm(helm.v3, ['status', release, '-n', ns, '--kubeconfig', cluster.kubeconfigPath]).status).not.toBe(0);
@@ -224,10 +285,22 @@ describe('helm v4 (server-side apply): install with most options on, upgrade, un
     // everything-on minus the ServiceMonitor (no prometheus-operator CRDs on this API server).
     h(helm.v4, ['install', release, chartDir, '-n', ns, '-f', ci('everything-on-values.yaml'), '--set', 'metrics.serviceMonitor.enabled=false']);
     const installed = manifest(helm.v4, release, ns);
-    expect(installed.map((o) => o.kind)).toEqual(expect.arrayContaining([
-      'ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'Deployment', 'HorizontalPodAutoscaler', 'NetworkPolicy', 'PodDisruptionBudget', 'Secret', 'Service', 'ServiceAccount',
-    ]));
-    for (const o of installed) expect({ o: `${o.kind}/${o.metadata.name}`, status: (await get(o)).status }).toEqual({ o: `${o.kind}/${o.metadata.name}`, status: 200 });
+    expect(installed.map((o) => o.kind)).toEqual(
+      expect.arrayContaining([
+        'ClusterRole',
+        'ClusterRoleBinding',
+        'ConfigMap',
+        'Deployment',
+        'HorizontalPodAutoscaler',
+        'NetworkPolicy',
+        'PodDisruptionBudget',
+        'Secret',
+        'Service',
+        'ServiceAccount',
+      ]),
+    );
+    for (const o of installed)
+      expect({ o: `${o.kind}/${o.metadata.name}`, status: (await get(o)).status }).toEqual({ o: `${o.kind}/${o.metadata.name}`, status: 200 });
 
     h(helm.v4, ['upgrade', release, chartDir, '-n', ns, '--reuse-values', '--set', 'kubernetes.enabled=false', '--set', 'autoscaling.enabled=false']);
     const upgraded = manifest(helm.v4, release, ns);

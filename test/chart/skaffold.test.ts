@@ -118,7 +118,10 @@ test('the sync profile targets the Dockerfile build stage and syncs TypeScript i
 
 /** Minimal RFC 6902 add/remove/replace, enough for skaffold profile patches. */
 function applyPatch(doc: any, patch: { op: string; path: string; value?: unknown }): void {
-  const parts = patch.path.split('/').slice(1).map((p) => p.replaceAll('~1', '/').replaceAll('~0', '~'));
+  const parts = patch.path
+    .split('/')
+    .slice(1)
+    .map((p) => p.replaceAll('~1', '/').replaceAll('~0', '~'));
   const last = parts.pop()!;
   let parent = doc;
   for (const part of parts) {

@@ -64,8 +64,8 @@ function startCluster(env: Record<string, string>): Cluster {
   started.add(child.pid!);
   let stdout = '';
   let stderr = '';
-  child.stdout!.on('data', (chunk) => (stdout += String(chunk)));
-  child.stderr!.on('data', (chunk) => (stderr += String(chunk)));
+  child.stdout.on('data', (chunk) => (stdout += String(chunk)));
+  child.stderr.on('data', (chunk) => (stderr += String(chunk)));
   const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
   const lines = (): string[] => stdout.split('\n').slice(0, -1);
   return {
@@ -163,7 +163,8 @@ describe('WORKERS=2 with PORT=0', () => {
     const statuses = await chats(origin, 8, 200);
     expect(statuses).toEqual(Array(200).fill(200));
 
-    const accessLines = (): Record<string, unknown>[] => cluster.entries().filter((entry) => entry['msg'] === 'request' && entry['path'] === '/v1/chat/completions');
+    const accessLines = (): Record<string, unknown>[] =>
+      cluster.entries().filter((entry) => entry['msg'] === 'request' && entry['path'] === '/v1/chat/completions');
     await waitFor(cluster, () => accessLines().length === 200, 5000, '200 access lines');
     const perWorker = new Map<unknown, number>();
     for (const entry of accessLines()) perWorker.set(entry['worker'], (perWorker.get(entry['worker']) ?? 0) + 1);
@@ -241,7 +242,12 @@ describe('WORKERS=2 with PORT=0', () => {
     await waitFor(cluster, () => workers.every((pid) => !alive(pid)), 2000, 'no worker left');
 
     const entries = cluster.entries(); // all whole JSON lines, also the ones written at exit
-    expect(entries.filter((entry) => entry['msg'] === 'stopped').map((entry) => entry['worker']).sort()).toEqual([0, 1]);
+    expect(
+      entries
+        .filter((entry) => entry['msg'] === 'stopped')
+        .map((entry) => entry['worker'])
+        .sort(),
+    ).toEqual([0, 1]);
     expect(entries.at(-1)).toMatchObject({ process: 'primary', msg: 'all workers stopped', exit_code: 0 });
     expect(entries.find((entry) => entry['msg'] === 'request' && entry['stream'] === true)).toMatchObject({ status: 200, path: '/v1/chat/completions' });
   }, 20_000);

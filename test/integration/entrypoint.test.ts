@@ -49,7 +49,11 @@ test('serves, logs each request promptly, drains and exits 0 on SIGTERM', async 
   const url = `http://127.0.0.1:${port}`;
   await waitFor(async () => (await request(`${url}/health/ready`)).statusCode === 200, 10_000);
 
-  const res = await request(`${url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' }, body: '{"model":"gpt-4"}' });
+  const res = await request(`${url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' },
+    body: '{"model":"gpt-4"}',
+  });
   expect(((await res.body.json()) as { model: string }).model).toBe('gpt-4o-2024-08-06');
   const accessLine = () => output.split('\n').find((line) => line.includes('"msg":"request"') && line.includes('/v1/chat/completions'));
   expect(await waitFor(() => accessLine() !== undefined, 1500)).toBeLessThan(1500);
@@ -68,8 +72,8 @@ test("without PORT it listens on the config file's port", async () => {
   const env: NodeJS.ProcessEnv = { ...process.env, CONFIG_PATH: join(dir, 'port.json') };
   delete env['PORT'];
   const child = spawn(process.execPath, ['dist/main.js'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout!.on('data', (chunk) => (output += String(chunk)));
-  child.stderr!.on('data', (chunk) => (output += String(chunk)));
+  child.stdout.on('data', (chunk) => (output += String(chunk)));
+  child.stderr.on('data', (chunk) => (output += String(chunk)));
   try {
     await waitFor(async () => (await request(`http://127.0.0.1:${port}/health`)).statusCode === 200, 10_000);
   } finally {

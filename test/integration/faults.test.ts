@@ -89,7 +89,11 @@ test('a stalled stream ends with an error event after idle_ms, not a total-time 
 
 test('a stream longer than idle_ms overall, but never idle that long, completes', async () => {
   // 60 chunks 50 ms apart = 3 s, above idle_ms (2 s)
-  const res = await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { ...auth, 'x-fake-chunks': '60', 'x-fake-interval': '50' }, body: streamBody });
+  const res = await request(`${gw.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { ...auth, 'x-fake-chunks': '60', 'x-fake-interval': '50' },
+    body: streamBody,
+  });
   const text = await res.body.text();
   expect(text).toContain('tok59');
   expect(text.trim().endsWith('data: [DONE]')).toBe(true);
@@ -109,10 +113,12 @@ test('413 for a body over the limit, declared (64 MiB) or chunked, without readi
   expect(res.statusCode).toBe(413);
   expect(((await res.body.json()) as any).error.code).toBe('body_too_large');
 
-  async function* chunks() {
+  function* chunks() {
     for (let i = 0; i < 64; i++) yield Buffer.alloc(64 * 1024, 'b');
   }
-  const chunked = await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: auth, body: Readable.from(chunks()) }).catch((error: Error) => error);
+  const chunked = await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: auth, body: Readable.from(chunks()) }).catch(
+    (error: Error) => error,
+  );
   if (chunked instanceof Error) throw chunked;
   expect(chunked.statusCode).toBe(413);
   await chunked.body.text();
@@ -124,7 +130,9 @@ test('a 413 on a raw socket arrives before the body is sent and the socket close
   const received: Buffer[] = [];
   socket.on('data', (chunk) => received.push(chunk));
   const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
-  socket.write(`POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${CLIENT_KEY}\r\ncontent-type: application/json\r\ncontent-length: ${64 * 1024 * 1024}\r\n\r\n{"model":`);
+  socket.write(
+    `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${CLIENT_KEY}\r\ncontent-type: application/json\r\ncontent-length: ${64 * 1024 * 1024}\r\n\r\n{"model":`,
+  );
   await closed;
   expect(Buffer.concat(received).toString()).toMatch(/^HTTP\/1.1 413/);
 });

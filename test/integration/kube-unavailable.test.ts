@@ -43,7 +43,9 @@ test('not ready, still alive, retrying with backoff', async () => {
   expect(await ready.body.json()).toEqual({ status: 'not_ready', reason: 'waiting for kubernetes sync' });
   expect((await request(`${gw.url}/health`)).statusCode).toBe(200);
   await waitFor(() => gw.logs.lines.filter((line) => line.includes('watch failed')).length >= 4, 5000, 'retries');
-  const retries = gw.logs.entries.filter((entry) => entry['msg'] === 'watch failed; keeping the last state and retrying').map((entry) => entry['retry_ms'] as number);
+  const retries = gw.logs.entries
+    .filter((entry) => entry['msg'] === 'watch failed; keeping the last state and retrying')
+    .map((entry) => entry['retry_ms'] as number);
   expect(Math.max(...retries)).toBeGreaterThan(Math.min(...retries));
 });
 

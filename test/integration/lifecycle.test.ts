@@ -4,7 +4,6 @@ import { request } from 'undici';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
 import { baseConfig, CLIENT_KEY, startTestGateway, UPSTREAM_KEY, type TestGateway } from '../support/gateway-harness.js';
 import { startGateway } from '../../src/gateway.js';
-import { createLogger } from '../../src/observability/logger.js';
 import { LogCapture } from '../support/gateway-harness.js';
 
 let upstream: FakeUpstream;
@@ -23,7 +22,7 @@ async function modelSentFor(url: string, model: string): Promise<string> {
   return body.model ?? `error:${body.error?.code}`;
 }
 
-async function eventually<T>(probe: () => Promise<T>, expected: T, timeoutMs = 1000): Promise<number> {
+async function eventually<T>(probe: () => T | Promise<T>, expected: T, timeoutMs = 1000): Promise<number> {
   const started = Date.now();
   for (;;) {
     if ((await probe()) === expected) return Date.now() - started;
@@ -56,7 +55,7 @@ describe('hot reload', () => {
 
   test('an invalid file keeps the last good config, is logged and counted', async () => {
     gw.writeConfig('{"upstreams": {"default": {"url": "not a url"}}}');
-    await eventually(async () => gw.logs.lines.some((line) => line.includes('config rejected')), true);
+    await eventually(() => gw.logs.lines.some((line) => line.includes('config rejected')), true);
     const rejected = gw.logs.entries.find((entry) => entry['msg'] === 'config rejected; keeping the last good config')!;
     expect(JSON.stringify(rejected)).toContain('upstreams.default.url');
     expect(await modelSentFor(gw.url, 'gpt-4')).toBe('gpt-4o-2024-08-06');
@@ -100,7 +99,7 @@ test('a Kubernetes ConfigMap volume ..data symlink swap applies within a second'
   publish('2024_01', 'first');
   symlinkSync('..data/config.json', join(root, 'config.json'));
   const logs = new LogCapture();
-  const gateway = await startGateway({ configPath: join(root, 'config.json'), env: {}, port: 0, host: '127.0.0.1', logger: createLogger('info', logs) });
+  const gateway = await startGateway({ configPath: join(root, 'config.json'), env: {}, port: 0, host: '127.0.0.1', logDestination: logs });
   try {
     expect(await modelSentFor(gateway.url, 'gpt-4')).toBe('first');
     publish('2024_02', 'second');
@@ -117,11 +116,22 @@ describe('logs', () => {
     try {
       await modelSentFor(gw.url, 'gpt-4');
       await request(`${gw.url}/v1/models`, { headers: { authorization: 'Bearer sk-wrong-key-value' } }).then((r) => r.body.text());
-      await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { ...auth, 'x-fake-status': '500', 'x-fake-echo-headers': '1' }, body: '{"model":"a"}' }).then((r) => r.body.text());
+      await request(`${gw.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { ...auth, 'x-fake-status': '500', 'x-fake-echo-headers': '1' },
+        body: '{"model":"a"}',
+      }).then((r) => r.body.text());
       await gw.gateway.shutdown();
       const access = gw.logs.entries.filter((entry) => entry['msg'] === 'request');
       expect(access).toHaveLength(3);
-      expect(access[0]).toMatchObject({ key_id: 'team-a', model: 'gpt-4', target_model: 'gpt-4o-2024-08-06', upstream: 'default', status: 200, path: '/v1/chat/completions' });
+      expect(access[0]).toMatchObject({
+        key_id: 'team-a',
+        model: 'gpt-4',
+        target_model: 'gpt-4o-2024-08-06',
+        upstream: 'default',
+        status: 200,
+        path: '/v1/chat/completions',
+      });
       expect(access[0]!['req_id']).toEqual(expect.any(String));
       expect(access[0]!['latency_ms']).toEqual(expect.any(Number));
       expect(access[1]).toMatchObject({ key_id: null, status: 401, error: 'invalid_api_key' });
@@ -217,7 +227,7 @@ test('an unreadable config file is kept out too', async () => {
     try {
       unlinkSync(gw.configPath);
       mkdirSync(gw.configPath);
-      await eventually(async () => gw.logs.lines.some((line) => line.includes('EISDIR')), true, 1500);
+      await eventually(() => gw.logs.lines.some((line) => line.includes('EISDIR')), true, 1500);
       expect(await modelSentFor(gw.url, 'gpt-4')).toBe('gpt-4o-2024-08-06');
     } finally {
       await gw.stop();
@@ -227,7 +237,7 @@ test('an unreadable config file is kept out too', async () => {
   const gw = await startTestGateway(baseConfig(upstream.url));
   try {
     chmodSync(gw.configPath, 0);
-    await eventually(async () => gw.logs.lines.some((line) => line.includes('EACCES')), true, 1500);
+    await eventually(() => gw.logs.lines.some((line) => line.includes('EACCES')), true, 1500);
     expect(await modelSentFor(gw.url, 'gpt-4')).toBe('gpt-4o-2024-08-06');
   } finally {
     await gw.stop();

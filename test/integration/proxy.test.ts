@@ -21,7 +21,8 @@ async function post(path: string, body: string, headers: Record<string, string> 
 
 describe('forwarding', () => {
   test('redirects the model and keeps every other field, in order and byte for byte', async () => {
-    const body = '{"temperature":0.2,"model":"gpt-4","messages":[{"role":"user","content":"hi \\u00e9"}],"tools":[{"type":"function","function":{"name":"f","parameters":{}}}],"max_tokens":12345678901234567890,"stream_options":null,"n":1.50}';
+    const body =
+      '{"temperature":0.2,"model":"gpt-4","messages":[{"role":"user","content":"hi \\u00e9"}],"tools":[{"type":"function","function":{"name":"f","parameters":{}}}],"max_tokens":12345678901234567890,"stream_options":null,"n":1.50}';
     const res = await post('/v1/chat/completions', body);
     expect(res.status).toBe(200);
     expect(res.json().model).toBe('gpt-4o-2024-08-06');
@@ -128,7 +129,9 @@ describe('official openai SDK as a client', () => {
   test('upstream 429 reaches the SDK as a RateLimitError, for stream and non-stream', async () => {
     const c = client();
     await expect(c.chat.completions.create({ model: 'gpt-4', messages: [] }, { headers: { 'x-fake-status': '429' } })).rejects.toMatchObject({ status: 429 });
-    await expect(c.chat.completions.create({ model: 'gpt-4', messages: [], stream: true }, { headers: { 'x-fake-status': '429' } })).rejects.toMatchObject({ status: 429 });
+    await expect(c.chat.completions.create({ model: 'gpt-4', messages: [], stream: true }, { headers: { 'x-fake-status': '429' } })).rejects.toMatchObject({
+      status: 429,
+    });
   });
 
   test('models.list() shows the aliases a client may use', async () => {
@@ -162,6 +165,7 @@ test('an upstream that echoes request headers in an error body never leaks its k
     expect(res.status).toBe(400);
     expect(res.text).not.toContain(UPSTREAM_KEY);
     expect(res.text).toContain('Bearer [redacted]');
+    // the mask is as long as the key, so the upstream's own Content-Length stays true
     expect(res.headers['content-length']).toBe(String(Buffer.byteLength(res.text)));
     expect(res.json().error.code).toBe('fake_400');
   }
@@ -176,7 +180,9 @@ describe('gateway errors are OpenAI-shaped', () => {
   ])('%s', async (_name, body, status, code) => {
     const res = await post('/v1/chat/completions', body);
     expect(res.status).toBe(status);
-    expect(res.json()).toEqual({ error: { message: expect.any(String), type: 'invalid_request_error', param: code === 'missing_model' ? 'model' : null, code } });
+    expect(res.json()).toEqual({
+      error: { message: expect.any(String), type: 'invalid_request_error', param: code === 'missing_model' ? 'model' : null, code },
+    });
   });
 
   test('401 without a key and with an unknown key', async () => {
@@ -215,7 +221,12 @@ describe('keep-alive', () => {
     const agent = new Agent({ connections: 4 });
     const results = await Promise.all(
       Array.from({ length: 400 }, async () => {
-        const res = await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: auth, body: '{"model":"gpt-4","messages":[]}', dispatcher: agent });
+        const res = await request(`${gw.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: auth,
+          body: '{"model":"gpt-4","messages":[]}',
+          dispatcher: agent,
+        });
         const body = (await res.body.json()) as { model: string };
         return res.statusCode === 200 && body.model === 'gpt-4o-2024-08-06';
       }),

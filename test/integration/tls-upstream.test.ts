@@ -20,7 +20,23 @@ beforeAll(async () => {
   writeFileSync(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1\n');
   openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=test-ca', '-keyout', 'ca.key', '-out', 'ca.pem');
   openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', 'server.key', '-out', 'server.csr');
-  openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2', '-out', 'server.pem', '-extfile', 'san.ext');
+  openssl(
+    'x509',
+    '-req',
+    '-in',
+    'server.csr',
+    '-CA',
+    'ca.pem',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-days',
+    '2',
+    '-out',
+    'server.pem',
+    '-extfile',
+    'san.ext',
+  );
   upstream = await startFakeUpstream({ tls: { key: readFileSync(join(dir, 'server.key'), 'utf8'), cert: readFileSync(join(dir, 'server.pem'), 'utf8') } });
 });
 afterAll(async () => {
@@ -29,7 +45,11 @@ afterAll(async () => {
 });
 
 async function chat(url: string): Promise<{ status: number; body: Record<string, any> }> {
-  const res = await request(`${url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' }, body: '{"model":"gpt-4"}' });
+  const res = await request(`${url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' },
+    body: '{"model":"gpt-4"}',
+  });
   return { status: res.statusCode, body: (await res.body.json()) as Record<string, any> };
 }
 
@@ -50,7 +70,9 @@ test.each([
 });
 
 test('an event stream from the https upstream arrives whole and in order (the relay reads TLS sockets too)', async () => {
-  const gw = await startTestGateway(baseConfig(upstream.url, { upstreams: { default: { url: `${upstream.url}/v1`, api_key: UPSTREAM_KEY, tls: { ca_file: join(dir, 'ca.pem') } } } }));
+  const gw = await startTestGateway(
+    baseConfig(upstream.url, { upstreams: { default: { url: `${upstream.url}/v1`, api_key: UPSTREAM_KEY, tls: { ca_file: join(dir, 'ca.pem') } } } }),
+  );
   try {
     const res = await request(`${gw.url}/v1/chat/completions`, {
       method: 'POST',
@@ -62,7 +84,9 @@ test('an event stream from the https upstream arrives whole and in order (the re
     const events = (await res.body.text()).split('\n\n').filter((event) => event !== '');
     expect(events).toHaveLength(201);
     expect(events.at(-1)).toBe('data: [DONE]');
-    const contents = events.slice(0, -1).map((event) => (JSON.parse(event.slice('data: '.length)) as { choices: { delta: { content: string } }[] }).choices[0]!.delta.content);
+    const contents = events
+      .slice(0, -1)
+      .map((event) => (JSON.parse(event.slice('data: '.length)) as { choices: { delta: { content: string } }[] }).choices[0]!.delta.content);
     expect(contents).toEqual(Array.from({ length: 200 }, (_, i) => `tok${i} `));
   } finally {
     await gw.stop();

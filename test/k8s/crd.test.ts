@@ -3,13 +3,7 @@
  * kube-apiserver + etcd: it is accepted, valid objects are stored, invalid ones
  * are rejected with the expected message, and the status subresource behaves.
  */
-import {
-  ApiException,
-  ApiextensionsV1Api,
-  CustomObjectsApi,
-  PatchStrategy,
-  setHeaderOptions,
-} from '@kubernetes/client-node';
+import { ApiException, ApiextensionsV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { CLUSTER_START_TIMEOUT_MS, startCluster } from './harness/cluster.js';
 import type { TestCluster } from './harness/cluster.js';
 
@@ -57,8 +51,7 @@ describe('ModelRoute CRD', () => {
     // Discovery, as kubectl sees it: short name, category, status subresource.
     const disc = await cluster.request('GET', `/apis/${GROUP}/${VERSION}`);
     expect(disc.status).toBe(200);
-    const resources: Array<{ name: string; shortNames?: string[]; categories?: string[]; namespaced: boolean }> =
-      disc.json.resources;
+    const resources: Array<{ name: string; shortNames?: string[]; categories?: string[]; namespaced: boolean }> = disc.json.resources;
     const mr = resources.find((r) => r.name === PLURAL);
     expect(mr).toMatchObject({ namespaced: true, shortNames: ['mr'], categories: ['apiproxy'] });
     expect(resources.map((r) => r.name)).toContain(`${PLURAL}/status`);
@@ -146,8 +139,16 @@ const invalid: InvalidCase[] = [
   { desc: 'empty model', spec: { model: '', targets: [target('x')] }, error: 'spec.model in body should be at least 1 chars long' },
   { desc: 'model too long (257)', spec: { model: 'a'.repeat(257), targets: [target('x')] }, error: 'spec.model: Too long: may not be more than 256' },
   { desc: 'model not a string', spec: { model: 42, targets: [target('x')] }, error: 'spec.model in body must be of type string' },
-  { desc: 'newline in model', spec: { model: 'gpt\n4', targets: [target('x')] }, error: 'spec.model: Invalid value: "gpt\\n4": must not contain control characters' },
-  { desc: 'NUL in model', spec: { model: 'gpt\u00004', targets: [target('x')] }, error: 'spec.model: Invalid value: "gpt\\x004": must not contain control characters' },
+  {
+    desc: 'newline in model',
+    spec: { model: 'gpt\n4', targets: [target('x')] },
+    error: 'spec.model: Invalid value: "gpt\\n4": must not contain control characters',
+  },
+  {
+    desc: 'NUL in model',
+    spec: { model: 'gpt\u00004', targets: [target('x')] },
+    error: 'spec.model: Invalid value: "gpt\\x004": must not contain control characters',
+  },
   { desc: 'DEL in model', spec: { model: 'gpt\u007f', targets: [target('x')] }, error: 'must not contain control characters' },
   { desc: 'C1 control in model', spec: { model: 'gpt\u0085', targets: [target('x')] }, error: 'must not contain control characters' },
   { desc: 'missing targets', spec: { model: 'm' }, error: 'spec.targets: Required value' },
@@ -156,24 +157,81 @@ const invalid: InvalidCase[] = [
   { desc: 'targets not a list', spec: { model: 'm', targets: { model: 'x' } }, error: 'spec.targets in body must be of type array', strict: false },
   { desc: 'target without model', spec: { model: 'm', targets: [{ upstream: 'a' }] }, error: 'spec.targets[0].model: Required value' },
   { desc: 'target with empty model', spec: { model: 'm', targets: [target('')] }, error: 'spec.targets[0].model in body should be at least 1 chars long' },
-  { desc: 'target model too long', spec: { model: 'm', targets: [target('a'.repeat(257))] }, error: 'spec.targets[0].model: Too long: may not be more than 256' },
-  { desc: 'tab in target model', spec: { model: 'm', targets: [target('x'), target('a\tb')] }, error: 'spec.targets[1].model: Invalid value: "a\\tb": must not contain control characters' },
-  { desc: 'upstream with uppercase/underscore', spec: { model: 'm', targets: [target('x', { upstream: 'Bad_Name' })] }, error: "spec.targets[0].upstream in body should match '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'" },
-  { desc: 'upstream ending in a dash', spec: { model: 'm', targets: [target('x', { upstream: 'vllm-' })] }, error: 'spec.targets[0].upstream in body should match' },
+  {
+    desc: 'target model too long',
+    spec: { model: 'm', targets: [target('a'.repeat(257))] },
+    error: 'spec.targets[0].model: Too long: may not be more than 256',
+  },
+  {
+    desc: 'tab in target model',
+    spec: { model: 'm', targets: [target('x'), target('a\tb')] },
+    error: 'spec.targets[1].model: Invalid value: "a\\tb": must not contain control characters',
+  },
+  {
+    desc: 'upstream with uppercase/underscore',
+    spec: { model: 'm', targets: [target('x', { upstream: 'Bad_Name' })] },
+    error: "spec.targets[0].upstream in body should match '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'",
+  },
+  {
+    desc: 'upstream ending in a dash',
+    spec: { model: 'm', targets: [target('x', { upstream: 'vllm-' })] },
+    error: 'spec.targets[0].upstream in body should match',
+  },
   { desc: 'upstream with a dot', spec: { model: 'm', targets: [target('x', { upstream: 'a.b' })] }, error: 'spec.targets[0].upstream in body should match' },
-  { desc: 'empty upstream', spec: { model: 'm', targets: [target('x', { upstream: '' })] }, error: 'spec.targets[0].upstream in body should be at least 1 chars long' },
-  { desc: 'upstream too long (64)', spec: { model: 'm', targets: [target('x', { upstream: 'a'.repeat(64) })] }, error: 'spec.targets[0].upstream: Too long: may not be more than 63' },
-  { desc: 'negative weight', spec: { model: 'm', targets: [target('x', { weight: -1 })] }, error: 'spec.targets[0].weight in body should be greater than or equal to 0' },
-  { desc: 'weight too big', spec: { model: 'm', targets: [target('x', { weight: 1001 })] }, error: 'spec.targets[0].weight in body should be less than or equal to 1000' },
+  {
+    desc: 'empty upstream',
+    spec: { model: 'm', targets: [target('x', { upstream: '' })] },
+    error: 'spec.targets[0].upstream in body should be at least 1 chars long',
+  },
+  {
+    desc: 'upstream too long (64)',
+    spec: { model: 'm', targets: [target('x', { upstream: 'a'.repeat(64) })] },
+    error: 'spec.targets[0].upstream: Too long: may not be more than 63',
+  },
+  {
+    desc: 'negative weight',
+    spec: { model: 'm', targets: [target('x', { weight: -1 })] },
+    error: 'spec.targets[0].weight in body should be greater than or equal to 0',
+  },
+  {
+    desc: 'weight too big',
+    spec: { model: 'm', targets: [target('x', { weight: 1001 })] },
+    error: 'spec.targets[0].weight in body should be less than or equal to 1000',
+  },
   { desc: 'fractional weight', spec: { model: 'm', targets: [target('x', { weight: 1.5 })] }, error: 'spec.targets[0].weight in body must be of type int32' },
-  { desc: 'all weights zero', spec: { model: 'm', targets: [target('x', { weight: 0 }), target('y', { weight: 0 })] }, error: 'spec.targets: Invalid value: the sum of target weights must be greater than 0' },
+  {
+    desc: 'all weights zero',
+    spec: { model: 'm', targets: [target('x', { weight: 0 }), target('y', { weight: 0 })] },
+    error: 'spec.targets: Invalid value: the sum of target weights must be greater than 0',
+  },
   { desc: 'single zero weight', spec: { model: 'm', targets: [target('x', { weight: 0 })] }, error: 'the sum of target weights must be greater than 0' },
-  { desc: 'weights on some targets only', spec: { model: 'm', targets: [target('x', { weight: 5 }), target('y')] }, error: 'spec.targets: Invalid value: weight must be set on every target or on none' },
-  { desc: 'duplicate (upstream, model)', spec: { model: 'm', targets: [target('x', { upstream: 'a' }), target('x', { upstream: 'a' })] }, error: 'spec.targets: Invalid value: targets must be unique by (upstream, model)' },
-  { desc: 'duplicate model, both without upstream', spec: { model: 'm', targets: [target('x'), target('y'), target('x')] }, error: 'targets must be unique by (upstream, model)' },
-  { desc: 'duplicate with weights', spec: { model: 'm', targets: [target('x', { weight: 1 }), target('x', { weight: 2 })] }, error: 'targets must be unique by (upstream, model)' },
+  {
+    desc: 'weights on some targets only',
+    spec: { model: 'm', targets: [target('x', { weight: 5 }), target('y')] },
+    error: 'spec.targets: Invalid value: weight must be set on every target or on none',
+  },
+  {
+    desc: 'duplicate (upstream, model)',
+    spec: { model: 'm', targets: [target('x', { upstream: 'a' }), target('x', { upstream: 'a' })] },
+    error: 'spec.targets: Invalid value: targets must be unique by (upstream, model)',
+  },
+  {
+    desc: 'duplicate model, both without upstream',
+    spec: { model: 'm', targets: [target('x'), target('y'), target('x')] },
+    error: 'targets must be unique by (upstream, model)',
+  },
+  {
+    desc: 'duplicate with weights',
+    spec: { model: 'm', targets: [target('x', { weight: 1 }), target('x', { weight: 2 })] },
+    error: 'targets must be unique by (upstream, model)',
+  },
   { desc: 'unknown field in spec (Strict)', spec: { model: 'm', targets: [target('x')], timeout: '5s' }, error: 'unknown field "spec.timeout"', status: 400 },
-  { desc: 'unknown field in a target (Strict)', spec: { model: 'm', targets: [target('x', { priority: 1 })] }, error: 'unknown field "spec.targets[0].priority"', status: 400 },
+  {
+    desc: 'unknown field in a target (Strict)',
+    spec: { model: 'm', targets: [target('x', { priority: 1 })] },
+    error: 'unknown field "spec.targets[0].priority"',
+    status: 400,
+  },
 ];
 
 describe('invalid ModelRoutes are rejected', () => {
@@ -274,23 +332,13 @@ describe('status subresource', () => {
     expect(table.json.rows[0].cells[3]).toBe('True');
 
     // A status change through the main resource is ignored.
-    const viaMain = await cluster.request(
-      'PATCH',
-      `${base}/${name}`,
-      { status: { observedGeneration: 7 } },
-      { contentType: 'application/merge-patch+json' },
-    );
+    const viaMain = await cluster.request('PATCH', `${base}/${name}`, { status: { observedGeneration: 7 } }, { contentType: 'application/merge-patch+json' });
     expect(viaMain.status).toBe(200);
     expect(viaMain.json.status.observedGeneration).toBe(1);
     expect(viaMain.json.metadata.generation).toBe(1);
 
     // A spec change bumps generation and keeps status.
-    const specPatched = await cluster.request(
-      'PATCH',
-      `${base}/${name}`,
-      { spec: { model: 'm2' } },
-      { contentType: 'application/merge-patch+json' },
-    );
+    const specPatched = await cluster.request('PATCH', `${base}/${name}`, { spec: { model: 'm2' } }, { contentType: 'application/merge-patch+json' });
     expect(specPatched.status).toBe(200);
     expect(specPatched.json.metadata.generation).toBe(2);
     expect(specPatched.json.status.observedGeneration).toBe(1);
@@ -330,9 +378,17 @@ describe('status subresource', () => {
   const badStatus: Array<[string, unknown, string]> = [
     ['status not True/False/Unknown', { conditions: [condition('Maybe', 1)] }, 'Unsupported value: "Maybe"'],
     ['duplicate condition type', { conditions: [condition('True', 1), condition('False', 1)] }, 'status.conditions[1]: Duplicate value'],
-    ['bad lastTransitionTime', { conditions: [{ ...condition('True', 1), lastTransitionTime: 'yesterday' }] }, 'status.conditions[0].lastTransitionTime: Invalid value: "yesterday": conditions[0].lastTransitionTime in body must be of type date-time'],
+    [
+      'bad lastTransitionTime',
+      { conditions: [{ ...condition('True', 1), lastTransitionTime: 'yesterday' }] },
+      'status.conditions[0].lastTransitionTime: Invalid value: "yesterday": conditions[0].lastTransitionTime in body must be of type date-time',
+    ],
     ['condition without reason', { conditions: [{ ...condition('True', 1), reason: undefined }] }, 'status.conditions[0].reason: Required value'],
-    ['negative observedGeneration', { observedGeneration: -1 }, 'status.observedGeneration: Invalid value: -1: observedGeneration in body should be greater than or equal to 0'],
+    [
+      'negative observedGeneration',
+      { observedGeneration: -1 },
+      'status.observedGeneration: Invalid value: -1: observedGeneration in body should be greater than or equal to 0',
+    ],
     [
       'more than 8 conditions',
       { conditions: Array.from({ length: 9 }, (_, i) => ({ ...condition('True', 1), type: `T${i}` })) },

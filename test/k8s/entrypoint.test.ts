@@ -76,13 +76,20 @@ test('syncs ModelRoutes from a kubeconfig, routes, and exits 0 on SIGTERM after 
     spec: { model: 'entry-model', targets: [{ model: 'entry-target' }] },
   });
   await waitFor(async () => {
-    const res = await request(`${url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' }, body: '{"model":"entry-model"}' });
+    const res = await request(`${url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' },
+      body: '{"model":"entry-model"}',
+    });
     return ((await res.body.json()) as { model?: string }).model === 'entry-target';
   }, 3000);
   const exited = new Promise<number | null>((resolve) => gateway.once('exit', (code) => resolve(code)));
   gateway.kill('SIGTERM');
   await waitFor(async () => (await request(`${url}/health/ready`)).statusCode === 503, 1000);
   expect(await exited).toBe(0);
-  const lines = output.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { msg: string });
+  const lines = output
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as { msg: string });
   expect(lines.map((line) => line.msg)).toEqual(expect.arrayContaining(['Kubernetes sources synced', 'draining', 'stopped']));
 }, 30_000);

@@ -6,7 +6,6 @@
  */
 import { request } from 'undici';
 import { CLUSTER_START_TIMEOUT_MS, type TestCluster } from './harness/cluster.js';
-import type { FakeUpstream } from '../support/fake-upstream.js';
 import { type TestGateway } from '../support/gateway-harness.js';
 import { waitFor } from '../support/wait.js';
 import { modelSent, startClusterWithGateway } from './harness/gateway.js';
@@ -16,12 +15,11 @@ const CRD = '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/modelroutes
 const routesPath = `/apis/apiproxy.io/v1alpha1/namespaces/${NS}/modelroutes`;
 
 let cluster: TestCluster;
-let upstream: FakeUpstream;
 let gw: TestGateway;
 let stop: (() => Promise<void>) | undefined;
 
 beforeAll(async () => {
-  ({ cluster, upstream, gw, stop } = await startClusterWithGateway(NS, { access_log: false }));
+  ({ cluster, gw, stop } = await startClusterWithGateway(NS, { access_log: false }));
 }, CLUSTER_START_TIMEOUT_MS);
 afterAll(() => stop?.());
 
@@ -138,7 +136,9 @@ describe('ModelRoutes that slipped past the CRD validation', () => {
     expect(put.status).toBe(200);
     // the API server picks the new schema up shortly after: wait until a malformed object passes a dry run
     await waitFor(
-      async () => (await cluster.request('POST', `${routesPath}?dryRun=All`, modelRoute('probe', { model: 'probe', targets: [{ model: 'x', weight: 'heavy' }] }))).status === 201,
+      async () =>
+        (await cluster.request('POST', `${routesPath}?dryRun=All`, modelRoute('probe', { model: 'probe', targets: [{ model: 'x', weight: 'heavy' }] })))
+          .status === 201,
       10_000,
       'relaxed schema in effect',
     );
@@ -199,7 +199,12 @@ describe('ModelRoutes that slipped past the CRD validation', () => {
   });
 
   test('fixing a malformed route makes it Accepted for its new generation', async () => {
-    const patched = await cluster.request('PATCH', `${routesPath}/weight-string`, { spec: { targets: [{ model: 'fixed-target', weight: 2 }] } }, { contentType: 'application/merge-patch+json' });
+    const patched = await cluster.request(
+      'PATCH',
+      `${routesPath}/weight-string`,
+      { spec: { targets: [{ model: 'fixed-target', weight: 2 }] } },
+      { contentType: 'application/merge-patch+json' },
+    );
     expect(patched.status).toBe(200);
     await waitFor(async () => (await send('bad-weight')) === 'fixed-target');
     await waitFor(async () => (await getRoute('weight-string'))?.accepted?.status === 'True', 3000, 'fixed status');

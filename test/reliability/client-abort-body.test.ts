@@ -3,7 +3,7 @@
  * disconnect mid-upload, or a slowloris body cut off by requestTimeout) is a
  * client abort: status 499 in the access line and metrics, like a disconnect
  * at any other moment; not a gateway bug. It must not be logged as an
- * 'unhandled error' nor counted as a 500 internal_error.
+ * 'the gateway failed to handle the request' nor counted as a 500 internal_error.
  * (readBody() rejects with ClientGoneError, which the error writer answers
  * by closing, and the record settles as 499.)
  */
@@ -24,13 +24,15 @@ test('a client that disconnects mid-upload is a 499 client abort, not an unhandl
   const linesBefore = gw.logs.lines.length;
   const socket = connect(gw.gateway.port, '127.0.0.1');
   await new Promise((resolve) => socket.once('connect', resolve));
-  socket.write(`POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${CLIENT_KEY}\r\ncontent-type: application/json\r\nx-request-id: gone-mid-upload\r\ncontent-length: 100000\r\n\r\n{"model":"gpt-4","messages":[`);
+  socket.write(
+    `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${CLIENT_KEY}\r\ncontent-type: application/json\r\nx-request-id: gone-mid-upload\r\ncontent-length: 100000\r\n\r\n{"model":"gpt-4","messages":[`,
+  );
   await new Promise((resolve) => setTimeout(resolve, 100));
   socket.destroy();
   await waitFor(() => gw.logs.lines.slice(linesBefore).some((line) => line.includes('gone-mid-upload')), 3000, 'the access line');
   await expectIdleAndHealthy(gw.url);
   const lines = gw.logs.entries.slice(linesBefore);
-  expect(lines.filter((entry) => entry['msg'] === 'unhandled error')).toEqual([]);
+  expect(lines.filter((entry) => entry['msg'] === 'the gateway failed to handle the request')).toEqual([]);
   expect(lines.find((entry) => entry['req_id'] === 'gone-mid-upload')).toMatchObject({ status: 499, client_aborted: true });
   const after = await prometheus(gw.url);
   const internal = { route: 'chat_completions', status: '500' };
@@ -44,8 +46,10 @@ test('a request whose chunked body breaks the parser after the headers (a smuggl
   const socket = connect(gw.gateway.port, '127.0.0.1');
   await new Promise((resolve) => socket.once('connect', resolve));
   socket.on('data', () => undefined);
-  socket.write(`POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${CLIENT_KEY}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n${body.length.toString(16)}\n${body}\r\n0\r\n\r\n`);
+  socket.write(
+    `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${CLIENT_KEY}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n${body.length.toString(16)}\n${body}\r\n0\r\n\r\n`,
+  );
   await new Promise((resolve) => socket.once('close', resolve));
   await expectIdleAndHealthy(gw.url);
-  expect(gw.logs.entries.slice(linesBefore).filter((entry) => entry['msg'] === 'unhandled error')).toEqual([]);
+  expect(gw.logs.entries.slice(linesBefore).filter((entry) => entry['msg'] === 'the gateway failed to handle the request')).toEqual([]);
 });

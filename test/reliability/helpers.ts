@@ -25,7 +25,11 @@ export interface RawResult {
  * collects the answer until the server closes, or `quietMs` passes without
  * new bytes after some arrived, or `timeoutMs`.
  */
-export function rawRequest(url: string, data: string | Buffer | readonly (string | Buffer)[], options: { quietMs?: number; timeoutMs?: number } = {}): Promise<RawResult> {
+export function rawRequest(
+  url: string,
+  data: string | Buffer | readonly (string | Buffer)[],
+  options: { quietMs?: number; timeoutMs?: number } = {},
+): Promise<RawResult> {
   const { port, hostname } = new URL(url);
   const quietMs = options.quietMs ?? 300;
   const timeoutMs = options.timeoutMs ?? 5000;
@@ -107,10 +111,14 @@ export async function counters(url: string): Promise<{ prom: string; json: Recor
 
 /** The gateway is healthy: /health 200, nothing in flight (the /metrics call itself is the one active request). */
 export async function expectIdleAndHealthy(url: string): Promise<void> {
-  await waitFor(async () => {
-    const json = await metricsJson(url);
-    return json['active_requests'] === 1 && json['active_streams'] === 0;
-  }, 3000, 'active_requests and active_streams back to 0');
+  await waitFor(
+    async () => {
+      const json = await metricsJson(url);
+      return json['active_requests'] === 1 && json['active_streams'] === 0;
+    },
+    3000,
+    'active_requests and active_streams back to 0',
+  );
   const health = await request(`${url}/health`);
   expect(health.statusCode).toBe(200);
   await health.body.text();

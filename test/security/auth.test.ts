@@ -9,16 +9,15 @@
 import { request } from 'undici';
 import { keyDigest } from '../../src/config/key-digest.js';
 import type { RoutingSnapshot } from '../../src/config/snapshot.js';
-import { authenticate } from '../../src/http/auth.js';
-import type { FakeUpstream } from '../support/fake-upstream.js';
+import { authenticate } from '../../src/pipeline/authenticate.js';
 import { baseConfig, CLIENT_KEY, startGatewayWithUpstream, UPSTREAM_KEY, type TestGateway } from '../support/gateway-harness.js';
-import { lastBody, metricsJson, prometheus, rawRequest } from '../reliability/helpers.js';
+import { bodyMask } from '../../src/pipeline/redact.js';
+import { lastBody, metricsJson, prometheus, rawRequest, sampleValue, series } from '../reliability/helpers.js';
 
-let upstream: FakeUpstream;
 let gw: TestGateway;
 let stop: () => Promise<void>;
 
-beforeAll(async () => ({ upstream, gw, stop } = await startGatewayWithUpstream((url) => baseConfig(url))));
+beforeAll(async () => ({ gw, stop } = await startGatewayWithUpstream((url) => baseConfig(url))));
 afterAll(() => stop());
 
 async function statusWith(authorization: string | undefined): Promise<{ status: number; code?: string }> {
@@ -65,7 +64,8 @@ describe('the Authorization header', () => {
   });
 
   test('on the wire: a bare LF after the key ends the header line (the key is unchanged); CR or NUL inside are refused by the parser', async () => {
-    const head = (auth: string) => `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: ${auth}\r\ncontent-type: application/json\r\ncontent-length: 17\r\nconnection: close\r\n\r\n{"model":"gpt-4"}`;
+    const head = (auth: string) =>
+      `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: ${auth}\r\ncontent-type: application/json\r\ncontent-length: 17\r\nconnection: close\r\n\r\n{"model":"gpt-4"}`;
     const lf = await rawRequest(gw.url, head(`Bearer ${CLIENT_KEY}\n`));
     // either the parser treats \n as the line end (the key arrives intact) or refuses it; never a key with a newline
     expect([200, 400]).toContain(lf.statuses[0]);
@@ -85,7 +85,10 @@ describe('no timing signal by key prefix', () => {
     const alphabet = 'abcdefghijklmnopqrstuvwxyz0123456789';
     const random = (n: number) => Array.from({ length: n }, () => alphabet[Math.floor(Math.random() * alphabet.length)]).join('');
     const batch = 500;
-    const nearMisses = Array.from({ length: batch }, (_, i) => `Bearer ${valid.slice(0, -1)}${alphabet[i % alphabet.length] === valid.at(-1) ? 'z' : alphabet[i % alphabet.length]}`);
+    const nearMisses = Array.from(
+      { length: batch },
+      (_, i) => `Bearer ${valid.slice(0, -1)}${alphabet[i % alphabet.length] === valid.at(-1) ? 'z' : alphabet[i % alphabet.length]}`,
+    );
     const strangers = Array.from({ length: batch }, () => `Bearer sk-${random(valid.length - 3)}`);
     const time = (headers: string[]): number => {
       const started = process.hrtime.bigint();
@@ -129,8 +132,12 @@ describe('keys never leak', () => {
     };
     const good = { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' };
     await collect(await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: good, body: '{"model":"gpt-4"}' }));
-    await collect(await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { ...good, authorization: `Bearer ${WRONG}` }, body: '{"model":"gpt-4"}' }));
-    await collect(await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { ...good, authorization: `Basic ${WRONG}` }, body: '{"model":"gpt-4"}' }));
+    await collect(
+      await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { ...good, authorization: `Bearer ${WRONG}` }, body: '{"model":"gpt-4"}' }),
+    );
+    await collect(
+      await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { ...good, authorization: `Basic ${WRONG}` }, body: '{"model":"gpt-4"}' }),
+    );
     for (const status of [400, 401, 403, 429, 500, 503]) {
       for (const stream of [false, true]) {
         const res = await request(`${gw.url}/v1/chat/completions`, {
@@ -151,9 +158,13 @@ describe('keys never leak', () => {
     responses.push(raw.text, lastBody(raw));
     const prom = await prometheus(gw.url);
     const json = JSON.stringify(await metricsJson(gw.url));
-    await gw.gateway.logger.flush();
     const logs = gw.logs.lines.join('\n');
-    for (const [where, text] of [['responses', responses.join('\n')], ['prometheus', prom], ['metrics JSON', json], ['logs', logs]] as const) {
+    for (const [where, text] of [
+      ['responses', responses.join('\n')],
+      ['prometheus', prom],
+      ['metrics JSON', json],
+      ['logs', logs],
+    ] as const) {
       for (const secret of [CLIENT_KEY, UPSTREAM_KEY, WRONG, keyDigest(CLIENT_KEY)]) {
         expect({ where, leaked: text.includes(secret) }).toEqual({ where, leaked: false });
       }
@@ -177,5 +188,28 @@ describe('keys never leak', () => {
     expect(res.statusCode).toBe(status);
     // the upstream did echo it: the header is there, with the key taken out
     expect(res.headers['x-echo-authorization']).toBe('Bearer [redacted]');
+  });
+
+  test.each([
+    ['a 200 JSON answer', false],
+    ['a 200 event stream, the key cut across two reads', true],
+  ])("not in a body that echoes the upstream request's Authorization: %s; counted and logged with the upstream", async (_name, stream) => {
+    const before = sampleValue(await prometheus(gw.url), 'apiproxy_redactions_total', { upstream: 'default', where: 'body' });
+    const res = await request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json', 'x-fake-echo-auth-body': '1' },
+      body: JSON.stringify({ model: 'gpt-4', stream }),
+    });
+    const text = await res.body.text();
+    expect(res.statusCode).toBe(200);
+    expect(text).not.toContain(UPSTREAM_KEY);
+    expect(text).toContain(`echo Bearer ${bodyMask(UPSTREAM_KEY.length).toString()}`);
+    if (!stream) expect(res.headers['content-length']).toBe(String(Buffer.byteLength(text)));
+    else expect(text.endsWith('data: [DONE]\n\n')).toBe(true);
+    const after = series(await prometheus(gw.url), 'apiproxy_redactions_total', { upstream: 'default', where: 'body' });
+    expect(after - before).toBe(1);
+    expect(
+      gw.logs.entries.filter((e) => e['msg'] === "the upstream's answer carried its key; redacted" && e['req_id'] === res.headers['x-request-id']),
+    ).toEqual([expect.objectContaining({ upstream: 'default', where: 'body', level: 'warn' })]);
   });
 });

@@ -20,7 +20,7 @@ beforeAll(async () => {
   gw = await startTestGateway(baseConfig(upstream.url, { body_limit: LIMIT }));
 });
 afterAll(async () => {
-  const unhandled = gw.logs.lines.filter((line) => line.includes('unhandled error'));
+  const unhandled = gw.logs.lines.filter((line) => line.includes('the gateway failed to handle the request'));
   await gw.stop();
   await upstream.close();
   expect(unhandled).toEqual([]);
@@ -32,7 +32,9 @@ function post(body: string | Buffer, extraHeaders = '', path = '/v1/chat/complet
 }
 
 function expectOpenAiError(body: string, code: string): void {
-  expect(JSON.parse(body)).toEqual({ error: { message: expect.any(String), type: expect.any(String), param: code === 'missing_model' ? 'model' : null, code } });
+  expect(JSON.parse(body)).toEqual({
+    error: { message: expect.any(String), type: expect.any(String), param: code === 'missing_model' ? 'model' : null, code },
+  });
 }
 
 describe('bodies', () => {
@@ -113,7 +115,10 @@ describe('bodies', () => {
       expect(raw.statuses).toEqual([400]);
       expectOpenAiError(lastBody(raw), 'invalid_json');
     }
-    const raw = await rawRequest(gw.url, post('not json!', '', '/v1/audio/transcriptions').toString().replace('content-type: application/json', 'content-type: application/octet-stream'));
+    const raw = await rawRequest(
+      gw.url,
+      post('not json!', '', '/v1/audio/transcriptions').toString().replace('content-type: application/json', 'content-type: application/octet-stream'),
+    );
     expect(raw.statuses).toEqual([200]);
     expect(upstream.requests.at(-1)!.body.toString()).toBe('not json!');
   });
@@ -123,8 +128,14 @@ describe('request smuggling', () => {
   const smuggled = `GET /v1/models HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${CLIENT_KEY}\r\nx-smuggled: 1\r\n\r\n`;
   const body = '{"model":"gpt-4"}';
   const cases: [string, string][] = [
-    ['Content-Length and Transfer-Encoding', `content-length: ${body.length}\r\ntransfer-encoding: chunked\r\n\r\n${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n${smuggled}`],
-    ['Transfer-Encoding then Content-Length', `transfer-encoding: chunked\r\ncontent-length: 4\r\n\r\n${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n${smuggled}`],
+    [
+      'Content-Length and Transfer-Encoding',
+      `content-length: ${body.length}\r\ntransfer-encoding: chunked\r\n\r\n${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n${smuggled}`,
+    ],
+    [
+      'Transfer-Encoding then Content-Length',
+      `transfer-encoding: chunked\r\ncontent-length: 4\r\n\r\n${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n${smuggled}`,
+    ],
     ['two different Content-Lengths', `content-length: ${body.length}\r\ncontent-length: ${body.length + smuggled.length}\r\n\r\n${body}${smuggled}`],
     ['a Content-Length list', `content-length: ${body.length}, ${body.length + smuggled.length}\r\n\r\n${body}${smuggled}`],
     ['an obfuscated Transfer-Encoding', `transfer-encoding: xchunked\r\ncontent-length: ${body.length}\r\n\r\n${body}${smuggled}`],
@@ -135,7 +146,10 @@ describe('request smuggling', () => {
   ];
   test.each(cases)('%s: 400, and no second request reaches the upstream', async (_name, rest) => {
     const before = upstream.requests.length;
-    const raw = await rawRequest(gw.url, `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${CLIENT_KEY}\r\ncontent-type: application/json\r\n${rest}`);
+    const raw = await rawRequest(
+      gw.url,
+      `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${CLIENT_KEY}\r\ncontent-type: application/json\r\n${rest}`,
+    );
     expect(raw.statuses[0]).toBe(400);
     expect(raw.statuses).toHaveLength(1);
     expect(raw.closed).toBe(true);
@@ -145,7 +159,10 @@ describe('request smuggling', () => {
 
   test('a pipelined second request on a clean connection is a normal second request (control)', async () => {
     const before = upstream.requests.length;
-    const raw = await rawRequest(gw.url, `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${CLIENT_KEY}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}${smuggled}`);
+    const raw = await rawRequest(
+      gw.url,
+      `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${CLIENT_KEY}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}${smuggled}`,
+    );
     expect(raw.statuses).toEqual([200, 200]);
     expect(upstream.requests.length).toBe(before + 2);
   });
@@ -182,7 +199,10 @@ describe('path traversal', () => {
 
   test('an absolute-form request target cannot pick another host', async () => {
     const before = upstream.requests.length;
-    const raw = await rawRequest(gw.url, `GET http://169.254.169.254/v1/models HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${CLIENT_KEY}\r\nconnection: close\r\n\r\n`);
+    const raw = await rawRequest(
+      gw.url,
+      `GET http://169.254.169.254/v1/models HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${CLIENT_KEY}\r\nconnection: close\r\n\r\n`,
+    );
     expect(raw.statuses[0]).toBe(404);
     expect(upstream.requests.length).toBe(before);
   });
@@ -206,14 +226,20 @@ describe('header injection', () => {
     expect(() => parseConfigText(JSON.stringify({ model_redirects: { a: 'b\r\nx: y' } }), 'c.json')).toThrow(ConfigError);
   });
 
-  test.each(['team\r\nx-injected: 1', 'team a', 'team:a', 'tëam', '', 'a'.repeat(64), '-team'])('key id %j is rejected by the config schema, naming the field', (id) => {
-    expect(() => parseConfigText(JSON.stringify({ client_keys: [{ id, key: 'k' }] }), 'c.json')).toThrow(/client_keys/);
-  });
+  test.each(['team\r\nx-injected: 1', 'team a', 'team:a', 'tëam', '', 'a'.repeat(64), '-team'])(
+    'key id %j is rejected by the config schema, naming the field',
+    (id) => {
+      expect(() => parseConfigText(JSON.stringify({ client_keys: [{ id, key: 'k' }] }), 'c.json')).toThrow(/client_keys/);
+    },
+  );
 
   test('CR/LF or NUL inside a header value is refused by the parser (400), nothing forwarded', async () => {
     for (const header of ['x-a: 1\rx-injected: 2', 'x-a: 1\0', 'x-a: \x7f\x01']) {
       const before = upstream.requests.length;
-      const raw = await rawRequest(gw.url, `GET /v1/models HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${CLIENT_KEY}\r\n${header}\r\nconnection: close\r\n\r\n`);
+      const raw = await rawRequest(
+        gw.url,
+        `GET /v1/models HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${CLIENT_KEY}\r\n${header}\r\nconnection: close\r\n\r\n`,
+      );
       expect(raw.statuses).toEqual([400]);
       expect(upstream.requests.length).toBe(before);
     }
@@ -232,7 +258,10 @@ describe('header injection', () => {
 describe('oversized headers', () => {
   test('headers over 16 KiB are 431 and the connection closes; nothing forwarded', async () => {
     const before = upstream.requests.length;
-    const raw = await rawRequest(gw.url, `GET /v1/models HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${CLIENT_KEY}\r\nx-big: ${'a'.repeat(17 * 1024)}\r\n\r\n`);
+    const raw = await rawRequest(
+      gw.url,
+      `GET /v1/models HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${CLIENT_KEY}\r\nx-big: ${'a'.repeat(17 * 1024)}\r\n\r\n`,
+    );
     expect(raw.statuses).toEqual([431]);
     expect(raw.closed).toBe(true);
     expect(upstream.requests.length).toBe(before);

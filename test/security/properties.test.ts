@@ -2,7 +2,7 @@
  * Property-based (fast-check): whatever the body, the gateway answers with a
  * well-formed response (a status; gateway errors in the OpenAI shape with
  * x-request-id) and never throws out of a handler (no internal_error 500, no
- * 'unhandled error' log line). Whatever the config file, loading it gives a
+ * 'the gateway failed to handle the request' log line). Whatever the config file, loading it gives a
  * valid snapshot or a ConfigError/SnapshotError naming what is wrong, never
  * another exception.
  */
@@ -26,7 +26,20 @@ let agent: Agent;
 
 beforeAll(async () => {
   upstream = await startFakeUpstream();
-  gw = await startTestGateway(baseConfig(upstream.url, { body_limit: '256KiB', routes: [{ model: 'split', targets: [{ model: 'a', weight: 1 }, { model: 'b', weight: 1 }] }] }));
+  gw = await startTestGateway(
+    baseConfig(upstream.url, {
+      body_limit: '256KiB',
+      routes: [
+        {
+          model: 'split',
+          targets: [
+            { model: 'a', weight: 1 },
+            { model: 'b', weight: 1 },
+          ],
+        },
+      ],
+    }),
+  );
   agent = new Agent({ connections: 8 });
 });
 afterAll(async () => {
@@ -62,7 +75,7 @@ async function wellFormed(path: string, body: Uint8Array | string, contentType =
 }
 
 function noUnhandledErrors(): void {
-  expect(gw.logs.lines.filter((line) => line.includes('unhandled error') || line.includes('internal_error'))).toEqual([]);
+  expect(gw.logs.lines.filter((line) => line.includes('the gateway failed to handle the request') || line.includes('internal_error'))).toEqual([]);
 }
 
 describe('HTTP request bodies', () => {
@@ -81,7 +94,13 @@ describe('HTTP request bodies', () => {
       fc.asyncProperty(paths, fc.json({ depthSize: 'medium' }), async (path, json) => {
         const status = await wellFormed(path, json);
         const parsed = JSON.parse(json) as unknown;
-        const isObjectWithModel = typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed) && typeof (parsed as { model?: unknown }).model === 'string' && (parsed as { model: string }).model !== '' && Object.hasOwn(parsed, 'model');
+        const isObjectWithModel =
+          typeof parsed === 'object' &&
+          parsed !== null &&
+          !Array.isArray(parsed) &&
+          typeof (parsed as { model?: unknown }).model === 'string' &&
+          (parsed as { model: string }).model !== '' &&
+          Object.hasOwn(parsed, 'model');
         expect(status).toBe(isObjectWithModel ? 200 : 400);
       }),
       { numRuns: 200 },
@@ -90,27 +109,41 @@ describe('HTTP request bodies', () => {
   });
 
   test('arbitrary objects with a model: forwarded with only the model changed (or unchanged), every other byte kept', async () => {
-    const model = fc.oneof(fc.constantFrom('gpt-4', 'split', 'unknown'), fc.string({ unit: 'grapheme', maxLength: 30 }).filter((s) => s !== ''));
+    const model = fc.oneof(
+      fc.constantFrom('gpt-4', 'split', 'unknown'),
+      fc.string({ unit: 'grapheme', maxLength: 30 }).filter((s) => s !== ''),
+    );
     await fc.assert(
-      fc.asyncProperty(paths, model, fc.dictionary(fc.string({ maxLength: 10 }), fc.jsonValue({ maxDepth: 3 }), { maxKeys: 6 }), fc.nat({ max: 6 }), fc.constantFrom('', ' ', '\n  '), async (path, name, rest, at, space) => {
-        const entries = Object.entries(rest).filter(([key]) => key !== 'model' && key !== '__proto__');
-        entries.splice(Math.min(at, entries.length), 0, ['model', name]);
-        // The expected body is the same text with only the top-level model's value written anew
-        // (built, not found with String.replace: a nested "model" key or a `$&` in the name would fool that).
-        const serialize = (model: string): string =>
-          '{' + space + entries.map(([key, value]) => `${JSON.stringify(key)}:${space}${JSON.stringify(key === 'model' ? model : value)}`).join(`,${space}`) + space + '}';
-        const text = serialize(name);
-        const before = upstream.requests.length;
-        expect(await wellFormed(path, text)).toBe(200);
-        const sent = upstream.requests[before]!.body.toString();
-        const target = name === 'gpt-4' ? 'gpt-4o-2024-08-06' : name;
-        if (name === 'split') {
-          expect([serialize('a'), serialize('b')]).toContain(sent);
-        } else {
-          expect(sent).toBe(serialize(target));
-        }
-        expect(JSON.parse(sent)).toEqual({ ...JSON.parse(text), model: name === 'split' ? expect.stringMatching(/^[ab]$/) : target });
-      }),
+      fc.asyncProperty(
+        paths,
+        model,
+        fc.dictionary(fc.string({ maxLength: 10 }), fc.jsonValue({ maxDepth: 3 }), { maxKeys: 6 }),
+        fc.nat({ max: 6 }),
+        fc.constantFrom('', ' ', '\n  '),
+        async (path, name, rest, at, space) => {
+          const entries = Object.entries(rest).filter(([key]) => key !== 'model' && key !== '__proto__');
+          entries.splice(Math.min(at, entries.length), 0, ['model', name]);
+          // The expected body is the same text with only the top-level model's value written anew
+          // (built, not found with String.replace: a nested "model" key or a `$&` in the name would fool that).
+          const serialize = (model: string): string =>
+            '{' +
+            space +
+            entries.map(([key, value]) => `${JSON.stringify(key)}:${space}${JSON.stringify(key === 'model' ? model : value)}`).join(`,${space}`) +
+            space +
+            '}';
+          const text = serialize(name);
+          const before = upstream.requests.length;
+          expect(await wellFormed(path, text)).toBe(200);
+          const sent = upstream.requests[before]!.body.toString();
+          const target = name === 'gpt-4' ? 'gpt-4o-2024-08-06' : name;
+          if (name === 'split') {
+            expect([serialize('a'), serialize('b')]).toContain(sent);
+          } else {
+            expect(sent).toBe(serialize(target));
+          }
+          expect(JSON.parse(sent)).toEqual({ ...JSON.parse(text), model: name === 'split' ? expect.stringMatching(/^[ab]$/) : target });
+        },
+      ),
       {
         numRuns: 200,
         // Found by a CI run: replacement patterns in the name, and a nested "model" key before the top-level one.
@@ -147,7 +180,21 @@ describe('config files', () => {
     }
   }
 
-  const fields = ['api', 'allowed_keys', 'model_redirects', 'upstreams', 'default_upstream', 'client_keys', 'routes', 'unknown_models', 'body_limit', 'log_level', 'access_log', 'shutdown', 'kubernetes'];
+  const fields = [
+    'api',
+    'allowed_keys',
+    'model_redirects',
+    'upstreams',
+    'default_upstream',
+    'client_keys',
+    'routes',
+    'unknown_models',
+    'body_limit',
+    'log_level',
+    'access_log',
+    'shutdown',
+    'kubernetes',
+  ];
 
   test('arbitrary text (YAML or not) loads or fails with a ConfigError', () => {
     fc.assert(
@@ -176,7 +223,16 @@ describe('config files', () => {
     fc.assert(
       fc.property(
         fc.uniqueArray(name, { minLength: 1, maxLength: 3 }),
-        fc.array(fc.record({ model: name, targets: fc.array(fc.record({ model: name, upstream: fc.option(name, { nil: undefined }), weight: fc.option(fc.nat({ max: 5 }), { nil: undefined }) }), { minLength: 1, maxLength: 3 }) }), { maxLength: 4 }),
+        fc.array(
+          fc.record({
+            model: name,
+            targets: fc.array(
+              fc.record({ model: name, upstream: fc.option(name, { nil: undefined }), weight: fc.option(fc.nat({ max: 5 }), { nil: undefined }) }),
+              { minLength: 1, maxLength: 3 },
+            ),
+          }),
+          { maxLength: 4 },
+        ),
         fc.uniqueArray(name, { maxLength: 3 }),
         (upstreams, routes, keyIds) => {
           const config = {

@@ -37,6 +37,7 @@ export interface FakeUpstream {
  *   x-fake-size: bytes        a large non-streamed JSON-ish body, streamed out in 64 KiB writes
  *   x-fake-echo-headers: 1    put the request headers into an error body (a leaky upstream)
  *   x-fake-echo-auth: 1       copy the request's Authorization into a response header, at any status (a leaky upstream)
+ *   x-fake-echo-auth-body: 1  put the request's Authorization into the answer's content; in a stream, split across two writes
  * Each SeenRequest also records `bytesSent` (for x-fake-size) and the connection's `remotePort`.
  */
 export async function startFakeUpstream(options: { tls?: { key: string; cert: string } } = {}): Promise<FakeUpstream> {
@@ -107,17 +108,18 @@ async function respond(req: IncomingMessage, res: ServerResponse, seen: SeenRequ
   if (status !== 200) {
     const message = header(req, 'x-fake-echo-headers') === '1' ? `echo: ${JSON.stringify(req.headers)}` : `fake upstream error ${status}`;
     const body = JSON.stringify({ error: { message, type: 'upstream_fake', param: null, code: `fake_${status}` } });
-    res.writeHead(status, { 'content-type': 'application/json', ...(status === 429 ? { 'retry-after': '7' } : {}) });
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...(status === 429 ? { 'retry-after': '7' } : {}) });
     res.end(body);
     return;
   }
-  let parsed: Record<string, unknown> = {};
+  let parsed: Record<string, unknown>;
   try {
     parsed = seen.body.length > 0 ? (JSON.parse(seen.body.toString('utf8')) as Record<string, unknown>) : {};
   } catch {
     parsed = {};
   }
   const model = typeof parsed['model'] === 'string' ? parsed['model'] : 'fake-model';
+  const echoAuth = header(req, 'x-fake-echo-auth-body') === '1' ? (req.headers.authorization ?? '') : null;
 
   if (header(req, 'x-fake-garbage') === '1') {
     res.writeHead(200, { 'content-type': 'text/event-stream' });
@@ -150,16 +152,37 @@ async function respond(req: IncomingMessage, res: ServerResponse, seen: SeenRequ
   }
   if (req.url?.startsWith('/v1/embeddings')) {
     res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ object: 'list', model, data: [{ object: 'embedding', index: 0, embedding: [0.1, 0.2, 0.3] }], usage: { prompt_tokens: 1, total_tokens: 1 } }));
+    res.end(
+      JSON.stringify({
+        object: 'list',
+        model,
+        data: [{ object: 'embedding', index: 0, embedding: [0.1, 0.2, 0.3] }],
+        usage: { prompt_tokens: 1, total_tokens: 1 },
+      }),
+    );
     return;
   }
   if (parsed['stream'] === true) {
     const chunks = Number(header(req, 'x-fake-chunks') ?? 5);
     const interval = Number(header(req, 'x-fake-interval') ?? 5);
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    if (echoAuth !== null) {
+      // The echoed key arrives at the gateway cut in two reads.
+      const event = `data: ${JSON.stringify({ id: 'chatcmpl-fake', object: 'chat.completion.chunk', created: 0, model, choices: [{ index: 0, delta: { content: `echo ${echoAuth}` }, finish_reason: null }] })}\n\n`;
+      const cut = event.indexOf(echoAuth) + Math.floor(echoAuth.length / 2);
+      res.write(event.slice(0, cut));
+      await sleep(30);
+      res.write(event.slice(cut));
+    }
     for (let i = 0; i < chunks; i++) {
       if (res.destroyed) return;
-      const chunk = { id: 'chatcmpl-fake', object: 'chat.completion.chunk', created: 0, model, choices: [{ index: 0, delta: { content: `tok${i} ` }, finish_reason: null }] };
+      const chunk = {
+        id: 'chatcmpl-fake',
+        object: 'chat.completion.chunk',
+        created: 0,
+        model,
+        choices: [{ index: 0, delta: { content: `tok${i} ` }, finish_reason: null }],
+      };
       const event = `data: ${JSON.stringify(chunk)}\n\n`;
       seen.bytesSent += event.length;
       if (!res.write(event)) await new Promise((resolve) => res.once('drain', resolve));
@@ -179,7 +202,7 @@ async function respond(req: IncomingMessage, res: ServerResponse, seen: SeenRequ
     object: 'chat.completion',
     created: 0,
     model,
-    choices: [{ index: 0, message: { role: 'assistant', content: `hello from ${model}` }, finish_reason: 'stop' }],
+    choices: [{ index: 0, message: { role: 'assistant', content: echoAuth === null ? `hello from ${model}` : `echo ${echoAuth}` }, finish_reason: 'stop' }],
     usage: { prompt_tokens: 1, completion_tokens: 3, total_tokens: 4 },
   };
   const body = JSON.stringify(completion);

@@ -3,14 +3,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { startGateway, type Gateway, type GatewayOptions } from '../../src/gateway.js';
-import { createLogger } from '../../src/observability/logger.js';
 import { startFakeUpstream, type FakeUpstream } from './fake-upstream.js';
 
 /** Captures log lines in memory so tests can assert on them. */
 export class LogCapture extends Writable {
   readonly lines: string[] = [];
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
-    this.lines.push(...chunk.toString('utf8').split('\n').filter((line) => line !== ''));
+    this.lines.push(
+      ...chunk
+        .toString('utf8')
+        .split('\n')
+        .filter((line) => line !== ''),
+    );
     callback();
   }
   get entries(): Record<string, unknown>[] {
@@ -31,15 +35,14 @@ export interface TestGateway {
 /** Starts an in-process gateway on an ephemeral port with the given config object. */
 export async function startTestGateway(
   config: unknown,
-  options: Partial<Pick<GatewayOptions, 'env' | 'pollMs' | 'kubeSource' | 'namespace'>> = {},
+  options: Partial<Pick<GatewayOptions, 'env' | 'pollMs' | 'kubeSource' | 'namespace' | 'serverLimits'>> = {},
 ): Promise<TestGateway> {
   const dir = mkdtempSync(join(tmpdir(), 'api-proxy-test-'));
   const configPath = join(dir, 'config.json');
   const writeConfig = (value: unknown): void => writeFileSync(configPath, typeof value === 'string' ? value : JSON.stringify(value));
   writeConfig(config);
   const logs = new LogCapture();
-  const logger = createLogger('info', logs);
-  const gateway = await startGateway({ configPath, env: options.env ?? {}, port: 0, host: '127.0.0.1', logger, ...options });
+  const gateway = await startGateway({ configPath, env: options.env ?? {}, port: 0, host: '127.0.0.1', logDestination: logs, ...options });
   return {
     gateway,
     url: gateway.url,

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
-import { accessLine } from '../../src/http/access-line.js';
-import type { RequestRecord } from '../../src/http/request-record.js';
+import { accessLine } from '../../src/observability/access-line.js';
+import type { RequestRecord } from '../../src/pipeline/request-record.js';
 
 function record(overrides: Partial<RequestRecord> = {}): RequestRecord {
   return {
@@ -20,9 +20,6 @@ function record(overrides: Partial<RequestRecord> = {}): RequestRecord {
     stream: true,
     errorCode: null,
     clientAborted: false,
-    slot: null,
-    forwarded: true,
-    completed: true,
     ...overrides,
   };
 }
@@ -92,4 +89,3 @@ test('latencies keep three decimals, also when small, whole or very large', () =
     }),
   );
 });
-

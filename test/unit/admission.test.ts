@@ -1,9 +1,13 @@
 import { GatewayError } from '../../src/errors/gateway-error.js';
-import { Admissions, UpstreamAdmission, type AdmissionObserver } from '../../src/proxy/admission.js';
+import { Admissions, UpstreamAdmission, type AdmissionObserver } from '../../src/pipeline/admission.js';
 
 class Observed implements AdmissionObserver {
   readonly events: string[] = [];
   readonly waits: { seconds: number; outcome: string }[] = [];
+  readonly openedUpstreams: string[] = [];
+  opened(upstream: string): void {
+    this.openedUpstreams.push(upstream);
+  }
   waited(_upstream: string, seconds: number, outcome: 'admitted' | 'refused' | 'abandoned'): void {
     this.waits.push({ seconds, outcome });
   }
@@ -81,6 +85,16 @@ test('a waiter whose client goes away leaves the queue at once and takes no slot
   admission.leave();
   expect(admission.inFlight).toBe(0);
   expect(observed.waits.map((w) => w.outcome)).toEqual(['abandoned']);
+});
+
+test('each upstream is announced once, when its admission is first needed (its series start at zero)', () => {
+  const observed = new Observed();
+  const admissions = new Admissions(observed);
+  const limits = { maxInFlight: null, queueTimeoutMs: 10 };
+  admissions.get('a', limits);
+  admissions.get('a', limits);
+  admissions.get('b', limits);
+  expect(observed.openedUpstreams).toEqual(['a', 'b']);
 });
 
 test('a reload that raises the cap lets waiters through; one that lowers it lets in-flight requests finish', async () => {

@@ -32,9 +32,24 @@ describe('readFlags', () => {
 describe('bench flags', () => {
   test('defaults, and the long-stream profile from its flags', () => {
     const options = parseBenchArgs([], '/checkout');
-    expect(options).toMatchObject({ quick: false, rounds: 3, seconds: 5, only: null, profile: false, out: '/checkout/bench-results/latest.json', workers: 2, peerFiles: [] });
+    expect(options).toMatchObject({
+      quick: false,
+      rounds: 3,
+      seconds: 5,
+      only: null,
+      profile: false,
+      out: '/checkout/bench-results/latest.json',
+      workers: 2,
+      peerFiles: [],
+    });
     expect(options.long).toEqual({ streams: 2000, tokens: 200, intervalMs: 50, rampMs: 5000, perConnection: 2 });
-    expect(parseBenchArgs(['--long-streams=3000', '--long-seconds=20', '--long-rate=40'], '/c').long).toEqual({ streams: 3000, tokens: 800, intervalMs: 25, rampMs: 5000, perConnection: 2 });
+    expect(parseBenchArgs(['--long-streams=3000', '--long-seconds=20', '--long-rate=40'], '/c').long).toEqual({
+      streams: 3000,
+      tokens: 800,
+      intervalMs: 25,
+      rampMs: 5000,
+      perConnection: 2,
+    });
     expect(parseBenchArgs(['--quick'], '/c')).toMatchObject({ quick: true, rounds: 1, seconds: 2, long: { streams: 200, tokens: 60, rampMs: 1000 } });
   });
 
@@ -54,13 +69,20 @@ describe('bench flags', () => {
 
 describe('soak flags', () => {
   test('values after their flags, and the warm sample half way by default', () => {
-    expect(parseSoakArgs(['--minutes', '4', '--concurrency', '8', '--json', 'out.json'])).toEqual({ minutes: 4, warmMinutes: 2, concurrency: 8, json: 'out.json' });
+    expect(parseSoakArgs(['--minutes', '4', '--concurrency', '8', '--json', 'out.json'])).toEqual({
+      minutes: 4,
+      warmMinutes: 2,
+      concurrency: 8,
+      json: 'out.json',
+    });
     expect(parseSoakArgs(['--minutes', '4', '--warm-minutes', '1'])).toMatchObject({ minutes: 4, warmMinutes: 1 });
     expect(parseSoakArgs([])).toEqual({ minutes: 10, warmMinutes: 5, concurrency: 16, json: null });
   });
 
   test('the messages for an unknown flag and a missing value are the ones they always were', () => {
-    expect(() => parseSoakArgs(['--minute', '4'])).toThrow(new Error('unknown argument --minute (use --minutes N, --warm-minutes N, --concurrency C, --json path)'));
+    expect(() => parseSoakArgs(['--minute', '4'])).toThrow(
+      new Error('unknown argument --minute (use --minutes N, --warm-minutes N, --concurrency C, --json path)'),
+    );
     expect(() => parseSoakArgs(['--json'])).toThrow(new Error('--json needs a value'));
   });
 

@@ -56,7 +56,11 @@ function profile(hops: HopMeasurement[], gatewayReadings: GatewayReading[] = [ca
 describe('summarizeLongProfile', () => {
   test('figures per hop, and what the gateway and nginx add over direct', () => {
     const summary = summarizeLongProfile(
-      profile([hop('direct', { ttfbP99: 8, gapP99: 60 }), hop('gateway', { ttfbP99: 14, gapP99: 63, rss: { idle: 90 * MIB, peak: 190 * MIB, open: 2000 } }), hop('nginx', { ttfbP99: 11, gapP99: 61 })]),
+      profile([
+        hop('direct', { ttfbP99: 8, gapP99: 60 }),
+        hop('gateway', { ttfbP99: 14, gapP99: 63, rss: { idle: 90 * MIB, peak: 190 * MIB, open: 2000 } }),
+        hop('nginx', { ttfbP99: 11, gapP99: 61 }),
+      ]),
     );
     const gateway = summary.hops.gateway!;
     expect(gateway.ttfb_p99_added_ms).toBe(6);
@@ -82,7 +86,14 @@ describe('summarizeLongProfile', () => {
 
   test('each target misses past its limit', () => {
     const summary = summarizeLongProfile(
-      profile([hop('direct', { ttfbP99: 8, gapP99: 60 }), hop('gateway', { ttfbP99: 15, gapP99: 65, rss: { idle: 90 * MIB, peak: 90 * MIB + 2000 * 64 * 1024, open: 2000 } }), hop('nginx', { ttfbP99: 11, gapP99: 61 })], [calm, { ...calm, queued: 3 }]),
+      profile(
+        [
+          hop('direct', { ttfbP99: 8, gapP99: 60 }),
+          hop('gateway', { ttfbP99: 15, gapP99: 65, rss: { idle: 90 * MIB, peak: 90 * MIB + 2000 * 64 * 1024, open: 2000 } }),
+          hop('nginx', { ttfbP99: 11, gapP99: 61 }),
+        ],
+        [calm, { ...calm, queued: 3 }],
+      ),
     );
     expect(summary.targets.map((target) => target.met)).toEqual([false, false, false, false]);
     expect(summary.gateway_loop_delay_p99_ms).toEqual({ median: 1.5, max: 1.5 });
@@ -90,7 +101,9 @@ describe('summarizeLongProfile', () => {
   });
 
   test('a load generator that fell behind, and streams that failed, are named; latency is then shown, not judged', () => {
-    const summary = summarizeLongProfile(profile([hop('direct', { late: 40 }), hop('gateway', { loop: 12, errors: 3, rss: { idle: MIB, peak: 2 * MIB, open: 100 } }), hop('nginx')]));
+    const summary = summarizeLongProfile(
+      profile([hop('direct', { late: 40 }), hop('gateway', { loop: 12, errors: 3, rss: { idle: MIB, peak: 2 * MIB, open: 100 } }), hop('nginx')]),
+    );
     expect(summary.targets.map((target) => [target.name, target.met])).toEqual([
       ['no request queued at the default config', true],
       ['TTFB p99 added by the gateway', null],
@@ -115,7 +128,10 @@ describe('summarizeLongProfile', () => {
   });
 
   test('without nginx the TTFB target is not judged, and the table says so', () => {
-    const result = { ...profile([hop('direct'), hop('gateway', { rss: { idle: MIB, peak: 2 * MIB, open: 100 } })]), notMeasured: { nginx: 'nginx is not installed' } };
+    const result = {
+      ...profile([hop('direct'), hop('gateway', { rss: { idle: MIB, peak: 2 * MIB, open: 100 } })]),
+      notMeasured: { nginx: 'nginx is not installed' },
+    };
     const summary = summarizeLongProfile(result);
     expect(summary.targets[1]).toMatchObject({ met: null, value: 'nginx not measured' });
     const rows = longStreamRows(summary);
@@ -168,14 +184,19 @@ describe('readGatewaySeries', () => {
   });
 
   test('a histogram or gauge without a series for the upstream reads as missing', () => {
-    const empty = '# HELP apiproxy_upstream_queue_wait_seconds x\n# TYPE apiproxy_upstream_queue_wait_seconds histogram\n# HELP apiproxy_upstream_queued y\n# TYPE apiproxy_upstream_queued gauge\n';
+    const empty =
+      '# HELP apiproxy_upstream_queue_wait_seconds x\n# TYPE apiproxy_upstream_queue_wait_seconds histogram\n# HELP apiproxy_upstream_queued y\n# TYPE apiproxy_upstream_queued gauge\n';
     expect(readGatewaySeries(empty, 'default')).toEqual({ queued: null, queueWaitCount: null, inFlight: null, activeStreams: null, loopDelayP99Ms: null });
   });
 });
 
 describe('parseSampleLine', () => {
   test('name, labels (escapes included) and value; a timestamp is ignored', () => {
-    expect(parseSampleLine('a_total{x="1",path="C:\\\\DIR",msg="say \\"hi\\"\\nbye"} 3 1700000000')).toEqual({ name: 'a_total', labels: { x: '1', path: 'C:\\DIR', msg: 'say "hi"\nbye' }, value: 3 });
+    expect(parseSampleLine('a_total{x="1",path="C:\\\\DIR",msg="say \\"hi\\"\\nbye"} 3 1700000000')).toEqual({
+      name: 'a_total',
+      labels: { x: '1', path: 'C:\\DIR', msg: 'say "hi"\nbye' },
+      value: 3,
+    });
     expect(parseSampleLine('up 1')).toEqual({ name: 'up', labels: {}, value: 1 });
     expect(parseSampleLine('h_bucket{le="+Inf"} +Inf')?.value).toBe(Number.POSITIVE_INFINITY);
     expect(parseSampleLine('g{a="b",} 2.5e3')).toEqual({ name: 'g', labels: { a: 'b' }, value: 2500 });

@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http';
 /**
  * The long-stream profile's upstream and client, on real sockets: the
  * upstream paces each stream by its own deadlines and reports how late each
@@ -33,7 +34,13 @@ afterAll(() => close(upstream));
 test('every stream completes, paced: gaps of about one interval, one connection per slot, a lateness per paced chunk', async () => {
   lateness.length = 0;
   connections = 0;
-  const run = longStreams({ url, headers: { 'content-type': 'application/json' } }, body, { streams: 10, tokens: 8, intervalMs: 25, rampMs: 100, perConnection: 2 });
+  const run = longStreams({ url, headers: { 'content-type': 'application/json' } }, body, {
+    streams: 10,
+    tokens: 8,
+    intervalMs: 25,
+    rampMs: 100,
+    perConnection: 2,
+  });
   expect(run.open).toBe(0);
   const result = await run.done;
   expect(result).toMatchObject({ expected: 20, completed: 20, errors: 0, events: 20 * 9, peakOpen: 10 });
@@ -87,25 +94,37 @@ describe('the client counts every other ending as an error', () => {
   afterEach(() => close(server));
 
   test.each([
-    ['an error status', (res: import('node:http').ServerResponse) => res.writeHead(503).end('{"error":{}}')],
-    ['a reset mid-stream', (res: import('node:http').ServerResponse) => {
-      res.writeHead(200, { 'content-type': 'text/event-stream' });
-      res.write('data: {}\n\n');
-      setTimeout(() => res.socket?.destroy(), 20);
-    }],
-    ['a stream cut short', (res: import('node:http').ServerResponse) => {
-      res.writeHead(200, { 'content-type': 'text/event-stream' });
-      res.end('data: {}\n\ndata: [DONE]\n\n');
-    }],
+    ['an error status', (res: ServerResponse) => res.writeHead(503).end('{"error":{}}')],
+    [
+      'a reset mid-stream',
+      (res: ServerResponse) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write('data: {}\n\n');
+        setTimeout(() => res.socket?.destroy(), 20);
+      },
+    ],
+    [
+      'a stream cut short',
+      (res: ServerResponse) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.end('data: {}\n\ndata: [DONE]\n\n');
+      },
+    ],
   ])('%s', async (_name, answer) => {
     server = createServer((req, res) => req.resume().on('end', () => answer(res)));
-    const result = await longStreams({ url: await listen(server), headers: {} }, body, { streams: 3, tokens: 5, intervalMs: 10, rampMs: 30, perConnection: 2 }).done;
+    const result = await longStreams({ url: await listen(server), headers: {} }, body, { streams: 3, tokens: 5, intervalMs: 10, rampMs: 30, perConnection: 2 })
+      .done;
     expect(result).toMatchObject({ completed: 0, errors: 6 });
   });
 
   test('a stream still open at the deadline', async () => {
     server = createServer((req, res) => req.resume().on('end', () => res.writeHead(200, { 'content-type': 'text/event-stream' }).write('data: {}\n\n')));
-    const result = await longStreams({ url: await listen(server), headers: {} }, body, { streams: 2, tokens: 5, intervalMs: 10, rampMs: 10, perConnection: 2 }, 100).done;
+    const result = await longStreams(
+      { url: await listen(server), headers: {} },
+      body,
+      { streams: 2, tokens: 5, intervalMs: 10, rampMs: 10, perConnection: 2 },
+      100,
+    ).done;
     expect(result).toMatchObject({ completed: 0, errors: 4 });
     server.closeAllConnections();
   });

@@ -62,13 +62,18 @@ describe('TokenSchedule', () => {
 
   test('whatever the timers do, no deadline drifts', () => {
     fc.assert(
-      fc.property(fc.double({ min: 0, max: 1e6, noNaN: true }), fc.integer({ min: 1, max: 200 }), fc.array(fc.double({ min: -0.5, max: 500, noNaN: true }), { minLength: 1, maxLength: 100 }), (start, interval, latenesses) => {
-        const schedule = new TokenSchedule(start, interval, latenesses.length);
-        latenesses.forEach((late, k) => {
-          expect(schedule.nextDue).toBeCloseTo(start + k * interval, 6);
-          expect(schedule.markSent(schedule.nextDue + late)).toBeCloseTo(late, 6);
-        });
-      }),
+      fc.property(
+        fc.double({ min: 0, max: 1e6, noNaN: true }),
+        fc.integer({ min: 1, max: 200 }),
+        fc.array(fc.double({ min: -0.5, max: 500, noNaN: true }), { minLength: 1, maxLength: 100 }),
+        (start, interval, latenesses) => {
+          const schedule = new TokenSchedule(start, interval, latenesses.length);
+          latenesses.forEach((late, k) => {
+            expect(schedule.nextDue).toBeCloseTo(start + k * interval, 6);
+            expect(schedule.markSent(schedule.nextDue + late)).toBeCloseTo(late, 6);
+          });
+        },
+      ),
     );
   });
 });
@@ -175,7 +180,7 @@ describe('EventStreamDecoder', () => {
         const bounds = [0, ...cuts.sort((a, b) => a - b), response.length];
         const states: string[] = [];
         for (let i = 1; i < bounds.length; i++) {
-          const length = response.copy(shared, 0, bounds[i - 1]!, bounds[i]!);
+          const length = response.copy(shared, 0, bounds[i - 1], bounds[i]);
           states.push(decoder.push(shared, 0, length, i));
           shared.fill(0x7a); // the next read overwrites it
         }

@@ -13,7 +13,10 @@ beforeAll(async () => {
 afterAll(() => upstream.close());
 
 const body = JSON.stringify({ model: 'gpt-4', stream: true, messages: [] });
-const target = (headers: Record<string, string> = {}) => ({ url: upstream.url.replace(/\/v1$/, ''), headers: { 'content-type': 'application/json', ...headers } });
+const target = (headers: Record<string, string> = {}) => ({
+  url: upstream.url.replace(/\/v1$/, ''),
+  headers: { 'content-type': 'application/json', ...headers },
+});
 
 test('complete event streams are counted, with a time to first byte, on kept-alive connections', async () => {
   const before = upstream.requests.length;

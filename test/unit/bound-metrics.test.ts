@@ -51,8 +51,14 @@ describe('bound metric families', () => {
   });
 
   it("combine across cluster workers as prom-client's own do", async () => {
-    const bound = await AggregatorRegistry.aggregate([await boundRegistry().registry.getMetricsAsJSON(), await boundRegistry().registry.getMetricsAsJSON()]).metrics();
-    const reference = await AggregatorRegistry.aggregate([await promClientRegistry().getMetricsAsJSON(), await promClientRegistry().getMetricsAsJSON()]).metrics();
+    const bound = await AggregatorRegistry.aggregate([
+      await boundRegistry().registry.getMetricsAsJSON(),
+      await boundRegistry().registry.getMetricsAsJSON(),
+    ]).metrics();
+    const reference = await AggregatorRegistry.aggregate([
+      await promClientRegistry().getMetricsAsJSON(),
+      await promClientRegistry().getMetricsAsJSON(),
+    ]).metrics();
     expect(bound).toBe(reference);
     expect(bound).toContain('test_requests_total{route="chat_completions",status="200"} 10');
   });

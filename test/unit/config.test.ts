@@ -1,5 +1,7 @@
 import { parseConfigText, toInputs, ConfigError } from '../../src/config/load-file.js';
-import { buildSnapshot, pickTarget, resolveKubeRoutes } from '../../src/config/snapshot.js';
+import { buildSnapshot } from '../../src/config/snapshot.js';
+import { resolveModel } from '../../src/routing/resolve.js';
+import { resolveKubeRoutes } from '../../src/routing/table.js';
 import { keyDigest } from '../../src/config/key-digest.js';
 import type { KubeRouteInput } from '../../src/config/model.js';
 
@@ -51,7 +53,10 @@ describe('config file', () => {
 
 function fileInputs(extra: string = '') {
   return toInputs(
-    parseConfigText(`upstreams:\n  default: { url: "http://a/v1", api_key: up }\n  other: { url: "http://b/v1" }\nmodel_redirects: { gpt-4: gpt-4o }\n${extra}`, 'c'),
+    parseConfigText(
+      `upstreams:\n  default: { url: "http://a/v1", api_key: up }\n  other: { url: "http://b/v1" }\nmodel_redirects: { gpt-4: gpt-4o }\n${extra}`,
+      'c',
+    ),
     noSecrets,
   );
 }
@@ -77,27 +82,9 @@ describe('snapshot', () => {
     });
     const compiled = snapshot.routes.get('gpt-4')!;
     expect(compiled.source).toBe('ModelRoute team-a/r');
-    expect(pickTarget(compiled).upstream.name).toBe('other');
+    expect(resolveModel(snapshot, 'gpt-4', 0).targets[0]!.upstream.name).toBe('other');
     expect(snapshot.defaultUpstream.authorization).toBe('Bearer up');
     expect(snapshot.upstreams.get('other')!.authorization).toBeNull();
-  });
-
-  test('weighted targets split by weight', () => {
-    const snapshot = buildSnapshot({
-      file: fileInputs('routes:\n  - model: split\n    targets: [{ model: a, weight: 90 }, { model: b, weight: 10 }, { model: c, weight: 0 }]\n'),
-      kube: null,
-      namespace: 'ns',
-      version: 1,
-    });
-    const split = snapshot.routes.get('split')!;
-    expect(pickTarget(split, 0).model).toBe('a');
-    expect(pickTarget(split, 0.899).model).toBe('a');
-    expect(pickTarget(split, 0.9).model).toBe('b');
-    expect(pickTarget(split, 0.9999).model).toBe('b');
-    const counts = { a: 0, b: 0 } as Record<string, number>;
-    for (let i = 0; i < 10_000; i++) counts[pickTarget(split).model]!++;
-    expect(counts['a']! / 10_000).toBeGreaterThan(0.86);
-    expect(counts['a']! / 10_000).toBeLessThan(0.94);
   });
 
   test('conflicts: oldest wins, then namespace/name; unknown upstreams rejected', () => {
@@ -123,7 +110,7 @@ describe('snapshot', () => {
   });
 
   test('client keys are held only as digests', () => {
-    const snapshot = buildSnapshot({ file: fileInputs("client_keys: [{ id: a, key: secret-key }]\n"), kube: null, namespace: 'ns', version: 1 });
+    const snapshot = buildSnapshot({ file: fileInputs('client_keys: [{ id: a, key: secret-key }]\n'), kube: null, namespace: 'ns', version: 1 });
     expect(snapshot.keys.get(keyDigest('secret-key'))).toBe('a');
     expect(JSON.stringify([...snapshot.keys])).not.toContain('secret-key');
   });

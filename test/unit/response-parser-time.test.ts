@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { ResponseParser, type ResponseSink } from '../../src/upstream/response-parser.js';
+import { ResponseParser, type ResponseSink } from '../../src/transport/h1/response-parser.js';
 
 /**
  * Parsing what an upstream sends must cost time linear in its length: a

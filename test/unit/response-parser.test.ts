@@ -1,12 +1,12 @@
 import fc from 'fast-check';
-import { ResponseParser } from '../../src/upstream/response-parser.js';
-import type { ResponseHeaders, ResponseSink } from '../../src/upstream/response-parser.js';
-import { BadResponseError, UpstreamError } from '../../src/upstream/errors.js';
+import { ResponseParser } from '../../src/transport/h1/response-parser.js';
+import type { ResponseSink } from '../../src/transport/h1/response-parser.js';
+import type { ResponseHeaders } from '../../src/transport/types.js';
+import { BadResponseError, UpstreamError } from '../../src/errors/upstream.js';
 
 interface Head {
   status: number;
   headers: ResponseHeaders;
-  chunked: boolean;
 }
 
 /** Records everything the parser reports; `raw` is what onHead answers. */
@@ -19,17 +19,14 @@ class Recorder implements ResponseSink {
   readonly feeds: number[] = [];
   feed = 0;
 
-  constructor(private readonly raw = false) {}
-
-  onHead(status: number, headers: ResponseHeaders, chunked: boolean): boolean {
-    this.heads.push({ status, headers, chunked });
-    return this.raw;
+  onHead(status: number, headers: ResponseHeaders): void {
+    this.heads.push({ status, headers });
   }
 
-  onBody(bytes: Buffer, payload: number, last: boolean): void {
+  onBody(bytes: Buffer, last: boolean): void {
     // The parser hands out views of its input: keep a copy.
     this.chunks.push(Buffer.from(bytes));
-    this.payloads.push(payload);
+    this.payloads.push(bytes.length);
     this.lasts.push(last);
     this.feeds.push(this.feed);
   }
@@ -52,7 +49,6 @@ interface Run {
 }
 
 interface RunOptions {
-  raw?: boolean;
   expectBody?: boolean;
 }
 
@@ -62,7 +58,7 @@ function bytes(text: string): Buffer {
 
 /** Feeds `parts` in order to a fresh, reset parser. */
 function run(parts: readonly Buffer[], options: RunOptions = {}): Run {
-  const sink = new Recorder(options.raw ?? false);
+  const sink = new Recorder();
   const parser = new ResponseParser(sink);
   parser.reset(options.expectBody ?? true);
   const results = parts.map((part, index) => {
@@ -129,16 +125,13 @@ interface Outcome {
   complete: boolean;
   reusable: boolean;
   keepAliveMs: number | null;
-  /** onBody calls with no bytes, or a payload the bytes cannot hold (decoded: other than their length). */
+  /** onBody calls with no bytes. */
   badDeliveries: number;
 }
 
-function outcomeOf(result: Run, raw: boolean): Outcome {
+function outcomeOf(result: Run): Outcome {
   const { sink, parser } = result;
-  const badDeliveries = sink.chunks.filter((chunk, index) => {
-    const payload = sink.payloads[index]!;
-    return chunk.length === 0 || (raw ? payload < 0 || payload > chunk.length : payload !== chunk.length);
-  }).length;
+  const badDeliveries = sink.chunks.filter((chunk) => chunk.length === 0).length;
   return {
     heads: sink.heads,
     body: sink.body.toString('latin1'),
@@ -156,15 +149,14 @@ function outcomeOf(result: Run, raw: boolean): Outcome {
  * equals `expected` (checked once, with toEqual), reporting the first cuts that differ.
  */
 function expectSameOutcome(splits: readonly (readonly Buffer[])[], expected: Outcome, options: RunOptions = {}): void {
-  const raw = options.raw ?? false;
-  const reference = outcomeOf(run(splits[0]!, options), raw);
+  const reference = outcomeOf(run(splits[0]!, options));
   expect(reference).toEqual(expected);
   const want = JSON.stringify(reference);
   const mismatches: string[] = [];
   for (const parts of splits) {
     let got: string;
     try {
-      got = JSON.stringify(outcomeOf(run(parts, options), raw));
+      got = JSON.stringify(outcomeOf(run(parts, options)));
     } catch (error) {
       got = String(error);
     }
@@ -195,7 +187,7 @@ function badResponse(fn: () => unknown): BadResponseError {
 
 /** Whether feeding `parts` throws a BadResponseError; describes what happened otherwise. */
 function rejection(parts: readonly Buffer[], options: RunOptions): string {
-  const parser = new ResponseParser(new Recorder(options.raw ?? false));
+  const parser = new ResponseParser(new Recorder());
   parser.reset(options.expectBody ?? true);
   try {
     for (const part of parts) parser.feed(part);
@@ -236,7 +228,6 @@ const CHUNKED_RESPONSE = bytes(CHUNKED_HEAD + CHUNKS + LAST_CHUNK + TRAILERS + '
 const CHUNKED_HEAD_EVENT: Head = {
   status: 200,
   headers: { 'transfer-encoding': 'chunked', 'content-type': 'text/plain' },
-  chunked: true,
 };
 
 /** Every way to cut `data` in three pieces with both cuts at or after `from`. */
@@ -307,7 +298,7 @@ describe('ResponseParser: Content-Length', () => {
   test('a body in the same input as the head', () => {
     const { parser, sink, results } = run([bytes('HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world')]);
     expect(results).toEqual([true]);
-    expect(sink.heads).toEqual([{ status: 200, headers: { 'content-length': '11' }, chunked: false }]);
+    expect(sink.heads).toEqual([{ status: 200, headers: { 'content-length': '11' } }]);
     expect(sink.body.toString()).toBe('hello world');
     expect(sink.payload).toBe(11);
     expect(parser.reusable).toBe(true);
@@ -337,7 +328,7 @@ describe('ResponseParser: Content-Length', () => {
 
   test('the whole response at every split point, and byte by byte', () => {
     const data = bytes('HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX: y\r\n\r\nhello');
-    const head = { status: 200, headers: { 'content-length': '5', x: 'y' }, chunked: false };
+    const head = { status: 200, headers: { 'content-length': '5', x: 'y' } };
     expectSameOutcome(everySplit(data), completeOutcome([head], 'hello'));
   });
 
@@ -373,9 +364,7 @@ describe('ResponseParser: chunked, decoded', () => {
   test('the body is the concatenation of the chunks, trailers are dropped', () => {
     const result = run([CHUNKED_RESPONSE]);
     expectCompletesAtEnd(result);
-    expect(result.sink.heads).toEqual([
-      { status: 200, headers: { 'transfer-encoding': 'chunked', 'content-type': 'text/plain' }, chunked: true },
-    ]);
+    expect(result.sink.heads).toEqual([{ status: 200, headers: { 'transfer-encoding': 'chunked', 'content-type': 'text/plain' } }]);
     expect(result.sink.body.toString('latin1')).toBe(DECODED);
     expect(result.sink.payload).toBe(DECODED.length);
     result.sink.chunks.forEach((chunk, index) => expect(result.sink.payloads[index]).toBe(chunk.length));
@@ -431,7 +420,6 @@ describe('ResponseParser: chunked, decoded', () => {
     for (const coding of ['Chunked', 'CHUNKED', 'gzip, chunked', 'gzip,chunked', ' gzip , chunked ']) {
       const result = run([bytes(`HTTP/1.1 200 OK\r\nTransfer-Encoding: ${coding}\r\n\r\n2\r\nab\r\n0\r\n\r\n`)]);
       expect(result.results).toEqual([true]);
-      expect(result.sink.heads[0]!.chunked).toBe(true);
       expect(result.sink.body.toString()).toBe('ab');
     }
   });
@@ -439,7 +427,6 @@ describe('ResponseParser: chunked, decoded', () => {
   test('split transfer-encoding headers: chunked last', () => {
     const result = run([bytes('HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n')]);
     expect(result.results).toEqual([true]);
-    expect(result.sink.heads[0]!.chunked).toBe(true);
     expect(result.sink.body.toString()).toBe('ab');
   });
 
@@ -449,120 +436,6 @@ describe('ResponseParser: chunked, decoded', () => {
     const result = run([bytes(`HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n${trailers}\r\n`)]);
     expect(result.results).toEqual([true]);
     expect(result.sink.body.toString()).toBe('a');
-  });
-});
-
-/** What raw mode must reproduce: the chunked body up to the last chunk's size line. */
-const RAW_EXPECTED = bytes(CHUNKS);
-
-/** Raw mode: everything relayed is `expected` (the non-final chunks as sent); the payload is the decoded length. */
-function rawOutcome(expected: Buffer | string, decodedLength: number, head: Head = CHUNKED_HEAD_EVENT): Outcome {
-  return completeOutcome([head], typeof expected === 'string' ? expected : expected.toString('latin1'), decodedLength);
-}
-
-function expectRawRun(splits: readonly (readonly Buffer[])[], expected: Buffer | string, decodedLength: number, head?: Head): void {
-  expectSameOutcome(splits, rawOutcome(expected, decodedLength, head), { raw: true });
-}
-
-const SIMPLE_CHUNKED_HEAD: Head = { status: 200, headers: { 'transfer-encoding': 'chunked' }, chunked: true };
-
-describe('ResponseParser: chunked, raw', () => {
-  test('the relayed bytes are the non-final chunks with their framing', () => {
-    const result = run([CHUNKED_RESPONSE], { raw: true });
-    expect(outcomeOf(result, true)).toEqual(rawOutcome(RAW_EXPECTED, DECODED.length));
-    // Relayed as is, followed by a last chunk of its own, it is a valid chunked body with the same content.
-    expect(Buffer.concat([result.sink.body, bytes('0\r\n\r\n')]).toString('latin1')).toBe(CHUNKS + '0\r\n\r\n');
-  });
-
-  test('every split point and byte by byte', () => {
-    expectRawRun(everySplit(CHUNKED_RESPONSE), RAW_EXPECTED, DECODED.length);
-  });
-
-  test('every pair of split points of the body', () => {
-    expectRawRun(pairSplits(CHUNKED_RESPONSE, CHUNKED_HEAD.length), RAW_EXPECTED, DECODED.length);
-  });
-
-  test('an empty body relays nothing', () => {
-    const data = bytes('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n');
-    expectRawRun(everySplit(data), '', 0, { status: 200, headers: { 'transfer-encoding': 'chunked' }, chunked: true });
-  });
-
-  const start = 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n';
-  const prefix = 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n';
-  test.each([
-    ['the final size line split after its digit', [prefix + '0', '\r\n\r\n']],
-    ['the final size line split before its LF', [prefix + '0\r', '\n\r\n']],
-    ['the final size line split after it', [prefix + '0\r\n', '\r\n']],
-    ['a final 00 split between its digits', [prefix + '0', '0\r\n\r\n']],
-    ['a final 00 split after its digits', [prefix + '00', '\r\n\r\n']],
-    ['a final 00 split three ways', [prefix + '0', '0', '\r', '\n', '\r\n']],
-    ['a final size line with an extension, split', [prefix + '0;ex', 't=1\r', '\nX-T: 1\r', '\n\r\n']],
-    ['the final size line alone in its input', [prefix, '0\r\n', '\r\n']],
-    ['the final size line begins an input', [prefix, '0\r\n\r\n']],
-    ['the trailers split', [prefix + '0\r\nX-A: 1\r\nX-', 'B: 2\r\n\r', '\n']],
-  ])('the last chunk is never relayed: %s', (_, parts) => {
-    expectRawRun([parts.map(bytes)], '3\r\nabc\r\n', 3, SIMPLE_CHUNKED_HEAD);
-  });
-
-  const twoChunks = '1a\r\nabcdefghijklmnopqrstuvwxyz\r\n' + '3;x=y\r\nabc\r\n';
-  test.each([
-    ['the size split between its digits', [start + '1', 'a\r\nabcdefghijklmnopqrstuvwxyz\r\n3;x=y\r\nabc\r\n0\r\n\r\n']],
-    ['the size split before its CR', [start + '1a', '\r\nabcdefghijklmnopqrstuvwxyz\r\n3;x=y\r\nabc\r\n0\r\n\r\n']],
-    ['the size split before its LF', [start + '1a\r', '\nabcdefghijklmnopqrstuvwxyz\r\n3;x=y\r\nabc\r\n0\r\n\r\n']],
-    ['the size split across three inputs', [start + '1', 'a', '\r', '\nabcdefghijklmnopqrstuvwxyz\r\n3;x=y\r\nabc\r\n0\r\n\r\n']],
-    ['an extension split', [start + '1a\r\nabcdefghijklmnopqrstuvwxyz\r\n3;x', '=y\r\nabc\r\n0\r\n\r\n']],
-    ['a size line split after data in the same input', [start + '1a\r\nabcdefghijklmnopqrstuvwxyz\r\n3', ';x=y\r\nabc\r\n0\r\n\r\n']],
-  ])('a non-final size line is relayed in full: %s', (_, parts) => {
-    expectRawRun([parts.map(bytes)], twoChunks, 29, SIMPLE_CHUNKED_HEAD);
-  });
-
-  test.each([
-    ['in the same input', [start + '01a\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\n\r\n']],
-    ['split off', [start, '0', '1a\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\n\r\n']],
-    ['alone', [start + '0', '1', 'a', '\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\n\r\n']],
-  ])('a leading zero of a non-final size is relayed: %s', (_, parts) => {
-    expectRawRun([parts.map(bytes)], '01a\r\nabcdefghijklmnopqrstuvwxyz\r\n', 26, SIMPLE_CHUNKED_HEAD);
-  });
-
-  test('a held size line is relayed before the rest of its chunk', () => {
-    const sink = new Recorder(true);
-    const parser = new ResponseParser(sink);
-    parser.reset(true);
-    expect(parser.feed(bytes(start + '2\r\nab\r\n1'))).toBe(false);
-    expect(sink.body.toString()).toBe('2\r\nab\r\n');
-    expect(parser.feed(bytes('0'))).toBe(false);
-    expect(sink.body.toString()).toBe('2\r\nab\r\n');
-    expect(parser.feed(bytes('\r\n0123456789abcdef\r\n'))).toBe(false);
-    expect(sink.body.toString()).toBe('2\r\nab\r\n10\r\n0123456789abcdef\r\n');
-    expect(parser.feed(bytes('0\r\n\r\n'))).toBe(true);
-    expect(sink.body.toString()).toBe('2\r\nab\r\n10\r\n0123456789abcdef\r\n');
-    expect(sink.payload).toBe(18);
-  });
-
-  test('held bytes are copies: the caller may reuse its input buffer', () => {
-    const sink = new Recorder(true);
-    const parser = new ResponseParser(sink);
-    parser.reset(true);
-    const input = Buffer.from(start + '3\r\nabc\r\n1');
-    parser.feed(input);
-    input.fill(0x7a);
-    parser.feed(bytes('\r\nx\r\n0\r\n\r\n'));
-    expect(sink.body.toString()).toBe('3\r\nabc\r\n1\r\nx\r\n');
-  });
-
-  test('raw mode with bytes after the end', () => {
-    const result = run([bytes(start + '1\r\na\r\n0\r\n\r\nX')], { raw: true });
-    expect(result.results).toEqual([true]);
-    expect(result.sink.body.toString()).toBe('1\r\na\r\n');
-    expect(result.parser.reusable).toBe(false);
-  });
-
-  test('onHead answering true has no effect on a body that is not chunked', () => {
-    const result = run([bytes('HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc')], { raw: true });
-    expect(result.results).toEqual([true]);
-    expect(result.sink.heads[0]!.chunked).toBe(false);
-    expect(result.sink.body.toString()).toBe('abc');
-    expect(result.sink.payload).toBe(3);
   });
 });
 
@@ -580,7 +453,7 @@ describe('ResponseParser: chunked, random chunkings', () => {
     cuts: fc.array(fc.nat(), { maxLength: 6 }),
   });
 
-  test('decoded and raw results do not depend on how the input is cut', () => {
+  test('decoded results do not depend on how the input is cut', () => {
     fc.assert(
       fc.property(response, ({ chunks, last, trailers, cuts }) => {
         let framed = '';
@@ -595,12 +468,8 @@ describe('ResponseParser: chunked, random chunkings', () => {
         const points = [...new Set(cuts.map((cut) => head.length + (cut % (full.length - head.length + 1))))].sort((a, b) => a - b);
         const parts = splitAt(full, ...points);
 
-        const plain = outcomeOf(run(parts), false);
-        const relayed = outcomeOf(run(parts, { raw: true }), true);
-        return (
-          JSON.stringify(plain) === JSON.stringify(completeOutcome([CHUNKED_HEAD_EVENT], decoded.toString('latin1'))) &&
-          JSON.stringify(relayed) === JSON.stringify(rawOutcome(framed, decoded.length))
-        );
+        const plain = outcomeOf(run(parts));
+        return JSON.stringify(plain) === JSON.stringify(completeOutcome([CHUNKED_HEAD_EVENT], decoded.toString('latin1')));
       }),
       { seed: 20240607, numRuns: 300 },
     );
@@ -608,16 +477,13 @@ describe('ResponseParser: chunked, random chunkings', () => {
 });
 
 describe('ResponseParser: interim responses', () => {
-  const interim =
-    'HTTP/1.1 100 Continue\r\n\r\n' +
-    'HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n' +
-    'HTTP/1.1 102\r\n\r\n';
+  const interim = 'HTTP/1.1 100 Continue\r\n\r\n' + 'HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n' + 'HTTP/1.1 102\r\n\r\n';
   const final = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok';
 
   test('1xx responses are skipped, at every split point and byte by byte', () => {
     const data = bytes(interim + final);
-    expectSameOutcome(everySplit(data), completeOutcome([{ status: 200, headers: { 'content-length': '2' }, chunked: false }], 'ok'));
-    expectSameOutcome(pairSplits(data, 0), completeOutcome([{ status: 200, headers: { 'content-length': '2' }, chunked: false }], 'ok'));
+    expectSameOutcome(everySplit(data), completeOutcome([{ status: 200, headers: { 'content-length': '2' } }], 'ok'));
+    expectSameOutcome(pairSplits(data, 0), completeOutcome([{ status: 200, headers: { 'content-length': '2' } }], 'ok'));
   });
 
   test('the head is not complete after only interim responses', () => {
@@ -632,11 +498,6 @@ describe('ResponseParser: interim responses', () => {
     expect(parser.finish()).toBe(false);
     expect(parser.feed(bytes('04 No Content\r\n\r\n'))).toBe(true);
     expect(sink.heads.map((head) => head.status)).toEqual([204]);
-  });
-
-  test('interim responses before a chunked raw body', () => {
-    const data = bytes('HTTP/1.1 100 Continue\r\n\r\n' + CHUNKED_HEAD + CHUNKS + LAST_CHUNK + TRAILERS + '\r\n');
-    expectRawRun(everySplit(data), RAW_EXPECTED, DECODED.length);
   });
 
   test('interim headers do not leak into the final response', () => {
@@ -666,15 +527,14 @@ describe('ResponseParser: responses without a body', () => {
     ['304', false, 'HTTP/1.1 304 Not Modified\r\nContent-Length: 100\r\n\r\n'],
     ['304, no framing', false, 'HTTP/1.1 304 Not Modified\r\nETag: "x"\r\n\r\n'],
   ])('%s', (_, head, text) => {
-    for (const raw of [false, true]) {
-      const result = run([bytes(text)], { expectBody: !head, raw });
+    {
+      const result = run([bytes(text)], { expectBody: !head });
       expectCompletesAtEnd(result);
       expect(result.sink.heads).toHaveLength(1);
-      expect(result.sink.heads[0]!.chunked).toBe(false);
       expect(result.sink.chunks).toEqual([]);
       expect(result.parser.reusable).toBe(true);
       expect(result.parser.finish()).toBe(true);
-      expectSameOutcome(everySplit(bytes(text)), outcomeOf(result, raw), { expectBody: !head, raw });
+      expectSameOutcome(everySplit(bytes(text)), outcomeOf(result), { expectBody: !head });
     }
   });
 
@@ -701,17 +561,16 @@ describe('ResponseParser: close-delimited bodies', () => {
   ])('%s: the body runs to the close', (_, head) => {
     const body = '5\r\nhello\r\n0\r\n\r\nmore';
     const data = bytes(head + body);
-    for (const raw of [false, true]) {
-      const result = run([data], { raw });
+    {
+      const result = run([data]);
       expect(result.results).toEqual([false]);
       expect(result.parser.complete).toBe(false);
       expect(result.parser.headComplete).toBe(true);
       expect(result.sink.heads).toHaveLength(1);
-      expect(result.sink.heads[0]!.chunked).toBe(false);
       expect(result.sink.body.toString()).toBe(body);
       expect(result.sink.payload).toBe(body.length);
       expect(result.parser.reusable).toBe(false);
-      expectSameOutcome(everySplit(data), outcomeOf(result, raw), { raw });
+      expectSameOutcome(everySplit(data), outcomeOf(result));
       expect(result.parser.finish()).toBe(true);
       expect(result.parser.complete).toBe(true);
       expect(result.parser.reusable).toBe(false);
@@ -741,9 +600,8 @@ describe('ResponseParser: close-delimited bodies', () => {
 describe('ResponseParser: transfer-encoding with content-length', () => {
   test('chunked wins, and the connection is not reused', () => {
     const data = bytes('HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n');
-    const head: Head = { status: 200, headers: { 'content-length': '100', 'transfer-encoding': 'chunked' }, chunked: true };
+    const head: Head = { status: 200, headers: { 'content-length': '100', 'transfer-encoding': 'chunked' } };
     expectSameOutcome(everySplit(data), completeOutcome([head], 'hello', 5, false));
-    expectSameOutcome(everySplit(data), completeOutcome([head], '5\r\nhello\r\n', 5, false), { raw: true });
   });
 
   // RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing: close the connection after it.
@@ -823,22 +681,24 @@ describe('ResponseParser: headers', () => {
     );
     expectSameOutcome(
       everySplit(data),
-      completeOutcome([
-        {
-          status: 200,
-          headers: {
-            'set-cookie': ['a=1', 'b=2; Path=/', 'c=3'],
-            'content-type': 'text/html',
-            'x-pair': ['one', 'two'],
-            'x-spaced': 'inner  space',
-            'x-empty': '',
-            'x-blank': '',
-            "x-token!#$%&'*+-.^_`|~09": 'ok',
-            'content-length': '0',
+      completeOutcome(
+        [
+          {
+            status: 200,
+            headers: {
+              'set-cookie': ['a=1', 'b=2; Path=/', 'c=3'],
+              'content-type': 'text/html',
+              'x-pair': ['one', 'two'],
+              'x-spaced': 'inner  space',
+              'x-empty': '',
+              'x-blank': '',
+              "x-token!#$%&'*+-.^_`|~09": 'ok',
+              'content-length': '0',
+            },
           },
-          chunked: false,
-        },
-      ], ''),
+        ],
+        '',
+      ),
     );
   });
 
@@ -868,7 +728,7 @@ describe('ResponseParser: headers', () => {
   test('a head with no header fields', () => {
     const result = run([bytes('HTTP/1.1 204 No Content\r\n\r\n')]);
     expect(result.results).toEqual([true]);
-    expect(result.sink.heads).toEqual([{ status: 204, headers: {}, chunked: false }]);
+    expect(result.sink.heads).toEqual([{ status: 204, headers: {} }]);
   });
 
   test('a head of nearly 64 KiB is accepted, fed in one piece or in pieces', () => {
@@ -960,7 +820,7 @@ describe('ResponseParser: rejections', () => {
     ['trailer line ending in a bare CR', chunked + '0\r\nX-T: 1\rX\r\n\r\n'],
     ['final CRLF missing its LF', chunked + '0\r\n\rX'],
   ])('%s', (_, text) => {
-    for (const raw of [false, true]) expectRejectedEverySplit(bytes(text), { raw });
+    expectRejectedEverySplit(bytes(text));
   });
 
   test('the head limit does not depend on how the input is cut', () => {
@@ -1006,10 +866,7 @@ describe('ResponseParser: rejections', () => {
   test('trailers over 64 KiB', () => {
     const line = `X-T: ${'t'.repeat(1000)}\r\n`;
     const text = `HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n${line.repeat(70)}\r\n`;
-    for (const raw of [false, true]) {
-      const error = badResponse(() => run([bytes(text)], { raw }));
-      expect(error.message).toMatch(/trailers too large/);
-    }
+    expect(badResponse(() => run([bytes(text)])).message).toMatch(/trailers too large/);
     // Fed in pieces: rejected before the trailers end.
     const sink = new Recorder();
     const parser = new ResponseParser(sink);
@@ -1035,45 +892,6 @@ describe('ResponseParser: rejections', () => {
     expect(badResponse(() => run([bytes('HTTP/1.1 200 OK\r\nA : b\r\n\r\n')])).message).toMatch(/malformed header line/);
     expect(badResponse(() => run([bytes('HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n')])).message).toMatch(/invalid content-length/);
     expect(badResponse(() => run([bytes('HTTP/1.1 101 Switching Protocols\r\n\r\n')])).message).toMatch(/protocol switch/);
-  });
-});
-
-describe('ResponseParser: appendable (may an event-stream error event follow what was relayed?)', () => {
-  const head = 'HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n';
-  test.each([
-    ['nothing relayed yet', '', true],
-    ['an event ended by LF LF', 'data: a\n\n', true],
-    ['an event ended by CRLF CRLF', 'data: a\r\n\r\n', true],
-    ['an event ended by CR CR', 'data: a\r\r', true],
-    ['an event ended by LF CRLF', 'data: a\n\r\n', true],
-    ['a single line end', 'data: a\n', false],
-    ['a single CRLF', 'data: a\r\n', false],
-    ['half an event', 'data: {"id":"x","ob', false],
-    ['a lone LF', '\n', false],
-  ])('%s', (_, payload, appendable) => {
-    // close-delimited, content-length (incomplete) and chunked (decoded and raw, cut between chunks)
-    const bodies = [
-      head + '\r\n' + payload,
-      head + `Content-Length: ${payload.length + 10}\r\n\r\n` + payload,
-      head + 'Transfer-Encoding: chunked\r\n\r\n' + (payload === '' ? '' : `${payload.length.toString(16)}\r\n${payload}\r\n`),
-    ];
-    for (const [index, text] of bodies.entries()) {
-      for (const raw of index === 2 ? [false, true] : [false]) {
-        const result = run([bytes(text)], { raw });
-        expect({ text, raw, appendable: result.parser.appendable }).toEqual({ text, raw, appendable });
-      }
-    }
-  });
-
-  test('raw mode, cut inside a chunk whose payload so far ends with a blank line: not appendable', () => {
-    const result = run([bytes(head + 'Transfer-Encoding: chunked\r\n\r\n10\r\ndata: a\n\n')], { raw: true });
-    expect(result.parser.appendable).toBe(false);
-    expect(run([bytes(head + 'Transfer-Encoding: chunked\r\n\r\n10\r\ndata: a\n\n')], { raw: false }).parser.appendable).toBe(true);
-  });
-
-  test('a blank line split across chunks and feeds', () => {
-    const result = run([bytes(head + 'Transfer-Encoding: chunked\r\n\r\n8\r\ndata: a\n'), bytes('\r\n1\r\n'), bytes('\n\r\n')], { raw: true });
-    expect(result.parser.appendable).toBe(true);
   });
 });
 
@@ -1103,35 +921,33 @@ describe('ResponseParser: last bytes (sent with the end of the relayed response)
     expect(split.sink.chunks.at(-1)!.toString()).toBe('orld');
   });
 
-  test('a raw chunked body that ends in the same input: the span before the last chunk', () => {
-    const result = run([eventStream], { raw: true });
-    expect(result.sink.lasts).toEqual([true]);
-    expect(result.sink.body.toString()).toBe('7\r\ndata: a\r\n7\r\ndata: b\r\n');
+  test('a chunked body that ends in the same input: its last chunk', () => {
+    const result = run([eventStream]);
+    expect(result.sink.lasts).toEqual([false, true]);
+    expect(result.sink.chunks.map((chunk) => chunk.toString())).toEqual(['data: a', 'data: b']);
   });
 
   test.each([
     ['the blank line after the last chunk comes in the next input', ['7\r\ndata: a\r\n0\r\n', '\r\n']],
     ['the blank line is cut in two', ['7\r\ndata: a\r\n0\r\n\r', '\n']],
+    ['the last chunk line comes in the next input', ['7\r\ndata: a\r\n', '0\r\n\r\n']],
     ['trailers follow the last chunk', ['7\r\ndata: a\r\n0\r\nx-t: 1\r\n\r\n']],
+    ['the last chunk has an extension', ['7\r\ndata: a\r\n0;x=y\r\n\r\n']],
   ])('not when the end is not yet certain: %s', (_, body) => {
     const parts = [bytes('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n' + body[0]!), ...body.slice(1).map(bytes)];
-    const result = run(parts, { raw: true });
+    const result = run(parts);
     expect(result.parser.complete).toBe(true);
-    expect(result.sink.body.toString()).toBe('7\r\ndata: a\r\n');
+    expect(result.sink.body.toString()).toBe('data: a');
     expect(marked(result)).toEqual([]);
   });
 
-  test('never for a decoded chunked body or one framed by the close', () => {
-    expect(marked(run([eventStream]))).toEqual([]);
+  test('never for a body framed by the close', () => {
     expect(marked(run([bytes('HTTP/1.1 200 OK\r\n\r\nhello')]))).toEqual([]);
   });
 
   test('every split point: at most one, the final delivery, in the completing feed', () => {
     for (const parts of everySplit(lengthResponse)) expectLastRule(run(parts));
-    for (const parts of everySplit(eventStream)) expectLastRule(run(parts, { raw: true }));
-    for (const parts of everySplit(CHUNKED_RESPONSE)) {
-      expectLastRule(run(parts, { raw: true }));
-      expectLastRule(run(parts));
-    }
+    for (const parts of everySplit(eventStream)) expectLastRule(run(parts));
+    for (const parts of everySplit(CHUNKED_RESPONSE)) expectLastRule(run(parts));
   });
 });

@@ -27,6 +27,11 @@ describe('fittedRise', () => {
   test('fewer than two distinct times: NaN', () => {
     expect(fittedRise([])).toBeNaN();
     expect(fittedRise([{ atS: 5, value: 1 }])).toBeNaN();
-    expect(fittedRise([{ atS: 5, value: 1 }, { atS: 5, value: 2 }])).toBeNaN();
+    expect(
+      fittedRise([
+        { atS: 5, value: 1 },
+        { atS: 5, value: 2 },
+      ]),
+    ).toBeNaN();
   });
 });

@@ -39,7 +39,11 @@ export class StatusWriter {
       const wanted = signature(status.generation, status.accepted ? 'True' : 'False', status.reason, status.message);
       const current = currentCondition(object);
       const observed = (object['status'] as { observedGeneration?: number } | undefined)?.observedGeneration;
-      if (current !== null && observed === status.generation && signature(current.observedGeneration, current.status, current.reason, current.message) === wanted) {
+      if (
+        current !== null &&
+        observed === status.generation &&
+        signature(current.observedGeneration, current.status, current.reason, current.message) === wanted
+      ) {
         continue;
       }
       if (this.#inFlight.get(key) === wanted) continue;

@@ -526,7 +526,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
       const docs = parseAllDocuments(fs.readFileSync(path.join(CRD_DIR, f), 'utf8'));
       for (const doc of docs) {
         if (doc.errors.length > 0) throw new Error(`${f}: ${doc.errors.map((e) => e.message).join('; ')}`);
-        const obj = doc.toJS() as any;
+        const obj = doc.toJS();
         if (!obj) continue;
         if (obj.kind !== 'CustomResourceDefinition') throw new Error(`${f}: not a CustomResourceDefinition (${obj.kind})`);
         const name: string = obj.metadata.name;
@@ -552,8 +552,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
       for (;;) {
         if (Date.now() > deadline) throw new Error(`CRD ${crd.name} not Established/served within 60s: ${last}`);
         const res = await request('GET', `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd.name}`);
-        const conds: Array<{ type: string; status: string; reason?: string; message?: string }> =
-          res.json?.status?.conditions ?? [];
+        const conds: Array<{ type: string; status: string; reason?: string; message?: string }> = res.json?.status?.conditions ?? [];
         const established = conds.find((c) => c.type === 'Established')?.status === 'True';
         const badNames = conds.find((c) => c.type === 'NamesAccepted' && c.status === 'False');
         if (badNames) throw new Error(`CRD ${crd.name} names not accepted: ${badNames.reason}: ${badNames.message}`);

@@ -16,7 +16,10 @@ export const GATEWAY_ROLE_RULES = [
 /** A Role with exactly the documented rules, bound to the ServiceAccount; returns a token for it. */
 export async function gatewayServiceAccountToken(cluster: TestCluster, namespace: string, serviceAccount: string): Promise<string> {
   const token = await cluster.serviceAccountToken(namespace, serviceAccount);
-  await cluster.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${namespace}/roles`, { metadata: { name: serviceAccount }, rules: GATEWAY_ROLE_RULES });
+  await cluster.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${namespace}/roles`, {
+    metadata: { name: serviceAccount },
+    rules: GATEWAY_ROLE_RULES,
+  });
   await cluster.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${namespace}/rolebindings`, {
     metadata: { name: serviceAccount },
     roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: serviceAccount },
@@ -38,7 +41,13 @@ export async function startKubeGateway(
 ): Promise<TestGateway> {
   const config = baseConfig(upstreamUrl, { kubernetes: { enabled: true, namespaces: [namespace], watch_timeout_seconds: 30 }, ...extra });
   const gateway = await startTestGateway(config, { kubeSource: kubeSource(kubeConfig, namespace), namespace });
-  await waitFor(async () => (await request(`${gateway.url}/health/ready`)).statusCode === 200, 15_000, 'gateway ready');
+  try {
+    await waitFor(async () => (await request(`${gateway.url}/health/ready`)).statusCode === 200, 15_000, 'gateway ready');
+  } catch (error) {
+    // A gateway left running keeps its watches open, and jest from exiting.
+    await gateway.stop();
+    throw error;
+  }
   return gateway;
 }
 

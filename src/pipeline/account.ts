@@ -1,0 +1,59 @@
+import { accessLine } from '../observability/access-line.js';
+import type { Logging } from '../observability/logger.js';
+import type { GatewayMetrics } from '../observability/metrics.js';
+import type { RequestRecord } from './request-record.js';
+
+/**
+ * The last stage of every request: metrics and the access line. A request's
+ * lifecycle reports here as it goes; `completed` is called exactly once.
+ */
+export class RequestAccounting {
+  readonly #metrics: GatewayMetrics;
+  readonly #logging: Logging;
+  readonly #accessLog: () => boolean;
+
+  constructor(metrics: GatewayMetrics, logging: Logging, accessLog: () => boolean) {
+    this.#metrics = metrics;
+    this.#logging = logging;
+    this.#accessLog = accessLog;
+  }
+
+  get logger(): Logging['logger'] {
+    return this.#logging.logger;
+  }
+
+  opened(): void {
+    this.#metrics.activeRequests++;
+    this.#metrics.totalRequests++;
+  }
+
+  /** An upstream's response head arrived (`record.ttfbMs`, `record.stream` are set). */
+  upstreamResponded(record: RequestRecord): void {
+    this.#metrics.upstreamResponded(record.upstream!, record.ttfbMs / 1000);
+    if (record.stream) this.#metrics.activeStreams++;
+  }
+
+  upstreamTimedOut(upstream: string, phase: string): void {
+    this.#metrics.upstreamTimedOut(upstream, phase);
+  }
+
+  upstreamFailed(upstream: string, code: string): void {
+    this.#metrics.upstreamFailed(upstream, code);
+  }
+
+  /** A secret was taken out of an upstream's answer; logged once per response, with the upstream that sent it. */
+  redacted(record: RequestRecord, where: 'header' | 'body', log: boolean): void {
+    this.#metrics.redacted(record.upstream ?? 'unknown', where);
+    if (log) this.#logging.logger.warn({ upstream: record.upstream, req_id: record.id, where }, "the upstream's answer carried its key; redacted");
+  }
+
+  /** The response is closed and no upstream exchange is open: counts, latency, one access line. */
+  completed(record: RequestRecord, latencyMs: number, countedStream: boolean): void {
+    const metrics = this.#metrics;
+    metrics.activeRequests--;
+    if (countedStream) metrics.activeStreams--;
+    metrics.requestFinished(record.route, record.status, latencyMs / 1000, record.keyId);
+    const logger = this.#logging.logger;
+    if (this.#accessLog() && logger.isLevelEnabled('info')) this.#logging.writeLine(accessLine(record, latencyMs, this.#logging.bindings));
+  }
+}

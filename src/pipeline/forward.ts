@@ -1,0 +1,83 @@
+import type { ServerResponse } from 'node:http';
+import { ClientGoneError } from '../errors/client-gone.js';
+import type { RoutePlan } from '../routing/resolve.js';
+import type { Transports } from '../transport/transports.js';
+import type { Admissions, UpstreamAdmission } from './admission.js';
+import { replaceModel } from './json-request.js';
+import type { RequestLifecycle } from './lifecycle.js';
+import type { ClientRequestBody } from './read-body.js';
+import type { BodyTransformFactory } from './body-transform.js';
+import { redaction } from './redact.js';
+import { Relay } from './relay.js';
+import { upstreamRequestHeaders } from './upstream-headers.js';
+
+export interface ForwardDeps {
+  readonly transports: Transports;
+  readonly admissions: Admissions;
+}
+
+/**
+ * Sends the request to the plan's target, with the model that target takes
+ * written into the body (every other byte as the client sent it), and hands
+ * the answer to a Relay. Waits for a slot first when the upstream caps its
+ * requests in flight.
+ */
+export async function forward(
+  deps: ForwardDeps,
+  lifecycle: RequestLifecycle,
+  plan: RoutePlan,
+  request: ClientRequestBody,
+  rewriteBody: ((body: Buffer) => Buffer) | null,
+): Promise<void> {
+  const { req, record } = lifecycle;
+  const target = plan.targets[0]!;
+  const upstream = target.upstream;
+  record.upstream = upstream.name;
+  let body = request.body;
+  let contentLength = request.contentLength;
+  const json = request.json;
+  if (json !== null) {
+    record.targetModel = target.model;
+    if (target.model !== json.model) {
+      body = Buffer.from(replaceModel(json.text, target.model));
+      contentLength = body.length;
+    }
+  }
+
+  const admission = deps.admissions.get(upstream.name, upstream.admission);
+  if (!admission.tryEnter()) await waitForSlot(admission, lifecycle.res);
+  lifecycle.dispatching(admission);
+
+  const headers = upstreamRequestHeaders(req.headers, upstream.authorization, contentLength, record.id);
+  if (rewriteBody !== null) headers['accept-encoding'] = 'identity'; // the body is read, so it must arrive plain
+  deps.transports.get(upstream).dispatch(
+    {
+      method: record.method,
+      path: upstream.basePath + (req.url ?? '/').slice(3),
+      headers,
+      body,
+      headersTimeoutMs: upstream.headersTimeoutMs,
+      idleTimeoutMs: upstream.idleTimeoutMs,
+      sendNow: json?.stream ?? false,
+    },
+    new Relay(lifecycle, { secrets: upstream.secrets, transforms: bodyTransforms(lifecycle, upstream.secrets), rewriteBody }),
+  );
+}
+
+/** The stages the answer's body passes through: the upstream's secrets taken out, at any status. */
+function bodyTransforms(lifecycle: RequestLifecycle, secrets: readonly string[]): readonly BodyTransformFactory[] {
+  const redacting = redaction(secrets, () => lifecycle.redacted('body'));
+  return redacting === null ? [] : [redacting];
+}
+
+/** Waits for a slot at a capped upstream; the wait ends when the client goes away. */
+async function waitForSlot(admission: UpstreamAdmission, res: ServerResponse): Promise<void> {
+  const gone = new AbortController();
+  const onClose = (): void => gone.abort(new ClientGoneError());
+  res.once('close', onClose);
+  try {
+    await admission.wait(gone.signal);
+  } finally {
+    res.off('close', onClose);
+  }
+}

@@ -1,0 +1,146 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { CLIENT_CLOSED_REQUEST, ClientGoneError } from '../errors/client-gone.js';
+import { toGatewayError } from '../errors/gateway-error.js';
+import { writeError } from '../errors/write-error.js';
+import type { Exchange } from '../transport/types.js';
+import type { RequestAccounting } from './account.js';
+import type { UpstreamAdmission } from './admission.js';
+import type { RequestRecord } from './request-record.js';
+import { requestIdFrom } from './request-id.js';
+
+/**
+ * The one owner of a request's life, from accept to record. Stages fill in
+ * its record and report what happens; it answers errors, aborts the upstream
+ * exchange when the client goes away, gives back the upstream slot, and
+ * completes the record exactly once: when the response is closed and no
+ * upstream exchange is open.
+ */
+export class RequestLifecycle {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly record: RequestRecord;
+  readonly #accounting: RequestAccounting;
+  #exchange: Exchange | null = null;
+  #slot: UpstreamAdmission | null = null;
+  #upstreamOpen = false;
+  #responseClosed = false;
+  #countedStream = false;
+  #redactionLogged = false;
+  #completed = false;
+
+  constructor(req: IncomingMessage, res: ServerResponse, accounting: RequestAccounting) {
+    this.req = req;
+    this.res = res;
+    this.#accounting = accounting;
+    const url = req.url ?? '/';
+    const queryAt = url.indexOf('?');
+    this.record = {
+      id: requestIdFrom(req.headers['x-request-id']),
+      startedAt: performance.now(),
+      method: req.method ?? 'GET',
+      path: queryAt === -1 ? url : url.slice(0, queryAt),
+      route: 'unmatched',
+      keyId: null,
+      model: null,
+      targetModel: null,
+      upstream: null,
+      status: 0,
+      ttfbMs: -1,
+      bytesIn: 0,
+      bytesOut: 0,
+      stream: false,
+      errorCode: null,
+      clientAborted: false,
+    };
+    accounting.opened();
+    res.once('close', this.#onClose);
+  }
+
+  /** The request goes to an upstream, holding `slot` until the exchange settles. */
+  dispatching(slot: UpstreamAdmission): void {
+    this.#slot = slot;
+    this.#upstreamOpen = true;
+  }
+
+  /** The transport handed over the exchange: from now on a client that leaves aborts it. */
+  attach(exchange: Exchange): void {
+    this.#exchange = exchange;
+    if (this.#responseClosed) exchange.abort(new ClientGoneError());
+  }
+
+  /** The upstream's response head arrived after `ttfbMs`; `stream` when it is an event stream. */
+  upstreamResponded(ttfbMs: number, stream: boolean): void {
+    const record = this.record;
+    record.ttfbMs = ttfbMs;
+    record.stream = stream;
+    this.#countedStream = stream;
+    this.#accounting.upstreamResponded(record);
+  }
+
+  /** The upstream exchange ended; `errorCode` when it failed (a gateway error code). */
+  upstreamSettled(errorCode: string | null): void {
+    if (!this.#upstreamOpen) return;
+    this.#upstreamOpen = false;
+    this.#exchange = null;
+    this.#slot?.leave();
+    this.#slot = null;
+    if (errorCode !== null) {
+      this.record.errorCode = errorCode;
+      this.#accounting.upstreamFailed(this.record.upstream!, errorCode);
+    }
+    this.#completeIfDone();
+  }
+
+  /** One of the upstream's timeouts ended the exchange. */
+  timedOut(phase: 'connect' | 'headers' | 'idle'): void {
+    this.#accounting.upstreamTimedOut(this.record.upstream!, phase);
+  }
+
+  /** The relay took a secret out of the upstream's answer (`where`: header or body). */
+  redacted(where: 'header' | 'body'): void {
+    this.#accounting.redacted(this.record, where, !this.#redactionLogged);
+    this.#redactionLogged = true;
+  }
+
+  /**
+   * Answers what a stage threw, before any of the answer has gone out: the
+   * OpenAI error envelope (a 500 for anything that is not a GatewayError,
+   * logged with the request id). Nothing is answered to a client that left,
+   * and an answer already under way is cut.
+   */
+  fail(caught: unknown): void {
+    const { req, res, record } = this;
+    if (caught instanceof ClientGoneError || res.destroyed) {
+      res.destroy();
+      return;
+    }
+    const error = toGatewayError(caught);
+    if (error.code === 'internal_error') this.#accounting.logger.error({ err: caught, req_id: record.id }, 'the gateway failed to handle the request');
+    record.errorCode = error.code;
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    // A refused body is never read to its end: close the connection instead of draining it.
+    const closeConnection = !req.complete;
+    writeError(res, error, record.id, { head: req.method === 'HEAD', closeConnection });
+    if (closeConnection) res.once('finish', () => req.socket.destroySoon());
+  }
+
+  readonly #onClose = (): void => {
+    this.#responseClosed = true;
+    if (!this.res.writableFinished) {
+      this.record.clientAborted = true;
+      this.#exchange?.abort(new ClientGoneError());
+    }
+    this.#completeIfDone();
+  };
+
+  #completeIfDone(): void {
+    if (this.#completed || !this.#responseClosed || this.#upstreamOpen) return;
+    this.#completed = true;
+    const { record, res } = this;
+    record.status = res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST;
+    this.#accounting.completed(record, performance.now() - record.startedAt, this.#countedStream);
+  }
+}

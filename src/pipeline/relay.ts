@@ -1,0 +1,231 @@
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { ClientGoneError } from '../errors/client-gone.js';
+import { errorBody } from '../errors/gateway-error.js';
+import { fromUpstreamError, timeoutPhase } from '../errors/upstream.js';
+import { atTurnEnd } from '../io/turn-end.js';
+import type { Exchange, ExchangeHandler, ResponseHeaders } from '../transport/types.js';
+import { endThrough, pushThrough, type BodyTransform, type BodyTransformFactory } from './body-transform.js';
+import type { RequestLifecycle } from './lifecycle.js';
+import { redactHeaders } from './redact.js';
+import { clientResponseHeaders } from './upstream-headers.js';
+
+/** What the relay needs to know besides the response. */
+export interface RelayOptions {
+  /** Values that must not reach the client (the upstream's key): redacted from the headers. */
+  readonly secrets: readonly string[];
+  /** What the body passes through, in order (the secrets' redaction first); decided per response at its head. */
+  readonly transforms: readonly BodyTransformFactory[];
+  /** Rewrites a successful (2xx) body, which is then held and sent whole; null relays it as it comes. */
+  readonly rewriteBody: ((body: Buffer) => Buffer) | null;
+}
+
+/** A body to rewrite is held whole up to this size; a larger one is relayed as it came. */
+const MAX_HELD_BODY = 1024 * 1024;
+const CR = 13;
+const LF = 10;
+const NO_TRANSFORMS: readonly BodyTransform[] = [];
+
+function transformsFor(
+  factories: readonly BodyTransformFactory[],
+  status: number,
+  headers: ResponseHeaders,
+  relayed: OutgoingHttpHeaders,
+): readonly BodyTransform[] {
+  const transforms: BodyTransform[] = [];
+  for (const factory of factories) {
+    const transform = factory.forResponse(status, headers, relayed);
+    if (transform !== null) transforms.push(transform);
+  }
+  return transforms;
+}
+
+/**
+ * Relays one upstream response into the client's response, chunk by chunk:
+ * backpressure pauses the upstream, secrets are taken out of headers and
+ * body, and what happens is reported to the request's lifecycle. Knows
+ * nothing of Koa.
+ */
+export class Relay implements ExchangeHandler {
+  readonly #lifecycle: RequestLifecycle;
+  readonly #res: ServerResponse;
+  readonly #secrets: readonly string[];
+  readonly #rewriteBody: ((body: Buffer) => Buffer) | null;
+  readonly #started = performance.now();
+  readonly #transformFactories: readonly BodyTransformFactory[];
+  #transforms: readonly BodyTransform[] = NO_TRANSFORMS;
+  #exchange: Exchange | null = null;
+  #status = 0;
+  #stream = false;
+  /** Set while a body to rewrite is held back whole. */
+  #held: { headers: OutgoingHttpHeaders; chunks: Buffer[]; size: number } | null = null;
+  /** Paused until the client's side drains. */
+  #draining = false;
+  /** The body's last bytes, when the upstream's response completes with them: they go out with its end. */
+  #lastBytes: Buffer | null = null;
+  /** The last (up to) three body bytes sent, the last in the low byte, and how many there are. */
+  #tail = 0;
+  #tailLength = 0;
+
+  constructor(lifecycle: RequestLifecycle, options: RelayOptions) {
+    this.#lifecycle = lifecycle;
+    this.#res = lifecycle.res;
+    this.#secrets = options.secrets;
+    this.#rewriteBody = options.rewriteBody;
+    this.#transformFactories = options.transforms;
+  }
+
+  onStart(exchange: Exchange): void {
+    this.#exchange = exchange;
+    this.#lifecycle.attach(exchange);
+  }
+
+  onHead(status: number, headers: ResponseHeaders): void {
+    this.#status = status;
+    const contentType = headers['content-type'];
+    this.#stream = typeof contentType === 'string' && contentType.startsWith('text/event-stream');
+    this.#lifecycle.upstreamResponded(performance.now() - this.#started, this.#stream);
+    const res = this.#res;
+    if (res.destroyed) {
+      this.#exchange!.abort(new ClientGoneError());
+      return;
+    }
+    const relayed = clientResponseHeaders(headers, this.#lifecycle.record.id);
+    // Chunked coding overrides a Content-Length sent with it (RFC 9112 6.3); relaying it would misframe the answer.
+    if (headers['transfer-encoding'] !== undefined) delete relayed['content-length'];
+    // Any status: an upstream that echoes the request's Authorization in a header must not hand the key on.
+    if (this.#secrets.length > 0 && redactHeaders(relayed, this.#secrets) > 0) this.#lifecycle.redacted('header');
+    if (this.#transformFactories.length > 0) this.#transforms = transformsFor(this.#transformFactories, status, headers, relayed);
+    if (this.#rewriteBody !== null && status >= 200 && status < 300) {
+      this.#held = { headers: relayed, chunks: [], size: 0 };
+      return;
+    }
+    res.writeHead(status, relayed);
+    if (this.#stream) res.flushHeaders();
+  }
+
+  onBody(bytes: Buffer, last: boolean): void {
+    if (this.#transforms.length > 0) {
+      bytes = pushThrough(this.#transforms, bytes);
+      if (bytes.length === 0) return;
+    }
+    const held = this.#held;
+    if (held !== null) {
+      held.chunks.push(bytes);
+      held.size += bytes.length;
+      if (held.size > MAX_HELD_BODY) this.#releaseHeld();
+      return;
+    }
+    this.#send(bytes, last);
+  }
+
+  onEnd(): void {
+    const held = this.#held;
+    let lastBytes = this.#lastBytes;
+    const carried = this.#transforms.length > 0 ? endThrough(this.#transforms) : null;
+    if (held !== null) {
+      this.#held = null;
+      if (carried !== null) held.chunks.push(carried);
+      const body = this.#rewriteBody!(Buffer.concat(held.chunks));
+      held.headers['content-length'] = body.length;
+      this.#res.writeHead(this.#status, held.headers);
+      this.#count(body);
+      lastBytes = body;
+    } else if (carried !== null) {
+      this.#count(carried);
+      lastBytes = lastBytes === null ? carried : Buffer.concat([lastBytes, carried]);
+    }
+    const res = this.#res;
+    if (!res.writableEnded) {
+      // A plain answer ends with the rest of this turn's writes; an event stream's end is never held back.
+      if (this.#stream) endResponse(res, lastBytes);
+      else atTurnEnd(endResponse, res, lastBytes);
+    }
+    this.#finish(null);
+  }
+
+  onError(error: Error): void {
+    const res = this.#res;
+    if (error instanceof ClientGoneError || res.destroyed) {
+      this.#finish(null);
+      return;
+    }
+    const gatewayError = fromUpstreamError(error);
+    const phase = timeoutPhase(error);
+    if (phase !== null) this.#lifecycle.timedOut(phase);
+    this.#held = null;
+    if (!res.headersSent) {
+      this.#lifecycle.fail(gatewayError);
+    } else if (this.#stream && this.#appendable()) {
+      // Headers are gone: end the event stream with an OpenAI-style error event the SDKs raise.
+      res.end(`data: ${errorBody(gatewayError)}\n\n`);
+    } else {
+      // A truncated body (or event) must not look complete: close the connection.
+      res.destroy();
+    }
+    this.#finish(gatewayError.code);
+  }
+
+  #send(bytes: Buffer, last: boolean): void {
+    this.#count(bytes);
+    if (last) {
+      // One call then writes them and ends the response (with the head, when they are all there is).
+      this.#lastBytes = bytes;
+      return;
+    }
+    if (!this.#res.write(bytes)) this.#waitForDrain();
+  }
+
+  /** A body to rewrite grew past the bound: it goes out as it came, from here on relayed as it comes. */
+  #releaseHeld(): void {
+    const held = this.#held!;
+    this.#held = null;
+    this.#res.writeHead(this.#status, held.headers);
+    for (const chunk of held.chunks) this.#send(chunk, false);
+  }
+
+  #count(bytes: Buffer): void {
+    this.#lifecycle.record.bytesOut += bytes.length;
+    let tail = this.#tail;
+    for (let at = bytes.length - Math.min(bytes.length, 3); at < bytes.length; at++) tail = ((tail << 8) | bytes[at]!) & 0xffffff;
+    this.#tail = tail;
+    this.#tailLength = Math.min(3, this.#tailLength + bytes.length);
+  }
+
+  /** Whether an event may follow what was sent: nothing was, or it ends with a blank line (two line ends). */
+  #appendable(): boolean {
+    const length = this.#tailLength;
+    if (length === 0) return true;
+    const tail = this.#tail;
+    const last = tail & 0xff;
+    const second = length >= 2 ? (tail >> 8) & 0xff : -1;
+    if (last === CR) return second === CR || second === LF;
+    if (last !== LF) return false;
+    const before = second === CR ? (length >= 3 ? (tail >> 16) & 0xff : -1) : second;
+    return before === CR || before === LF;
+  }
+
+  #waitForDrain(): void {
+    // The rest of an upstream read still arrives after the pause: wait for one drain, not one per write.
+    if (this.#draining) return;
+    this.#draining = true;
+    this.#exchange!.pause();
+    this.#res.once('drain', this.#resume);
+  }
+
+  readonly #resume = (): void => {
+    this.#draining = false;
+    this.#exchange?.resume();
+  };
+
+  #finish(errorCode: string | null): void {
+    this.#res.off('drain', this.#resume);
+    this.#exchange = null;
+    this.#lifecycle.upstreamSettled(errorCode);
+  }
+}
+
+function endResponse(res: ServerResponse, lastBytes: Buffer | null): void {
+  if (res.destroyed) return;
+  if (lastBytes === null) res.end();
+  else res.end(lastBytes);
+}

@@ -1,0 +1,23 @@
+import type { RouteLabel } from '../observability/metrics.js';
+
+/** What the access log and metrics say about one request, filled in as it goes. */
+export interface RequestRecord {
+  readonly id: string;
+  readonly startedAt: number;
+  readonly method: string;
+  readonly path: string;
+  route: RouteLabel;
+  keyId: string | null;
+  model: string | null;
+  targetModel: string | null;
+  upstream: string | null;
+  status: number;
+  /** ms from dispatch to the upstream's response head; -1 when none came. */
+  ttfbMs: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** The answer is an event stream. */
+  stream: boolean;
+  errorCode: string | null;
+  clientAborted: boolean;
+}

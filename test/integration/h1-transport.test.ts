@@ -1,0 +1,1187 @@
+/**
+ * UpstreamPool driven directly against real servers on loopback: node:http
+ * ones for well-behaved upstreams, raw node:net ones that misbehave on demand
+ * (stall, cut a body, send bytes after a response, reset mid-chunk). A
+ * recording ExchangeHandler keeps what the pool reported, in order.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { Worker } from 'node:worker_threads';
+import type { Exchange, ExchangeHandler, ResponseHeaders, UpstreamRequest } from '../../src/transport/types.js';
+import { UpstreamPool, type PoolOptions } from '../../src/transport/h1/pool.js';
+import { freePort, sleep, waitFor } from '../support/wait.js';
+import { RequestSplitter } from '../support/request-splitter.js';
+
+// ---------------------------------------------------------------------------
+// A recording handler
+
+interface RecorderOptions {
+  /** Keep the body bytes (false: only count them). */
+  keepBody?: boolean;
+  onHead?: (recorder: Recorder) => void;
+  onBody?: (recorder: Recorder) => void;
+}
+
+/** Every recorder made, to check afterwards that none got events after its end. */
+const recorders: Recorder[] = [];
+
+class Recorder implements ExchangeHandler {
+  exchange: Exchange | null = null;
+  status = 0;
+  headers: ResponseHeaders = {};
+  readonly chunks: Buffer[] = [];
+  /** Each delivery's `last` flag. */
+  readonly lasts: boolean[] = [];
+  payload = 0;
+  ended = false;
+  error: Error | null = null;
+  /** Callbacks in the order they came. */
+  readonly events: string[] = [];
+  /** Resolves on end or error (never rejects: inspect `error`). */
+  readonly done: Promise<void>;
+  /** Resolves when the head arrives. */
+  readonly head: Promise<void>;
+  readonly #options: RecorderOptions;
+  #settle!: () => void;
+  #headed!: () => void;
+
+  constructor(options: RecorderOptions = {}) {
+    this.#options = options;
+    this.done = new Promise((resolve) => (this.#settle = resolve));
+    this.head = new Promise((resolve) => (this.#headed = resolve));
+    recorders.push(this);
+  }
+
+  onStart(exchange: Exchange): void {
+    this.events.push('start');
+    this.exchange = exchange;
+  }
+
+  onHead(status: number, headers: ResponseHeaders): void {
+    this.events.push('head');
+    this.status = status;
+    this.headers = headers;
+    this.#headed();
+    this.#options.onHead?.(this);
+  }
+
+  onBody(bytes: Buffer, last: boolean): void {
+    if (this.events.at(-1) !== 'body') this.events.push('body');
+    this.payload += bytes.length;
+    this.lasts.push(last);
+    // Deliberately not copied: the handler owns these bytes, later reads must not overwrite them.
+    if (this.#options.keepBody !== false) this.chunks.push(bytes);
+    this.#options.onBody?.(this);
+  }
+
+  onEnd(): void {
+    this.events.push('end');
+    this.ended = true;
+    this.#settle();
+  }
+
+  onError(error: Error): void {
+    this.events.push('error');
+    this.error = error;
+    this.#settle();
+  }
+
+  /** The response came in chunked coding. */
+  get chunked(): boolean {
+    return this.headers['transfer-encoding'] !== undefined;
+  }
+
+  get body(): Buffer {
+    return Buffer.concat(this.chunks);
+  }
+
+  get text(): string {
+    return this.body.toString('latin1');
+  }
+
+  get code(): string | undefined {
+    return codeOf(this.error);
+  }
+
+  /** Events after the first end/error, or a second start. */
+  get violations(): string[] {
+    const terminal = this.events.findIndex((event) => event === 'end' || event === 'error');
+    const after = terminal === -1 ? [] : this.events.slice(terminal + 1);
+    return this.events.filter((event) => event === 'start').length > 1 ? ['start', ...after] : after;
+  }
+}
+
+function codeOf(error: Error | null): string | undefined {
+  if (error === null) return undefined;
+  const code = (error as Error & { code?: unknown }).code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+// ---------------------------------------------------------------------------
+// Pools and requests
+
+const pools: UpstreamPool[] = [];
+
+function makePool(origin: string, options: Partial<PoolOptions> = {}): UpstreamPool {
+  const pool = new UpstreamPool({
+    origin,
+    maxIdle: 256,
+    connectTimeoutMs: 2000,
+    tlsCa: null,
+    tlsInsecureSkipVerify: false,
+    keepAliveMs: 10_000,
+    ...options,
+  });
+  pools.push(pool);
+  return pool;
+}
+
+function req(path = '/', extra: Partial<UpstreamRequest> = {}): UpstreamRequest {
+  return { method: 'GET', path, headers: {}, body: null, headersTimeoutMs: 2000, idleTimeoutMs: 2000, sendNow: false, ...extra };
+}
+
+/** Dispatches and waits for the end or the error. */
+async function send(pool: UpstreamPool, request: UpstreamRequest, recorder = new Recorder()): Promise<Recorder> {
+  pool.dispatch(request, recorder);
+  await recorder.done;
+  return recorder;
+}
+
+// ---------------------------------------------------------------------------
+// Servers that count their connections
+
+interface Accepted {
+  socket: Socket;
+  /** When the client's FIN arrived (the client closed it), else null. */
+  endedAt: number | null;
+  /** Resolves when the socket is closed. */
+  closed: Promise<void>;
+  isClosed: boolean;
+}
+
+interface TestServer {
+  url: string;
+  port: number;
+  /** Every connection accepted, in order. */
+  accepted: Accepted[];
+  /** Connections open now, and the most ever open at once. */
+  open: number;
+  maxOpen: number;
+  close(): Promise<void>;
+}
+
+const servers: TestServer[] = [];
+
+/** Counts `event` connections of `server` and listens on an ephemeral loopback port. */
+async function track(server: NetServer, event: 'connection' | 'secureConnection', scheme: 'http' | 'https'): Promise<TestServer> {
+  const accepted: Accepted[] = [];
+  const state: TestServer = {
+    url: '',
+    port: 0,
+    accepted,
+    open: 0,
+    maxOpen: 0,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const entry of accepted) entry.socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+  server.on(event, (socket: Socket) => {
+    let markClosed!: () => void;
+    const entry: Accepted = { socket, endedAt: null, closed: new Promise((resolve) => (markClosed = resolve)), isClosed: false };
+    accepted.push(entry);
+    state.open++;
+    state.maxOpen = Math.max(state.maxOpen, state.open);
+    socket.on('end', () => (entry.endedAt ??= Date.now()));
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      entry.isClosed = true;
+      state.open--;
+      markClosed();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  state.port = (server.address() as AddressInfo).port;
+  state.url = `${scheme}://127.0.0.1:${state.port}`;
+  servers.push(state);
+  return state;
+}
+
+interface SeenRequest {
+  method: string;
+  url: string;
+  headers: IncomingMessage['headers'];
+  body: Buffer;
+}
+
+interface HttpTestServer extends TestServer {
+  requests: SeenRequest[];
+}
+
+/** A node:http server; `handler` answers once the request body was read. */
+async function startHttp(handler: (req: IncomingMessage, res: ServerResponse, seen: SeenRequest) => void): Promise<HttpTestServer> {
+  const requests: SeenRequest[] = [];
+  const server: HttpServer = createHttpServer((request, res) => {
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => {
+      const seen = { method: request.method ?? '', url: request.url ?? '', headers: request.headers, body: Buffer.concat(chunks) };
+      requests.push(seen);
+      handler(request, res, seen);
+    });
+  });
+  server.keepAliveTimeout = 30_000; // the server never closes first during a test
+  const tracked = await track(server, 'connection', 'http');
+  return Object.assign(tracked, { requests });
+}
+
+interface RawRequest {
+  socket: Socket;
+  head: string;
+  /** Which accepted connection it came on (0-based). */
+  connection: number;
+}
+
+interface RawTestServer extends TestServer {
+  requests: RawRequest[];
+  /** Every byte received, on every connection. */
+  received: Buffer[];
+}
+
+/**
+ * A node:net server that reads request heads (and content-length bodies) and
+ * hands each to `onRequest`, which writes whatever bytes it likes.
+ */
+async function startRaw(onRequest: (request: RawRequest) => void): Promise<RawTestServer> {
+  const requests: RawRequest[] = [];
+  const received: Buffer[] = [];
+  const server = createNetServer();
+  const tracked = await track(server, 'connection', 'http');
+  server.on('connection', (socket: Socket) => {
+    socket.setNoDelay(true);
+    const connection = tracked.accepted.findIndex((entry) => entry.socket === socket);
+    const splitter = new RequestSplitter();
+    socket.on('data', (data: Buffer) => {
+      received.push(data);
+      for (const { head } of splitter.push(data)) {
+        const request = { socket, head, connection };
+        requests.push(request);
+        onRequest(request);
+      }
+    });
+  });
+  return Object.assign(tracked, { requests, received });
+}
+
+/** Sizes of the chunks of a chunked body; throws, saying where, at the first framing error. */
+function decodeChunked(body: Buffer): number[] {
+  const sizes: number[] = [];
+  let at = 0;
+  for (;;) {
+    const lineEnd = body.indexOf('\r\n', at);
+    if (lineEnd === -1) throw new Error(`no chunk-size line at offset ${at}`);
+    const line = body.toString('latin1', at, lineEnd);
+    if (!/^[0-9a-fA-F]+(;.*)?$/.test(line)) throw new Error(`invalid chunk-size line at offset ${at}: ${JSON.stringify(line.slice(0, 20))}`);
+    const size = parseInt(line, 16);
+    at = lineEnd + 2;
+    if (size === 0) {
+      if (body.toString('latin1', at) !== '\r\n') throw new Error(`unexpected bytes after the last chunk at offset ${at}`);
+      return sizes;
+    }
+    if (body.toString('latin1', at + size, at + size + 2) !== '\r\n') {
+      throw new Error(
+        `chunk ${sizes.length} (size ${size}) at offset ${at} is not followed by CRLF: ${JSON.stringify(body.toString('latin1', at + size - 4, at + size + 8))}`,
+      );
+    }
+    sizes.push(size);
+    at += size + 2;
+  }
+}
+
+const OK = (body: string, extra = ''): string => `HTTP/1.1 200 OK\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`;
+
+afterEach(async () => {
+  const made = recorders.splice(0);
+  await Promise.all(pools.splice(0).map((pool) => pool.destroy()));
+  await Promise.all(servers.splice(0).map((server) => server.close()));
+  for (const recorder of made) expect(recorder.violations).toEqual([]);
+});
+
+// ---------------------------------------------------------------------------
+
+describe('connection reuse and the queue', () => {
+  test('sequential requests share one kept-alive connection', async () => {
+    const server = await startHttp((request, res) => res.end(`ok ${request.url}`));
+    const pool = makePool(server.url);
+    for (let i = 0; i < 5; i++) {
+      const rec = await send(pool, req(`/r${i}`));
+      expect(rec.error).toBeNull();
+      expect(rec.status).toBe(200);
+      expect(rec.text).toBe(`ok /r${i}`);
+      expect(rec.events).toEqual(['start', 'head', 'body', 'end']);
+    }
+    expect(server.accepted).toHaveLength(1);
+    expect(pool.connections).toBe(1);
+    expect(server.requests.map((r) => r.headers.host)).toEqual(Array(5).fill(`127.0.0.1:${server.port}`));
+  });
+
+  test('five slow requests at once: five connections, none waits for another (the pool never queues)', async () => {
+    const held = new Map<string, ServerResponse>();
+    const server = await startHttp((request, res) => held.set(request.url ?? '', res));
+    const pool = makePool(server.url);
+    const recs = [1, 2, 3, 4, 5].map((i) => {
+      const rec = new Recorder();
+      pool.dispatch(req(`/${i}`), rec);
+      return rec;
+    });
+    await waitFor(() => held.size === 5, 2000, 'all five requests reach the server');
+    for (const [path, res] of held) res.end(`done ${path}`);
+    await Promise.all(recs.map((rec) => rec.done));
+    expect(recs.map((rec) => rec.text)).toEqual(['/1', '/2', '/3', '/4', '/5'].map((path) => `done ${path}`));
+    expect(server.accepted).toHaveLength(5);
+    expect(pool.connections).toBe(5);
+  });
+
+  test('maxIdle 2: of five connections freed at once, two stay open for reuse and three are closed', async () => {
+    const held: ServerResponse[] = [];
+    const server = await startHttp((_request, res) => held.push(res));
+    const pool = makePool(server.url, { maxIdle: 2 });
+    const recs = [1, 2, 3, 4, 5].map((i) => {
+      const rec = new Recorder();
+      pool.dispatch(req(`/${i}`), rec);
+      return rec;
+    });
+    await waitFor(() => held.length === 5, 2000, 'all five requests reach the server');
+    for (const res of held) res.end('ok');
+    await Promise.all(recs.map((rec) => rec.done));
+    await waitFor(() => pool.connections === 2, 2000, 'three connections closed');
+    await send(pool, req('/again'));
+    await send(pool, req('/again'));
+    expect(server.accepted).toHaveLength(5);
+  });
+});
+
+describe('keep-alive', () => {
+  test('an idle connection is closed after keepAliveMs', async () => {
+    const server = await startHttp((_request, res) => res.end('ok'));
+    const pool = makePool(server.url, { keepAliveMs: 150 });
+    await send(pool, req());
+    const idleSince = Date.now();
+    expect(pool.connections).toBe(1);
+    await server.accepted[0]!.closed;
+    const entry = server.accepted[0]!;
+    expect(entry.endedAt).not.toBeNull(); // the pool closed it, not the server
+    expect(entry.endedAt! - idleSince).toBeGreaterThanOrEqual(130);
+    expect(entry.endedAt! - idleSince).toBeLessThan(1500);
+    expect(pool.connections).toBe(0);
+    // and the next request simply opens a new one
+    expect((await send(pool, req())).text).toBe('ok');
+    expect(server.accepted).toHaveLength(2);
+  });
+
+  test("an upstream's Keep-Alive: timeout=2 shortens the idle time to 1 s", async () => {
+    const server = await startRaw(({ socket }) => socket.write(OK('ok', 'keep-alive: timeout=2\r\n')));
+    const pool = makePool(server.url, { keepAliveMs: 30_000 });
+    await send(pool, req());
+    const idleSince = Date.now();
+    await server.accepted[0]!.closed;
+    const closedAfter = server.accepted[0]!.endedAt! - idleSince;
+    expect(closedAfter).toBeGreaterThanOrEqual(900);
+    expect(closedAfter).toBeLessThan(1900);
+  });
+
+  test('Keep-Alive: timeout=1 leaves no safe idle time: the connection is not kept', async () => {
+    const server = await startRaw(({ socket }) => socket.write(OK('ok', 'keep-alive: timeout=1\r\n')));
+    const pool = makePool(server.url);
+    await send(pool, req());
+    await server.accepted[0]!.closed;
+    expect(server.accepted[0]!.endedAt).not.toBeNull();
+    await send(pool, req());
+    expect(server.accepted).toHaveLength(2);
+  });
+
+  test('a Connection: close response: the pool closes that connection and the next request opens a new one', async () => {
+    // The raw server never closes by itself: only the pool can.
+    const server = await startRaw(({ socket }) => socket.write(OK('bye', 'connection: close\r\n')));
+    const pool = makePool(server.url);
+    const first = await send(pool, req());
+    expect(first.text).toBe('bye');
+    await server.accepted[0]!.closed;
+    expect(server.accepted[0]!.endedAt).not.toBeNull();
+    expect((await send(pool, req())).text).toBe('bye');
+    expect(server.accepted).toHaveLength(2);
+    expect(server.requests.map((r) => r.connection)).toEqual([0, 1]);
+  });
+
+  test('an HTTP/1.0 response without keep-alive is not reused', async () => {
+    const server = await startRaw(({ socket }) => socket.write('HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok'));
+    const pool = makePool(server.url);
+    expect((await send(pool, req())).text).toBe('ok');
+    expect((await send(pool, req())).text).toBe('ok');
+    expect(server.accepted).toHaveLength(2);
+  });
+
+  test('a response with bytes after its end: the connection is not reused', async () => {
+    // One write: the response and trailing junk arrive together.
+    const server = await startRaw(({ socket }) => socket.write(`${OK('ok')}HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nextra`));
+    const pool = makePool(server.url);
+    const first = await send(pool, req('/1'));
+    expect(first.error).toBeNull();
+    expect(first.text).toBe('ok');
+    await server.accepted[0]!.closed;
+    const second = await send(pool, req('/2'));
+    expect(second.text).toBe('ok'); // not "extra": a fresh connection answered
+    expect(server.requests.map((r) => r.connection)).toEqual([0, 1]);
+  });
+
+  test('bytes that arrive on an idle connection: it is closed, never read as the next response', async () => {
+    const server = await startRaw(({ socket, connection }) => {
+      socket.write(OK(`ok ${connection}`));
+      if (connection === 0) setTimeout(() => socket.write('HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nbogus!'), 30);
+    });
+    const pool = makePool(server.url);
+    expect((await send(pool, req())).text).toBe('ok 0');
+    await server.accepted[0]!.closed;
+    expect(pool.connections).toBe(0);
+    expect((await send(pool, req())).text).toBe('ok 1');
+  });
+});
+
+describe('responses without a body, and interim responses', () => {
+  test.each([
+    ['HEAD', 'HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n'],
+    ['GET', 'HTTP/1.1 204 No Content\r\n\r\n'],
+    ['GET', 'HTTP/1.1 304 Not Modified\r\ncontent-length: 50\r\n\r\n'],
+  ])('%s answered by %j: ends at the head, the connection is reused', async (method, response) => {
+    const server = await startRaw(({ socket }) => socket.write(response));
+    const pool = makePool(server.url);
+    for (let i = 0; i < 2; i++) {
+      const rec = await send(pool, req('/', { method }));
+      expect(rec.error).toBeNull();
+      expect(rec.events).toEqual(['start', 'head', 'end']);
+    }
+    expect(server.accepted).toHaveLength(1);
+  });
+
+  test('1xx interim responses are skipped: the handler sees only the final one', async () => {
+    const server = await startRaw(({ socket }) => {
+      socket.write('HTTP/1.1 100 Continue\r\n\r\n');
+      setTimeout(() => socket.write('HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\n' + OK('final', 'x-final: 1\r\n')), 10);
+    });
+    const pool = makePool(server.url);
+    const rec = await send(pool, req());
+    expect(rec.status).toBe(200);
+    expect(rec.headers['x-final']).toBe('1');
+    expect(rec.headers['link']).toBeUndefined();
+    expect(rec.text).toBe('final');
+    expect(rec.events).toEqual(['start', 'head', 'body', 'end']);
+  });
+});
+
+describe('timeouts', () => {
+  test('no response head within headersTimeoutMs: UPSTREAM_HEADERS_TIMEOUT, the connection is closed', async () => {
+    const server = await startRaw(() => undefined);
+    const pool = makePool(server.url);
+    const started = Date.now();
+    const rec = await send(pool, req('/', { headersTimeoutMs: 150 }));
+    expect(rec.code).toBe('UPSTREAM_HEADERS_TIMEOUT');
+    expect(rec.events).toEqual(['start', 'error']);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(130);
+    expect(Date.now() - started).toBeLessThan(1500);
+    await server.accepted[0]!.closed;
+    expect(pool.connections).toBe(0);
+  });
+
+  test('the headers timeout also holds on a reused connection', async () => {
+    const server = await startRaw(({ socket, head }) => {
+      if (head.startsWith('GET /fast ')) socket.write(OK('fast'));
+    });
+    const pool = makePool(server.url);
+    expect((await send(pool, req('/fast'))).text).toBe('fast');
+    const rec = await send(pool, req('/slow', { headersTimeoutMs: 100 }));
+    expect(rec.code).toBe('UPSTREAM_HEADERS_TIMEOUT');
+    expect(server.accepted).toHaveLength(1);
+  });
+
+  test('body silent for idleTimeoutMs: UPSTREAM_BODY_TIMEOUT after the bytes that came', async () => {
+    const server = await startRaw(({ socket }) => socket.write('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc'));
+    const pool = makePool(server.url);
+    const rec = new Recorder();
+    const started = Date.now();
+    pool.dispatch(req('/', { idleTimeoutMs: 150 }), rec);
+    await rec.done;
+    expect(rec.status).toBe(200);
+    expect(rec.text).toBe('abc');
+    expect(rec.code).toBe('UPSTREAM_BODY_TIMEOUT');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(130);
+    await server.accepted[0]!.closed;
+  });
+
+  test('a body that keeps trickling within idleTimeoutMs is not timed out', async () => {
+    const server = await startRaw(({ socket }) => {
+      socket.write('HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n');
+      let sent = 0;
+      const timer = setInterval(() => {
+        socket.write('x');
+        if (++sent === 5) clearInterval(timer);
+      }, 60);
+    });
+    const pool = makePool(server.url);
+    const rec = await send(pool, req('/', { idleTimeoutMs: 150 }));
+    expect(rec.error).toBeNull();
+    expect(rec.text).toBe('xxxxx');
+  });
+
+  test('while the handler has paused the exchange the body timeout does not fire; it is armed again on resume', async () => {
+    let upstreamSocket = null as Socket | null;
+    const server = await startRaw(({ socket }) => {
+      upstreamSocket = socket;
+      socket.write('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n');
+    });
+    const pool = makePool(server.url);
+    const rec = new Recorder({
+      onHead: (r) => {
+        r.exchange!.pause();
+        // The body is sent only now, so it certainly arrives while paused.
+        upstreamSocket!.write('hello');
+      },
+    });
+    pool.dispatch(req('/', { idleTimeoutMs: 100 }), rec);
+    await rec.head;
+    await sleep(350); // more than three idle timeouts
+    expect(rec.error).toBeNull();
+    expect(rec.ended).toBe(false);
+    rec.exchange!.resume();
+    await waitFor(() => rec.payload === 5, 1000, 'the paused bytes after resume');
+    expect(rec.error).toBeNull();
+    // the rest never comes: now the idle timeout runs again
+    await rec.done;
+    expect(rec.code).toBe('UPSTREAM_BODY_TIMEOUT');
+    expect(rec.text).toBe('hello');
+  });
+});
+
+describe('upstream failures', () => {
+  test('the upstream closes mid-body (content-length): UPSTREAM_CLOSED', async () => {
+    const server = await startRaw(({ socket }) => socket.end('HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial'));
+    const pool = makePool(server.url);
+    const rec = await send(pool, req());
+    expect(rec.code).toBe('UPSTREAM_CLOSED');
+    expect(rec.text).toBe('partial');
+    expect(rec.events).toEqual(['start', 'head', 'body', 'error']);
+    expect(pool.connections).toBe(0);
+  });
+
+  test('the upstream closes mid-body (chunked): UPSTREAM_CLOSED', async () => {
+    const server = await startRaw(({ socket }) => socket.end('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n3\r\nab'));
+    const pool = makePool(server.url);
+    const rec = await send(pool, req());
+    expect(rec.code).toBe('UPSTREAM_CLOSED');
+    expect(rec.text).toBe('helloab');
+  });
+
+  test('the upstream closes before any response: UPSTREAM_CLOSED', async () => {
+    const server = await startRaw(({ socket }) => socket.end());
+    const pool = makePool(server.url);
+    const rec = await send(pool, req());
+    expect(rec.code).toBe('UPSTREAM_CLOSED');
+    expect(rec.events).toEqual(['start', 'error']);
+  });
+
+  test('a close-delimited body (no content-length, not chunked) completes on close, and that connection is gone', async () => {
+    const server = await startRaw(({ socket }) => {
+      socket.write('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nfirst ');
+      setTimeout(() => socket.end('second'), 20);
+    });
+    const pool = makePool(server.url);
+    const rec = await send(pool, req());
+    expect(rec.error).toBeNull();
+    expect(rec.ended).toBe(true);
+    expect(rec.text).toBe('first second');
+    expect(rec.chunked).toBe(false);
+    await waitFor(() => pool.connections === 0, 1000, 'the connection is dropped');
+    expect((await send(pool, req())).text).toBe('first second');
+    expect(server.accepted).toHaveLength(2);
+  });
+
+  test('connection refused: an error with code ECONNREFUSED', async () => {
+    const port = await freePort();
+    const pool = makePool(`http://127.0.0.1:${port}`);
+    const rec = await send(pool, req());
+    expect(rec.code).toBe('ECONNREFUSED');
+    expect(rec.events).toEqual(['start', 'error']);
+    expect(pool.connections).toBe(0);
+  });
+
+  test('connection refused for three requests at once: each fails, none is left waiting', async () => {
+    const port = await freePort();
+    const pool = makePool(`http://127.0.0.1:${port}`);
+    const recs = [new Recorder(), new Recorder(), new Recorder()];
+    for (const rec of recs) pool.dispatch(req(), rec);
+    await Promise.all(recs.map((rec) => rec.done));
+    expect(recs.map((rec) => rec.code)).toEqual(['ECONNREFUSED', 'ECONNREFUSED', 'ECONNREFUSED']);
+    expect(pool.connections).toBe(0);
+  });
+
+  test('a connection that fails leaves a concurrent request on another connection unharmed', async () => {
+    const server = await startRaw(({ socket, head }) => {
+      if (head.startsWith('GET /reset ')) socket.resetAndDestroy();
+      else socket.write(OK('fine'));
+    });
+    const pool = makePool(server.url);
+    const failing = new Recorder();
+    const queued = new Recorder();
+    pool.dispatch(req('/reset'), failing);
+    pool.dispatch(req('/fine'), queued);
+    await Promise.all([failing.done, queued.done]);
+    expect(failing.code).toBe('ECONNRESET');
+    expect(queued.error).toBeNull();
+    expect(queued.text).toBe('fine');
+    expect(server.requests.map((r) => r.connection)).toEqual([0, 1]);
+  });
+
+  test('an invalid response: UPSTREAM_BAD_RESPONSE and the connection is closed', async () => {
+    const server = await startRaw(({ socket }) => socket.write('HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n'));
+    const pool = makePool(server.url);
+    const rec = await send(pool, req());
+    expect(rec.code).toBe('UPSTREAM_BAD_RESPONSE');
+    await server.accepted[0]!.closed;
+  });
+});
+
+describe('abort', () => {
+  test.each(['waiting for the head', 'mid-body'])(
+    'abort() of an in-flight exchange %s: onError with that error, the connection is not reused',
+    async (when) => {
+      const server = await startRaw(({ socket, head }) => {
+        if (head.startsWith('GET /next ')) socket.write(OK('next'));
+        else if (when === 'mid-body') socket.write('HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nsome');
+      });
+      const pool = makePool(server.url);
+      const rec = new Recorder();
+      pool.dispatch(req('/held'), rec);
+      if (when === 'mid-body') await waitFor(() => rec.payload === 4, 2000, 'the first body bytes');
+      else await waitFor(() => server.requests.length === 1, 2000, 'the request reaches the server');
+      const reason = new Error('caller gave up');
+      rec.exchange!.abort(reason);
+      expect(rec.error).toBe(reason); // synchronously, with the very error
+      await server.accepted[0]!.closed;
+      expect(server.accepted[0]!.endedAt).not.toBeNull();
+      rec.exchange!.abort(new Error('again')); // a settled exchange ignores it
+      expect(rec.error).toBe(reason);
+      expect((await send(pool, req('/next'))).text).toBe('next');
+      expect(server.requests.map((r) => r.connection)).toEqual([0, 1]);
+    },
+  );
+
+  test('abort() from onStart: nothing is sent', async () => {
+    const server = await startRaw(({ socket }) => socket.write(OK('ok')));
+    const pool = makePool(server.url);
+    const reason = new Error('already gone');
+    const rec = new Recorder();
+    const handler: ExchangeHandler = {
+      onStart: (exchange) => {
+        rec.onStart(exchange);
+        exchange.abort(reason);
+      },
+      onHead: (status, headers) => rec.onHead(status, headers),
+      onBody: (bytes, last) => rec.onBody(bytes, last),
+      onEnd: () => rec.onEnd(),
+      onError: (error) => rec.onError(error),
+    };
+    pool.dispatch(req(), handler);
+    expect(rec.error).toBe(reason);
+    expect(pool.connections).toBe(0);
+    expect((await send(pool, req())).text).toBe('ok');
+    expect(server.requests).toHaveLength(1);
+  });
+});
+
+describe('close and destroy', () => {
+  test('destroy() fails every in-flight exchange with UPSTREAM_POOL_CLOSED; later dispatches fail too', async () => {
+    const server = await startRaw(() => undefined);
+    const pool = makePool(server.url);
+    const inFlight = new Recorder();
+    const queued = new Recorder();
+    pool.dispatch(req('/a'), inFlight);
+    pool.dispatch(req('/b'), queued);
+    await waitFor(() => server.requests.length === 2, 2000, 'both requests reach the server');
+    await pool.destroy();
+    await Promise.all([inFlight.done, queued.done]);
+    expect(inFlight.code).toBe('UPSTREAM_POOL_CLOSED');
+    expect(queued.code).toBe('UPSTREAM_POOL_CLOSED');
+    expect(pool.connections).toBe(0);
+    await Promise.all(server.accepted.map((entry) => entry.closed));
+    const late = await send(pool, req('/c'));
+    expect(late.code).toBe('UPSTREAM_POOL_CLOSED');
+    expect(server.requests).toHaveLength(2);
+    expect(server.accepted).toHaveLength(2);
+  });
+
+  test('close() lets in-flight requests finish, then closes their connections and resolves', async () => {
+    const server = await startRaw(({ socket, head }) => {
+      if (head.startsWith('GET /warm ')) socket.write(OK('warm'));
+    });
+    const pool = makePool(server.url);
+    expect((await send(pool, req('/warm'))).text).toBe('warm');
+    // one request on the idle connection, one on a new one
+    const first = new Recorder();
+    const second = new Recorder();
+    pool.dispatch(req('/first'), first);
+    pool.dispatch(req('/second'), second);
+    await waitFor(() => server.requests.length === 3, 2000, 'both requests reach the server');
+    const order: string[] = [];
+    void first.done.then(() => order.push('first done'));
+    void second.done.then(() => order.push('second done'));
+    const closed = pool.close().then(() => order.push('closed'));
+    await sleep(50);
+    expect(order).toEqual([]);
+    expect(pool.connections).toBe(2);
+    for (const entry of server.requests.slice(1)) entry.socket.write(OK(`done ${entry.head.split(' ')[1]}`));
+    await closed;
+    expect(order).toEqual(['first done', 'second done', 'closed']);
+    expect(first.text).toBe('done /first');
+    expect(second.text).toBe('done /second');
+    expect(pool.connections).toBe(0);
+    await Promise.all(server.accepted.map((entry) => entry.closed));
+    expect(server.accepted.every((entry) => entry.endedAt !== null)).toBe(true);
+  });
+
+  test('close() with only idle connections closes them and resolves at once', async () => {
+    const server = await startHttp((_request, res) => res.end('ok'));
+    const pool = makePool(server.url);
+    await Promise.all([send(pool, req()), send(pool, req())]);
+    expect(pool.connections).toBe(2);
+    await pool.close();
+    expect(pool.connections).toBe(0);
+    await Promise.all(server.accepted.map((entry) => entry.closed));
+  });
+});
+
+describe('when a request leaves', () => {
+  /**
+   * An upstream on its own thread: it keeps answering while this thread is
+   * blocked, and counts the request bytes that reach it in shared memory.
+   */
+  async function threadUpstream(): Promise<{ url: string; arrivals: Int32Array; stop(): Promise<number> }> {
+    const arrivals = new Int32Array(new SharedArrayBuffer(4));
+    const worker = new Worker(
+      `const { createServer } = require('node:net');
+       const { parentPort, workerData } = require('node:worker_threads');
+       const server = createServer((socket) => socket.on('data', (data) => {
+         Atomics.add(workerData.arrivals, 0, 1);
+         Atomics.notify(workerData.arrivals, 0);
+         if (data.includes('\\r\\n\\r\\n')) socket.write('HTTP/1.1 200 OK\\r\\ncontent-length: 2\\r\\n\\r\\nok');
+       }));
+       server.listen(0, '127.0.0.1', () => parentPort.postMessage(server.address().port));`,
+      { eval: true, workerData: { arrivals } },
+    );
+    const port = await new Promise<number>((resolve) => worker.once('message', resolve));
+    return { url: `http://127.0.0.1:${port}`, arrivals, stop: () => worker.terminate() };
+  }
+
+  /** Dispatches on a warm connection, then blocks this thread right after the dispatching tick: did the request reach the upstream? */
+  async function arrivesBeforeTheTurnEnds(sendNow: boolean): Promise<boolean> {
+    const upstream = await threadUpstream();
+    try {
+      const pool = makePool(upstream.url);
+      expect((await send(pool, req('/warm'))).text).toBe('ok');
+      const before = Atomics.load(upstream.arrivals, 0);
+      const recorder = new Recorder();
+      const outcome = await new Promise<string>((resolve) => {
+        pool.dispatch(req('/', { method: 'POST', headers: { 'content-length': '2' }, body: Buffer.from('{}'), sendNow }), recorder);
+        // Ticks run in order, before the check phase where a turn's batched writes go out.
+        process.nextTick(() => resolve(Atomics.wait(upstream.arrivals, 0, before, 500)));
+      });
+      await recorder.done;
+      expect(recorder.text).toBe('ok');
+      return outcome !== 'timed-out';
+    } finally {
+      await upstream.stop();
+    }
+  }
+
+  test('sendNow (an event stream): the request is written within the tick that dispatched it', async () => {
+    expect(await arrivesBeforeTheTurnEnds(true)).toBe(true);
+  });
+
+  test("otherwise the request leaves with the rest of the turn's writes, and only then", async () => {
+    expect(await arrivesBeforeTheTurnEnds(false)).toBe(false);
+  });
+});
+
+describe('request bodies', () => {
+  const echo = (): Promise<HttpTestServer> => startHttp((_request, res, seen) => res.end(`${seen.body.length}`));
+
+  test('a Buffer body arrives byte for byte', async () => {
+    const server = await echo();
+    const pool = makePool(server.url);
+    const body = Buffer.from(Array.from({ length: 1024 }, (_, i) => i % 256));
+    const rec = await send(pool, req('/', { method: 'POST', headers: { 'content-length': String(body.length) }, body }));
+    expect(rec.text).toBe('1024');
+    expect(server.requests[0]!.body).toEqual(body);
+    expect(server.requests[0]!.headers['content-length']).toBe('1024');
+    expect(server.requests[0]!.headers['transfer-encoding']).toBeUndefined();
+  });
+
+  test('a Readable with a content-length is streamed as is', async () => {
+    const server = await echo();
+    const pool = makePool(server.url);
+    const parts = [Buffer.from('first,'), Buffer.alloc(100_000, 'm'), Buffer.from(',last')];
+    const total = parts.reduce((sum, part) => sum + part.length, 0);
+    const rec = await send(pool, req('/', { method: 'POST', headers: { 'content-length': String(total) }, body: Readable.from(parts) }));
+    expect(rec.text).toBe(String(total));
+    expect(server.requests[0]!.headers['transfer-encoding']).toBeUndefined();
+    expect(server.requests[0]!.headers['content-length']).toBe(String(total));
+    expect(server.requests[0]!.body).toEqual(Buffer.concat(parts));
+  });
+
+  test('a Readable without a content-length goes out in chunked coding, bytes exact', async () => {
+    const server = await echo();
+    const pool = makePool(server.url);
+    const parts = [Buffer.from('alpha '), Buffer.from([0, 13, 10, 255]), Buffer.from(' omega')];
+    const rec = await send(pool, req('/', { method: 'POST', headers: {}, body: Readable.from(parts) }));
+    expect(rec.error).toBeNull();
+    expect(server.requests[0]!.headers['transfer-encoding']).toBe('chunked');
+    expect(server.requests[0]!.headers['content-length']).toBeUndefined();
+    expect(server.requests[0]!.body).toEqual(Buffer.concat(parts));
+    // the connection stays usable
+    expect((await send(pool, req('/next'))).error).toBeNull();
+    expect(server.accepted).toHaveLength(1);
+  });
+
+  test('a Readable without a content-length, in chunks of 64 KiB and more: the chunked framing on the wire stays exact', async () => {
+    // A raw server, to see the framing itself: it answers once the last chunk came.
+    let wire = Buffer.alloc(0);
+    const server = createNetServer((socket) => {
+      socket.on('data', (data: Buffer) => {
+        wire = Buffer.concat([wire, data]);
+        if (wire.subarray(-7).toString('latin1') === '\r\n0\r\n\r\n') socket.write(OK('got it'));
+      });
+    });
+    const tracked = await track(server, 'connection', 'http');
+    const pool = makePool(tracked.url);
+    const parts = [Buffer.alloc(70_000, 'a'), Buffer.alloc(128 * 1024, 'b'), Buffer.alloc(10, 'c'), Buffer.alloc(200_000, 'd')];
+    const rec = await send(pool, req('/', { method: 'POST', headers: {}, body: Readable.from(parts) }));
+    expect(rec.error).toBeNull();
+    expect(rec.text).toBe('got it');
+    const headEnd = wire.indexOf('\r\n\r\n');
+    expect(wire.toString('latin1', 0, headEnd)).toMatch(/\r\ntransfer-encoding: chunked$/);
+    // Every chunk must be `size CRLF data CRLF`: decode strictly and compare.
+    expect(decodeChunked(wire.subarray(headEnd + 4))).toEqual(parts.map((part) => part.length));
+  });
+
+  test('a Readable that fails mid-upload fails the exchange with its error and drops the connection', async () => {
+    const server = await echo();
+    const pool = makePool(server.url);
+    const failure = new Error('body source broke');
+    const body = new Readable({ read() {} });
+    body.push('start');
+    const rec = new Recorder();
+    pool.dispatch(req('/', { method: 'POST', headers: {}, body }), rec);
+    await sleep(20);
+    body.destroy(failure);
+    await rec.done;
+    expect(rec.error).toBe(failure);
+    await server.accepted[0]!.closed;
+  });
+
+  test('a response that comes before the streamed body ended: delivered, and the connection is not reused', async () => {
+    const server = await startRaw(({ socket, head }) => {
+      if (head.startsWith('POST ')) socket.write('HTTP/1.1 413 Payload Too Large\r\ncontent-length: 3\r\n\r\nbig');
+      else socket.write(OK('next'));
+    });
+    const pool = makePool(server.url);
+    const body = new Readable({ read() {} });
+    body.push('never ');
+    body.push('ending');
+    const rec = await send(pool, req('/', { method: 'POST', headers: {}, body }));
+    expect(rec.error).toBeNull();
+    expect(rec.status).toBe(413);
+    expect(rec.text).toBe('big');
+    await server.accepted[0]!.closed;
+    expect((await send(pool, req('/next'))).text).toBe('next');
+    expect(server.accepted).toHaveLength(2);
+    body.destroy();
+  });
+
+  test.each([
+    ['a string value', { 'x-note': 'fine\r\nx-injected: 1' }],
+    ['a bare LF', { 'x-note': 'fine\nx-injected: 1' }],
+    ['a NUL', { 'x-note': 'fine\0' }],
+    ['an item of a list', { 'x-list': ['ok', 'bad\r\n\r\nGET /smuggled HTTP/1.1'] }],
+  ])('a header with a line break in %s: UPSTREAM_INVALID_HEADER, nothing reaches the server', async (_name, headers) => {
+    const server = await startRaw(({ socket }) => socket.write(OK('ok')));
+    // on a fresh connection
+    const fresh = makePool(server.url);
+    const rec = await send(fresh, req('/evil', { headers }));
+    expect(rec.code).toBe('UPSTREAM_INVALID_HEADER');
+    expect(rec.events).toEqual(['start', 'error']);
+    // and on a warm one
+    const warm = makePool(server.url);
+    expect((await send(warm, req('/warm'))).text).toBe('ok');
+    const again = await send(warm, req('/evil', { headers }));
+    expect(again.code).toBe('UPSTREAM_INVALID_HEADER');
+    expect((await send(warm, req('/after'))).text).toBe('ok');
+    await sleep(30);
+    const seen = Buffer.concat(server.received).toString('latin1');
+    expect(seen).not.toContain('/evil');
+    expect(seen).not.toContain('injected');
+    expect(seen).not.toContain('smuggled');
+    expect(server.requests.map((r) => r.head.split(' ')[1])).toEqual(['/warm', '/after']);
+  });
+
+  test('an invalid header with a streamed body: the body is not read, nothing is sent', async () => {
+    const server = await startRaw(({ socket }) => socket.write(OK('ok')));
+    const pool = makePool(server.url);
+    const body = Readable.from([Buffer.from('payload')]);
+    const rec = await send(pool, req('/', { method: 'POST', headers: { 'x-bad': 'a\rb' }, body }));
+    expect(rec.code).toBe('UPSTREAM_INVALID_HEADER');
+    await sleep(30);
+    expect(Buffer.concat(server.received).length).toBe(0);
+  });
+});
+
+describe('chunked bodies', () => {
+  const CHUNKED_HEAD = 'HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n';
+
+  /** Writes `pieces` one per event loop turn, so they tend to arrive as separate reads. */
+  async function writePieces(socket: Socket, pieces: string[]): Promise<void> {
+    for (const piece of pieces) {
+      if (socket.destroyed) return;
+      socket.write(piece, 'latin1');
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
+  /** Cuts `text` into pieces of the given sizes, cycling. */
+  function cut(text: string, sizes: number[]): string[] {
+    const pieces: string[] = [];
+    for (let at = 0, i = 0; at < text.length; i++) {
+      const size = sizes[i % sizes.length]!;
+      pieces.push(text.slice(at, at + size));
+      at += size;
+    }
+    return pieces;
+  }
+
+  /** [extension, data] of each chunk: extensions, uppercase hex, events split across chunks, CRLFs inside data. */
+  const CHUNKS: [string, string][] = [
+    [';x=y', 'hello'],
+    ['', ' '],
+    [';name="quoted value";flag', 'world!'],
+    ['', 'data: {"a":1}\n\ndata: {"b"'],
+    [';n=1', ':2}\n\n\r\n\r\n'],
+    ['', '\r\n\r\n\r'],
+  ];
+  const BODY =
+    CHUNKS.map(([ext, data], i) => {
+      const size = Buffer.byteLength(data).toString(16);
+      return `${i === 3 ? size.toUpperCase() : size}${ext}\r\n${data}\r\n`;
+    }).join('') + '0\r\n\r\n';
+  const PAYLOAD = CHUNKS.map(([, data]) => data).join('');
+
+  test.each([
+    ['in one write', [BODY.length]],
+    ['byte by byte', [1]],
+    ['in uneven pieces', [3, 1, 7, 2, 11, 5]],
+    ['cut around every CRLF', [4, 2, 9, 2, 2, 13]],
+  ])('the decoded payload, whatever the framing and however it is cut (%s); the connection is reused', async (_name, sizes) => {
+    const server = await startRaw(({ socket }) => void writePieces(socket, [CHUNKED_HEAD, ...cut(BODY, sizes)]));
+    const pool = makePool(server.url);
+    const rec = await send(pool, req());
+    expect(rec.error).toBeNull();
+    expect(rec.chunked).toBe(true);
+    expect(rec.text).toBe(PAYLOAD);
+    const next = await send(pool, req());
+    expect(next.text).toBe(PAYLOAD);
+    expect(server.accepted).toHaveLength(1);
+  });
+
+  test('trailers and a last-chunk extension end the body; nothing of them is delivered', async () => {
+    const body = '4\r\nabcd\r\n0;end=1\r\nx-trailer: t\r\n\r\n';
+    const server = await startRaw(({ socket }) => void writePieces(socket, [CHUNKED_HEAD, ...cut(body, [2, 3])]));
+    const pool = makePool(server.url);
+    const rec = await send(pool, req());
+    expect(rec.error).toBeNull();
+    expect(rec.text).toBe('abcd');
+  });
+
+  test('an event stream whose last event and end come in one read: that event is marked last', async () => {
+    const server = await startRaw(({ socket }) => socket.write(CHUNKED_HEAD + '7\r\ndata: a\r\n9\r\ndata: end\r\n0\r\n\r\n'));
+    const pool = makePool(server.url);
+    const rec = await send(pool, req());
+    expect(rec.text).toBe('data: adata: end');
+    expect(rec.lasts.at(-1)).toBe(true);
+    expect(rec.lasts.slice(0, -1).every((last) => !last)).toBe(true);
+  });
+
+  test.each([
+    ['reset', 'inside a chunk', '7;a=b\r\nhello\n\n\r\na\r\n01234', 'hello\n\n01234', 'ECONNRESET'],
+    ['reset', 'between chunks', '5;a=b\r\nhello\r\n', 'hello', 'ECONNRESET'],
+    ['reset', 'with the next size line begun', '7\r\nhello\n\n\r\n1', 'hello\n\n', 'ECONNRESET'],
+    ['closed', 'inside a chunk', '5;a=b\r\nhello\r\na\r\n01234', 'hello01234', 'UPSTREAM_CLOSED'],
+    ['closed', 'between chunks', '7;a=b\r\nhello\n\n\r\n', 'hello\n\n', 'UPSTREAM_CLOSED'],
+  ])('an upstream %s %s: onError with its code after the payload so far', async (how, _where, sent, seen, code) => {
+    let upstream = null as Socket | null;
+    const server = await startRaw(({ socket }) => {
+      upstream = socket;
+      socket.write(CHUNKED_HEAD + sent);
+    });
+    const pool = makePool(server.url);
+    const rec = new Recorder();
+    pool.dispatch(req(), rec);
+    await waitFor(() => rec.text === seen, 2000, 'the payload so far');
+    if (how === 'reset') upstream!.resetAndDestroy();
+    else upstream!.end();
+    await rec.done;
+    expect(rec.code).toBe(code);
+    expect(rec.text).toBe(seen);
+  });
+});
+
+describe('backpressure', () => {
+  test('a paused exchange stops reading (the upstream blocks); resume delivers the rest', async () => {
+    const total = 64 * 1024 * 1024;
+    const block = Buffer.alloc(256 * 1024, 'z');
+    let blocked = false;
+    let drains = 0;
+    let sent = 0;
+    const server = await startRaw(({ socket }) => {
+      socket.write(`HTTP/1.1 200 OK\r\ncontent-length: ${total}\r\n\r\n`);
+      const pump = (): void => {
+        while (sent < total) {
+          sent += block.length;
+          if (!socket.write(block)) {
+            blocked = true;
+            socket.once('drain', () => {
+              blocked = false;
+              drains++;
+              pump();
+            });
+            return;
+          }
+        }
+      };
+      pump();
+    });
+    const pool = makePool(server.url);
+    const rec = new Recorder({ keepBody: false, onHead: (r) => r.exchange!.pause() });
+    pool.dispatch(req('/', { idleTimeoutMs: 300 }), rec);
+    await rec.head;
+    await waitFor(() => blocked, 5000, 'the upstream write returns false');
+    const payloadWhenBlocked = rec.payload;
+    const drainsWhenBlocked = drains;
+    const upstreamSocket = server.accepted[0]!.socket;
+    const queuedWhenBlocked = upstreamSocket.writableLength;
+    expect(queuedWhenBlocked).toBeGreaterThan(0);
+    await sleep(400); // longer than idleTimeoutMs too
+    expect(rec.payload).toBe(payloadWhenBlocked);
+    expect(blocked).toBe(true);
+    expect(drains).toBe(drainsWhenBlocked);
+    expect(upstreamSocket.writableLength).toBeGreaterThanOrEqual(queuedWhenBlocked);
+    expect(rec.error).toBeNull();
+    expect(rec.payload).toBeLessThan(total);
+    rec.exchange!.resume();
+    await rec.done;
+    expect(rec.error).toBeNull();
+    expect(rec.payload).toBe(total);
+  });
+});
+
+describe('https origins', () => {
+  let dir: string;
+  let key: string;
+  let cert: string;
+
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'upstream-pool-tls-'));
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '2',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        'key.pem',
+        '-out',
+        'cert.pem',
+      ],
+      { cwd: dir, stdio: 'ignore' },
+    );
+    key = readFileSync(join(dir, 'key.pem'), 'utf8');
+    cert = readFileSync(join(dir, 'cert.pem'), 'utf8');
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  async function startTls(): Promise<TestServer & { requests: string[] }> {
+    const requests: string[] = [];
+    const server = createHttpsServer({ key, cert }, (request, res) => {
+      request.resume();
+      request.on('end', () => {
+        requests.push(request.url ?? '');
+        res.end(`secure ${request.url}`);
+      });
+    });
+    server.keepAliveTimeout = 30_000;
+    return Object.assign(await track(server, 'secureConnection', 'https'), { requests });
+  }
+
+  test('a self-signed certificate that is not trusted: a TLS error code, nothing sent', async () => {
+    const server = await startTls();
+    const pool = makePool(server.url);
+    const rec = await send(pool, req());
+    expect(rec.code).toMatch(/^(DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|ERR_TLS_CERT_ALTNAME_INVALID)$/);
+    expect(rec.events).toEqual(['start', 'error']);
+    expect(server.requests).toEqual([]);
+    expect(pool.connections).toBe(0);
+  });
+
+  test('trusted through tlsCa: requests work and share one connection', async () => {
+    const server = await startTls();
+    const pool = makePool(server.url, { tlsCa: cert });
+    for (const path of ['/a', '/b', '/c']) {
+      const rec = await send(pool, req(path));
+      expect(rec.error).toBeNull();
+      expect(rec.text).toBe(`secure ${path}`);
+    }
+    expect(server.accepted).toHaveLength(1);
+  });
+
+  test('tlsInsecureSkipVerify: works without trusting the certificate', async () => {
+    const server = await startTls();
+    const pool = makePool(server.url, { tlsInsecureSkipVerify: true });
+    const rec = await send(pool, req('/x'));
+    expect(rec.error).toBeNull();
+    expect(rec.text).toBe('secure /x');
+  });
+
+  test('a POST body over TLS, streamed in chunked coding', async () => {
+    const seen: Buffer[] = [];
+    const server = createHttpsServer({ key, cert }, (request, res) => {
+      request.on('data', (chunk: Buffer) => seen.push(chunk));
+      request.on('end', () => res.end(String(request.headers['transfer-encoding'])));
+    });
+    const tracked = await track(server, 'secureConnection', 'https');
+    const pool = makePool(tracked.url, { tlsCa: cert });
+    const parts = [Buffer.from('over '), Buffer.from('tls')];
+    const rec = await send(pool, req('/', { method: 'POST', body: Readable.from(parts) }));
+    expect(rec.text).toBe('chunked');
+    expect(Buffer.concat(seen).toString()).toBe('over tls');
+  });
+});

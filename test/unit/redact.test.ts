@@ -1,0 +1,107 @@
+import fc from 'fast-check';
+import { bodyMask, HEADER_MASK, redactHeaders, StreamRedactor } from '../../src/pipeline/redact.js';
+
+const KEY = 'sk-upstream-secret-9876543210';
+
+/** Feeds `body` in the given pieces and returns what comes out, joined. */
+function through(redactor: StreamRedactor, pieces: readonly Buffer[]): Buffer {
+  const out: Buffer[] = pieces.map((piece) => Buffer.from(redactor.push(Buffer.from(piece))));
+  const rest = redactor.end();
+  if (rest !== null) out.push(rest);
+  return Buffer.concat(out);
+}
+
+function cut(body: Buffer, points: readonly number[]): Buffer[] {
+  const sorted = [...new Set(points.map((p) => p % (body.length + 1)))].sort((a, b) => a - b);
+  const pieces: Buffer[] = [];
+  let from = 0;
+  for (const point of sorted) {
+    pieces.push(body.subarray(from, point));
+    from = point;
+  }
+  pieces.push(body.subarray(from));
+  return pieces;
+}
+
+/** What a body should become: every occurrence masked, every other byte as it was. */
+function expected(body: Buffer, secret: string): Buffer {
+  const mask = bodyMask(Buffer.byteLength(secret));
+  const out = Buffer.from(body);
+  const needle = Buffer.from(secret);
+  for (let at = out.indexOf(needle); at !== -1; at = out.indexOf(needle, at + needle.length)) mask.copy(out, at);
+  return out;
+}
+
+describe('StreamRedactor', () => {
+  test('a key inside one piece is masked with a mask of its own length', () => {
+    const redactor = new StreamRedactor([KEY]);
+    const out = through(redactor, [Buffer.from(`data: {"echo":"Bearer ${KEY}"}\n\n`)]);
+    expect(out.toString()).toBe(`data: {"echo":"Bearer [redacted]*******************"}\n\n`);
+    expect(out.length).toBe(Buffer.byteLength(`data: {"echo":"Bearer ${KEY}"}\n\n`));
+    expect(redactor.count).toBe(1);
+  });
+
+  test('a key split across two pieces is found; only the possible start of a key is held back', () => {
+    const redactor = new StreamRedactor([KEY]);
+    const first = redactor.push(Buffer.from(`data: a ${KEY.slice(0, 10)}`));
+    expect(first.toString()).toBe('data: a '); // the tail that could start the key waits
+    const second = redactor.push(Buffer.from(`${KEY.slice(10)} b\n\n`));
+    expect(second.toString()).toBe(`${bodyMask(KEY.length).toString()} b\n\n`);
+    expect(redactor.end()).toBeNull();
+  });
+
+  test('an event ending in a blank line is never held back', () => {
+    const redactor = new StreamRedactor([KEY]);
+    const event = Buffer.from('data: {"choices":[{"delta":{"content":"s"}}]}\n\n');
+    expect(redactor.push(Buffer.from(event)).toString()).toBe(event.toString());
+  });
+
+  test('a held tail that turns out not to be a key is passed on unchanged', () => {
+    const redactor = new StreamRedactor([KEY]);
+    expect(redactor.push(Buffer.from('text sk-up')).toString()).toBe('text ');
+    expect(redactor.push(Buffer.from('per')).toString()).toBe('sk-upper');
+    expect(redactor.push(Buffer.from('x sk')).toString()).toBe('x ');
+    expect(redactor.end()!.toString()).toBe('sk');
+  });
+
+  test('any cut of any body: the output is the body with every key masked, byte for byte', () => {
+    const piece = fc.oneof(
+      fc.constant(KEY),
+      fc.constant(KEY.slice(0, 5)),
+      fc.constant(KEY.slice(3)),
+      fc.constant('sk-'),
+      fc.string({ maxLength: 20 }),
+      fc.uint8Array({ maxLength: 20 }).map((bytes) => Buffer.from(bytes).toString('latin1')),
+    );
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 12 }), fc.array(fc.nat(), { maxLength: 8 }), (parts, points) => {
+        const body = Buffer.from(parts.join(''), 'latin1');
+        const out = through(new StreamRedactor([KEY]), cut(body, points));
+        expect(out.equals(expected(body, KEY))).toBe(true);
+        expect(out.indexOf(KEY)).toBe(-1);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  test('several secrets, each masked, byte by byte', () => {
+    const other = 'pw-proxy-0123456789';
+    const body = Buffer.from(`x ${KEY} y ${other} z ${KEY}`);
+    const out = through(
+      new StreamRedactor([KEY, other]),
+      cut(
+        body,
+        Array.from({ length: body.length }, (_, i) => i),
+      ),
+    );
+    expect(out.toString()).toBe(`x ${bodyMask(KEY.length).toString()} y ${bodyMask(other.length).toString()} z ${bodyMask(KEY.length).toString()}`);
+  });
+});
+
+describe('redactHeaders', () => {
+  test('every value holding a secret, lists included, and only those', () => {
+    const headers = { a: `Bearer ${KEY}`, b: ['ok', `x${KEY}x${KEY}`], c: 'clean', d: 7 };
+    expect(redactHeaders(headers, [KEY])).toBe(2);
+    expect(headers).toEqual({ a: `Bearer ${HEADER_MASK}`, b: ['ok', `x${HEADER_MASK}x${HEADER_MASK}`], c: 'clean', d: 7 });
+  });
+});
