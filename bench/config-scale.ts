@@ -54,7 +54,11 @@ function inputs(routeCount: number, keys: readonly string[]): FileInputs {
         tlsInsecureSkipVerify: false,
       },
     ],
-    routes: Array.from({ length: routeCount }, (_, i) => ({ model: `model-${i}`, source: 'file', targets: [{ model: `target-${i}`, upstream: null, weight: 1 }] })),
+    routes: Array.from({ length: routeCount }, (_, i) => ({
+      model: `model-${i}`,
+      source: 'file',
+      targets: [{ model: `target-${i}`, upstream: null, weight: 1 }],
+    })),
     clientKeys: keys.map((key, i) => ({ id: `key-${i}`, digest: keyDigest(key) })),
   };
 }
