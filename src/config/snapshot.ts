@@ -1,4 +1,4 @@
-import type { FileInputs, GatewaySettings, KubeInputs, KubernetesSettings, PolicyStatus, RouteStatus } from './model.js';
+import type { FileInputs, GatewaySettings, KubeInputs, KubernetesSettings, PolicyStatus, RouteStatus, TracingConfig } from './model.js';
 import { compileUpstream, type Upstream } from './upstream.js';
 import { resolveClientPolicies } from '../policy/client-policies.js';
 import { principalsByDigest } from '../policy/principals.js';
@@ -13,6 +13,8 @@ export interface RoutingSnapshot {
   readonly version: number;
   readonly settings: GatewaySettings;
   readonly kubernetes: KubernetesSettings;
+  /** Read when tracing starts (with the first config that enables it); later changes wait for a restart. */
+  readonly tracing: TracingConfig;
   readonly upstreams: ReadonlyMap<string, Upstream>;
   readonly defaultUpstream: Upstream;
   /** The shared routes, seen by every key: file routes, then the gateway namespace's ModelRoutes. */
@@ -72,6 +74,7 @@ export function buildSnapshot(inputs: SnapshotInputs): RoutingSnapshot {
     version: inputs.version,
     settings: file.settings,
     kubernetes: file.kubernetes,
+    tracing: file.tracing,
     upstreams,
     defaultUpstream,
     routes: table.shared,
