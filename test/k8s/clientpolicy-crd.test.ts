@@ -4,7 +4,9 @@
  * ones are rejected with the expected message (OpenAPI and CEL rules), and
  * the status subresource and printer columns behave.
  */
+import { readFileSync } from 'node:fs';
 import { ApiextensionsV1Api } from '@kubernetes/client-node';
+import { parse } from 'yaml';
 import { CLUSTER_START_TIMEOUT_MS, startCluster } from './harness/cluster.js';
 import type { TestCluster } from './harness/cluster.js';
 
@@ -208,4 +210,10 @@ test('kubectl get cpol: printer columns; the status subresource holds the Accept
   const table = await cluster.request('GET', `${base}/${name}`, undefined, { headers: { Accept: 'application/json;as=Table;v=v1;g=meta.k8s.io' } });
   expect(table.json.columnDefinitions.map((c: { name: string }) => c.name)).toEqual(['Name', 'Secrets', 'Models', 'Accepted', 'Age']);
   expect(table.json.rows[0].cells.slice(0, 4)).toEqual([name, '["client-keys"]', '["gpt-4o"]', 'True']);
+});
+
+test('examples/clientpolicy.yaml is accepted as it is (Strict)', async () => {
+  const example = parse(readFileSync(new URL('../../examples/clientpolicy.yaml', import.meta.url), 'utf8')) as Record<string, unknown>;
+  const res = await cluster.request('POST', `${base}?fieldValidation=Strict`, example);
+  expect({ status: res.status, message: res.json?.message }).toEqual({ status: 201, message: undefined });
 });
