@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import type { CoordinationV1Api, V1Lease } from '@kubernetes/client-node';
 import { V1MicroTime } from '@kubernetes/client-node';
 import type { Logger } from '../../observability/logger.js';
@@ -11,6 +12,9 @@ export interface LeaseTiming {
   /** Between attempts, to renew (holder) or to take over (the others, jittered up to 20 % more). */
   readonly retryMs: number;
 }
+
+/** Shutdown waits this long at most for the release: a successor would otherwise wait out the lease. */
+const RELEASE_TIMEOUT_MS = 2_000;
 
 /** client-go's leader-election defaults. */
 export const LEASE_TIMING: LeaseTiming = { durationSeconds: 15, renewDeadlineMs: 10_000, retryMs: 2_000 };
@@ -76,7 +80,7 @@ export class StatusLease {
     if (!this.#leading) return;
     this.#lose('stopping');
     try {
-      await this.#release();
+      await Promise.race([this.#release(), delay(RELEASE_TIMEOUT_MS, undefined, { ref: false })]);
     } catch (error) {
       this.#options.logger.warn({ lease: this.#options.name, err: { message: (error as Error).message } }, 'could not release the status lease');
     }
@@ -91,6 +95,8 @@ export class StatusLease {
         this.#schedule(this.#leading ? retryMs : retryMs * (1 + Math.random() * 0.2));
       });
     }, ms);
+    // The lease never keeps a process alive on its own (the server and the watches do).
+    this.#timer.unref();
   }
 
   async #tryAcquireOrRenew(): Promise<void> {
