@@ -15,6 +15,7 @@ import { waitFor } from '../support/wait.js';
 const LIMITED_KEY = 'sk-limited-0123456789';
 const HASHED_KEY = 'sk-hashed-only-its-digest-is-written';
 const FREE_KEY = 'sk-free-0123456789';
+const NARROW_KEY = 'sk-narrow-0123456789';
 
 let upstream: FakeUpstream;
 let gw: TestGateway;
@@ -33,6 +34,7 @@ function config(url: string, models: string[] | null): Record<string, unknown> {
         policy: models === null ? { limits: { concurrent_streams: 5 } } : { models, limits: { requests_per_minute: { limit: 600, per: 'key' } } },
       },
       { name: 'free', keys: [{ id: 'free-1', key: FREE_KEY }] },
+      { name: 'narrow', keys: [{ id: 'n', key: NARROW_KEY }], policy: { models: ['team-alias', 'gpt-4o-mini'] } },
     ],
   });
 }
@@ -90,6 +92,8 @@ test("GET /v1/models lists only what the key may use: the upstream's allowed mod
     return list;
   };
   expect(await ids(LIMITED_KEY)).toEqual(['fake-model', 'team-alias']);
+  // the upstream's own entries are filtered too (it lists fake-model only)
+  expect(await ids(NARROW_KEY)).toEqual(['team-alias']);
   expect(await ids(FREE_KEY)).toEqual(['fake-model', 'gpt-4', 'team-alias', 'other-alias']);
 });
 

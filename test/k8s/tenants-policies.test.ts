@@ -230,3 +230,24 @@ describe('ClientPolicy', () => {
     }
   });
 });
+
+// Last: it deletes the ClientPolicy CRD (and with it every ClientPolicy) before putting it back.
+test('without the ClientPolicy CRD (an upgrade that did not apply crds/) a gateway gets ready and serves; policies arrive with the CRD', async () => {
+  const crd = '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/clientpolicies.apiproxy.io';
+  expect((await cluster.request('DELETE', crd)).status).toBe(200);
+  await waitFor(async () => (await cluster.request('GET', api(HOME, 'clientpolicies'))).status === 404, 30_000, 'the CRD gone');
+  const ns = 'no-crd';
+  const key = 'sk-no-crd-0123456789';
+  await cluster.ensureNamespace(ns);
+  await keySecret(ns, 'client-keys', { k: key });
+  const fresh = await startKubeGateway(cluster, upstream.url, ns);
+  try {
+    expect(await modelSent(fresh.url, 'any-model', key)).toBe('any-model');
+    await cluster.applyCrds();
+    await clientPolicy(ns, 'late', { consumers: { secretNames: ['client-keys'] }, models: ['x-*'] });
+    // the policy watch is retried with its backoff (at most 10 s) once the CRD exists
+    await waitFor(async () => (await modelSent(fresh.url, 'any-model', key)) === 'error:403:model_not_allowed', 20_000, 'the policy once the CRD is back');
+  } finally {
+    await fresh.stop();
+  }
+}, 90_000);
