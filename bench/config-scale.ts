@@ -72,7 +72,8 @@ function inputs(routeCount: number, keys: readonly string[]): FileInputs {
       source: 'file',
       targets: [{ model: `target-${i}`, upstream: null, weight: 1 }],
     })),
-    consumers: [{ name: 'bench', keys: keys.map((key, i) => ({ id: `key-${i}`, digest: keyDigest(key) })), policy: null }],
+    clientKeys: keys.map((key, i) => ({ id: `key-${i}`, digest: keyDigest(key) })),
+    consumers: [],
   };
 }
 

@@ -103,21 +103,14 @@ export function toInputs(config: FileConfig, readSecret: SecretReader): FileInpu
     });
   }
 
-  // The seed's allowed_keys and client_keys: each key id a consumer of its own, without a policy (two entries with
-  // one id, a rotation, are one consumer with two keys).
-  const byId = new Map<string, ClientKeySpec[]>();
-  const keysOf = (id: string): ClientKeySpec[] => {
-    let keys = byId.get(id);
-    if (keys === undefined) byId.set(id, (keys = []));
-    return keys;
-  };
-  config.allowed_keys.forEach((key, index) => keysOf(`allowed-${index + 1}`).push({ id: `allowed-${index + 1}`, digest: clientKeyDigest(key) }));
+  // The seed's allowed_keys and client_keys: each key id is a consumer of its own, without a policy.
+  const clientKeys: ClientKeySpec[] = config.allowed_keys.map((key, index) => ({ id: `allowed-${index + 1}`, digest: clientKeyDigest(key) }));
   config.client_keys.forEach((entry, index) => {
     const key = readSecret(`client_keys[${index}]`, entry.key, entry.key_env, entry.key_file);
     if (key === null || key === '') throw new ConfigError(`client_keys[${index}]: the key is empty`);
-    keysOf(entry.id).push({ id: entry.id, digest: clientKeyDigest(key) });
+    clientKeys.push({ id: entry.id, digest: clientKeyDigest(key) });
   });
-  const consumers: ConsumerSpec[] = [...byId].map(([name, keys]) => ({ name, keys, policy: null }));
+  const consumers: ConsumerSpec[] = [];
   config.consumers.forEach((consumer, c) => {
     const keys = consumer.keys.map((entry, k) => {
       const key = readSecret(`consumers[${c}].keys[${k}]`, entry.key, entry.key_env, entry.key_file);
@@ -160,6 +153,7 @@ export function toInputs(config: FileConfig, readSecret: SecretReader): FileInpu
     },
     upstreams,
     routes,
+    clientKeys,
     consumers,
   };
 }

@@ -111,7 +111,9 @@ export interface FileInputs {
   readonly tracing: TracingConfig;
   readonly upstreams: readonly UpstreamSpec[];
   readonly routes: readonly RouteSpec[];
-  /** `consumers`, and each key id of `client_keys`/`allowed_keys` as a consumer of its own (no policy). */
+  /** `allowed_keys` and `client_keys`: each key id is a consumer of its own, without a policy. */
+  readonly clientKeys: readonly ClientKeySpec[];
+  /** The `consumers` block. */
   readonly consumers: readonly ConsumerSpec[];
 }
 

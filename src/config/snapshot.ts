@@ -68,7 +68,7 @@ export function buildSnapshot(inputs: SnapshotInputs): RoutingSnapshot {
   }
 
   const policies = kube === null ? null : resolveClientPolicies(kube.policies, kube.consumers);
-  const keys = principalsByDigest(file.consumers, kube?.consumers ?? null, policies?.byConsumer ?? NO_POLICIES);
+  const keys = principalsByDigest(file, kube?.consumers ?? null, policies?.byConsumer ?? NO_POLICIES);
 
   return {
     version: inputs.version,

@@ -20,11 +20,13 @@ describe('config file', () => {
     );
     const inputs = toInputs(config, noSecrets);
     expect(inputs.upstreams[0]).toMatchObject({ name: 'default', origin: 'https://api.openai.com', basePath: '/v1', apiKey: 'sk-up' });
-    // each seed key its own consumer, named by its key id, without a policy
-    expect(inputs.consumers).toEqual([
-      { name: 'allowed-1', keys: [{ id: 'allowed-1', digest: keyDigest('k1') }], policy: null },
-      { name: 'allowed-2', keys: [{ id: 'allowed-2', digest: keyDigest('k2') }], policy: null },
+    expect(inputs.clientKeys).toEqual([
+      { id: 'allowed-1', digest: keyDigest('k1') },
+      { id: 'allowed-2', digest: keyDigest('k2') },
     ]);
+    // each seed key is a consumer of its own, named by its key id, without a policy
+    const snapshot = buildSnapshot({ file: inputs, kube: null, namespace: 'ns', version: 1 });
+    expect(snapshot.keys.get(keyDigest('k2'))).toEqual({ keyId: 'allowed-2', consumer: 'allowed-2', namespace: null, policy: null });
     expect(inputs.routes.map((r) => [r.model, r.targets[0]!.model])).toEqual([
       ['gpt-4', 'gpt-4-turbo-preview'],
       ['gpt-3.5-turbo', 'gpt-3.5-turbo-0125'],

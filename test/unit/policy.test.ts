@@ -200,18 +200,24 @@ describe('consumers of the config file', () => {
     expect(snapshot.keys.get(keyDigest('sk-a-1'))!.policy).toBe(principal.policy);
   });
 
-  test('client_keys entries sharing an id (a rotation) are one consumer with two keys', () => {
-    const inputs = load('client_keys: [{ id: ci, key: old }, { id: ci, key: new }, { id: web, key: w }]\n');
-    expect(inputs.consumers.map((c) => [c.name, c.keys.length, c.policy])).toEqual([
-      ['ci', 2, null],
-      ['web', 1, null],
+  test('client_keys: each id a consumer of its own; entries sharing an id (a rotation) are one consumer with two keys', () => {
+    const snapshot = buildSnapshot({
+      file: load('client_keys: [{ id: ci, key: old }, { id: ci, key: new }, { id: web, key: w }]\n'),
+      kube: null,
+      namespace: 'ns',
+      version: 1,
+    });
+    expect(['old', 'new', 'w'].map((key) => snapshot.keys.get(keyDigest(key)))).toEqual([
+      { keyId: 'ci', consumer: 'ci', namespace: null, policy: null },
+      { keyId: 'ci', consumer: 'ci', namespace: null, policy: null },
+      { keyId: 'web', consumer: 'web', namespace: null, policy: null },
     ]);
   });
 
   test('a key given as sha256:<hex> is that digest (any case); the plaintext never needs to be in the file', () => {
     const digest = keyDigest('sk-hashed');
     const inputs = load(`consumers:\n  - { name: h, keys: [{ id: k, key: "sha256:${digest.toUpperCase()}" }] }\nallowed_keys: ["sha256:${digest}"]\n`);
-    expect(inputs.consumers.flatMap((c) => c.keys.map((k) => k.digest))).toEqual([digest, digest]);
+    expect([...inputs.clientKeys, ...inputs.consumers.flatMap((c) => c.keys)].map((k) => k.digest)).toEqual([digest, digest]);
     // anything else is a key, hashed as it is
     expect(clientKeyDigest('sha256:abc')).toBe(keyDigest('sha256:abc'));
     expect(clientKeyDigest(`sha256:${digest}0`)).toBe(keyDigest(`sha256:${digest}0`));
