@@ -52,6 +52,7 @@ export class GatewayMetrics {
   readonly #queueWait: HistogramFamily;
   readonly #redactions: CounterFamily;
   readonly #saturated: CounterFamily;
+  readonly #answerModels: CounterFamily;
   readonly #requestCells = new Map<string, CounterCell>();
   readonly #keyCells = new Map<string, CounterCell>();
   readonly #durationCells = new Map<string, HistogramCell>();
@@ -109,6 +110,13 @@ export class GatewayMetrics {
       name: 'apiproxy_redactions_total',
       help: "Secrets (the upstream's key) taken out of upstream answers before they reached a client, by upstream and where (header, body).",
       labelNames: ['upstream', 'where'],
+    });
+    this.#answerModels = new CounterFamily(this.registry, {
+      name: 'apiproxy_answer_model_total',
+      help:
+        'Answers whose model the gateway was to replace with the requested one (answer_model: requested), by requested model, ' +
+        'the model sent upstream, and result: rewritten, absent (no model in the answer), compressed or too_large (both passed unchanged).',
+      labelNames: ['model', 'upstream_model', 'result'],
     });
     const admissions = (): Iterable<{ readonly name: string; readonly inFlight: number; readonly queued: number }> => this.#admissions();
     const activeRequests = (): number => this.activeRequests;
@@ -181,6 +189,10 @@ export class GatewayMetrics {
 
   redacted(upstream: string, where: 'header' | 'body'): void {
     this.#redactions.cell(upstream, where).inc();
+  }
+
+  answerModel(model: string, upstreamModel: string, result: string): void {
+    this.#answerModels.cell(model, upstreamModel, result).inc();
   }
 
   /** Where the JSON and the gauge read the number of model routes. */
