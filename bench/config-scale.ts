@@ -55,7 +55,12 @@ function inputs(routeCount: number, keys: readonly string[]): FileInputs {
         tlsInsecureSkipVerify: false,
       },
     ],
-    routes: Array.from({ length: routeCount }, (_, i) => ({ model: `model-${i}`, source: 'file', targets: [{ model: `target-${i}`, upstream: null, weight: 1 }], answerModel: null })),
+    routes: Array.from({ length: routeCount }, (_, i) => ({
+      model: `model-${i}`,
+      source: 'file',
+      targets: [{ model: `target-${i}`, upstream: null, weight: 1 }],
+      answerModel: null,
+    })),
     clientKeys: keys.map((key, i) => ({ id: `key-${i}`, digest: keyDigest(key) })),
   };
 }

@@ -31,8 +31,9 @@ export const MAX_HELD_ANSWER = 8 * 1024 * 1024;
 export const MAX_EVENT_LINE = 1024 * 1024;
 
 const EMPTY: Buffer = Buffer.alloc(0);
-const MODEL_KEY = Buffer.from('"model"');
-const DATA_FIELD = Buffer.from('data:');
+const MODEL_KEY = '"model"';
+const MODEL_KEY_BYTES = Buffer.from(MODEL_KEY);
+const DATA_FIELD = 'data:';
 const LF = 10;
 const CR = 13;
 const QUOTE = 34;
@@ -156,7 +157,7 @@ export class JsonAnswerModel implements BodyTransform {
     const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
     // latin1: one character per byte, so the scanner's indexes are byte offsets and no byte is re-encoded.
     const text = body.toString('latin1');
-    const span = objectValueSpan(text, 'model');
+    const span = topLevelModel(text);
     if (span === null || text.charCodeAt(span[0]) !== QUOTE) {
       this.#report('absent');
       return body.length === 0 ? null : body;
@@ -191,6 +192,14 @@ export class EventAnswerModel implements BodyTransform {
   #holding = false;
   /** The line outgrew MAX_EVENT_LINE: it goes on as it comes, up to its end. */
   #skipping = false;
+  /**
+   * The last event rewritten from a line's start: its bytes up to the end of
+   * its top-level model, and those bytes with the requested model. The events
+   * of one stream share them (id, object, created, model), and a line that
+   * starts with the same bytes has its model in the same place.
+   */
+  #prefix: Buffer | null = null;
+  #rewrittenPrefix: Buffer = EMPTY;
 
   constructor(requested: Buffer, report: (result: AnswerModelResult) => void) {
     this.#requested = requested;
@@ -198,6 +207,11 @@ export class EventAnswerModel implements BodyTransform {
   }
 
   push(bytes: Buffer): Buffer {
+    if (this.#line === null && !this.#skipping) {
+      // The usual read: whole events.
+      const last = bytes[bytes.length - 1];
+      if (last === LF || last === CR) return this.#rewrite(bytes);
+    }
     let finished: Buffer = EMPTY;
     let at = 0;
     if (this.#line !== null || this.#skipping) {
@@ -248,8 +262,8 @@ export class EventAnswerModel implements BodyTransform {
   /** What of the line can go on now that `bytes` joined it (the line holds no `"model"` before them but `#unpassed`). */
   #advance(bytes: Buffer): Buffer {
     const probe = this.#unpassed.length === 0 ? bytes : Buffer.concat([this.#unpassed, bytes]);
-    const model = probe.indexOf(MODEL_KEY);
-    const pass = model !== -1 ? model : probe.length - partialSuffix(probe, MODEL_KEY);
+    const model = probe.indexOf(MODEL_KEY_BYTES);
+    const pass = model !== -1 ? model : probe.length - partialSuffix(probe, MODEL_KEY_BYTES);
     this.#holding = model !== -1;
     this.#unpassed = model !== -1 || pass === probe.length ? EMPTY : Buffer.from(probe.subarray(pass));
     this.#passed += pass;
@@ -271,47 +285,112 @@ export class EventAnswerModel implements BodyTransform {
 
   /** Whole lines (the last may lack its line end): each `data:` line's model replaced. */
   #rewrite(lines: Buffer): Buffer {
-    let at = lines.indexOf(MODEL_KEY);
-    if (at === -1) return lines;
-    const parts: Buffer[] = [];
-    let cursor = 0;
-    let lineStart = 0;
-    while (at !== -1) {
-      lineStart = lineStartBefore(lines, lineStart, at);
-      const lineEnd = lineEndAfter(lines, at);
-      const span = eventModelSpan(lines, lineStart, lineEnd);
-      if (span !== null) {
-        parts.push(lines.subarray(cursor, span[0]), this.#requested);
-        cursor = span[1];
-      }
-      lineStart = lineEnd;
-      at = lines.indexOf(MODEL_KEY, lineEnd);
+    const prefix = this.#prefix;
+    if (prefix !== null && lines.length > prefix.length && lines.compare(prefix, 0, prefix.length, 0, prefix.length) === 0) {
+      // The same event start as the last one, and no other "model" after it: the scan would find what it found then.
+      if (lines.indexOf(MODEL_KEY_BYTES, prefix.length) === -1) return Buffer.concat([this.#rewrittenPrefix, lines.subarray(prefix.length)]);
     }
-    if (parts.length === 0) return lines;
+    // latin1: one character per byte, so string indexes are byte offsets; searched and scanned as a string, which V8 does fastest.
+    const text = lines.toString('latin1');
+    let at = text.indexOf(MODEL_KEY);
+    if (at === -1) return lines;
+    const crs = text.indexOf('\r') !== -1;
+    const spans: number[] = [];
+    let floor = 0;
+    while (at !== -1) {
+      const end = lineEnd(text, at, crs);
+      const start = lineStart(text, floor, at, crs);
+      if (addEventModelSpan(text, start, end, spans) && start === 0) {
+        this.#prefix = Buffer.from(lines.subarray(0, spans[1]));
+        this.#rewrittenPrefix = Buffer.concat([lines.subarray(0, spans[0]), this.#requested]);
+      }
+      floor = end;
+      at = text.indexOf(MODEL_KEY, end);
+    }
+    if (spans.length === 0) return lines;
     if (!this.#rewritten) {
       this.#rewritten = true;
       this.#report('rewritten');
     }
-    parts.push(lines.subarray(cursor));
-    return Buffer.concat(parts);
+    return replaceSpans(lines, spans, this.#requested);
   }
 }
 
-/**
- * The byte span of the model string in the `data:` line lines[start, end),
- * or null: the event's top-level `model`, else its `response.model`.
- */
-function eventModelSpan(lines: Buffer, start: number, end: number): [number, number] | null {
-  if (lines.compare(DATA_FIELD, 0, DATA_FIELD.length, start, Math.min(end, start + DATA_FIELD.length)) !== 0) return null;
-  const from = start + DATA_FIELD.length;
-  const text = lines.toString('latin1', from, end);
-  let span = objectValueSpan(text, 'model');
-  if (span === null) {
-    const response = objectValueSpan(text, 'response');
-    if (response !== null) span = objectValueSpan(text, 'model', response[0]);
+/** `bytes` with each [start, end) of `spans` (in order) replaced by `value`. */
+function replaceSpans(bytes: Buffer, spans: readonly number[], value: Buffer): Buffer {
+  let size = bytes.length;
+  for (let i = 0; i < spans.length; i += 2) size += value.length - (spans[i + 1]! - spans[i]!);
+  const out = Buffer.allocUnsafe(size);
+  let written = 0;
+  let cursor = 0;
+  for (let i = 0; i < spans.length; i += 2) {
+    written += bytes.copy(out, written, cursor, spans[i]!);
+    written += value.copy(out, written);
+    cursor = spans[i + 1]!;
   }
-  if (span === null || text.charCodeAt(span[0]) !== QUOTE) return null;
-  return [from + span[0], from + span[1]];
+  bytes.copy(out, written, cursor);
+  return out;
+}
+
+/**
+ * The top-level `model` value of the JSON object in `text`: the scan stops at
+ * the first, which is the one JSON.parse keeps unless the key comes again.
+ */
+function topLevelModel(text: string): [number, number] | null {
+  const first = objectValueSpan(text, 'model', 0, true);
+  return first === null || text.indexOf(MODEL_KEY, first[1]) === -1 ? first : objectValueSpan(text, 'model');
+}
+
+/**
+ * Adds to `spans` the span of the model string in the `data:` line
+ * text[start, end), if it has one: the event's top-level `model`, else its
+ * `response.model`. The line is scanned on its own, so broken JSON in it
+ * costs no more than its length. True when it added a top-level model.
+ */
+function addEventModelSpan(text: string, start: number, end: number, spans: number[]): boolean {
+  if (!text.startsWith(DATA_FIELD, start)) return false;
+  const from = start + DATA_FIELD.length;
+  const json = text.slice(from, end);
+  let span = topLevelModel(json);
+  const topLevel = span !== null;
+  if (span === null) {
+    const response = objectValueSpan(json, 'response');
+    if (response !== null) span = objectValueSpan(json, 'model', response[0]);
+  }
+  if (span === null || json.charCodeAt(span[0]) !== QUOTE) return false;
+  spans.push(from + span[0], from + span[1]);
+  return topLevel;
+}
+
+/**
+ * Where the line holding `at` starts, looking back no further than `floor`
+ * (a line start), so that the scans of one text read each byte once.
+ */
+function lineStart(text: string, floor: number, at: number, crs: boolean): number {
+  // Without CRs every line ends with LF, and the last one before `at` is at or after floor - 1.
+  if (!crs) return text.lastIndexOf('\n', at) + 1;
+  let i = at - 1;
+  while (i >= floor) {
+    const c = text.charCodeAt(i);
+    if (c === LF || c === CR) break;
+    i--;
+  }
+  return i + 1;
+}
+
+/** The index of the line end after `at` (the text's length when the line has none). */
+function lineEnd(text: string, at: number, crs: boolean): number {
+  if (!crs) {
+    const lf = text.indexOf('\n', at);
+    return lf === -1 ? text.length : lf;
+  }
+  let i = at;
+  while (i < text.length) {
+    const c = text.charCodeAt(i);
+    if (c === LF || c === CR) break;
+    i++;
+  }
+  return i;
 }
 
 /** The index of the first CR or LF, or -1. */
@@ -324,20 +403,6 @@ function firstLineEnd(bytes: Buffer): number {
 /** The index of the last CR or LF, or -1. */
 function lastLineEnd(bytes: Buffer): number {
   return Math.max(bytes.lastIndexOf(LF), bytes.lastIndexOf(CR));
-}
-
-/** Where the line holding `at` starts, searching back no further than `floor` (a line start). */
-function lineStartBefore(bytes: Buffer, floor: number, at: number): number {
-  const stretch = bytes.subarray(floor, at);
-  return floor + Math.max(stretch.lastIndexOf(LF), stretch.lastIndexOf(CR)) + 1;
-}
-
-/** The index of the line end after `at` (the bytes' length when the line has none). */
-function lineEndAfter(bytes: Buffer, at: number): number {
-  let lf = bytes.indexOf(LF, at);
-  if (lf === -1) lf = bytes.length;
-  const cr = bytes.subarray(at, lf).indexOf(CR);
-  return cr === -1 ? lf : at + cr;
 }
 
 function join(a: Buffer, b: Buffer, c: Buffer): Buffer {

@@ -56,13 +56,13 @@ const OPEN_BRACE = 123;
 /**
  * Where the value of `key` lies in the JSON object that starts at `from`
  * (after optional whitespace): [start, end) of its text, the last one when
- * the key repeats (as JSON.parse keeps). Null when the key is absent or the
- * text is not an object there. Also given text nobody validated (an
- * upstream's answer read as latin1, so indexes are byte offsets) it ends, in
- * time linear in the text's length; what it finds in broken JSON is only
- * where a value would be.
+ * the key repeats (as JSON.parse keeps), or with `first` the first one (the
+ * scan stops there). Null when the key is absent or the text is not an
+ * object there. Also given text nobody validated (an upstream's answer read
+ * as latin1, so indexes are byte offsets) it ends, in time linear in the
+ * text's length; what it finds in broken JSON is only where a value would be.
  */
-export function objectValueSpan(text: string, key: string, from = 0): [number, number] | null {
+export function objectValueSpan(text: string, key: string, from = 0, first = false): [number, number] | null {
   let i = skipWhitespace(text, from);
   if (text.charCodeAt(i) !== OPEN_BRACE) return null;
   i++;
@@ -80,7 +80,10 @@ export function objectValueSpan(text: string, key: string, from = 0): [number, n
     const valueStart = i;
     i = skipValue(text, i);
     if (i <= valueStart) return null;
-    if (matches) found = [valueStart, i];
+    if (matches) {
+      found = [valueStart, i];
+      if (first) break;
+    }
     i = skipWhitespace(text, i);
     if (text.charCodeAt(i) !== COMMA) break;
     i++;

