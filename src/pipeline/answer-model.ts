@@ -286,9 +286,14 @@ export class EventAnswerModel implements BodyTransform {
   /** Whole lines (the last may lack its line end): each `data:` line's model replaced. */
   #rewrite(lines: Buffer): Buffer {
     const prefix = this.#prefix;
-    if (prefix !== null && lines.length > prefix.length && lines.compare(prefix, 0, prefix.length, 0, prefix.length) === 0) {
+    if (prefix !== null && lines.length > prefix.length && lines.compare(prefix, 0, prefix.length, 0, prefix.length) === 0 && !hasModelKey(lines, prefix.length)) {
       // The same event start as the last one, and no other "model" after it: the scan would find what it found then.
-      if (lines.indexOf(MODEL_KEY_BYTES, prefix.length) === -1) return Buffer.concat([this.#rewrittenPrefix, lines.subarray(prefix.length)]);
+      const rewritten = this.#rewrittenPrefix;
+      const at = prefix.length - rewritten.length;
+      if (at < 0) return Buffer.concat([rewritten, lines.subarray(prefix.length)]);
+      // The bytes are this transform's own: the shorter start is written over the end of the old one.
+      rewritten.copy(lines, at);
+      return lines.subarray(at);
     }
     // latin1: one character per byte, so string indexes are byte offsets; searched and scanned as a string, which V8 does fastest.
     const text = lines.toString('latin1');
@@ -314,6 +319,17 @@ export class EventAnswerModel implements BodyTransform {
     }
     return replaceSpans(lines, spans, this.#requested);
   }
+}
+
+/** Whether `"model"` occurs in bytes[from...]. */
+function hasModelKey(bytes: Buffer, from: number): boolean {
+  // A loop: cheaper than a native search's call for the hundred or so bytes after an event's start.
+  for (let i = from, last = bytes.length - 7; i <= last; i++) {
+    if (bytes[i] === QUOTE && bytes[i + 1] === 0x6d && bytes[i + 6] === QUOTE && bytes[i + 2] === 0x6f && bytes[i + 3] === 0x64 && bytes[i + 4] === 0x65 && bytes[i + 5] === 0x6c) {
+      return true;
+    }
+  }
+  return false;
 }
 
 /** `bytes` with each [start, end) of `spans` (in order) replaced by `value`. */

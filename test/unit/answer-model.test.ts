@@ -198,25 +198,36 @@ describe('EventAnswerModel', () => {
     expect(outputs.slice(0, 18).map((out) => out.length)).toEqual([7, ...Array<number>(15).fill(0), 17 * read - 7, read]);
   });
 
-  test('events that start like the last one take its model’s place; one that repeats "model" later is scanned whole', () => {
-    const transform = new EventAnswerModel(requestedJson(), () => undefined);
-    const start = 'data: {"id":"c","object":"chat.completion.chunk","model":"up"';
-    const pieces = [
-      `${start},"n":1}\n\n`,
-      `${start},"n":2}\n\n`,
-      `${start},"x":{"model":"nested"}}\n\n`,
-      `${start},"model":"again"}\n\n`,
-      `${start.replace('"c"', '"d"')},"n":3}\n\n`,
-    ];
-    const out = pieces.map((piece) => transform.push(Buffer.from(piece)).toString());
-    expect(out).toEqual([
-      pieces[0]!.replace('"up"', '"gpt-4"'),
-      pieces[1]!.replace('"up"', '"gpt-4"'),
-      pieces[2]!.replace('"up"', '"gpt-4"'),
-      pieces[3]!.replace('"again"', '"gpt-4"'), // JSON.parse keeps the last
-      pieces[4]!.replace('"up"', '"gpt-4"'),
-    ]);
-  });
+  test.each([
+    ['shorter', 'gpt-4o-2024-08-06'],
+    ['longer', 'up'],
+  ])(
+    'events that start like the last one take its model’s place (the requested name %s); one that repeats "model" later is scanned whole',
+    (_name, upstream) => {
+      const transform = new EventAnswerModel(requestedJson(), () => undefined);
+      const start = `data: {"id":"c","object":"chat.completion.chunk","model":"${upstream}"`;
+      const pieces = [
+        `${start},"n":1}\n\n`,
+        `${start},"n":2}\n\n`,
+        `${start},"n":3}\n\n`,
+        `${start},"x":{"model":"nested"}}\n\n`,
+        `${start},"model":"again"}\n\n`,
+        `${start.replace('"c"', '"d"')},"n":4}\n\n`,
+        `${start},"n":5}\n\n${start},"n":6}\n\n`,
+      ];
+      const out = pieces.map((piece) => transform.push(Buffer.from(piece)).toString());
+      const rewritten = (piece: string): string => piece.replaceAll(`"model":"${upstream}"`, '"model":"gpt-4"');
+      expect(out).toEqual([
+        rewritten(pieces[0]!),
+        rewritten(pieces[1]!),
+        rewritten(pieces[2]!),
+        rewritten(pieces[3]!),
+        pieces[4]!.replace('"again"', '"gpt-4"'), // JSON.parse keeps the last
+        rewritten(pieces[5]!),
+        rewritten(pieces[6]!),
+      ]);
+    },
+  );
 
   test('a stream without a model is counted as absent, at its end', () => {
     const { results, report } = recorder();
