@@ -286,7 +286,12 @@ export class EventAnswerModel implements BodyTransform {
   /** Whole lines (the last may lack its line end): each `data:` line's model replaced. */
   #rewrite(lines: Buffer): Buffer {
     const prefix = this.#prefix;
-    if (prefix !== null && lines.length > prefix.length && lines.compare(prefix, 0, prefix.length, 0, prefix.length) === 0 && !hasModelKey(lines, prefix.length)) {
+    if (
+      prefix !== null &&
+      lines.length > prefix.length &&
+      lines.compare(prefix, 0, prefix.length, 0, prefix.length) === 0 &&
+      lines.indexOf(MODEL_KEY_BYTES, prefix.length) === -1
+    ) {
       // The same event start as the last one, and no other "model" after it: the scan would find what it found then.
       const rewritten = this.#rewrittenPrefix;
       const at = prefix.length - rewritten.length;
@@ -321,17 +326,6 @@ export class EventAnswerModel implements BodyTransform {
   }
 }
 
-/** Whether `"model"` occurs in bytes[from...]. */
-function hasModelKey(bytes: Buffer, from: number): boolean {
-  // A loop: cheaper than a native search's call for the hundred or so bytes after an event's start.
-  for (let i = from, last = bytes.length - 7; i <= last; i++) {
-    if (bytes[i] === QUOTE && bytes[i + 1] === 0x6d && bytes[i + 6] === QUOTE && bytes[i + 2] === 0x6f && bytes[i + 3] === 0x64 && bytes[i + 4] === 0x65 && bytes[i + 5] === 0x6c) {
-      return true;
-    }
-  }
-  return false;
-}
-
 /** `bytes` with each [start, end) of `spans` (in order) replaced by `value`. */
 function replaceSpans(bytes: Buffer, spans: readonly number[], value: Buffer): Buffer {
   let size = bytes.length;
@@ -340,7 +334,7 @@ function replaceSpans(bytes: Buffer, spans: readonly number[], value: Buffer): B
   let written = 0;
   let cursor = 0;
   for (let i = 0; i < spans.length; i += 2) {
-    written += bytes.copy(out, written, cursor, spans[i]!);
+    written += bytes.copy(out, written, cursor, spans[i]);
     written += value.copy(out, written);
     cursor = spans[i + 1]!;
   }
