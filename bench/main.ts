@@ -16,6 +16,7 @@ import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { answerModelCost } from './answer-model-cost.js';
 import { configScale, type ConfigScaleResult } from './config-scale.js';
 import { closedLoop, hasWrk, openSlowStreams, paced, sequential, type PacedResult, type StreamsResult, type Target } from './load.js';
 import { filePeer, hasNginx, naivePeer, nginxPeer, readPeerFile, type Peer, type PeerFile, type PeerLauncher } from './peers.js';
@@ -239,6 +240,10 @@ async function main(): Promise<void> {
       );
       return { ...result, cpuUsPerStream: cpuPerStream };
     });
+    await stop(rewriting.child);
+    await stop(relaying.child);
+    const stage = answerModelCost(options.quick ? 3 : 7);
+    log(`  the stage alone, in process: ${stage.jsonAnswerUs.toFixed(2)} µs CPU per JSON answer, ${stage.streamUs.toFixed(2)} µs per 20-event stream`);
     const throughputSummary = summarizeLoop(loop, Number.NaN);
     results['answer_model'] = {
       rewrite_rps: throughputSummary['gateway_rps'],
@@ -259,9 +264,9 @@ async function main(): Promise<void> {
       ),
       streams_500_rewrite_cpu_us_per_stream: Math.round(med(streams.gateway, (r) => r.cpuUsPerStream)),
       streams_500_relay_cpu_us_per_stream: Math.round(med(streams.direct, (r) => r.cpuUsPerStream)),
+      stage_cpu_us_per_json_answer: round(stage.jsonAnswerUs, 2),
+      stage_cpu_us_per_stream: round(stage.streamUs, 2),
     };
-    await stop(rewriting.child);
-    await stop(relaying.child);
   }
 
   if (wants('body')) {
@@ -640,6 +645,14 @@ export function table(results: Record<string, unknown>): string {
       '',
     ]);
     rows.push(['    500 streams: CPU µs/stream', `${am['streams_500_rewrite_cpu_us_per_stream']}`, `${am['streams_500_relay_cpu_us_per_stream']}`, '']);
+    const jsonShare = am['stage_cpu_us_per_json_answer']! / am['relay_cpu_us_per_request']!;
+    const streamShare = am['stage_cpu_us_per_stream']! / am['streams_500_relay_cpu_us_per_stream']!;
+    rows.push([
+      '    the stage alone: CPU µs/answer, /stream',
+      `${am['stage_cpu_us_per_json_answer']}, ${am['stage_cpu_us_per_stream']}`,
+      `${round(jsonShare * 100, 1)} %, ${round(streamShare * 100, 1)} % of relay`,
+      `< 5 % (${mark(jsonShare < 0.05 && streamShare < 0.05)})`,
+    ]);
   }
   const c = r['config_scale'];
   if (c !== undefined) {
