@@ -189,28 +189,39 @@ class MultipartBody implements ClientRequestBody {
   async *#bytes(replacement: Buffer | null): AsyncGenerator<Buffer> {
     const spool = this.#spool;
     try {
-      if (replacement === null) {
-        yield* readSpool(spool, 0, spool.length);
-      } else {
-        const span = this.#span!;
-        yield* readSpool(spool, 0, span.start);
-        yield replacement;
-        yield* readSpool(spool, span.end, spool.length);
-      }
-      if (this.#ended) return;
-      const reader = this.#reader;
-      // One chunk is held back until the next is checked, so an upstream never has a whole body the form refused.
+      // Unless the whole body was read and checked, the last chunk is held back until the rest is checked:
+      // an upstream never has a whole body the form refused.
       let held: Buffer | null = null;
-      for (let chunk = await reader.next(); chunk !== null; chunk = await reader.next()) {
-        await reader.form.push(chunk);
+      for await (const chunk of this.#held(replacement)) {
         if (held !== null) yield held;
         held = chunk;
       }
-      await reader.form.end();
+      if (!this.#ended) {
+        const reader = this.#reader;
+        for (let chunk = await reader.next(); chunk !== null; chunk = await reader.next()) {
+          await reader.form.push(chunk);
+          if (held !== null) yield held;
+          held = chunk;
+        }
+        await reader.form.end();
+      }
       if (held !== null) yield held;
     } finally {
       await spool.release();
     }
+  }
+
+  /** What was held while looking for the model, with the model's value replaced when `replacement` is set. */
+  async *#held(replacement: Buffer | null): AsyncGenerator<Buffer> {
+    const spool = this.#spool;
+    const span = this.#span;
+    if (replacement === null || span === null) {
+      yield* readSpool(spool, 0, spool.length);
+      return;
+    }
+    yield* readSpool(spool, 0, span.start);
+    yield replacement;
+    yield* readSpool(spool, span.end, spool.length);
   }
 }
 

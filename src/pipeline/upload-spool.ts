@@ -55,7 +55,7 @@ export class UploadSpool {
       yield* sliceChunks(this.#chunks, start, end);
       return;
     }
-    for (let at = start; at < end; ) {
+    for (let at = start; at < end;) {
       const size = Math.min(READ_BLOCK, end - at);
       const block = Buffer.allocUnsafe(size);
       const { bytesRead } = await file.read(block, 0, size, at);
@@ -115,7 +115,7 @@ export class SpoolReadError extends Error {
 }
 
 async function writeAll(file: FileHandle, chunk: Buffer, position: number): Promise<void> {
-  for (let done = 0; done < chunk.length; ) {
+  for (let done = 0; done < chunk.length;) {
     const { bytesWritten } = await file.write(chunk, done, chunk.length - done, position + done);
     done += bytesWritten;
   }

@@ -85,13 +85,19 @@ async function pass(src: UploadSource, target: string | null, spoolMemory: numbe
 const tricky = fc
   .array(fc.oneof(fc.constantFrom('\r\n', '\r', '\n', '--', '-', '\r\n--', 'abc', 'model', '"'), fc.string({ maxLength: 8 })), { maxLength: 12 })
   .map((pieces) => Buffer.from(pieces.join(''), 'latin1'));
-const fileBytes = fc.oneof(fc.uint8Array({ maxLength: 3000 }).map((bytes) => Buffer.from(bytes)), tricky);
+const fileBytes = fc.oneof(
+  fc.uint8Array({ maxLength: 3000 }).map((bytes) => Buffer.from(bytes)),
+  tricky,
+);
 const fieldName = fc.constantFrom('prompt', 'language', 'response_format', 'temperature', 'n', 'size', 'timestamp_granularities[]');
-const boundary = fc.oneof(fc.constantFrom('abc', '----WebKitFormBoundary7MA4YWxkTrZu0gW', 'x'), fc.stringMatching(/^[0-9A-Za-z'()+_,./:=? -]{0,69}[0-9A-Za-z'()+_,./:=?-]$/));
+const boundary = fc.oneof(
+  fc.constantFrom('abc', '----WebKitFormBoundary7MA4YWxkTrZu0gW', 'x'),
+  fc.stringMatching(/^[0-9A-Za-z'()+_,./:=? -]{0,69}[0-9A-Za-z'()+_,./:=?-]$/),
+);
 const modelName = fc.stringMatching(/^[a-z0-9][a-z0-9./:-]{0,40}$/);
 
 describe('over field orders and chunk boundaries', () => {
-  test('the model is the form\'s; the body passed on is the client\'s with only the model value replaced', async () => {
+  test("the model is the form's; the body passed on is the client's with only the model value replaced", async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.record({
@@ -110,7 +116,11 @@ describe('over field orders and chunk boundaries', () => {
           const parts = [...others];
           parts.splice(position % (others.length + 1), 0, { name: 'model', value: Buffer.from(model) });
           // The data must not hold the delimiter itself (no client sends that: it picks a boundary absent from the data).
-          fc.pre(parts.every((part) => !part.value.includes(`\r\n--${boundary}`) && !part.value.subarray(0, boundary.length + 2).equals(Buffer.from(`--${boundary}`))));
+          fc.pre(
+            parts.every(
+              (part) => !part.value.includes(`\r\n--${boundary}`) && !part.value.subarray(0, boundary.length + 2).equals(Buffer.from(`--${boundary}`)),
+            ),
+          );
           const body = formBody(parts, boundary);
           const result = await pass(source(split(body, cuts), boundary, { chunked }), target, spoolMemory);
           expect(result.model).toBe(model);
@@ -138,7 +148,10 @@ describe('over field orders and chunk boundaries', () => {
           spoolMemory: fc.constantFrom(0, 1024 * 1024),
         }),
         async ({ file, first, second, cuts, spoolMemory }) => {
-          const parts: Part[] = [{ name: 'prompt', value: Buffer.from('p') }, { name: 'file', value: file, filename: 'a.wav' }];
+          const parts: Part[] = [
+            { name: 'prompt', value: Buffer.from('p') },
+            { name: 'file', value: file, filename: 'a.wav' },
+          ];
           parts.splice(first, 0, { name: 'model', value: Buffer.from('a') });
           parts.splice(second + (second >= first ? 1 : 0), 0, { name: 'model', value: Buffer.from('b') });
           fc.pre(!file.includes('\r\n--abc') && !file.subarray(0, 5).equals(Buffer.from('--abc')));
@@ -155,7 +168,13 @@ describe('over field orders and chunk boundaries', () => {
 describe('the spool', () => {
   test('a form whose model comes last is held in a file that no directory lists, and read back whole', async () => {
     const file = Buffer.alloc(300_000, 7);
-    const body = formBody([{ name: 'file', value: file, filename: 'a.wav' }, { name: 'model', value: Buffer.from('m') }], 'abc');
+    const body = formBody(
+      [
+        { name: 'file', value: file, filename: 'a.wav' },
+        { name: 'model', value: Buffer.from('m') },
+      ],
+      'abc',
+    );
     const releases: (() => void)[] = [];
     const request = await readMultipartRequest(source(split(body, [1000, 70_000, 150_000]), 'abc'), {
       limit: 1024 * 1024,
@@ -164,14 +183,28 @@ describe('the spool', () => {
       onComplete: (release) => releases.push(release),
     });
     expect(readdirSync(dir)).toEqual([]);
-    expect((await collect(request.upstreamBody('n').body)).equals(formBody([{ name: 'file', value: file, filename: 'a.wav' }, { name: 'model', value: Buffer.from('n') }], 'abc'))).toBe(
-      true,
-    );
+    expect(
+      (await collect(request.upstreamBody('n').body)).equals(
+        formBody(
+          [
+            { name: 'file', value: file, filename: 'a.wav' },
+            { name: 'model', value: Buffer.from('n') },
+          ],
+          'abc',
+        ),
+      ),
+    ).toBe(true);
     for (const release of releases) release();
   });
 
   test('a directory that cannot be written: 503 upload_spool_failed', async () => {
-    const body = formBody([{ name: 'file', value: Buffer.alloc(1000), filename: 'a.wav' }, { name: 'model', value: Buffer.from('m') }], 'abc');
+    const body = formBody(
+      [
+        { name: 'file', value: Buffer.alloc(1000), filename: 'a.wav' },
+        { name: 'model', value: Buffer.from('m') },
+      ],
+      'abc',
+    );
     const releases: (() => void)[] = [];
     const failed = await readMultipartRequest(source([body], 'abc'), {
       limit: 1024 * 1024,

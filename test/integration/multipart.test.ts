@@ -83,8 +83,8 @@ async function postForm(path: string, body: Buffer | Readable, headers: Record<s
 
 const audio = randomBytes(700 * 1024); // past the spool's memory part: a model after it is looked for on disk
 
-describe('routed by the form\'s model field', () => {
-  test('model first: routed to the route\'s upstream, only the value replaced, Content-Length recomputed', async () => {
+describe("routed by the form's model field", () => {
+  test("model first: routed to the route's upstream, only the value replaced, Content-Length recomputed", async () => {
     const body = formBody([
       { name: 'model', value: 'whisper-alias' },
       { name: 'file', value: audio, filename: 'a.wav' },
@@ -155,7 +155,7 @@ describe('official openai SDK as a client', () => {
   const client = (recording = false) =>
     new OpenAI({ apiKey: CLIENT_KEY, baseURL: `${gw.url}/v1`, maxRetries: 0, ...(recording ? { fetch: recordingFetch } : {}) });
 
-  test('audio.transcriptions.create: routed by its model, the SDK\'s bytes intact but for the model', async () => {
+  test("audio.transcriptions.create: routed by its model, the SDK's bytes intact but for the model", async () => {
     const file = await toFile(audio, 'speech.wav', { type: 'audio/wav' });
     await client(true).audio.transcriptions.create({ file, model: 'whisper-alias', language: 'en' });
     const { body, contentType } = sent.at(-1)!;
@@ -175,7 +175,7 @@ describe('official openai SDK as a client', () => {
     expect(seen.body.equals(withModel(body, 'image-alias', 'gpt-image-1'))).toBe(true);
   });
 
-  test('audio.transcriptions.create through the SDK\'s own fetch: the upstream gets the target model and the file', async () => {
+  test("audio.transcriptions.create through the SDK's own fetch: the upstream gets the target model and the file", async () => {
     const file = await toFile(audio, 'speech.wav', { type: 'audio/wav' });
     await client().audio.transcriptions.create({ file, model: 'whisper-alias' });
     const seen = speech.requests.at(-1)!;
@@ -236,12 +236,38 @@ describe('refused, or passed as sent', () => {
   const malformed: [string, Buffer, string | null][] = [
     ['a preamble before the first boundary', Buffer.concat([Buffer.from('hello\r\n'), formBody([model, file])]), null],
     ['no closing boundary', formBody([model, file]).subarray(0, -(BOUNDARY.length + 6)), null],
-    ['transport padding after a boundary', Buffer.from(formBody([file, model]).toString('latin1').replace(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="model"`, `--${BOUNDARY} \r\nContent-Disposition: form-data; name="model"`), 'latin1'), null],
-    ['a part without Content-Disposition', Buffer.from(formBody([file, model]).toString('latin1').replace('Content-Disposition: form-data; name="model"', 'X-Name: model'), 'latin1'), null],
-    ['a broken part header', Buffer.from(formBody([model, file]).toString('latin1').replace('Content-Disposition: form-data; name="file"', 'Content-Disposition form-data'), 'latin1'), null],
+    [
+      'transport padding after a boundary',
+      Buffer.from(
+        formBody([file, model])
+          .toString('latin1')
+          .replace(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="model"`, `--${BOUNDARY} \r\nContent-Disposition: form-data; name="model"`),
+        'latin1',
+      ),
+      null,
+    ],
+    [
+      'a part without Content-Disposition',
+      Buffer.from(formBody([file, model]).toString('latin1').replace('Content-Disposition: form-data; name="model"', 'X-Name: model'), 'latin1'),
+      null,
+    ],
+    [
+      'a part without Content-Disposition after the model and the file (the rest streamed)',
+      Buffer.from(formBody([model, file, { name: 'n', value: '1' }]).toString('latin1').replace('Content-Disposition: form-data; name="n"', 'X-Name: n'), 'latin1'),
+      null,
+    ],
+    [
+      'a broken part header',
+      Buffer.from(formBody([model, file]).toString('latin1').replace('Content-Disposition: form-data; name="file"', 'Content-Disposition form-data'), 'latin1'),
+      null,
+    ],
     ['model sent as a file', formBody([{ name: 'model', value: 'whisper-alias', filename: 'm.txt' }, file]), 'model'],
     ['model in base64', formBody([{ name: 'model', value: 'd2hpc3Blci1hbGlhcw==', headers: '\r\nContent-Transfer-Encoding: base64' }, file]), 'model'],
-    ['model in another charset', formBody([{ name: 'model', value: Buffer.from('whisper-\xe9', 'latin1'), headers: '\r\nContent-Type: text/plain; charset=latin1' }, file]), 'model'],
+    [
+      'model in another charset',
+      formBody([{ name: 'model', value: Buffer.from('whisper-\xe9', 'latin1'), headers: '\r\nContent-Type: text/plain; charset=latin1' }, file]),
+      'model',
+    ],
   ];
   test.each(malformed)('%s: 400 invalid_multipart, nothing sent upstream', async (_name, body, param) => {
     const before = main.requests.length + speech.requests.length;

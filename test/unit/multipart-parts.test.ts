@@ -30,7 +30,7 @@ function expectedSpans(): PartSpan[] {
 }
 
 describe('PartLocator', () => {
-  test('finds each part\'s content: after its blank line, up to the CRLF before the next delimiter', () => {
+  test("finds each part's content: after its blank line, up to the CRLF before the next delimiter", () => {
     const spans = locate([body]);
     expect(spans).toEqual(expectedSpans());
     expect(body.subarray(spans[0]!.contentStart, spans[0]!.contentEnd).toString()).toBe('whisper-1');
