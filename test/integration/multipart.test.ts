@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
+import { readdirSync, readlinkSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import OpenAI, { toFile } from 'openai';
 import { request } from 'undici';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
 import { baseConfig, CLIENT_KEY, startTestGateway, type TestGateway } from '../support/gateway-harness.js';
+import { waitFor } from '../reliability/helpers.js';
 
 /**
  * Multipart/form-data requests (audio transcriptions and translations, image
@@ -233,9 +235,9 @@ describe('refused, or passed as sent', () => {
 
   const file = { name: 'file', value: Buffer.from('RIFF0000WAVE'), filename: 'a.wav' };
   const model = { name: 'model', value: 'whisper-alias' };
-  const malformed: [string, Buffer, string | null][] = [
-    ['a preamble before the first boundary', Buffer.concat([Buffer.from('hello\r\n'), formBody([model, file])]), null],
-    ['no closing boundary', formBody([model, file]).subarray(0, -(BOUNDARY.length + 6)), null],
+  const malformed: [string, Buffer, string | null, string][] = [
+    ['a preamble before the first boundary', Buffer.concat([Buffer.from('hello\r\n'), formBody([model, file])]), null, 'the body must begin with its boundary'],
+    ['no closing boundary', formBody([model, file]).subarray(0, -(BOUNDARY.length + 6)), null, 'the body ends before its closing boundary'],
     [
       'transport padding after a boundary',
       Buffer.from(
@@ -245,37 +247,94 @@ describe('refused, or passed as sent', () => {
         'latin1',
       ),
       null,
+      'a boundary must be followed by a line end or --',
     ],
     [
       'a part without Content-Disposition',
       Buffer.from(formBody([file, model]).toString('latin1').replace('Content-Disposition: form-data; name="model"', 'X-Name: model'), 'latin1'),
       null,
+      'a part without a form-data Content-Disposition',
     ],
     [
       'a part without Content-Disposition after the model and the file (the rest streamed)',
-      Buffer.from(formBody([model, file, { name: 'n', value: '1' }]).toString('latin1').replace('Content-Disposition: form-data; name="n"', 'X-Name: n'), 'latin1'),
+      Buffer.from(
+        formBody([model, file, { name: 'n', value: '1' }])
+          .toString('latin1')
+          .replace('Content-Disposition: form-data; name="n"', 'X-Name: n'),
+        'latin1',
+      ),
       null,
+      'a part without a form-data Content-Disposition',
     ],
     [
       'a broken part header',
       Buffer.from(formBody([model, file]).toString('latin1').replace('Content-Disposition: form-data; name="file"', 'Content-Disposition form-data'), 'latin1'),
       null,
+      'malformed part header',
     ],
-    ['model sent as a file', formBody([{ name: 'model', value: 'whisper-alias', filename: 'm.txt' }, file]), 'model'],
-    ['model in base64', formBody([{ name: 'model', value: 'd2hpc3Blci1hbGlhcw==', headers: '\r\nContent-Transfer-Encoding: base64' }, file]), 'model'],
+    [
+      'model sent as a file',
+      formBody([{ name: 'model', value: 'whisper-alias', filename: 'm.txt' }, file]),
+      'model',
+      "'model' must be a text field, not a file",
+    ],
+    [
+      'model in base64',
+      formBody([{ name: 'model', value: 'd2hpc3Blci1hbGlhcw==', headers: '\r\nContent-Transfer-Encoding: base64' }, file]),
+      'model',
+      "the 'model' field must not carry a Content-Transfer-Encoding",
+    ],
     [
       'model in another charset',
       formBody([{ name: 'model', value: Buffer.from('whisper-\xe9', 'latin1'), headers: '\r\nContent-Type: text/plain; charset=latin1' }, file]),
       'model',
+      "the 'model' field must be UTF-8 text",
     ],
   ];
-  test.each(malformed)('%s: 400 invalid_multipart, nothing sent upstream', async (_name, body, param) => {
+  test.each(malformed)('%s: 400 invalid_multipart, nothing sent upstream', async (_name, body, param, reason) => {
     const before = main.requests.length + speech.requests.length;
     const res = await postForm('/v1/audio/transcriptions', body);
     expect(res.status).toBe(400);
     expect(res.error()).toMatchObject({ code: 'invalid_multipart', param });
-    expect(res.error().message).toMatch(/^The multipart\/form-data body is malformed: .+\.$/);
+    expect(res.error().message).toBe(`The multipart/form-data body is malformed: ${reason}.`);
     expect(main.requests.length + speech.requests.length).toBe(before);
+  });
+
+  test('a fault found only at the end of a streamed form: the upstream never gets the last bytes', async () => {
+    const body = Buffer.from(
+      formBody([model, { ...file, value: audio }, { name: 'n', value: '1' }])
+        .toString('latin1')
+        .replace('Content-Disposition: form-data; name="n"', 'X-Name: n'),
+      'latin1',
+    );
+    const before = speech.requests.length;
+    const res = await postForm(
+      '/v1/audio/transcriptions',
+      Readable.from(
+        (async function* () {
+          yield body.subarray(0, body.length - 20);
+          await new Promise((resolve) => setTimeout(resolve, 200));
+          yield body.subarray(body.length - 20);
+        })(),
+      ),
+    );
+    expect(res.status).toBe(400);
+    expect(res.error().code).toBe('invalid_multipart');
+    expect(speech.requests.length).toBe(before);
+
+    // The whole form in one read, on a kept-alive upstream connection: what was read with the model is held back too.
+    const small = Buffer.from(
+      formBody([model, file, { name: 'n', value: '1' }])
+        .toString('latin1')
+        .replace('Content-Disposition: form-data; name="n"', 'X-Name: n'),
+      'latin1',
+    );
+    expect((await postForm('/v1/audio/transcriptions', formBody([model, file]))).status).toBe(200);
+    const warm = speech.requests.length;
+    const whole = await postForm('/v1/audio/transcriptions', small);
+    expect(whole.status).toBe(400);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(speech.requests.length).toBe(warm);
   });
 
   test('a Content-Type without a boundary: 400 invalid_multipart', async () => {
@@ -298,5 +357,51 @@ describe('refused, or passed as sent', () => {
       expect(res.status).toBe(413);
       expect(res.error().code).toBe('body_too_large');
     }
+  });
+});
+
+describe('spool files', () => {
+  /** This process's open files that are upload spools (unlinked, so only an open descriptor shows them). */
+  function openSpools(): number {
+    let count = 0;
+    for (const fd of readdirSync('/proc/self/fd')) {
+      try {
+        if (readlinkSync(`/proc/self/fd/${fd}`).includes('api-proxy-upload-')) count++;
+      } catch {
+        // closed while listing
+      }
+    }
+    return count;
+  }
+
+  test('are closed when the request completes: answered, refused after spooling, or cut by the client', async () => {
+    const spooled = (parts: Part[]) => postForm('/v1/audio/transcriptions', formBody(parts));
+    const refused = await spooled([{ name: 'file', value: audio, filename: 'a.wav' }]);
+    expect(refused.status).toBe(400);
+    const answered = await spooled([
+      { name: 'file', value: audio, filename: 'a.wav' },
+      { name: 'model', value: 'whisper-alias' },
+    ]);
+    expect(answered.status).toBe(200);
+    const body = formBody([
+      { name: 'file', value: audio, filename: 'a.wav' },
+      { name: 'model', value: 'whisper-alias' },
+    ]);
+    const cut = new AbortController();
+    const pending = request(`${gw.url}/v1/audio/transcriptions`, {
+      method: 'POST',
+      headers: { ...auth, 'content-type': `multipart/form-data; boundary=${BOUNDARY}`, 'content-length': String(body.length) },
+      body: Readable.from(
+        (async function* () {
+          yield body.subarray(0, 600 * 1024);
+          await new Promise((resolve) => setTimeout(resolve, 200));
+          cut.abort();
+        })(),
+      ),
+      signal: cut.signal,
+    }).catch((error: unknown) => error);
+    await waitFor(() => openSpools() === 1, 3000, 'the cut upload to be spooled');
+    await pending;
+    await waitFor(() => openSpools() === 0, 3000, 'every spool file to be closed');
   });
 });
