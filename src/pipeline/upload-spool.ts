@@ -3,8 +3,8 @@ import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-/** Reads from a spool file go out in blocks of this size. */
-const READ_BLOCK = 64 * 1024;
+/** Writes to the spool file gather this much first, and reads come back in blocks of this size: fewer trips to the thread pool. */
+const FILE_BLOCK = 256 * 1024;
 
 /**
  * The start of an upload, held while the gateway looks for its model: in
@@ -19,6 +19,10 @@ export class UploadSpool {
   #chunks: Buffer[] = [];
   #length = 0;
   #file: FileHandle | null = null;
+  /** Chunks for the file not yet written, and their bytes; `#written` is how many bytes the file has. */
+  #pending: Buffer[] = [];
+  #pendingBytes = 0;
+  #written = 0;
   #released = false;
 
   /** `dir`: where the file goes (the OS's temporary directory by default: /tmp, or TMPDIR). */
@@ -43,8 +47,20 @@ export class UploadSpool {
       return;
     }
     if (this.#file === null) await this.#moveToFile();
-    await writeAll(this.#file!, chunk, this.#length);
+    this.#pending.push(chunk);
+    this.#pendingBytes += chunk.length;
     this.#length += chunk.length;
+    if (this.#pendingBytes >= FILE_BLOCK) await this.#flush();
+  }
+
+  /** Writes what is pending to the file. */
+  async #flush(): Promise<void> {
+    if (this.#pendingBytes === 0) return;
+    const block = this.#pending.length === 1 ? this.#pending[0]! : Buffer.concat(this.#pending, this.#pendingBytes);
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    await writeAll(this.#file!, block, this.#written);
+    this.#written += block.length;
   }
 
   /** The bytes in [start, end), in blocks. */
@@ -55,8 +71,9 @@ export class UploadSpool {
       yield* sliceChunks(this.#chunks, start, end);
       return;
     }
+    await this.#flush();
     for (let at = start; at < end;) {
-      const size = Math.min(READ_BLOCK, end - at);
+      const size = Math.min(FILE_BLOCK, end - at);
       const block = Buffer.allocUnsafe(size);
       const { bytesRead } = await file.read(block, 0, size, at);
       if (bytesRead === 0) throw new SpoolReadError(at);
@@ -77,6 +94,7 @@ export class UploadSpool {
     if (this.#released) return;
     this.#released = true;
     this.#chunks = [];
+    this.#pending = [];
     const file = this.#file;
     this.#file = null;
     await file?.close();
@@ -87,11 +105,9 @@ export class UploadSpool {
     const file = await open(path, 'wx+', 0o600);
     try {
       await unlink(path);
-      let at = 0;
-      for (const chunk of this.#chunks) {
-        await writeAll(file, chunk, at);
-        at += chunk.length;
-      }
+      const held = Buffer.concat(this.#chunks, this.#length);
+      await writeAll(file, held, 0);
+      this.#written = held.length;
     } catch (error) {
       await file.close();
       throw error;
