@@ -140,7 +140,7 @@ function upstreamSpec(name: string, upstream: Partial<UpstreamFileConfig> & { ur
   // The seed's api.url is the full chat-completions URL; a bare origin forwards paths unchanged.
   let basePath = url.pathname.replace(/\/chat\/completions\/?$/, '').replace(/\/+$/, '');
   if (basePath === '') basePath = '/v1';
-  const timeouts = upstream.timeouts ?? { connect_ms: 5_000, headers_ms: 120_000, idle_ms: 120_000 };
+  const timeouts = upstream.timeouts ?? { connect_ms: 5_000, headers_ms: 600_000, idle_ms: 300_000 };
   const secret = upstream.api_key_secret;
   return {
     name,

@@ -60,11 +60,11 @@ export const upstreamSchema = z
     timeouts: z
       .object({
         connect_ms: timeoutMs.default(5_000),
-        headers_ms: timeoutMs.default(120_000),
-        idle_ms: timeoutMs.default(120_000),
+        headers_ms: timeoutMs.default(600_000),
+        idle_ms: timeoutMs.default(300_000),
       })
       .strict()
-      .default({ connect_ms: 5_000, headers_ms: 120_000, idle_ms: 120_000 }),
+      .default({ connect_ms: 5_000, headers_ms: 600_000, idle_ms: 300_000 }),
     /** In-flight requests (one connection each) to this upstream; absent: no cap, nothing ever queues. */
     max_connections: z.number().int().min(1).max(1_000_000).optional(),
     /** With max_connections reached, how long a request waits for a slot before 503 upstream_saturated. */

@@ -51,6 +51,8 @@ export class GatewayMetrics {
   readonly #keyRequests: CounterFamily;
   readonly #queueWait: HistogramFamily;
   readonly #redactions: CounterFamily;
+  readonly #clientErrors: CounterFamily;
+  readonly #upstreamTimeouts: CounterFamily;
   readonly #saturated: CounterFamily;
   readonly #requestCells = new Map<string, CounterCell>();
   readonly #keyCells = new Map<string, CounterCell>();
@@ -110,6 +112,17 @@ export class GatewayMetrics {
       help: "Secrets (the upstream's key) taken out of upstream answers before they reached a client, by upstream and where (header, body).",
       labelNames: ['upstream', 'where'],
     });
+    this.#clientErrors = new CounterFamily(this.registry, {
+      name: 'apiproxy_client_errors_total',
+      help: 'Client connections the server refused or closed itself, by reason: request_timeout (head or body too slow), header_overflow (head over 16 KiB), bad_request (not HTTP), silent_connection (nothing sent).',
+      labelNames: ['reason'],
+    });
+    this.#upstreamTimeouts = new CounterFamily(this.registry, {
+      name: 'apiproxy_upstream_timeouts_total',
+      help: 'Upstream timeouts by upstream and phase: connect (connect_ms), headers (headers_ms), idle (idle_ms, a body or stream gone silent).',
+      labelNames: ['upstream', 'phase'],
+    });
+    for (const reason of ['request_timeout', 'header_overflow', 'bad_request', 'silent_connection']) this.#clientErrors.cell(reason);
     const admissions = (): Iterable<{ readonly name: string; readonly inFlight: number; readonly queued: number }> => this.#admissions();
     const activeRequests = (): number => this.activeRequests;
     const activeStreams = (): number => this.activeStreams;
@@ -177,6 +190,14 @@ export class GatewayMetrics {
   queueWaited(upstream: string, seconds: number, outcome: 'admitted' | 'refused' | 'abandoned'): void {
     this.#queueWait.cell(upstream).observe(seconds);
     if (outcome === 'refused') this.#saturated.cell(upstream).inc();
+  }
+
+  clientError(reason: string): void {
+    this.#clientErrors.cell(reason).inc();
+  }
+
+  upstreamTimedOut(upstream: string, phase: string): void {
+    this.#upstreamTimeouts.cell(upstream, phase).inc();
   }
 
   redacted(upstream: string, where: 'header' | 'body'): void {

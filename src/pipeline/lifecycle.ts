@@ -98,6 +98,11 @@ export class RequestLifecycle {
     this.#completeIfDone();
   }
 
+  /** One of the upstream's timeouts ended the exchange. */
+  timedOut(phase: 'connect' | 'headers' | 'idle'): void {
+    this.#accounting.upstreamTimedOut(this.record.upstream!, phase);
+  }
+
   /** The relay took a secret out of the upstream's answer (`where`: header or body). */
   redacted(where: 'header' | 'body'): void {
     this.#accounting.redacted(this.record, where, !this.#redactionLogged);

@@ -1,7 +1,7 @@
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { ClientGoneError } from '../errors/client-gone.js';
 import { errorBody } from '../errors/gateway-error.js';
-import { fromUpstreamError } from '../errors/upstream.js';
+import { fromUpstreamError, timeoutPhase } from '../errors/upstream.js';
 import { atTurnEnd } from '../io/turn-end.js';
 import type { Exchange, ExchangeHandler, ResponseHeaders } from '../transport/types.js';
 import { endThrough, pushThrough, type BodyTransform, type BodyTransformFactory } from './body-transform.js';
@@ -150,6 +150,8 @@ export class Relay implements ExchangeHandler {
       return;
     }
     const gatewayError = fromUpstreamError(error);
+    const phase = timeoutPhase(error);
+    if (phase !== null) this.#lifecycle.timedOut(phase);
     this.#held = null;
     if (!res.headersSent) {
       this.#lifecycle.fail(gatewayError);

@@ -272,7 +272,7 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
       upstreams: {
         default: {
           url: 'https://api.openai.com/v1',
-          timeouts: { connect_ms: 5000, headers_ms: 120000, idle_ms: 120000 },
+          timeouts: { connect_ms: 5000, headers_ms: 600000, idle_ms: 300000 },
           queue_timeout_ms: 10000,
           max_idle_connections: 256,
           tls: { insecure_skip_verify: false },
