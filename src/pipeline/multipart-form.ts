@@ -45,7 +45,8 @@ export class MultipartForm {
     }
     this.#parser.on('field', (name, value, info) => this.#onPart(name, value, info.valueTruncated, info.encoding));
     this.#parser.on('file', (name, stream, info) => {
-      stream.resume();
+      // Drained and never read; busboy fails it when the form breaks off, which the form reports itself.
+      stream.on('error', ignore).resume();
       this.#onPart(name, null, false, info.encoding);
     });
     this.#parser.on('error', (error: Error) => this.#fail(invalidMultipart(error.message.toLowerCase())));
@@ -119,3 +120,5 @@ function framingError(error: unknown): GatewayError {
   if (error instanceof MultipartFramingError) return invalidMultipart(error.message);
   throw error;
 }
+
+function ignore(): void {}
