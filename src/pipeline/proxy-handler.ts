@@ -39,11 +39,11 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
     const models = modelsEndpoint(lifecycle, snapshot);
     if (models === true) return;
 
-    const request = await readClientBody(req, snapshot.settings.bodyLimit);
+    const request = await readClientBody(lifecycle, snapshot.settings.bodyLimit);
     record.bytesIn = request.contentLength ?? 0;
-    const json = request.json;
-    if (json !== null) record.model = json.model;
-    const plan = json === null ? defaultPlan(snapshot) : resolveModel(snapshot, json.model, Math.random());
+    const model = request.model;
+    if (model !== null) record.model = model;
+    const plan = model === null ? defaultPlan(snapshot) : resolveModel(snapshot, model, Math.random());
     await forward(deps, lifecycle, plan, request, models);
   }
 
