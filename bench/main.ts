@@ -855,6 +855,7 @@ export function table(results: Record<string, unknown>): string {
         '',
       ]);
     }
+  }
   const am = r['answer_model'];
   if (am !== undefined) {
     const streamsRatio = am['streams_500_ratio']!;

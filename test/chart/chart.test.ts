@@ -305,6 +305,8 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
     expect(config.routes[0].answer_model).toBe('requested');
     const cm = one(objs, 'ConfigMap', 'rel-api-proxy');
     expect(parseConfigText(cm['data']['config.json'], 'answer_model').answer_model).toBe('upstream');
+  });
+
   test('tracing: values become the tracing block (empty ones left to the OTEL_* variables) and open the collector ports', () => {
     const objs = template(helm.v3, ['-f', ci('everything-on-values.yaml')]);
     expect(renderedConfig(objs).tracing).toEqual({
