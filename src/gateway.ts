@@ -159,8 +159,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 
   const metricsReport = (options.metricsReport ?? localMetricsReport)(metrics);
   const accounting = new RequestAccounting(metrics, logging, () => store.current?.settings.accessLog ?? true);
-  const handler = createRequestHandler({ store, transports, admissions, accounting, metricsReport, readiness });
-  const server = createHttpServer(handler, { ...SERVER_LIMITS, ...options.serverLimits }, (reason) => metrics.clientError(reason));
+  const limits = { ...SERVER_LIMITS, ...options.serverLimits };
+  const handler = createRequestHandler({ store, transports, admissions, accounting, metricsReport, readiness, linger: limits });
+  const server = createHttpServer(handler, limits, (reason) => metrics.clientError(reason));
   await new Promise<void>((resolveListen, reject) => {
     server.once('error', reject);
     server.listen(options.port ?? store.current?.settings.port ?? DEFAULT_PORT, options.host ?? '0.0.0.0', () => {

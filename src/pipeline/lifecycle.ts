@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CLIENT_CLOSED_REQUEST, ClientGoneError } from '../errors/client-gone.js';
 import { toGatewayError } from '../errors/gateway-error.js';
 import { writeError } from '../errors/write-error.js';
+import { closeAfterLingering, type LingerLimits } from '../io/lingering-close.js';
 import type { Exchange } from '../transport/types.js';
 import type { RequestAccounting } from './account.js';
 import type { UpstreamAdmission } from './admission.js';
@@ -20,6 +21,7 @@ export class RequestLifecycle {
   readonly res: ServerResponse;
   readonly record: RequestRecord;
   readonly #accounting: RequestAccounting;
+  readonly #linger: LingerLimits;
   #exchange: Exchange | null = null;
   #slot: UpstreamAdmission | null = null;
   #upstreamOpen = false;
@@ -28,10 +30,12 @@ export class RequestLifecycle {
   #redactionLogged = false;
   #completed = false;
 
-  constructor(req: IncomingMessage, res: ServerResponse, accounting: RequestAccounting) {
+  /** `linger`: how the connection closes after an answer to a request not read to its end (io/lingering-close). */
+  constructor(req: IncomingMessage, res: ServerResponse, accounting: RequestAccounting, linger: LingerLimits) {
     this.req = req;
     this.res = res;
     this.#accounting = accounting;
+    this.#linger = linger;
     const url = req.url ?? '/';
     const queryAt = url.indexOf('?');
     this.record = {
@@ -121,10 +125,11 @@ export class RequestLifecycle {
       res.destroy();
       return;
     }
-    // A refused body is never read to its end: close the connection instead of draining it.
+    // A refused body is not read to its end: the connection closes, after reading (and dropping) what the client
+    // still sends, within bounds, so that a client that writes its whole body before reading gets the answer.
     const closeConnection = !req.complete;
+    if (closeConnection) closeAfterLingering(req, this.#linger);
     writeError(res, error, record.id, { head: req.method === 'HEAD', closeConnection });
-    if (closeConnection) res.once('finish', () => req.socket.destroySoon());
   }
 
   readonly #onClose = (): void => {
