@@ -1,6 +1,6 @@
 import type { Dispatcher } from 'undici';
 import type { Exchange, ExchangeHandler, ResponseHeaders } from '../types.js';
-import { fromProxyRefusal } from './proxy-errors.js';
+import { toUpstreamError } from './undici-errors.js';
 
 /**
  * One request through undici, as the transport interface has it: undici's
@@ -70,7 +70,7 @@ export class UndiciExchange implements Dispatcher.DispatchHandler, Exchange {
   onResponseError(_controller: Dispatcher.DispatchController | null, error: Error): void {
     if (this.settled) return;
     this.#settle();
-    this.#handler.onError(fromProxyRefusal(error));
+    this.#handler.onError(toUpstreamError(error));
   }
 
   #settle(): void {

@@ -1,4 +1,5 @@
-import { ProxyAuthError, ProxyRefusedError } from '../../errors/upstream.js';
+import { errors } from 'undici';
+import { BadResponseError, ProxyAuthError, ProxyRefusedError } from '../../errors/upstream.js';
 
 /*
  * undici reports a proxy's refusals as generic errors, told apart only by
@@ -11,8 +12,13 @@ const FORWARDED_407 = 'Proxy Authentication Required (407)';
 const TUNNEL_REFUSED_PREFIX = 'Proxy response (';
 const TUNNEL_REFUSED_SUFFIX = ') !== 200 when HTTP Tunneling';
 
-/** The proxy's refusal as the gateway's own error (ProxyAuthError, ProxyRefusedError), or `error` as it is. */
-export function fromProxyRefusal(error: Error): Error {
+/**
+ * undici's error as one of the gateway's, where undici's says too little by
+ * its code: a proxy's refusal (ProxyAuthError, ProxyRefusedError), a response
+ * its parser refused without a code (BadResponseError); else `error` as it is.
+ */
+export function toUpstreamError(error: Error): Error {
+  if (error instanceof errors.HTTPParserError && (error as { code?: unknown }).code === undefined) return new BadResponseError(error.message);
   const code = (error as { code?: unknown }).code;
   if (code === 'UND_ERR_INVALID_ARG' && error.message === FORWARDED_407) return new ProxyAuthError();
   if (code !== 'UND_ERR_ABORTED') return error;
