@@ -26,5 +26,6 @@ export function toUpstreamError(error: Error): Error {
   if (!message.startsWith(TUNNEL_REFUSED_PREFIX) || !message.endsWith(TUNNEL_REFUSED_SUFFIX)) return error;
   const status = Number(message.slice(TUNNEL_REFUSED_PREFIX.length, message.length - TUNNEL_REFUSED_SUFFIX.length));
   if (!Number.isInteger(status)) return error;
-  return status === 407 ? new ProxyAuthError() : new ProxyRefusedError(status);
+  // 401: tinyproxy's answer to wrong credentials (407 is for none).
+  return status === 407 || status === 401 ? new ProxyAuthError() : new ProxyRefusedError(status);
 }
