@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { prettifyError } from 'zod';
+import { clientCertificateProblem } from './client-certificate.js';
 import { ConfigError } from './config-error.js';
 import { keyDigest } from './key-digest.js';
 import { fileConfigSchema, type FileConfig, type UpstreamFileConfig } from './schema.js';
@@ -103,7 +104,7 @@ export function toInputs(config: FileConfig, readSecret: SecretReader, env: Env 
     const files: UpstreamFiles = {
       apiKey: readSecret(`${field}.api_key`, upstream.api_key, upstream.api_key_env, upstream.api_key_file),
       tlsCa: readSecret(`${field}.tls.ca_file`, undefined, undefined, tls?.ca_file),
-      clientCert: cert !== null && key !== null ? { cert, key } : null,
+      clientCert: cert !== null && key !== null ? checkedPair(`${field}.tls.client_cert_file/client_key_file`, { cert, key }) : null,
       proxyPassword: readSecret(`${field}.proxy.password`, undefined, upstream.proxy?.password_env, upstream.proxy?.password_file),
     };
     upstreams.push(upstreamSpec(name, upstream, files, proxyFromEnv));
@@ -152,6 +153,12 @@ export function toInputs(config: FileConfig, readSecret: SecretReader, env: Env 
     routes,
     clientKeys,
   };
+}
+
+function checkedPair(field: string, pair: ClientCertificate): ClientCertificate {
+  const problem = clientCertificateProblem(pair);
+  if (problem !== null) throw new ConfigError(`${field}: ${problem}`);
+  return pair;
 }
 
 /**

@@ -1,3 +1,4 @@
+import { clientCertificateProblem } from './client-certificate.js';
 import { keyDigest } from './key-digest.js';
 import type { ClientCertificate, EnvProxy, KubeInputs, SecretRef, UpstreamSpec } from './model.js';
 
@@ -32,7 +33,8 @@ export function compileUpstream(spec: UpstreamSpec, kube: KubeInputs | null, nam
   if (certSecret !== null) {
     const cert = fromSecret({ ...certSecret, key: TLS_CERT_ENTRY });
     const key = fromSecret({ ...certSecret, key: TLS_KEY_ENTRY });
-    clientCert = cert !== null && key !== null && cert !== '' && key !== '' ? { cert, key } : null;
+    // A Secret without a usable pair leaves the upstream without a certificate, as a missing key leaves it without a key.
+    clientCert = cert !== null && key !== null && clientCertificateProblem({ cert, key }) === null ? { cert, key } : null;
   }
 
   let proxyAuthorization: string | null = null;

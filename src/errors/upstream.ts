@@ -126,8 +126,8 @@ const BAD_RESPONSE_CODES = new Set([
 const OWN_FAULT_CODES = new Set(['UPSTREAM_INVALID_HEADER', 'UND_ERR_INVALID_ARG', 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH']);
 /** A proxy's answer to CONNECT that says the upstream is out of its reach, not that it refuses. */
 const PROXY_COULD_NOT_REACH = new Set([502, 503, 504]);
-/** OpenSSL's certificate verification codes and Node's TLS errors. */
-const TLS_CODE = /^(ERR_TLS_|ERR_SSL_|UNABLE_TO_|CERT_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|HOSTNAME_MISMATCH)/;
+/** OpenSSL's certificate verification codes, Node's TLS errors, and OpenSSL's own (a CA file it cannot read). */
+const TLS_CODE = /^(ERR_TLS_|ERR_SSL_|ERR_OSSL_|UNABLE_TO_|CERT_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|HOSTNAME_MISMATCH)/;
 const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
 
 /** Maps an upstream exchange's error to the gateway error a client sees (502/504). The one place that decides it. */

@@ -13,6 +13,7 @@ import {
   type Http2ServerRequest,
   type Http2ServerResponse,
   type Http2SecureServer,
+  type ServerHttp2Session,
 } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
