@@ -5,7 +5,7 @@
  * interleave; medians and ratios are quoted. Prints a table and writes
  * bench-results/latest.json. `--quick` for a short smoke run.
  *
- * Flags: --quick, --rounds=N, --seconds=N, --only=throughput,streams,memory,body,config,nolog,cluster,peers,
+ * Flags: --quick, --rounds=N, --seconds=N, --only=throughput,streams,clients,memory,body,config,nolog,cluster,peers,
  *        --workers=N (the cluster section's WORKERS, default 2; `auto` is one per CPU),
  *        --profile (the gateway writes a .cpuprofile to bench-results/profiles), --out=FILE,
  *        --peer=FILE[,FILE...] (more proxies for the peers section: see PeerFile in peers.ts).
@@ -20,7 +20,21 @@ import { configScale, type ConfigScaleResult } from './config-scale.js';
 import { closedLoop, hasWrk, openSlowStreams, paced, sequential, type PacedResult, type StreamsResult, type Target } from './load.js';
 import { filePeer, hasNginx, naivePeer, nginxPeer, readPeerFile, type Peer, type PeerFile, type PeerLauncher } from './peers.js';
 import { rawStreams } from './stream-client.js';
-import { cpuMsByProcess, cpuMsOf, killAll, processTree, pssOfTree, rssOf, rssOfTree, sampleRss, startGateway, startUpstream, stop, stopTree, type GatewayProcess } from './processes.js';
+import {
+  cpuMsByProcess,
+  cpuMsOf,
+  killAll,
+  processTree,
+  pssOfTree,
+  rssOf,
+  rssOfTree,
+  sampleRss,
+  startGateway,
+  startUpstream,
+  stop,
+  stopTree,
+  type GatewayProcess,
+} from './processes.js';
 import { median, round, shares, type WrkResult } from './stats.js';
 
 /** This file runs from dist-bench/bench/; the gateway it measures is the product build in dist/. */
@@ -54,7 +68,8 @@ function parseArgs(argv: readonly string[]): Options {
   const only = flag('only');
   const workersFlag = flag('workers') || '2';
   const workers = workersFlag === 'auto' ? Math.max(2, os.availableParallelism()) : Number(workersFlag);
-  if (!Number.isInteger(workers) || workers < 2 || workers > 64) throw new Error(`--workers must be a whole number from 2 to 64, or 'auto', got '${workersFlag}'`);
+  if (!Number.isInteger(workers) || workers < 2 || workers > 64)
+    throw new Error(`--workers must be a whole number from 2 to 64, or 'auto', got '${workersFlag}'`);
   return {
     quick,
     rounds: Number(flag('rounds') ?? (quick ? 1 : 3)),
@@ -63,7 +78,10 @@ function parseArgs(argv: readonly string[]): Options {
     profile: flag('profile') !== undefined,
     out: resolve(flag('out') || join(root, 'bench-results', 'latest.json')),
     workers,
-    peerFiles: (flag('peer') || '').split(',').filter((path) => path !== '').map(readPeerFile),
+    peerFiles: (flag('peer') || '')
+      .split(',')
+      .filter((path) => path !== '')
+      .map(readPeerFile),
   };
 }
 
@@ -103,7 +121,12 @@ interface Pair<T> {
 }
 
 /** Runs `fn` against gateway and direct, alternating which goes first each round. */
-async function interleave<T>(rounds: number, gateway: Target, direct: Target, fn: (target: Target, which: 'gateway' | 'direct') => Promise<T>): Promise<Pair<T>> {
+async function interleave<T>(
+  rounds: number,
+  gateway: Target,
+  direct: Target,
+  fn: (target: Target, which: 'gateway' | 'direct') => Promise<T>,
+): Promise<Pair<T>> {
   const pair: Pair<T> = { gateway: [], direct: [] };
   for (let round = 0; round < rounds; round++) {
     const order: ('gateway' | 'direct')[] = round % 2 === 0 ? ['gateway', 'direct'] : ['direct', 'gateway'];
@@ -114,11 +137,68 @@ async function interleave<T>(rounds: number, gateway: Target, direct: Target, fn
 
 const med = <T>(values: readonly T[], pick: (value: T) => number): number => median(values.map(pick));
 
+/** Runs `fn` on every target each round, the order rotating by one each round; results by target. */
+async function rotate<K extends string, T>(rounds: number, targets: Record<K, Target>, fn: (target: Target, which: K) => Promise<T>): Promise<Record<K, T[]>> {
+  const names = Object.keys(targets) as K[];
+  const results = Object.fromEntries(names.map((name) => [name, [] as T[]])) as Record<K, T[]>;
+  for (let round = 0; round < rounds; round++) {
+    for (let i = 0; i < names.length; i++) {
+      const name = names[(i + round) % names.length]!;
+      results[name].push(await fn(targets[name], name));
+    }
+  }
+  return results;
+}
+
+/** Section (6): each client's throughput and 500-stream figures against direct, from the same rotated rounds. */
+function summarizeClients(
+  loop: Record<'native' | 'undici' | 'direct', (LoopResult & { cpuUs: number })[]>,
+  streams: Record<'native' | 'undici' | 'direct', StreamsResult[]>,
+): Record<string, number> {
+  const rps = (which: 'native' | 'undici' | 'direct'): number => med(loop[which], (r) => r.requestsPerSecond);
+  const done = (which: 'native' | 'undici' | 'direct'): number => med(streams[which], (r) => r.completed / r.seconds);
+  const ttfb = (which: 'native' | 'undici' | 'direct'): number => med(streams[which], (r) => r.ttfbP50Ms);
+  return {
+    native_rps: Math.round(rps('native')),
+    undici_rps: Math.round(rps('undici')),
+    direct_rps: Math.round(rps('direct')),
+    native_ratio: round(rps('native') / rps('direct'), 3),
+    undici_ratio: round(rps('undici') / rps('direct'), 3),
+    native_cpu_us_per_request: round(
+      med(loop.native, (r) => r.cpuUs),
+      1,
+    ),
+    undici_cpu_us_per_request: round(
+      med(loop.undici, (r) => r.cpuUs),
+      1,
+    ),
+    native_p99_ms: round(
+      med(loop.native, (r) => r.p99Ms),
+      2,
+    ),
+    undici_p99_ms: round(
+      med(loop.undici, (r) => r.p99Ms),
+      2,
+    ),
+    errors: [...loop.native, ...loop.undici, ...loop.direct].reduce((sum, r) => sum + r.errors, 0),
+    native_streams_done_ratio: round(done('native') / done('direct'), 3),
+    undici_streams_done_ratio: round(done('undici') / done('direct'), 3),
+    native_ttfb_p50_ms: round(ttfb('native'), 2),
+    undici_ttfb_p50_ms: round(ttfb('undici'), 2),
+    direct_ttfb_p50_ms: round(ttfb('direct'), 2),
+    native_added_ttfb_p50_ms: round(ttfb('native') - ttfb('direct'), 2),
+    undici_added_ttfb_p50_ms: round(ttfb('undici') - ttfb('direct'), 2),
+    stream_errors: [...streams.native, ...streams.undici, ...streams.direct].reduce((sum, r) => sum + r.errors, 0),
+  };
+}
+
 /** `concurrency` streams of 20 events 5 ms apart, interleaved through `via` and direct; `viaLabel` names `via` in the log. */
 function streamRounds(rounds: number, seconds: number, via: Target, direct: Target, concurrency: number, viaLabel = 'gateway'): Promise<Pair<StreamsResult>> {
   return interleave(rounds, via, direct, async (target, which) => {
     const result = await rawStreams(target, STREAM_BODY, concurrency, seconds, 20, 5);
-    log(`  ${(which === 'gateway' ? viaLabel : which).padEnd(7)} completed ${result.completed} in ${result.seconds.toFixed(1)} s, TTFB p50 ${result.ttfbP50Ms.toFixed(2)} ms p99 ${result.ttfbP99Ms.toFixed(2)} ms, errors ${result.errors}`);
+    log(
+      `  ${(which === 'gateway' ? viaLabel : which).padEnd(7)} completed ${result.completed} in ${result.seconds.toFixed(1)} s, TTFB p50 ${result.ttfbP50Ms.toFixed(2)} ms p99 ${result.ttfbP99Ms.toFixed(2)} ms, errors ${result.errors}`,
+    );
     return result;
   });
 }
@@ -132,14 +212,17 @@ async function main(): Promise<void> {
   if (options.profile) mkdirSync(profileDir, { recursive: true });
 
   const tool = hasWrk() ? 'wrk' : 'autocannon';
-  if (tool === 'autocannon') log('wrk is not installed (Debian: apt-get install -y wrk); using autocannon, which costs more CPU: figures are lower and not comparable to wrk runs');
+  if (tool === 'autocannon')
+    log('wrk is not installed (Debian: apt-get install -y wrk); using autocannon, which costs more CPU: figures are lower and not comparable to wrk runs');
   const loadStart = os.loadavg();
-  log(`${options.quick ? 'quick' : 'full'} run: ${options.rounds} round(s) of ${options.seconds} s, load generator ${tool}, ${os.availableParallelism()} CPUs, load average ${loadStart.map((n) => n.toFixed(2)).join(' ')}`);
+  log(
+    `${options.quick ? 'quick' : 'full'} run: ${options.rounds} round(s) of ${options.seconds} s, load generator ${tool}, ${os.availableParallelism()} CPUs, load average ${loadStart.map((n) => n.toFixed(2)).join(' ')}`,
+  );
 
   const upstream = await startUpstream(join(here, 'upstream.js'));
   let gatewayIndex = 0;
   /** `workers` only for the cluster section: the other launches run without WORKERS (one process). */
-  const launch = (accessLog: boolean, workers?: number): Promise<GatewayProcess> =>
+  const launch = (accessLog: boolean, workers?: number, env?: Record<string, string>): Promise<GatewayProcess> =>
     startGateway({
       mainScript: join(dist, 'main.js'),
       config: gatewayConfig(upstream.url, accessLog),
@@ -147,6 +230,7 @@ async function main(): Promise<void> {
       logPath: join(work, `gateway-${gatewayIndex++}.log`),
       nodeArgs: options.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
       ...(workers === undefined ? {} : { workers }),
+      ...(env === undefined ? {} : { env }),
     });
   const headers = { 'content-type': 'application/json', authorization: `Bearer ${CLIENT_KEY}` };
   const direct: Target = { url: upstream.url, headers };
@@ -173,7 +257,9 @@ async function main(): Promise<void> {
       const gatewayCpu = ((cpuMsOf(gateway.pid) - cpu[0]!) * 1000) / result.requests;
       const upstreamCpu = ((cpuMsOf(upstream.child.pid!) - cpu[1]!) * 1000) / result.requests;
       if (sampler !== null) rssUnderLoad = Math.max(Number.isNaN(rssUnderLoad) ? 0 : rssUnderLoad, sampler.stop());
-      log(`  ${which.padEnd(7)} ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, errors ${result.errors}, CPU µs/request: gateway ${gatewayCpu.toFixed(1)}, upstream ${upstreamCpu.toFixed(1)}`);
+      log(
+        `  ${which.padEnd(7)} ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, errors ${result.errors}, CPU µs/request: gateway ${gatewayCpu.toFixed(1)}, upstream ${upstreamCpu.toFixed(1)}`,
+      );
       return { ...result, gatewayCpuUs: gatewayCpu, upstreamCpuUs: upstreamCpu };
     });
     log('(1) added latency at 500 req/s');
@@ -196,6 +282,38 @@ async function main(): Promise<void> {
     results['streams'] = streamResults;
   }
 
+  if (wants('clients')) {
+    // The same gateway and config twice, one sending everything through undici (the diagnostic
+    // API_PROXY_TRANSPORT=undici): native, undici and direct take turns, the order rotating each round.
+    const undiciGateway = await launch(true, undefined, { API_PROXY_TRANSPORT: 'undici' });
+    const viaUndici: Target = { url: undiciGateway.url, headers };
+    const gateways: Record<'native' | 'undici', GatewayProcess> = { native: gateway, undici: undiciGateway };
+    await closedLoop(tool, viaUndici, BODY, 64, 1, lua);
+    await rawStreams(viaUndici, STREAM_BODY, 200, 1, 20, 5);
+    const targets = { native: via, undici: viaUndici, direct };
+    log('(6) upstream client: native HTTP/1.1 vs undici, non-streaming, 64 connections');
+    const loop = await rotate(options.rounds, targets, async (target, which) => {
+      const pid = which === 'direct' ? null : gateways[which].pid;
+      const before = pid === null ? 0 : cpuMsOf(pid);
+      const result = await closedLoop(tool, target, BODY, 64, options.seconds, lua);
+      const cpu = pid === null ? Number.NaN : ((cpuMsOf(pid) - before) * 1000) / result.requests;
+      log(
+        `  ${which.padEnd(7)} ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, errors ${result.errors}${pid === null ? '' : `, CPU µs/request ${cpu.toFixed(1)}`}`,
+      );
+      return { ...result, cpuUs: cpu };
+    });
+    log('(6) upstream client: native HTTP/1.1 vs undici, 500 concurrent streams, 20 chunks 5 ms apart');
+    const streams = await rotate(options.rounds, targets, async (target, which) => {
+      const result = await rawStreams(target, STREAM_BODY, 500, options.seconds, 20, 5);
+      log(
+        `  ${which.padEnd(7)} completed ${result.completed} in ${result.seconds.toFixed(1)} s, TTFB p50 ${result.ttfbP50Ms.toFixed(2)} ms p99 ${result.ttfbP99Ms.toFixed(2)} ms, errors ${result.errors}`,
+      );
+      return result;
+    });
+    await stop(undiciGateway.child);
+    results['clients'] = summarizeClients(loop, streams);
+  }
+
   if (wants('body')) {
     log('(4) 1 MiB request body, sequential');
     const count = options.quick ? 10 : 20;
@@ -204,7 +322,12 @@ async function main(): Promise<void> {
     const pair = await interleave(options.rounds, via, direct, (target) => sequential(target, BIG_BODY, count));
     const gw = median(pair.gateway.flat());
     const dr = median(pair.direct.flat());
-    results['body_1mib'] = { gateway_p50_ms: round(gw, 3), direct_p50_ms: round(dr, 3), added_ms: round(gw - dr, 3), requests_each: pair.gateway.flat().length };
+    results['body_1mib'] = {
+      gateway_p50_ms: round(gw, 3),
+      direct_p50_ms: round(dr, 3),
+      added_ms: round(gw - dr, 3),
+      requests_each: pair.gateway.flat().length,
+    };
     log(`  gateway p50 ${gw.toFixed(2)} ms, direct p50 ${dr.toFixed(2)} ms`);
   }
 
@@ -249,7 +372,9 @@ async function main(): Promise<void> {
       rss_open_streams_mib: round(mib(open), 1),
       bytes_per_open_stream: Math.round(perStream),
     };
-    log(`  idle ${mib(idle).toFixed(1)} MiB, warm ${mib(warm).toFixed(1)} MiB, ${slow.open} open streams ${mib(open).toFixed(1)} MiB: ${(perStream / 1024).toFixed(1)} KiB per stream`);
+    log(
+      `  idle ${mib(idle).toFixed(1)} MiB, warm ${mib(warm).toFixed(1)} MiB, ${slow.open} open streams ${mib(open).toFixed(1)} MiB: ${(perStream / 1024).toFixed(1)} KiB per stream`,
+    );
   }
 
   if (wants('cluster')) {
@@ -262,7 +387,12 @@ async function main(): Promise<void> {
     const idleRss = idleTree.map(rssOf);
     const idle = idleRss.reduce((sum, rss) => sum + rss, 0);
     const idlePss = pssOfTree(cluster.pid);
-    log(`(cluster) gateway with WORKERS=${n}: primary pid ${cluster.pid}, workers ${idleTree.slice(1).join(', ')}; idle RSS ${mib(idle).toFixed(1)} MiB (primary ${mib(idleRss[0]!).toFixed(1)}, workers ${idleRss.slice(1).map((rss) => mib(rss).toFixed(1)).join(', ')}), PSS ${mib(idlePss).toFixed(1)} MiB`);
+    log(
+      `(cluster) gateway with WORKERS=${n}: primary pid ${cluster.pid}, workers ${idleTree.slice(1).join(', ')}; idle RSS ${mib(idle).toFixed(1)} MiB (primary ${mib(idleRss[0]!).toFixed(1)}, workers ${idleRss
+        .slice(1)
+        .map((rss) => mib(rss).toFixed(1))
+        .join(', ')}), PSS ${mib(idlePss).toFixed(1)} MiB`,
+    );
     await closedLoop(tool, clusterVia, BODY, 64, 1, lua);
 
     log(`(1c) non-streaming, 64 connections, ${n} workers`);
@@ -283,15 +413,25 @@ async function main(): Promise<void> {
       const workerShares = shares(deltas.slice(1));
       const breakdown = which === 'gateway' ? ` (primary ${primaryCpu.toFixed(1)}, worker shares ${workerShares.map((x) => x.toFixed(2)).join('/')})` : '';
       const cpuText = `CPU µs/request: gateway ${gatewayCpu.toFixed(1)}${breakdown}, upstream ${upstreamCpu.toFixed(1)}`;
-      log(`  ${which.padEnd(7)} ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, errors ${result.errors}, ${cpuText}`);
+      log(
+        `  ${which.padEnd(7)} ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, errors ${result.errors}, ${cpuText}`,
+      );
       return { ...result, gatewayCpuUs: gatewayCpu, upstreamCpuUs: upstreamCpu, primaryCpuUs: primaryCpu, workerShares };
     });
     results['throughput_cluster'] = {
       workers: n,
       ...summarizeLoop(loop, clusterRssMax),
-      primary_cpu_us_per_request: round(med(loop.gateway, (r) => r.primaryCpuUs), 1),
+      primary_cpu_us_per_request: round(
+        med(loop.gateway, (r) => r.primaryCpuUs),
+        1,
+      ),
       // median over the gateway rounds of each worker's share of the workers' CPU (evenness of the kernel's / primary's spread)
-      worker_cpu_shares: Array.from({ length: n }, (_, i) => round(med(loop.gateway, (r) => r.workerShares[i] ?? Number.NaN), 3)),
+      worker_cpu_shares: Array.from({ length: n }, (_, i) =>
+        round(
+          med(loop.gateway, (r) => r.workerShares[i] ?? Number.NaN),
+          3,
+        ),
+      ),
     };
 
     log(`(2c) 500 concurrent streams, 20 chunks 5 ms apart, ${n} workers`);
@@ -338,7 +478,9 @@ async function main(): Promise<void> {
       await closedLoop(tool, target, BODY, 64, 1, lua);
       const loop = await interleave(options.rounds, target, direct, async (t, which) => {
         const result = await closedLoop(tool, t, BODY, 64, options.seconds, lua);
-        log(`  ${(which === 'gateway' ? 'peer' : which).padEnd(7)} ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, errors ${result.errors}`);
+        log(
+          `  ${(which === 'gateway' ? 'peer' : which).padEnd(7)} ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, errors ${result.errors}`,
+        );
         return result;
       });
       const summary = summarizeLoop(loop, Number.NaN);
@@ -412,17 +554,35 @@ function summarizeLoop(pair: Pair<LoopResult>, rssMax: number): Record<string, n
     gateway_rps: Math.round(gw),
     direct_rps: Math.round(dr),
     ratio: round(gw / dr, 3),
-    gateway_p50_ms: round(med(pair.gateway, (r) => r.p50Ms), 3),
-    gateway_p99_ms: round(med(pair.gateway, (r) => r.p99Ms), 3),
-    direct_p50_ms: round(med(pair.direct, (r) => r.p50Ms), 3),
-    direct_p99_ms: round(med(pair.direct, (r) => r.p99Ms), 3),
+    gateway_p50_ms: round(
+      med(pair.gateway, (r) => r.p50Ms),
+      3,
+    ),
+    gateway_p99_ms: round(
+      med(pair.gateway, (r) => r.p99Ms),
+      3,
+    ),
+    direct_p50_ms: round(
+      med(pair.direct, (r) => r.p50Ms),
+      3,
+    ),
+    direct_p99_ms: round(
+      med(pair.direct, (r) => r.p99Ms),
+      3,
+    ),
     errors: totalErrors(pair),
     ...(Number.isNaN(rssMax) ? {} : { gateway_rss_max_mib: round(mib(rssMax), 1) }),
     ...(pair.gateway[0]?.gatewayCpuUs === undefined
       ? {}
       : {
-          gateway_cpu_us_per_request: round(med(pair.gateway, (r) => r.gatewayCpuUs!), 1),
-          upstream_cpu_us_per_request: round(med(pair.direct, (r) => r.upstreamCpuUs!), 1),
+          gateway_cpu_us_per_request: round(
+            med(pair.gateway, (r) => r.gatewayCpuUs!),
+            1,
+          ),
+          upstream_cpu_us_per_request: round(
+            med(pair.direct, (r) => r.upstreamCpuUs!),
+            1,
+          ),
         }),
   };
 }
@@ -452,10 +612,22 @@ function summarizeStreams(pair: Pair<StreamsResult>): Record<string, number> {
     gateway_completed_per_s: Math.round(gw),
     direct_completed_per_s: Math.round(dr),
     ratio: round(gw / dr, 3),
-    gateway_ttfb_p50_ms: round(med(pair.gateway, (r) => r.ttfbP50Ms), 2),
-    direct_ttfb_p50_ms: round(med(pair.direct, (r) => r.ttfbP50Ms), 2),
-    gateway_ttfb_p99_ms: round(med(pair.gateway, (r) => r.ttfbP99Ms), 2),
-    direct_ttfb_p99_ms: round(med(pair.direct, (r) => r.ttfbP99Ms), 2),
+    gateway_ttfb_p50_ms: round(
+      med(pair.gateway, (r) => r.ttfbP50Ms),
+      2,
+    ),
+    direct_ttfb_p50_ms: round(
+      med(pair.direct, (r) => r.ttfbP50Ms),
+      2,
+    ),
+    gateway_ttfb_p99_ms: round(
+      med(pair.gateway, (r) => r.ttfbP99Ms),
+      2,
+    ),
+    direct_ttfb_p99_ms: round(
+      med(pair.direct, (r) => r.ttfbP99Ms),
+      2,
+    ),
     gateway_errors: pair.gateway.reduce((sum, r) => sum + r.errors, 0),
     direct_errors: pair.direct.reduce((sum, r) => sum + r.errors, 0),
   };
@@ -483,7 +655,26 @@ export function table(results: Record<string, unknown>): string {
     rows.push(['(1) req/s, 64 conns', `${t['gateway_rps']}`, `${t['direct_rps']}`, '']);
     rows.push(['    ratio gateway/direct', `${t['ratio']}`, '', `>= 0.35 (${mark(t['ratio']! >= 0.35)})`]);
     rows.push(['    p50 / p99 ms', `${t['gateway_p50_ms']} / ${t['gateway_p99_ms']}`, `${t['direct_p50_ms']} / ${t['direct_p99_ms']}`, '']);
-    if (t['gateway_cpu_us_per_request'] !== undefined) rows.push(['    CPU µs/request (gw / upstream)', `${t['gateway_cpu_us_per_request']}`, `${t['upstream_cpu_us_per_request']}`, '']);
+    if (t['gateway_cpu_us_per_request'] !== undefined)
+      rows.push(['    CPU µs/request (gw / upstream)', `${t['gateway_cpu_us_per_request']}`, `${t['upstream_cpu_us_per_request']}`, '']);
+  }
+  const cl = r['clients'];
+  if (cl !== undefined) {
+    rows.push(['(6) native client: req/s; ratio', `${cl['native_rps']}; ${cl['native_ratio']}`, `${cl['direct_rps']}`, '']);
+    rows.push([
+      '    undici: req/s; ratio',
+      `${cl['undici_rps']}; ${cl['undici_ratio']}`,
+      `${cl['direct_rps']}`,
+      `undici >= 0.45 (${mark(cl['undici_ratio']! >= 0.45)})`,
+    ]);
+    rows.push(['    CPU µs/request native / undici', `${cl['native_cpu_us_per_request']} / ${cl['undici_cpu_us_per_request']}`, '', '']);
+    rows.push(['    500 streams done ratio native / undici', `${cl['native_streams_done_ratio']} / ${cl['undici_streams_done_ratio']}`, '', '']);
+    rows.push([
+      '    added TTFB p50 ms native / undici',
+      `${cl['native_added_ttfb_p50_ms']} / ${cl['undici_added_ttfb_p50_ms']}`,
+      `${cl['direct_ttfb_p50_ms']}`,
+      '',
+    ]);
   }
   const a = r['added_latency_500rps'];
   if (a !== undefined) {
@@ -509,24 +700,54 @@ export function table(results: Record<string, unknown>): string {
   const s = results['streams'] as Record<string, Record<string, number>> | undefined;
   if (s !== undefined) {
     for (const [concurrency, x] of Object.entries(s)) {
-      rows.push([`(2) ${concurrency} streams: done/s`, `${x['gateway_completed_per_s']}`, `${x['direct_completed_per_s']}`, concurrency === '500' ? `ratio >= 0.75 (${x['ratio']}, ${mark(x['ratio']! >= 0.75)})` : `ratio ${x['ratio']}`]);
+      rows.push([
+        `(2) ${concurrency} streams: done/s`,
+        `${x['gateway_completed_per_s']}`,
+        `${x['direct_completed_per_s']}`,
+        concurrency === '500' ? `ratio >= 0.75 (${x['ratio']}, ${mark(x['ratio']! >= 0.75)})` : `ratio ${x['ratio']}`,
+      ]);
       const within = x['gateway_ttfb_p50_ms']! - x['direct_ttfb_p50_ms']!;
-      rows.push(['    TTFB p50 / p99 ms', `${x['gateway_ttfb_p50_ms']} / ${x['gateway_ttfb_p99_ms']}`, `${x['direct_ttfb_p50_ms']} / ${x['direct_ttfb_p99_ms']}`, concurrency === '500' ? `p50 +${round(within, 2)} <= 5 (${mark(within <= 5)})` : '']);
+      rows.push([
+        '    TTFB p50 / p99 ms',
+        `${x['gateway_ttfb_p50_ms']} / ${x['gateway_ttfb_p99_ms']}`,
+        `${x['direct_ttfb_p50_ms']} / ${x['direct_ttfb_p99_ms']}`,
+        concurrency === '500' ? `p50 +${round(within, 2)} <= 5 (${mark(within <= 5)})` : '',
+      ]);
       rows.push(['    errors', `${x['gateway_errors']}`, `${x['direct_errors']}`, '']);
     }
   }
   const sc = (results['streams_cluster'] as Record<string, Record<string, number>> | undefined)?.['500'];
   if (sc !== undefined) {
     const within = sc['gateway_ttfb_p50_ms']! - sc['direct_ttfb_p50_ms']!;
-    rows.push([`(2c) 500 streams, WORKERS=${sc['workers']}: done/s`, `${sc['gateway_completed_per_s']}`, `${sc['direct_completed_per_s']}`, `ratio >= 0.75 (${sc['ratio']}, ${mark(sc['ratio']! >= 0.75)})`]);
-    rows.push(['    TTFB p50 / p99 ms', `${sc['gateway_ttfb_p50_ms']} / ${sc['gateway_ttfb_p99_ms']}`, `${sc['direct_ttfb_p50_ms']} / ${sc['direct_ttfb_p99_ms']}`, `p50 +${round(within, 2)} <= 5 (${mark(within <= 5)})`]);
+    rows.push([
+      `(2c) 500 streams, WORKERS=${sc['workers']}: done/s`,
+      `${sc['gateway_completed_per_s']}`,
+      `${sc['direct_completed_per_s']}`,
+      `ratio >= 0.75 (${sc['ratio']}, ${mark(sc['ratio']! >= 0.75)})`,
+    ]);
+    rows.push([
+      '    TTFB p50 / p99 ms',
+      `${sc['gateway_ttfb_p50_ms']} / ${sc['gateway_ttfb_p99_ms']}`,
+      `${sc['direct_ttfb_p50_ms']} / ${sc['direct_ttfb_p99_ms']}`,
+      `p50 +${round(within, 2)} <= 5 (${mark(within <= 5)})`,
+    ]);
     rows.push(['    errors', `${sc['gateway_errors']}`, `${sc['direct_errors']}`, '']);
   }
   const ps = (results['peers_streams'] as Record<string, Record<string, Record<string, number>>> | undefined)?.['500'];
   for (const [name, x] of Object.entries(ps ?? {})) {
     const within = x['gateway_ttfb_p50_ms']! - x['direct_ttfb_p50_ms']!;
-    rows.push([`(2p) peer: ${name}, 500 streams: done/s`, `${x['gateway_completed_per_s']}`, `${x['direct_completed_per_s']}`, `ratio ${x['ratio']}, errors ${x['gateway_errors']}`]);
-    rows.push(['    TTFB p50 / p99 ms', `${x['gateway_ttfb_p50_ms']} / ${x['gateway_ttfb_p99_ms']}`, `${x['direct_ttfb_p50_ms']} / ${x['direct_ttfb_p99_ms']}`, `p50 +${round(within, 2)}`]);
+    rows.push([
+      `(2p) peer: ${name}, 500 streams: done/s`,
+      `${x['gateway_completed_per_s']}`,
+      `${x['direct_completed_per_s']}`,
+      `ratio ${x['ratio']}, errors ${x['gateway_errors']}`,
+    ]);
+    rows.push([
+      '    TTFB p50 / p99 ms',
+      `${x['gateway_ttfb_p50_ms']} / ${x['gateway_ttfb_p99_ms']}`,
+      `${x['direct_ttfb_p50_ms']} / ${x['direct_ttfb_p99_ms']}`,
+      `p50 +${round(within, 2)}`,
+    ]);
   }
   const m = r['memory'];
   if (m !== undefined) {
@@ -538,7 +759,12 @@ export function table(results: Record<string, unknown>): string {
   const mc = r['memory_cluster'];
   if (mc !== undefined) {
     const workersRss = (results['memory_cluster'] as { rss_idle_workers_mib: number[] }).rss_idle_workers_mib;
-    rows.push([`(3c) RSS idle MiB, WORKERS=${mc['workers']} (all processes)`, `${mc['rss_idle_mib']}`, `primary ${mc['rss_idle_primary_mib']} + workers ${workersRss.join(' + ')}`, '']);
+    rows.push([
+      `(3c) RSS idle MiB, WORKERS=${mc['workers']} (all processes)`,
+      `${mc['rss_idle_mib']}`,
+      `primary ${mc['rss_idle_primary_mib']} + workers ${workersRss.join(' + ')}`,
+      '',
+    ]);
     rows.push(['    PSS idle MiB (shared pages once)', `${mc['pss_idle_mib']}`, '', '']);
     rows.push(['    RSS under (1c) MiB', `${mc['rss_under_load_mib']}`, '', '']);
   }
@@ -556,7 +782,16 @@ export function table(results: Record<string, unknown>): string {
     rows.push(['    lookup ns (10k routes/100k keys)', `${c['lookup_ns']}`, `${c['lookup_small_ns']} (10/10)`, 'O(1)']);
   }
   const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((row) => row[i]!.length)));
-  return rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n') + '\n';
+  return (
+    rows
+      .map((row) =>
+        row
+          .map((cell, i) => cell.padEnd(widths[i]!))
+          .join('  ')
+          .trimEnd(),
+      )
+      .join('\n') + '\n'
+  );
 }
 
 const mark = (ok: boolean): string => (ok ? 'ok' : 'MISSED');
