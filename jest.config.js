@@ -6,6 +6,7 @@
  *                Jaeger: test/support/real/) (test/integration, reliability, security)
  *   k8s          a real kube-apiserver and etcd (built once from the Go module proxy by the global setup)
  *   chart        helm (built the same way) and the real API server
+ *   compose      compose.yaml as compose-go, Docker Compose's loader, normalizes it (built the same way)
  * Each project's global setup builds (or finds in the cache) what it needs (test/setup/).
  * The container image is tested outside jest (test/container/run.sh, needs root and buildah).
  */
@@ -40,5 +41,6 @@ export default {
     },
     { ...shared, displayName: 'k8s', testMatch: ['<rootDir>/test/k8s/**/*.test.ts'], globalSetup: buildTools },
     { ...shared, displayName: 'chart', testMatch: ['<rootDir>/test/chart/**/*.test.ts'], globalSetup: buildTools },
+    { ...shared, displayName: 'compose', testMatch: ['<rootDir>/test/container/**/*.test.ts'], globalSetup: buildTools },
   ],
 };

@@ -5,10 +5,13 @@
  * interleave; medians and ratios are quoted. Prints a table and writes
  * bench-results/latest.json. `--quick` for a short smoke run.
  *
- * Flags: --quick, --rounds=N, --seconds=N, --only=throughput,streams,clients,memory,body,config,nolog,cluster,peers,
+ * Flags: --quick, --rounds=N, --seconds=N, --only=throughput,streams,clients,memory,body,upload,config,nolog,cluster,peers,longstreams,tracing,
+ *        --baseline=FILE (the tracing section also measures this build's main.js, e.g. main's, tracing off),
  *        --workers=N (the cluster section's WORKERS, default 2; `auto` is one per CPU),
  *        --profile (the gateway writes a .cpuprofile to bench-results/profiles), --out=FILE,
- *        --peer=FILE[,FILE...] (more proxies for the peers section: see PeerFile in peers.ts).
+ *        --peer=FILE[,FILE...] (more proxies for the peers section: see PeerFile in peers.ts),
+ *        --long-streams=N (default 2000, --quick 200), --long-seconds=S (each stream's length, default 10, --quick 3),
+ *        --long-rate=R (tokens per second of each stream, default 20): the long-stream profile (long-profile.ts).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -17,8 +20,12 @@ import { dirname, join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { configScale, type ConfigScaleResult } from './config-scale.js';
-import { closedLoop, hasWrk, openSlowStreams, paced, sequential, type PacedResult, type StreamsResult, type Target } from './load.js';
-import { filePeer, hasNginx, naivePeer, nginxPeer, readPeerFile, type Peer, type PeerFile, type PeerLauncher } from './peers.js';
+import { longStreamRows, summarizeLongProfile, type LongProfileSummary } from './long-report.js';
+import { runLongProfile } from './long-profile.js';
+import { closedLoop, hasWrk, openSlowStreams, paced, sequential, sequentialUploads, type PacedResult, type StreamsResult, type Target } from './load.js';
+import { parseBenchArgs, type Options } from './options.js';
+import { startOtlpSink } from './otlp-sink.js';
+import { filePeer, hasNginx, naivePeer, nginxPeer, type Peer, type PeerLauncher } from './peers.js';
 import { rawStreams } from './stream-client.js';
 import {
   cpuMsByProcess,
@@ -42,49 +49,6 @@ const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..', '..');
 const dist = join(root, 'dist');
 
-interface Options {
-  quick: boolean;
-  rounds: number;
-  seconds: number;
-  only: Set<string> | null;
-  profile: boolean;
-  out: string;
-  peerFiles: PeerFile[];
-  /** WORKERS for the cluster section. */
-  workers: number;
-}
-
-function parseArgs(argv: readonly string[]): Options {
-  const flag = (name: string): string | undefined => {
-    const hit = argv.find((arg) => arg === `--${name}` || arg.startsWith(`--${name}=`));
-    if (hit === undefined) return undefined;
-    const at = hit.indexOf('=');
-    return at === -1 ? '' : hit.slice(at + 1);
-  };
-  for (const arg of argv) {
-    if (!/^--(quick|rounds|seconds|only|profile|out|workers|peer)(=|$)/.test(arg)) throw new Error(`unknown argument '${arg}' (see bench/main.ts)`);
-  }
-  const quick = flag('quick') !== undefined;
-  const only = flag('only');
-  const workersFlag = flag('workers') || '2';
-  const workers = workersFlag === 'auto' ? Math.max(2, os.availableParallelism()) : Number(workersFlag);
-  if (!Number.isInteger(workers) || workers < 2 || workers > 64)
-    throw new Error(`--workers must be a whole number from 2 to 64, or 'auto', got '${workersFlag}'`);
-  return {
-    quick,
-    rounds: Number(flag('rounds') ?? (quick ? 1 : 3)),
-    seconds: Number(flag('seconds') ?? (quick ? 2 : 5)),
-    only: only === undefined || only === '' ? null : new Set(only.split(',')),
-    profile: flag('profile') !== undefined,
-    out: resolve(flag('out') || join(root, 'bench-results', 'latest.json')),
-    workers,
-    peerFiles: (flag('peer') || '')
-      .split(',')
-      .filter((path) => path !== '')
-      .map(readPeerFile),
-  };
-}
-
 const BODY = JSON.stringify({
   model: 'gpt-4',
   messages: [
@@ -95,17 +59,33 @@ const BODY = JSON.stringify({
   max_tokens: 64,
 });
 const STREAM_BODY = JSON.stringify({ ...(JSON.parse(BODY) as object), stream: true });
+const UPLOAD_BOUNDARY = 'bench-form-boundary-q8W3xZ';
+const UPLOAD_SIZE = 10 * 1024 * 1024;
+
+/** A 10 MiB transcription form, its model (routed, so rewritten) before or after the file. */
+function uploadForm(modelFirst: boolean): Buffer {
+  const model = Buffer.from(`--${UPLOAD_BOUNDARY}\r\nContent-Disposition: form-data; name="model"\r\n\r\n${MODEL_REDIRECT.from}\r\n`);
+  const fileHead = Buffer.from(`--${UPLOAD_BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="speech.wav"\r\nContent-Type: audio/wav\r\n\r\n`);
+  // Bytes that never spell the boundary (or the bench upstream's stream flag).
+  const audio = Buffer.alloc(UPLOAD_SIZE, 'RIFF\x00\x01\x7f\xfe', 'latin1');
+  const file = Buffer.concat([fileHead, audio, Buffer.from('\r\n')]);
+  const end = Buffer.from(`--${UPLOAD_BOUNDARY}--\r\n`);
+  return Buffer.concat(modelFirst ? [model, file, end] : [file, model, end]);
+}
+
 const BIG_BODY = JSON.stringify({ model: 'gpt-4', messages: [{ role: 'user', content: 'x'.repeat(1024 * 1024 - 60) }] });
 const CLIENT_KEY = 'bench-client-key-0123456789';
 /** The one redirect the requests above go through: the model they ask for, and the one the upstream gets. */
 const MODEL_REDIRECT = { from: 'gpt-4', to: 'bench-model' } as const;
 
-function gatewayConfig(upstreamUrl: string, accessLog: boolean): unknown {
+function gatewayConfig(upstreamUrl: string, accessLog: boolean, extra: Record<string, unknown> = {}): unknown {
   return {
+    ...extra,
     upstreams: { default: { url: `${upstreamUrl}/v1`, api_key: 'sk-bench-upstream', max_connections: 8192 } },
     client_keys: [{ id: 'bench', key: CLIENT_KEY }],
     model_redirects: { [MODEL_REDIRECT.from]: MODEL_REDIRECT.to },
     access_log: accessLog,
+    body_limit: '16MiB', // the upload section's 10 MiB forms
     log_level: 'info',
     shutdown: { drain_delay_ms: 0, timeout_ms: 2000 },
   };
@@ -204,7 +184,8 @@ function streamRounds(rounds: number, seconds: number, via: Target, direct: Targ
 }
 
 async function main(): Promise<void> {
-  const options = parseArgs(process.argv.slice(2));
+  const options = parseBenchArgs(process.argv.slice(2), root);
+  armWatchdog(options);
   const wants = (section: string): boolean => options.only === null || options.only.has(section);
   const work = join(root, 'bench-results', 'run');
   mkdirSync(work, { recursive: true });
@@ -222,10 +203,16 @@ async function main(): Promise<void> {
   const upstream = await startUpstream(join(here, 'upstream.js'));
   let gatewayIndex = 0;
   /** `workers` only for the cluster section: the other launches run without WORKERS (one process). */
-  const launch = (accessLog: boolean, workers?: number, env?: Record<string, string>): Promise<GatewayProcess> =>
+  const launch = (
+    accessLog: boolean,
+    workers?: number,
+    extra: Record<string, unknown> = {},
+    mainScript = join(dist, 'main.js'),
+    env?: Record<string, string>,
+  ): Promise<GatewayProcess> =>
     startGateway({
-      mainScript: join(dist, 'main.js'),
-      config: gatewayConfig(upstream.url, accessLog),
+      mainScript,
+      config: gatewayConfig(upstream.url, accessLog, extra),
       configPath: join(work, `gateway-${gatewayIndex}.json`),
       logPath: join(work, `gateway-${gatewayIndex++}.log`),
       nodeArgs: options.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
@@ -285,7 +272,7 @@ async function main(): Promise<void> {
   if (wants('clients')) {
     // The same gateway and config twice, one sending everything through undici (the diagnostic
     // API_PROXY_TRANSPORT=undici): native, undici and direct take turns, the order rotating each round.
-    const undiciGateway = await launch(true, undefined, { API_PROXY_TRANSPORT: 'undici' });
+    const undiciGateway = await launch(true, undefined, {}, join(dist, 'main.js'), { API_PROXY_TRANSPORT: 'undici' });
     const viaUndici: Target = { url: undiciGateway.url, headers };
     const gateways: Record<'native' | 'undici', GatewayProcess> = { native: gateway, undici: undiciGateway };
     await closedLoop(tool, viaUndici, BODY, 64, 1, lua);
@@ -331,6 +318,45 @@ async function main(): Promise<void> {
     log(`  gateway p50 ${gw.toFixed(2)} ms, direct p50 ${dr.toFixed(2)} ms`);
   }
 
+  if (wants('upload')) {
+    const count = options.quick ? 4 : 10;
+    const formType = `multipart/form-data; boundary=${UPLOAD_BOUNDARY}`;
+    const upload: Record<string, unknown> = {};
+    // `streamed_through`: the same bytes as application/octet-stream, which the gateway streams without reading
+    // (as it did forms before they were routed): the cost of routing is the difference.
+    const variants = [
+      ['model_first', true, formType],
+      ['model_last', false, formType],
+      ['streamed_through', true, 'application/octet-stream'],
+    ] as const;
+    for (const [name, modelFirst, type] of variants) {
+      log(`(4b) 10 MiB transcription upload, ${name.replace('_', ' ')}, sequential`);
+      const form = uploadForm(modelFirst);
+      await sequentialUploads(via, '/v1/audio/transcriptions', form, type, 2);
+      await sequentialUploads(direct, '/v1/audio/transcriptions', form, type, 2);
+      const rssBefore = rssOf(gateway.pid);
+      let rssPeak = rssBefore;
+      const pair = await interleave(options.rounds, via, direct, async (target, which) => {
+        const sampler = which === 'gateway' ? sampleRss(gateway.pid, 5) : null;
+        const latencies = await sequentialUploads(target, '/v1/audio/transcriptions', form, type, count);
+        if (sampler !== null) rssPeak = Math.max(rssPeak, sampler.stop());
+        return latencies;
+      });
+      const gw = median(pair.gateway.flat());
+      const dr = median(pair.direct.flat());
+      upload[name] = {
+        gateway_p50_ms: round(gw, 2),
+        direct_p50_ms: round(dr, 2),
+        added_ms: round(gw - dr, 2),
+        gateway_rss_before_mib: round(mib(rssBefore), 1),
+        gateway_rss_peak_mib: round(mib(rssPeak), 1),
+        uploads_each: pair.gateway.flat().length,
+      };
+      log(`  gateway p50 ${gw.toFixed(2)} ms, direct p50 ${dr.toFixed(2)} ms, gateway RSS ${mib(rssBefore).toFixed(1)} -> peak ${mib(rssPeak).toFixed(1)} MiB`);
+    }
+    results['upload_10mib'] = upload;
+  }
+
   if (wants('nolog')) {
     log('(1b) non-streaming, 64 connections, access_log: false');
     await stop(gateway.child);
@@ -343,6 +369,72 @@ async function main(): Promise<void> {
       return result;
     });
     results['throughput_no_access_log'] = summarizeLoop(loop, Number.NaN);
+  }
+
+  if (wants('tracing')) {
+    // Tracing off, on at 100 % and at 1 % (new traces: the requests carry no traceparent), each its own
+    // gateway, all running; rounds interleave them. A --baseline build runs beside them with tracing off.
+    const sink = await startOtlpSink();
+    const tracing = (ratio: number): Record<string, unknown> => ({
+      tracing: { enabled: true, endpoint: sink.url, sampler: 'parentbased_traceidratio', sampler_arg: ratio },
+    });
+    const variants: [string, GatewayProcess][] = [];
+    if (options.baseline !== null) variants.push(['baseline_off', await launch(true, undefined, {}, options.baseline)]);
+    variants.push(['off', await launch(true)], ['on_100', await launch(true, undefined, tracing(1))], ['on_1', await launch(true, undefined, tracing(0.01))]);
+    const loops: Record<string, WrkResult[]> = {};
+    const streams: Record<string, StreamsResult[]> = {};
+    for (const [name, gw] of variants) {
+      const target: Target = { url: gw.url, headers };
+      await closedLoop(tool, target, BODY, 64, 1, lua);
+      await rawStreams(target, STREAM_BODY, 100, 1, 20, 5);
+      loops[name] = [];
+      streams[name] = [];
+    }
+    for (let r = 0; r < options.rounds; r++) {
+      log(`(5) tracing, round ${r + 1}: non-streaming 64 connections, then 500 concurrent streams`);
+      for (const [name, gw] of r % 2 === 0 ? variants : [...variants].reverse()) {
+        const target: Target = { url: gw.url, headers };
+        const loop = await closedLoop(tool, target, BODY, 64, options.seconds, lua);
+        const stream = await rawStreams(target, STREAM_BODY, 500, options.seconds, 20, 5);
+        loops[name]!.push(loop);
+        streams[name]!.push(stream);
+        log(
+          `  ${name.padEnd(12)} ${loop.requestsPerSecond.toFixed(0)} req/s, p50 ${loop.p50Ms.toFixed(2)} ms, p99 ${loop.p99Ms.toFixed(2)} ms; streams ${stream.completed}, TTFB p50 ${stream.ttfbP50Ms.toFixed(2)} ms p99 ${stream.ttfbP99Ms.toFixed(2)} ms, errors ${loop.errors + stream.errors}`,
+        );
+      }
+    }
+    const summary: Record<string, unknown> = {};
+    for (const [name] of variants) {
+      summary[name] = {
+        requests_per_second: round(
+          med(loops[name]!, (r) => r.requestsPerSecond),
+          0,
+        ),
+        p50_ms: round(
+          med(loops[name]!, (r) => r.p50Ms),
+          3,
+        ),
+        p99_ms: round(
+          med(loops[name]!, (r) => r.p99Ms),
+          3,
+        ),
+        streams_500_completed: round(
+          med(streams[name]!, (r) => r.completed),
+          0,
+        ),
+        streams_500_ttfb_p50_ms: round(
+          med(streams[name]!, (r) => r.ttfbP50Ms),
+          3,
+        ),
+        streams_500_ttfb_p99_ms: round(
+          med(streams[name]!, (r) => r.ttfbP99Ms),
+          3,
+        ),
+      };
+    }
+    results['tracing'] = { ...summary, collector_posts: sink.posts(), collector_bytes: sink.bytes() };
+    for (const [, gw] of variants) await stop(gw.child);
+    await sink.close();
   }
 
   if (wants('memory')) {
@@ -506,6 +598,22 @@ async function main(): Promise<void> {
 
   await stop(gateway.child);
   await stop(upstream.child);
+
+  if (wants('longstreams')) {
+    // Its own upstream (paced per stream, raw sockets) and its own gateway at the shipped defaults.
+    const profile = await runLongProfile({
+      shape: options.long,
+      workDir: work,
+      upstreamScript: join(here, 'upstream.js'),
+      gatewayScript: join(dist, 'main.js'),
+      gatewayNodeArgs: options.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+      clientKey: CLIENT_KEY,
+      modelRedirect: MODEL_REDIRECT,
+      body: STREAM_BODY,
+      log,
+    });
+    results['long_streams'] = summarizeLongProfile(profile);
+  }
 
   if (wants('config')) {
     log('(5) config scale: 10,000 routes, 100,000 keys');
@@ -749,6 +857,8 @@ export function table(results: Record<string, unknown>): string {
       `p50 +${round(within, 2)}`,
     ]);
   }
+  const long = results['long_streams'] as LongProfileSummary | undefined;
+  if (long !== undefined) rows.push(...longStreamRows(long));
   const m = r['memory'];
   if (m !== undefined) {
     rows.push(['(3) RSS idle MiB', `${m['rss_idle_mib']}`, '', `< 100 (${mark(m['rss_idle_mib']! < 100)})`]);
@@ -775,6 +885,18 @@ export function table(results: Record<string, unknown>): string {
     rows.push(['(4) 1 MiB body p50 ms', `${b['gateway_p50_ms']}`, `${b['direct_p50_ms']}`, '']);
     rows.push(['    added ms', `${b['added_ms']}`, '', `< 10 (${mark(b['added_ms']! < 10)})`]);
   }
+  const u = results['upload_10mib'] as Record<string, Record<string, number>> | undefined;
+  if (u !== undefined) {
+    for (const [name, row] of Object.entries(u)) {
+      rows.push([`(4b) 10 MiB upload, ${name.replace('_', ' ')}, p50 ms`, `${row['gateway_p50_ms']}`, `${row['direct_p50_ms']}`, '']);
+      rows.push([
+        '    added ms; gateway RSS before -> peak MiB',
+        `${row['added_ms']}`,
+        `${row['gateway_rss_before_mib']} -> ${row['gateway_rss_peak_mib']}`,
+        '',
+      ]);
+    }
+  }
   const c = r['config_scale'];
   if (c !== undefined) {
     rows.push(['(5) snapshot rebuild ms', `${c['rebuild_ms']}`, '', `< 1000 (${mark(c['rebuild_ms']! < 1000)})`]);
@@ -796,12 +918,22 @@ export function table(results: Record<string, unknown>): string {
 
 const mark = (ok: boolean): string => (ok ? 'ok' : 'MISSED');
 
-const watchdog = setTimeout(() => {
-  log('watchdog: the bench ran too long; stopping');
-  killAll();
-  process.exit(2);
-}, 15 * 60_000);
-watchdog.unref();
+/** Stops a run that hangs: 15 minutes, plus the long-stream profile's own length when it runs. */
+function armWatchdog(options: Options): void {
+  const long =
+    options.only === null || options.only.has('longstreams')
+      ? 3 * (options.long.rampMs + options.long.perConnection * options.long.tokens * options.long.intervalMs) + 120_000
+      : 0;
+  const watchdog = setTimeout(
+    () => {
+      log('watchdog: the bench ran too long; stopping');
+      killAll();
+      process.exit(2);
+    },
+    15 * 60_000 + long,
+  );
+  watchdog.unref();
+}
 process.on('exit', killAll);
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => {

@@ -4,6 +4,7 @@ import type { Readiness } from './http/readiness.js';
 import { createSystemApp } from './http/system.js';
 import type { LingerLimits } from './io/lingering-close.js';
 import type { MetricsReport } from './observability/metrics-report.js';
+import type { TracerRef } from './observability/tracing/request-trace.js';
 import type { RequestAccounting } from './pipeline/account.js';
 import type { Admissions } from './pipeline/admission.js';
 import { createProxyHandler } from './pipeline/proxy-handler.js';
@@ -17,6 +18,7 @@ export interface AppDeps {
   readonly accounting: RequestAccounting;
   readonly metricsReport: MetricsReport;
   readonly readiness: Readiness;
+  readonly tracing: TracerRef;
   /** How a connection closes after an answer to a request not read to its end. */
   readonly linger: LingerLimits;
 }

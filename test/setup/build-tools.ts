@@ -6,6 +6,7 @@ const TOOLS: Record<string, readonly string[]> = {
   integration: ['build-jaeger.sh'],
   k8s: ['build-k8s.sh', 'build-helm.sh'],
   chart: ['build-k8s.sh', 'build-helm.sh'],
+  compose: ['build-compose.sh'],
 };
 
 /**
