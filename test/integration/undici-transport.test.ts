@@ -7,7 +7,9 @@
  * (http2-upstream.test.ts, egress-proxy.test.ts).
  */
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer as createH2cServer } from 'node:http2';
 import { createServer as createHttpsServer, type ServerOptions } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -189,6 +191,46 @@ describe('the handler contract', () => {
     await rec.done;
     expect(rec.error).toBeNull();
     expect(rec.payload).toBe(total);
+  });
+});
+
+describe('HTTP/2', () => {
+  test('pause() holds an h2 stream back through flow control; resume() delivers the rest', async () => {
+    const total = 16 * 1024 * 1024;
+    let written = 0;
+    const server = createH2cServer((_request, res) => {
+      res.writeHead(200, { 'content-length': String(total) });
+      const block = Buffer.alloc(64 * 1024, 'z');
+      const pump = (): void => {
+        while (written < total) {
+          written += block.length;
+          if (!res.write(block)) {
+            res.once('drain', pump);
+            return;
+          }
+        }
+        res.end();
+      };
+      pump();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const transport = makeTransport(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, { http2: 'on' });
+      const rec = new Recorder({ keepBody: false, onHead: (recorder) => recorder.exchange!.pause() });
+      transport.dispatch(req(), rec);
+      await rec.head;
+      await sleep(300);
+      const stalledAt = written;
+      await sleep(300);
+      expect(written).toBe(stalledAt);
+      expect(written).toBeLessThan(4 * 1024 * 1024); // the stream's window and the socket's buffers, not the body
+      rec.exchange!.resume();
+      await rec.done;
+      expect(rec.error).toBeNull();
+      expect(rec.payload).toBe(total);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 });
 
