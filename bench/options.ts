@@ -34,6 +34,7 @@ export const SECTIONS = [
   'peers',
   'longstreams',
   'tracing',
+  'answermodel',
 ] as const;
 
 const FLAGS = {

@@ -8,6 +8,7 @@ import type { AttemptTrace, RequestTrace, RequestTracer } from '../observability
 import type { Exchange } from '../transport/types.js';
 import type { RequestAccounting } from './account.js';
 import type { UpstreamAdmission } from './admission.js';
+import type { AnswerModelResult } from './answer-model.js';
 import type { RequestRecord } from './request-record.js';
 import { requestIdFrom } from './request-id.js';
 
@@ -139,6 +140,11 @@ export class RequestLifecycle {
   redacted(where: 'header' | 'body'): void {
     this.#accounting.redacted(this.record, where, !this.#redactionLogged);
     this.#redactionLogged = true;
+  }
+
+  /** What became of an answer whose model was due to be replaced by the requested one. */
+  answerModel(result: AnswerModelResult): void {
+    this.#accounting.answerModel(this.record, result);
   }
 
   /**
