@@ -125,13 +125,14 @@ describe.each(proxies)('through %s', (name, startProxy) => {
     const gw = await gateway(httpsUpstream.url, withCredentials(passwordFile(`${name}-ok`, proxy.password)));
     const client = new OpenAI({ apiKey: CLIENT_KEY, baseURL: `${gw.url}/v1`, maxRetries: 0, defaultHeaders: { 'x-fake-chunks': '3', 'x-fake-interval': '0' } });
     const completion = await client.chat.completions.create({ model: 'gpt-4', messages: [] });
-    expect(completion.model).toBe('gpt-4o-2024-08-06');
+    expect(completion.model).toBe('gpt-4'); // the name the client asked for (answer_model: requested)
     const parts: string[] = [];
     for await (const part of await client.chat.completions.create({ model: 'gpt-4', messages: [], stream: true }))
       parts.push(part.choices[0]!.delta.content ?? '');
     expect(parts).toEqual(['tok0 ', 'tok1 ', 'tok2 ']);
     const seen = httpsUpstream.requests.slice(-2);
     expect(seen.map((r) => r.headers.authorization)).toEqual([`Bearer ${UPSTREAM_KEY}`, `Bearer ${UPSTREAM_KEY}`]);
+    expect(seen.map((r) => (JSON.parse(r.body.toString()) as { model: string }).model)).toEqual(['gpt-4o-2024-08-06', 'gpt-4o-2024-08-06']);
     await stop(gw);
     await waitFor(() => proxy.log().some((line) => line.includes(`CONNECT 127.0.0.1:${httpsUpstream.port}`)), 5000, 'the tunnel in the proxy log');
     // The password reaches neither the upstream nor the gateway's log.
