@@ -3,10 +3,12 @@ import { CLIENT_CLOSED_REQUEST, ClientGoneError } from '../errors/client-gone.js
 import { toGatewayError } from '../errors/gateway-error.js';
 import { writeError } from '../errors/write-error.js';
 import type { Upstream } from '../config/upstream.js';
+import { closeAfterLingering, type LingerLimits } from '../io/lingering-close.js';
 import type { AttemptTrace, RequestTrace, RequestTracer } from '../observability/tracing/request-trace.js';
 import type { Exchange } from '../transport/types.js';
 import type { RequestAccounting } from './account.js';
 import type { UpstreamAdmission } from './admission.js';
+import type { AnswerModelResult } from './answer-model.js';
 import type { RequestRecord } from './request-record.js';
 import { requestIdFrom } from './request-id.js';
 
@@ -24,6 +26,7 @@ export class RequestLifecycle {
   /** The request's trace; null when tracing is off. */
   readonly trace: RequestTrace | null;
   readonly #accounting: RequestAccounting;
+  readonly #linger: LingerLimits;
   #attempt: AttemptTrace | null = null;
   #exchange: Exchange | null = null;
   #slot: UpstreamAdmission | null = null;
@@ -32,11 +35,15 @@ export class RequestLifecycle {
   #countedStream = false;
   #redactionLogged = false;
   #completed = false;
+  /** What the request holds until it completes (a spooled upload), released then. */
+  #releases: (() => void)[] | null = null;
 
-  constructor(req: IncomingMessage, res: ServerResponse, accounting: RequestAccounting, tracer: RequestTracer | null) {
+  /** `linger`: how the connection closes after an answer to a request not read to its end (io/lingering-close). */
+  constructor(req: IncomingMessage, res: ServerResponse, accounting: RequestAccounting, tracer: RequestTracer | null, linger: LingerLimits) {
     this.req = req;
     this.res = res;
     this.#accounting = accounting;
+    this.#linger = linger;
     const url = req.url ?? '/';
     const queryAt = url.indexOf('?');
     this.record = {
@@ -87,6 +94,11 @@ export class RequestLifecycle {
     if (this.#responseClosed) exchange.abort(new ClientGoneError());
   }
 
+  /** Releases `release` when the request completes: the response closed and no upstream exchange open. */
+  onComplete(release: () => void): void {
+    (this.#releases ??= []).push(release);
+  }
+
   /** The upstream's response head (`status`) arrived after `ttfbMs`; `stream` when it is an event stream. */
   upstreamResponded(status: number, ttfbMs: number, stream: boolean): void {
     this.#attempt?.responded(status, stream);
@@ -131,6 +143,11 @@ export class RequestLifecycle {
     this.#redactionLogged = true;
   }
 
+  /** What became of an answer whose model was due to be replaced by the requested one. */
+  answerModel(result: AnswerModelResult): void {
+    this.#accounting.answerModel(this.record, result);
+  }
+
   /**
    * Answers what a stage threw, before any of the answer has gone out: the
    * OpenAI error envelope (a 500 for anything that is not a GatewayError,
@@ -150,10 +167,11 @@ export class RequestLifecycle {
       res.destroy();
       return;
     }
-    // A refused body is never read to its end: close the connection instead of draining it.
+    // A refused body is not read to its end: the connection closes, after reading (and dropping) what the client
+    // still sends, within bounds, so that a client that writes its whole body before reading gets the answer.
     const closeConnection = !req.complete;
+    if (closeConnection) closeAfterLingering(req, this.#linger);
     writeError(res, error, record.id, { head: req.method === 'HEAD', closeConnection });
-    if (closeConnection) res.once('finish', () => req.socket.destroySoon());
   }
 
   readonly #onClose = (): void => {
@@ -168,6 +186,7 @@ export class RequestLifecycle {
   #completeIfDone(): void {
     if (this.#completed || !this.#responseClosed || this.#upstreamOpen) return;
     this.#completed = true;
+    if (this.#releases !== null) for (const release of this.#releases) release();
     const { record, res } = this;
     record.status = res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST;
     this.#accounting.completed(record, performance.now() - record.startedAt, this.#countedStream);

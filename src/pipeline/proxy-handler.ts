@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { SnapshotStore } from '../config/store.js';
 import { GatewayError } from '../errors/gateway-error.js';
+import type { LingerLimits } from '../io/lingering-close.js';
 import { routeLabel } from '../observability/metrics.js';
 import type { TracerRef } from '../observability/tracing/request-trace.js';
 import { defaultPlan, resolveModel } from '../routing/resolve.js';
@@ -18,6 +19,7 @@ export interface ProxyDeps extends ForwardDeps {
   readonly accounting: RequestAccounting;
   /** The tracer while tracing is on; its `tracer` is null otherwise. */
   readonly tracing: TracerRef;
+  readonly linger: LingerLimits;
 }
 
 /**
@@ -29,7 +31,7 @@ export interface ProxyDeps extends ForwardDeps {
  * is answered by the lifecycle, once.
  */
 export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res: ServerResponse) => void {
-  const { store, accounting, tracing } = deps;
+  const { store, accounting, tracing, linger } = deps;
 
   async function proxy(lifecycle: RequestLifecycle): Promise<void> {
     const { req, record } = lifecycle;
@@ -44,19 +46,19 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
     const models = modelsEndpoint(lifecycle, snapshot, principal);
     if (models === true) return;
 
-    const request = await readClientBody(req, snapshot.settings.bodyLimit);
+    const request = await readClientBody(lifecycle, snapshot.settings.bodyLimit);
     record.bytesIn = request.contentLength ?? 0;
-    const json = request.json;
-    if (json !== null) {
-      record.model = json.model;
-      authorize(principal, json.model);
+    const model = request.model;
+    if (model !== null) {
+      record.model = model;
+      authorize(principal, model);
     }
-    const plan = json === null ? defaultPlan(snapshot) : resolveModel(snapshot, principal, json.model, Math.random());
+    const plan = model === null ? defaultPlan(snapshot) : resolveModel(snapshot, principal, model, Math.random());
     await forward(deps, lifecycle, plan, request, models);
   }
 
   return function handle(req: IncomingMessage, res: ServerResponse): void {
-    const lifecycle = new RequestLifecycle(req, res, accounting, tracing.tracer);
+    const lifecycle = new RequestLifecycle(req, res, accounting, tracing.tracer, linger);
     lifecycle.record.route = routeLabel(lifecycle.record.path);
     proxy(lifecycle).catch((caught: unknown) => lifecycle.fail(caught));
   };

@@ -17,6 +17,12 @@ test('a ModelRoute becomes source input; a malformed spec becomes an Invalid rea
   expect(toRouteInput(route({ model: 'a', targets: [{ model: 'b', weight: 'heavy' }] })).invalid).toMatch(/^spec\.targets\.0\.weight: /);
 });
 
+test("a ModelRoute's answerModel is read; a value the CRD would refuse makes the route Invalid", () => {
+  expect(toRouteInput(route({ model: 'a', targets: [{ model: 'b' }], answerModel: 'upstream' })).answerModel).toBe('upstream');
+  expect(toRouteInput(route({ model: 'a', targets: [{ model: 'b' }] })).answerModel).toBeUndefined();
+  expect(toRouteInput(route({ model: 'a', targets: [{ model: 'b' }], answerModel: 'both' })).invalid).toMatch(/^spec\.answerModel: /);
+});
+
 const b64 = (text: string) => Buffer.from(text).toString('base64');
 
 test('a client-key Secret is a consumer: each entry a key (trimmed; or its sha256: digest), its name the id; empty entries skipped', () => {

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { clientKeyDigest } from '../../config/key-digest.js';
 import type { ClientKeySpec, KubeConsumerInput, KubePolicyInput, KubeRouteInput } from '../../config/model.js';
-import { MAX_CONCURRENT_STREAMS, MAX_REQUESTS_PER_MINUTE, MAX_TOKENS, modelName } from '../../config/schema.js';
+import { answerModelSchema, MAX_CONCURRENT_STREAMS, MAX_REQUESTS_PER_MINUTE, MAX_TOKENS, modelName } from '../../config/schema.js';
 import { NO_LIMITS, type RateLimit } from '../../policy/types.js';
 import type { KubeObject } from './resource-watch.js';
 
@@ -19,6 +19,7 @@ const modelRouteSpec = z
       )
       .min(1)
       .max(16),
+    answerModel: answerModelSchema.optional(),
   })
   .loose();
 
@@ -109,7 +110,7 @@ function routeInput(object: KubeObject): KubeRouteInput {
     const issue = parsed.error.issues[0];
     return { ...base, model: '', targets: [], invalid: `spec.${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}` };
   }
-  return { ...base, model: parsed.data.model, targets: parsed.data.targets, invalid: null };
+  return { ...base, model: parsed.data.model, targets: parsed.data.targets, answerModel: parsed.data.answerModel, invalid: null };
 }
 
 /** Every data entry of a client-key Secret is one key (or its `sha256:` digest); the entry's name is the key id. */
