@@ -5,7 +5,7 @@
  * use, hashed keys authenticate, logs and metrics name the consumer, and a
  * reload that drops the policy lifts it.
  */
-import OpenAI, { PermissionDeniedError } from 'openai';
+import OpenAI, { PermissionDeniedError, toFile } from 'openai';
 import { request } from 'undici';
 import { keyDigest } from '../../src/config/key-digest.js';
 import type { FakeUpstream } from '../support/fake-upstream.js';
@@ -44,12 +44,18 @@ afterAll(() => stop());
 
 const sdk = (apiKey: string) => new OpenAI({ apiKey, baseURL: `${gw.url}/v1`, maxRetries: 0 });
 
+/** The model the upstream was sent: answers carry the requested one (answer_model: requested), the header the sent one. */
+async function modelSent(client: OpenAI, model: string): Promise<string> {
+  const { data, response } = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }] }).withResponse();
+  return response.headers.get('x-apiproxy-upstream-model') ?? data.model;
+}
+
 test('a model the allow-list names (exactly, by glob, or an alias) goes through; another is 403 model_not_allowed and reaches no upstream', async () => {
   const client = sdk(LIMITED_KEY);
-  expect((await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] })).model).toBe('gpt-4o-mini');
-  expect((await client.chat.completions.create({ model: 'fake-model-2', messages: [{ role: 'user', content: 'hi' }] })).model).toBe('fake-model-2');
+  expect(await modelSent(client, 'gpt-4o-mini')).toBe('gpt-4o-mini');
+  expect(await modelSent(client, 'fake-model-2')).toBe('fake-model-2');
   // judged on the name the client sent, before the route renames it
-  expect((await client.chat.completions.create({ model: 'team-alias', messages: [{ role: 'user', content: 'hi' }] })).model).toBe('routed-target');
+  expect(await modelSent(client, 'team-alias')).toBe('routed-target');
 
   const before = upstream.requests.length;
   const refused = await client.chat.completions.create({ model: 'gpt-4', messages: [{ role: 'user', content: 'hi' }] }).catch((error: unknown) => error);
@@ -64,16 +70,19 @@ test('a model the allow-list names (exactly, by glob, or an alias) goes through;
   await expect(client.chat.completions.create({ model: 'gpt-4', stream: true, messages: [{ role: 'user', content: 'hi' }] })).rejects.toBeInstanceOf(
     PermissionDeniedError,
   );
+  // and forms by their model field, wherever it sits in the form (here after the file)
+  const file = await toFile(Buffer.alloc(64 * 1024, 1), 'speech.wav', { type: 'audio/wav' });
+  await expect(client.audio.transcriptions.create({ file, model: 'whisper-1' })).rejects.toMatchObject({ status: 403, code: 'model_not_allowed' });
   expect(upstream.requests.length).toBe(before);
 });
 
 test('a key of a consumer without a policy may use any model', async () => {
-  expect((await sdk(FREE_KEY).chat.completions.create({ model: 'gpt-4', messages: [{ role: 'user', content: 'hi' }] })).model).toBe('gpt-4o-2024-08-06');
+  expect(await modelSent(sdk(FREE_KEY), 'gpt-4')).toBe('gpt-4o-2024-08-06');
 });
 
 test('a key written as sha256:<hex> authenticates with the key itself, and shares its consumer policy', async () => {
   const client = sdk(HASHED_KEY);
-  expect((await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] })).model).toBe('gpt-4o-mini');
+  expect(await modelSent(client, 'gpt-4o-mini')).toBe('gpt-4o-mini');
   await expect(client.chat.completions.create({ model: 'gpt-4', messages: [{ role: 'user', content: 'hi' }] })).rejects.toBeInstanceOf(PermissionDeniedError);
   // the digest itself is not a key
   const res = await request(`${gw.url}/v1/chat/completions`, {
