@@ -64,7 +64,7 @@ export async function forward(
   );
 }
 
-/** The stages the answer's body passes through: the upstream's secrets taken out, at any status. */
+/** The stages the answer's body passes through: the configured secrets taken out, at any status. */
 function bodyTransforms(lifecycle: RequestLifecycle, secrets: readonly string[]): readonly BodyTransformFactory[] {
   const redacting = redaction(secrets, () => lifecycle.redacted('body'));
   return redacting === null ? [] : [redacting];

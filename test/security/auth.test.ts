@@ -10,7 +10,9 @@ import { request } from 'undici';
 import { keyDigest } from '../../src/config/key-digest.js';
 import type { RoutingSnapshot } from '../../src/config/snapshot.js';
 import { authenticate } from '../../src/pipeline/authenticate.js';
-import { baseConfig, CLIENT_KEY, startGatewayWithUpstream, UPSTREAM_KEY, type TestGateway } from '../support/gateway-harness.js';
+import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
+import { baseConfig, CLIENT_KEY, startGatewayWithUpstream, startTestGateway, UPSTREAM_KEY, type TestGateway } from '../support/gateway-harness.js';
+import { waitFor } from '../support/wait.js';
 import { bodyMask } from '../../src/pipeline/redact.js';
 import { lastBody, metricsJson, prometheus, rawRequest, sampleValue, series } from '../reliability/helpers.js';
 
@@ -76,6 +78,117 @@ describe('the Authorization header', () => {
     const wrongLf = await rawRequest(gw.url, head('Bearer sk-wrong\n'));
     expect(wrongLf.statuses[0]).not.toBe(200);
   });
+});
+
+describe('no client keys configured: auth fails closed', () => {
+  let upstream: FakeUpstream;
+  let open: TestGateway;
+  beforeAll(async () => {
+    upstream = await startFakeUpstream();
+    const { client_keys: _none, ...config } = baseConfig(upstream.url);
+    open = await startTestGateway(config);
+  });
+  afterAll(async () => {
+    await open.stop();
+    await upstream.close();
+  });
+
+  const tries: [string, string, Record<string, string>, string | undefined][] = [
+    ['POST', '/v1/chat/completions', { authorization: 'Bearer sk-anything' }, '{"model":"gpt-4"}'],
+    ['POST', '/v1/chat/completions', { authorization: `Bearer ${CLIENT_KEY}` }, '{"model":"gpt-4"}'],
+    ['POST', '/v1/chat/completions', { authorization: `Bearer ${UPSTREAM_KEY}` }, '{"model":"gpt-4"}'],
+    ['POST', '/v1/embeddings', { authorization: 'bearer x' }, '{"model":"m","input":"a"}'],
+    ['GET', '/v1/models', { authorization: 'Bearer sk-anything' }, undefined],
+    ['GET', '/v1/models/gpt-4', { authorization: 'Bearer sk-anything' }, undefined],
+    ['DELETE', '/v1/files/file-1', { authorization: 'Bearer sk-anything' }, undefined],
+    ['POST', '/v1/chat/completions', {}, '{"model":"gpt-4"}'],
+  ];
+
+  test.each(tries)('%s %s %j: 401, and nothing reaches the upstream', async (method, path, headers, body) => {
+    const res = await request(`${open.url}${path}`, {
+      method: method as 'GET' | 'POST' | 'DELETE',
+      headers: { 'content-type': 'application/json', ...headers },
+      ...(body === undefined ? {} : { body }),
+    });
+    const answer = (await res.body.json()) as { error: { code: string } };
+    expect({ status: res.statusCode, code: answer.error.code }).toEqual({
+      status: 401,
+      code: headers['authorization'] === undefined ? 'missing_api_key' : 'invalid_api_key',
+    });
+    expect(upstream.requests).toEqual([]);
+  });
+
+  test('a key added by a reload opens the door for that key only; removing the last key closes it again', async () => {
+    const send = async (key: string): Promise<number> => {
+      const res = await request(`${open.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: '{"model":"gpt-4"}',
+      });
+      await res.body.text();
+      return res.statusCode;
+    };
+    const { client_keys: _none, ...config } = baseConfig(upstream.url);
+    open.writeConfig(baseConfig(upstream.url));
+    await waitFor(async () => (await send(CLIENT_KEY)) === 200, 5000, 'the reloaded key accepted');
+    expect(await send('sk-anything')).toBe(401);
+    open.writeConfig(config);
+    await waitFor(async () => (await send(CLIENT_KEY)) === 401, 5000, 'the removed key refused');
+    expect(await send('sk-anything')).toBe(401);
+  });
+});
+
+describe("every configured secret, not only the answering upstream's key", () => {
+  const OTHER_KEY = 'sk-other-upstream-key-5555';
+  const LONGER = `${UPSTREAM_KEY}-rotated`;
+  let upstream: FakeUpstream;
+  let several: TestGateway;
+  beforeAll(async () => {
+    upstream = await startFakeUpstream();
+    const config = baseConfig(upstream.url);
+    const url = `${upstream.url}/v1`;
+    config['upstreams'] = {
+      ...(config['upstreams'] as Record<string, unknown>),
+      other: { url, api_key: OTHER_KEY },
+      next: { url, api_key: LONGER },
+      vllm: { url, api_key: 'EMPTY' },
+    };
+    several = await startTestGateway(config);
+  });
+  afterAll(async () => {
+    await several.stop();
+    await upstream.close();
+  });
+
+  test.each([false, true])(
+    "an answer carrying another upstream's key, or a longer key that holds its own: masked whole (stream: %s); a too-short key is no secret",
+    async (stream) => {
+      const res = await request(`${several.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${CLIENT_KEY}`,
+          'content-type': 'application/json',
+          'x-fake-status': '400',
+          'x-fake-echo-headers': '1',
+          'x-a': OTHER_KEY,
+          'x-b': LONGER,
+          'x-c': 'EMPTY',
+        },
+        body: JSON.stringify({ model: 'gpt-4', stream }),
+      });
+      const text = await res.body.text();
+      expect(res.statusCode).toBe(400);
+      const echoed = JSON.parse((JSON.parse(text) as { error: { message: string } }).error.message.slice('echo: '.length)) as Record<string, string>;
+      expect(echoed).toEqual(
+        expect.objectContaining({
+          authorization: `Bearer ${bodyMask(UPSTREAM_KEY.length).toString()}`,
+          'x-a': bodyMask(OTHER_KEY.length).toString(),
+          'x-b': bodyMask(LONGER.length).toString(),
+          'x-c': 'EMPTY',
+        }),
+      );
+    },
+  );
 });
 
 describe('no timing signal by key prefix', () => {
@@ -209,7 +322,7 @@ describe('keys never leak', () => {
     const after = series(await prometheus(gw.url), 'apiproxy_redactions_total', { upstream: 'default', where: 'body' });
     expect(after - before).toBe(1);
     expect(
-      gw.logs.entries.filter((e) => e['msg'] === "the upstream's answer carried its key; redacted" && e['req_id'] === res.headers['x-request-id']),
+      gw.logs.entries.filter((e) => e['msg'] === "the upstream's answer carried a configured secret; redacted" && e['req_id'] === res.headers['x-request-id']),
     ).toEqual([expect.objectContaining({ upstream: 'default', where: 'body', level: 'warn' })]);
   });
 });
