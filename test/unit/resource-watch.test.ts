@@ -11,6 +11,7 @@ import { request } from 'undici';
 import { ResourceWatch, type KubeObject } from '../../src/sources/kube/resource-watch.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { LogCapture } from '../support/gateway-harness.js';
+import { waitFor } from '../support/wait.js';
 
 const PATH = '/api/v1/namespaces/ns/things';
 
@@ -168,14 +169,6 @@ function startWatch(options: { silenceTimeoutMs?: number; minBackoffMs?: number;
   running.push(watch);
   watch.start();
   return { watch, changes, logs, names: () => [...watch.items].map((i) => i.metadata?.name ?? '').sort() };
-}
-
-async function waitFor(check: () => boolean, timeoutMs = 3000, what = 'condition'): Promise<void> {
-  const started = Date.now();
-  while (!check()) {
-    if (Date.now() - started > timeoutMs) throw new Error(`${what} not met within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
 }
 
 test('ADDED, MODIFIED, DELETED and BOOKMARK events update items; the next watch resumes from the last version', async () => {
