@@ -8,13 +8,11 @@
  */
 import { CLUSTER_START_TIMEOUT_MS, type TestCluster } from './harness/cluster.js';
 import { modelSent, startClusterWithGateway } from './harness/gateway.js';
-import type { FakeUpstream } from '../support/fake-upstream.js';
 import type { TestGateway } from '../support/gateway-harness.js';
 import { waitFor } from '../support/wait.js';
 
 const NS = 'gone';
 let cluster: TestCluster;
-let upstream: FakeUpstream;
 let gw: TestGateway;
 let stop: (() => Promise<void>) | undefined;
 
@@ -29,13 +27,13 @@ const route = (name: string, model: string, target: string) => ({
 beforeAll(async () => {
   // Watches end every 4 s (0.8 x 5 s) and are resumed from their last resourceVersion.
   const kubernetes = { enabled: true, namespaces: [NS], watch_timeout_seconds: 5 };
-  ({ cluster, upstream, gw, stop } = await startClusterWithGateway(NS, { kubernetes }, { watchCache: false }));
+  ({ cluster, gw, stop } = await startClusterWithGateway(NS, { kubernetes }, { watchCache: false }));
 }, CLUSTER_START_TIMEOUT_MS);
 afterAll(() => stop?.());
 
 test('a watch resumed from a compacted resourceVersion gets 410; the gateway lists again and keeps routing', async () => {
   expect((await cluster.request('POST', routes, route('before', 'before', 'before-target'))).status).toBe(201);
-  await waitFor(async () => (await modelSent(gw.url, 'before')) === 'before-target', 2000, 'first route');
+  await waitFor(async () => (await modelSent(gw.url, 'before')) === 'before-target', 5000, 'first route');
 
   // Move etcd's revision past everything the gateway has seen, then compact it all away.
   let revision = '';
