@@ -5,7 +5,7 @@
  * interleave; medians and ratios are quoted. Prints a table and writes
  * bench-results/latest.json. `--quick` for a short smoke run.
  *
- * Flags: --quick, --rounds=N, --seconds=N, --only=throughput,streams,memory,body,config,nolog,cluster,peers,
+ * Flags: --quick, --rounds=N, --seconds=N, --only=throughput,streams,memory,body,config,nolog,cluster,peers,redaction,duplicates,
  *        --workers=N (the cluster section's WORKERS, default 2; `auto` is one per CPU),
  *        --profile (the gateway writes a .cpuprofile to bench-results/profiles), --out=FILE,
  *        --peer=FILE[,FILE...] (more proxies for the peers section: see PeerFile in peers.ts).
@@ -17,9 +17,11 @@ import { dirname, join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { configScale, type ConfigScaleResult } from './config-scale.js';
+import { duplicateModelCost, summarizeDuplicateModel } from './duplicate-model.js';
 import { closedLoop, hasWrk, openSlowStreams, paced, sequential, type PacedResult, type StreamsResult, type Target } from './load.js';
 import { filePeer, hasNginx, naivePeer, nginxPeer, readPeerFile, type Peer, type PeerFile, type PeerLauncher } from './peers.js';
 import { rawStreams } from './stream-client.js';
+import { REDACTED_KEY, redactionAB, summarizeRedaction, UNREDACTED_KEY } from './redaction.js';
 import { cpuMsByProcess, cpuMsOf, killAll, processTree, pssOfTree, rssOf, rssOfTree, sampleRss, startGateway, startUpstream, stop, stopTree, type GatewayProcess } from './processes.js';
 import { median, round, shares, type WrkResult } from './stats.js';
 
@@ -82,9 +84,9 @@ const CLIENT_KEY = 'bench-client-key-0123456789';
 /** The one redirect the requests above go through: the model they ask for, and the one the upstream gets. */
 const MODEL_REDIRECT = { from: 'gpt-4', to: 'bench-model' } as const;
 
-function gatewayConfig(upstreamUrl: string, accessLog: boolean): unknown {
+function gatewayConfig(upstreamUrl: string, accessLog: boolean, apiKey = REDACTED_KEY): unknown {
   return {
-    upstreams: { default: { url: `${upstreamUrl}/v1`, api_key: 'sk-bench-upstream', max_connections: 8192 } },
+    upstreams: { default: { url: `${upstreamUrl}/v1`, api_key: apiKey, max_connections: 8192 } },
     client_keys: [{ id: 'bench', key: CLIENT_KEY }],
     model_redirects: { [MODEL_REDIRECT.from]: MODEL_REDIRECT.to },
     access_log: accessLog,
@@ -139,10 +141,10 @@ async function main(): Promise<void> {
   const upstream = await startUpstream(join(here, 'upstream.js'));
   let gatewayIndex = 0;
   /** `workers` only for the cluster section: the other launches run without WORKERS (one process). */
-  const launch = (accessLog: boolean, workers?: number): Promise<GatewayProcess> =>
+  const launch = (accessLog: boolean, workers?: number, apiKey?: string): Promise<GatewayProcess> =>
     startGateway({
       mainScript: join(dist, 'main.js'),
-      config: gatewayConfig(upstream.url, accessLog),
+      config: gatewayConfig(upstream.url, accessLog, apiKey),
       configPath: join(work, `gateway-${gatewayIndex}.json`),
       logPath: join(work, `gateway-${gatewayIndex++}.log`),
       nodeArgs: options.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
@@ -362,6 +364,27 @@ async function main(): Promise<void> {
     results['peers_streams'] = { '500': peerStreams };
   }
 
+  if (wants('redaction')) {
+    log('(6) redaction of the configured secrets: a gateway with a secret key against one without, interleaved');
+    await stop(gateway.child); // idle: off the machine while the pair runs
+    const on = await launch(true, undefined, REDACTED_KEY);
+    const off = await launch(true, undefined, UNREDACTED_KEY);
+    for (const side of [on, off]) {
+      await closedLoop(tool, { url: side.url, headers }, BODY, 64, 1, lua);
+      await rawStreams({ url: side.url, headers }, STREAM_BODY, 50, 1, 20, 5);
+    }
+    const sides = { on: { target: { url: on.url, headers }, pid: on.pid }, off: { target: { url: off.url, headers }, pid: off.pid } };
+    const ab = await redactionAB({ rounds: Math.max(options.rounds, 4), seconds: options.seconds, tool, lua, body: BODY, streamBody: STREAM_BODY }, sides.on, sides.off, log);
+    results['redaction'] = summarizeRedaction(ab);
+    await stop(on.child);
+    await stop(off.child);
+  }
+
+  if (wants('duplicates')) {
+    log('(7) the duplicate-model check: parseJsonRequest against the check alone, per body, in this process');
+    results['duplicate_model'] = summarizeDuplicateModel(duplicateModelCost(options.quick));
+  }
+
   await stop(gateway.child);
   await stop(upstream.child);
 
@@ -548,6 +571,19 @@ export function table(results: Record<string, unknown>): string {
   if (b !== undefined) {
     rows.push(['(4) 1 MiB body p50 ms', `${b['gateway_p50_ms']}`, `${b['direct_p50_ms']}`, '']);
     rows.push(['    added ms', `${b['added_ms']}`, '', `< 10 (${mark(b['added_ms']! < 10)})`]);
+  }
+  const red = r['redaction'];
+  if (red !== undefined) {
+    rows.push(['(6) redaction on / off: req/s', `${red['on_rps']}`, `${red['off_rps']}`, `ratio ${red['rps_ratio']} (>= 0.98: ${mark(red['rps_ratio']! >= 0.98)})`]);
+    rows.push(['    CPU µs/request on / off', `${red['on_cpu_us_per_request']}`, `${red['off_cpu_us_per_request']}`, '']);
+    rows.push(['    50 streams: done/s on / off', `${red['on_streams_per_s']}`, `${red['off_streams_per_s']}`, `ratio ${red['streams_ratio']} (>= 0.98: ${mark(red['streams_ratio']! >= 0.98)})`]);
+    rows.push(['    CPU µs/stream on / off', `${red['on_cpu_us_per_stream']}`, `${red['off_cpu_us_per_stream']}`, '']);
+    rows.push(['    redactor alone, MB/s (64 KiB pieces)', `${red['redactor_mb_per_s']}`, '', '']);
+  }
+  const dup = results['duplicate_model'] as Record<string, string | number | boolean>[] | undefined;
+  for (const row of dup ?? []) {
+    const share = `check ${Math.round(Number(row['check_share_of_parse']) * 1000) / 10} % of parse`;
+    rows.push([`(7) ${row['body']}: parse / check ns`, `${row['parse_ns']} / ${row['check_ns']}`, share, row['scanned'] === true ? `scanned: +${row['scan_ns']} ns` : '']);
   }
   const c = r['config_scale'];
   if (c !== undefined) {
