@@ -15,5 +15,6 @@ export default {
   testTimeout: 30000,
   testMatch: ['<rootDir>/test/unit/**/*.test.ts'],
   testPathIgnorePatterns: ['/node_modules/', '<rootDir>/test/unit/resource-watch.test.ts'],
-  setupFilesAfterEnv: ['<rootDir>/test/mutation-setup.ts'],
+  // Properties there run at most 100 times and do not shrink (test/mutation/fast-check.ts).
+  moduleNameMapper: { ...shared.moduleNameMapper, '^fast-check$': '<rootDir>/test/mutation/fast-check.ts' },
 };

@@ -24,6 +24,9 @@ export default {
   jsonReporter: { fileName: 'reports/mutation/mutation.json' },
   thresholds: { high: 90, low: 85, break: 85 },
   ignorePatterns: ['dist', 'dist-bench', 'bench-results', 'reports', 'coverage', '.cache'],
+  // A second run re-tests only the mutants whose code or covering tests changed.
+  incremental: true,
+  incrementalFile: 'reports/mutation/incremental.json',
   tempDirName: '.stryker-tmp',
   cleanTempDir: 'always',
 };
