@@ -59,8 +59,9 @@ export class StreamRedactor implements BodyTransform {
 
   /** `onRedacted` is called for each piece in which a secret was replaced. */
   constructor(secrets: readonly string[], onRedacted: () => void = () => undefined) {
-    this.#secrets = secrets.map((secret) => Buffer.from(secret));
-    this.#masks = this.#secrets.map((secret) => bodyMask(secret.length));
+    const bytes = secretBytes(secrets);
+    this.#secrets = bytes.secrets;
+    this.#masks = bytes.masks;
     this.#onRedacted = onRedacted;
   }
 
@@ -124,13 +125,37 @@ export class StreamRedactor implements BodyTransform {
   }
 }
 
-/** The length of the longest tail of `data` that is a proper prefix of `secret` (0 if none). */
+/** A list of secrets as bytes, with their masks; never written to, so shared by every response. */
+interface SecretBytes {
+  readonly secrets: readonly Buffer[];
+  readonly masks: readonly Buffer[];
+}
+
+/** Per list: a snapshot's list is the same array for every request on it, so its bytes are made once. */
+const bytesOfList = new WeakMap<readonly string[], SecretBytes>();
+
+function secretBytes(list: readonly string[]): SecretBytes {
+  let bytes = bytesOfList.get(list);
+  if (bytes === undefined) {
+    const secrets = list.map((secret) => Buffer.from(secret));
+    bytes = { secrets, masks: secrets.map((secret) => bodyMask(secret.length)) };
+    bytesOfList.set(list, bytes);
+  }
+  return bytes;
+}
+
+/**
+ * The length of the longest tail of `data` that is a proper prefix of
+ * `secret` (0 if none). A loop over at most a secret's length of bytes: a
+ * native search per piece and secret would cost more in calls than it saves.
+ */
 function partialSuffix(data: Buffer, secret: Buffer): number {
   const first = secret[0]!;
-  const from = Math.max(0, data.length - secret.length + 1);
-  for (let at = data.indexOf(first, from); at !== -1; at = data.indexOf(first, at + 1)) {
-    const length = data.length - at;
-    if (data.compare(secret, 0, length, at) === 0) return length;
+  for (let at = Math.max(0, data.length - secret.length + 1); at < data.length; at++) {
+    if (data[at] !== first) continue;
+    let matched = 1;
+    while (at + matched < data.length && data[at + matched] === secret[matched]) matched++;
+    if (at + matched === data.length) return matched;
   }
   return 0;
 }
