@@ -37,6 +37,19 @@ function inputs(routeCount: number, keys: readonly string[]): FileInputs {
       defaultUpstream: 'default',
     },
     kubernetes: { enabled: false, namespaces: [], clientKeySelector: 'x=y', watchTimeoutSeconds: 300 },
+    tracing: {
+      enabled: false,
+      endpoint: null,
+      protocol: null,
+      timeoutMs: null,
+      serviceName: null,
+      sampler: null,
+      samplerArg: null,
+      maxQueueSize: null,
+      maxExportBatchSize: null,
+      scheduleDelayMs: null,
+      exportTimeoutMs: null,
+    },
     upstreams: [
       {
         name: 'default',
@@ -54,7 +67,11 @@ function inputs(routeCount: number, keys: readonly string[]): FileInputs {
         tlsInsecureSkipVerify: false,
       },
     ],
-    routes: Array.from({ length: routeCount }, (_, i) => ({ model: `model-${i}`, source: 'file', targets: [{ model: `target-${i}`, upstream: null, weight: 1 }] })),
+    routes: Array.from({ length: routeCount }, (_, i) => ({
+      model: `model-${i}`,
+      source: 'file',
+      targets: [{ model: `target-${i}`, upstream: null, weight: 1 }],
+    })),
     clientKeys: keys.map((key, i) => ({ id: `key-${i}`, digest: keyDigest(key) })),
   };
 }

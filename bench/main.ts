@@ -5,10 +5,13 @@
  * interleave; medians and ratios are quoted. Prints a table and writes
  * bench-results/latest.json. `--quick` for a short smoke run.
  *
- * Flags: --quick, --rounds=N, --seconds=N, --only=throughput,streams,memory,body,config,nolog,cluster,peers,redaction,duplicates,
+ * Flags: --quick, --rounds=N, --seconds=N, --only=throughput,streams,memory,body,upload,config,nolog,cluster,peers,longstreams,tracing,redaction,duplicates,
+ *        --baseline=FILE (the tracing section also measures this build's main.js, e.g. main's, tracing off),
  *        --workers=N (the cluster section's WORKERS, default 2; `auto` is one per CPU),
  *        --profile (the gateway writes a .cpuprofile to bench-results/profiles), --out=FILE,
- *        --peer=FILE[,FILE...] (more proxies for the peers section: see PeerFile in peers.ts).
+ *        --peer=FILE[,FILE...] (more proxies for the peers section: see PeerFile in peers.ts),
+ *        --long-streams=N (default 2000, --quick 200), --long-seconds=S (each stream's length, default 10, --quick 3),
+ *        --long-rate=R (tokens per second of each stream, default 20): the long-stream profile (long-profile.ts).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -18,56 +21,35 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { configScale, type ConfigScaleResult } from './config-scale.js';
 import { duplicateModelCost, summarizeDuplicateModel } from './duplicate-model.js';
-import { closedLoop, hasWrk, openSlowStreams, paced, sequential, type PacedResult, type StreamsResult, type Target } from './load.js';
-import { filePeer, hasNginx, naivePeer, nginxPeer, readPeerFile, type Peer, type PeerFile, type PeerLauncher } from './peers.js';
-import { rawStreams } from './stream-client.js';
+import { longStreamRows, summarizeLongProfile, type LongProfileSummary } from './long-report.js';
+import { runLongProfile } from './long-profile.js';
+import { closedLoop, hasWrk, openSlowStreams, paced, sequential, sequentialUploads, type PacedResult, type StreamsResult, type Target } from './load.js';
+import { parseBenchArgs, type Options } from './options.js';
+import { startOtlpSink } from './otlp-sink.js';
+import { filePeer, hasNginx, naivePeer, nginxPeer, type Peer, type PeerLauncher } from './peers.js';
 import { REDACTED_KEY, redactionAB, summarizeRedaction, UNREDACTED_KEY } from './redaction.js';
-import { cpuMsByProcess, cpuMsOf, killAll, processTree, pssOfTree, rssOf, rssOfTree, sampleRss, startGateway, startUpstream, stop, stopTree, type GatewayProcess } from './processes.js';
+import { rawStreams } from './stream-client.js';
+import {
+  cpuMsByProcess,
+  cpuMsOf,
+  killAll,
+  processTree,
+  pssOfTree,
+  rssOf,
+  rssOfTree,
+  sampleRss,
+  startGateway,
+  startUpstream,
+  stop,
+  stopTree,
+  type GatewayProcess,
+} from './processes.js';
 import { median, round, shares, type WrkResult } from './stats.js';
 
 /** This file runs from dist-bench/bench/; the gateway it measures is the product build in dist/. */
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..', '..');
 const dist = join(root, 'dist');
-
-interface Options {
-  quick: boolean;
-  rounds: number;
-  seconds: number;
-  only: Set<string> | null;
-  profile: boolean;
-  out: string;
-  peerFiles: PeerFile[];
-  /** WORKERS for the cluster section. */
-  workers: number;
-}
-
-function parseArgs(argv: readonly string[]): Options {
-  const flag = (name: string): string | undefined => {
-    const hit = argv.find((arg) => arg === `--${name}` || arg.startsWith(`--${name}=`));
-    if (hit === undefined) return undefined;
-    const at = hit.indexOf('=');
-    return at === -1 ? '' : hit.slice(at + 1);
-  };
-  for (const arg of argv) {
-    if (!/^--(quick|rounds|seconds|only|profile|out|workers|peer)(=|$)/.test(arg)) throw new Error(`unknown argument '${arg}' (see bench/main.ts)`);
-  }
-  const quick = flag('quick') !== undefined;
-  const only = flag('only');
-  const workersFlag = flag('workers') || '2';
-  const workers = workersFlag === 'auto' ? Math.max(2, os.availableParallelism()) : Number(workersFlag);
-  if (!Number.isInteger(workers) || workers < 2 || workers > 64) throw new Error(`--workers must be a whole number from 2 to 64, or 'auto', got '${workersFlag}'`);
-  return {
-    quick,
-    rounds: Number(flag('rounds') ?? (quick ? 1 : 3)),
-    seconds: Number(flag('seconds') ?? (quick ? 2 : 5)),
-    only: only === undefined || only === '' ? null : new Set(only.split(',')),
-    profile: flag('profile') !== undefined,
-    out: resolve(flag('out') || join(root, 'bench-results', 'latest.json')),
-    workers,
-    peerFiles: (flag('peer') || '').split(',').filter((path) => path !== '').map(readPeerFile),
-  };
-}
 
 const BODY = JSON.stringify({
   model: 'gpt-4',
@@ -79,17 +61,33 @@ const BODY = JSON.stringify({
   max_tokens: 64,
 });
 const STREAM_BODY = JSON.stringify({ ...(JSON.parse(BODY) as object), stream: true });
+const UPLOAD_BOUNDARY = 'bench-form-boundary-q8W3xZ';
+const UPLOAD_SIZE = 10 * 1024 * 1024;
+
+/** A 10 MiB transcription form, its model (routed, so rewritten) before or after the file. */
+function uploadForm(modelFirst: boolean): Buffer {
+  const model = Buffer.from(`--${UPLOAD_BOUNDARY}\r\nContent-Disposition: form-data; name="model"\r\n\r\n${MODEL_REDIRECT.from}\r\n`);
+  const fileHead = Buffer.from(`--${UPLOAD_BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="speech.wav"\r\nContent-Type: audio/wav\r\n\r\n`);
+  // Bytes that never spell the boundary (or the bench upstream's stream flag).
+  const audio = Buffer.alloc(UPLOAD_SIZE, 'RIFF\x00\x01\x7f\xfe', 'latin1');
+  const file = Buffer.concat([fileHead, audio, Buffer.from('\r\n')]);
+  const end = Buffer.from(`--${UPLOAD_BOUNDARY}--\r\n`);
+  return Buffer.concat(modelFirst ? [model, file, end] : [file, model, end]);
+}
+
 const BIG_BODY = JSON.stringify({ model: 'gpt-4', messages: [{ role: 'user', content: 'x'.repeat(1024 * 1024 - 60) }] });
 const CLIENT_KEY = 'bench-client-key-0123456789';
 /** The one redirect the requests above go through: the model they ask for, and the one the upstream gets. */
 const MODEL_REDIRECT = { from: 'gpt-4', to: 'bench-model' } as const;
 
-function gatewayConfig(upstreamUrl: string, accessLog: boolean, apiKey = REDACTED_KEY): unknown {
+function gatewayConfig(upstreamUrl: string, accessLog: boolean, extra: Record<string, unknown> = {}, apiKey = REDACTED_KEY): unknown {
   return {
+    ...extra,
     upstreams: { default: { url: `${upstreamUrl}/v1`, api_key: apiKey, max_connections: 8192 } },
     client_keys: [{ id: 'bench', key: CLIENT_KEY }],
     model_redirects: { [MODEL_REDIRECT.from]: MODEL_REDIRECT.to },
     access_log: accessLog,
+    body_limit: '16MiB', // the upload section's 10 MiB forms
     log_level: 'info',
     shutdown: { drain_delay_ms: 0, timeout_ms: 2000 },
   };
@@ -105,7 +103,12 @@ interface Pair<T> {
 }
 
 /** Runs `fn` against gateway and direct, alternating which goes first each round. */
-async function interleave<T>(rounds: number, gateway: Target, direct: Target, fn: (target: Target, which: 'gateway' | 'direct') => Promise<T>): Promise<Pair<T>> {
+async function interleave<T>(
+  rounds: number,
+  gateway: Target,
+  direct: Target,
+  fn: (target: Target, which: 'gateway' | 'direct') => Promise<T>,
+): Promise<Pair<T>> {
   const pair: Pair<T> = { gateway: [], direct: [] };
   for (let round = 0; round < rounds; round++) {
     const order: ('gateway' | 'direct')[] = round % 2 === 0 ? ['gateway', 'direct'] : ['direct', 'gateway'];
@@ -120,13 +123,16 @@ const med = <T>(values: readonly T[], pick: (value: T) => number): number => med
 function streamRounds(rounds: number, seconds: number, via: Target, direct: Target, concurrency: number, viaLabel = 'gateway'): Promise<Pair<StreamsResult>> {
   return interleave(rounds, via, direct, async (target, which) => {
     const result = await rawStreams(target, STREAM_BODY, concurrency, seconds, 20, 5);
-    log(`  ${(which === 'gateway' ? viaLabel : which).padEnd(7)} completed ${result.completed} in ${result.seconds.toFixed(1)} s, TTFB p50 ${result.ttfbP50Ms.toFixed(2)} ms p99 ${result.ttfbP99Ms.toFixed(2)} ms, errors ${result.errors}`);
+    log(
+      `  ${(which === 'gateway' ? viaLabel : which).padEnd(7)} completed ${result.completed} in ${result.seconds.toFixed(1)} s, TTFB p50 ${result.ttfbP50Ms.toFixed(2)} ms p99 ${result.ttfbP99Ms.toFixed(2)} ms, errors ${result.errors}`,
+    );
     return result;
   });
 }
 
 async function main(): Promise<void> {
-  const options = parseArgs(process.argv.slice(2));
+  const options = parseBenchArgs(process.argv.slice(2), root);
+  armWatchdog(options);
   const wants = (section: string): boolean => options.only === null || options.only.has(section);
   const work = join(root, 'bench-results', 'run');
   mkdirSync(work, { recursive: true });
@@ -134,17 +140,26 @@ async function main(): Promise<void> {
   if (options.profile) mkdirSync(profileDir, { recursive: true });
 
   const tool = hasWrk() ? 'wrk' : 'autocannon';
-  if (tool === 'autocannon') log('wrk is not installed (Debian: apt-get install -y wrk); using autocannon, which costs more CPU: figures are lower and not comparable to wrk runs');
+  if (tool === 'autocannon')
+    log('wrk is not installed (Debian: apt-get install -y wrk); using autocannon, which costs more CPU: figures are lower and not comparable to wrk runs');
   const loadStart = os.loadavg();
-  log(`${options.quick ? 'quick' : 'full'} run: ${options.rounds} round(s) of ${options.seconds} s, load generator ${tool}, ${os.availableParallelism()} CPUs, load average ${loadStart.map((n) => n.toFixed(2)).join(' ')}`);
+  log(
+    `${options.quick ? 'quick' : 'full'} run: ${options.rounds} round(s) of ${options.seconds} s, load generator ${tool}, ${os.availableParallelism()} CPUs, load average ${loadStart.map((n) => n.toFixed(2)).join(' ')}`,
+  );
 
   const upstream = await startUpstream(join(here, 'upstream.js'));
   let gatewayIndex = 0;
   /** `workers` only for the cluster section: the other launches run without WORKERS (one process). */
-  const launch = (accessLog: boolean, workers?: number, apiKey?: string): Promise<GatewayProcess> =>
+  const launch = (
+    accessLog: boolean,
+    workers?: number,
+    extra: Record<string, unknown> = {},
+    mainScript = join(dist, 'main.js'),
+    apiKey = REDACTED_KEY,
+  ): Promise<GatewayProcess> =>
     startGateway({
-      mainScript: join(dist, 'main.js'),
-      config: gatewayConfig(upstream.url, accessLog, apiKey),
+      mainScript,
+      config: gatewayConfig(upstream.url, accessLog, extra, apiKey),
       configPath: join(work, `gateway-${gatewayIndex}.json`),
       logPath: join(work, `gateway-${gatewayIndex++}.log`),
       nodeArgs: options.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
@@ -175,7 +190,9 @@ async function main(): Promise<void> {
       const gatewayCpu = ((cpuMsOf(gateway.pid) - cpu[0]!) * 1000) / result.requests;
       const upstreamCpu = ((cpuMsOf(upstream.child.pid!) - cpu[1]!) * 1000) / result.requests;
       if (sampler !== null) rssUnderLoad = Math.max(Number.isNaN(rssUnderLoad) ? 0 : rssUnderLoad, sampler.stop());
-      log(`  ${which.padEnd(7)} ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, errors ${result.errors}, CPU µs/request: gateway ${gatewayCpu.toFixed(1)}, upstream ${upstreamCpu.toFixed(1)}`);
+      log(
+        `  ${which.padEnd(7)} ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, errors ${result.errors}, CPU µs/request: gateway ${gatewayCpu.toFixed(1)}, upstream ${upstreamCpu.toFixed(1)}`,
+      );
       return { ...result, gatewayCpuUs: gatewayCpu, upstreamCpuUs: upstreamCpu };
     });
     log('(1) added latency at 500 req/s');
@@ -206,8 +223,52 @@ async function main(): Promise<void> {
     const pair = await interleave(options.rounds, via, direct, (target) => sequential(target, BIG_BODY, count));
     const gw = median(pair.gateway.flat());
     const dr = median(pair.direct.flat());
-    results['body_1mib'] = { gateway_p50_ms: round(gw, 3), direct_p50_ms: round(dr, 3), added_ms: round(gw - dr, 3), requests_each: pair.gateway.flat().length };
+    results['body_1mib'] = {
+      gateway_p50_ms: round(gw, 3),
+      direct_p50_ms: round(dr, 3),
+      added_ms: round(gw - dr, 3),
+      requests_each: pair.gateway.flat().length,
+    };
     log(`  gateway p50 ${gw.toFixed(2)} ms, direct p50 ${dr.toFixed(2)} ms`);
+  }
+
+  if (wants('upload')) {
+    const count = options.quick ? 4 : 10;
+    const formType = `multipart/form-data; boundary=${UPLOAD_BOUNDARY}`;
+    const upload: Record<string, unknown> = {};
+    // `streamed_through`: the same bytes as application/octet-stream, which the gateway streams without reading
+    // (as it did forms before they were routed): the cost of routing is the difference.
+    const variants = [
+      ['model_first', true, formType],
+      ['model_last', false, formType],
+      ['streamed_through', true, 'application/octet-stream'],
+    ] as const;
+    for (const [name, modelFirst, type] of variants) {
+      log(`(4b) 10 MiB transcription upload, ${name.replace('_', ' ')}, sequential`);
+      const form = uploadForm(modelFirst);
+      await sequentialUploads(via, '/v1/audio/transcriptions', form, type, 2);
+      await sequentialUploads(direct, '/v1/audio/transcriptions', form, type, 2);
+      const rssBefore = rssOf(gateway.pid);
+      let rssPeak = rssBefore;
+      const pair = await interleave(options.rounds, via, direct, async (target, which) => {
+        const sampler = which === 'gateway' ? sampleRss(gateway.pid, 5) : null;
+        const latencies = await sequentialUploads(target, '/v1/audio/transcriptions', form, type, count);
+        if (sampler !== null) rssPeak = Math.max(rssPeak, sampler.stop());
+        return latencies;
+      });
+      const gw = median(pair.gateway.flat());
+      const dr = median(pair.direct.flat());
+      upload[name] = {
+        gateway_p50_ms: round(gw, 2),
+        direct_p50_ms: round(dr, 2),
+        added_ms: round(gw - dr, 2),
+        gateway_rss_before_mib: round(mib(rssBefore), 1),
+        gateway_rss_peak_mib: round(mib(rssPeak), 1),
+        uploads_each: pair.gateway.flat().length,
+      };
+      log(`  gateway p50 ${gw.toFixed(2)} ms, direct p50 ${dr.toFixed(2)} ms, gateway RSS ${mib(rssBefore).toFixed(1)} -> peak ${mib(rssPeak).toFixed(1)} MiB`);
+    }
+    results['upload_10mib'] = upload;
   }
 
   if (wants('nolog')) {
@@ -222,6 +283,72 @@ async function main(): Promise<void> {
       return result;
     });
     results['throughput_no_access_log'] = summarizeLoop(loop, Number.NaN);
+  }
+
+  if (wants('tracing')) {
+    // Tracing off, on at 100 % and at 1 % (new traces: the requests carry no traceparent), each its own
+    // gateway, all running; rounds interleave them. A --baseline build runs beside them with tracing off.
+    const sink = await startOtlpSink();
+    const tracing = (ratio: number): Record<string, unknown> => ({
+      tracing: { enabled: true, endpoint: sink.url, sampler: 'parentbased_traceidratio', sampler_arg: ratio },
+    });
+    const variants: [string, GatewayProcess][] = [];
+    if (options.baseline !== null) variants.push(['baseline_off', await launch(true, undefined, {}, options.baseline)]);
+    variants.push(['off', await launch(true)], ['on_100', await launch(true, undefined, tracing(1))], ['on_1', await launch(true, undefined, tracing(0.01))]);
+    const loops: Record<string, WrkResult[]> = {};
+    const streams: Record<string, StreamsResult[]> = {};
+    for (const [name, gw] of variants) {
+      const target: Target = { url: gw.url, headers };
+      await closedLoop(tool, target, BODY, 64, 1, lua);
+      await rawStreams(target, STREAM_BODY, 100, 1, 20, 5);
+      loops[name] = [];
+      streams[name] = [];
+    }
+    for (let r = 0; r < options.rounds; r++) {
+      log(`(5) tracing, round ${r + 1}: non-streaming 64 connections, then 500 concurrent streams`);
+      for (const [name, gw] of r % 2 === 0 ? variants : [...variants].reverse()) {
+        const target: Target = { url: gw.url, headers };
+        const loop = await closedLoop(tool, target, BODY, 64, options.seconds, lua);
+        const stream = await rawStreams(target, STREAM_BODY, 500, options.seconds, 20, 5);
+        loops[name]!.push(loop);
+        streams[name]!.push(stream);
+        log(
+          `  ${name.padEnd(12)} ${loop.requestsPerSecond.toFixed(0)} req/s, p50 ${loop.p50Ms.toFixed(2)} ms, p99 ${loop.p99Ms.toFixed(2)} ms; streams ${stream.completed}, TTFB p50 ${stream.ttfbP50Ms.toFixed(2)} ms p99 ${stream.ttfbP99Ms.toFixed(2)} ms, errors ${loop.errors + stream.errors}`,
+        );
+      }
+    }
+    const summary: Record<string, unknown> = {};
+    for (const [name] of variants) {
+      summary[name] = {
+        requests_per_second: round(
+          med(loops[name]!, (r) => r.requestsPerSecond),
+          0,
+        ),
+        p50_ms: round(
+          med(loops[name]!, (r) => r.p50Ms),
+          3,
+        ),
+        p99_ms: round(
+          med(loops[name]!, (r) => r.p99Ms),
+          3,
+        ),
+        streams_500_completed: round(
+          med(streams[name]!, (r) => r.completed),
+          0,
+        ),
+        streams_500_ttfb_p50_ms: round(
+          med(streams[name]!, (r) => r.ttfbP50Ms),
+          3,
+        ),
+        streams_500_ttfb_p99_ms: round(
+          med(streams[name]!, (r) => r.ttfbP99Ms),
+          3,
+        ),
+      };
+    }
+    results['tracing'] = { ...summary, collector_posts: sink.posts(), collector_bytes: sink.bytes() };
+    for (const [, gw] of variants) await stop(gw.child);
+    await sink.close();
   }
 
   if (wants('memory')) {
@@ -251,7 +378,9 @@ async function main(): Promise<void> {
       rss_open_streams_mib: round(mib(open), 1),
       bytes_per_open_stream: Math.round(perStream),
     };
-    log(`  idle ${mib(idle).toFixed(1)} MiB, warm ${mib(warm).toFixed(1)} MiB, ${slow.open} open streams ${mib(open).toFixed(1)} MiB: ${(perStream / 1024).toFixed(1)} KiB per stream`);
+    log(
+      `  idle ${mib(idle).toFixed(1)} MiB, warm ${mib(warm).toFixed(1)} MiB, ${slow.open} open streams ${mib(open).toFixed(1)} MiB: ${(perStream / 1024).toFixed(1)} KiB per stream`,
+    );
   }
 
   if (wants('cluster')) {
@@ -264,7 +393,12 @@ async function main(): Promise<void> {
     const idleRss = idleTree.map(rssOf);
     const idle = idleRss.reduce((sum, rss) => sum + rss, 0);
     const idlePss = pssOfTree(cluster.pid);
-    log(`(cluster) gateway with WORKERS=${n}: primary pid ${cluster.pid}, workers ${idleTree.slice(1).join(', ')}; idle RSS ${mib(idle).toFixed(1)} MiB (primary ${mib(idleRss[0]!).toFixed(1)}, workers ${idleRss.slice(1).map((rss) => mib(rss).toFixed(1)).join(', ')}), PSS ${mib(idlePss).toFixed(1)} MiB`);
+    log(
+      `(cluster) gateway with WORKERS=${n}: primary pid ${cluster.pid}, workers ${idleTree.slice(1).join(', ')}; idle RSS ${mib(idle).toFixed(1)} MiB (primary ${mib(idleRss[0]!).toFixed(1)}, workers ${idleRss
+        .slice(1)
+        .map((rss) => mib(rss).toFixed(1))
+        .join(', ')}), PSS ${mib(idlePss).toFixed(1)} MiB`,
+    );
     await closedLoop(tool, clusterVia, BODY, 64, 1, lua);
 
     log(`(1c) non-streaming, 64 connections, ${n} workers`);
@@ -285,15 +419,25 @@ async function main(): Promise<void> {
       const workerShares = shares(deltas.slice(1));
       const breakdown = which === 'gateway' ? ` (primary ${primaryCpu.toFixed(1)}, worker shares ${workerShares.map((x) => x.toFixed(2)).join('/')})` : '';
       const cpuText = `CPU µs/request: gateway ${gatewayCpu.toFixed(1)}${breakdown}, upstream ${upstreamCpu.toFixed(1)}`;
-      log(`  ${which.padEnd(7)} ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, errors ${result.errors}, ${cpuText}`);
+      log(
+        `  ${which.padEnd(7)} ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, errors ${result.errors}, ${cpuText}`,
+      );
       return { ...result, gatewayCpuUs: gatewayCpu, upstreamCpuUs: upstreamCpu, primaryCpuUs: primaryCpu, workerShares };
     });
     results['throughput_cluster'] = {
       workers: n,
       ...summarizeLoop(loop, clusterRssMax),
-      primary_cpu_us_per_request: round(med(loop.gateway, (r) => r.primaryCpuUs), 1),
+      primary_cpu_us_per_request: round(
+        med(loop.gateway, (r) => r.primaryCpuUs),
+        1,
+      ),
       // median over the gateway rounds of each worker's share of the workers' CPU (evenness of the kernel's / primary's spread)
-      worker_cpu_shares: Array.from({ length: n }, (_, i) => round(med(loop.gateway, (r) => r.workerShares[i] ?? Number.NaN), 3)),
+      worker_cpu_shares: Array.from({ length: n }, (_, i) =>
+        round(
+          med(loop.gateway, (r) => r.workerShares[i] ?? Number.NaN),
+          3,
+        ),
+      ),
     };
 
     log(`(2c) 500 concurrent streams, 20 chunks 5 ms apart, ${n} workers`);
@@ -340,7 +484,9 @@ async function main(): Promise<void> {
       await closedLoop(tool, target, BODY, 64, 1, lua);
       const loop = await interleave(options.rounds, target, direct, async (t, which) => {
         const result = await closedLoop(tool, t, BODY, 64, options.seconds, lua);
-        log(`  ${(which === 'gateway' ? 'peer' : which).padEnd(7)} ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, errors ${result.errors}`);
+        log(
+          `  ${(which === 'gateway' ? 'peer' : which).padEnd(7)} ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, errors ${result.errors}`,
+        );
         return result;
       });
       const summary = summarizeLoop(loop, Number.NaN);
@@ -367,14 +513,19 @@ async function main(): Promise<void> {
   if (wants('redaction')) {
     log('(6) redaction of the configured secrets: a gateway with a secret key against one without, interleaved');
     await stop(gateway.child); // idle: off the machine while the pair runs
-    const on = await launch(true, undefined, REDACTED_KEY);
-    const off = await launch(true, undefined, UNREDACTED_KEY);
+    const on = await launch(true, undefined, {}, join(dist, 'main.js'), REDACTED_KEY);
+    const off = await launch(true, undefined, {}, join(dist, 'main.js'), UNREDACTED_KEY);
     for (const side of [on, off]) {
       await closedLoop(tool, { url: side.url, headers }, BODY, 64, 1, lua);
       await rawStreams({ url: side.url, headers }, STREAM_BODY, 50, 1, 20, 5);
     }
     const sides = { on: { target: { url: on.url, headers }, pid: on.pid }, off: { target: { url: off.url, headers }, pid: off.pid } };
-    const ab = await redactionAB({ rounds: Math.max(options.rounds, 4), seconds: options.seconds, tool, lua, body: BODY, streamBody: STREAM_BODY }, sides.on, sides.off, log);
+    const ab = await redactionAB(
+      { rounds: Math.max(options.rounds, 4), seconds: options.seconds, tool, lua, body: BODY, streamBody: STREAM_BODY },
+      sides.on,
+      sides.off,
+      log,
+    );
     results['redaction'] = summarizeRedaction(ab);
     await stop(on.child);
     await stop(off.child);
@@ -387,6 +538,22 @@ async function main(): Promise<void> {
 
   await stop(gateway.child);
   await stop(upstream.child);
+
+  if (wants('longstreams')) {
+    // Its own upstream (paced per stream, raw sockets) and its own gateway at the shipped defaults.
+    const profile = await runLongProfile({
+      shape: options.long,
+      workDir: work,
+      upstreamScript: join(here, 'upstream.js'),
+      gatewayScript: join(dist, 'main.js'),
+      gatewayNodeArgs: options.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+      clientKey: CLIENT_KEY,
+      modelRedirect: MODEL_REDIRECT,
+      body: STREAM_BODY,
+      log,
+    });
+    results['long_streams'] = summarizeLongProfile(profile);
+  }
 
   if (wants('config')) {
     log('(5) config scale: 10,000 routes, 100,000 keys');
@@ -435,17 +602,35 @@ function summarizeLoop(pair: Pair<LoopResult>, rssMax: number): Record<string, n
     gateway_rps: Math.round(gw),
     direct_rps: Math.round(dr),
     ratio: round(gw / dr, 3),
-    gateway_p50_ms: round(med(pair.gateway, (r) => r.p50Ms), 3),
-    gateway_p99_ms: round(med(pair.gateway, (r) => r.p99Ms), 3),
-    direct_p50_ms: round(med(pair.direct, (r) => r.p50Ms), 3),
-    direct_p99_ms: round(med(pair.direct, (r) => r.p99Ms), 3),
+    gateway_p50_ms: round(
+      med(pair.gateway, (r) => r.p50Ms),
+      3,
+    ),
+    gateway_p99_ms: round(
+      med(pair.gateway, (r) => r.p99Ms),
+      3,
+    ),
+    direct_p50_ms: round(
+      med(pair.direct, (r) => r.p50Ms),
+      3,
+    ),
+    direct_p99_ms: round(
+      med(pair.direct, (r) => r.p99Ms),
+      3,
+    ),
     errors: totalErrors(pair),
     ...(Number.isNaN(rssMax) ? {} : { gateway_rss_max_mib: round(mib(rssMax), 1) }),
     ...(pair.gateway[0]?.gatewayCpuUs === undefined
       ? {}
       : {
-          gateway_cpu_us_per_request: round(med(pair.gateway, (r) => r.gatewayCpuUs!), 1),
-          upstream_cpu_us_per_request: round(med(pair.direct, (r) => r.upstreamCpuUs!), 1),
+          gateway_cpu_us_per_request: round(
+            med(pair.gateway, (r) => r.gatewayCpuUs!),
+            1,
+          ),
+          upstream_cpu_us_per_request: round(
+            med(pair.direct, (r) => r.upstreamCpuUs!),
+            1,
+          ),
         }),
   };
 }
@@ -475,10 +660,22 @@ function summarizeStreams(pair: Pair<StreamsResult>): Record<string, number> {
     gateway_completed_per_s: Math.round(gw),
     direct_completed_per_s: Math.round(dr),
     ratio: round(gw / dr, 3),
-    gateway_ttfb_p50_ms: round(med(pair.gateway, (r) => r.ttfbP50Ms), 2),
-    direct_ttfb_p50_ms: round(med(pair.direct, (r) => r.ttfbP50Ms), 2),
-    gateway_ttfb_p99_ms: round(med(pair.gateway, (r) => r.ttfbP99Ms), 2),
-    direct_ttfb_p99_ms: round(med(pair.direct, (r) => r.ttfbP99Ms), 2),
+    gateway_ttfb_p50_ms: round(
+      med(pair.gateway, (r) => r.ttfbP50Ms),
+      2,
+    ),
+    direct_ttfb_p50_ms: round(
+      med(pair.direct, (r) => r.ttfbP50Ms),
+      2,
+    ),
+    gateway_ttfb_p99_ms: round(
+      med(pair.gateway, (r) => r.ttfbP99Ms),
+      2,
+    ),
+    direct_ttfb_p99_ms: round(
+      med(pair.direct, (r) => r.ttfbP99Ms),
+      2,
+    ),
     gateway_errors: pair.gateway.reduce((sum, r) => sum + r.errors, 0),
     direct_errors: pair.direct.reduce((sum, r) => sum + r.errors, 0),
   };
@@ -506,7 +703,8 @@ export function table(results: Record<string, unknown>): string {
     rows.push(['(1) req/s, 64 conns', `${t['gateway_rps']}`, `${t['direct_rps']}`, '']);
     rows.push(['    ratio gateway/direct', `${t['ratio']}`, '', `>= 0.35 (${mark(t['ratio']! >= 0.35)})`]);
     rows.push(['    p50 / p99 ms', `${t['gateway_p50_ms']} / ${t['gateway_p99_ms']}`, `${t['direct_p50_ms']} / ${t['direct_p99_ms']}`, '']);
-    if (t['gateway_cpu_us_per_request'] !== undefined) rows.push(['    CPU µs/request (gw / upstream)', `${t['gateway_cpu_us_per_request']}`, `${t['upstream_cpu_us_per_request']}`, '']);
+    if (t['gateway_cpu_us_per_request'] !== undefined)
+      rows.push(['    CPU µs/request (gw / upstream)', `${t['gateway_cpu_us_per_request']}`, `${t['upstream_cpu_us_per_request']}`, '']);
   }
   const a = r['added_latency_500rps'];
   if (a !== undefined) {
@@ -532,25 +730,57 @@ export function table(results: Record<string, unknown>): string {
   const s = results['streams'] as Record<string, Record<string, number>> | undefined;
   if (s !== undefined) {
     for (const [concurrency, x] of Object.entries(s)) {
-      rows.push([`(2) ${concurrency} streams: done/s`, `${x['gateway_completed_per_s']}`, `${x['direct_completed_per_s']}`, concurrency === '500' ? `ratio >= 0.75 (${x['ratio']}, ${mark(x['ratio']! >= 0.75)})` : `ratio ${x['ratio']}`]);
+      rows.push([
+        `(2) ${concurrency} streams: done/s`,
+        `${x['gateway_completed_per_s']}`,
+        `${x['direct_completed_per_s']}`,
+        concurrency === '500' ? `ratio >= 0.75 (${x['ratio']}, ${mark(x['ratio']! >= 0.75)})` : `ratio ${x['ratio']}`,
+      ]);
       const within = x['gateway_ttfb_p50_ms']! - x['direct_ttfb_p50_ms']!;
-      rows.push(['    TTFB p50 / p99 ms', `${x['gateway_ttfb_p50_ms']} / ${x['gateway_ttfb_p99_ms']}`, `${x['direct_ttfb_p50_ms']} / ${x['direct_ttfb_p99_ms']}`, concurrency === '500' ? `p50 +${round(within, 2)} <= 5 (${mark(within <= 5)})` : '']);
+      rows.push([
+        '    TTFB p50 / p99 ms',
+        `${x['gateway_ttfb_p50_ms']} / ${x['gateway_ttfb_p99_ms']}`,
+        `${x['direct_ttfb_p50_ms']} / ${x['direct_ttfb_p99_ms']}`,
+        concurrency === '500' ? `p50 +${round(within, 2)} <= 5 (${mark(within <= 5)})` : '',
+      ]);
       rows.push(['    errors', `${x['gateway_errors']}`, `${x['direct_errors']}`, '']);
     }
   }
   const sc = (results['streams_cluster'] as Record<string, Record<string, number>> | undefined)?.['500'];
   if (sc !== undefined) {
     const within = sc['gateway_ttfb_p50_ms']! - sc['direct_ttfb_p50_ms']!;
-    rows.push([`(2c) 500 streams, WORKERS=${sc['workers']}: done/s`, `${sc['gateway_completed_per_s']}`, `${sc['direct_completed_per_s']}`, `ratio >= 0.75 (${sc['ratio']}, ${mark(sc['ratio']! >= 0.75)})`]);
-    rows.push(['    TTFB p50 / p99 ms', `${sc['gateway_ttfb_p50_ms']} / ${sc['gateway_ttfb_p99_ms']}`, `${sc['direct_ttfb_p50_ms']} / ${sc['direct_ttfb_p99_ms']}`, `p50 +${round(within, 2)} <= 5 (${mark(within <= 5)})`]);
+    rows.push([
+      `(2c) 500 streams, WORKERS=${sc['workers']}: done/s`,
+      `${sc['gateway_completed_per_s']}`,
+      `${sc['direct_completed_per_s']}`,
+      `ratio >= 0.75 (${sc['ratio']}, ${mark(sc['ratio']! >= 0.75)})`,
+    ]);
+    rows.push([
+      '    TTFB p50 / p99 ms',
+      `${sc['gateway_ttfb_p50_ms']} / ${sc['gateway_ttfb_p99_ms']}`,
+      `${sc['direct_ttfb_p50_ms']} / ${sc['direct_ttfb_p99_ms']}`,
+      `p50 +${round(within, 2)} <= 5 (${mark(within <= 5)})`,
+    ]);
     rows.push(['    errors', `${sc['gateway_errors']}`, `${sc['direct_errors']}`, '']);
   }
   const ps = (results['peers_streams'] as Record<string, Record<string, Record<string, number>>> | undefined)?.['500'];
   for (const [name, x] of Object.entries(ps ?? {})) {
     const within = x['gateway_ttfb_p50_ms']! - x['direct_ttfb_p50_ms']!;
-    rows.push([`(2p) peer: ${name}, 500 streams: done/s`, `${x['gateway_completed_per_s']}`, `${x['direct_completed_per_s']}`, `ratio ${x['ratio']}, errors ${x['gateway_errors']}`]);
-    rows.push(['    TTFB p50 / p99 ms', `${x['gateway_ttfb_p50_ms']} / ${x['gateway_ttfb_p99_ms']}`, `${x['direct_ttfb_p50_ms']} / ${x['direct_ttfb_p99_ms']}`, `p50 +${round(within, 2)}`]);
+    rows.push([
+      `(2p) peer: ${name}, 500 streams: done/s`,
+      `${x['gateway_completed_per_s']}`,
+      `${x['direct_completed_per_s']}`,
+      `ratio ${x['ratio']}, errors ${x['gateway_errors']}`,
+    ]);
+    rows.push([
+      '    TTFB p50 / p99 ms',
+      `${x['gateway_ttfb_p50_ms']} / ${x['gateway_ttfb_p99_ms']}`,
+      `${x['direct_ttfb_p50_ms']} / ${x['direct_ttfb_p99_ms']}`,
+      `p50 +${round(within, 2)}`,
+    ]);
   }
+  const long = results['long_streams'] as LongProfileSummary | undefined;
+  if (long !== undefined) rows.push(...longStreamRows(long));
   const m = r['memory'];
   if (m !== undefined) {
     rows.push(['(3) RSS idle MiB', `${m['rss_idle_mib']}`, '', `< 100 (${mark(m['rss_idle_mib']! < 100)})`]);
@@ -561,7 +791,12 @@ export function table(results: Record<string, unknown>): string {
   const mc = r['memory_cluster'];
   if (mc !== undefined) {
     const workersRss = (results['memory_cluster'] as { rss_idle_workers_mib: number[] }).rss_idle_workers_mib;
-    rows.push([`(3c) RSS idle MiB, WORKERS=${mc['workers']} (all processes)`, `${mc['rss_idle_mib']}`, `primary ${mc['rss_idle_primary_mib']} + workers ${workersRss.join(' + ')}`, '']);
+    rows.push([
+      `(3c) RSS idle MiB, WORKERS=${mc['workers']} (all processes)`,
+      `${mc['rss_idle_mib']}`,
+      `primary ${mc['rss_idle_primary_mib']} + workers ${workersRss.join(' + ')}`,
+      '',
+    ]);
     rows.push(['    PSS idle MiB (shared pages once)', `${mc['pss_idle_mib']}`, '', '']);
     rows.push(['    RSS under (1c) MiB', `${mc['rss_under_load_mib']}`, '', '']);
   }
@@ -572,18 +807,45 @@ export function table(results: Record<string, unknown>): string {
     rows.push(['(4) 1 MiB body p50 ms', `${b['gateway_p50_ms']}`, `${b['direct_p50_ms']}`, '']);
     rows.push(['    added ms', `${b['added_ms']}`, '', `< 10 (${mark(b['added_ms']! < 10)})`]);
   }
+  const u = results['upload_10mib'] as Record<string, Record<string, number>> | undefined;
+  if (u !== undefined) {
+    for (const [name, row] of Object.entries(u)) {
+      rows.push([`(4b) 10 MiB upload, ${name.replace('_', ' ')}, p50 ms`, `${row['gateway_p50_ms']}`, `${row['direct_p50_ms']}`, '']);
+      rows.push([
+        '    added ms; gateway RSS before -> peak MiB',
+        `${row['added_ms']}`,
+        `${row['gateway_rss_before_mib']} -> ${row['gateway_rss_peak_mib']}`,
+        '',
+      ]);
+    }
+  }
   const red = r['redaction'];
   if (red !== undefined) {
-    rows.push(['(6) redaction on / off: req/s', `${red['on_rps']}`, `${red['off_rps']}`, `ratio ${red['rps_ratio']} (>= 0.98: ${mark(red['rps_ratio']! >= 0.98)})`]);
+    rows.push([
+      '(6) redaction on / off: req/s',
+      `${red['on_rps']}`,
+      `${red['off_rps']}`,
+      `ratio ${red['rps_ratio']} (>= 0.98: ${mark(red['rps_ratio']! >= 0.98)})`,
+    ]);
     rows.push(['    CPU µs/request on / off', `${red['on_cpu_us_per_request']}`, `${red['off_cpu_us_per_request']}`, '']);
-    rows.push(['    50 streams: done/s on / off', `${red['on_streams_per_s']}`, `${red['off_streams_per_s']}`, `ratio ${red['streams_ratio']} (>= 0.98: ${mark(red['streams_ratio']! >= 0.98)})`]);
+    rows.push([
+      '    50 streams: done/s on / off',
+      `${red['on_streams_per_s']}`,
+      `${red['off_streams_per_s']}`,
+      `ratio ${red['streams_ratio']} (>= 0.98: ${mark(red['streams_ratio']! >= 0.98)})`,
+    ]);
     rows.push(['    CPU µs/stream on / off', `${red['on_cpu_us_per_stream']}`, `${red['off_cpu_us_per_stream']}`, '']);
     rows.push(['    redactor alone, MB/s (64 KiB pieces)', `${red['redactor_mb_per_s']}`, '', '']);
   }
   const dup = results['duplicate_model'] as Record<string, string | number | boolean>[] | undefined;
   for (const row of dup ?? []) {
     const share = `check ${Math.round(Number(row['check_share_of_parse']) * 1000) / 10} % of parse`;
-    rows.push([`(7) ${row['body']}: parse / check ns`, `${row['parse_ns']} / ${row['check_ns']}`, share, row['scanned'] === true ? `scanned: +${row['scan_ns']} ns` : '']);
+    rows.push([
+      `(7) ${row['body']}: parse / check ns`,
+      `${row['parse_ns']} / ${row['check_ns']}`,
+      share,
+      row['scanned'] === true ? `scanned: +${row['scan_ns']} ns` : '',
+    ]);
   }
   const c = r['config_scale'];
   if (c !== undefined) {
@@ -592,17 +854,36 @@ export function table(results: Record<string, unknown>): string {
     rows.push(['    lookup ns (10k routes/100k keys)', `${c['lookup_ns']}`, `${c['lookup_small_ns']} (10/10)`, 'O(1)']);
   }
   const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((row) => row[i]!.length)));
-  return rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n') + '\n';
+  return (
+    rows
+      .map((row) =>
+        row
+          .map((cell, i) => cell.padEnd(widths[i]!))
+          .join('  ')
+          .trimEnd(),
+      )
+      .join('\n') + '\n'
+  );
 }
 
 const mark = (ok: boolean): string => (ok ? 'ok' : 'MISSED');
 
-const watchdog = setTimeout(() => {
-  log('watchdog: the bench ran too long; stopping');
-  killAll();
-  process.exit(2);
-}, 15 * 60_000);
-watchdog.unref();
+/** Stops a run that hangs: 15 minutes, plus the long-stream profile's own length when it runs. */
+function armWatchdog(options: Options): void {
+  const long =
+    options.only === null || options.only.has('longstreams')
+      ? 3 * (options.long.rampMs + options.long.perConnection * options.long.tokens * options.long.intervalMs) + 120_000
+      : 0;
+  const watchdog = setTimeout(
+    () => {
+      log('watchdog: the bench ran too long; stopping');
+      killAll();
+      process.exit(2);
+    },
+    15 * 60_000 + long,
+  );
+  watchdog.unref();
+}
 process.on('exit', killAll);
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => {

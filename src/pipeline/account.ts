@@ -33,6 +33,10 @@ export class RequestAccounting {
     if (record.stream) this.#metrics.activeStreams++;
   }
 
+  upstreamTimedOut(upstream: string, phase: string): void {
+    this.#metrics.upstreamTimedOut(upstream, phase);
+  }
+
   upstreamFailed(upstream: string, code: string): void {
     this.#metrics.upstreamFailed(upstream, code);
   }

@@ -3,7 +3,6 @@ import { ClientGoneError } from '../errors/client-gone.js';
 import type { RoutePlan } from '../routing/resolve.js';
 import type { Transports } from '../transport/transports.js';
 import type { Admissions, UpstreamAdmission } from './admission.js';
-import { replaceModel } from './json-request.js';
 import type { RequestLifecycle } from './lifecycle.js';
 import type { ClientRequestBody } from './read-body.js';
 import type { BodyTransformFactory } from './body-transform.js';
@@ -18,7 +17,7 @@ export interface ForwardDeps {
 
 /**
  * Sends the request to the plan's target, with the model that target takes
- * written into the body (every other byte as the client sent it), and hands
+ * written into the body, JSON or form (every other byte as the client sent it), and hands
  * the answer to a Relay. Waits for a slot first when the upstream caps its
  * requests in flight.
  */
@@ -33,16 +32,10 @@ export async function forward(
   const target = plan.targets[0]!;
   const upstream = target.upstream;
   record.upstream = upstream.name;
-  let body = request.body;
-  let contentLength = request.contentLength;
-  const json = request.json;
-  if (json !== null) {
-    record.targetModel = target.model;
-    if (target.model !== json.model) {
-      body = Buffer.from(replaceModel(json.text, target.model));
-      contentLength = body.length;
-    }
-  }
+  // The one place a body's model is decided, for every kind of body: the target's.
+  const named = request.model !== null;
+  if (named) record.targetModel = target.model;
+  const { body, contentLength } = request.upstreamBody(named ? target.model : null);
 
   const admission = deps.admissions.get(upstream.name, upstream.admission);
   if (!admission.tryEnter()) await waitForSlot(admission, lifecycle.res);
@@ -50,6 +43,7 @@ export async function forward(
 
   const headers = upstreamRequestHeaders(req.headers, upstream.authorization, contentLength, record.id);
   if (rewriteBody !== null) headers['accept-encoding'] = 'identity'; // the body is read, so it must arrive plain
+  lifecycle.attemptStarting(upstream, headers);
   deps.transports.get(upstream).dispatch(
     {
       method: record.method,
@@ -58,7 +52,7 @@ export async function forward(
       body,
       headersTimeoutMs: upstream.headersTimeoutMs,
       idleTimeoutMs: upstream.idleTimeoutMs,
-      sendNow: json?.stream ?? false,
+      sendNow: request.stream,
     },
     new Relay(lifecycle, { secrets: upstream.secrets, transforms: bodyTransforms(lifecycle, upstream.secrets), rewriteBody }),
   );
