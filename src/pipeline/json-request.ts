@@ -35,7 +35,9 @@ export function parseJsonRequest(body: Buffer): JsonRequest {
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new GatewayError('invalid_body');
   // Parsers disagree on which of two keys wins: the model decided on here must be the one the upstream reads.
   if (mayRepeatModel(text) && topLevelModelSpans(text).length > 1) {
-    throw new GatewayError('duplicate_model', "The JSON body has more than one top-level 'model' key; parsers disagree on which one counts.", { param: 'model' });
+    throw new GatewayError('duplicate_model', "The JSON body has more than one top-level 'model' key; parsers disagree on which one counts.", {
+      param: 'model',
+    });
   }
   const model = Object.hasOwn(parsed, 'model') ? (parsed as { model: unknown }).model : undefined;
   if (typeof model !== 'string' || model === '') {
