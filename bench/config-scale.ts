@@ -29,6 +29,7 @@ function inputs(routeCount: number, keys: readonly string[]): FileInputs {
     settings: {
       bodyLimit: 8 * 1024 * 1024,
       unknownModels: 'passthrough',
+      answerModel: 'requested',
       logLevel: 'info',
       accessLog: true,
       port: null,
@@ -65,12 +66,19 @@ function inputs(routeCount: number, keys: readonly string[]): FileInputs {
         maxIdleConnections: 8,
         tlsCa: null,
         tlsInsecureSkipVerify: false,
+        tlsServername: null,
+        tlsClientCert: null,
+        tlsClientCertSecret: null,
+        http2: 'auto',
+        proxy: null,
+        envProxy: null,
       },
     ],
     routes: Array.from({ length: routeCount }, (_, i) => ({
       model: `model-${i}`,
       source: 'file',
       targets: [{ model: `target-${i}`, upstream: null, weight: 1 }],
+      answerModel: null,
     })),
     clientKeys: keys.map((key, i) => ({ id: `key-${i}`, digest: keyDigest(key) })),
   };

@@ -3,6 +3,7 @@ import { ClientGoneError } from '../errors/client-gone.js';
 import type { RoutePlan } from '../routing/resolve.js';
 import type { Transports } from '../transport/transports.js';
 import type { Admissions, UpstreamAdmission } from './admission.js';
+import { answerModel, type AnswerModelFactory } from './answer-model.js';
 import type { RequestLifecycle } from './lifecycle.js';
 import type { ClientRequestBody } from './read-body.js';
 import type { BodyTransformFactory } from './body-transform.js';
@@ -41,8 +42,10 @@ export async function forward(
   if (!admission.tryEnter()) await waitForSlot(admission, lifecycle.res);
   lifecycle.dispatching(admission);
 
+  const answer = answerModel(plan, target.model, (result) => lifecycle.answerModel(result));
   const headers = upstreamRequestHeaders(req.headers, upstream.authorization, contentLength, record.id);
-  if (rewriteBody !== null) headers['accept-encoding'] = 'identity'; // the body is read, so it must arrive plain
+  // The body is read (the model list) or rewritten (the answer's model), so it must arrive plain.
+  if (rewriteBody !== null || answer?.rewrites === true) headers['accept-encoding'] = 'identity';
   lifecycle.attemptStarting(upstream, headers);
   deps.transports.get(upstream).dispatch(
     {
@@ -54,14 +57,20 @@ export async function forward(
       idleTimeoutMs: upstream.idleTimeoutMs,
       sendNow: request.stream,
     },
-    new Relay(lifecycle, { secrets: upstream.secrets, transforms: bodyTransforms(lifecycle, upstream.secrets), rewriteBody }),
+    new Relay(lifecycle, { secrets: upstream.secrets, transforms: bodyTransforms(lifecycle, upstream.secrets, answer), rewriteBody }),
   );
 }
 
-/** The stages the answer's body passes through: the configured secrets taken out, at any status. */
-function bodyTransforms(lifecycle: RequestLifecycle, secrets: readonly string[]): readonly BodyTransformFactory[] {
+/**
+ * The stages the answer's body passes through, in order: the configured
+ * secrets taken out, at any status; the requested model written back.
+ */
+function bodyTransforms(lifecycle: RequestLifecycle, secrets: readonly string[], answer: AnswerModelFactory | null): readonly BodyTransformFactory[] {
+  const transforms: BodyTransformFactory[] = [];
   const redacting = redaction(secrets, () => lifecycle.redacted('body'));
-  return redacting === null ? [] : [redacting];
+  if (redacting !== null) transforms.push(redacting);
+  if (answer !== null) transforms.push(answer);
+  return transforms;
 }
 
 /** Waits for a slot at a capped upstream; the wait ends when the client goes away. */

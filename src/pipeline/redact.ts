@@ -149,7 +149,7 @@ function secretBytes(list: readonly string[]): SecretBytes {
  * `secret` (0 if none). A loop over at most a secret's length of bytes: a
  * native search per piece and secret would cost more in calls than it saves.
  */
-function partialSuffix(data: Buffer, secret: Buffer): number {
+export function partialSuffix(data: Buffer, secret: Buffer): number {
   const first = secret[0]!;
   for (let at = Math.max(0, data.length - secret.length + 1); at < data.length; at++) {
     if (data[at] !== first) continue;
