@@ -5,7 +5,7 @@
  * interleave; medians and ratios are quoted. Prints a table and writes
  * bench-results/latest.json. `--quick` for a short smoke run.
  *
- * Flags: --quick, --rounds=N, --seconds=N, --only=throughput,streams,clients,memory,body,upload,config,nolog,cluster,peers,longstreams,tracing,answermodel,
+ * Flags: --quick, --rounds=N, --seconds=N, --only=throughput,streams,clients,memory,body,upload,config,nolog,cluster,peers,longstreams,tracing,answermodel,redaction,duplicates,
  *        --baseline=FILE (the tracing section also measures this build's main.js, e.g. main's, tracing off),
  *        --workers=N (the cluster section's WORKERS, default 2; `auto` is one per CPU),
  *        --profile (the gateway writes a .cpuprofile to bench-results/profiles), --out=FILE,
@@ -21,12 +21,14 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { answerModelCost } from './answer-model-cost.js';
 import { configScale, type ConfigScaleResult } from './config-scale.js';
+import { duplicateModelCost, summarizeDuplicateModel } from './duplicate-model.js';
 import { longStreamRows, summarizeLongProfile, type LongProfileSummary } from './long-report.js';
 import { runLongProfile } from './long-profile.js';
 import { closedLoop, hasWrk, openSlowStreams, paced, sequential, sequentialUploads, type PacedResult, type StreamsResult, type Target } from './load.js';
 import { parseBenchArgs, type Options } from './options.js';
 import { startOtlpSink } from './otlp-sink.js';
 import { filePeer, hasNginx, naivePeer, nginxPeer, type Peer, type PeerLauncher } from './peers.js';
+import { REDACTED_KEY, redactionAB, summarizeRedaction, UNREDACTED_KEY } from './redaction.js';
 import { rawStreams } from './stream-client.js';
 import {
   cpuMsByProcess,
@@ -79,10 +81,10 @@ const CLIENT_KEY = 'bench-client-key-0123456789';
 /** The one redirect the requests above go through: the model they ask for, and the one the upstream gets. */
 const MODEL_REDIRECT = { from: 'gpt-4', to: 'bench-model' } as const;
 
-function gatewayConfig(upstreamUrl: string, accessLog: boolean, extra: Record<string, unknown> = {}): unknown {
+function gatewayConfig(upstreamUrl: string, accessLog: boolean, extra: Record<string, unknown> = {}, apiKey = REDACTED_KEY): unknown {
   return {
     ...extra,
-    upstreams: { default: { url: `${upstreamUrl}/v1`, api_key: 'sk-bench-upstream', max_connections: 8192 } },
+    upstreams: { default: { url: `${upstreamUrl}/v1`, api_key: apiKey, max_connections: 8192 } },
     client_keys: [{ id: 'bench', key: CLIENT_KEY }],
     model_redirects: { [MODEL_REDIRECT.from]: MODEL_REDIRECT.to },
     access_log: accessLog,
@@ -209,11 +211,11 @@ async function main(): Promise<void> {
     workers?: number,
     extra: Record<string, unknown> = {},
     mainScript = join(dist, 'main.js'),
-    env?: Record<string, string>,
+    { apiKey = REDACTED_KEY, env }: { apiKey?: string; env?: Record<string, string> } = {},
   ): Promise<GatewayProcess> =>
     startGateway({
       mainScript,
-      config: gatewayConfig(upstream.url, accessLog, extra),
+      config: gatewayConfig(upstream.url, accessLog, extra, apiKey),
       configPath: join(work, `gateway-${gatewayIndex}.json`),
       logPath: join(work, `gateway-${gatewayIndex++}.log`),
       nodeArgs: options.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
@@ -273,7 +275,7 @@ async function main(): Promise<void> {
   if (wants('clients')) {
     // The same gateway and config twice, one sending everything through undici (the diagnostic
     // API_PROXY_TRANSPORT=undici): native, undici and direct take turns, the order rotating each round.
-    const undiciGateway = await launch(true, undefined, {}, join(dist, 'main.js'), { API_PROXY_TRANSPORT: 'undici' });
+    const undiciGateway = await launch(true, undefined, {}, join(dist, 'main.js'), { env: { API_PROXY_TRANSPORT: 'undici' } });
     const viaUndici: Target = { url: undiciGateway.url, headers };
     const gateways: Record<'native' | 'undici', GatewayProcess> = { native: gateway, undici: undiciGateway };
     await closedLoop(tool, viaUndici, BODY, 64, 1, lua);
@@ -667,6 +669,32 @@ async function main(): Promise<void> {
     results['peers_streams'] = { '500': peerStreams };
   }
 
+  if (wants('redaction')) {
+    log('(8) redaction of the configured secrets: a gateway with a secret key against one without, interleaved');
+    await stop(gateway.child); // idle: off the machine while the pair runs
+    const on = await launch(true, undefined, {}, join(dist, 'main.js'), { apiKey: REDACTED_KEY });
+    const off = await launch(true, undefined, {}, join(dist, 'main.js'), { apiKey: UNREDACTED_KEY });
+    for (const side of [on, off]) {
+      await closedLoop(tool, { url: side.url, headers }, BODY, 64, 1, lua);
+      await rawStreams({ url: side.url, headers }, STREAM_BODY, 50, 1, 20, 5);
+    }
+    const sides = { on: { target: { url: on.url, headers }, pid: on.pid }, off: { target: { url: off.url, headers }, pid: off.pid } };
+    const ab = await redactionAB(
+      { rounds: Math.max(options.rounds, 4), seconds: options.seconds, tool, lua, body: BODY, streamBody: STREAM_BODY },
+      sides.on,
+      sides.off,
+      log,
+    );
+    results['redaction'] = summarizeRedaction(ab);
+    await stop(on.child);
+    await stop(off.child);
+  }
+
+  if (wants('duplicates')) {
+    log('(9) the duplicate-model check: parseJsonRequest against the check alone, per body, in this process');
+    results['duplicate_model'] = summarizeDuplicateModel(duplicateModelCost(options.quick));
+  }
+
   await stop(gateway.child);
   await stop(upstream.child);
 
@@ -998,6 +1026,34 @@ export function table(results: Record<string, unknown>): string {
       `${am['stage_cpu_us_per_json_answer']}, ${am['stage_cpu_us_per_stream']}`,
       `${round(jsonShare * 100, 1)} %, ${round(streamShare * 100, 1)} % of relay`,
       `< 5 % (${mark(jsonShare < 0.05 && streamShare < 0.05)})`,
+    ]);
+  }
+  const red = r['redaction'];
+  if (red !== undefined) {
+    rows.push([
+      '(8) redaction on / off: req/s',
+      `${red['on_rps']}`,
+      `${red['off_rps']}`,
+      `ratio ${red['rps_ratio']} (>= 0.98: ${mark(red['rps_ratio']! >= 0.98)})`,
+    ]);
+    rows.push(['    CPU µs/request on / off', `${red['on_cpu_us_per_request']}`, `${red['off_cpu_us_per_request']}`, '']);
+    rows.push([
+      '    50 streams: done/s on / off',
+      `${red['on_streams_per_s']}`,
+      `${red['off_streams_per_s']}`,
+      `ratio ${red['streams_ratio']} (>= 0.98: ${mark(red['streams_ratio']! >= 0.98)})`,
+    ]);
+    rows.push(['    CPU µs/stream on / off', `${red['on_cpu_us_per_stream']}`, `${red['off_cpu_us_per_stream']}`, '']);
+    rows.push(['    redactor alone, MB/s (64 KiB pieces)', `${red['redactor_mb_per_s']}`, '', '']);
+  }
+  const dup = results['duplicate_model'] as Record<string, string | number | boolean>[] | undefined;
+  for (const row of dup ?? []) {
+    const share = `check ${Math.round(Number(row['check_share_of_parse']) * 1000) / 10} % of parse`;
+    rows.push([
+      `(9) ${row['body']}: parse / check ns`,
+      `${row['parse_ns']} / ${row['check_ns']}`,
+      share,
+      row['scanned'] === true ? `scanned: +${row['scan_ns']} ns` : '',
     ]);
   }
   const c = r['config_scale'];

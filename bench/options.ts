@@ -35,6 +35,8 @@ export const SECTIONS = [
   'longstreams',
   'tracing',
   'answermodel',
+  'redaction',
+  'duplicates',
 ] as const;
 
 const FLAGS = {

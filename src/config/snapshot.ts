@@ -1,4 +1,5 @@
 import type { FileInputs, GatewaySettings, KubeInputs, KubernetesSettings, PolicyStatus, RouteStatus, TracingConfig } from './model.js';
+import { redactableSecrets } from './secrets.js';
 import { compileUpstream, type Upstream } from './upstream.js';
 import { resolveClientPolicies } from '../policy/client-policies.js';
 import { principalsByDigest } from '../policy/principals.js';
@@ -52,8 +53,11 @@ const NO_POLICIES: ReadonlyMap<string, ConsumerPolicy> = new Map();
 /** Merges every source into a snapshot; a pure function of its inputs. */
 export function buildSnapshot(inputs: SnapshotInputs): RoutingSnapshot {
   const { file, kube } = inputs;
+  const compiled = file.upstreams.map((spec) => compileUpstream(spec, kube, inputs.namespace));
+  // Any upstream's answer may carry any secret (one upstream proxying another, a shared debugging echo): each is cleaned of all.
+  const secrets = redactableSecrets(compiled.flatMap((upstream) => upstream.secrets));
   const upstreams = new Map<string, Upstream>();
-  for (const spec of file.upstreams) upstreams.set(spec.name, compileUpstream(spec, kube, inputs.namespace));
+  for (const upstream of compiled) upstreams.set(upstream.name, { ...upstream, secrets });
   const defaultUpstream = upstreams.get(file.settings.defaultUpstream);
   if (defaultUpstream === undefined) {
     throw new SnapshotError(`the default upstream '${file.settings.defaultUpstream}' is not defined`);

@@ -5,7 +5,11 @@ import type { ClientCertificate, EnvProxy, KubeInputs, SecretRef, UpstreamSpec }
 /** An upstream ready for the request path: its key resolved, the Authorization header precomputed. */
 export interface Upstream extends UpstreamSpec {
   readonly authorization: string | null;
-  /** Values that must never reach a client (the upstream's key, proxy credentials): redacted from response headers and bodies. */
+  /**
+   * Values that must never reach a client, redacted from its answers' headers
+   * and bodies: compileUpstream lists the upstream's own (its key, its proxy's
+   * credentials); the snapshot widens the list to every secret the config holds.
+   */
   readonly secrets: readonly string[];
   /** The cap on requests in flight and the queue's timeout, one object per snapshot. */
   readonly admission: { readonly maxInFlight: number | null; readonly queueTimeoutMs: number };

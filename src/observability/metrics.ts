@@ -110,7 +110,7 @@ export class GatewayMetrics {
     });
     this.#redactions = new CounterFamily(this.registry, {
       name: 'apiproxy_redactions_total',
-      help: "Secrets (the upstream's key) taken out of upstream answers before they reached a client, by upstream and where (header, body).",
+      help: 'Configured secrets (upstream keys) taken out of upstream answers before they reached a client, by upstream and where (header, body).',
       labelNames: ['upstream', 'where'],
     });
     this.#clientErrors = new CounterFamily(this.registry, {

@@ -45,7 +45,7 @@ export class RequestAccounting {
   /** A secret was taken out of an upstream's answer; logged once per response, with the upstream that sent it. */
   redacted(record: RequestRecord, where: 'header' | 'body', log: boolean): void {
     this.#metrics.redacted(record.upstream ?? 'unknown', where);
-    if (log) this.#logging.logger.warn({ upstream: record.upstream, req_id: record.id, where }, "the upstream's answer carried its key; redacted");
+    if (log) this.#logging.logger.warn({ upstream: record.upstream, req_id: record.id, where }, "the upstream's answer carried a configured secret; redacted");
   }
 
   /** An answer whose model was due to be replaced: by the requested model and the one sent upstream. */

@@ -62,7 +62,7 @@ export async function forward(
 }
 
 /**
- * The stages the answer's body passes through, in order: the upstream's
+ * The stages the answer's body passes through, in order: the configured
  * secrets taken out, at any status; the requested model written back.
  */
 function bodyTransforms(lifecycle: RequestLifecycle, secrets: readonly string[], answer: AnswerModelFactory | null): readonly BodyTransformFactory[] {

@@ -11,7 +11,7 @@ import { clientResponseHeaders } from './upstream-headers.js';
 
 /** What the relay needs to know besides the response. */
 export interface RelayOptions {
-  /** Values that must not reach the client (the upstream's key): redacted from the headers. */
+  /** Values that must not reach the client (every secret the config holds): redacted from the headers. */
   readonly secrets: readonly string[];
   /** What the body passes through, in order (the secrets' redaction first); decided per response at its head. */
   readonly transforms: readonly BodyTransformFactory[];

@@ -9,10 +9,20 @@ import type { ServerResponse } from 'node:http';
 import { createServer as createNetServer, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { Worker } from 'node:worker_threads';
-import type { ExchangeHandler, UpstreamRequest } from '../../src/transport/types.js';
+import type { UpstreamRequest } from '../../src/transport/types.js';
 import { UpstreamPool, type PoolOptions } from '../../src/transport/h1/pool.js';
 import { freePort, sleep, waitFor } from '../support/wait.js';
-import { closeTransportHarness, decodeChunked, OK, Recorder, startHttp, startRaw, track, type HttpTestServer } from '../support/transport-harness.js';
+import {
+  abortingOnStart,
+  closeTransportHarness,
+  decodeChunked,
+  OK,
+  Recorder,
+  startHttp,
+  startRaw,
+  track,
+  type HttpTestServer,
+} from '../support/transport-harness.js';
 
 // ---------------------------------------------------------------------------
 // Pools and requests
@@ -419,16 +429,7 @@ describe('abort', () => {
     const pool = makePool(server.url);
     const reason = new Error('already gone');
     const rec = new Recorder();
-    const handler: ExchangeHandler = {
-      onStart: (exchange) => {
-        rec.onStart(exchange);
-        exchange.abort(reason);
-      },
-      onHead: (status, headers) => rec.onHead(status, headers),
-      onBody: (bytes, last) => rec.onBody(bytes, last),
-      onEnd: () => rec.onEnd(),
-      onError: (error) => rec.onError(error),
-    };
+    const handler = abortingOnStart(rec, reason);
     pool.dispatch(req(), handler);
     expect(rec.error).toBe(reason);
     expect(pool.connections).toBe(0);

@@ -1,4 +1,5 @@
 import { parseConfigText, toInputs, ConfigError } from '../../src/config/load-file.js';
+import { redactableSecrets } from '../../src/config/secrets.js';
 import { buildSnapshot } from '../../src/config/snapshot.js';
 import { resolveModel } from '../../src/routing/resolve.js';
 import { resolveKubeRoutes } from '../../src/routing/table.js';
@@ -133,6 +134,34 @@ describe('snapshot', () => {
     expect(() =>
       buildSnapshot({ file: fileInputs('routes:\n  - model: z\n    targets: [{ model: a, upstream: ghost }]\n'), kube: null, namespace: 'ns', version: 1 }),
     ).toThrow("unknown upstream 'ghost'");
+  });
+
+  test("every upstream's answers are cleaned of every configured secret: once each, longest first, none shorter than 8", () => {
+    const file = toInputs(
+      parseConfigText(
+        [
+          'upstreams:',
+          '  default: { url: "http://a/v1", api_key: sk-default-0123 }',
+          '  twin: { url: "http://b/v1", api_key: sk-default-0123 }',
+          '  longer: { url: "http://c/v1", api_key: sk-default-0123-and-more }',
+          '  vllm: { url: "http://d/v1", api_key: EMPTY }',
+          '  from-secret: { url: "http://e/v1", api_key_secret: { name: keys, key: k } }',
+          '  none: { url: "http://f/v1" }',
+        ].join('\n'),
+        'c',
+      ),
+      noSecrets,
+    );
+    const snapshot = buildSnapshot({
+      file,
+      kube: { routes: [], consumers: [], policies: [], upstreamKeys: new Map([['ns/keys/k', 'sk-from-a-kube-secret']]) },
+      namespace: 'ns',
+      version: 1,
+    });
+    const all = ['sk-default-0123-and-more', 'sk-from-a-kube-secret', 'sk-default-0123'];
+    for (const upstream of snapshot.upstreams.values()) expect({ [upstream.name]: upstream.secrets }).toEqual({ [upstream.name]: all });
+    expect(snapshot.upstreams.get('vllm')!.authorization).toBe('Bearer EMPTY');
+    expect(redactableSecrets(['12345678', '1234567', '123456789', '12345678'])).toEqual(['123456789', '12345678']);
   });
 
   test('client keys are held only as digests', () => {
