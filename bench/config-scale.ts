@@ -35,6 +35,7 @@ function inputs(routeCount: number, keys: readonly string[]): FileInputs {
       drainDelayMs: 0,
       shutdownTimeoutMs: 1000,
       defaultUpstream: 'default',
+      retryBudgetMs: 120_000,
     },
     kubernetes: { enabled: false, namespaces: [], clientKeySelector: 'x=y', watchTimeoutSeconds: 300 },
     upstreams: [
@@ -52,9 +53,11 @@ function inputs(routeCount: number, keys: readonly string[]): FileInputs {
         maxIdleConnections: 8,
         tlsCa: null,
         tlsInsecureSkipVerify: false,
+        retry: { attempts: 2, backoffBaseMs: 100, backoffMaxMs: 2000, conditions: ['connect_failure', 429, 502, 503, 504] },
+        outlier: { consecutiveFailures: 5, ejectionMs: 30_000, maxEjectionMs: 300_000, maxEjectedPercent: 50 },
       },
     ],
-    routes: Array.from({ length: routeCount }, (_, i) => ({ model: `model-${i}`, source: 'file', targets: [{ model: `target-${i}`, upstream: null, weight: 1 }] })),
+    routes: Array.from({ length: routeCount }, (_, i) => ({ model: `model-${i}`, source: 'file', targets: [{ model: `target-${i}`, upstream: null, weight: 1, priority: 0 }] })),
     clientKeys: keys.map((key, i) => ({ id: `key-${i}`, digest: keyDigest(key) })),
   };
 }

@@ -10,10 +10,11 @@ import { SnapshotStore } from './config/store.js';
 import { Readiness } from './http/readiness.js';
 import { createHttpServer, SERVER_LIMITS, type ServerLimits } from './http/server.js';
 import { createLogging, type DestinationStream, type Logger } from './observability/logger.js';
-import { GatewayMetrics } from './observability/metrics.js';
+import { ATTEMPT_OUTCOMES, GatewayMetrics } from './observability/metrics.js';
 import { localMetricsReport, type MetricsReport } from './observability/metrics-report.js';
 import { RequestAccounting } from './pipeline/account.js';
 import { Admissions } from './pipeline/admission.js';
+import { TargetHealth } from './pipeline/target-health.js';
 import { FileSource } from './sources/file-source.js';
 import { Transports } from './transport/transports.js';
 
@@ -94,11 +95,18 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       logger[refused > 0 ? 'warn' : 'info']({ upstream, queued, refused, longest_wait_ms: longestWaitMs }, 'upstream queue drained'),
   });
   metrics.countAdmissionsWith(() => admissions.all());
+  const health = new TargetHealth({
+    opened: (upstream) => metrics.attemptsOpened(upstream, ATTEMPT_OUTCOMES),
+    ejected: (upstream, ms, failures) => logger.warn({ upstream, ejection_ms: ms, failures }, 'upstream ejected after failures in a row'),
+    readmitted: (upstream, ejectedMs) => logger.info({ upstream, ejected_ms: ejectedMs }, 'upstream readmitted'),
+  });
+  metrics.countEjectionsWith(() => health.ejections());
   const readiness = new Readiness(() => store.current !== null);
   metrics.countRoutesWith(() => store.current?.routes.size ?? 0);
 
   store.onSwap((snapshot) => {
     transports.retain(snapshot);
+    health.retain(snapshot);
     if (levelOverride === null) logger.level = snapshot.settings.logLevel;
   });
 
@@ -147,7 +155,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 
   const metricsReport = (options.metricsReport ?? localMetricsReport)(metrics);
   const accounting = new RequestAccounting(metrics, logging, () => store.current?.settings.accessLog ?? true);
-  const handler = createRequestHandler({ store, transports, admissions, accounting, metricsReport, readiness });
+  const handler = createRequestHandler({ store, transports, admissions, health, accounting, metricsReport, readiness });
   const server = createHttpServer(handler, { ...SERVER_LIMITS, ...options.serverLimits });
   await new Promise<void>((resolveListen, reject) => {
     server.once('error', reject);

@@ -4,8 +4,16 @@ import { parse as parseYaml } from 'yaml';
 import { prettifyError } from 'zod';
 import { ConfigError } from './config-error.js';
 import { keyDigest } from './key-digest.js';
-import { fileConfigSchema, type FileConfig, type UpstreamFileConfig } from './schema.js';
-import type { ClientKeySpec, FileInputs, RouteSpec, UpstreamSpec } from './model.js';
+import {
+  DEFAULT_OUTLIER,
+  DEFAULT_RETRY,
+  fileConfigSchema,
+  type FileConfig,
+  type OutlierFileConfig,
+  type RetryFileConfig,
+  type UpstreamFileConfig,
+} from './schema.js';
+import type { ClientKeySpec, FileInputs, OutlierSpec, RetrySpec, RouteSpec, UpstreamSpec } from './model.js';
 
 export { ConfigError };
 
@@ -92,12 +100,12 @@ export function toInputs(config: FileConfig, readSecret: SecretReader): FileInpu
 
   const routes: RouteSpec[] = [];
   for (const [model, target] of Object.entries(config.model_redirects)) {
-    routes.push({ model, targets: [{ model: target, upstream: null, weight: 1 }], source: 'file' });
+    routes.push({ model, targets: [{ model: target, upstream: null, weight: 1, priority: 0 }], source: 'file' });
   }
   for (const route of config.routes) {
     routes.push({
       model: route.model,
-      targets: route.targets.map((t) => ({ model: t.model, upstream: t.upstream ?? null, weight: t.weight ?? 1 })),
+      targets: route.targets.map((t) => ({ model: t.model, upstream: t.upstream ?? null, weight: t.weight ?? 1, priority: t.priority ?? 0 })),
       source: 'file',
     });
   }
@@ -122,6 +130,7 @@ export function toInputs(config: FileConfig, readSecret: SecretReader): FileInpu
       drainDelayMs: config.shutdown.drain_delay_ms,
       shutdownTimeoutMs: config.shutdown.timeout_ms,
       defaultUpstream: config.default_upstream,
+      retryBudgetMs: config.retry_budget_ms,
     },
     kubernetes: {
       enabled: config.kubernetes.enabled,
@@ -156,5 +165,20 @@ function upstreamSpec(name: string, upstream: Partial<UpstreamFileConfig> & { ur
     maxIdleConnections: upstream.max_idle_connections ?? 256,
     tlsCa,
     tlsInsecureSkipVerify: upstream.tls?.insecure_skip_verify ?? false,
+    retry: retrySpec(upstream.retry ?? DEFAULT_RETRY),
+    outlier: outlierSpec(upstream.outlier ?? DEFAULT_OUTLIER),
+  };
+}
+
+function retrySpec(retry: RetryFileConfig): RetrySpec {
+  return { attempts: retry.attempts, backoffBaseMs: retry.backoff.base_ms, backoffMaxMs: retry.backoff.max_ms, conditions: retry.conditions };
+}
+
+function outlierSpec(outlier: OutlierFileConfig): OutlierSpec {
+  return {
+    consecutiveFailures: outlier.consecutive_failures,
+    ejectionMs: outlier.ejection_ms,
+    maxEjectionMs: outlier.max_ejection_ms,
+    maxEjectedPercent: outlier.max_ejected_percent,
   };
 }

@@ -2,26 +2,33 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CLIENT_CLOSED_REQUEST, ClientGoneError } from '../errors/client-gone.js';
 import { toGatewayError } from '../errors/gateway-error.js';
 import { writeError } from '../errors/write-error.js';
-import type { Exchange } from '../transport/types.js';
 import type { RequestAccounting } from './account.js';
 import type { UpstreamAdmission } from './admission.js';
 import type { RequestRecord } from './request-record.js';
 import { requestIdFrom } from './request-id.js';
 
+/** What the lifecycle stops when the client goes away: an upstream exchange, or the attempt loop's wait between two. */
+export interface Abortable {
+  abort(error: Error): void;
+}
+
 /**
  * The one owner of a request's life, from accept to record. Stages fill in
  * its record and report what happens; it answers errors, aborts the upstream
- * exchange when the client goes away, gives back the upstream slot, and
- * completes the record exactly once: when the response is closed and no
- * upstream exchange is open.
+ * exchange (or the wait before the next attempt) when the client goes away,
+ * gives back each attempt's upstream slot, and completes the record exactly
+ * once: when the response is closed and the upstream phase (every attempt)
+ * has ended.
  */
 export class RequestLifecycle {
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
   readonly record: RequestRecord;
   readonly #accounting: RequestAccounting;
-  #exchange: Exchange | null = null;
+  #exchange: Abortable | null = null;
   #slot: UpstreamAdmission | null = null;
+  /** When the first attempt was dispatched (performance.now()), for the time to the answer's head. */
+  #dispatchedAt = -1;
   #upstreamOpen = false;
   #responseClosed = false;
   #countedStream = false;
@@ -51,33 +58,46 @@ export class RequestLifecycle {
       stream: false,
       errorCode: null,
       clientAborted: false,
+      attempts: 0,
     };
     accounting.opened();
     res.once('close', this.#onClose);
   }
 
-  /** The request goes to an upstream, holding `slot` until the exchange settles. */
+  /** An attempt goes to an upstream, holding `slot` until it ends; the upstream phase is open until `upstreamSettled`. */
   dispatching(slot: UpstreamAdmission): void {
+    if (this.#dispatchedAt < 0) this.#dispatchedAt = performance.now();
     this.#slot = slot;
     this.#upstreamOpen = true;
   }
 
-  /** The transport handed over the exchange: from now on a client that leaves aborts it. */
-  attach(exchange: Exchange): void {
+  /**
+   * What a client that leaves must stop: the transport's exchange, or the
+   * attempt loop while it waits to try again. Stopped at once when the client
+   * is already gone.
+   */
+  attach(exchange: Abortable): void {
     this.#exchange = exchange;
     if (this.#responseClosed) exchange.abort(new ClientGoneError());
   }
 
-  /** The upstream's response head arrived after `ttfbMs`; `stream` when it is an event stream. */
-  upstreamResponded(ttfbMs: number, stream: boolean): void {
-    const record = this.record;
-    record.ttfbMs = ttfbMs;
-    record.stream = stream;
-    this.#countedStream = stream;
-    this.#accounting.upstreamResponded(record);
+  /** An attempt ended without its answer being relayed: its slot goes back; another attempt or the answer follows. */
+  attemptEnded(): void {
+    this.#exchange = null;
+    this.#slot?.leave();
+    this.#slot = null;
   }
 
-  /** The upstream exchange ended; `errorCode` when it failed (a gateway error code). */
+  /** The head of the answer the client gets is going out; `stream` when it is an event stream. */
+  upstreamResponded(stream: boolean): void {
+    const record = this.record;
+    record.ttfbMs = performance.now() - this.#dispatchedAt;
+    record.stream = stream;
+    this.#countedStream = stream;
+    this.#accounting.answerStarted(record);
+  }
+
+  /** The upstream phase ended (the last exchange settled); `errorCode` when a relayed answer failed (a gateway error code). */
   upstreamSettled(errorCode: string | null): void {
     if (!this.#upstreamOpen) return;
     this.#upstreamOpen = false;
@@ -118,7 +138,7 @@ export class RequestLifecycle {
     }
     // A refused body is never read to its end: close the connection instead of draining it.
     const closeConnection = !req.complete;
-    writeError(res, error, record.id, { head: req.method === 'HEAD', closeConnection });
+    writeError(res, error, record.id, { head: req.method === 'HEAD', closeConnection, attempts: record.attempts });
     if (closeConnection) res.once('finish', () => req.socket.destroySoon());
   }
 

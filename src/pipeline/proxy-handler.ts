@@ -3,27 +3,27 @@ import type { SnapshotStore } from '../config/store.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import { routeLabel } from '../observability/metrics.js';
 import { defaultPlan, resolveModel } from '../routing/resolve.js';
-import type { RequestAccounting } from './account.js';
 import { authenticate } from './authenticate.js';
 import { forward, type ForwardDeps } from './forward.js';
 import { RequestLifecycle } from './lifecycle.js';
 import { modelsEndpoint } from './models-endpoint.js';
 import { readClientBody } from './read-body.js';
+import { requestDeadline } from './deadline.js';
 import { checkMethod, checkPath } from './request-path.js';
 
 export interface ProxyDeps extends ForwardDeps {
   readonly store: SnapshotStore;
-  readonly accounting: RequestAccounting;
 }
 
 /**
  * Every `/v1/*` request, one way through: accept (the lifecycle opens the
- * record), authenticate, read the body, resolve the route, forward, relay;
+ * record), authenticate, read the body, resolve the route (with the targets'
+ * health), forward (the attempt loop), relay;
  * the lifecycle records it when the response closes. Whatever a stage throws
  * is answered by the lifecycle, once.
  */
 export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res: ServerResponse) => void {
-  const { store, accounting } = deps;
+  const { store, accounting, health } = deps;
 
   async function proxy(lifecycle: RequestLifecycle): Promise<void> {
     const { req, record } = lifecycle;
@@ -32,6 +32,7 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
     if (snapshot === null) throw new GatewayError('not_ready');
     record.keyId = authenticate(req.headers.authorization, snapshot);
     checkPath(record.path);
+    const deadline = requestDeadline(record.startedAt, req.headers, snapshot.settings.retryBudgetMs);
 
     const models = modelsEndpoint(lifecycle, snapshot);
     if (models === true) return;
@@ -40,8 +41,8 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
     record.bytesIn = request.contentLength ?? 0;
     const json = request.json;
     if (json !== null) record.model = json.model;
-    const plan = json === null ? defaultPlan(snapshot) : resolveModel(snapshot, json.model, Math.random());
-    await forward(deps, lifecycle, plan, request, models);
+    const plan = json === null ? defaultPlan(snapshot, health) : resolveModel(snapshot, json.model, Math.random(), health);
+    forward(deps, lifecycle, plan, request, models, deadline);
   }
 
   return function handle(req: IncomingMessage, res: ServerResponse): void {

@@ -68,10 +68,12 @@ test('connection refused: 502 upstream_unreachable, counted; the gateway stays h
       for (let i = 0; i < 3; i++) {
         const res = await request(`${other.url}/v1/chat/completions`, { method: 'POST', headers: auth, body: jsonBody });
         expect(res.statusCode).toBe(502);
+        // a connect failure is tried once more by default (retry.attempts 2), then answered
+        expect(res.headers['x-apiproxy-attempts']).toBe('2');
         expect(((await res.body.json()) as any).error).toMatchObject({ code: 'upstream_unreachable', type: 'upstream_error' });
       }
     });
-    expect(delta).toEqual({ upstreamErrors: 3, requests: 3, errorCount: 3 });
+    expect(delta).toEqual({ upstreamErrors: 6, requests: 3, errorCount: 3 });
     // and once the upstream is configured to a live one, the same gateway serves normally
     other.writeConfig(baseConfig(upstream.url));
     await waitFor(

@@ -10,14 +10,15 @@ import { request } from 'undici';
 import { keyDigest } from '../../src/config/key-digest.js';
 import type { RoutingSnapshot } from '../../src/config/snapshot.js';
 import { authenticate } from '../../src/pipeline/authenticate.js';
-import { baseConfig, CLIENT_KEY, startGatewayWithUpstream, UPSTREAM_KEY, type TestGateway } from '../support/gateway-harness.js';
+import { baseConfig, CLIENT_KEY, startGatewayWithUpstream, UPSTREAM_KEY, withOneTry, type TestGateway } from '../support/gateway-harness.js';
 import { bodyMask } from '../../src/pipeline/redact.js';
 import { lastBody, metricsJson, prometheus, rawRequest, sampleValue, series } from '../reliability/helpers.js';
 
 let gw: TestGateway;
 let stop: () => Promise<void>;
 
-beforeAll(async () => ({ gw, stop } = await startGatewayWithUpstream((url) => baseConfig(url))));
+// One try per request: a 429 with Retry-After would otherwise be waited out and tried again (test/integration/failover.test.ts).
+beforeAll(async () => ({ gw, stop } = await startGatewayWithUpstream((url) => withOneTry(baseConfig(url)))));
 afterAll(() => stop());
 
 async function statusWith(authorization: string | undefined): Promise<{ status: number; code?: string }> {

@@ -19,7 +19,15 @@ export interface SeenRequest {
 export interface FakeUpstream {
   url: string;
   port: number;
+  /** Named in every answer's `x-fake-upstream` header and in its error messages. */
+  name: string;
   requests: SeenRequest[];
+  /**
+   * x-fake-* headers for the next requests, one set each, in order: they
+   * override what the request carries (the gateway sends every target the
+   * same headers, so this is how one target fails while another answers).
+   */
+  script: Record<string, string>[];
   /** Sockets ever accepted (to check connection reuse). */
   connections: number;
   close(): Promise<void>;
@@ -28,7 +36,9 @@ export interface FakeUpstream {
 /**
  * An OpenAI-compatible upstream on an ephemeral port that misbehaves on demand,
  * steered by request headers (which the gateway forwards untouched):
- *   x-fake-status: N          answer N with an OpenAI error body (and retry-after for 429)
+ *   x-fake-status: N          answer N with an OpenAI error body (and retry-after: 7 for 429)
+ *   x-fake-retry-after: v     the retry-after of that error answer (any status; `none`: without one)
+ *   x-fake-retry-after-ms: v  a retry-after-ms header on that error answer (OpenAI's)
  *   x-fake-headers-delay: ms  wait before sending headers
  *   x-fake-reset: before-headers | mid-stream | mid-body (with x-fake-size: close the socket halfway)
  *   x-fake-stall: after-first  stop sending after the first chunk (keep the socket open)
@@ -40,11 +50,16 @@ export interface FakeUpstream {
  *   x-fake-echo-auth-body: 1  put the request's Authorization into the answer's content; in a stream, split across two writes
  * Each SeenRequest also records `bytesSent` (for x-fake-size) and the connection's `remotePort`.
  */
-export async function startFakeUpstream(options: { tls?: { key: string; cert: string } } = {}): Promise<FakeUpstream> {
+export async function startFakeUpstream(options: { tls?: { key: string; cert: string }; name?: string } = {}): Promise<FakeUpstream> {
   const requests: SeenRequest[] = [];
+  const script: Record<string, string>[] = [];
+  const name = options.name ?? 'fake';
   const sockets = new Set<Socket>();
   let connections = 0;
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    const scripted = script.shift();
+    if (scripted !== undefined) Object.assign(req.headers, scripted);
+    res.setHeader('x-fake-upstream', name);
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
@@ -61,7 +76,7 @@ export async function startFakeUpstream(options: { tls?: { key: string; cert: st
         remotePort: req.socket.remotePort ?? 0,
       };
       requests.push(seen);
-      void respond(req, res, seen);
+      void respond(req, res, seen, name);
     });
   };
   const server: Server = options.tls === undefined ? createServer(onRequest) : createHttpsServer(options.tls, onRequest);
@@ -76,7 +91,9 @@ export async function startFakeUpstream(options: { tls?: { key: string; cert: st
   return {
     url: `${options.tls === undefined ? 'http' : 'https'}://127.0.0.1:${port}`,
     port,
+    name,
     requests,
+    script,
     get connections() {
       return connections;
     },
@@ -95,7 +112,7 @@ function header(req: IncomingMessage, name: string): string | undefined {
   return typeof value === 'string' ? value : undefined;
 }
 
-async function respond(req: IncomingMessage, res: ServerResponse, seen: SeenRequest): Promise<void> {
+async function respond(req: IncomingMessage, res: ServerResponse, seen: SeenRequest, name: string): Promise<void> {
   const headersDelay = Number(header(req, 'x-fake-headers-delay') ?? 0);
   if (headersDelay > 0) await sleep(headersDelay);
   if (res.destroyed) return;
@@ -106,9 +123,16 @@ async function respond(req: IncomingMessage, res: ServerResponse, seen: SeenRequ
   if (header(req, 'x-fake-echo-auth') === '1') res.setHeader('x-echo-authorization', req.headers.authorization ?? '');
   const status = Number(header(req, 'x-fake-status') ?? 200);
   if (status !== 200) {
-    const message = header(req, 'x-fake-echo-headers') === '1' ? `echo: ${JSON.stringify(req.headers)}` : `fake upstream error ${status}`;
+    const message = header(req, 'x-fake-echo-headers') === '1' ? `echo: ${JSON.stringify(req.headers)}` : `fake upstream ${name} error ${status}`;
     const body = JSON.stringify({ error: { message, type: 'upstream_fake', param: null, code: `fake_${status}` } });
-    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...(status === 429 ? { 'retry-after': '7' } : {}) });
+    const retryAfter = header(req, 'x-fake-retry-after') ?? (status === 429 ? '7' : 'none');
+    const retryAfterMs = header(req, 'x-fake-retry-after-ms');
+    res.writeHead(status, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(body),
+      ...(retryAfter === 'none' ? {} : { 'retry-after': retryAfter }),
+      ...(retryAfterMs === undefined ? {} : { 'retry-after-ms': retryAfterMs }),
+    });
     res.end(body);
     return;
   }

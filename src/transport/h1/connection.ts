@@ -1,7 +1,16 @@
 import { connect as connectTcp, type Socket } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 import type { Readable } from 'node:stream';
-import { BodyTimeoutError, ConnectTimeoutError, HeadersTimeoutError, UpstreamClosedError } from '../../errors/upstream.js';
+import {
+  attemptFailure,
+  BodyTimeoutError,
+  ConnectFailedError,
+  ConnectTimeoutError,
+  HeadersTimeoutError,
+  NoResponseError,
+  StaleConnectionError,
+  UpstreamClosedError,
+} from '../../errors/upstream.js';
 import { atTurnEnd, uncork } from '../../io/turn-end.js';
 import type { Exchange, ResponseHandler, ResponseHeaders, UpstreamRequest } from '../types.js';
 import { requestHead } from './request-head.js';
@@ -54,6 +63,12 @@ export class UpstreamConnection implements ResponseSink, Exchange {
   /** Stops a request body still being streamed. */
   #stopUpload: (() => void) | null = null;
   #paused = false;
+  /** Exchanges this connection has completed: a request on a connection that completed one went out on a reused connection. */
+  #completed = 0;
+  /** The current exchange runs on a reused connection. */
+  #reused = false;
+  /** Some byte of the current exchange's response came. */
+  #answered = false;
 
   constructor(owner: ConnectionOwner, endpoint: Endpoint) {
     this.#owner = owner;
@@ -98,6 +113,8 @@ export class UpstreamConnection implements ResponseSink, Exchange {
     this.#handler = handler;
     this.#request = request;
     this.#paused = false;
+    this.#reused = this.#completed > 0;
+    this.#answered = false;
     this.#parser.reset(request.method !== 'HEAD');
     if (this.#connected) this.#socket.setTimeout(request.headersTimeoutMs);
     try {
@@ -218,6 +235,7 @@ export class UpstreamConnection implements ResponseSink, Exchange {
       this.#close();
       return;
     }
+    this.#answered = true;
     let complete: boolean;
     try {
       complete = this.#parser.feed(data);
@@ -233,6 +251,7 @@ export class UpstreamConnection implements ResponseSink, Exchange {
     const parser = this.#parser;
     this.#handler = null;
     this.#request = null;
+    this.#completed++;
     // A response that came before its request body was sent leaves the connection mid-request.
     const reusable = parser.reusable && this.#stopUpload === null;
     this.#stopUpload?.();
@@ -276,7 +295,7 @@ export class UpstreamConnection implements ResponseSink, Exchange {
   };
 
   readonly #onSocketError = (error: Error): void => {
-    if (this.#handler !== null) this.#fail(error);
+    if (this.#handler !== null) this.#fail(this.#broken(error));
     else this.#close();
   };
 
@@ -286,9 +305,20 @@ export class UpstreamConnection implements ResponseSink, Exchange {
   };
 
   readonly #onClose = (): void => {
-    if (this.#handler !== null) this.#fail(new UpstreamClosedError());
+    if (this.#handler !== null) this.#fail(this.#broken(new UpstreamClosedError()));
     else this.#close();
   };
+
+  /**
+   * The connection broke (`error`) with an exchange on it: said so the attempt
+   * loop can tell whether the request was sent and whether the upstream can
+   * have processed it (errors/upstream.ts, attemptFailure).
+   */
+  #broken(error: Error): Error {
+    if (!this.#connected) return attemptFailure(error) === 'connect_failure' ? error : new ConnectFailedError(error);
+    if (this.#answered) return error;
+    return this.#reused ? new StaleConnectionError(error) : new NoResponseError(error);
+  }
 }
 
 function isIpAddress(hostname: string): boolean {
