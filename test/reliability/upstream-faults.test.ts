@@ -9,14 +9,15 @@
  */
 import { request } from 'undici';
 import type { FakeUpstream } from '../support/fake-upstream.js';
-import { baseConfig, CLIENT_KEY, startGatewayWithUpstream, startTestGateway, type TestGateway } from '../support/gateway-harness.js';
+import { baseConfig, CLIENT_KEY, startGatewayWithUpstream, startTestGateway, withOneTry, type TestGateway } from '../support/gateway-harness.js';
 import { counters, expectIdleAndHealthy, sampleValue, waitFor } from './helpers.js';
 
 let upstream: FakeUpstream;
 let gw: TestGateway;
 
+// One try per request: these tests are about how one failure is answered and counted (retries: test/integration/failover.test.ts).
 const fastTimeouts = (url: string) => {
-  const config = baseConfig(url);
+  const config = withOneTry(baseConfig(url));
   const upstreams = config['upstreams'] as { default: Record<string, unknown> };
   upstreams.default['timeouts'] = { connect_ms: 1000, headers_ms: 700, idle_ms: 700 };
   return config;

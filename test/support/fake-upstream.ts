@@ -30,6 +30,8 @@ export interface FakeUpstream {
   script: Record<string, string>[];
   /** Sockets ever accepted (to check connection reuse). */
   connections: number;
+  /** Closes every open connection (between requests: the next request comes on a fresh one). */
+  closeConnections(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -39,6 +41,7 @@ export interface FakeUpstream {
  *   x-fake-status: N          answer N with an OpenAI error body (and retry-after: 7 for 429)
  *   x-fake-retry-after: v     the retry-after of that error answer (any status; `none`: without one)
  *   x-fake-retry-after-ms: v  a retry-after-ms header on that error answer (OpenAI's)
+ *   x-fake-marker: v          echoed in the answer's x-fake-marker header (which scripted answer the client got)
  *   x-fake-headers-delay: ms  wait before sending headers
  *   x-fake-reset: before-headers | mid-stream | mid-body (with x-fake-size: close the socket halfway)
  *   x-fake-stall: after-first  stop sending after the first chunk (keep the socket open)
@@ -60,6 +63,8 @@ export async function startFakeUpstream(options: { tls?: { key: string; cert: st
     const scripted = script.shift();
     if (scripted !== undefined) Object.assign(req.headers, scripted);
     res.setHeader('x-fake-upstream', name);
+    const marker = req.headers['x-fake-marker'];
+    if (typeof marker === 'string') res.setHeader('x-fake-marker', marker);
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
@@ -96,6 +101,10 @@ export async function startFakeUpstream(options: { tls?: { key: string; cert: st
     script,
     get connections() {
       return connections;
+    },
+    async closeConnections() {
+      for (const socket of sockets) socket.destroy();
+      await sleep(50); // the gateway sees them close before its next request
     },
     close: () =>
       new Promise<void>((resolve) => {
