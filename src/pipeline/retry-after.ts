@@ -26,7 +26,8 @@ export function requestedWaitMs(headers: ResponseHeaders, nowMs: number): number
   if (retryAfter !== undefined) {
     const seconds = plainNumber(retryAfter);
     if (seconds !== null) return bounded(seconds * 1000);
-    if (retryAfter.length <= MAX_VALUE_LENGTH) {
+    // An HTTP date is long ("Sun, 06 Nov 1994 08:49:37 GMT"); Date.parse alone would take "-5" for a year.
+    if (retryAfter.length >= 20 && retryAfter.length <= MAX_VALUE_LENGTH) {
       const date = Date.parse(retryAfter);
       if (!Number.isNaN(date)) return bounded(date - nowMs);
     }

@@ -16,6 +16,15 @@ test('a ModelRoute becomes source input; a malformed spec becomes an Invalid rea
   expect(toRouteInput(route({ model: 'a', targets: [{ model: 'b', weight: 'heavy' }] })).invalid).toMatch(/^spec\.targets\.0\.weight: /);
 });
 
+test('a target priority is kept; one out of range (slipped past the CRD) makes the route Invalid', () => {
+  expect(toRouteInput(route({ model: 'a', targets: [{ model: 'b' }, { model: 'c', priority: 2 }] })).targets).toEqual([
+    { model: 'b' },
+    { model: 'c', priority: 2 },
+  ]);
+  expect(toRouteInput(route({ model: 'a', targets: [{ model: 'b', priority: 101 }] })).invalid).toMatch(/^spec\.targets\.0\.priority: /);
+  expect(toRouteInput(route({ model: 'a', targets: [{ model: 'b', priority: 'first' }] })).invalid).toMatch(/^spec\.targets\.0\.priority: /);
+});
+
 test('each Secret entry is a key (trimmed), its name the id; empty entries are skipped', () => {
   const secret = { metadata: { name: 's' }, data: { a: Buffer.from('sk-a\n').toString('base64'), empty: '', b: Buffer.from('sk-b').toString('base64') } };
   expect(toClientKeys(secret)).toEqual([
