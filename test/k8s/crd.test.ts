@@ -4,6 +4,9 @@
  * are rejected with the expected message, and the status subresource behaves.
  */
 import { ApiException, ApiextensionsV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
 import { CLUSTER_START_TIMEOUT_MS, startCluster } from './harness/cluster.js';
 import type { TestCluster } from './harness/cluster.js';
 
@@ -12,6 +15,7 @@ const VERSION = 'v1alpha1';
 const PLURAL = 'modelroutes';
 const NS = 'crd-test';
 const base = `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}`;
+const EXAMPLES = new URL('../../examples/', import.meta.url).pathname;
 
 let cluster: TestCluster;
 let custom: CustomObjectsApi;
@@ -108,6 +112,12 @@ describe('valid ModelRoutes', () => {
     expect(created.metadata.name).toBe(name);
     expect(created.metadata.generation).toBe(1);
     expect(created.spec).toEqual(spec);
+  });
+
+  test.each(readdirSync(EXAMPLES).filter((file) => file.startsWith('modelroute')))('examples/%s is accepted (Strict field validation)', async (file) => {
+    const example = parseYaml(readFileSync(join(EXAMPLES, file), 'utf8')) as { spec: unknown };
+    const res = await cluster.request('POST', `${base}?fieldValidation=Strict`, route(uniqueName('example'), example.spec));
+    expect([res.status, res.json?.message]).toEqual([201, undefined]);
   });
 
   test('created routes are listed (kubectl get modelroutes) with printer columns', async () => {
