@@ -315,7 +315,7 @@ class AttemptLoop implements AnswerGate {
       const tries = failures.tries[index]!;
       const retry = target.upstream.retry;
       if (tries >= retry.attempts) continue;
-      const readyAt = health.readyAt(target.upstream, target.model);
+      const readyAt = health.readyAt(target.upstream, target.model, now);
       if (readyAt === Number.POSITIVE_INFINITY) {
         if (tries === 0 && ejected === -1) ejected = index;
         continue;

@@ -66,16 +66,16 @@ export class TargetHealth implements Availability {
   }
 
   available(upstream: Upstream, model: string): boolean {
-    return this.readyAt(upstream, model) <= this.#now();
+    const now = this.#now();
+    return this.readyAt(upstream, model, now) <= now;
   }
 
   /**
-   * When a target may be tried: now when it is available, the end of its
+   * When a target may be tried: `now` when it is available, the end of its
    * Retry-After wait, or +Infinity while its upstream is ejected (and its
    * probe not yet due, or already out).
    */
-  readyAt(upstream: Upstream, model: string): number {
-    const now = this.#now();
+  readyAt(upstream: Upstream, model: string, now = this.#now()): number {
     if (this.#ejectedCount > 0) {
       const state = this.#byName.get(upstream.name);
       if (state !== undefined && state.ejected && (state.probing || now < state.ejectedUntil)) return Number.POSITIVE_INFINITY;

@@ -19,7 +19,7 @@ let gw: TestGateway;
 
 const RETRY = {
   attempts: 2,
-  backoff: { base_ms: 5, max_ms: 20 },
+  backoff: { base_ms: 0, max_ms: 0 }, // a retry of the same target as soon as a fallback: the fallback must still go first
   conditions: ['connect_failure', 'headers_timeout', 'reset', 429, 500, 502, 503, 504],
 };
 /** Outlier ejection off here, so that every test starts from the same state (ejection: outlier.test.ts). */
@@ -31,7 +31,7 @@ function upstream(url: string, key: string): Record<string, unknown> {
 
 /** A route per test, so that a Retry-After one test provokes does not steer another: `<name>` -> a (priority 0), b (priority 1). */
 const FALLBACK_ROUTES = ['refuse', 'reset', 'hang', 'limited', 'unavailable'].flatMap((name) => [name, `${name}-s`]);
-const ROUTES = [...FALLBACK_ROUTES, 'stream', 'exhausted', 'exhausted-sdk', 'deadline', 'deadline-wait', 'gone', 'gone-wait', 'waits'];
+const ROUTES = [...FALLBACK_ROUTES, 'stream', 'exhausted', 'exhausted-sdk', 'held', 'deadline', 'deadline-wait', 'gone', 'gone-wait', 'waits'];
 
 function config(): Record<string, unknown> {
   return {
@@ -224,6 +224,23 @@ test('no target left: the client gets the last upstream answer as it came (statu
   expect(response!.headers.get('x-apiproxy-attempts')).toBe('4');
 });
 
+test('an upstream answered, then every other attempt failed before answering: the client gets that answer, not a gateway error', async () => {
+  await a.closeConnections(); // each reset on a fresh connection: no resend (stale-connection.test.ts)
+  await b.closeConnections();
+  a.script.push({ 'x-fake-status': '503', 'x-fake-retry-after': 'none', 'x-fake-marker': 'kept', 'x-fake-close': '1' }, { 'x-fake-reset': 'before-headers' });
+  b.script.push({ 'x-fake-reset': 'before-headers' }, { 'x-fake-reset': 'before-headers' });
+  const res = await request(`${gw.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'held', messages }),
+  });
+  expect(res.statusCode).toBe(503);
+  expect(res.headers['x-fake-marker']).toBe('kept');
+  expect(res.headers['x-apiproxy-attempts']).toBe('4');
+  expect(((await res.body.json()) as { error: { code: string } }).error.code).toBe('fake_503');
+  expect(await accessLine(res.headers['x-request-id'] as string)).toMatchObject({ upstream: 'default', target_model: 'held-a', attempts: 4, status: 503 });
+});
+
 test('every attempt fails before any answer: a gateway error, with the attempts made', async () => {
   await a.closeConnections(); // each reset is then on a fresh connection: no resend (stale-connection.test.ts)
   await b.closeConnections();
@@ -256,6 +273,22 @@ describe('the deadline', () => {
     expect(elapsed).toBeLessThan(1000);
     // a tried for its 300 ms headers timeout, b for what was left
     expect(a.requests.at(-1)!.headers['x-apiproxy-deadline-ms']).toBeUndefined();
+  });
+
+  test('a deadline shorter than the headers timeout cuts the first attempt’s wait for headers', async () => {
+    a.script.push({ 'x-fake-headers-delay': '3000' });
+    const started = performance.now();
+    const res = await request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json', 'x-apiproxy-deadline-ms': '120' },
+      body: JSON.stringify({ model: 'deadline', messages }),
+    });
+    await res.body.text();
+    const elapsed = performance.now() - started;
+    expect(res.statusCode).toBe(504);
+    expect(res.headers['x-apiproxy-attempts']).toBe('1');
+    expect(elapsed).toBeGreaterThan(110);
+    expect(elapsed).toBeLessThan(260); // a's own headers timeout is 300 ms
   });
 
   test('a Retry-After longer than what is left is not waited for: the 429 is answered at once', async () => {

@@ -42,6 +42,7 @@ export interface FakeUpstream {
  *   x-fake-retry-after: v     the retry-after of that error answer (any status; `none`: without one)
  *   x-fake-retry-after-ms: v  a retry-after-ms header on that error answer (OpenAI's)
  *   x-fake-marker: v          echoed in the answer's x-fake-marker header (which scripted answer the client got)
+ *   x-fake-close: 1           close the connection after the answer (the next request comes on a fresh one)
  *   x-fake-headers-delay: ms  wait before sending headers
  *   x-fake-reset: before-headers | mid-stream | mid-body (with x-fake-size: close the socket halfway)
  *   x-fake-stall: after-first  stop sending after the first chunk (keep the socket open)
@@ -63,6 +64,7 @@ export async function startFakeUpstream(options: { tls?: { key: string; cert: st
     const scripted = script.shift();
     if (scripted !== undefined) Object.assign(req.headers, scripted);
     res.setHeader('x-fake-upstream', name);
+    if (req.headers['x-fake-close'] === '1') res.setHeader('connection', 'close');
     const marker = req.headers['x-fake-marker'];
     if (typeof marker === 'string') res.setHeader('x-fake-marker', marker);
     const chunks: Buffer[] = [];
