@@ -5,7 +5,7 @@
  * interleave; medians and ratios are quoted. Prints a table and writes
  * bench-results/latest.json. `--quick` for a short smoke run.
  *
- * Flags: --quick, --rounds=N, --seconds=N, --only=throughput,streams,memory,body,config,nolog,cluster,peers,
+ * Flags: --quick, --rounds=N, --seconds=N, --only=throughput,streams,memory,body,config,nolog,cluster,peers,failover,
  *        --workers=N (the cluster section's WORKERS, default 2; `auto` is one per CPU),
  *        --profile (the gateway writes a .cpuprofile to bench-results/profiles), --out=FILE,
  *        --peer=FILE[,FILE...] (more proxies for the peers section: see PeerFile in peers.ts).
@@ -90,6 +90,36 @@ function gatewayConfig(upstreamUrl: string, accessLog: boolean): unknown {
     access_log: accessLog,
     log_level: 'info',
     shutdown: { drain_delay_ms: 0, timeout_ms: 2000 },
+  };
+}
+
+/** The failover section's route: two targets of one priority, the second upstream failing one request in five. */
+const FAILOVER_MODEL = 'failover';
+const FAILOVER_BODY = JSON.stringify({ ...(JSON.parse(BODY) as object), model: FAILOVER_MODEL });
+
+/**
+ * The gateway config plus a second upstream (`/flaky/`, answering 503 one
+ * time in five) and a route splitting FAILOVER_MODEL between both; ejection
+ * off, so that every failure is a fallback, measured.
+ */
+function failoverConfig(upstreamUrl: string): unknown {
+  const base = gatewayConfig(upstreamUrl, true) as { upstreams: Record<string, Record<string, unknown>> };
+  const noEjection = { consecutive_failures: 0 };
+  return {
+    ...base,
+    upstreams: {
+      default: { ...base.upstreams['default'], outlier: noEjection },
+      flaky: { ...base.upstreams['default'], url: `${upstreamUrl}/flaky/v1`, outlier: noEjection },
+    },
+    routes: [
+      {
+        model: FAILOVER_MODEL,
+        targets: [
+          { model: MODEL_REDIRECT.to, upstream: 'flaky', weight: 1 },
+          { model: MODEL_REDIRECT.to, weight: 1 },
+        ],
+      },
+    ],
   };
 }
 
@@ -314,6 +344,52 @@ async function main(): Promise<void> {
     results['cluster_stop'] = { workers: n, stop_ms: Math.round(stopMs), workers_left_after_stop: left.length };
   }
 
+  if (wants('failover')) {
+    // One gateway, two models at the same rate, interleaved: the plain redirect, and the route whose flaky target fails 20 %.
+    await stop(gateway.child);
+    gateway = await startGateway({
+      mainScript: join(dist, 'main.js'),
+      config: failoverConfig(upstream.url),
+      configPath: join(work, `gateway-${gatewayIndex}.json`),
+      logPath: join(work, `gateway-${gatewayIndex++}.log`),
+    });
+    via = { url: gateway.url, headers };
+    await closedLoop(tool, via, FAILOVER_BODY, 64, 1, lua);
+    const before = await attemptCounts(gateway.url);
+    log('(6) failover: 500 req/s, half of a route on a target failing 20 % (503), against the plain redirect');
+    const rounds = { plain: [] as PacedResult[], failover: [] as PacedResult[] };
+    for (let round = 0; round < options.rounds; round++) {
+      const order: ('plain' | 'failover')[] = round % 2 === 0 ? ['plain', 'failover'] : ['failover', 'plain'];
+      for (const which of order) {
+        const result = await paced(via, which === 'plain' ? BODY : FAILOVER_BODY, 500, options.seconds);
+        log(`  ${which.padEnd(8)} p50 ${result.p50Ms.toFixed(3)} ms, p99 ${result.p99Ms.toFixed(3)} ms, sent ${result.sent}, errors ${result.errors}`);
+        rounds[which].push(result);
+      }
+    }
+    const after = await attemptCounts(gateway.url);
+    const flakyAttempts = after.flaky - before.flaky;
+    const flakyFailed = after.flakyFailed - before.flakyFailed;
+    const sent = rounds.failover.reduce((sum, r) => sum + r.sent, 0);
+    const errors = rounds.failover.reduce((sum, r) => sum + r.errors, 0);
+    const plainP50 = med(rounds.plain, (r) => r.p50Ms);
+    const failoverP50 = med(rounds.failover, (r) => r.p50Ms);
+    results['failover'] = {
+      rate: 500,
+      requests: sent,
+      client_errors: errors,
+      client_error_rate: round(errors / Math.max(1, sent), 5),
+      flaky_attempts: flakyAttempts,
+      flaky_failure_rate: round(flakyFailed / Math.max(1, flakyAttempts), 3),
+      fallbacks: after.fallbacks - before.fallbacks,
+      plain_p50_ms: round(plainP50, 3),
+      failover_p50_ms: round(failoverP50, 3),
+      added_p50_ms: round(failoverP50 - plainP50, 3),
+      plain_p99_ms: round(med(rounds.plain, (r) => r.p99Ms), 3),
+      failover_p99_ms: round(med(rounds.failover, (r) => r.p99Ms), 3),
+    };
+    log(`  failover: ${errors} client errors of ${sent}; ${flakyFailed} of ${flakyAttempts} attempts at the flaky target failed; p50 +${(failoverP50 - plainP50).toFixed(3)} ms`);
+  }
+
   if (wants('peers')) {
     // Started one at a time, each stopped before the next: two peers never share the cores.
     const launchers: PeerLauncher[] = [naivePeer(join(here, 'naive-proxy.js'), upstream.url)];
@@ -397,6 +473,21 @@ async function main(): Promise<void> {
   writeFileSync(options.out, JSON.stringify(report, null, 2) + '\n');
   process.stdout.write(table(report.results) + `\nwritten: ${options.out}\n`);
   if (options.profile) log(`CPU profiles in ${profileDir}`);
+}
+
+/** The gateway's attempts at the flaky upstream (all, and failed with a 5xx) and its fallbacks, from its Prometheus text. */
+async function attemptCounts(url: string): Promise<{ flaky: number; flakyFailed: number; fallbacks: number }> {
+  const text = await (await fetch(`${url}/metrics`, { headers: { accept: 'text/plain' } })).text();
+  const sample = (line: RegExp): number => {
+    let sum = 0;
+    for (const match of text.matchAll(line)) sum += Number(match[1]);
+    return sum;
+  };
+  return {
+    flaky: sample(/^apiproxy_upstream_attempts_total\{[^}]*upstream="flaky"[^}]*\} (\S+)$/gm),
+    flakyFailed: sample(/^apiproxy_upstream_attempts_total\{(?=[^}]*upstream="flaky")(?=[^}]*outcome="server_error")[^}]*\} (\S+)$/gm),
+    fallbacks: sample(/^apiproxy_fallbacks_total\{[^}]*\} (\S+)$/gm),
+  };
 }
 
 type LoopResult = WrkResult & { gatewayCpuUs?: number; upstreamCpuUs?: number };
@@ -527,6 +618,12 @@ export function table(results: Record<string, unknown>): string {
     const within = x['gateway_ttfb_p50_ms']! - x['direct_ttfb_p50_ms']!;
     rows.push([`(2p) peer: ${name}, 500 streams: done/s`, `${x['gateway_completed_per_s']}`, `${x['direct_completed_per_s']}`, `ratio ${x['ratio']}, errors ${x['gateway_errors']}`]);
     rows.push(['    TTFB p50 / p99 ms', `${x['gateway_ttfb_p50_ms']} / ${x['gateway_ttfb_p99_ms']}`, `${x['direct_ttfb_p50_ms']} / ${x['direct_ttfb_p99_ms']}`, `p50 +${round(within, 2)}`]);
+  }
+  const f = r['failover'];
+  if (f !== undefined) {
+    rows.push(['(6) failover p50 ms, 500 req/s', `${f['failover_p50_ms']}`, `plain ${f['plain_p50_ms']}`, `added +${f['added_p50_ms']}`]);
+    rows.push(['    client errors / requests', `${f['client_errors']} / ${f['requests']}`, '', `0 (${mark(f['client_errors'] === 0)})`]);
+    rows.push(['    flaky target: failed share of its attempts', `${f['flaky_failure_rate']}`, `${f['fallbacks']} fallbacks`, '']);
   }
   const m = r['memory'];
   if (m !== undefined) {
