@@ -38,6 +38,19 @@ function inputs(routeCount: number, keys: readonly string[]): FileInputs {
       retryBudgetMs: 120_000,
     },
     kubernetes: { enabled: false, namespaces: [], clientKeySelector: 'x=y', watchTimeoutSeconds: 300 },
+    tracing: {
+      enabled: false,
+      endpoint: null,
+      protocol: null,
+      timeoutMs: null,
+      serviceName: null,
+      sampler: null,
+      samplerArg: null,
+      maxQueueSize: null,
+      maxExportBatchSize: null,
+      scheduleDelayMs: null,
+      exportTimeoutMs: null,
+    },
     upstreams: [
       {
         name: 'default',
@@ -57,7 +70,11 @@ function inputs(routeCount: number, keys: readonly string[]): FileInputs {
         outlier: { consecutiveFailures: 5, ejectionMs: 30_000, maxEjectionMs: 300_000, maxEjectedPercent: 50 },
       },
     ],
-    routes: Array.from({ length: routeCount }, (_, i) => ({ model: `model-${i}`, source: 'file', targets: [{ model: `target-${i}`, upstream: null, weight: 1, priority: 0 }] })),
+    routes: Array.from({ length: routeCount }, (_, i) => ({
+      model: `model-${i}`,
+      source: 'file',
+      targets: [{ model: `target-${i}`, upstream: null, weight: 1, priority: 0 }],
+    })),
     clientKeys: keys.map((key, i) => ({ id: `key-${i}`, digest: keyDigest(key) })),
   };
 }

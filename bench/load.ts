@@ -29,7 +29,14 @@ function luaString(text: string): string {
 }
 
 /** Closed-loop load at `connections` for `seconds` with wrk (1 thread) or autocannon. */
-export async function closedLoop(tool: 'wrk' | 'autocannon', target: Target, body: string, connections: number, seconds: number, scriptPath: string): Promise<WrkResult> {
+export async function closedLoop(
+  tool: 'wrk' | 'autocannon',
+  target: Target,
+  body: string,
+  connections: number,
+  seconds: number,
+  scriptPath: string,
+): Promise<WrkResult> {
   if (tool === 'wrk') {
     const lines = [`wrk.method = "POST"`, `wrk.body = ${luaString(body)}`];
     for (const [name, value] of Object.entries(target.headers)) lines.push(`wrk.headers[${luaString(name)}] = ${luaString(value)}`);

@@ -5,10 +5,14 @@
  * interleave; medians and ratios are quoted. Prints a table and writes
  * bench-results/latest.json. `--quick` for a short smoke run.
  *
- * Flags: --quick, --rounds=N, --seconds=N, --only=throughput,streams,memory,body,config,nolog,cluster,peers,failover,
+ * Flags: --quick, --rounds=N, --seconds=N, --only=throughput,streams,memory,body,config,nolog,cluster,peers,longstreams,tracing,failover,
+ *        --baseline=FILE (the tracing and failover sections also measure this build's main.js, e.g. main's: tracing off,
+ *        nothing failing, interleaved with this build),
  *        --workers=N (the cluster section's WORKERS, default 2; `auto` is one per CPU),
  *        --profile (the gateway writes a .cpuprofile to bench-results/profiles), --out=FILE,
- *        --peer=FILE[,FILE...] (more proxies for the peers section: see PeerFile in peers.ts).
+ *        --peer=FILE[,FILE...] (more proxies for the peers section: see PeerFile in peers.ts),
+ *        --long-streams=N (default 2000, --quick 200), --long-seconds=S (each stream's length, default 10, --quick 3),
+ *        --long-rate=R (tokens per second of each stream, default 20): the long-stream profile (long-profile.ts).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -17,55 +21,34 @@ import { dirname, join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { configScale, type ConfigScaleResult } from './config-scale.js';
+import { longStreamRows, summarizeLongProfile, type LongProfileSummary } from './long-report.js';
+import { runLongProfile } from './long-profile.js';
 import { closedLoop, hasWrk, openSlowStreams, paced, sequential, type PacedResult, type StreamsResult, type Target } from './load.js';
-import { filePeer, hasNginx, naivePeer, nginxPeer, readPeerFile, type Peer, type PeerFile, type PeerLauncher } from './peers.js';
+import { parseBenchArgs, type Options } from './options.js';
+import { startOtlpSink } from './otlp-sink.js';
+import { filePeer, hasNginx, naivePeer, nginxPeer, type Peer, type PeerLauncher } from './peers.js';
 import { rawStreams } from './stream-client.js';
-import { cpuMsByProcess, cpuMsOf, killAll, processTree, pssOfTree, rssOf, rssOfTree, sampleRss, startGateway, startUpstream, stop, stopTree, type GatewayProcess } from './processes.js';
+import {
+  cpuMsByProcess,
+  cpuMsOf,
+  killAll,
+  processTree,
+  pssOfTree,
+  rssOf,
+  rssOfTree,
+  sampleRss,
+  startGateway,
+  startUpstream,
+  stop,
+  stopTree,
+  type GatewayProcess,
+} from './processes.js';
 import { median, round, shares, type WrkResult } from './stats.js';
 
 /** This file runs from dist-bench/bench/; the gateway it measures is the product build in dist/. */
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..', '..');
 const dist = join(root, 'dist');
-
-interface Options {
-  quick: boolean;
-  rounds: number;
-  seconds: number;
-  only: Set<string> | null;
-  profile: boolean;
-  out: string;
-  peerFiles: PeerFile[];
-  /** WORKERS for the cluster section. */
-  workers: number;
-}
-
-function parseArgs(argv: readonly string[]): Options {
-  const flag = (name: string): string | undefined => {
-    const hit = argv.find((arg) => arg === `--${name}` || arg.startsWith(`--${name}=`));
-    if (hit === undefined) return undefined;
-    const at = hit.indexOf('=');
-    return at === -1 ? '' : hit.slice(at + 1);
-  };
-  for (const arg of argv) {
-    if (!/^--(quick|rounds|seconds|only|profile|out|workers|peer)(=|$)/.test(arg)) throw new Error(`unknown argument '${arg}' (see bench/main.ts)`);
-  }
-  const quick = flag('quick') !== undefined;
-  const only = flag('only');
-  const workersFlag = flag('workers') || '2';
-  const workers = workersFlag === 'auto' ? Math.max(2, os.availableParallelism()) : Number(workersFlag);
-  if (!Number.isInteger(workers) || workers < 2 || workers > 64) throw new Error(`--workers must be a whole number from 2 to 64, or 'auto', got '${workersFlag}'`);
-  return {
-    quick,
-    rounds: Number(flag('rounds') ?? (quick ? 1 : 3)),
-    seconds: Number(flag('seconds') ?? (quick ? 2 : 5)),
-    only: only === undefined || only === '' ? null : new Set(only.split(',')),
-    profile: flag('profile') !== undefined,
-    out: resolve(flag('out') || join(root, 'bench-results', 'latest.json')),
-    workers,
-    peerFiles: (flag('peer') || '').split(',').filter((path) => path !== '').map(readPeerFile),
-  };
-}
 
 const BODY = JSON.stringify({
   model: 'gpt-4',
@@ -82,8 +65,9 @@ const CLIENT_KEY = 'bench-client-key-0123456789';
 /** The one redirect the requests above go through: the model they ask for, and the one the upstream gets. */
 const MODEL_REDIRECT = { from: 'gpt-4', to: 'bench-model' } as const;
 
-function gatewayConfig(upstreamUrl: string, accessLog: boolean): unknown {
+function gatewayConfig(upstreamUrl: string, accessLog: boolean, extra: Record<string, unknown> = {}): unknown {
   return {
+    ...extra,
     upstreams: { default: { url: `${upstreamUrl}/v1`, api_key: 'sk-bench-upstream', max_connections: 8192 } },
     client_keys: [{ id: 'bench', key: CLIENT_KEY }],
     model_redirects: { [MODEL_REDIRECT.from]: MODEL_REDIRECT.to },
@@ -133,7 +117,12 @@ interface Pair<T> {
 }
 
 /** Runs `fn` against gateway and direct, alternating which goes first each round. */
-async function interleave<T>(rounds: number, gateway: Target, direct: Target, fn: (target: Target, which: 'gateway' | 'direct') => Promise<T>): Promise<Pair<T>> {
+async function interleave<T>(
+  rounds: number,
+  gateway: Target,
+  direct: Target,
+  fn: (target: Target, which: 'gateway' | 'direct') => Promise<T>,
+): Promise<Pair<T>> {
   const pair: Pair<T> = { gateway: [], direct: [] };
   for (let round = 0; round < rounds; round++) {
     const order: ('gateway' | 'direct')[] = round % 2 === 0 ? ['gateway', 'direct'] : ['direct', 'gateway'];
@@ -148,13 +137,16 @@ const med = <T>(values: readonly T[], pick: (value: T) => number): number => med
 function streamRounds(rounds: number, seconds: number, via: Target, direct: Target, concurrency: number, viaLabel = 'gateway'): Promise<Pair<StreamsResult>> {
   return interleave(rounds, via, direct, async (target, which) => {
     const result = await rawStreams(target, STREAM_BODY, concurrency, seconds, 20, 5);
-    log(`  ${(which === 'gateway' ? viaLabel : which).padEnd(7)} completed ${result.completed} in ${result.seconds.toFixed(1)} s, TTFB p50 ${result.ttfbP50Ms.toFixed(2)} ms p99 ${result.ttfbP99Ms.toFixed(2)} ms, errors ${result.errors}`);
+    log(
+      `  ${(which === 'gateway' ? viaLabel : which).padEnd(7)} completed ${result.completed} in ${result.seconds.toFixed(1)} s, TTFB p50 ${result.ttfbP50Ms.toFixed(2)} ms p99 ${result.ttfbP99Ms.toFixed(2)} ms, errors ${result.errors}`,
+    );
     return result;
   });
 }
 
 async function main(): Promise<void> {
-  const options = parseArgs(process.argv.slice(2));
+  const options = parseBenchArgs(process.argv.slice(2), root);
+  armWatchdog(options);
   const wants = (section: string): boolean => options.only === null || options.only.has(section);
   const work = join(root, 'bench-results', 'run');
   mkdirSync(work, { recursive: true });
@@ -162,17 +154,20 @@ async function main(): Promise<void> {
   if (options.profile) mkdirSync(profileDir, { recursive: true });
 
   const tool = hasWrk() ? 'wrk' : 'autocannon';
-  if (tool === 'autocannon') log('wrk is not installed (Debian: apt-get install -y wrk); using autocannon, which costs more CPU: figures are lower and not comparable to wrk runs');
+  if (tool === 'autocannon')
+    log('wrk is not installed (Debian: apt-get install -y wrk); using autocannon, which costs more CPU: figures are lower and not comparable to wrk runs');
   const loadStart = os.loadavg();
-  log(`${options.quick ? 'quick' : 'full'} run: ${options.rounds} round(s) of ${options.seconds} s, load generator ${tool}, ${os.availableParallelism()} CPUs, load average ${loadStart.map((n) => n.toFixed(2)).join(' ')}`);
+  log(
+    `${options.quick ? 'quick' : 'full'} run: ${options.rounds} round(s) of ${options.seconds} s, load generator ${tool}, ${os.availableParallelism()} CPUs, load average ${loadStart.map((n) => n.toFixed(2)).join(' ')}`,
+  );
 
   const upstream = await startUpstream(join(here, 'upstream.js'));
   let gatewayIndex = 0;
   /** `workers` only for the cluster section: the other launches run without WORKERS (one process). */
-  const launch = (accessLog: boolean, workers?: number): Promise<GatewayProcess> =>
+  const launch = (accessLog: boolean, workers?: number, extra: Record<string, unknown> = {}, mainScript = join(dist, 'main.js')): Promise<GatewayProcess> =>
     startGateway({
-      mainScript: join(dist, 'main.js'),
-      config: gatewayConfig(upstream.url, accessLog),
+      mainScript,
+      config: gatewayConfig(upstream.url, accessLog, extra),
       configPath: join(work, `gateway-${gatewayIndex}.json`),
       logPath: join(work, `gateway-${gatewayIndex++}.log`),
       nodeArgs: options.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
@@ -203,7 +198,9 @@ async function main(): Promise<void> {
       const gatewayCpu = ((cpuMsOf(gateway.pid) - cpu[0]!) * 1000) / result.requests;
       const upstreamCpu = ((cpuMsOf(upstream.child.pid!) - cpu[1]!) * 1000) / result.requests;
       if (sampler !== null) rssUnderLoad = Math.max(Number.isNaN(rssUnderLoad) ? 0 : rssUnderLoad, sampler.stop());
-      log(`  ${which.padEnd(7)} ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, errors ${result.errors}, CPU µs/request: gateway ${gatewayCpu.toFixed(1)}, upstream ${upstreamCpu.toFixed(1)}`);
+      log(
+        `  ${which.padEnd(7)} ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, errors ${result.errors}, CPU µs/request: gateway ${gatewayCpu.toFixed(1)}, upstream ${upstreamCpu.toFixed(1)}`,
+      );
       return { ...result, gatewayCpuUs: gatewayCpu, upstreamCpuUs: upstreamCpu };
     });
     log('(1) added latency at 500 req/s');
@@ -234,7 +231,12 @@ async function main(): Promise<void> {
     const pair = await interleave(options.rounds, via, direct, (target) => sequential(target, BIG_BODY, count));
     const gw = median(pair.gateway.flat());
     const dr = median(pair.direct.flat());
-    results['body_1mib'] = { gateway_p50_ms: round(gw, 3), direct_p50_ms: round(dr, 3), added_ms: round(gw - dr, 3), requests_each: pair.gateway.flat().length };
+    results['body_1mib'] = {
+      gateway_p50_ms: round(gw, 3),
+      direct_p50_ms: round(dr, 3),
+      added_ms: round(gw - dr, 3),
+      requests_each: pair.gateway.flat().length,
+    };
     log(`  gateway p50 ${gw.toFixed(2)} ms, direct p50 ${dr.toFixed(2)} ms`);
   }
 
@@ -250,6 +252,72 @@ async function main(): Promise<void> {
       return result;
     });
     results['throughput_no_access_log'] = summarizeLoop(loop, Number.NaN);
+  }
+
+  if (wants('tracing')) {
+    // Tracing off, on at 100 % and at 1 % (new traces: the requests carry no traceparent), each its own
+    // gateway, all running; rounds interleave them. A --baseline build runs beside them with tracing off.
+    const sink = await startOtlpSink();
+    const tracing = (ratio: number): Record<string, unknown> => ({
+      tracing: { enabled: true, endpoint: sink.url, sampler: 'parentbased_traceidratio', sampler_arg: ratio },
+    });
+    const variants: [string, GatewayProcess][] = [];
+    if (options.baseline !== null) variants.push(['baseline_off', await launch(true, undefined, {}, options.baseline)]);
+    variants.push(['off', await launch(true)], ['on_100', await launch(true, undefined, tracing(1))], ['on_1', await launch(true, undefined, tracing(0.01))]);
+    const loops: Record<string, WrkResult[]> = {};
+    const streams: Record<string, StreamsResult[]> = {};
+    for (const [name, gw] of variants) {
+      const target: Target = { url: gw.url, headers };
+      await closedLoop(tool, target, BODY, 64, 1, lua);
+      await rawStreams(target, STREAM_BODY, 100, 1, 20, 5);
+      loops[name] = [];
+      streams[name] = [];
+    }
+    for (let r = 0; r < options.rounds; r++) {
+      log(`(5) tracing, round ${r + 1}: non-streaming 64 connections, then 500 concurrent streams`);
+      for (const [name, gw] of r % 2 === 0 ? variants : [...variants].reverse()) {
+        const target: Target = { url: gw.url, headers };
+        const loop = await closedLoop(tool, target, BODY, 64, options.seconds, lua);
+        const stream = await rawStreams(target, STREAM_BODY, 500, options.seconds, 20, 5);
+        loops[name]!.push(loop);
+        streams[name]!.push(stream);
+        log(
+          `  ${name.padEnd(12)} ${loop.requestsPerSecond.toFixed(0)} req/s, p50 ${loop.p50Ms.toFixed(2)} ms, p99 ${loop.p99Ms.toFixed(2)} ms; streams ${stream.completed}, TTFB p50 ${stream.ttfbP50Ms.toFixed(2)} ms p99 ${stream.ttfbP99Ms.toFixed(2)} ms, errors ${loop.errors + stream.errors}`,
+        );
+      }
+    }
+    const summary: Record<string, unknown> = {};
+    for (const [name] of variants) {
+      summary[name] = {
+        requests_per_second: round(
+          med(loops[name]!, (r) => r.requestsPerSecond),
+          0,
+        ),
+        p50_ms: round(
+          med(loops[name]!, (r) => r.p50Ms),
+          3,
+        ),
+        p99_ms: round(
+          med(loops[name]!, (r) => r.p99Ms),
+          3,
+        ),
+        streams_500_completed: round(
+          med(streams[name]!, (r) => r.completed),
+          0,
+        ),
+        streams_500_ttfb_p50_ms: round(
+          med(streams[name]!, (r) => r.ttfbP50Ms),
+          3,
+        ),
+        streams_500_ttfb_p99_ms: round(
+          med(streams[name]!, (r) => r.ttfbP99Ms),
+          3,
+        ),
+      };
+    }
+    results['tracing'] = { ...summary, collector_posts: sink.posts(), collector_bytes: sink.bytes() };
+    for (const [, gw] of variants) await stop(gw.child);
+    await sink.close();
   }
 
   if (wants('memory')) {
@@ -279,7 +347,9 @@ async function main(): Promise<void> {
       rss_open_streams_mib: round(mib(open), 1),
       bytes_per_open_stream: Math.round(perStream),
     };
-    log(`  idle ${mib(idle).toFixed(1)} MiB, warm ${mib(warm).toFixed(1)} MiB, ${slow.open} open streams ${mib(open).toFixed(1)} MiB: ${(perStream / 1024).toFixed(1)} KiB per stream`);
+    log(
+      `  idle ${mib(idle).toFixed(1)} MiB, warm ${mib(warm).toFixed(1)} MiB, ${slow.open} open streams ${mib(open).toFixed(1)} MiB: ${(perStream / 1024).toFixed(1)} KiB per stream`,
+    );
   }
 
   if (wants('cluster')) {
@@ -292,7 +362,12 @@ async function main(): Promise<void> {
     const idleRss = idleTree.map(rssOf);
     const idle = idleRss.reduce((sum, rss) => sum + rss, 0);
     const idlePss = pssOfTree(cluster.pid);
-    log(`(cluster) gateway with WORKERS=${n}: primary pid ${cluster.pid}, workers ${idleTree.slice(1).join(', ')}; idle RSS ${mib(idle).toFixed(1)} MiB (primary ${mib(idleRss[0]!).toFixed(1)}, workers ${idleRss.slice(1).map((rss) => mib(rss).toFixed(1)).join(', ')}), PSS ${mib(idlePss).toFixed(1)} MiB`);
+    log(
+      `(cluster) gateway with WORKERS=${n}: primary pid ${cluster.pid}, workers ${idleTree.slice(1).join(', ')}; idle RSS ${mib(idle).toFixed(1)} MiB (primary ${mib(idleRss[0]!).toFixed(1)}, workers ${idleRss
+        .slice(1)
+        .map((rss) => mib(rss).toFixed(1))
+        .join(', ')}), PSS ${mib(idlePss).toFixed(1)} MiB`,
+    );
     await closedLoop(tool, clusterVia, BODY, 64, 1, lua);
 
     log(`(1c) non-streaming, 64 connections, ${n} workers`);
@@ -313,15 +388,25 @@ async function main(): Promise<void> {
       const workerShares = shares(deltas.slice(1));
       const breakdown = which === 'gateway' ? ` (primary ${primaryCpu.toFixed(1)}, worker shares ${workerShares.map((x) => x.toFixed(2)).join('/')})` : '';
       const cpuText = `CPU µs/request: gateway ${gatewayCpu.toFixed(1)}${breakdown}, upstream ${upstreamCpu.toFixed(1)}`;
-      log(`  ${which.padEnd(7)} ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, errors ${result.errors}, ${cpuText}`);
+      log(
+        `  ${which.padEnd(7)} ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, errors ${result.errors}, ${cpuText}`,
+      );
       return { ...result, gatewayCpuUs: gatewayCpu, upstreamCpuUs: upstreamCpu, primaryCpuUs: primaryCpu, workerShares };
     });
     results['throughput_cluster'] = {
       workers: n,
       ...summarizeLoop(loop, clusterRssMax),
-      primary_cpu_us_per_request: round(med(loop.gateway, (r) => r.primaryCpuUs), 1),
+      primary_cpu_us_per_request: round(
+        med(loop.gateway, (r) => r.primaryCpuUs),
+        1,
+      ),
       // median over the gateway rounds of each worker's share of the workers' CPU (evenness of the kernel's / primary's spread)
-      worker_cpu_shares: Array.from({ length: n }, (_, i) => round(med(loop.gateway, (r) => r.workerShares[i] ?? Number.NaN), 3)),
+      worker_cpu_shares: Array.from({ length: n }, (_, i) =>
+        round(
+          med(loop.gateway, (r) => r.workerShares[i] ?? Number.NaN),
+          3,
+        ),
+      ),
     };
 
     log(`(2c) 500 concurrent streams, 20 chunks 5 ms apart, ${n} workers`);
@@ -345,8 +430,58 @@ async function main(): Promise<void> {
   }
 
   if (wants('failover')) {
-    // One gateway, two models at the same rate, interleaved: the plain redirect, and the route whose flaky target fails 20 %.
     await stop(gateway.child);
+    if (options.baseline !== null) {
+      // No cost when nothing fails: this build and the baseline build, both running, rounds interleaved.
+      const variants: [string, GatewayProcess][] = [
+        ['baseline', await launch(true, undefined, {}, options.baseline)],
+        ['this', await launch(true)],
+      ];
+      const loops: Record<string, WrkResult[]> = { baseline: [], this: [] };
+      const streams: Record<string, StreamsResult[]> = { baseline: [], this: [] };
+      for (const [, gw] of variants) {
+        await closedLoop(tool, { url: gw.url, headers }, BODY, 64, 1, lua);
+        await rawStreams({ url: gw.url, headers }, STREAM_BODY, 100, 1, 20, 5);
+      }
+      for (let r = 0; r < options.rounds; r++) {
+        log(`(6) no failures, this build against the baseline, round ${r + 1}: non-streaming 64 connections, then 500 concurrent streams`);
+        for (const [name, gw] of r % 2 === 0 ? variants : [...variants].reverse()) {
+          const target: Target = { url: gw.url, headers };
+          const loop = await closedLoop(tool, target, BODY, 64, options.seconds, lua);
+          const stream = await rawStreams(target, STREAM_BODY, 500, options.seconds, 20, 5);
+          loops[name]!.push(loop);
+          streams[name]!.push(stream);
+          log(
+            `  ${name.padEnd(8)} ${loop.requestsPerSecond.toFixed(0)} req/s, p50 ${loop.p50Ms.toFixed(2)} ms; streams ${stream.completed}, TTFB p50 ${stream.ttfbP50Ms.toFixed(2)} ms p99 ${stream.ttfbP99Ms.toFixed(2)} ms, errors ${loop.errors + stream.errors}`,
+          );
+        }
+      }
+      const ab: Record<string, number> = {};
+      for (const name of ['baseline', 'this']) {
+        ab[`${name}_rps`] = round(
+          med(loops[name]!, (x) => x.requestsPerSecond),
+          0,
+        );
+        ab[`${name}_p50_ms`] = round(
+          med(loops[name]!, (x) => x.p50Ms),
+          3,
+        );
+        ab[`${name}_streams_500_ttfb_p50_ms`] = round(
+          med(streams[name]!, (x) => x.ttfbP50Ms),
+          3,
+        );
+        ab[`${name}_streams_500_ttfb_p99_ms`] = round(
+          med(streams[name]!, (x) => x.ttfbP99Ms),
+          3,
+        );
+        ab[`${name}_errors`] = [...loops[name]!, ...streams[name]!].reduce((sum, x) => sum + x.errors, 0);
+      }
+      ab['rps_ratio'] = round(ab['this_rps']! / ab['baseline_rps']!, 3);
+      ab['streams_500_ttfb_p50_delta_ms'] = round(ab['this_streams_500_ttfb_p50_ms']! - ab['baseline_streams_500_ttfb_p50_ms']!, 3);
+      results['failover_ab'] = ab;
+      for (const [, gw] of variants) await stop(gw.child);
+    }
+    // One gateway, two models at the same rate, interleaved: the plain redirect, and the route whose flaky target fails 20 %.
     gateway = await startGateway({
       mainScript: join(dist, 'main.js'),
       config: failoverConfig(upstream.url),
@@ -384,10 +519,18 @@ async function main(): Promise<void> {
       plain_p50_ms: round(plainP50, 3),
       failover_p50_ms: round(failoverP50, 3),
       added_p50_ms: round(failoverP50 - plainP50, 3),
-      plain_p99_ms: round(med(rounds.plain, (r) => r.p99Ms), 3),
-      failover_p99_ms: round(med(rounds.failover, (r) => r.p99Ms), 3),
+      plain_p99_ms: round(
+        med(rounds.plain, (r) => r.p99Ms),
+        3,
+      ),
+      failover_p99_ms: round(
+        med(rounds.failover, (r) => r.p99Ms),
+        3,
+      ),
     };
-    log(`  failover: ${errors} client errors of ${sent}; ${flakyFailed} of ${flakyAttempts} attempts at the flaky target failed; p50 +${(failoverP50 - plainP50).toFixed(3)} ms`);
+    log(
+      `  failover: ${errors} client errors of ${sent}; ${flakyFailed} of ${flakyAttempts} attempts at the flaky target failed; p50 +${(failoverP50 - plainP50).toFixed(3)} ms`,
+    );
   }
 
   if (wants('peers')) {
@@ -414,7 +557,9 @@ async function main(): Promise<void> {
       await closedLoop(tool, target, BODY, 64, 1, lua);
       const loop = await interleave(options.rounds, target, direct, async (t, which) => {
         const result = await closedLoop(tool, t, BODY, 64, options.seconds, lua);
-        log(`  ${(which === 'gateway' ? 'peer' : which).padEnd(7)} ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, errors ${result.errors}`);
+        log(
+          `  ${(which === 'gateway' ? 'peer' : which).padEnd(7)} ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, errors ${result.errors}`,
+        );
         return result;
       });
       const summary = summarizeLoop(loop, Number.NaN);
@@ -440,6 +585,22 @@ async function main(): Promise<void> {
 
   await stop(gateway.child);
   await stop(upstream.child);
+
+  if (wants('longstreams')) {
+    // Its own upstream (paced per stream, raw sockets) and its own gateway at the shipped defaults.
+    const profile = await runLongProfile({
+      shape: options.long,
+      workDir: work,
+      upstreamScript: join(here, 'upstream.js'),
+      gatewayScript: join(dist, 'main.js'),
+      gatewayNodeArgs: options.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+      clientKey: CLIENT_KEY,
+      modelRedirect: MODEL_REDIRECT,
+      body: STREAM_BODY,
+      log,
+    });
+    results['long_streams'] = summarizeLongProfile(profile);
+  }
 
   if (wants('config')) {
     log('(5) config scale: 10,000 routes, 100,000 keys');
@@ -503,17 +664,35 @@ function summarizeLoop(pair: Pair<LoopResult>, rssMax: number): Record<string, n
     gateway_rps: Math.round(gw),
     direct_rps: Math.round(dr),
     ratio: round(gw / dr, 3),
-    gateway_p50_ms: round(med(pair.gateway, (r) => r.p50Ms), 3),
-    gateway_p99_ms: round(med(pair.gateway, (r) => r.p99Ms), 3),
-    direct_p50_ms: round(med(pair.direct, (r) => r.p50Ms), 3),
-    direct_p99_ms: round(med(pair.direct, (r) => r.p99Ms), 3),
+    gateway_p50_ms: round(
+      med(pair.gateway, (r) => r.p50Ms),
+      3,
+    ),
+    gateway_p99_ms: round(
+      med(pair.gateway, (r) => r.p99Ms),
+      3,
+    ),
+    direct_p50_ms: round(
+      med(pair.direct, (r) => r.p50Ms),
+      3,
+    ),
+    direct_p99_ms: round(
+      med(pair.direct, (r) => r.p99Ms),
+      3,
+    ),
     errors: totalErrors(pair),
     ...(Number.isNaN(rssMax) ? {} : { gateway_rss_max_mib: round(mib(rssMax), 1) }),
     ...(pair.gateway[0]?.gatewayCpuUs === undefined
       ? {}
       : {
-          gateway_cpu_us_per_request: round(med(pair.gateway, (r) => r.gatewayCpuUs!), 1),
-          upstream_cpu_us_per_request: round(med(pair.direct, (r) => r.upstreamCpuUs!), 1),
+          gateway_cpu_us_per_request: round(
+            med(pair.gateway, (r) => r.gatewayCpuUs!),
+            1,
+          ),
+          upstream_cpu_us_per_request: round(
+            med(pair.direct, (r) => r.upstreamCpuUs!),
+            1,
+          ),
         }),
   };
 }
@@ -543,10 +722,22 @@ function summarizeStreams(pair: Pair<StreamsResult>): Record<string, number> {
     gateway_completed_per_s: Math.round(gw),
     direct_completed_per_s: Math.round(dr),
     ratio: round(gw / dr, 3),
-    gateway_ttfb_p50_ms: round(med(pair.gateway, (r) => r.ttfbP50Ms), 2),
-    direct_ttfb_p50_ms: round(med(pair.direct, (r) => r.ttfbP50Ms), 2),
-    gateway_ttfb_p99_ms: round(med(pair.gateway, (r) => r.ttfbP99Ms), 2),
-    direct_ttfb_p99_ms: round(med(pair.direct, (r) => r.ttfbP99Ms), 2),
+    gateway_ttfb_p50_ms: round(
+      med(pair.gateway, (r) => r.ttfbP50Ms),
+      2,
+    ),
+    direct_ttfb_p50_ms: round(
+      med(pair.direct, (r) => r.ttfbP50Ms),
+      2,
+    ),
+    gateway_ttfb_p99_ms: round(
+      med(pair.gateway, (r) => r.ttfbP99Ms),
+      2,
+    ),
+    direct_ttfb_p99_ms: round(
+      med(pair.direct, (r) => r.ttfbP99Ms),
+      2,
+    ),
     gateway_errors: pair.gateway.reduce((sum, r) => sum + r.errors, 0),
     direct_errors: pair.direct.reduce((sum, r) => sum + r.errors, 0),
   };
@@ -574,7 +765,8 @@ export function table(results: Record<string, unknown>): string {
     rows.push(['(1) req/s, 64 conns', `${t['gateway_rps']}`, `${t['direct_rps']}`, '']);
     rows.push(['    ratio gateway/direct', `${t['ratio']}`, '', `>= 0.35 (${mark(t['ratio']! >= 0.35)})`]);
     rows.push(['    p50 / p99 ms', `${t['gateway_p50_ms']} / ${t['gateway_p99_ms']}`, `${t['direct_p50_ms']} / ${t['direct_p99_ms']}`, '']);
-    if (t['gateway_cpu_us_per_request'] !== undefined) rows.push(['    CPU µs/request (gw / upstream)', `${t['gateway_cpu_us_per_request']}`, `${t['upstream_cpu_us_per_request']}`, '']);
+    if (t['gateway_cpu_us_per_request'] !== undefined)
+      rows.push(['    CPU µs/request (gw / upstream)', `${t['gateway_cpu_us_per_request']}`, `${t['upstream_cpu_us_per_request']}`, '']);
   }
   const a = r['added_latency_500rps'];
   if (a !== undefined) {
@@ -600,24 +792,64 @@ export function table(results: Record<string, unknown>): string {
   const s = results['streams'] as Record<string, Record<string, number>> | undefined;
   if (s !== undefined) {
     for (const [concurrency, x] of Object.entries(s)) {
-      rows.push([`(2) ${concurrency} streams: done/s`, `${x['gateway_completed_per_s']}`, `${x['direct_completed_per_s']}`, concurrency === '500' ? `ratio >= 0.75 (${x['ratio']}, ${mark(x['ratio']! >= 0.75)})` : `ratio ${x['ratio']}`]);
+      rows.push([
+        `(2) ${concurrency} streams: done/s`,
+        `${x['gateway_completed_per_s']}`,
+        `${x['direct_completed_per_s']}`,
+        concurrency === '500' ? `ratio >= 0.75 (${x['ratio']}, ${mark(x['ratio']! >= 0.75)})` : `ratio ${x['ratio']}`,
+      ]);
       const within = x['gateway_ttfb_p50_ms']! - x['direct_ttfb_p50_ms']!;
-      rows.push(['    TTFB p50 / p99 ms', `${x['gateway_ttfb_p50_ms']} / ${x['gateway_ttfb_p99_ms']}`, `${x['direct_ttfb_p50_ms']} / ${x['direct_ttfb_p99_ms']}`, concurrency === '500' ? `p50 +${round(within, 2)} <= 5 (${mark(within <= 5)})` : '']);
+      rows.push([
+        '    TTFB p50 / p99 ms',
+        `${x['gateway_ttfb_p50_ms']} / ${x['gateway_ttfb_p99_ms']}`,
+        `${x['direct_ttfb_p50_ms']} / ${x['direct_ttfb_p99_ms']}`,
+        concurrency === '500' ? `p50 +${round(within, 2)} <= 5 (${mark(within <= 5)})` : '',
+      ]);
       rows.push(['    errors', `${x['gateway_errors']}`, `${x['direct_errors']}`, '']);
     }
   }
   const sc = (results['streams_cluster'] as Record<string, Record<string, number>> | undefined)?.['500'];
   if (sc !== undefined) {
     const within = sc['gateway_ttfb_p50_ms']! - sc['direct_ttfb_p50_ms']!;
-    rows.push([`(2c) 500 streams, WORKERS=${sc['workers']}: done/s`, `${sc['gateway_completed_per_s']}`, `${sc['direct_completed_per_s']}`, `ratio >= 0.75 (${sc['ratio']}, ${mark(sc['ratio']! >= 0.75)})`]);
-    rows.push(['    TTFB p50 / p99 ms', `${sc['gateway_ttfb_p50_ms']} / ${sc['gateway_ttfb_p99_ms']}`, `${sc['direct_ttfb_p50_ms']} / ${sc['direct_ttfb_p99_ms']}`, `p50 +${round(within, 2)} <= 5 (${mark(within <= 5)})`]);
+    rows.push([
+      `(2c) 500 streams, WORKERS=${sc['workers']}: done/s`,
+      `${sc['gateway_completed_per_s']}`,
+      `${sc['direct_completed_per_s']}`,
+      `ratio >= 0.75 (${sc['ratio']}, ${mark(sc['ratio']! >= 0.75)})`,
+    ]);
+    rows.push([
+      '    TTFB p50 / p99 ms',
+      `${sc['gateway_ttfb_p50_ms']} / ${sc['gateway_ttfb_p99_ms']}`,
+      `${sc['direct_ttfb_p50_ms']} / ${sc['direct_ttfb_p99_ms']}`,
+      `p50 +${round(within, 2)} <= 5 (${mark(within <= 5)})`,
+    ]);
     rows.push(['    errors', `${sc['gateway_errors']}`, `${sc['direct_errors']}`, '']);
   }
   const ps = (results['peers_streams'] as Record<string, Record<string, Record<string, number>>> | undefined)?.['500'];
   for (const [name, x] of Object.entries(ps ?? {})) {
     const within = x['gateway_ttfb_p50_ms']! - x['direct_ttfb_p50_ms']!;
-    rows.push([`(2p) peer: ${name}, 500 streams: done/s`, `${x['gateway_completed_per_s']}`, `${x['direct_completed_per_s']}`, `ratio ${x['ratio']}, errors ${x['gateway_errors']}`]);
-    rows.push(['    TTFB p50 / p99 ms', `${x['gateway_ttfb_p50_ms']} / ${x['gateway_ttfb_p99_ms']}`, `${x['direct_ttfb_p50_ms']} / ${x['direct_ttfb_p99_ms']}`, `p50 +${round(within, 2)}`]);
+    rows.push([
+      `(2p) peer: ${name}, 500 streams: done/s`,
+      `${x['gateway_completed_per_s']}`,
+      `${x['direct_completed_per_s']}`,
+      `ratio ${x['ratio']}, errors ${x['gateway_errors']}`,
+    ]);
+    rows.push([
+      '    TTFB p50 / p99 ms',
+      `${x['gateway_ttfb_p50_ms']} / ${x['gateway_ttfb_p99_ms']}`,
+      `${x['direct_ttfb_p50_ms']} / ${x['direct_ttfb_p99_ms']}`,
+      `p50 +${round(within, 2)}`,
+    ]);
+  }
+  const ab = r['failover_ab'];
+  if (ab !== undefined) {
+    rows.push(['(6) no failures: req/s, 64 conns', `${ab['this_rps']}`, `baseline ${ab['baseline_rps']}`, `ratio ${ab['rps_ratio']}`]);
+    rows.push([
+      '    500 streams TTFB p50 / p99 ms',
+      `${ab['this_streams_500_ttfb_p50_ms']} / ${ab['this_streams_500_ttfb_p99_ms']}`,
+      `${ab['baseline_streams_500_ttfb_p50_ms']} / ${ab['baseline_streams_500_ttfb_p99_ms']}`,
+      `p50 ${ab['streams_500_ttfb_p50_delta_ms']! >= 0 ? '+' : ''}${ab['streams_500_ttfb_p50_delta_ms']}`,
+    ]);
   }
   const f = r['failover'];
   if (f !== undefined) {
@@ -625,6 +857,8 @@ export function table(results: Record<string, unknown>): string {
     rows.push(['    client errors / requests', `${f['client_errors']} / ${f['requests']}`, '', `0 (${mark(f['client_errors'] === 0)})`]);
     rows.push(['    flaky target: failed share of its attempts', `${f['flaky_failure_rate']}`, `${f['fallbacks']} fallbacks`, '']);
   }
+  const long = results['long_streams'] as LongProfileSummary | undefined;
+  if (long !== undefined) rows.push(...longStreamRows(long));
   const m = r['memory'];
   if (m !== undefined) {
     rows.push(['(3) RSS idle MiB', `${m['rss_idle_mib']}`, '', `< 100 (${mark(m['rss_idle_mib']! < 100)})`]);
@@ -635,7 +869,12 @@ export function table(results: Record<string, unknown>): string {
   const mc = r['memory_cluster'];
   if (mc !== undefined) {
     const workersRss = (results['memory_cluster'] as { rss_idle_workers_mib: number[] }).rss_idle_workers_mib;
-    rows.push([`(3c) RSS idle MiB, WORKERS=${mc['workers']} (all processes)`, `${mc['rss_idle_mib']}`, `primary ${mc['rss_idle_primary_mib']} + workers ${workersRss.join(' + ')}`, '']);
+    rows.push([
+      `(3c) RSS idle MiB, WORKERS=${mc['workers']} (all processes)`,
+      `${mc['rss_idle_mib']}`,
+      `primary ${mc['rss_idle_primary_mib']} + workers ${workersRss.join(' + ')}`,
+      '',
+    ]);
     rows.push(['    PSS idle MiB (shared pages once)', `${mc['pss_idle_mib']}`, '', '']);
     rows.push(['    RSS under (1c) MiB', `${mc['rss_under_load_mib']}`, '', '']);
   }
@@ -653,17 +892,36 @@ export function table(results: Record<string, unknown>): string {
     rows.push(['    lookup ns (10k routes/100k keys)', `${c['lookup_ns']}`, `${c['lookup_small_ns']} (10/10)`, 'O(1)']);
   }
   const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((row) => row[i]!.length)));
-  return rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n') + '\n';
+  return (
+    rows
+      .map((row) =>
+        row
+          .map((cell, i) => cell.padEnd(widths[i]!))
+          .join('  ')
+          .trimEnd(),
+      )
+      .join('\n') + '\n'
+  );
 }
 
 const mark = (ok: boolean): string => (ok ? 'ok' : 'MISSED');
 
-const watchdog = setTimeout(() => {
-  log('watchdog: the bench ran too long; stopping');
-  killAll();
-  process.exit(2);
-}, 15 * 60_000);
-watchdog.unref();
+/** Stops a run that hangs: 15 minutes, plus the long-stream profile's own length when it runs. */
+function armWatchdog(options: Options): void {
+  const long =
+    options.only === null || options.only.has('longstreams')
+      ? 3 * (options.long.rampMs + options.long.perConnection * options.long.tokens * options.long.intervalMs) + 120_000
+      : 0;
+  const watchdog = setTimeout(
+    () => {
+      log('watchdog: the bench ran too long; stopping');
+      killAll();
+      process.exit(2);
+    },
+    15 * 60_000 + long,
+  );
+  watchdog.unref();
+}
 process.on('exit', killAll);
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => {

@@ -50,33 +50,36 @@ export function hasNginx(): boolean {
  * nginx as a plain reverse proxy (no body rewrite), access log on, its
  * defaults otherwise except `proxy_buffering off`, the usual setting in
  * front of event streams. `workers`: 'auto' is a worker per CPU.
+ * `connections`: worker_connections (a stream holds two: client and upstream).
  */
-export function nginxPeer(dir: string, upstreamUrl: string, workers: 'auto' | 1): PeerLauncher {
+export function nginxPeer(dir: string, upstreamUrl: string, workers: 'auto' | 1, connections = 4096): PeerLauncher {
   const name = workers === 'auto' ? 'nginx, a worker per CPU' : 'nginx, 1 worker';
-  return { name, start: () => startNginx(name, dir, upstreamUrl, workers) };
+  return { name, start: () => startNginx(name, dir, upstreamUrl, workers, connections) };
 }
 
-async function startNginx(name: string, dir: string, upstreamUrl: string, workers: 'auto' | 1): Promise<Peer> {
-  mkdirSync(join(dir, 'logs'), { recursive: true });
-  const port = await freePort();
-  const upstream = new URL(upstreamUrl);
-  const conf = join(dir, 'nginx.conf');
-  writeFileSync(
-    conf,
-    `worker_processes ${workers};
-error_log ${join(dir, 'logs', 'error.log')};
+/** nginx.conf of a peer: see nginxPeer. */
+export function nginxConfig(dir: string, port: number, upstreamHost: string, workers: 'auto' | 1, connections: number): string {
+  // Past the usual 4096, the worker needs its descriptor limit raised with its connections.
+  return `worker_processes ${workers};
+${connections > 4096 ? `worker_rlimit_nofile ${connections + 1024};\n` : ''}error_log ${join(dir, 'logs', 'error.log')};
 pid ${join(dir, 'nginx.pid')};
-events { worker_connections 4096; }
+events { worker_connections ${connections}; }
 http {
   access_log ${join(dir, 'logs', 'access.log')};
-  upstream bench { server ${upstream.host}; keepalive 256; }
+  upstream bench { server ${upstreamHost}; keepalive 256; }
   server {
     listen 127.0.0.1:${port};
     location / { proxy_pass http://bench; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; }
   }
 }
-`,
-  );
+`;
+}
+
+async function startNginx(name: string, dir: string, upstreamUrl: string, workers: 'auto' | 1, connections: number): Promise<Peer> {
+  mkdirSync(join(dir, 'logs'), { recursive: true });
+  const port = await freePort();
+  const conf = join(dir, 'nginx.conf');
+  writeFileSync(conf, nginxConfig(dir, port, new URL(upstreamUrl).host, workers, connections));
   const child = track(spawn('nginx', ['-p', dir, '-c', conf, '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'inherit'] }));
   const url = `http://127.0.0.1:${port}`;
   await waitForListening(child, url, `nginx (see ${join(dir, 'logs', 'error.log')})`, 10_000);
@@ -114,7 +117,7 @@ export function readPeerFile(path: string): PeerFile {
   try {
     data = JSON.parse(readFileSync(path, 'utf8'));
   } catch (error) {
-    throw new Error(`--peer ${path}: ${(error as Error).message}`);
+    throw new Error(`--peer ${path}: ${(error as Error).message}`, { cause: error });
   }
   const parsed = PeerFileSchema.safeParse(data);
   if (!parsed.success) {

@@ -7,7 +7,7 @@ import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
-import { parseProcStat, type ProcStat } from './stats.js';
+import { parseMachineCpu, parseProcStat, type MachineCpu, type ProcStat } from './stats.js';
 
 const children = new Set<ChildProcess>();
 /**
@@ -92,6 +92,32 @@ export async function startUpstream(script: string, args: readonly string[] = []
   return { child, url: `http://127.0.0.1:${port}` };
 }
 
+/** How late the upstream's deadline-paced chunks left (bench/upstream.ts), in ms; NaN when none was sent. */
+export interface PacingReport {
+  readonly chunks: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly maxMs: number;
+}
+
+/** Asks the bench upstream how late its paced chunks left since the last time it was asked (the count starts again). */
+export function upstreamPacing(upstream: UpstreamProcess, timeoutMs = 5_000): Promise<PacingReport> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      upstream.child.off('message', onMessage);
+      reject(new Error('the bench upstream did not report its pacing'));
+    }, timeoutMs);
+    const onMessage = (message: { pacing?: PacingReport }): void => {
+      if (message.pacing === undefined) return;
+      clearTimeout(timer);
+      upstream.child.off('message', onMessage);
+      resolve(message.pacing);
+    };
+    upstream.child.on('message', onMessage);
+    upstream.child.send({ lateness: true });
+  });
+}
+
 export interface GatewayProcess {
   readonly child: ChildProcess;
   readonly url: string;
@@ -140,7 +166,7 @@ export async function startGateway(launch: GatewayLaunch): Promise<GatewayProces
   }
   if (launch.workers !== undefined && launch.workers > 1) {
     for (;;) {
-      if (child.exitCode !== null) throw new Error(`the gateway exited with ${child.exitCode}; see ${launch.logPath}`);
+      if (child.exitCode !== null) throw new Error(`the gateway exited with ${String(child.exitCode)}; see ${launch.logPath}`);
       try {
         const response = await fetch(`${url}/metrics`);
         const json = (await response.json()) as { workers?: number };
@@ -190,12 +216,30 @@ export function cpuMsOf(pid: number): number {
   return stat === null ? Number.NaN : (stat.utime + stat.stime) * 10;
 }
 
+/** CPU time a process and its descendants have used, in milliseconds: all of it, and the part spent in the kernel (Linux /proc), or NaN. */
+export function cpuOfTree(pid: number): { totalMs: number; systemMs: number } {
+  let totalMs = 0;
+  let systemMs = 0;
+  for (const at of processTree(pid)) {
+    const stat = procStat(at);
+    if (stat === null) continue;
+    totalMs += (stat.utime + stat.stime) * 10;
+    systemMs += stat.stime * 10;
+  }
+  return totalMs === 0 && procStat(pid) === null ? { totalMs: Number.NaN, systemMs: Number.NaN } : { totalMs, systemMs };
+}
+
 function procStat(pid: number): ProcStat | null {
   try {
     return parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   } catch {
     return null;
   }
+}
+
+/** The machine's CPU counters (/proc/stat), to tell how busy the cores were over a stretch (machineShares). */
+export function machineCpu(): MachineCpu {
+  return parseMachineCpu(readFileSync('/proc/stat', 'utf8'));
 }
 
 /** Direct children of `pid`: the `children` file of each of its threads, or a scan of /proc where that file is missing. */

@@ -92,3 +92,26 @@ export function shares(values: readonly number[]): number[] {
   const total = values.reduce((sum, value) => sum + value, 0);
   return values.map((value) => (total > 0 ? value / total : Number.NaN));
 }
+
+/** The machine's CPU time from the first line of /proc/stat, in clock ticks: busy (user to softirq), idle (idle + iowait), steal (taken by the hypervisor). */
+export interface MachineCpu {
+  busy: number;
+  idle: number;
+  steal: number;
+}
+
+export function parseMachineCpu(procStat: string): MachineCpu {
+  const line = procStat.slice(0, procStat.indexOf('\n') === -1 ? undefined : procStat.indexOf('\n'));
+  const [label, ...fields] = line.trim().split(/\s+/);
+  if (label !== 'cpu' || fields.length < 8) throw new Error(`not the aggregate cpu line of /proc/stat: '${line}'`);
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = fields.map(Number) as [number, number, number, number, number, number, number, number];
+  return { busy: user + nice + system + irq + softirq, idle: idle + iowait, steal };
+}
+
+/** Of the time between two readings: the share the machine's CPUs were busy and the share stolen (0..1 each). */
+export function machineShares(before: MachineCpu, after: MachineCpu): { busy: number; steal: number } {
+  const busy = after.busy - before.busy;
+  const steal = after.steal - before.steal;
+  const total = busy + steal + (after.idle - before.idle);
+  return total > 0 ? { busy: busy / total, steal: steal / total } : { busy: Number.NaN, steal: Number.NaN };
+}

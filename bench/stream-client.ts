@@ -146,6 +146,16 @@ class StreamConnection {
   }
 }
 
+/** The bytes of a chat-completions POST to `target` with `body`, the target's headers and `extra`. */
+export function streamRequest(target: Target, body: string, extra: Record<string, string>): Buffer {
+  const headers = { ...target.headers, host: new URL(target.url).host, ...extra, 'content-length': String(Buffer.byteLength(body)) };
+  return Buffer.from(
+    `POST ${CHAT_PATH} HTTP/1.1\r\n${Object.entries(headers)
+      .map(([name, value]) => `${name}: ${value}\r\n`)
+      .join('')}\r\n${body}`,
+  );
+}
+
 /**
  * Keeps `concurrency` event streams open for `seconds`, each a fresh request
  * on its keep-alive connection as soon as the previous one ends. TTFB is the
@@ -153,12 +163,7 @@ class StreamConnection {
  */
 export function rawStreams(target: Target, body: string, concurrency: number, seconds: number, chunks: number, intervalMs: number): Promise<StreamsResult> {
   const url = new URL(target.url);
-  const headers = { ...target.headers, host: url.host, 'x-bench-chunks': String(chunks), 'x-bench-interval': String(intervalMs), 'content-length': String(Buffer.byteLength(body)) };
-  const request = Buffer.from(
-    `POST ${CHAT_PATH} HTTP/1.1\r\n${Object.entries(headers)
-      .map(([name, value]) => `${name}: ${value}\r\n`)
-      .join('')}\r\n${body}`,
-  );
+  const request = streamRequest(target, body, { 'x-bench-chunks': String(chunks), 'x-bench-interval': String(intervalMs) });
   const ttfbs: number[] = [];
   let completed = 0;
   let errors = 0;

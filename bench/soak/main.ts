@@ -22,49 +22,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
 import { freePort } from '../processes.js';
+import { parseSoakArgs, RSS_TRACE_MS } from './options.js';
 import { fittedRise, type Reading } from './trend.js';
 
-const RSS_TRACE_MS = 10_000;
 /** Most the RSS may rise from the warm sample to the end, along its fitted line. */
 const RSS_RISE_LIMIT = 0.05;
 const CLIENT_KEY = 'sk-soak-client-0123456789abcdef';
 const UPSTREAM_KEY = 'sk-soak-upstream-fedcba9876543210';
-
-interface Options {
-  minutes: number;
-  warmMinutes: number;
-  concurrency: number;
-  json: string | null;
-}
-
-function parseArgs(argv: readonly string[]): Options {
-  const options: Options = { minutes: 10, warmMinutes: 1, concurrency: 16, json: null };
-  let warmGiven = false;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    const value = (): string => {
-      const next = argv[++i];
-      if (next === undefined) throw new Error(`${arg} needs a value`);
-      return next;
-    };
-    if (arg === '--minutes') options.minutes = Number(value());
-    else if (arg === '--warm-minutes') {
-      options.warmMinutes = Number(value());
-      warmGiven = true;
-    } else if (arg === '--concurrency') options.concurrency = Number(value());
-    else if (arg === '--json') options.json = value();
-    else throw new Error(`unknown argument ${arg} (use --minutes N, --warm-minutes N, --concurrency C, --json path)`);
-  }
-  if (!(options.minutes > 0)) throw new Error('--minutes must be a positive number');
-  if (!(options.concurrency >= 1 && options.concurrency <= 512)) throw new Error('--concurrency must be 1..512');
-  // V8's heap and the allocator take minutes to level off under this load: judge the second half.
-  if (!warmGiven) options.warmMinutes = options.minutes / 2;
-  // RSS is read every 10 s: fewer than 3 readings after the warm sample would be no trend.
-  if (!(options.warmMinutes >= 0 && (options.minutes - options.warmMinutes) * 60_000 >= 3 * RSS_TRACE_MS)) {
-    throw new Error(`memory is judged from the warm sample to the end: --minutes must exceed --warm-minutes by at least ${(3 * RSS_TRACE_MS) / 1000} s`);
-  }
-  return options;
-}
 
 // ---- scenarios -------------------------------------------------------------------------------
 
@@ -366,7 +330,7 @@ async function badLogLines(logPath: string): Promise<{ count: number; samples: s
   const lines = createInterface({ input: createReadStream(logPath, 'utf8'), crlfDelay: Infinity });
   for await (const line of lines) {
     if (line === '') continue;
-    let bad = false;
+    let bad: boolean;
     try {
       const entry = JSON.parse(line) as { level?: number };
       bad = (entry.level ?? 0) >= 50;
@@ -384,7 +348,7 @@ async function badLogLines(logPath: string): Promise<{ count: number; samples: s
 const mib = (bytes: number): number => Math.round((bytes / 1024 / 1024) * 10) / 10;
 
 async function main(): Promise<void> {
-  const options = parseArgs(process.argv.slice(2));
+  const options = parseSoakArgs(process.argv.slice(2));
   const dir = mkdtempSync(join(tmpdir(), 'api-proxy-soak-'));
   const upstream = await startUpstream();
   const gateway = await startGatewayProcess(dir, upstream.url);
@@ -456,7 +420,6 @@ async function main(): Promise<void> {
   const elapsedS = (Date.now() - started) / 1000;
 
   // after the load: in-flight counts must go back to 0
-  let idle: Sample | null = null;
   const idleDeadline = Date.now() + 10_000;
   while (Date.now() < idleDeadline) {
     const metrics = await metricsJson(gateway.url);
@@ -464,7 +427,7 @@ async function main(): Promise<void> {
     await sleep(200);
   }
   await agent.close();
-  idle = await sample('idle', gateway.url, pid, started);
+  const idle = await sample('idle', gateway.url, pid, started);
   samples.push(idle);
   const final = await metricsJson(gateway.url);
 
@@ -521,7 +484,9 @@ async function main(): Promise<void> {
   const text = JSON.stringify(report, null, 2);
   console.log(text);
   if (options.json !== null) writeFileSync(options.json, `${text}\n`);
-  console.log(`soak: ${passed ? 'PASSED' : 'FAILED'}: ${totalSent} requests, ${unexplained} unexplained; RSS warm ${mib(warmSample.rss_bytes)} MiB, end ${mib(endSample.rss_bytes)} MiB (${report.rss_end_vs_warm_pct}%; fitted rise ${report.rss_fitted_rise_pct}%, limit ${RSS_RISE_LIMIT * 100}%)`);
+  console.log(
+    `soak: ${passed ? 'PASSED' : 'FAILED'}: ${totalSent} requests, ${unexplained} unexplained; RSS warm ${mib(warmSample.rss_bytes)} MiB, end ${mib(endSample.rss_bytes)} MiB (${report.rss_end_vs_warm_pct}%; fitted rise ${report.rss_fitted_rise_pct}%, limit ${RSS_RISE_LIMIT * 100}%)`,
+  );
   rmSync(dir, { recursive: true, force: true });
   process.exitCode = passed ? 0 : 1;
 }

@@ -37,7 +37,11 @@ async function respond(req: IncomingMessage, res: ServerResponse, body: Buffer):
     case 'status-429': {
       const status = mode === 'status-500' ? 500 : 429;
       const text = JSON.stringify({ error: { message: `soak ${status}`, type: 'soak', param: null, code: `soak_${status}` } });
-      res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...(status === 429 ? { 'retry-after': '1' } : {}) });
+      res.writeHead(status, {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(text),
+        ...(status === 429 ? { 'retry-after': '1' } : {}),
+      });
       res.end(text);
       return;
     }
@@ -55,7 +59,13 @@ async function respond(req: IncomingMessage, res: ServerResponse, body: Buffer):
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
       for (let i = 0; i < count; i++) {
         if (res.destroyed) return;
-        const chunk = { id: 'soak', object: 'chat.completion.chunk', created: 0, model, choices: [{ index: 0, delta: { content: `t${i} ` }, finish_reason: null }] };
+        const chunk = {
+          id: 'soak',
+          object: 'chat.completion.chunk',
+          created: 0,
+          model,
+          choices: [{ index: 0, delta: { content: `t${i} ` }, finish_reason: null }],
+        };
         res.write(`data: ${JSON.stringify(chunk)}\n\n`);
         if (mode === 'reset-mid' && i === 2) {
           await sleep(5);

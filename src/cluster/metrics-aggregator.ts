@@ -27,6 +27,13 @@ export function combineJson(parts: readonly MetricsJson[]): MetricsJson {
  * figures, every live worker is asked for its own, and the combination
  * (prom-client's aggregation for Prometheus text, combineJson for the JSON)
  * goes back to the one that asked.
+ *
+ * The collection round trip is ours, not prom-client's clusterMetrics(): that
+ * one carries only the Prometheus registry (the JSON figures need the same
+ * trip), and it rejects the whole scrape after 5 s when one connected worker
+ * does not answer, where this leaves that worker out after 2 s
+ * (test/unit/cluster.test.ts, "left out after 2 s"; docs/performance.md,
+ * "Hand-written where a library exists").
  */
 export class MetricsAggregator {
   readonly #liveWorkers: () => Worker[];

@@ -2,27 +2,24 @@ import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from '../observability/logger.js';
 import type { ShutdownRequest } from './messages.js';
 import { MetricsAggregator } from './metrics-aggregator.js';
-
-const RESTART_DELAY_MS = 1_000;
-const MAX_RESTART_DELAY_MS = 30_000;
-/** A worker that lived at least this long before dying is restarted without backoff. */
-const STABLE_AFTER_MS = 10_000;
+import { RestartDelay } from './restart-delay.js';
 
 interface Slot {
   readonly index: number;
   worker: Worker | null;
   startedAt: number;
   listened: boolean;
-  restartDelayMs: number;
+  readonly restartDelay: RestartDelay;
   restartTimer: NodeJS.Timeout | null;
 }
 
 /**
  * The cluster primary: forks `count` gateway workers that share the port,
- * restarts one that dies (with backoff when it keeps dying), answers their
- * `/metrics` requests (MetricsAggregator), and on SIGTERM/SIGINT drains them all. It serves no
- * traffic itself. Each worker finds its slot in env `indexEnv`. Resolves with
- * the exit code once every worker has exited.
+ * restarts one that dies (RestartDelay: jittered, growing while it keeps
+ * dying), answers their `/metrics` requests (MetricsAggregator), and on
+ * SIGTERM/SIGINT drains them all. It serves no traffic itself. Each worker
+ * finds its slot in env `indexEnv`. Resolves with the exit code once every
+ * worker has exited.
  */
 export function runPrimary(count: number, indexEnv: string, logger: Logger): Promise<number> {
   const slots: Slot[] = [];
@@ -86,11 +83,7 @@ export function runPrimary(count: number, indexEnv: string, logger: Logger): Pro
         shutdown(false);
         return;
       }
-      const lived = Date.now() - slot.startedAt;
-      // 1 s after a worker that had run a while; each quick death after that doubles the wait, up to 30 s.
-      if (lived >= STABLE_AFTER_MS) slot.restartDelayMs = RESTART_DELAY_MS;
-      const delayMs = slot.restartDelayMs;
-      slot.restartDelayMs = Math.min(delayMs * 2, MAX_RESTART_DELAY_MS);
+      const delayMs = slot.restartDelay.after(Date.now() - slot.startedAt);
       logger.error({ worker: slot.index, exit_code: code, signal, restart_in_ms: delayMs }, 'worker exited; restarting it');
       slot.restartTimer = setTimeout(() => fork(slot), delayMs);
     });
@@ -105,7 +98,7 @@ export function runPrimary(count: number, indexEnv: string, logger: Logger): Pro
     process.on('SIGINT', onSignal);
 
     for (let index = 0; index < count; index++) {
-      const slot: Slot = { index, worker: null, startedAt: 0, listened: false, restartDelayMs: RESTART_DELAY_MS, restartTimer: null };
+      const slot: Slot = { index, worker: null, startedAt: 0, listened: false, restartDelay: new RestartDelay(), restartTimer: null };
       slots.push(slot);
       fork(slot);
     }

@@ -15,6 +15,7 @@ interface Pending {
  * The worker's side of cluster metrics: it answers the primary's collection
  * requests with its own figures, and its `/metrics` asks the primary for
  * everyone's, combined, so a scrape that lands on any worker sees the whole.
+ * (The round trip is ours rather than prom-client's: see MetricsAggregator.)
  */
 export function clusterMetricsReport(metrics: GatewayMetrics): MetricsReport {
   const pending = new Map<number, Pending>();

@@ -138,6 +138,19 @@ export function toInputs(config: FileConfig, readSecret: SecretReader): FileInpu
       clientKeySelector: config.kubernetes.client_key_selector,
       watchTimeoutSeconds: config.kubernetes.watch_timeout_seconds,
     },
+    tracing: {
+      enabled: config.tracing.enabled,
+      endpoint: config.tracing.endpoint ?? null,
+      protocol: config.tracing.protocol ?? null,
+      timeoutMs: config.tracing.timeout_ms ?? null,
+      serviceName: config.tracing.service_name ?? null,
+      sampler: config.tracing.sampler ?? null,
+      samplerArg: config.tracing.sampler_arg ?? null,
+      maxQueueSize: config.tracing.max_queue_size ?? null,
+      maxExportBatchSize: config.tracing.max_export_batch_size ?? null,
+      scheduleDelayMs: config.tracing.schedule_delay_ms ?? null,
+      exportTimeoutMs: config.tracing.export_timeout_ms ?? null,
+    },
     upstreams,
     routes,
     clientKeys,
@@ -149,7 +162,7 @@ function upstreamSpec(name: string, upstream: Partial<UpstreamFileConfig> & { ur
   // The seed's api.url is the full chat-completions URL; a bare origin forwards paths unchanged.
   let basePath = url.pathname.replace(/\/chat\/completions\/?$/, '').replace(/\/+$/, '');
   if (basePath === '') basePath = '/v1';
-  const timeouts = upstream.timeouts ?? { connect_ms: 5_000, headers_ms: 120_000, idle_ms: 120_000 };
+  const timeouts = upstream.timeouts ?? { connect_ms: 5_000, headers_ms: 600_000, idle_ms: 300_000 };
   const secret = upstream.api_key_secret;
   return {
     name,

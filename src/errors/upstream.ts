@@ -149,6 +149,21 @@ export function attemptFailure(error: unknown): AttemptFailure {
   return 'error';
 }
 
+const TIMEOUT_PHASES: Record<string, 'connect' | 'headers' | 'idle'> = {
+  UPSTREAM_CONNECT_TIMEOUT: 'connect',
+  UPSTREAM_HEADERS_TIMEOUT: 'headers',
+  UPSTREAM_BODY_TIMEOUT: 'idle',
+  UND_ERR_CONNECT_TIMEOUT: 'connect',
+  UND_ERR_HEADERS_TIMEOUT: 'headers',
+  UND_ERR_BODY_TIMEOUT: 'idle',
+};
+
+/** Which of an upstream's timeouts an error is (connect, headers, idle), or null when it is none. */
+export function timeoutPhase(error: unknown): 'connect' | 'headers' | 'idle' | null {
+  const code = errorCode(error);
+  return code === undefined ? null : (TIMEOUT_PHASES[code] ?? null);
+}
+
 /** The first error code on an error or its cause chain. */
 export function errorCode(error: unknown): string | undefined {
   // Duck-typed: errors from Node's core may come from another realm (e.g. under a test VM).

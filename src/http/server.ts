@@ -1,15 +1,25 @@
 import { createServer, type IncomingMessage, type RequestListener, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 
-/** Server limits against slow or oversized clients (slowloris, header floods). */
+/**
+ * Server limits against slow or oversized clients (slowloris, header floods).
+ * None of them applies to an answer: a stream lives as long as its upstream
+ * keeps sending (the upstream's idle timeout is the only clock on it).
+ */
 export const SERVER_LIMITS = {
+  /** To send the request head; also the longest a new connection may stay silent. A head is small. */
   headersTimeoutMs: 10_000,
-  requestTimeoutMs: 60_000,
+  /** To send the whole request, body included: an 8 MiB upload needs about 70 s at 1 Mbit/s. */
+  requestTimeoutMs: 300_000,
+  /** An idle keep-alive connection between two requests. */
   keepAliveTimeoutMs: 5_000,
   maxHeaderSize: 16 * 1024,
-  /** How often Node checks headersTimeout and requestTimeout (its default). */
-  connectionsCheckingIntervalMs: 30_000,
+  /** How often Node checks headersTimeout and requestTimeout: how late past them a connection can be closed. */
+  connectionsCheckingIntervalMs: 5_000,
 } as const;
+
+/** Why the server refused or closed a client connection itself, for `apiproxy_client_errors_total`. */
+export type ClientErrorReason = 'request_timeout' | 'header_overflow' | 'bad_request' | 'silent_connection';
 
 export type ServerLimits = { readonly [K in keyof typeof SERVER_LIMITS]: number };
 
@@ -17,7 +27,7 @@ const AWAITING_FIRST_REQUEST = Symbol('awaiting first request');
 type AwaitingFirstRequest = Socket & { [AWAITING_FIRST_REQUEST]?: boolean };
 
 /** The HTTP/1.1 server with the limits applied and malformed requests answered without reaching the app. */
-export function createHttpServer(handler: RequestListener, limits: ServerLimits): Server {
+export function createHttpServer(handler: RequestListener, limits: ServerLimits, onClientError: (reason: ClientErrorReason) => void): Server {
   const server = createServer(
     {
       headersTimeout: limits.headersTimeoutMs,
@@ -35,6 +45,9 @@ export function createHttpServer(handler: RequestListener, limits: ServerLimits)
   server.on('connection', (socket: Socket) => {
     (socket as AwaitingFirstRequest)[AWAITING_FIRST_REQUEST] = true;
     socket.setTimeout(limits.headersTimeoutMs);
+    socket.once('timeout', () => {
+      if ((socket as AwaitingFirstRequest)[AWAITING_FIRST_REQUEST] === true) onClientError('silent_connection');
+    });
   });
   server.on('request', (req: IncomingMessage) => {
     const socket = req.socket as AwaitingFirstRequest;
@@ -44,8 +57,11 @@ export function createHttpServer(handler: RequestListener, limits: ServerLimits)
     }
   });
   server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
-    if (!socket.writable) return socket.destroy();
     const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    // A reset or a close mid-request is the client leaving, not a limit biting.
+    if (error.code !== 'ECONNRESET' && error.code !== 'EPIPE')
+      onClientError(status === 431 ? 'header_overflow' : status === 408 ? 'request_timeout' : 'bad_request');
+    if (!socket.writable) return socket.destroy();
     socket.end(
       `HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request'}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`,
     );

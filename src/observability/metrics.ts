@@ -73,6 +73,8 @@ export class GatewayMetrics {
   readonly #keyRequests: CounterFamily;
   readonly #queueWait: HistogramFamily;
   readonly #redactions: CounterFamily;
+  readonly #clientErrors: CounterFamily;
+  readonly #upstreamTimeouts: CounterFamily;
   readonly #saturated: CounterFamily;
   readonly #attempts: CounterFamily;
   readonly #fallbacks: CounterFamily;
@@ -158,6 +160,17 @@ export class GatewayMetrics {
         for (const upstream of ejections()) this.set({ upstream: upstream.name }, upstream.ejected ? 1 : 0);
       },
     });
+    this.#clientErrors = new CounterFamily(this.registry, {
+      name: 'apiproxy_client_errors_total',
+      help: 'Client connections the server refused or closed itself, by reason: request_timeout (head or body too slow), header_overflow (head over 16 KiB), bad_request (not HTTP), silent_connection (nothing sent).',
+      labelNames: ['reason'],
+    });
+    this.#upstreamTimeouts = new CounterFamily(this.registry, {
+      name: 'apiproxy_upstream_timeouts_total',
+      help: 'Upstream timeouts by upstream and phase: connect (connect_ms), headers (headers_ms), idle (idle_ms, a body or stream gone silent).',
+      labelNames: ['upstream', 'phase'],
+    });
+    for (const reason of ['request_timeout', 'header_overflow', 'bad_request', 'silent_connection']) this.#clientErrors.cell(reason);
     const admissions = (): Iterable<{ readonly name: string; readonly inFlight: number; readonly queued: number }> => this.#admissions();
     const activeRequests = (): number => this.activeRequests;
     const activeStreams = (): number => this.activeStreams;
@@ -259,8 +272,47 @@ export class GatewayMetrics {
     if (outcome === 'refused') this.#saturated.cell(upstream).inc();
   }
 
+  clientError(reason: string): void {
+    this.#clientErrors.cell(reason).inc();
+  }
+
+  upstreamTimedOut(upstream: string, phase: string): void {
+    this.#upstreamTimeouts.cell(upstream, phase).inc();
+  }
+
   redacted(upstream: string, where: 'header' | 'body'): void {
     this.#redactions.cell(upstream, where).inc();
+  }
+
+  /**
+   * Tracing started: its series appear, at zero. Finished spans wait in a
+   * bounded queue (read by `queueLength`) for export; each is then exported
+   * or dropped (the queue was full, or the collector failed or timed out).
+   */
+  tracingStarted(queueLength: () => number): { exported(count: number): void; dropped(reason: 'queue_full' | 'export_failed', count: number): void } {
+    const exported = new CounterFamily(this.registry, {
+      name: 'apiproxy_tracing_spans_exported_total',
+      help: 'Spans the trace collector accepted.',
+      labelNames: [],
+    }).cell();
+    const dropped = new CounterFamily(this.registry, {
+      name: 'apiproxy_tracing_spans_dropped_total',
+      help: 'Spans lost: the export queue was full (queue_full) or the collector failed or timed out (export_failed).',
+      labelNames: ['reason'],
+    });
+    const cells = { queue_full: dropped.cell('queue_full'), export_failed: dropped.cell('export_failed') };
+    new client.Gauge({
+      name: 'apiproxy_tracing_queue_spans',
+      help: 'Finished spans waiting for export.',
+      registers: [this.registry],
+      collect() {
+        this.set(queueLength());
+      },
+    });
+    return {
+      exported: (count) => exported.inc(count),
+      dropped: (reason, count) => cells[reason].inc(count),
+    };
   }
 
   /** Where the JSON and the gauge read the number of model routes. */

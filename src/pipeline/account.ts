@@ -49,6 +49,10 @@ export class RequestAccounting {
     this.#metrics.fellBack(route);
   }
 
+  upstreamTimedOut(upstream: string, phase: string): void {
+    this.#metrics.upstreamTimedOut(upstream, phase);
+  }
+
   upstreamFailed(upstream: string, code: string): void {
     this.#metrics.upstreamFailed(upstream, code);
   }

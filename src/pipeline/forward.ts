@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import type { Upstream } from '../config/upstream.js';
 import { ClientGoneError } from '../errors/client-gone.js';
-import { attemptFailure, errorCode, fromUpstreamError, type AttemptFailure } from '../errors/upstream.js';
+import { attemptFailure, errorCode, fromUpstreamError, timeoutPhase, type AttemptFailure } from '../errors/upstream.js';
 import type { RoutePlan } from '../routing/resolve.js';
 import type { Transports } from '../transport/transports.js';
 import type { ResponseHeaders } from '../transport/types.js';
@@ -125,6 +125,7 @@ class AttemptLoop implements AnswerGate {
     const upstream = this.#plan.targets[this.#index]!.upstream;
     const health = this.#deps.health;
     this.#deps.accounting.attemptResponded(upstream.name, (performance.now() - this.#startedAt) / 1000);
+    this.#lifecycle.attemptResponded(status, isEventStream(headers));
     if (status < 500) health.succeeded(upstream);
     else health.failed(upstream, this.#probe);
     if (status < 400) {
@@ -141,7 +142,7 @@ class AttemptLoop implements AnswerGate {
   }
 
   discarded(status: number, headers: ResponseHeaders, body: Buffer): void {
-    this.#lifecycle.attemptEnded();
+    this.#lifecycle.attemptEnded(null);
     this.#held = { index: this.#index, status, headers, body };
     const next = this.#next!;
     this.#next = null;
@@ -153,11 +154,12 @@ class AttemptLoop implements AnswerGate {
   }
 
   failed(error: Error): void {
-    this.#lifecycle.attemptEnded();
+    const lifecycle = this.#lifecycle;
     const upstream = this.#plan.targets[this.#index]!.upstream;
     const health = this.#deps.health;
     const failure = attemptFailure(error);
     if (failure === 'client_gone') {
+      lifecycle.attemptEnded(null);
       if (this.#next === null) {
         if (this.#probe) health.abandoned(upstream);
         this.#ended('abandoned');
@@ -165,7 +167,11 @@ class AttemptLoop implements AnswerGate {
       this.#settle();
       return;
     }
-    this.#deps.accounting.upstreamFailed(upstream.name, fromUpstreamError(error).code);
+    const code = fromUpstreamError(error).code;
+    lifecycle.attemptEnded(code);
+    this.#deps.accounting.upstreamFailed(upstream.name, code);
+    const phase = timeoutPhase(error);
+    if (phase !== null) lifecycle.timedOut(phase);
     const next = this.#next;
     if (next !== null) {
       // The discarded answer broke before its end: it cannot be the last answer; the loop goes on as decided.
@@ -213,8 +219,9 @@ class AttemptLoop implements AnswerGate {
   }
 
   /**
-   * One attempt starts: the one place where each does (a tracing span would
-   * open here and close in #ended).
+   * One attempt starts: the one place where each does (its span opens in
+   * lifecycle.attemptStarting; it ends in lifecycle.attemptEnded or, for the
+   * answer relayed, upstreamSettled).
    */
   #send(admission: UpstreamAdmission, index: number, fresh: boolean): void {
     const lifecycle = this.#lifecycle;
@@ -243,6 +250,7 @@ class AttemptLoop implements AnswerGate {
     lifecycle.dispatching(admission);
     const headers = upstreamRequestHeaders(req.headers, upstream.authorization, contentLength, record.id);
     if (this.#rewriteBody !== null) headers['accept-encoding'] = 'identity'; // the body is read, so it must arrive plain
+    lifecycle.attemptStarting(upstream, headers);
     const now = performance.now();
     this.#startedAt = now;
     this.#deps.transports.get(upstream).dispatch(
@@ -387,6 +395,11 @@ class AttemptLoop implements AnswerGate {
   } {
     return { secrets: upstream.secrets, transforms: bodyTransforms(this.#lifecycle, upstream.secrets), rewriteBody: this.#rewriteBody };
   }
+}
+
+function isEventStream(headers: ResponseHeaders): boolean {
+  const contentType = headers['content-type'];
+  return typeof contentType === 'string' && contentType.startsWith('text/event-stream');
 }
 
 /** Whether the upstream's retry conditions cover a failure before any answer. */

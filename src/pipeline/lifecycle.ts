@@ -2,6 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CLIENT_CLOSED_REQUEST, ClientGoneError } from '../errors/client-gone.js';
 import { toGatewayError } from '../errors/gateway-error.js';
 import { writeError } from '../errors/write-error.js';
+import type { Upstream } from '../config/upstream.js';
+import type { AttemptTrace, RequestTrace, RequestTracer } from '../observability/tracing/request-trace.js';
 import type { RequestAccounting } from './account.js';
 import type { UpstreamAdmission } from './admission.js';
 import type { RequestRecord } from './request-record.js';
@@ -24,7 +26,11 @@ export class RequestLifecycle {
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
   readonly record: RequestRecord;
+  /** The request's trace; null when tracing is off. */
+  readonly trace: RequestTrace | null;
   readonly #accounting: RequestAccounting;
+  /** The span of the attempt in flight; null when tracing is off or none is. */
+  #attempt: AttemptTrace | null = null;
   #exchange: Abortable | null = null;
   #slot: UpstreamAdmission | null = null;
   /** When the first attempt was dispatched (performance.now()), for the time to the answer's head. */
@@ -35,7 +41,7 @@ export class RequestLifecycle {
   #redactionLogged = false;
   #completed = false;
 
-  constructor(req: IncomingMessage, res: ServerResponse, accounting: RequestAccounting) {
+  constructor(req: IncomingMessage, res: ServerResponse, accounting: RequestAccounting, tracer: RequestTracer | null) {
     this.req = req;
     this.res = res;
     this.#accounting = accounting;
@@ -59,9 +65,23 @@ export class RequestLifecycle {
       errorCode: null,
       clientAborted: false,
       attempts: 0,
+      responseModel: null,
+      inputTokens: null,
+      outputTokens: null,
     };
+    this.trace = tracer === null ? null : tracer.startRequest(req.headers, this.record);
     accounting.opened();
     res.once('close', this.#onClose);
+  }
+
+  /**
+   * An upstream attempt is about to go out with these headers: with tracing
+   * on, its client span starts and its trace context is written into them.
+   * Each attempt ends in `attemptEnded` (another attempt or a held answer
+   * follows) or `upstreamSettled` (its answer was relayed, or it was the last).
+   */
+  attemptStarting(upstream: Upstream, headers: Record<string, string | string[]>): void {
+    if (this.trace !== null) this.#attempt = this.trace.attemptStarted(upstream, this.record, headers);
   }
 
   /** An attempt goes to an upstream, holding `slot` until it ends; the upstream phase is open until `upstreamSettled`. */
@@ -81,8 +101,18 @@ export class RequestLifecycle {
     if (this.#responseClosed) exchange.abort(new ClientGoneError());
   }
 
-  /** An attempt ended without its answer being relayed: its slot goes back; another attempt or the answer follows. */
-  attemptEnded(): void {
+  /** An attempt's answer head came (`status`), relayed or not: its span says so. */
+  attemptResponded(status: number, stream: boolean): void {
+    this.#attempt?.responded(status, stream);
+  }
+
+  /**
+   * An attempt ended without its answer being relayed (`errorCode` when it
+   * failed): its span ends, its slot goes back; another attempt or the held
+   * answer follows.
+   */
+  attemptEnded(errorCode: string | null): void {
+    this.#endAttempt(errorCode);
     this.#exchange = null;
     this.#slot?.leave();
     this.#slot = null;
@@ -97,10 +127,16 @@ export class RequestLifecycle {
     this.#accounting.answerStarted(record);
   }
 
+  /** The first bytes of an event stream's body reached the relay (reported only while a trace is open). */
+  firstChunk(): void {
+    this.#attempt?.firstChunk();
+  }
+
   /** The upstream phase ended (the last exchange settled); `errorCode` when a relayed answer failed (a gateway error code). */
   upstreamSettled(errorCode: string | null): void {
     if (!this.#upstreamOpen) return;
     this.#upstreamOpen = false;
+    this.#endAttempt(errorCode);
     this.#exchange = null;
     this.#slot?.leave();
     this.#slot = null;
@@ -109,6 +145,11 @@ export class RequestLifecycle {
       this.#accounting.upstreamFailed(this.record.upstream!, errorCode);
     }
     this.#completeIfDone();
+  }
+
+  /** One of the upstream's timeouts ended the exchange. */
+  timedOut(phase: 'connect' | 'headers' | 'idle'): void {
+    this.#accounting.upstreamTimedOut(this.record.upstream!, phase);
   }
 
   /** The relay took a secret out of the upstream's answer (`where`: header or body). */
@@ -142,6 +183,12 @@ export class RequestLifecycle {
     if (closeConnection) res.once('finish', () => req.socket.destroySoon());
   }
 
+  #endAttempt(errorCode: string | null): void {
+    if (this.#attempt === null) return;
+    this.#attempt.ended(errorCode);
+    this.#attempt = null;
+  }
+
   readonly #onClose = (): void => {
     this.#responseClosed = true;
     if (!this.res.writableFinished) {
@@ -157,5 +204,6 @@ export class RequestLifecycle {
     const { record, res } = this;
     record.status = res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST;
     this.#accounting.completed(record, performance.now() - record.startedAt, this.#countedStream);
+    this.trace?.completed(record);
   }
 }

@@ -1,7 +1,7 @@
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { ClientGoneError } from '../errors/client-gone.js';
 import { errorBody } from '../errors/gateway-error.js';
-import { fromUpstreamError } from '../errors/upstream.js';
+import { fromUpstreamError, timeoutPhase } from '../errors/upstream.js';
 import { atTurnEnd } from '../io/turn-end.js';
 import type { Exchange, ExchangeHandler, ResponseHeaders } from '../transport/types.js';
 import { endThrough, pushThrough, type BodyTransform, type BodyTransformFactory } from './body-transform.js';
@@ -79,6 +79,8 @@ export class Relay implements ExchangeHandler {
   #relaying = false;
   /** A discarded answer, held for the attempt loop. */
   #discarded: { status: number; headers: ResponseHeaders; chunks: Buffer[]; size: number } | null = null;
+  /** An event stream whose first bytes the request's trace waits for. */
+  #awaitingFirstChunk = false;
   /** Set while a body to rewrite is held back whole. */
   #held: { headers: OutgoingHttpHeaders; chunks: Buffer[]; size: number } | null = null;
   /** Paused until the client's side drains. */
@@ -119,6 +121,7 @@ export class Relay implements ExchangeHandler {
     this.#stream = typeof contentType === 'string' && contentType.startsWith('text/event-stream');
     const lifecycle = this.#lifecycle;
     lifecycle.upstreamResponded(this.#stream);
+    this.#awaitingFirstChunk = this.#stream && lifecycle.trace !== null;
     const res = this.#res;
     if (res.destroyed) {
       this.#exchange?.abort(new ClientGoneError());
@@ -146,6 +149,10 @@ export class Relay implements ExchangeHandler {
       discarded.size += bytes.length;
       if (discarded.size > MAX_DISCARDED_BODY) this.#relayDiscarded();
       return;
+    }
+    if (this.#awaitingFirstChunk) {
+      this.#awaitingFirstChunk = false;
+      this.#lifecycle.firstChunk();
     }
     if (this.#transforms.length > 0) {
       bytes = pushThrough(this.#transforms, bytes);
@@ -206,6 +213,8 @@ export class Relay implements ExchangeHandler {
       return;
     }
     const gatewayError = fromUpstreamError(error);
+    const phase = timeoutPhase(error);
+    if (phase !== null) this.#lifecycle.timedOut(phase);
     this.#held = null;
     if (!res.headersSent) {
       this.#lifecycle.fail(gatewayError);

@@ -22,4 +22,9 @@ export interface RequestRecord {
   clientAborted: boolean;
   /** Upstream attempts made (retries, fallbacks, a resend on a fresh connection); `upstream` and `targetModel` name the one whose answer went out, else the last tried. */
   attempts: number;
+  /** The model the upstream says answered, when the answer was read for it; null when unknown. */
+  responseModel: string | null;
+  /** Tokens the upstream reported (usage accounting fills them in); null when unknown. */
+  inputTokens: number | null;
+  outputTokens: number | null;
 }

@@ -6,7 +6,6 @@
  */
 import { request } from 'undici';
 import { CLUSTER_START_TIMEOUT_MS, type TestCluster } from './harness/cluster.js';
-import type { FakeUpstream } from '../support/fake-upstream.js';
 import { type TestGateway } from '../support/gateway-harness.js';
 import { waitFor } from '../support/wait.js';
 import { modelSent, startClusterWithGateway } from './harness/gateway.js';
@@ -16,12 +15,11 @@ const CRD = '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/modelroutes
 const routesPath = `/apis/apiproxy.io/v1alpha1/namespaces/${NS}/modelroutes`;
 
 let cluster: TestCluster;
-let upstream: FakeUpstream;
 let gw: TestGateway;
 let stop: (() => Promise<void>) | undefined;
 
 beforeAll(async () => {
-  ({ cluster, upstream, gw, stop } = await startClusterWithGateway(NS, { access_log: false }));
+  ({ cluster, gw, stop } = await startClusterWithGateway(NS, { access_log: false }));
 }, CLUSTER_START_TIMEOUT_MS);
 afterAll(() => stop?.());
 

@@ -8,7 +8,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { CLUSTER_START_TIMEOUT_MS, startCluster, type TestCluster } from './harness/cluster.js';
 import { gatewayServiceAccountToken, modelSent, startKubeGateway } from './harness/gateway.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
-import { CLIENT_KEY, type TestGateway } from '../support/gateway-harness.js';
+import { baseConfig, CLIENT_KEY, type TestGateway } from '../support/gateway-harness.js';
 import { waitFor } from '../support/wait.js';
 
 const NS = 'gw';
@@ -228,6 +228,90 @@ test('an upstream key held in a watched Secret is used and rotated live', async 
     expect(await waitFor(async () => (await sentKey()) === 'Bearer sk-upstream-from-secret-2')).toBeLessThan(1000);
   } finally {
     await keyed.stop();
+  }
+});
+
+/** Open WATCH requests on Secrets, as the API server counts them. */
+async function secretWatches(): Promise<number> {
+  const res = await cluster.request('GET', '/metrics');
+  expect(res.status).toBe(200);
+  // one line per scope: a watch selecting one name by field counts as scope "resource"
+  const lines = res.text
+    .split('\n')
+    .filter((l) => l.startsWith('apiserver_longrunning_requests{') && l.includes('resource="secrets"') && l.includes('verb="WATCH"'));
+  return lines.reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
+}
+
+test('an api_key_secret added by a config reload is watched and used; one no longer referenced stops being watched', async () => {
+  const secret = (value: string) => ({
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: 'late-key', namespace: NS },
+    data: { 'api-key': Buffer.from(value).toString('base64') },
+  });
+  await cluster.request('POST', `/api/v1/namespaces/${NS}/secrets`, secret('sk-late-1'));
+  const kubernetes = { enabled: true, namespaces: [NS], watch_timeout_seconds: 30 };
+  const fromFile = { upstreams: { default: { url: `${upstream.url}/v1`, api_key: 'sk-upstream-from-file' } } };
+  const fromSecret = { upstreams: { default: { url: `${upstream.url}/v1`, api_key_secret: { name: 'late-key', key: 'api-key' } } } };
+  const keyed = await startKubeGateway(cluster, upstream.url, NS, fromFile);
+  const sentKey = async () => {
+    await request(`${keyed.url}/v1/chat/completions`, { method: 'POST', headers: auth, body: '{"model":"m"}' }).then((r) => r.body.text());
+    return upstream.requests.at(-1)!.headers.authorization;
+  };
+  try {
+    expect(await sentKey()).toBe('Bearer sk-upstream-from-file');
+    const before = await secretWatches();
+
+    keyed.writeConfig(baseConfig(upstream.url, { kubernetes, ...fromSecret }));
+    await waitFor(async () => (await sentKey()) === 'Bearer sk-late-1', 5000, 'the key from the Secret named by the reload');
+    expect(await secretWatches()).toBe(before + 1);
+    // watched, not read once: a rotation applies live
+    await cluster.request('PUT', `/api/v1/namespaces/${NS}/secrets/late-key`, secret('sk-late-2'));
+    expect(await waitFor(async () => (await sentKey()) === 'Bearer sk-late-2')).toBeLessThan(1000);
+    expect((await request(`${keyed.url}/health/ready`)).statusCode).toBe(200);
+
+    keyed.writeConfig(baseConfig(upstream.url, { kubernetes, ...fromFile }));
+    await waitFor(async () => (await sentKey()) === 'Bearer sk-upstream-from-file', 5000, 'the key from the file again');
+    await waitFor(async () => (await secretWatches()) === before, 5000, 'the Secret no longer watched');
+    expect((await request(`${keyed.url}/health/ready`)).statusCode).toBe(200);
+  } finally {
+    await keyed.stop();
+  }
+});
+
+test('a reload naming a Secret the gateway may not read: still ready, routes still follow, the watch ends with the reference', async () => {
+  const token = await gatewayServiceAccountToken(cluster, NS, 'api-proxy-reload');
+  const kc = new KubeConfig();
+  kc.loadFromFile(cluster.writeKubeconfig(token, NS));
+  const kubernetes = { enabled: true, namespaces: [NS], watch_timeout_seconds: 30 };
+  const limited = await startKubeGateway(cluster, upstream.url, NS, extra(), kc);
+  try {
+    // its Role covers only its own namespace
+    limited.writeConfig(
+      baseConfig(upstream.url, {
+        kubernetes,
+        ...extra(),
+        upstreams: { ...extra().upstreams, other: { url: `${other.url}/v1`, api_key_secret: { namespace: 'kube-system', name: 'not-mine', key: 'k' } } },
+      }),
+    );
+    await waitFor(() => limited.logs.lines.some((line) => line.includes('watch failed') && line.includes('not-mine')), 5000, 'the forbidden watch failing');
+    expect((await request(`${limited.url}/health/ready`)).statusCode).toBe(200);
+    await cluster.request('POST', routesPath(), modelRoute('while-forbidden', 'while-forbidden', [{ model: 'still-routed' }]));
+    const routed = async () => {
+      const res = await request(`${limited.url}/v1/chat/completions`, { method: 'POST', headers: auth, body: '{"model":"while-forbidden"}' });
+      return ((await res.body.json()) as { model?: string }).model === 'still-routed';
+    };
+    expect(await waitFor(routed)).toBeLessThan(1000);
+
+    limited.writeConfig(baseConfig(upstream.url, { kubernetes, ...extra() }));
+    await waitFor(() => limited.logs.lines.some((line) => line.includes('no longer named') && line.includes('not-mine')), 5000, 'the watch ended');
+    const failures = () => limited.logs.lines.filter((line) => line.includes('watch failed') && line.includes('not-mine')).length;
+    const after = failures();
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(failures()).toBe(after);
+    expect((await request(`${limited.url}/health/ready`)).statusCode).toBe(200);
+  } finally {
+    await limited.stop();
   }
 });
 

@@ -1,20 +1,18 @@
 /**
  * 410 Gone from a real API server: with the watch cache off, a watch resumed
  * from a resourceVersion that etcd has compacted away is refused with 410.
- * The gateway resumes a watch the server ended normally (its timeoutSeconds)
- * from the last version it saw; after a compaction that is gone, and it must
- * list again (not stop, as the client's own informer would) and keep routing.
- * (After an error it always lists again, so this path is the one that meets 410.)
+ * The gateway resumes a quiet watch (aborted after watch_timeout_seconds of
+ * silence: without the watch cache there are no bookmarks) from the last
+ * version it saw; after a compaction that is gone, and it must list again and
+ * keep routing.
  */
 import { CLUSTER_START_TIMEOUT_MS, type TestCluster } from './harness/cluster.js';
 import { modelSent, startClusterWithGateway } from './harness/gateway.js';
-import type { FakeUpstream } from '../support/fake-upstream.js';
 import type { TestGateway } from '../support/gateway-harness.js';
 import { waitFor } from '../support/wait.js';
 
 const NS = 'gone';
 let cluster: TestCluster;
-let upstream: FakeUpstream;
 let gw: TestGateway;
 let stop: (() => Promise<void>) | undefined;
 
@@ -27,9 +25,9 @@ const route = (name: string, model: string, target: string) => ({
 });
 
 beforeAll(async () => {
-  // Watches end every 4 s (0.8 x 5 s) and are resumed from their last resourceVersion.
+  // Quiet watches are aborted after 5 s of silence and resumed from their last resourceVersion.
   const kubernetes = { enabled: true, namespaces: [NS], watch_timeout_seconds: 5 };
-  ({ cluster, upstream, gw, stop } = await startClusterWithGateway(NS, { kubernetes }, { watchCache: false }));
+  ({ cluster, gw, stop } = await startClusterWithGateway(NS, { kubernetes }, { watchCache: false }));
 }, CLUSTER_START_TIMEOUT_MS);
 afterAll(() => stop?.());
 
@@ -46,7 +44,7 @@ test('a watch resumed from a compacted resourceVersion gets 410; the gateway lis
   const compacted = await fetch(`${cluster.etcdUrl}/v3/kv/compaction`, { method: 'POST', body: JSON.stringify({ revision, physical: true }) });
   expect(compacted.status).toBe(200);
 
-  // Within 4 s the server ends the watches; resumed from the compacted version, they get 410.
+  // Within 5 s the quiet watches are aborted; resumed from the compacted version, they get 410.
   await waitFor(() => gw.logs.lines.some((line) => line.includes('410 Gone')), 20_000, 'a 410 from the API server');
   expect(await modelSent(gw.url, 'before')).toBe('before-target');
 

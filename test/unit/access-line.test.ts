@@ -21,6 +21,9 @@ function record(overrides: Partial<RequestRecord> = {}): RequestRecord {
     errorCode: null,
     clientAborted: false,
     attempts: 1,
+    responseModel: null,
+    inputTokens: null,
+    outputTokens: null,
     ...overrides,
   };
 }

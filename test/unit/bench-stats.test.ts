@@ -1,4 +1,4 @@
-import { median, parseProcStat, parseWrkDuration, parseWrkOutput, percentile, shares } from '../../bench/stats.js';
+import { machineShares, median, parseMachineCpu, parseProcStat, parseWrkDuration, parseWrkOutput, percentile, shares } from '../../bench/stats.js';
 
 const WRK = `Running 2s test @ http://127.0.0.1:40000/v1/chat/completions
   1 threads and 64 connections
@@ -49,5 +49,16 @@ describe('bench statistics', () => {
     expect(shares([1, 3])).toEqual([0.25, 0.75]);
     expect(shares([0, 0])).toEqual([Number.NaN, Number.NaN]);
     expect(shares([])).toEqual([]);
+  });
+
+  it('reads the machine-wide CPU line of /proc/stat: busy, idle (with iowait), stolen', () => {
+    const stat = 'cpu  100 5 50 1000 20 3 2 7 0 0\ncpu0 50 2 25 500 10 1 1 3 0 0\n';
+    expect(parseMachineCpu(stat)).toEqual({ busy: 160, idle: 1020, steal: 7 });
+    expect(() => parseMachineCpu('cpu0 1 2 3 4 5 6 7 8\n')).toThrow(/aggregate cpu line/);
+  });
+
+  it('gives the share of the time the machine was busy and the share stolen between two readings', () => {
+    expect(machineShares({ busy: 100, idle: 100, steal: 0 }, { busy: 250, idle: 130, steal: 20 })).toEqual({ busy: 0.75, steal: 0.1 });
+    expect(machineShares({ busy: 1, idle: 1, steal: 1 }, { busy: 1, idle: 1, steal: 1 })).toEqual({ busy: Number.NaN, steal: Number.NaN });
   });
 });

@@ -1,12 +1,16 @@
 /**
- * The cluster's pure parts: WORKERS parsing, and how the workers' /metrics
- * figures combine (JSON summed except the figures every worker shares;
- * Prometheus through prom-client's AggregatorRegistry, as the primary does).
+ * The cluster's pure parts: WORKERS parsing, the restart delay of a dead
+ * worker's slot, and how the workers' /metrics figures combine (JSON summed
+ * except the figures every worker shares; Prometheus through prom-client's
+ * AggregatorRegistry, as the primary does).
  */
 import { jest } from '@jest/globals';
 import os from 'node:os';
 import { AggregatorRegistry } from 'prom-client';
-import { combineJson } from '../../src/cluster/metrics-aggregator.js';
+import type { Worker } from 'node:cluster';
+import type { ClusterMessage, MetricsResult } from '../../src/cluster/messages.js';
+import { combineJson, MetricsAggregator } from '../../src/cluster/metrics-aggregator.js';
+import { RestartDelay, STABLE_AFTER_MS } from '../../src/cluster/restart-delay.js';
 import { workersFromEnv } from '../../src/cluster/workers-setting.js';
 import { GatewayMetrics } from '../../src/observability/metrics.js';
 
@@ -39,6 +43,30 @@ describe('workersFromEnv', () => {
   test.each(['0', '-1', '1.5', 'x', 'abc', '65', 'AUTO', 'NaN', 'Infinity'])('%p is refused with a message naming WORKERS', (value) => {
     expect(() => workersFromEnv(value)).toThrow(/^WORKERS .*'auto'.*got '.*'$/);
     expect(() => workersFromEnv(value)).toThrow(`'${value}'`);
+  });
+});
+
+describe('RestartDelay', () => {
+  test('workers dying young: the ceiling doubles from 1 s to 30 s, each wait at least half of it', () => {
+    const lowest = new RestartDelay(() => 0);
+    const highest = new RestartDelay(() => 0.999_999);
+    const quick = [0, 50, 200, 1000, 3000, 9999, 100];
+    expect(quick.map((lived) => lowest.after(lived))).toEqual([500, 1000, 2000, 4000, 8000, 15_000, 15_000]);
+    expect(quick.map((lived) => highest.after(lived))).toEqual([999, 1999, 3999, 7999, 15_999, 29_999, 29_999]);
+  });
+
+  test('a worker that ran for a while starts its slot over at 1 s', () => {
+    const delay = new RestartDelay(() => 0);
+    expect([delay.after(0), delay.after(0), delay.after(0)]).toEqual([500, 1000, 2000]);
+    expect(delay.after(STABLE_AFTER_MS)).toBe(500);
+    expect(delay.after(60_000)).toBe(500);
+    expect(delay.after(10)).toBe(1000);
+  });
+
+  test('jittered: slots whose workers died together wait different times', () => {
+    const waits = Array.from({ length: 20 }, () => new RestartDelay().after(0));
+    expect(new Set(waits).size).toBeGreaterThan(1);
+    expect(waits.every((ms) => ms >= 500 && ms < 1000)).toBe(true);
   });
 });
 
@@ -127,4 +155,70 @@ describe('Prometheus figures of several workers (AggregatorRegistry, as the prim
       for (const metrics of workers) metrics.close();
     }
   });
+});
+
+describe('MetricsAggregator (the primary side of a scrape)', () => {
+  /** A worker as the primary sees it: messages it is sent, and its own figures if it answers collections. */
+  function fakeWorker(aggregator: () => MetricsAggregator, metrics: GatewayMetrics | null) {
+    const sent: ClusterMessage[] = [];
+    const worker = {
+      isConnected: () => true,
+      send: (message: ClusterMessage) => {
+        sent.push(message);
+        if (metrics === null || message.type !== 'api-proxy:collect') return true;
+        void metrics.registry
+          .getMetricsAsJSON()
+          .then((prometheus) =>
+            aggregator().onMessage(worker as unknown as Worker, { type: 'api-proxy:collected', id: message.id, prometheus, json: metrics.json() }),
+          );
+        return true;
+      },
+    };
+    return { worker: worker as unknown as Worker, sent };
+  }
+
+  async function scrape(answering: number, silent: number, format: 'json' | 'prometheus') {
+    const figures = Array.from({ length: answering }, (_, index) => {
+      const metrics = new GatewayMetrics();
+      metrics.countRoutesWith(() => 3);
+      metrics.totalRequests = 10 * (index + 1);
+      metrics.requestFinished('chat_completions', 200, 0.01, 'team-a');
+      return metrics;
+    });
+    const workers = [
+      ...figures.map((metrics) => fakeWorker(() => aggregator, metrics)),
+      ...Array.from({ length: silent }, () => fakeWorker(() => aggregator, null)),
+    ];
+    const aggregator = new MetricsAggregator(() => workers.map((w) => w.worker));
+    const asking = workers[0]!;
+    const started = Date.now();
+    try {
+      aggregator.onMessage(asking.worker, { type: 'api-proxy:metrics-request', id: 7, format });
+      const result = () => asking.sent.find((m): m is MetricsResult => m.type === 'api-proxy:metrics-result');
+      while (result() === undefined) {
+        if (Date.now() - started > 5000) throw new Error('no answer');
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      return { result: result()!, ms: Date.now() - started };
+    } finally {
+      for (const metrics of figures) metrics.close();
+    }
+  }
+
+  test('every worker answers: the combination goes back at once', async () => {
+    const { result, ms } = await scrape(2, 0, 'json');
+    expect(result).toMatchObject({ id: 7, body: { workers: 2, total_requests: 30, model_redirects: 3 } });
+    expect(ms).toBeLessThan(1000);
+  });
+
+  // prom-client's own AggregatorRegistry.clusterMetrics() rejects the whole scrape ("Operation timed out.") after
+  // 5 s when one connected worker does not answer; a worker starting or dying must not cost every scrape its answer.
+  test('a worker that does not answer (starting, stuck, dying) is left out after 2 s instead of failing the scrape', async () => {
+    const json = await scrape(2, 1, 'json');
+    expect(json.result.body).toMatchObject({ workers: 2, total_requests: 30 });
+    expect(json.ms).toBeGreaterThanOrEqual(1900);
+    expect(json.ms).toBeLessThan(3500);
+    const text = await scrape(1, 1, 'prometheus');
+    expect(text.result.body).toMatch(/^apiproxy_requests_total\{route="chat_completions",status="200"\} 1$/m);
+  }, 15_000);
 });

@@ -1,28 +1,17 @@
-import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import type { KubeInputs } from '../../config/model.js';
 import type { KubeSourceFactory, KubeSourceHandle } from '../../gateway.js';
-import { ResourceWatch, type KubeObject, type ListResult } from './resource-watch.js';
+import { ResourceWatch, type KubeObject } from './resource-watch.js';
 import { GROUP, PLURAL, StatusWriter, VERSION } from './status-writer.js';
 import { secretEntries, toClientKeys, toRouteInput } from './translate.js';
+import { UpstreamKeyWatches } from './upstream-key-watches.js';
 
 const ALL = '*';
-
-interface Lists {
-  items: KubeObject[];
-  metadata?: { resourceVersion?: string };
-}
-
-function listResult(body: unknown): ListResult {
-  const list = body as Lists;
-  return { items: list.items, resourceVersion: list.metadata?.resourceVersion ?? '' };
-}
 
 /**
  * The Kubernetes source: ModelRoutes, client-key Secrets and upstream-key
  * Secrets, each through a resilient list+watch, turned into plain KubeInputs
  * (no Kubernetes types leave this folder) and pushed into the store.
- */
-/**
  * `writeStatus: false` for all but one of several cluster workers: each
  * watches on its own, one writes the ModelRoute statuses.
  */
@@ -44,7 +33,6 @@ export function kubeSource(kubeConfig: KubeConfig, namespace: string, writeStatu
 
     const routeWatches: ResourceWatch[] = [];
     const keyWatches: ResourceWatch[] = [];
-    const upstreamKeyWatches: ResourceWatch[] = [];
     const common = { kubeConfig, silenceTimeoutMs, onChange, logger };
     for (const ns of namespaces) {
       const all = ns === ALL;
@@ -52,12 +40,16 @@ export function kubeSource(kubeConfig: KubeConfig, namespace: string, writeStatu
         new ResourceWatch({
           ...common,
           name: `modelroutes${all ? '' : ` in ${ns}`}`,
+          // The custom-objects client answers with the server's JSON, a list object.
           list: async () =>
-            listResult(
-              all
-                ? await custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL })
-                : await custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: PLURAL }),
-            ),
+            (all
+              ? await custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL })
+              : await custom.listNamespacedCustomObject({
+                  group: GROUP,
+                  version: VERSION,
+                  namespace: ns,
+                  plural: PLURAL,
+                })) as KubernetesListObject<KubernetesObject>,
           watchPath: all ? `/apis/${GROUP}/${VERSION}/${PLURAL}` : `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${PLURAL}`,
         }),
       );
@@ -66,32 +58,32 @@ export function kubeSource(kubeConfig: KubeConfig, namespace: string, writeStatu
         new ResourceWatch({
           ...common,
           name: `client-key secrets${all ? '' : ` in ${ns}`}`,
-          list: async () =>
-            listResult(all ? await core.listSecretForAllNamespaces({ labelSelector }) : await core.listNamespacedSecret({ namespace: ns, labelSelector })),
+          list: () => (all ? core.listSecretForAllNamespaces({ labelSelector }) : core.listNamespacedSecret({ namespace: ns, labelSelector })),
           watchPath: all ? '/api/v1/secrets' : `/api/v1/namespaces/${ns}/secrets`,
-          query: { labelSelector },
+          labelSelector,
         }),
       );
     }
-    const upstreamSecrets = new Set<string>();
-    for (const upstream of snapshot.upstreams.values()) {
-      const ref = upstream.apiKeySecret;
-      if (ref !== null) upstreamSecrets.add(`${ref.namespace ?? namespace}/${ref.name}`);
-    }
-    for (const qualified of upstreamSecrets) {
-      const [ns, name] = qualified.split('/') as [string, string];
-      const fieldSelector = `metadata.name=${name}`;
-      upstreamKeyWatches.push(
-        new ResourceWatch({
+    // Upstream-key Secrets follow the config: the first snapshot's now, later reloads' as they swap in.
+    const upstreamKeyWatches = new UpstreamKeyWatches({
+      defaultNamespace: namespace,
+      onChange,
+      logger,
+      create: (ns, name) => {
+        const fieldSelector = `metadata.name=${name}`;
+        return new ResourceWatch({
           ...common,
-          name: `upstream-key secret ${qualified}`,
-          list: async () => listResult(await core.listNamespacedSecret({ namespace: ns, fieldSelector })),
+          name: `upstream-key secret ${ns}/${name}`,
+          list: () => core.listNamespacedSecret({ namespace: ns, fieldSelector }),
           watchPath: `/api/v1/namespaces/${ns}/secrets`,
-          query: { fieldSelector },
-        }),
-      );
-    }
-    const watches = [...routeWatches, ...keyWatches, ...upstreamKeyWatches];
+          fieldSelector,
+        });
+      },
+    });
+    upstreamKeyWatches.follow(snapshot);
+    store.onSwap((current) => upstreamKeyWatches.follow(current));
+    const fixedWatches = [...routeWatches, ...keyWatches];
+    const allWatches = (): ResourceWatch[] => [...fixedWatches, ...upstreamKeyWatches.watches];
 
     function routeObjects(): Map<string, KubeObject> {
       const objects = new Map<string, KubeObject>();
@@ -102,12 +94,17 @@ export function kubeSource(kubeConfig: KubeConfig, namespace: string, writeStatu
     // The ModelRoutes the current snapshot was built from, for the status writer.
     let objects = new Map<string, KubeObject>();
 
+    // Readiness waits for the first sync of every watch there is by then. A Secret named by a later reload does not
+    // take a ready gateway out of service (every replica reloads the same file at once): until its watch has listed,
+    // the upstream has no key, as with a Secret that does not exist.
+    let synced = false;
     function rebuild(): void {
       scheduled = false;
-      if (!watches.every((watch) => watch.synced)) return;
+      if (!synced && !allWatches().every((watch) => watch.synced)) return;
+      synced = true;
       objects = routeObjects();
       const upstreamKeys = new Map<string, string>();
-      for (const watch of upstreamKeyWatches) for (const item of watch.items) secretEntries(item, upstreamKeys);
+      for (const watch of upstreamKeyWatches.watches) for (const item of watch.items) secretEntries(item, upstreamKeys);
       const inputs: KubeInputs = {
         routes: [...objects.values()].map(toRouteInput),
         clientKeys: keyWatches.flatMap((watch) => [...watch.items].flatMap(toClientKeys)),
@@ -128,12 +125,14 @@ export function kubeSource(kubeConfig: KubeConfig, namespace: string, writeStatu
 
     return {
       async start() {
-        for (const watch of watches) watch.start();
+        for (const watch of fixedWatches) watch.start();
+        upstreamKeyWatches.start();
+        const watches = allWatches();
         await Promise.all(watches.map((watch) => watch.firstSync));
         logger.info({ namespaces, watches: watches.length }, 'Kubernetes sources synced');
       },
       async stop() {
-        await Promise.all(watches.map((watch) => watch.stop()));
+        await Promise.all([...fixedWatches.map((watch) => watch.stop()), upstreamKeyWatches.stop()]);
       },
     };
   };

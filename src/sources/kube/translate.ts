@@ -24,7 +24,9 @@ const modelRouteSpec = z
 
 /**
  * Per-object results, computed once per object version: the watch keeps an
- * unchanged object's identity, so a rebuild after one event re-parses and
+ * unchanged object's identity, across events and re-lists (ListWatch keeps
+ * the cached object when a list has it at the same resourceVersion; pinned in
+ * test/unit/resource-watch.test.ts), so a rebuild after one event re-parses and
  * re-hashes only what that event changed (10,000 routes and 100,000 keys
  * otherwise cost a zod parse and a SHA-256 each, on every event).
  */

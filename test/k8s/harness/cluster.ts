@@ -526,7 +526,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
       const docs = parseAllDocuments(fs.readFileSync(path.join(CRD_DIR, f), 'utf8'));
       for (const doc of docs) {
         if (doc.errors.length > 0) throw new Error(`${f}: ${doc.errors.map((e) => e.message).join('; ')}`);
-        const obj = doc.toJS() as any;
+        const obj = doc.toJS();
         if (!obj) continue;
         if (obj.kind !== 'CustomResourceDefinition') throw new Error(`${f}: not a CustomResourceDefinition (${obj.kind})`);
         const name: string = obj.metadata.name;

@@ -41,7 +41,13 @@ export async function startKubeGateway(
 ): Promise<TestGateway> {
   const config = baseConfig(upstreamUrl, { kubernetes: { enabled: true, namespaces: [namespace], watch_timeout_seconds: 30 }, ...extra });
   const gateway = await startTestGateway(config, { kubeSource: kubeSource(kubeConfig, namespace), namespace });
-  await waitFor(async () => (await request(`${gateway.url}/health/ready`)).statusCode === 200, 15_000, 'gateway ready');
+  try {
+    await waitFor(async () => (await request(`${gateway.url}/health/ready`)).statusCode === 200, 15_000, 'gateway ready');
+  } catch (error) {
+    // A gateway left running keeps its watches open, and jest from exiting.
+    await gateway.stop();
+    throw error;
+  }
   return gateway;
 }
 

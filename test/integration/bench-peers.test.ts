@@ -10,7 +10,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { filePeer, readPeerFile, type PeerFile } from '../../bench/peers.js';
+import { filePeer, nginxConfig, readPeerFile, type PeerFile } from '../../bench/peers.js';
 import { freePort, stop } from '../../bench/processes.js';
 import { createBenchUpstream } from '../../bench/upstream-server.js';
 
@@ -129,5 +129,18 @@ describe('the bench upstream', () => {
     const res = await post({ model: 'm', stream: false, messages: [] });
     expect(res.headers.get('content-type')).toBe('application/json');
     expect(((await res.json()) as { object: string }).object).toBe('chat.completion');
+  });
+});
+
+describe('nginxConfig', () => {
+  test('the usual 4,096 connections a worker, and more with a descriptor limit to match when asked', () => {
+    const usual = nginxConfig('/run/nginx', 8080, '127.0.0.1:4000', 1, 4096);
+    expect(usual).toContain('events { worker_connections 4096; }');
+    expect(usual).not.toContain('worker_rlimit_nofile');
+    expect(usual).toContain('upstream bench { server 127.0.0.1:4000; keepalive 256; }');
+    expect(usual).toContain('proxy_buffering off;');
+    const many = nginxConfig('/run/nginx', 8080, '127.0.0.1:4000', 1, 5024);
+    expect(many).toContain('events { worker_connections 5024; }');
+    expect(many).toMatch(/^worker_processes 1;\nworker_rlimit_nofile 6048;\n/);
   });
 });

@@ -1,0 +1,57 @@
+/**
+ * A throwaway CA and a server certificate for 127.0.0.1 and localhost, made with the openssl CLI
+ * (node:crypto makes keys but not X.509 certificates).
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { requireBinary } from './process.js';
+
+export interface TestCertificates {
+  /** PEM of the CA that signed the server certificate: what a client must trust. */
+  ca: string;
+  cert: string;
+  key: string;
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+}
+
+/** Writes ca.pem, server.pem and server.key into `dir` and returns them. */
+export function makeTestCertificates(dir: string): TestCertificates {
+  const openssl = requireBinary('openssl');
+  const run = (...args: string[]): void => {
+    execFileSync(openssl, args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  };
+  writeFileSync(join(dir, 'san.ext'), 'subjectAltName = IP:127.0.0.1, DNS:localhost\n');
+  run(
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=api-proxy test CA',
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.pem',
+  );
+  run('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', 'server.key', '-out', 'server.csr');
+  run('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2', '-out', 'server.pem', '-extfile', 'san.ext');
+  const caFile = join(dir, 'ca.pem');
+  const certFile = join(dir, 'server.pem');
+  const keyFile = join(dir, 'server.key');
+  return {
+    ca: readFileSync(caFile, 'utf8'),
+    cert: readFileSync(certFile, 'utf8'),
+    key: readFileSync(keyFile, 'utf8'),
+    caFile,
+    certFile,
+    keyFile,
+  };
+}
