@@ -21,7 +21,20 @@ export interface Options {
   baseline: string | null;
 }
 
-export const SECTIONS = ['throughput', 'streams', 'memory', 'body', 'config', 'nolog', 'cluster', 'peers', 'longstreams', 'tracing', 'failover'] as const;
+export const SECTIONS = [
+  'throughput',
+  'streams',
+  'memory',
+  'body',
+  'upload',
+  'config',
+  'nolog',
+  'cluster',
+  'peers',
+  'longstreams',
+  'tracing',
+  'failover',
+] as const;
 
 const FLAGS = {
   quick: 'boolean',

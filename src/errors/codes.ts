@@ -13,6 +13,8 @@ export const ERROR_CODES = {
     message: 'The x-apiproxy-deadline-ms header must be a whole number of milliseconds from 1 to 86400000.',
   },
   missing_model: { status: 400, type: 'invalid_request_error', message: "The request body must contain a string 'model' field." },
+  duplicate_model: { status: 400, type: 'invalid_request_error', message: "The request body names 'model' more than once." },
+  invalid_multipart: { status: 400, type: 'invalid_request_error', message: 'The multipart/form-data body is malformed.' },
   missing_api_key: {
     status: 401,
     type: 'invalid_request_error',
@@ -33,6 +35,11 @@ export const ERROR_CODES = {
     status: 503,
     type: 'server_error',
     message: 'The upstream is at its limit of requests in flight and no slot freed in time.',
+  },
+  upload_spool_failed: {
+    status: 503,
+    type: 'server_error',
+    message: 'The gateway could not buffer the upload while looking for its model; try again.',
   },
   not_ready: { status: 503, type: 'server_error', message: 'The gateway is not ready.' },
   upstream_timeout: { status: 504, type: 'upstream_error', message: 'The upstream did not answer in time.' },

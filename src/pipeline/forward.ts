@@ -8,7 +8,6 @@ import type { ResponseHeaders } from '../transport/types.js';
 import type { AttemptOutcome, RequestAccounting } from './account.js';
 import type { Admissions, UpstreamAdmission } from './admission.js';
 import type { BodyTransformFactory } from './body-transform.js';
-import { replaceModel } from './json-request.js';
 import type { RequestLifecycle } from './lifecycle.js';
 import type { ClientRequestBody } from './read-body.js';
 import { redaction } from './redact.js';
@@ -56,13 +55,13 @@ interface HeldAnswer {
 /**
  * Sends the request to its plan's targets until one answers: the attempt
  * loop. Each attempt takes a slot at its upstream, writes the target's model
- * into the body (every other byte as the client sent it) and hands the answer
+ * into the body, JSON or form (every other byte as the client sent it), and hands the answer
  * to a Relay, which lets the loop decide at the head. A retry or fallback is
  * made only before any byte of an answer has gone to the client, so the
  * client never gets a mix of two answers; with no attempt left it gets the
  * last answer an upstream sent, as it came, and a gateway error only when no
  * upstream answered at all. Nothing is retried past the request's deadline,
- * nor for a body streamed through (it cannot be sent twice).
+ * nor for a body streamed through (an upload or a form: it cannot be sent twice).
  */
 export function forward(
   deps: ForwardDeps,
@@ -83,8 +82,8 @@ class AttemptLoop implements AnswerGate {
   readonly #rewriteBody: ((body: Buffer) => Buffer) | null;
   /** No attempt starts, and no wait ends, past this time (performance.now()). */
   readonly #deadline: number;
-  /** The body can be sent again: read whole, or none. */
-  readonly #replayable: boolean;
+  /** The body can be sent again: read whole, or none (known once the first attempt has its body). */
+  #replayable = false;
   #failures: Failures | null = null;
   /** The attempt in flight. */
   #index = 0;
@@ -110,8 +109,6 @@ class AttemptLoop implements AnswerGate {
     this.#request = request;
     this.#rewriteBody = rewriteBody;
     this.#deadline = deadline;
-    const body = request.body;
-    this.#replayable = body === null || Buffer.isBuffer(body);
   }
 
   /** The first attempt: the plan's first target, also when none was available (then the least bad, by the plan's order). */
@@ -236,17 +233,12 @@ class AttemptLoop implements AnswerGate {
       this.#probe = this.#deps.health.enter(upstream) === 'probe';
     }
     record.upstream = upstream.name;
-    record.attempts++;
-    let body = this.#request.body;
-    let contentLength = this.#request.contentLength;
-    const json = this.#request.json;
-    if (json !== null) {
-      record.targetModel = target.model;
-      if (target.model !== json.model) {
-        body = Buffer.from(replaceModel(json.text, target.model));
-        contentLength = body.length;
-      }
-    }
+    // The one place a body's model is decided, for every kind of body: the target's.
+    const request = this.#request;
+    const named = request.model !== null;
+    if (named) record.targetModel = target.model;
+    const { body, contentLength } = request.upstreamBody(named ? target.model : null);
+    if (record.attempts++ === 0) this.#replayable = body === null || Buffer.isBuffer(body);
     lifecycle.dispatching(admission);
     const headers = upstreamRequestHeaders(req.headers, upstream.authorization, contentLength, record.id);
     if (this.#rewriteBody !== null) headers['accept-encoding'] = 'identity'; // the body is read, so it must arrive plain
@@ -261,7 +253,7 @@ class AttemptLoop implements AnswerGate {
         body,
         headersTimeoutMs: Math.max(1, Math.min(upstream.headersTimeoutMs, Math.floor(this.#deadline - now))),
         idleTimeoutMs: upstream.idleTimeoutMs,
-        sendNow: json?.stream ?? false,
+        sendNow: request.stream,
         freshConnection: fresh,
       },
       new Relay(lifecycle, this.#relayOptions(upstream), this),
@@ -370,7 +362,7 @@ class AttemptLoop implements AnswerGate {
     const target = this.#plan.targets[held.index]!;
     const record = this.#lifecycle.record;
     record.upstream = target.upstream.name;
-    if (this.#request.json !== null) record.targetModel = target.model;
+    if (this.#request.model !== null) record.targetModel = target.model;
     const relay = new Relay(this.#lifecycle, this.#relayOptions(target.upstream), null);
     relay.onHead(held.status, held.headers);
     if (held.body.length > 0) relay.onBody(held.body, true);

@@ -40,6 +40,8 @@ export class RequestLifecycle {
   #countedStream = false;
   #redactionLogged = false;
   #completed = false;
+  /** What the request holds until it completes (a spooled upload), released then. */
+  #releases: (() => void)[] | null = null;
 
   constructor(req: IncomingMessage, res: ServerResponse, accounting: RequestAccounting, tracer: RequestTracer | null) {
     this.req = req;
@@ -99,6 +101,11 @@ export class RequestLifecycle {
   attach(exchange: Abortable): void {
     this.#exchange = exchange;
     if (this.#responseClosed) exchange.abort(new ClientGoneError());
+  }
+
+  /** Releases `release` when the request completes: the response closed and no upstream exchange open. */
+  onComplete(release: () => void): void {
+    (this.#releases ??= []).push(release);
   }
 
   /** An attempt's answer head came (`status`), relayed or not: its span says so. */
@@ -201,6 +208,7 @@ export class RequestLifecycle {
   #completeIfDone(): void {
     if (this.#completed || !this.#responseClosed || this.#upstreamOpen) return;
     this.#completed = true;
+    if (this.#releases !== null) for (const release of this.#releases) release();
     const { record, res } = this;
     record.status = res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST;
     this.#accounting.completed(record, performance.now() - record.startedAt, this.#countedStream);

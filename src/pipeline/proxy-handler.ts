@@ -40,11 +40,11 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
     const models = modelsEndpoint(lifecycle, snapshot);
     if (models === true) return;
 
-    const request = await readClientBody(req, snapshot.settings.bodyLimit);
+    const request = await readClientBody(lifecycle, snapshot.settings.bodyLimit);
     record.bytesIn = request.contentLength ?? 0;
-    const json = request.json;
-    if (json !== null) record.model = json.model;
-    const plan = json === null ? defaultPlan(snapshot, health) : resolveModel(snapshot, json.model, Math.random(), health);
+    const model = request.model;
+    if (model !== null) record.model = model;
+    const plan = model === null ? defaultPlan(snapshot, health) : resolveModel(snapshot, model, Math.random(), health);
     forward(deps, lifecycle, plan, request, models, deadline);
   }
 
