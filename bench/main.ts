@@ -493,6 +493,8 @@ async function main(): Promise<void> {
       ];
       const loops: Record<string, WrkResult[]> = { baseline: [], this: [] };
       const streams: Record<string, StreamsResult[]> = { baseline: [], this: [] };
+      // CPU per request and per stream: on a busy shared machine a steadier figure than rates and latencies.
+      const cpu: Record<string, { loop: number[]; stream: number[] }> = { baseline: { loop: [], stream: [] }, this: { loop: [], stream: [] } };
       for (const [, gw] of variants) {
         await closedLoop(tool, { url: gw.url, headers }, BODY, 64, 1, lua);
         await rawStreams({ url: gw.url, headers }, STREAM_BODY, 100, 1, 20, 5);
@@ -501,12 +503,17 @@ async function main(): Promise<void> {
         log(`(6) no failures, this build against the baseline, round ${r + 1}: non-streaming 64 connections, then 500 concurrent streams`);
         for (const [name, gw] of r % 2 === 0 ? variants : [...variants].reverse()) {
           const target: Target = { url: gw.url, headers };
+          const cpuStart = cpuMsOf(gw.pid);
           const loop = await closedLoop(tool, target, BODY, 64, options.seconds, lua);
+          const cpuLoop = cpuMsOf(gw.pid);
           const stream = await rawStreams(target, STREAM_BODY, 500, options.seconds, 20, 5);
+          const cpuStream = cpuMsOf(gw.pid);
           loops[name]!.push(loop);
           streams[name]!.push(stream);
+          cpu[name]!.loop.push(((cpuLoop - cpuStart) * 1000) / loop.requests);
+          cpu[name]!.stream.push((cpuStream - cpuLoop) / Math.max(1, stream.completed));
           log(
-            `  ${name.padEnd(8)} ${loop.requestsPerSecond.toFixed(0)} req/s, p50 ${loop.p50Ms.toFixed(2)} ms; streams ${stream.completed}, TTFB p50 ${stream.ttfbP50Ms.toFixed(2)} ms p99 ${stream.ttfbP99Ms.toFixed(2)} ms, errors ${loop.errors + stream.errors}`,
+            `  ${name.padEnd(8)} ${loop.requestsPerSecond.toFixed(0)} req/s, p50 ${loop.p50Ms.toFixed(2)} ms, ${cpu[name]!.loop.at(-1)!.toFixed(1)} µs CPU/request; streams ${stream.completed}, TTFB p50 ${stream.ttfbP50Ms.toFixed(2)} ms p99 ${stream.ttfbP99Ms.toFixed(2)} ms, ${cpu[name]!.stream.at(-1)!.toFixed(2)} ms CPU/stream, errors ${loop.errors + stream.errors}`,
           );
         }
       }
@@ -529,6 +536,8 @@ async function main(): Promise<void> {
           3,
         );
         ab[`${name}_errors`] = [...loops[name]!, ...streams[name]!].reduce((sum, x) => sum + x.errors, 0);
+        ab[`${name}_cpu_us_per_request`] = round(median(cpu[name]!.loop), 1);
+        ab[`${name}_cpu_ms_per_stream`] = round(median(cpu[name]!.stream), 3);
       }
       ab['rps_ratio'] = round(ab['this_rps']! / ab['baseline_rps']!, 3);
       ab['streams_500_ttfb_p50_delta_ms'] = round(ab['this_streams_500_ttfb_p50_ms']! - ab['baseline_streams_500_ttfb_p50_ms']!, 3);
@@ -898,6 +907,12 @@ export function table(results: Record<string, unknown>): string {
   const ab = r['failover_ab'];
   if (ab !== undefined) {
     rows.push(['(6) no failures: req/s, 64 conns', `${ab['this_rps']}`, `baseline ${ab['baseline_rps']}`, `ratio ${ab['rps_ratio']}`]);
+    rows.push([
+      '    CPU µs/request; ms/stream',
+      `${ab['this_cpu_us_per_request']}; ${ab['this_cpu_ms_per_stream']}`,
+      `${ab['baseline_cpu_us_per_request']}; ${ab['baseline_cpu_ms_per_stream']}`,
+      '',
+    ]);
     rows.push([
       '    500 streams TTFB p50 / p99 ms',
       `${ab['this_streams_500_ttfb_p50_ms']} / ${ab['this_streams_500_ttfb_p99_ms']}`,
