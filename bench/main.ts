@@ -44,6 +44,7 @@ import {
   type GatewayProcess,
 } from './processes.js';
 import { median, round, shares, type WrkResult } from './stats.js';
+import { attemptCounts, FAILOVER_MODEL, failoverConfig, pacedByAttempts, type FailoverPaced } from './failover.js';
 
 /** This file runs from dist-bench/bench/; the gateway it measures is the product build in dist/. */
 const here = dirname(fileURLToPath(import.meta.url));
@@ -92,35 +93,7 @@ function gatewayConfig(upstreamUrl: string, accessLog: boolean, extra: Record<st
   };
 }
 
-/** The failover section's route: two targets of one priority, the second upstream failing one request in five. */
-const FAILOVER_MODEL = 'failover';
 const FAILOVER_BODY = JSON.stringify({ ...(JSON.parse(BODY) as object), model: FAILOVER_MODEL });
-
-/**
- * The gateway config plus a second upstream (`/flaky/`, answering 503 one
- * time in five) and a route splitting FAILOVER_MODEL between both; ejection
- * off, so that every failure is a fallback, measured.
- */
-function failoverConfig(upstreamUrl: string): unknown {
-  const base = gatewayConfig(upstreamUrl, true) as { upstreams: Record<string, Record<string, unknown>> };
-  const noEjection = { consecutive_failures: 0 };
-  return {
-    ...base,
-    upstreams: {
-      default: { ...base.upstreams['default'], outlier: noEjection },
-      flaky: { ...base.upstreams['default'], url: `${upstreamUrl}/flaky/v1`, outlier: noEjection },
-    },
-    routes: [
-      {
-        model: FAILOVER_MODEL,
-        targets: [
-          { model: MODEL_REDIRECT.to, upstream: 'flaky', weight: 1 },
-          { model: MODEL_REDIRECT.to, weight: 1 },
-        ],
-      },
-    ],
-  };
-}
 
 const log = (text: string): void => {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${text}\n`);
@@ -547,7 +520,7 @@ async function main(): Promise<void> {
     // One gateway, two models at the same rate, interleaved: the plain redirect, and the route whose flaky target fails 20 %.
     gateway = await startGateway({
       mainScript: join(dist, 'main.js'),
-      config: failoverConfig(upstream.url),
+      config: failoverConfig(gatewayConfig(upstream.url, true), upstream.url, MODEL_REDIRECT.to),
       configPath: join(work, `gateway-${gatewayIndex}.json`),
       logPath: join(work, `gateway-${gatewayIndex++}.log`),
     });
@@ -555,22 +528,29 @@ async function main(): Promise<void> {
     await closedLoop(tool, via, FAILOVER_BODY, 64, 1, lua);
     const before = await attemptCounts(gateway.url);
     log('(6) failover: 500 req/s, half of a route on a target failing 20 % (503), against the plain redirect');
-    const rounds = { plain: [] as PacedResult[], failover: [] as PacedResult[] };
-    for (let round = 0; round < options.rounds; round++) {
-      const order: ('plain' | 'failover')[] = round % 2 === 0 ? ['plain', 'failover'] : ['failover', 'plain'];
+    const rounds = { plain: [] as FailoverPaced[], failover: [] as FailoverPaced[] };
+    for (let r = 0; r < options.rounds; r++) {
+      const order: ('plain' | 'failover')[] = r % 2 === 0 ? ['plain', 'failover'] : ['failover', 'plain'];
       for (const which of order) {
-        const result = await paced(via, which === 'plain' ? BODY : FAILOVER_BODY, 500, options.seconds);
-        log(`  ${which.padEnd(8)} p50 ${result.p50Ms.toFixed(3)} ms, p99 ${result.p99Ms.toFixed(3)} ms, sent ${result.sent}, errors ${result.errors}`);
+        const result = await pacedByAttempts(via, which === 'plain' ? BODY : FAILOVER_BODY, 500, options.seconds);
+        log(
+          `  ${which.padEnd(8)} p50 ${result.p50Ms.toFixed(3)} ms, p99 ${result.p99Ms.toFixed(3)} ms, sent ${result.sent}, errors ${result.errors}` +
+            (which === 'failover'
+              ? `; first try p50 ${result.firstTry.p50Ms.toFixed(3)} ms, fell back (${result.fellBack.count}) p50 ${result.fellBack.p50Ms.toFixed(3)} ms`
+              : ''),
+        );
         rounds[which].push(result);
       }
     }
     const after = await attemptCounts(gateway.url);
     const flakyAttempts = after.flaky - before.flaky;
     const flakyFailed = after.flakyFailed - before.flakyFailed;
-    const sent = rounds.failover.reduce((sum, r) => sum + r.sent, 0);
-    const errors = rounds.failover.reduce((sum, r) => sum + r.errors, 0);
-    const plainP50 = med(rounds.plain, (r) => r.p50Ms);
-    const failoverP50 = med(rounds.failover, (r) => r.p50Ms);
+    const sent = rounds.failover.reduce((sum, x) => sum + x.sent, 0);
+    const errors = rounds.failover.reduce((sum, x) => sum + x.errors, 0);
+    const plainP50 = med(rounds.plain, (x) => x.p50Ms);
+    const failoverP50 = med(rounds.failover, (x) => x.p50Ms);
+    const firstTryP50 = med(rounds.failover, (x) => x.firstTry.p50Ms);
+    const fellBackP50 = med(rounds.failover, (x) => x.fellBack.p50Ms);
     results['failover'] = {
       rate: 500,
       requests: sent,
@@ -579,20 +559,24 @@ async function main(): Promise<void> {
       flaky_attempts: flakyAttempts,
       flaky_failure_rate: round(flakyFailed / Math.max(1, flakyAttempts), 3),
       fallbacks: after.fallbacks - before.fallbacks,
+      fell_back_requests: rounds.failover.reduce((sum, x) => sum + x.fellBack.count, 0),
       plain_p50_ms: round(plainP50, 3),
       failover_p50_ms: round(failoverP50, 3),
       added_p50_ms: round(failoverP50 - plainP50, 3),
+      first_try_p50_ms: round(firstTryP50, 3),
+      fell_back_p50_ms: round(fellBackP50, 3),
+      fallback_added_p50_ms: round(fellBackP50 - firstTryP50, 3),
       plain_p99_ms: round(
-        med(rounds.plain, (r) => r.p99Ms),
+        med(rounds.plain, (x) => x.p99Ms),
         3,
       ),
       failover_p99_ms: round(
-        med(rounds.failover, (r) => r.p99Ms),
+        med(rounds.failover, (x) => x.p99Ms),
         3,
       ),
     };
     log(
-      `  failover: ${errors} client errors of ${sent}; ${flakyFailed} of ${flakyAttempts} attempts at the flaky target failed; p50 +${(failoverP50 - plainP50).toFixed(3)} ms`,
+      `  failover: ${errors} client errors of ${sent}; ${flakyFailed} of ${flakyAttempts} attempts at the flaky target failed; p50 ${(failoverP50 - plainP50).toFixed(3)} ms against the plain redirect; a request that fell back: +${(fellBackP50 - firstTryP50).toFixed(3)} ms`,
     );
   }
 
@@ -697,21 +681,6 @@ async function main(): Promise<void> {
   writeFileSync(options.out, JSON.stringify(report, null, 2) + '\n');
   process.stdout.write(table(report.results) + `\nwritten: ${options.out}\n`);
   if (options.profile) log(`CPU profiles in ${profileDir}`);
-}
-
-/** The gateway's attempts at the flaky upstream (all, and failed with a 5xx) and its fallbacks, from its Prometheus text. */
-async function attemptCounts(url: string): Promise<{ flaky: number; flakyFailed: number; fallbacks: number }> {
-  const text = await (await fetch(`${url}/metrics`, { headers: { accept: 'text/plain' } })).text();
-  const sample = (line: RegExp): number => {
-    let sum = 0;
-    for (const match of text.matchAll(line)) sum += Number(match[1]);
-    return sum;
-  };
-  return {
-    flaky: sample(/^apiproxy_upstream_attempts_total\{[^}]*upstream="flaky"[^}]*\} (\S+)$/gm),
-    flakyFailed: sample(/^apiproxy_upstream_attempts_total\{(?=[^}]*upstream="flaky")(?=[^}]*outcome="server_error")[^}]*\} (\S+)$/gm),
-    fallbacks: sample(/^apiproxy_fallbacks_total\{[^}]*\} (\S+)$/gm),
-  };
 }
 
 type LoopResult = WrkResult & { gatewayCpuUs?: number; upstreamCpuUs?: number };
@@ -924,6 +893,12 @@ export function table(results: Record<string, unknown>): string {
   if (f !== undefined) {
     rows.push(['(6) failover p50 ms, 500 req/s', `${f['failover_p50_ms']}`, `plain ${f['plain_p50_ms']}`, `added +${f['added_p50_ms']}`]);
     rows.push(['    client errors / requests', `${f['client_errors']} / ${f['requests']}`, '', `0 (${mark(f['client_errors'] === 0)})`]);
+    rows.push([
+      '    a request that fell back: p50 ms',
+      `${f['fell_back_p50_ms']}`,
+      `first try ${f['first_try_p50_ms']}`,
+      `added +${f['fallback_added_p50_ms']}`,
+    ]);
     rows.push(['    flaky target: failed share of its attempts', `${f['flaky_failure_rate']}`, `${f['fallbacks']} fallbacks`, '']);
   }
   const long = results['long_streams'] as LongProfileSummary | undefined;
