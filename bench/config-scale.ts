@@ -29,6 +29,7 @@ function inputs(routeCount: number, keys: readonly string[]): FileInputs {
     settings: {
       bodyLimit: 8 * 1024 * 1024,
       unknownModels: 'passthrough',
+      answerModel: 'requested',
       logLevel: 'info',
       accessLog: true,
       port: null,
@@ -66,6 +67,12 @@ function inputs(routeCount: number, keys: readonly string[]): FileInputs {
         maxIdleConnections: 8,
         tlsCa: null,
         tlsInsecureSkipVerify: false,
+        tlsServername: null,
+        tlsClientCert: null,
+        tlsClientCertSecret: null,
+        http2: 'auto',
+        proxy: null,
+        envProxy: null,
         retry: { attempts: 2, backoffBaseMs: 100, backoffMaxMs: 2000, conditions: ['connect_failure', 429, 502, 503, 504] },
         outlier: { consecutiveFailures: 5, ejectionMs: 30_000, maxEjectionMs: 300_000, maxEjectedPercent: 50 },
       },
@@ -74,6 +81,7 @@ function inputs(routeCount: number, keys: readonly string[]): FileInputs {
       model: `model-${i}`,
       source: 'file',
       targets: [{ model: `target-${i}`, upstream: null, weight: 1, priority: 0 }],
+      answerModel: null,
     })),
     clientKeys: keys.map((key, i) => ({ id: `key-${i}`, digest: keyDigest(key) })),
   };

@@ -5,8 +5,8 @@
  * interleave; medians and ratios are quoted. Prints a table and writes
  * bench-results/latest.json. `--quick` for a short smoke run.
  *
- * Flags: --quick, --rounds=N, --seconds=N, --only=throughput,streams,memory,body,upload,config,nolog,cluster,peers,longstreams,tracing,failover,
- *        --baseline=FILE (the tracing and failover sections also measure this build's main.js, e.g. main's: tracing off,
+ * Flags: --quick, --rounds=N, --seconds=N, --only=throughput,streams,clients,memory,body,upload,config,nolog,cluster,peers,longstreams,tracing,answermodel,
+ *        failover, --baseline=FILE (the tracing and failover sections also measure this build's main.js, e.g. main's: tracing off,
  *        nothing failing, interleaved with this build),
  *        --workers=N (the cluster section's WORKERS, default 2; `auto` is one per CPU),
  *        --profile (the gateway writes a .cpuprofile to bench-results/profiles), --out=FILE,
@@ -20,6 +20,7 @@ import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { answerModelCost } from './answer-model-cost.js';
 import { configScale, type ConfigScaleResult } from './config-scale.js';
 import { longStreamRows, summarizeLongProfile, type LongProfileSummary } from './long-report.js';
 import { runLongProfile } from './long-profile.js';
@@ -121,6 +122,61 @@ async function interleave<T>(
 
 const med = <T>(values: readonly T[], pick: (value: T) => number): number => median(values.map(pick));
 
+/** Runs `fn` on every target each round, the order rotating by one each round; results by target. */
+async function rotate<K extends string, T>(rounds: number, targets: Record<K, Target>, fn: (target: Target, which: K) => Promise<T>): Promise<Record<K, T[]>> {
+  const names = Object.keys(targets) as K[];
+  const results = Object.fromEntries(names.map((name) => [name, [] as T[]])) as Record<K, T[]>;
+  for (let round = 0; round < rounds; round++) {
+    for (let i = 0; i < names.length; i++) {
+      const name = names[(i + round) % names.length]!;
+      results[name].push(await fn(targets[name], name));
+    }
+  }
+  return results;
+}
+
+/** Section (7): each client's throughput and 500-stream figures against direct, from the same rotated rounds. */
+function summarizeClients(
+  loop: Record<'native' | 'undici' | 'direct', (LoopResult & { cpuUs: number })[]>,
+  streams: Record<'native' | 'undici' | 'direct', StreamsResult[]>,
+): Record<string, number> {
+  const rps = (which: 'native' | 'undici' | 'direct'): number => med(loop[which], (r) => r.requestsPerSecond);
+  const done = (which: 'native' | 'undici' | 'direct'): number => med(streams[which], (r) => r.completed / r.seconds);
+  const ttfb = (which: 'native' | 'undici' | 'direct'): number => med(streams[which], (r) => r.ttfbP50Ms);
+  return {
+    native_rps: Math.round(rps('native')),
+    undici_rps: Math.round(rps('undici')),
+    direct_rps: Math.round(rps('direct')),
+    native_ratio: round(rps('native') / rps('direct'), 3),
+    undici_ratio: round(rps('undici') / rps('direct'), 3),
+    native_cpu_us_per_request: round(
+      med(loop.native, (r) => r.cpuUs),
+      1,
+    ),
+    undici_cpu_us_per_request: round(
+      med(loop.undici, (r) => r.cpuUs),
+      1,
+    ),
+    native_p99_ms: round(
+      med(loop.native, (r) => r.p99Ms),
+      2,
+    ),
+    undici_p99_ms: round(
+      med(loop.undici, (r) => r.p99Ms),
+      2,
+    ),
+    errors: [...loop.native, ...loop.undici, ...loop.direct].reduce((sum, r) => sum + r.errors, 0),
+    native_streams_done_ratio: round(done('native') / done('direct'), 3),
+    undici_streams_done_ratio: round(done('undici') / done('direct'), 3),
+    native_ttfb_p50_ms: round(ttfb('native'), 2),
+    undici_ttfb_p50_ms: round(ttfb('undici'), 2),
+    direct_ttfb_p50_ms: round(ttfb('direct'), 2),
+    native_added_ttfb_p50_ms: round(ttfb('native') - ttfb('direct'), 2),
+    undici_added_ttfb_p50_ms: round(ttfb('undici') - ttfb('direct'), 2),
+    stream_errors: [...streams.native, ...streams.undici, ...streams.direct].reduce((sum, r) => sum + r.errors, 0),
+  };
+}
+
 /** `concurrency` streams of 20 events 5 ms apart, interleaved through `via` and direct; `viaLabel` names `via` in the log. */
 function streamRounds(rounds: number, seconds: number, via: Target, direct: Target, concurrency: number, viaLabel = 'gateway'): Promise<Pair<StreamsResult>> {
   return interleave(rounds, via, direct, async (target, which) => {
@@ -152,7 +208,13 @@ async function main(): Promise<void> {
   const upstream = await startUpstream(join(here, 'upstream.js'));
   let gatewayIndex = 0;
   /** `workers` only for the cluster section: the other launches run without WORKERS (one process). */
-  const launch = (accessLog: boolean, workers?: number, extra: Record<string, unknown> = {}, mainScript = join(dist, 'main.js')): Promise<GatewayProcess> =>
+  const launch = (
+    accessLog: boolean,
+    workers?: number,
+    extra: Record<string, unknown> = {},
+    mainScript = join(dist, 'main.js'),
+    env?: Record<string, string>,
+  ): Promise<GatewayProcess> =>
     startGateway({
       mainScript,
       config: gatewayConfig(upstream.url, accessLog, extra),
@@ -160,6 +222,7 @@ async function main(): Promise<void> {
       logPath: join(work, `gateway-${gatewayIndex++}.log`),
       nodeArgs: options.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
       ...(workers === undefined ? {} : { workers }),
+      ...(env === undefined ? {} : { env }),
     });
   const headers = { 'content-type': 'application/json', authorization: `Bearer ${CLIENT_KEY}` };
   const direct: Target = { url: upstream.url, headers };
@@ -209,6 +272,108 @@ async function main(): Promise<void> {
       streamResults[String(concurrency)] = summarizeStreams(pair);
     }
     results['streams'] = streamResults;
+  }
+
+  if (wants('clients')) {
+    // The same gateway and config twice, one sending everything through undici (the diagnostic
+    // API_PROXY_TRANSPORT=undici): native, undici and direct take turns, the order rotating each round.
+    const undiciGateway = await launch(true, undefined, {}, join(dist, 'main.js'), { API_PROXY_TRANSPORT: 'undici' });
+    const viaUndici: Target = { url: undiciGateway.url, headers };
+    const gateways: Record<'native' | 'undici', GatewayProcess> = { native: gateway, undici: undiciGateway };
+    await closedLoop(tool, viaUndici, BODY, 64, 1, lua);
+    await rawStreams(viaUndici, STREAM_BODY, 200, 1, 20, 5);
+    const targets = { native: via, undici: viaUndici, direct };
+    log('(7) upstream client: native HTTP/1.1 vs undici, non-streaming, 64 connections');
+    const loop = await rotate(options.rounds, targets, async (target, which) => {
+      const pid = which === 'direct' ? null : gateways[which].pid;
+      const before = pid === null ? 0 : cpuMsOf(pid);
+      const result = await closedLoop(tool, target, BODY, 64, options.seconds, lua);
+      const cpu = pid === null ? Number.NaN : ((cpuMsOf(pid) - before) * 1000) / result.requests;
+      log(
+        `  ${which.padEnd(7)} ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, errors ${result.errors}${pid === null ? '' : `, CPU µs/request ${cpu.toFixed(1)}`}`,
+      );
+      return { ...result, cpuUs: cpu };
+    });
+    log('(7) upstream client: native HTTP/1.1 vs undici, 500 concurrent streams, 20 chunks 5 ms apart');
+    const streams = await rotate(options.rounds, targets, async (target, which) => {
+      const result = await rawStreams(target, STREAM_BODY, 500, options.seconds, 20, 5);
+      log(
+        `  ${which.padEnd(7)} completed ${result.completed} in ${result.seconds.toFixed(1)} s, TTFB p50 ${result.ttfbP50Ms.toFixed(2)} ms p99 ${result.ttfbP99Ms.toFixed(2)} ms, errors ${result.errors}`,
+      );
+      return result;
+    });
+    await stop(undiciGateway.child);
+    results['clients'] = summarizeClients(loop, streams);
+  }
+
+  if (wants('answermodel')) {
+    // Two fresh gateways, the same config but answer_model, measured in turns: the cost of writing the requested model back.
+    log('(6) answer_model: requested (rewritten) against upstream (relayed as sent), 64 connections and 500 streams');
+    const rewriting = await startGateway({
+      mainScript: join(dist, 'main.js'),
+      config: gatewayConfig(upstream.url, true, { answer_model: 'requested' }),
+      configPath: join(work, 'gateway-answer-requested.json'),
+      logPath: join(work, 'gateway-answer-requested.log'),
+    });
+    const relaying = await startGateway({
+      mainScript: join(dist, 'main.js'),
+      config: gatewayConfig(upstream.url, true, { answer_model: 'upstream' }),
+      configPath: join(work, 'gateway-answer-upstream.json'),
+      logPath: join(work, 'gateway-answer-upstream.log'),
+    });
+    const on: Target = { url: rewriting.url, headers };
+    const off: Target = { url: relaying.url, headers };
+    for (const target of [on, off]) {
+      await closedLoop(tool, target, BODY, 64, 1, lua);
+      await rawStreams(target, STREAM_BODY, 200, 1, 20, 5);
+    }
+    const loop = await interleave(options.rounds, on, off, async (target, which) => {
+      const pid = which === 'gateway' ? rewriting.pid : relaying.pid;
+      const cpu = cpuMsOf(pid);
+      const result = await closedLoop(tool, target, BODY, 64, options.seconds, lua);
+      const gatewayCpu = ((cpuMsOf(pid) - cpu) * 1000) / result.requests;
+      log(
+        `  ${which === 'gateway' ? 'rewrite' : 'relay  '} ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, errors ${result.errors}, CPU µs/request ${gatewayCpu.toFixed(1)}`,
+      );
+      return { ...result, gatewayCpuUs: gatewayCpu, upstreamCpuUs: Number.NaN };
+    });
+    const streams = await interleave(options.rounds, on, off, async (target, which) => {
+      const pid = which === 'gateway' ? rewriting.pid : relaying.pid;
+      const cpu = cpuMsOf(pid);
+      const result = await rawStreams(target, STREAM_BODY, 500, options.seconds, 20, 5);
+      const cpuPerStream = ((cpuMsOf(pid) - cpu) * 1000) / Math.max(1, result.completed);
+      log(
+        `  ${which === 'gateway' ? 'rewrite' : 'relay  '} completed ${result.completed} in ${result.seconds.toFixed(1)} s, TTFB p50 ${result.ttfbP50Ms.toFixed(2)} ms p99 ${result.ttfbP99Ms.toFixed(2)} ms, errors ${result.errors}, CPU µs/stream ${cpuPerStream.toFixed(0)}`,
+      );
+      return { ...result, cpuUsPerStream: cpuPerStream };
+    });
+    await stop(rewriting.child);
+    await stop(relaying.child);
+    const stage = answerModelCost(options.quick ? 3 : 7);
+    log(`  the stage alone, in process: ${stage.jsonAnswerUs.toFixed(2)} µs CPU per JSON answer, ${stage.streamUs.toFixed(2)} µs per 20-event stream`);
+    const throughputSummary = summarizeLoop(loop, Number.NaN);
+    results['answer_model'] = {
+      rewrite_rps: throughputSummary['gateway_rps'],
+      relay_rps: throughputSummary['direct_rps'],
+      rps_ratio: throughputSummary['ratio'],
+      rewrite_p50_ms: throughputSummary['gateway_p50_ms'],
+      relay_p50_ms: throughputSummary['direct_p50_ms'],
+      rewrite_cpu_us_per_request: round(
+        med(loop.gateway, (r) => r.gatewayCpuUs),
+        1,
+      ),
+      relay_cpu_us_per_request: round(
+        med(loop.direct, (r) => r.gatewayCpuUs),
+        1,
+      ),
+      ...Object.fromEntries(
+        Object.entries(summarizeStreams(streams)).map(([key, value]) => [`streams_500_${key.replace('gateway', 'rewrite').replace('direct', 'relay')}`, value]),
+      ),
+      streams_500_rewrite_cpu_us_per_stream: Math.round(med(streams.gateway, (r) => r.cpuUsPerStream)),
+      streams_500_relay_cpu_us_per_stream: Math.round(med(streams.direct, (r) => r.cpuUsPerStream)),
+      stage_cpu_us_per_json_answer: round(stage.jsonAnswerUs, 2),
+      stage_cpu_us_per_stream: round(stage.streamUs, 2),
+    };
   }
 
   if (wants('body')) {
@@ -800,6 +965,24 @@ export function table(results: Record<string, unknown>): string {
     if (t['gateway_cpu_us_per_request'] !== undefined)
       rows.push(['    CPU µs/request (gw / upstream)', `${t['gateway_cpu_us_per_request']}`, `${t['upstream_cpu_us_per_request']}`, '']);
   }
+  const cl = r['clients'];
+  if (cl !== undefined) {
+    rows.push(['(7) native client: req/s; ratio', `${cl['native_rps']}; ${cl['native_ratio']}`, `${cl['direct_rps']}`, '']);
+    rows.push([
+      '    undici: req/s; ratio',
+      `${cl['undici_rps']}; ${cl['undici_ratio']}`,
+      `${cl['direct_rps']}`,
+      `undici >= 0.45 (${mark(cl['undici_ratio']! >= 0.45)})`,
+    ]);
+    rows.push(['    CPU µs/request native / undici', `${cl['native_cpu_us_per_request']} / ${cl['undici_cpu_us_per_request']}`, '', '']);
+    rows.push(['    500 streams done ratio native / undici', `${cl['native_streams_done_ratio']} / ${cl['undici_streams_done_ratio']}`, '', '']);
+    rows.push([
+      '    added TTFB p50 ms native / undici',
+      `${cl['native_added_ttfb_p50_ms']} / ${cl['undici_added_ttfb_p50_ms']}`,
+      `${cl['direct_ttfb_p50_ms']}`,
+      '',
+    ]);
+  }
   const a = r['added_latency_500rps'];
   if (a !== undefined) {
     rows.push(['(1) p50 ms at 500 req/s', `${a['gateway_p50_ms']}`, `${a['direct_p50_ms']}`, '']);
@@ -940,6 +1123,38 @@ export function table(results: Record<string, unknown>): string {
         '',
       ]);
     }
+  }
+  const am = r['answer_model'];
+  if (am !== undefined) {
+    const streamsRatio = am['streams_500_ratio']!;
+    rows.push([
+      '(6) answer_model rewrite / relay: req/s',
+      `${am['rewrite_rps']}`,
+      `${am['relay_rps']}`,
+      `ratio >= 0.95 (${am['rps_ratio']}, ${mark(am['rps_ratio']! >= 0.95)})`,
+    ]);
+    rows.push(['    CPU µs/request', `${am['rewrite_cpu_us_per_request']}`, `${am['relay_cpu_us_per_request']}`, '']);
+    rows.push([
+      '    500 streams: done/s',
+      `${am['streams_500_rewrite_completed_per_s']}`,
+      `${am['streams_500_relay_completed_per_s']}`,
+      `ratio >= 0.95 (${streamsRatio}, ${mark(streamsRatio >= 0.95)})`,
+    ]);
+    rows.push([
+      '    500 streams: TTFB p50 / p99 ms',
+      `${am['streams_500_rewrite_ttfb_p50_ms']} / ${am['streams_500_rewrite_ttfb_p99_ms']}`,
+      `${am['streams_500_relay_ttfb_p50_ms']} / ${am['streams_500_relay_ttfb_p99_ms']}`,
+      '',
+    ]);
+    rows.push(['    500 streams: CPU µs/stream', `${am['streams_500_rewrite_cpu_us_per_stream']}`, `${am['streams_500_relay_cpu_us_per_stream']}`, '']);
+    const jsonShare = am['stage_cpu_us_per_json_answer']! / am['relay_cpu_us_per_request']!;
+    const streamShare = am['stage_cpu_us_per_stream']! / am['streams_500_relay_cpu_us_per_stream']!;
+    rows.push([
+      '    the stage alone: CPU µs/answer, /stream',
+      `${am['stage_cpu_us_per_json_answer']}, ${am['stage_cpu_us_per_stream']}`,
+      `${round(jsonShare * 100, 1)} %, ${round(streamShare * 100, 1)} % of relay`,
+      `< 5 % (${mark(jsonShare < 0.05 && streamShare < 0.05)})`,
+    ]);
   }
   const c = r['config_scale'];
   if (c !== undefined) {

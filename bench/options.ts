@@ -24,6 +24,7 @@ export interface Options {
 export const SECTIONS = [
   'throughput',
   'streams',
+  'clients',
   'memory',
   'body',
   'upload',
@@ -33,6 +34,7 @@ export const SECTIONS = [
   'peers',
   'longstreams',
   'tracing',
+  'answermodel',
   'failover',
 ] as const;
 

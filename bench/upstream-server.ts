@@ -12,7 +12,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 
-const COMPLETION = Buffer.from(
+export const COMPLETION = Buffer.from(
   JSON.stringify({
     id: 'chatcmpl-bench',
     object: 'chat.completion',
@@ -22,10 +22,10 @@ const COMPLETION = Buffer.from(
     usage: { prompt_tokens: 12, completion_tokens: 11, total_tokens: 23 },
   }),
 );
-const CHUNK = Buffer.from(
+export const CHUNK = Buffer.from(
   `data: ${JSON.stringify({ id: 'chatcmpl-bench', object: 'chat.completion.chunk', created: 1_700_000_000, model: 'bench-model', choices: [{ index: 0, delta: { content: ' token' }, finish_reason: null }] })}\n\n`,
 );
-const DONE = Buffer.from('data: [DONE]\n\n');
+export const DONE = Buffer.from('data: [DONE]\n\n');
 const STREAM_FLAG = Buffer.from('"stream":true');
 const DEFAULT_CHUNKS = 20;
 const JSON_HEADERS = { 'content-type': 'application/json', 'content-length': COMPLETION.length };

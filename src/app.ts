@@ -2,6 +2,7 @@ import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http
 import type { SnapshotStore } from './config/store.js';
 import type { Readiness } from './http/readiness.js';
 import { createSystemApp } from './http/system.js';
+import type { LingerLimits } from './io/lingering-close.js';
 import type { MetricsReport } from './observability/metrics-report.js';
 import type { TracerRef } from './observability/tracing/request-trace.js';
 import type { RequestAccounting } from './pipeline/account.js';
@@ -20,6 +21,8 @@ export interface AppDeps {
   readonly metricsReport: MetricsReport;
   readonly readiness: Readiness;
   readonly tracing: TracerRef;
+  /** How a connection closes after an answer to a request not read to its end. */
+  readonly linger: LingerLimits;
 }
 
 /**
@@ -28,7 +31,7 @@ export interface AppDeps {
  * context: docs/performance.md); everything else is a small Koa app.
  */
 export function createRequestHandler(deps: AppDeps): RequestListener {
-  const system = createSystemApp(deps.readiness, deps.metricsReport, deps.accounting);
+  const system = createSystemApp(deps.readiness, deps.metricsReport, deps.accounting, deps.linger);
   const proxy = createProxyHandler(deps);
   return (req: IncomingMessage, res: ServerResponse) => (isV1Path(req.url) ? proxy(req, res) : system(req, res));
 }

@@ -27,6 +27,18 @@ export interface UpstreamSpec {
   readonly tlsInsecureSkipVerify: boolean;
   readonly retry: RetrySpec;
   readonly outlier: OutlierSpec;
+  /** SNI and the name the certificate must carry; null = the URL's host. */
+  readonly tlsServername: string | null;
+  /** mTLS: the client certificate read from files; null when none or when it comes from a Secret. */
+  readonly tlsClientCert: ClientCertificate | null;
+  /** mTLS: a kubernetes.io/tls Secret (tls.crt, tls.key) holding the client certificate; resolved by the snapshot builder. */
+  readonly tlsClientCertSecret: SecretName | null;
+  /** auto: HTTP/2 when an https upstream offers it (ALPN); on: always (h2c with prior knowledge on http); off: HTTP/1.1. */
+  readonly http2: Http2Mode;
+  /** The upstream's own forward proxy; null: `envProxy`, if any. */
+  readonly proxy: ProxySpec | null;
+  /** The process's HTTP_PROXY/HTTPS_PROXY/NO_PROXY, for an upstream without a proxy of its own; null when none applies. */
+  readonly envProxy: EnvProxy | null;
 }
 
 /** What makes an attempt worth another try: a failure before any answer (connect, headers timeout, reset before any byte) or a status. */
@@ -51,6 +63,37 @@ export interface OutlierSpec {
   readonly maxEjectedPercent: number;
 }
 
+export type Http2Mode = 'auto' | 'on' | 'off';
+
+/** PEM certificate (chain) and private key. */
+export interface ClientCertificate {
+  readonly cert: string;
+  readonly key: string;
+}
+
+export interface SecretName {
+  readonly namespace: string | null;
+  readonly name: string;
+}
+
+export interface ProxySpec {
+  /** http(s)://host:port, never with credentials. */
+  readonly url: string;
+  readonly username: string | null;
+  /** Resolved from a file or the environment; a Secret's is resolved by the snapshot builder. */
+  readonly password: string | null;
+  readonly passwordSecret: SecretRef | null;
+}
+
+/** The proxy environment variables, as undici's EnvHttpProxyAgent reads them (lower case first). */
+export interface EnvProxy {
+  readonly httpProxy: string | null;
+  /** Null: https upstreams use `httpProxy` too (undici's rule). */
+  readonly httpsProxy: string | null;
+  /** Hosts (and ports) reached without the proxy; '' for none. */
+  readonly noProxy: string;
+}
+
 export interface SecretRef {
   readonly namespace: string | null;
   readonly name: string;
@@ -66,9 +109,17 @@ export interface RouteTarget {
   readonly priority: number;
 }
 
+/**
+ * Which model name an answer carries: the one the client asked for, written
+ * back over the upstream's (the seed's behaviour), or the upstream's own.
+ */
+export type AnswerModel = 'requested' | 'upstream';
+
 export interface RouteSpec {
   readonly model: string;
   readonly targets: readonly RouteTarget[];
+  /** This route's answer_model; null: the gateway's setting. */
+  readonly answerModel: AnswerModel | null;
   /** Where it came from, for logs: `file` or `ModelRoute ns/name`. */
   readonly source: string;
 }
@@ -82,6 +133,8 @@ export interface ClientKeySpec {
 export interface GatewaySettings {
   readonly bodyLimit: number;
   readonly unknownModels: 'passthrough' | 'reject';
+  /** What answers to a request a route sent upstream under another name carry, unless the route says. */
+  readonly answerModel: AnswerModel;
   readonly logLevel: string;
   readonly accessLog: boolean;
   readonly port: number | null;
@@ -133,6 +186,7 @@ export interface KubeRouteInput {
   readonly createdAt: number;
   readonly model: string;
   readonly targets: readonly { model: string; upstream?: string | undefined; weight?: number | undefined; priority?: number | undefined }[];
+  readonly answerModel?: AnswerModel | undefined;
   /** Why the object cannot be used (a spec that slipped past the CRD's validation), else null. */
   readonly invalid: string | null;
 }
@@ -140,7 +194,7 @@ export interface KubeRouteInput {
 export interface KubeInputs {
   readonly routes: readonly KubeRouteInput[];
   readonly clientKeys: readonly ClientKeySpec[];
-  /** `namespace/name/key` -> value, for upstreams whose key lives in a Secret. */
+  /** `namespace/name/key` -> value, for the Secrets upstreams name (keys, proxy passwords, client certificates). */
   readonly upstreamKeys: ReadonlyMap<string, string>;
 }
 

@@ -1,6 +1,7 @@
 import { accessLine } from '../observability/access-line.js';
 import type { Logging } from '../observability/logger.js';
 import type { AttemptOutcome, GatewayMetrics } from '../observability/metrics.js';
+import type { AnswerModelResult } from './answer-model.js';
 import type { RequestRecord } from './request-record.js';
 
 export type { AttemptOutcome };
@@ -61,6 +62,11 @@ export class RequestAccounting {
   redacted(record: RequestRecord, where: 'header' | 'body', log: boolean): void {
     this.#metrics.redacted(record.upstream ?? 'unknown', where);
     if (log) this.#logging.logger.warn({ upstream: record.upstream, req_id: record.id, where }, "the upstream's answer carried its key; redacted");
+  }
+
+  /** An answer whose model was due to be replaced: by the requested model and the one sent upstream. */
+  answerModel(record: RequestRecord, result: AnswerModelResult): void {
+    this.#metrics.answerModel(record.model ?? '', record.targetModel ?? '', result);
   }
 
   /** The response is closed and no upstream exchange is open: counts, latency, one access line. */

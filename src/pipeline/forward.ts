@@ -8,6 +8,7 @@ import type { ResponseHeaders } from '../transport/types.js';
 import type { AttemptOutcome, RequestAccounting } from './account.js';
 import type { Admissions, UpstreamAdmission } from './admission.js';
 import type { BodyTransformFactory } from './body-transform.js';
+import { answerModel, type AnswerModelFactory } from './answer-model.js';
 import type { RequestLifecycle } from './lifecycle.js';
 import type { ClientRequestBody } from './read-body.js';
 import { redaction } from './redact.js';
@@ -240,8 +241,10 @@ class AttemptLoop implements AnswerGate {
     const { body, contentLength } = request.upstreamBody(named ? target.model : null);
     if (record.attempts++ === 0) this.#replayable = body === null || Buffer.isBuffer(body);
     lifecycle.dispatching(admission);
+    const answer = this.#answerModel(target);
     const headers = upstreamRequestHeaders(req.headers, upstream.authorization, contentLength, record.id);
-    if (this.#rewriteBody !== null) headers['accept-encoding'] = 'identity'; // the body is read, so it must arrive plain
+    // The body is read (the model list) or rewritten (the answer's model), so it must arrive plain.
+    if (this.#rewriteBody !== null || answer?.rewrites === true) headers['accept-encoding'] = 'identity';
     lifecycle.attemptStarting(upstream, headers);
     const now = performance.now();
     this.#startedAt = now;
@@ -256,7 +259,7 @@ class AttemptLoop implements AnswerGate {
         sendNow: request.stream,
         freshConnection: fresh,
       },
-      new Relay(lifecycle, this.#relayOptions(upstream), this),
+      new Relay(lifecycle, this.#relayOptions(upstream, answer), this),
     );
   }
 
@@ -363,7 +366,7 @@ class AttemptLoop implements AnswerGate {
     const record = this.#lifecycle.record;
     record.upstream = target.upstream.name;
     if (this.#request.model !== null) record.targetModel = target.model;
-    const relay = new Relay(this.#lifecycle, this.#relayOptions(target.upstream), null);
+    const relay = new Relay(this.#lifecycle, this.#relayOptions(target.upstream, this.#answerModel(target)), null);
     relay.onHead(held.status, held.headers);
     if (held.body.length > 0) relay.onBody(held.body, true);
     relay.onEnd();
@@ -380,12 +383,21 @@ class AttemptLoop implements AnswerGate {
     this.#immediate = null;
   }
 
-  #relayOptions(upstream: Upstream): {
+  /** The answer-model stage for an answer from `target` (each target may take the request under another name). */
+  #answerModel(target: RoutePlan['targets'][number]): AnswerModelFactory | null {
+    const lifecycle = this.#lifecycle;
+    return answerModel(this.#plan, target.model, (result) => lifecycle.answerModel(result));
+  }
+
+  #relayOptions(
+    upstream: Upstream,
+    answer: AnswerModelFactory | null,
+  ): {
     secrets: readonly string[];
     transforms: readonly BodyTransformFactory[];
     rewriteBody: ((body: Buffer) => Buffer) | null;
   } {
-    return { secrets: upstream.secrets, transforms: bodyTransforms(this.#lifecycle, upstream.secrets), rewriteBody: this.#rewriteBody };
+    return { secrets: upstream.secrets, transforms: bodyTransforms(this.#lifecycle, upstream.secrets, answer), rewriteBody: this.#rewriteBody };
   }
 }
 
@@ -415,10 +427,16 @@ function backoff(retry: Upstream['retry'], tries: number, random: number): numbe
   return random * Math.min(retry.backoffMaxMs, retry.backoffBaseMs * 2 ** (tries - 1));
 }
 
-/** The stages the answer's body passes through: the upstream's secrets taken out, at any status. */
-function bodyTransforms(lifecycle: RequestLifecycle, secrets: readonly string[]): readonly BodyTransformFactory[] {
+/**
+ * The stages the answer's body passes through, in order: the upstream's
+ * secrets taken out, at any status; the requested model written back.
+ */
+function bodyTransforms(lifecycle: RequestLifecycle, secrets: readonly string[], answer: AnswerModelFactory | null): readonly BodyTransformFactory[] {
+  const transforms: BodyTransformFactory[] = [];
   const redacting = redaction(secrets, () => lifecycle.redacted('body'));
-  return redacting === null ? [] : [redacting];
+  if (redacting !== null) transforms.push(redacting);
+  if (answer !== null) transforms.push(answer);
+  return transforms;
 }
 
 /** Waits for a slot at a capped upstream; the wait ends when the client goes away. */

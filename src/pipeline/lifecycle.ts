@@ -3,9 +3,11 @@ import { CLIENT_CLOSED_REQUEST, ClientGoneError } from '../errors/client-gone.js
 import { toGatewayError } from '../errors/gateway-error.js';
 import { writeError } from '../errors/write-error.js';
 import type { Upstream } from '../config/upstream.js';
+import { closeAfterLingering, type LingerLimits } from '../io/lingering-close.js';
 import type { AttemptTrace, RequestTrace, RequestTracer } from '../observability/tracing/request-trace.js';
 import type { RequestAccounting } from './account.js';
 import type { UpstreamAdmission } from './admission.js';
+import type { AnswerModelResult } from './answer-model.js';
 import type { RequestRecord } from './request-record.js';
 import { requestIdFrom } from './request-id.js';
 
@@ -29,6 +31,7 @@ export class RequestLifecycle {
   /** The request's trace; null when tracing is off. */
   readonly trace: RequestTrace | null;
   readonly #accounting: RequestAccounting;
+  readonly #linger: LingerLimits;
   /** The span of the attempt in flight; null when tracing is off or none is. */
   #attempt: AttemptTrace | null = null;
   #exchange: Abortable | null = null;
@@ -43,10 +46,12 @@ export class RequestLifecycle {
   /** What the request holds until it completes (a spooled upload), released then. */
   #releases: (() => void)[] | null = null;
 
-  constructor(req: IncomingMessage, res: ServerResponse, accounting: RequestAccounting, tracer: RequestTracer | null) {
+  /** `linger`: how the connection closes after an answer to a request not read to its end (io/lingering-close). */
+  constructor(req: IncomingMessage, res: ServerResponse, accounting: RequestAccounting, tracer: RequestTracer | null, linger: LingerLimits) {
     this.req = req;
     this.res = res;
     this.#accounting = accounting;
+    this.#linger = linger;
     const url = req.url ?? '/';
     const queryAt = url.indexOf('?');
     this.record = {
@@ -165,6 +170,11 @@ export class RequestLifecycle {
     this.#redactionLogged = true;
   }
 
+  /** What became of an answer whose model was due to be replaced by the requested one. */
+  answerModel(result: AnswerModelResult): void {
+    this.#accounting.answerModel(this.record, result);
+  }
+
   /**
    * Answers what a stage threw, before any of the answer has gone out: the
    * OpenAI error envelope (a 500 for anything that is not a GatewayError,
@@ -184,10 +194,11 @@ export class RequestLifecycle {
       res.destroy();
       return;
     }
-    // A refused body is never read to its end: close the connection instead of draining it.
+    // A refused body is not read to its end: the connection closes, after reading (and dropping) what the client
+    // still sends, within bounds, so that a client that writes its whole body before reading gets the answer.
     const closeConnection = !req.complete;
+    if (closeConnection) closeAfterLingering(req, this.#linger);
     writeError(res, error, record.id, { head: req.method === 'HEAD', closeConnection, attempts: record.attempts });
-    if (closeConnection) res.once('finish', () => req.socket.destroySoon());
   }
 
   #endAttempt(errorCode: string | null): void {

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { SnapshotStore } from '../config/store.js';
 import { GatewayError } from '../errors/gateway-error.js';
+import type { LingerLimits } from '../io/lingering-close.js';
 import { routeLabel } from '../observability/metrics.js';
 import type { TracerRef } from '../observability/tracing/request-trace.js';
 import { defaultPlan, resolveModel } from '../routing/resolve.js';
@@ -16,6 +17,7 @@ export interface ProxyDeps extends ForwardDeps {
   readonly store: SnapshotStore;
   /** The tracer while tracing is on; its `tracer` is null otherwise. */
   readonly tracing: TracerRef;
+  readonly linger: LingerLimits;
 }
 
 /**
@@ -26,7 +28,7 @@ export interface ProxyDeps extends ForwardDeps {
  * is answered by the lifecycle, once.
  */
 export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res: ServerResponse) => void {
-  const { store, accounting, health, tracing } = deps;
+  const { store, accounting, health, tracing, linger } = deps;
 
   async function proxy(lifecycle: RequestLifecycle): Promise<void> {
     const { req, record } = lifecycle;
@@ -49,7 +51,7 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
   }
 
   return function handle(req: IncomingMessage, res: ServerResponse): void {
-    const lifecycle = new RequestLifecycle(req, res, accounting, tracing.tracer);
+    const lifecycle = new RequestLifecycle(req, res, accounting, tracing.tracer, linger);
     lifecycle.record.route = routeLabel(lifecycle.record.path);
     proxy(lifecycle).catch((caught: unknown) => lifecycle.fail(caught));
   };

@@ -1,3 +1,4 @@
+import type { AnswerModel } from '../config/model.js';
 import type { RoutingSnapshot } from '../config/snapshot.js';
 import type { Upstream } from '../config/upstream.js';
 import { GatewayError } from '../errors/gateway-error.js';
@@ -15,6 +16,8 @@ export interface RoutePlan {
   readonly requestedModel: string | null;
   /** Where the route came from (`file`, `ModelRoute ns/name`); null when no route applied. */
   readonly route: string | null;
+  /** Which model name the answer carries when a target's model differs from the requested one; `upstream` when no route applied. */
+  readonly answerModel: AnswerModel;
   readonly targets: readonly PlannedTarget[];
   /**
    * The first `preferred` targets were available when the plan was made; the
@@ -55,27 +58,28 @@ export function resolveModel(snapshot: RoutingSnapshot, model: string, random: n
     if (snapshot.settings.unknownModels === 'reject') throw new GatewayError('model_not_found', undefined, { param: 'model' });
     const upstream = snapshot.defaultUpstream;
     const preferred = availability.allAvailable || availability.available(upstream, model) ? 1 : 0;
-    return { requestedModel: model, route: null, targets: [{ upstream, model }], preferred };
+    return { requestedModel: model, route: null, answerModel: 'upstream', targets: [{ upstream, model }], preferred };
   }
+  const answerModel = route.answerModel ?? snapshot.settings.answerModel;
   if (availability.allAvailable) {
-    if (route.targets.length === 1) return { requestedModel: model, route: route.source, targets: route.targets, preferred: 1 };
+    if (route.targets.length === 1) return { requestedModel: model, route: route.source, answerModel, targets: route.targets, preferred: 1 };
     const targets: PlannedTarget[] = [];
     for (const tier of route.tiers) orderTier(tier.targets, tier.cumulativeWeights, random, targets);
-    return { requestedModel: model, route: route.source, targets, preferred: targets.length };
+    return { requestedModel: model, route: route.source, answerModel, targets, preferred: targets.length };
   }
   const targets: PlannedTarget[] = [];
   const unavailable: PlannedTarget[] = [];
   for (const tier of route.tiers) orderAvailable(tier, availability, random, targets, unavailable);
   const preferred = targets.length;
   for (const target of unavailable) targets.push(target);
-  return { requestedModel: model, route: route.source, targets, preferred };
+  return { requestedModel: model, route: route.source, answerModel, targets, preferred };
 }
 
 /** The plan for a request that names no model (a GET, an upload): the default upstream, as sent. */
 export function defaultPlan(snapshot: RoutingSnapshot, availability: Availability = ALL_AVAILABLE): RoutePlan {
   const upstream = snapshot.defaultUpstream;
   const preferred = availability.allAvailable || availability.available(upstream, '') ? 1 : 0;
-  return { requestedModel: null, route: null, targets: [{ upstream, model: '' }], preferred };
+  return { requestedModel: null, route: null, answerModel: 'upstream', targets: [{ upstream, model: '' }], preferred };
 }
 
 /** Appends a tier's targets to `into`: the weighted pick first, then the others by descending weight (ties keep their order). */

@@ -1,4 +1,4 @@
-import type { KubeRouteInput, RouteSpec, RouteStatus, RouteTarget } from '../config/model.js';
+import type { AnswerModel, KubeRouteInput, RouteSpec, RouteStatus, RouteTarget } from '../config/model.js';
 import type { Upstream } from '../config/upstream.js';
 
 /** A route target with its upstream resolved. */
@@ -25,6 +25,8 @@ export interface CompiledRoute {
   readonly source: string;
   /** Every target with a weight above 0, by priority (lowest first), then in the order given. */
   readonly targets: readonly CompiledTarget[];
+  /** The route's own answer_model; null: the gateway's setting. */
+  readonly answerModel: AnswerModel | null;
   /** The same targets grouped by priority, lowest first. */
   readonly tiers: readonly CompiledTier[];
 }
@@ -80,7 +82,7 @@ function compileRoute(spec: RouteSpec, upstreams: ReadonlyMap<string, Upstream>,
     const cumulative = tier.cumulativeWeights as number[];
     cumulative.push((cumulative.at(-1) ?? 0) + target.weight);
   }
-  return { model: spec.model, source: spec.source, targets, tiers };
+  return { model: spec.model, source: spec.source, targets, answerModel: spec.answerModel, tiers };
 }
 
 /**
@@ -121,7 +123,7 @@ export function resolveKubeRoutes(
     winners.set(route.model, route);
     const targets = route.targets.map((t) => ({ model: t.model, upstream: t.upstream ?? null, weight: t.weight ?? 1, priority: t.priority ?? 0 }));
     statuses.push(status(route, true, 'Accepted', `routes model '${route.model}' to ${inEffect(targets, defaultUpstream)}`));
-    routes.push({ model: route.model, source: `ModelRoute ${route.namespace}/${route.name}`, targets });
+    routes.push({ model: route.model, source: `ModelRoute ${route.namespace}/${route.name}`, targets, answerModel: route.answerModel ?? null });
   }
   return { routes, statuses };
 }

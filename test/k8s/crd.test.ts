@@ -97,6 +97,8 @@ describe('valid ModelRoutes', () => {
       'a zero weight in a priority that has another target',
       { model: 'm', targets: [target('a', { weight: 1 }), target('b', { weight: 0, priority: 1 }), target('c', { weight: 2, priority: 1 })] },
     ],
+    ['answerModel: upstream', { model: 'm', targets: [target('x')], answerModel: 'upstream' }],
+    ['answerModel: requested', { model: 'm', targets: [target('x')], answerModel: 'requested' }],
   ];
 
   test.each(valid)('%s is accepted (Strict field validation)', async (_desc, spec) => {
@@ -275,6 +277,11 @@ const invalid: InvalidCase[] = [
     desc: 'a fallback priority whose targets all weigh 0',
     spec: { model: 'm', targets: [target('x', { weight: 5 }), target('y', { weight: 0, priority: 1 })] },
     error: 'spec.targets: Invalid value: every priority used needs a target with a weight above 0',
+  },
+  {
+    desc: 'answerModel not one of the two',
+    spec: { model: 'm', targets: [target('x')], answerModel: 'alias' },
+    error: 'spec.answerModel: Unsupported value: "alias": supported values: "requested", "upstream"',
   },
   { desc: 'unknown field in spec (Strict)', spec: { model: 'm', targets: [target('x')], timeout: '5s' }, error: 'unknown field "spec.timeout"', status: 400 },
   {
