@@ -50,7 +50,15 @@ function config(): Record<string, unknown> {
         ],
       })),
       { model: 'solo', targets: [{ model: 'solo-a' }] },
+      {
+        model: 'renamed',
+        targets: [{ model: 'renamed-a' }, { model: 'renamed-b', upstream: 'b', priority: 1 }],
+        answer_model: 'requested',
+      },
     ],
+    // Answers name the model their target was sent (the fake upstreams echo it), so that each test sees which target
+    // answered; the route `renamed` has the default back (answer_model: requested).
+    answer_model: 'upstream',
     retry_budget_ms: 5000,
     shutdown: { drain_delay_ms: 0, timeout_ms: 5000 },
   };
@@ -191,6 +199,30 @@ test('a stream that falls back is the second target’s stream, byte for byte, a
   expect(raw.text).toContain('x-apiproxy-attempts: 2\r\n');
   expect(raw.text).not.toContain('fake upstream a');
   expect(dechunk(raw.text.slice(raw.text.indexOf('\r\n\r\n') + 4))).toBe(directText);
+});
+
+test('answer_model: requested: an answer that fell back names the requested model; the header names the model the second target was sent', async () => {
+  for (const stream of [false, true]) {
+    a.script.push({ 'x-fake-status': '503', 'x-fake-retry-after': 'none' });
+    const answer = await complete('renamed', stream);
+    expect([stream, answer.model]).toEqual([stream, 'renamed']);
+    expect(answer.headers.get('x-apiproxy-upstream-model')).toBe('renamed-b');
+    expect(answer.headers.get('x-fake-upstream')).toBe('b');
+    expect(answer.headers.get('x-apiproxy-attempts')).toBe('2');
+  }
+  // The second target never answers: the first target's 503, held, is relayed with that target's model in the header.
+  a.script.push({ 'x-fake-status': '503', 'x-fake-retry-after': 'none' }, { 'x-fake-status': '503', 'x-fake-retry-after': 'none' });
+  b.script.push({ 'x-fake-headers-delay': '3000' }, { 'x-fake-headers-delay': '3000' });
+  const last = await request(`${gw.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'renamed', messages }),
+  });
+  await last.body.text();
+  expect(last.statusCode).toBe(503);
+  expect(last.headers['x-fake-upstream']).toBe('a');
+  expect(last.headers['x-apiproxy-attempts']).toBe('4');
+  expect(last.headers['x-apiproxy-upstream-model']).toBe('renamed-a');
 });
 
 test('no target left: the client gets the last upstream answer as it came (status, body, Retry-After)', async () => {

@@ -142,7 +142,10 @@ test('a fallback: a client span per attempt under the server span, the failed on
         default: { url: `${upstream.url}/v1`, api_key: UPSTREAM_KEY },
         second: { url: `${second.url}/v1`, api_key: 'sk-upstream-second-0123456789' },
       },
-      routes: [{ model: 'fallback', targets: [{ model: 'fallback-first' }, { model: 'fallback-second', upstream: 'second', priority: 1 }] }],
+      // answer_model: upstream, so that the answer names the target that sent it.
+      routes: [
+        { model: 'fallback', targets: [{ model: 'fallback-first' }, { model: 'fallback-second', upstream: 'second', priority: 1 }], answer_model: 'upstream' },
+      ],
     },
   );
   try {
