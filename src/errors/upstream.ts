@@ -210,7 +210,8 @@ export function fromUpstreamError(error: unknown): GatewayError {
  * code, whatever its library: connect failures by the system's or its own
  * connect codes, `UPSTREAM_HEADERS_TIMEOUT`, `UPSTREAM_NO_RESPONSE` and
  * `UPSTREAM_STALE_CONNECTION` (reset or closed before any response byte, on a
- * fresh or a reused connection).
+ * fresh or a reused connection); undici's own codes for the same
+ * (`UND_ERR_CONNECT_TIMEOUT`, `UND_ERR_HEADERS_TIMEOUT`, `UND_ERR_SOCKET`).
  */
 export type AttemptFailure = 'connect_failure' | 'timeout' | 'reset' | 'stale_connection' | 'client_gone' | 'error';
 
@@ -224,7 +225,9 @@ export function attemptFailure(error: unknown): AttemptFailure {
   if (code === 'CLIENT_GONE') return 'client_gone';
   if (CONNECT_CODES.has(code) || TLS_CODE.test(code)) return 'connect_failure';
   if (HEADERS_TIMEOUT_CODES.has(code)) return 'timeout';
-  if (code === 'UPSTREAM_NO_RESPONSE') return 'reset';
+  // undici's socket error before the head: the connection closed or broke after the request, before any response byte
+  // (undici cannot say whether the connection was reused, so its stale case counts as a reset).
+  if (code === 'UPSTREAM_NO_RESPONSE' || code === 'UND_ERR_SOCKET') return 'reset';
   if (code === 'UPSTREAM_STALE_CONNECTION') return 'stale_connection';
   return 'error';
 }

@@ -167,6 +167,37 @@ describe('the first target fails, the fallback answers (openai SDK)', () => {
   });
 });
 
+describe('the same failures through the undici transport (https, HTTP/2 and proxied upstreams use it)', () => {
+  let viaUndici: TestGateway;
+  beforeAll(async () => {
+    viaUndici = await startTestGateway(config(), { env: { API_PROXY_TRANSPORT: 'undici' } });
+  });
+  afterAll(async () => {
+    await viaUndici?.stop();
+  });
+
+  const cases: [name: string, route: string, failure: Record<string, string> | null][] = [
+    ['connection refused', 'refuse', null],
+    ['reset before any response byte', 'reset', { 'x-fake-reset': 'before-headers' }],
+    ['no headers within headers_ms (a hang)', 'hang', { 'x-fake-headers-delay': '3000' }],
+    ['503', 'unavailable', { 'x-fake-status': '503' }],
+  ];
+
+  test.each(cases)('%s: the fallback answers', async (_name, route, failure) => {
+    await a.closeConnections();
+    if (failure !== null) a.script.push(failure);
+    const response = await request(`${viaUndici.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: route, messages }),
+    });
+    const answer = (await response.body.json()) as { model: string };
+    expect([response.statusCode, answer.model]).toEqual([200, `${route}-b`]);
+    expect(response.headers['x-fake-upstream']).toBe('b');
+    expect(response.headers['x-apiproxy-attempts']).toBe('2');
+  });
+});
+
 /** The body of a raw chunked answer, decoded. */
 function dechunk(body: string): string {
   let out = '';
