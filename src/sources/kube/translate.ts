@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { keyDigest } from '../../config/key-digest.js';
 import type { ClientKeySpec, KubeRouteInput } from '../../config/model.js';
-import { answerModelSchema, modelName } from '../../config/schema.js';
+import { answerModelSchema, modelName, targetPriority } from '../../config/schema.js';
 import type { KubeObject } from './resource-watch.js';
 
 /** What the gateway accepts of a ModelRoute's spec; the CRD's schema says the same to the API server. */
@@ -14,6 +14,7 @@ const modelRouteSpec = z
           model: modelName,
           upstream: z.string().min(1).max(63).optional(),
           weight: z.number().int().min(0).max(1000).optional(),
+          priority: targetPriority.optional(),
         }),
       )
       .min(1)
