@@ -6,7 +6,8 @@
  * bench-results/latest.json. `--quick` for a short smoke run.
  *
  * Flags: --quick, --rounds=N, --seconds=N, --only=throughput,streams,clients,memory,body,upload,config,nolog,cluster,peers,longstreams,tracing,answermodel,redaction,duplicates,
- *        --baseline=FILE (the tracing section also measures this build's main.js, e.g. main's, tracing off),
+ *        failover, --baseline=FILE (the tracing and failover sections also measure this build's main.js, e.g. main's: tracing off,
+ *        nothing failing, interleaved with this build),
  *        --workers=N (the cluster section's WORKERS, default 2; `auto` is one per CPU),
  *        --profile (the gateway writes a .cpuprofile to bench-results/profiles), --out=FILE,
  *        --peer=FILE[,FILE...] (more proxies for the peers section: see PeerFile in peers.ts),
@@ -46,6 +47,7 @@ import {
   type GatewayProcess,
 } from './processes.js';
 import { median, round, shares, type WrkResult } from './stats.js';
+import { attemptCounts, FAILOVER_MODEL, failoverConfig, pacedByAttempts, type FailoverPaced } from './failover.js';
 
 /** This file runs from dist-bench/bench/; the gateway it measures is the product build in dist/. */
 const here = dirname(fileURLToPath(import.meta.url));
@@ -93,6 +95,8 @@ function gatewayConfig(upstreamUrl: string, accessLog: boolean, extra: Record<st
     shutdown: { drain_delay_ms: 0, timeout_ms: 2000 },
   };
 }
+
+const FAILOVER_BODY = JSON.stringify({ ...(JSON.parse(BODY) as object), model: FAILOVER_MODEL });
 
 const log = (text: string): void => {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${text}\n`);
@@ -619,6 +623,130 @@ async function main(): Promise<void> {
     results['cluster_stop'] = { workers: n, stop_ms: Math.round(stopMs), workers_left_after_stop: left.length };
   }
 
+  if (wants('failover')) {
+    await stop(gateway.child);
+    if (options.baseline !== null) {
+      // No cost when nothing fails: this build and the baseline build, both running, rounds interleaved.
+      const variants: [string, GatewayProcess][] = [
+        ['baseline', await launch(true, undefined, {}, options.baseline)],
+        ['this', await launch(true)],
+      ];
+      const loops: Record<string, WrkResult[]> = { baseline: [], this: [] };
+      const streams: Record<string, StreamsResult[]> = { baseline: [], this: [] };
+      // CPU per request and per stream: on a busy shared machine a steadier figure than rates and latencies.
+      const cpu: Record<string, { loop: number[]; stream: number[] }> = { baseline: { loop: [], stream: [] }, this: { loop: [], stream: [] } };
+      for (const [, gw] of variants) {
+        await closedLoop(tool, { url: gw.url, headers }, BODY, 64, 1, lua);
+        await rawStreams({ url: gw.url, headers }, STREAM_BODY, 100, 1, 20, 5);
+      }
+      for (let r = 0; r < options.rounds; r++) {
+        log(`(6) no failures, this build against the baseline, round ${r + 1}: non-streaming 64 connections, then 500 concurrent streams`);
+        for (const [name, gw] of r % 2 === 0 ? variants : [...variants].reverse()) {
+          const target: Target = { url: gw.url, headers };
+          const cpuStart = cpuMsOf(gw.pid);
+          const loop = await closedLoop(tool, target, BODY, 64, options.seconds, lua);
+          const cpuLoop = cpuMsOf(gw.pid);
+          const stream = await rawStreams(target, STREAM_BODY, 500, options.seconds, 20, 5);
+          const cpuStream = cpuMsOf(gw.pid);
+          loops[name]!.push(loop);
+          streams[name]!.push(stream);
+          cpu[name]!.loop.push(((cpuLoop - cpuStart) * 1000) / loop.requests);
+          cpu[name]!.stream.push((cpuStream - cpuLoop) / Math.max(1, stream.completed));
+          log(
+            `  ${name.padEnd(8)} ${loop.requestsPerSecond.toFixed(0)} req/s, p50 ${loop.p50Ms.toFixed(2)} ms, ${cpu[name]!.loop.at(-1)!.toFixed(1)} µs CPU/request; streams ${stream.completed}, TTFB p50 ${stream.ttfbP50Ms.toFixed(2)} ms p99 ${stream.ttfbP99Ms.toFixed(2)} ms, ${cpu[name]!.stream.at(-1)!.toFixed(2)} ms CPU/stream, errors ${loop.errors + stream.errors}`,
+          );
+        }
+      }
+      const ab: Record<string, number> = {};
+      for (const name of ['baseline', 'this']) {
+        ab[`${name}_rps`] = round(
+          med(loops[name]!, (x) => x.requestsPerSecond),
+          0,
+        );
+        ab[`${name}_p50_ms`] = round(
+          med(loops[name]!, (x) => x.p50Ms),
+          3,
+        );
+        ab[`${name}_streams_500_ttfb_p50_ms`] = round(
+          med(streams[name]!, (x) => x.ttfbP50Ms),
+          3,
+        );
+        ab[`${name}_streams_500_ttfb_p99_ms`] = round(
+          med(streams[name]!, (x) => x.ttfbP99Ms),
+          3,
+        );
+        ab[`${name}_errors`] = [...loops[name]!, ...streams[name]!].reduce((sum, x) => sum + x.errors, 0);
+        ab[`${name}_cpu_us_per_request`] = round(median(cpu[name]!.loop), 1);
+        ab[`${name}_cpu_ms_per_stream`] = round(median(cpu[name]!.stream), 3);
+      }
+      ab['rps_ratio'] = round(ab['this_rps']! / ab['baseline_rps']!, 3);
+      ab['streams_500_ttfb_p50_delta_ms'] = round(ab['this_streams_500_ttfb_p50_ms']! - ab['baseline_streams_500_ttfb_p50_ms']!, 3);
+      results['failover_ab'] = ab;
+      for (const [, gw] of variants) await stop(gw.child);
+    }
+    // One gateway, two models at the same rate, interleaved: the plain redirect, and the route whose flaky target fails 20 %.
+    gateway = await startGateway({
+      mainScript: join(dist, 'main.js'),
+      config: failoverConfig(gatewayConfig(upstream.url, true), upstream.url, MODEL_REDIRECT.to),
+      configPath: join(work, `gateway-${gatewayIndex}.json`),
+      logPath: join(work, `gateway-${gatewayIndex++}.log`),
+    });
+    via = { url: gateway.url, headers };
+    await closedLoop(tool, via, FAILOVER_BODY, 64, 1, lua);
+    const before = await attemptCounts(gateway.url);
+    log('(6) failover: 500 req/s, half of a route on a target failing 20 % (503), against the plain redirect');
+    const rounds = { plain: [] as FailoverPaced[], failover: [] as FailoverPaced[] };
+    for (let r = 0; r < options.rounds; r++) {
+      const order: ('plain' | 'failover')[] = r % 2 === 0 ? ['plain', 'failover'] : ['failover', 'plain'];
+      for (const which of order) {
+        const result = await pacedByAttempts(via, which === 'plain' ? BODY : FAILOVER_BODY, 500, options.seconds);
+        log(
+          `  ${which.padEnd(8)} p50 ${result.p50Ms.toFixed(3)} ms, p99 ${result.p99Ms.toFixed(3)} ms, sent ${result.sent}, errors ${result.errors}` +
+            (which === 'failover'
+              ? `; first try p50 ${result.firstTry.p50Ms.toFixed(3)} ms, fell back (${result.fellBack.count}) p50 ${result.fellBack.p50Ms.toFixed(3)} ms`
+              : ''),
+        );
+        rounds[which].push(result);
+      }
+    }
+    const after = await attemptCounts(gateway.url);
+    const flakyAttempts = after.flaky - before.flaky;
+    const flakyFailed = after.flakyFailed - before.flakyFailed;
+    const sent = rounds.failover.reduce((sum, x) => sum + x.sent, 0);
+    const errors = rounds.failover.reduce((sum, x) => sum + x.errors, 0);
+    const plainP50 = med(rounds.plain, (x) => x.p50Ms);
+    const failoverP50 = med(rounds.failover, (x) => x.p50Ms);
+    const firstTryP50 = med(rounds.failover, (x) => x.firstTry.p50Ms);
+    const fellBackP50 = med(rounds.failover, (x) => x.fellBack.p50Ms);
+    results['failover'] = {
+      rate: 500,
+      requests: sent,
+      client_errors: errors,
+      client_error_rate: round(errors / Math.max(1, sent), 5),
+      flaky_attempts: flakyAttempts,
+      flaky_failure_rate: round(flakyFailed / Math.max(1, flakyAttempts), 3),
+      fallbacks: after.fallbacks - before.fallbacks,
+      fell_back_requests: rounds.failover.reduce((sum, x) => sum + x.fellBack.count, 0),
+      plain_p50_ms: round(plainP50, 3),
+      failover_p50_ms: round(failoverP50, 3),
+      added_p50_ms: round(failoverP50 - plainP50, 3),
+      first_try_p50_ms: round(firstTryP50, 3),
+      fell_back_p50_ms: round(fellBackP50, 3),
+      fallback_added_p50_ms: round(fellBackP50 - firstTryP50, 3),
+      plain_p99_ms: round(
+        med(rounds.plain, (x) => x.p99Ms),
+        3,
+      ),
+      failover_p99_ms: round(
+        med(rounds.failover, (x) => x.p99Ms),
+        3,
+      ),
+    };
+    log(
+      `  failover: ${errors} client errors of ${sent}; ${flakyFailed} of ${flakyAttempts} attempts at the flaky target failed; p50 ${(failoverP50 - plainP50).toFixed(3)} ms against the plain redirect; a request that fell back: +${(fellBackP50 - firstTryP50).toFixed(3)} ms`,
+    );
+  }
+
   if (wants('peers')) {
     // Started one at a time, each stopped before the next: two peers never share the cores.
     const launchers: PeerLauncher[] = [naivePeer(join(here, 'naive-proxy.js'), upstream.url)];
@@ -955,6 +1083,34 @@ export function table(results: Record<string, unknown>): string {
       `${x['direct_ttfb_p50_ms']} / ${x['direct_ttfb_p99_ms']}`,
       `p50 +${round(within, 2)}`,
     ]);
+  }
+  const ab = r['failover_ab'];
+  if (ab !== undefined) {
+    rows.push(['(6) no failures: req/s, 64 conns', `${ab['this_rps']}`, `baseline ${ab['baseline_rps']}`, `ratio ${ab['rps_ratio']}`]);
+    rows.push([
+      '    CPU µs/request; ms/stream',
+      `${ab['this_cpu_us_per_request']}; ${ab['this_cpu_ms_per_stream']}`,
+      `${ab['baseline_cpu_us_per_request']}; ${ab['baseline_cpu_ms_per_stream']}`,
+      '',
+    ]);
+    rows.push([
+      '    500 streams TTFB p50 / p99 ms',
+      `${ab['this_streams_500_ttfb_p50_ms']} / ${ab['this_streams_500_ttfb_p99_ms']}`,
+      `${ab['baseline_streams_500_ttfb_p50_ms']} / ${ab['baseline_streams_500_ttfb_p99_ms']}`,
+      `p50 ${ab['streams_500_ttfb_p50_delta_ms']! >= 0 ? '+' : ''}${ab['streams_500_ttfb_p50_delta_ms']}`,
+    ]);
+  }
+  const f = r['failover'];
+  if (f !== undefined) {
+    rows.push(['(6) failover p50 ms, 500 req/s', `${f['failover_p50_ms']}`, `plain ${f['plain_p50_ms']}`, `added +${f['added_p50_ms']}`]);
+    rows.push(['    client errors / requests', `${f['client_errors']} / ${f['requests']}`, '', `0 (${mark(f['client_errors'] === 0)})`]);
+    rows.push([
+      '    a request that fell back: p50 ms',
+      `${f['fell_back_p50_ms']}`,
+      `first try ${f['first_try_p50_ms']}`,
+      `added +${f['fallback_added_p50_ms']}`,
+    ]);
+    rows.push(['    flaky target: failed share of its attempts', `${f['flaky_failure_rate']}`, `${f['fallbacks']} fallbacks`, '']);
   }
   const long = results['long_streams'] as LongProfileSummary | undefined;
   if (long !== undefined) rows.push(...longStreamRows(long));

@@ -17,7 +17,7 @@ export interface Options {
   workers: number;
   /** The long-stream profile's shape. */
   long: LongStreamShape;
-  /** Another build's main.js, measured beside this one in the tracing section (tracing off). */
+  /** Another build's main.js, measured beside this one in the tracing and failover sections (tracing off, nothing failing). */
   baseline: string | null;
 }
 
@@ -37,6 +37,7 @@ export const SECTIONS = [
   'answermodel',
   'redaction',
   'duplicates',
+  'failover',
 ] as const;
 
 const FLAGS = {

@@ -9,12 +9,14 @@ import type { RequestAccounting } from './pipeline/account.js';
 import type { Admissions } from './pipeline/admission.js';
 import { createProxyHandler } from './pipeline/proxy-handler.js';
 import { isV1Path } from './pipeline/request-path.js';
+import type { TargetHealth } from './pipeline/target-health.js';
 import type { Transports } from './transport/transports.js';
 
 export interface AppDeps {
   readonly store: SnapshotStore;
   readonly transports: Transports;
   readonly admissions: Admissions;
+  readonly health: TargetHealth;
   readonly accounting: RequestAccounting;
   readonly metricsReport: MetricsReport;
   readonly readiness: Readiness;

@@ -6,8 +6,29 @@ import { clientCertificateProblem } from './client-certificate.js';
 import { ConfigError } from './config-error.js';
 import { NO_LIMITS, type RateLimit } from '../policy/types.js';
 import { clientKeyDigest } from './key-digest.js';
-import { fileConfigSchema, type FileConfig, type PolicyFileConfig, type UpstreamFileConfig } from './schema.js';
-import type { ClientCertificate, ClientKeySpec, ConsumerSpec, EnvProxy, FileInputs, PolicySpec, ProxySpec, RouteSpec, UpstreamSpec } from './model.js';
+import {
+  DEFAULT_OUTLIER,
+  DEFAULT_RETRY,
+  fileConfigSchema,
+  type FileConfig,
+  type OutlierFileConfig,
+  type PolicyFileConfig,
+  type RetryFileConfig,
+  type UpstreamFileConfig,
+} from './schema.js';
+import type {
+  ClientCertificate,
+  ClientKeySpec,
+  ConsumerSpec,
+  EnvProxy,
+  FileInputs,
+  OutlierSpec,
+  PolicySpec,
+  ProxySpec,
+  RetrySpec,
+  RouteSpec,
+  UpstreamSpec,
+} from './model.js';
 
 export { ConfigError };
 
@@ -114,12 +135,17 @@ export function toInputs(config: FileConfig, readSecret: SecretReader, env: Env 
   const routes: RouteSpec[] = [];
   for (const [model, redirect] of Object.entries(config.model_redirects)) {
     const target = typeof redirect === 'string' ? { model: redirect } : redirect;
-    routes.push({ model, targets: [{ model: target.model, upstream: null, weight: 1 }], answerModel: target.answer_model ?? null, source: 'file' });
+    routes.push({
+      model,
+      targets: [{ model: target.model, upstream: null, weight: 1, priority: 0 }],
+      answerModel: target.answer_model ?? null,
+      source: 'file',
+    });
   }
   for (const route of config.routes) {
     routes.push({
       model: route.model,
-      targets: route.targets.map((t) => ({ model: t.model, upstream: t.upstream ?? null, weight: t.weight ?? 1 })),
+      targets: route.targets.map((t) => ({ model: t.model, upstream: t.upstream ?? null, weight: t.weight ?? 1, priority: t.priority ?? 0 })),
       answerModel: route.answer_model ?? null,
       source: 'file',
     });
@@ -153,6 +179,7 @@ export function toInputs(config: FileConfig, readSecret: SecretReader, env: Env 
       drainDelayMs: config.shutdown.drain_delay_ms,
       shutdownTimeoutMs: config.shutdown.timeout_ms,
       defaultUpstream: config.default_upstream,
+      retryBudgetMs: config.retry_budget_ms,
     },
     kubernetes: {
       enabled: config.kubernetes.enabled,
@@ -278,5 +305,20 @@ function upstreamSpec(
     http2: upstream.http2 ?? 'auto',
     proxy,
     envProxy: proxy === null ? proxyFromEnv : null,
+    retry: retrySpec(upstream.retry ?? DEFAULT_RETRY),
+    outlier: outlierSpec(upstream.outlier ?? DEFAULT_OUTLIER),
+  };
+}
+
+function retrySpec(retry: RetryFileConfig): RetrySpec {
+  return { attempts: retry.attempts, backoffBaseMs: retry.backoff.base_ms, backoffMaxMs: retry.backoff.max_ms, conditions: retry.conditions };
+}
+
+function outlierSpec(outlier: OutlierFileConfig): OutlierSpec {
+  return {
+    consecutiveFailures: outlier.consecutive_failures,
+    ejectionMs: outlier.ejection_ms,
+    maxEjectionMs: outlier.max_ejection_ms,
+    maxEjectedPercent: outlier.max_ejected_percent,
   };
 }

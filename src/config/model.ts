@@ -28,6 +28,8 @@ export interface UpstreamSpec {
   /** PEM of the CA that signs an https upstream's certificate; null = the system's CAs. */
   readonly tlsCa: string | null;
   readonly tlsInsecureSkipVerify: boolean;
+  readonly retry: RetrySpec;
+  readonly outlier: OutlierSpec;
   /** SNI and the name the certificate must carry; null = the URL's host. */
   readonly tlsServername: string | null;
   /** mTLS: the client certificate read from files; null when none or when it comes from a Secret. */
@@ -40,6 +42,28 @@ export interface UpstreamSpec {
   readonly proxy: ProxySpec | null;
   /** The process's HTTP_PROXY/HTTPS_PROXY/NO_PROXY, for an upstream without a proxy of its own; null when none applies. */
   readonly envProxy: EnvProxy | null;
+}
+
+/** What makes an attempt worth another try: a failure before any answer (connect, headers timeout, reset before any byte) or a status. */
+export type RetryCondition = 'connect_failure' | 'headers_timeout' | 'reset' | number;
+
+export interface RetrySpec {
+  /** Tries of one target per request, the first included. */
+  readonly attempts: number;
+  /** Before the n-th try of the same target: a random wait up to min(max, base * 2^(n-2)) (full jitter). */
+  readonly backoffBaseMs: number;
+  readonly backoffMaxMs: number;
+  readonly conditions: readonly RetryCondition[];
+}
+
+export interface OutlierSpec {
+  /** Failures in a row that eject the upstream; 0: never ejected. */
+  readonly consecutiveFailures: number;
+  /** The first ejection's length, doubled by each ejection in a row up to the max. */
+  readonly ejectionMs: number;
+  readonly maxEjectionMs: number;
+  /** Ejections stop while this share of the configured upstreams is ejected. */
+  readonly maxEjectedPercent: number;
 }
 
 export type Http2Mode = 'auto' | 'on' | 'off';
@@ -84,6 +108,8 @@ export interface RouteTarget {
   /** Upstream name; null means the default upstream. */
   readonly upstream: string | null;
   readonly weight: number;
+  /** Lower first; higher priorities are fallbacks. */
+  readonly priority: number;
 }
 
 /**
@@ -131,6 +157,8 @@ export interface GatewaySettings {
   readonly drainDelayMs: number;
   readonly shutdownTimeoutMs: number;
   readonly defaultUpstream: string;
+  /** From a request's arrival, the time within which retries and fallbacks may start. */
+  readonly retryBudgetMs: number;
 }
 
 export interface KubernetesSettings {
@@ -178,7 +206,7 @@ export interface KubeRouteInput {
   /** creationTimestamp in ms since the epoch. */
   readonly createdAt: number;
   readonly model: string;
-  readonly targets: readonly { model: string; upstream?: string | undefined; weight?: number | undefined }[];
+  readonly targets: readonly { model: string; upstream?: string | undefined; weight?: number | undefined; priority?: number | undefined }[];
   readonly answerModel?: AnswerModel | undefined;
   /** Why the object cannot be used (a spec that slipped past the CRD's validation), else null. */
   readonly invalid: string | null;

@@ -39,6 +39,48 @@ const timeoutMs = z
   .min(0)
   .max(24 * 3600 * 1000);
 
+/** What makes an attempt at an upstream worth another try: a failure before any answer, or an answer's status. */
+export const retryCondition = z.union([
+  z.enum(['connect_failure', 'headers_timeout', 'reset']),
+  z.number().int().min(400, 'retry on a status from 400 to 599').max(599, 'retry on a status from 400 to 599'),
+]);
+
+export const DEFAULT_RETRY = {
+  attempts: 2,
+  backoff: { base_ms: 100, max_ms: 2_000 },
+  conditions: ['connect_failure', 429, 502, 503, 504] as z.infer<typeof retryCondition>[],
+};
+
+/** How often a target is tried per request, how long to wait before trying it again, and on what. */
+const retrySchema = z
+  .object({
+    /** Tries of one target per request, the first included; 1: never the same target twice (fallbacks still happen). */
+    attempts: z.number().int().min(1).max(10).default(DEFAULT_RETRY.attempts),
+    backoff: z
+      .object({ base_ms: timeoutMs.default(DEFAULT_RETRY.backoff.base_ms), max_ms: timeoutMs.default(DEFAULT_RETRY.backoff.max_ms) })
+      .strict()
+      .refine((b) => b.base_ms <= b.max_ms, { message: 'base_ms must not exceed max_ms' })
+      .default(DEFAULT_RETRY.backoff),
+    conditions: z.array(retryCondition).max(64).default(DEFAULT_RETRY.conditions),
+  })
+  .strict();
+
+export const DEFAULT_OUTLIER = { consecutive_failures: 5, ejection_ms: 30_000, max_ejection_ms: 300_000, max_ejected_percent: 50 };
+
+/** When an upstream is taken out of rotation (ejected) and for how long. */
+const outlierSchema = z
+  .object({
+    /** Failures in a row (connect, timeout, reset, 5xx) that eject the upstream; 0: never ejected. */
+    consecutive_failures: z.number().int().min(0).max(10_000).default(DEFAULT_OUTLIER.consecutive_failures),
+    /** The first ejection's length; each ejection in a row doubles it. */
+    ejection_ms: timeoutMs.min(1).default(DEFAULT_OUTLIER.ejection_ms),
+    max_ejection_ms: timeoutMs.min(1).default(DEFAULT_OUTLIER.max_ejection_ms),
+    /** At most this share of the configured upstreams is ejected at once. */
+    max_ejected_percent: z.number().int().min(0).max(100).default(DEFAULT_OUTLIER.max_ejected_percent),
+  })
+  .strict()
+  .refine((o) => o.ejection_ms <= o.max_ejection_ms, { message: 'ejection_ms must not exceed max_ejection_ms' });
+
 /** A secret given inline, by environment variable, or by a file (e.g. a mounted Secret). */
 const secretSources = {
   key: nonEmpty.optional(),
@@ -146,6 +188,8 @@ export const upstreamSchema = z
     queue_timeout_ms: timeoutMs.default(10_000),
     /** Idle keep-alive connections kept for reuse; more are closed as they free up. */
     max_idle_connections: z.number().int().min(0).max(65_536).default(256),
+    retry: retrySchema.default(DEFAULT_RETRY),
+    outlier: outlierSchema.default(DEFAULT_OUTLIER),
     /** https upstreams: a private CA (e.g. in-cluster), the name to verify, a client certificate (mTLS); no verification for trials only. */
     tls: z
       .object({
@@ -197,11 +241,16 @@ export const consumerSchema = z
   .strict()
   .refine((c) => new Set(c.keys.map((k) => k.id)).size === c.keys.length, { message: 'key ids must be unique within a consumer', path: ['keys'] });
 
+/** A route target's priority: lower first, default 0. */
+export const targetPriority = z.number().int().min(0).max(100);
+
 export const routeTargetSchema = z
   .object({
     model: modelName,
     upstream: upstreamName.optional(),
     weight: z.number().int().min(0).max(1000).optional(),
+    /** Lower first; a higher priority is a fallback, used when no target of a lower one is available or answered. */
+    priority: targetPriority.optional(),
   })
   .strict();
 
@@ -296,6 +345,13 @@ export const fileConfigSchema = z
     unknown_models: z.enum(['passthrough', 'reject']).default('passthrough'),
     answer_model: answerModelSchema.default('requested'),
     body_limit: byteSize.default(8 * 1024 * 1024),
+    /**
+     * From a request's arrival, the time within which its answer must start:
+     * no retry, fallback or wait begins past it, and each attempt's headers
+     * timeout is cut to what is left. A client may ask for less
+     * (x-apiproxy-deadline-ms).
+     */
+    retry_budget_ms: timeoutMs.min(1).default(120_000),
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     access_log: z.boolean().default(true),
     port: z.number().int().min(0).max(65_535).optional(),
@@ -350,4 +406,6 @@ export type UpstreamFileConfig = z.infer<typeof upstreamSchema>;
 export type ClientKeyFileConfig = z.infer<typeof clientKeySchema>;
 export type PolicyFileConfig = z.infer<typeof policySchema>;
 export type RouteFileConfig = z.infer<typeof routeSchema>;
+export type RetryFileConfig = z.infer<typeof retrySchema>;
+export type OutlierFileConfig = z.infer<typeof outlierSchema>;
 export type TracingFileConfig = z.infer<typeof tracingSchema>;

@@ -7,6 +7,11 @@ export const ERROR_CODES = {
   invalid_json: { status: 400, type: 'invalid_request_error', message: 'The request body is not valid JSON.' },
   invalid_body: { status: 400, type: 'invalid_request_error', message: 'The request body must be a JSON object.' },
   invalid_utf8: { status: 400, type: 'invalid_request_error', message: 'The request body is not valid UTF-8.' },
+  invalid_deadline: {
+    status: 400,
+    type: 'invalid_request_error',
+    message: 'The x-apiproxy-deadline-ms header must be a whole number of milliseconds from 1 to 86400000.',
+  },
   missing_model: { status: 400, type: 'invalid_request_error', message: "The request body must contain a string 'model' field." },
   duplicate_model: { status: 400, type: 'invalid_request_error', message: "The request body names 'model' more than once." },
   invalid_multipart: { status: 400, type: 'invalid_request_error', message: 'The multipart/form-data body is malformed.' },

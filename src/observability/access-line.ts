@@ -60,6 +60,8 @@ export function accessLine(record: RequestRecord, latencyMs: number, bindings = 
     text(record.targetModel) +
     ',"upstream":' +
     text(record.upstream) +
+    ',"attempts":' +
+    record.attempts +
     ',"status":' +
     record.status +
     ',"latency_ms":' +

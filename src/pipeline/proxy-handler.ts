@@ -5,18 +5,17 @@ import type { LingerLimits } from '../io/lingering-close.js';
 import { routeLabel } from '../observability/metrics.js';
 import type { TracerRef } from '../observability/tracing/request-trace.js';
 import { defaultPlan, resolveModel } from '../routing/resolve.js';
-import type { RequestAccounting } from './account.js';
 import { authenticate } from './authenticate.js';
 import { authorize } from './authorize.js';
 import { forward, type ForwardDeps } from './forward.js';
 import { RequestLifecycle } from './lifecycle.js';
 import { modelsEndpoint } from './models-endpoint.js';
 import { readClientBody } from './read-body.js';
+import { requestDeadline } from './deadline.js';
 import { checkMethod, checkPath } from './request-path.js';
 
 export interface ProxyDeps extends ForwardDeps {
   readonly store: SnapshotStore;
-  readonly accounting: RequestAccounting;
   /** The tracer while tracing is on; its `tracer` is null otherwise. */
   readonly tracing: TracerRef;
   readonly linger: LingerLimits;
@@ -26,12 +25,13 @@ export interface ProxyDeps extends ForwardDeps {
  * Every `/v1/*` request, one way through: accept (the lifecycle opens the
  * record), authenticate (who: key, consumer, tenant, policy), read the body,
  * authorize (the consumer's allow-list, on the model the client named),
- * resolve the route (the consumer's tenant first), forward, relay;
+ * resolve the route (the consumer's tenant first, with the targets' health),
+ * forward (the attempt loop), relay;
  * the lifecycle records it when the response closes. Whatever a stage throws
  * is answered by the lifecycle, once.
  */
 export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res: ServerResponse) => void {
-  const { store, accounting, tracing, linger } = deps;
+  const { store, accounting, health, tracing, linger } = deps;
 
   async function proxy(lifecycle: RequestLifecycle): Promise<void> {
     const { req, record } = lifecycle;
@@ -42,6 +42,7 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
     record.keyId = principal.keyId;
     record.consumer = principal.consumer;
     checkPath(record.path);
+    const deadline = requestDeadline(record.startedAt, req.headers, snapshot.settings.retryBudgetMs);
 
     const models = modelsEndpoint(lifecycle, snapshot, principal);
     if (models === true) return;
@@ -53,8 +54,8 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
       record.model = model;
       authorize(principal, model);
     }
-    const plan = model === null ? defaultPlan(snapshot) : resolveModel(snapshot, principal, model, Math.random());
-    await forward(deps, lifecycle, plan, request, models);
+    const plan = model === null ? defaultPlan(snapshot, health) : resolveModel(snapshot, principal, model, Math.random(), health);
+    forward(deps, lifecycle, plan, request, models, deadline);
   }
 
   return function handle(req: IncomingMessage, res: ServerResponse): void {

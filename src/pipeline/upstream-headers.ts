@@ -16,6 +16,7 @@ const REQUEST_DROPPED = new Set([
   'content-length',
   'expect',
   'http2-settings',
+  'x-apiproxy-deadline-ms', // the client's deadline is the gateway's business (pipeline/deadline.ts)
 ]);
 
 const RESPONSE_DROPPED = new Set([

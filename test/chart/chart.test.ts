@@ -295,9 +295,12 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
           queue_timeout_ms: 10000,
           max_idle_connections: 256,
           tls: { insecure_skip_verify: false },
+          retry: { attempts: 2, backoff: { base_ms: 100, max_ms: 2000 }, conditions: ['connect_failure', 429, 502, 503, 504] },
+          outlier: { consecutive_failures: 5, ejection_ms: 30000, max_ejection_ms: 300000, max_ejected_percent: 50 },
           http2: 'auto',
         },
       },
+      retry_budget_ms: 120000,
       model_redirects: {},
       body_limit: 8388608,
       log_level: 'info',
@@ -308,6 +311,52 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
       kubernetes: { enabled: true, namespaces: [], client_key_selector: 'apiproxy.io/client-keys=true', lease_name: 'rel-api-proxy-status' },
       tracing: { enabled: false },
     });
+  });
+
+  test('failover: retry, outlier, the retry budget and route priorities from values, valid for the gateway; bad ones refused', () => {
+    const objs = template(helm.v3, [
+      '--set',
+      'upstreams.default.retry.attempts=3',
+      '--set',
+      'upstreams.default.retry.conditions={connect_failure,headers_timeout,reset,429,500}',
+      '--set',
+      'upstreams.default.outlier.consecutiveFailures=0',
+      '--set',
+      'upstreams.backup.url=http://backup:8000/v1',
+      '--set',
+      'upstreams.backup.outlier.maxEjectedPercent=100',
+      '--set',
+      'config.retryBudgetMs=30000',
+      '--set-json',
+      'config.routes=[{"model":"chat","targets":[{"model":"gpt-4o"},{"model":"gpt-4o","upstream":"backup","priority":1}]}]',
+    ]);
+    const config = renderedConfig(objs);
+    expect(config.upstreams.default.retry).toEqual({
+      attempts: 3,
+      backoff: { base_ms: 100, max_ms: 2000 },
+      conditions: ['connect_failure', 'headers_timeout', 'reset', 429, 500],
+    });
+    expect(config.upstreams.default.outlier.consecutive_failures).toBe(0);
+    expect(config.upstreams.backup).toEqual({ url: 'http://backup:8000/v1', outlier: { max_ejected_percent: 100 } });
+    expect(config.retry_budget_ms).toBe(30000);
+    expect(config.routes[0].targets[1]).toEqual({ model: 'gpt-4o', upstream: 'backup', priority: 1 });
+    const cm = one(objs, 'ConfigMap', 'rel-api-proxy');
+    const parsed = parseConfigText(cm['data']['config.json'], 'failover');
+    expect(parsed.upstreams['default']!.retry.conditions).toEqual(['connect_failure', 'headers_timeout', 'reset', 429, 500]);
+    for (const bad of [
+      'upstreams.default.retry.attempts=0',
+      'upstreams.default.retry.conditions={timeout}',
+      'upstreams.default.retry.conditions={200}',
+      'upstreams.default.retry.backoff.baseMs=-1',
+      'upstreams.default.retry.tries=2',
+      'upstreams.default.outlier.maxEjectedPercent=101',
+      'upstreams.default.outlier.ejectionMs=0',
+      'config.retryBudgetMs=0',
+    ]) {
+      expect([bad, runHelm(helm.v3, ['template', 'rel', chartDir, '--set', bad]).status]).not.toEqual([bad, 0]);
+    }
+    const badPriority = runHelm(helm.v3, ['template', 'rel', chartDir, '--set-json', 'config.routes=[{"model":"m","targets":[{"model":"t","priority":-1}]}]']);
+    expect(badPriority.status).not.toBe(0);
   });
 
   test('answer_model: config.answerModel is the global default; a redirect or a route may set its own; the gateway accepts it', () => {

@@ -3,14 +3,15 @@ import { Readable } from 'node:stream';
 import { request } from 'undici';
 import OpenAI from 'openai';
 import type { FakeUpstream } from '../support/fake-upstream.js';
-import { baseConfig, CLIENT_KEY, startGatewayWithUpstream, startTestGateway, UPSTREAM_KEY, type TestGateway } from '../support/gateway-harness.js';
+import { baseConfig, CLIENT_KEY, startGatewayWithUpstream, startTestGateway, UPSTREAM_KEY, withOneTry, type TestGateway } from '../support/gateway-harness.js';
 import { rawRequest } from '../reliability/helpers.js';
 
 let upstream: FakeUpstream;
 let gw: TestGateway;
 let stop: () => Promise<void>;
 
-beforeAll(async () => ({ upstream, gw, stop } = await startGatewayWithUpstream((url) => baseConfig(url))));
+// One try per request: upstream errors are relayed as they came (retries: failover.test.ts).
+beforeAll(async () => ({ upstream, gw, stop } = await startGatewayWithUpstream((url) => withOneTry(baseConfig(url)))));
 afterAll(() => stop());
 
 const auth = { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' };

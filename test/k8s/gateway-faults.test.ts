@@ -154,6 +154,7 @@ describe('ModelRoutes that slipped past the CRD validation', () => {
   const malformed: [string, unknown, RegExp][] = [
     ['weight-string', { model: 'bad-weight', targets: [{ model: 'x', weight: 'heavy' }] }, /^spec\.targets\.0\.weight: /],
     ['weight-too-big', { model: 'big-weight', targets: [{ model: 'x', weight: 5000 }] }, /^spec\.targets\.0\.weight: /],
+    ['priority-negative', { model: 'bad-priority', targets: [{ model: 'x', priority: -1 }] }, /^spec\.targets\.0\.priority: /],
     ['no-targets', { model: 'no-targets' }, /^spec\.targets: /],
     ['empty-targets', { model: 'empty-targets', targets: [] }, /^spec\.targets: /],
     ['spec-string', 'garbage', /^spec\.: /],

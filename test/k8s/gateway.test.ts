@@ -85,6 +85,32 @@ test('create, update and delete of a ModelRoute change routing within 1 s, with 
   expect(await waitFor(async () => (await send('alias')) === 'alias')).toBeLessThan(TAKES_EFFECT_WITHIN_MS);
 });
 
+test('priorities: the lowest answers, a failure falls back to the next; swapping them applies within 1 s; status says what is in effect', async () => {
+  const targets = (first: number, second: number) => [
+    { model: 'prio-first', priority: first },
+    { model: 'prio-second', upstream: 'other', priority: second },
+  ];
+  expect((await cluster.request('POST', routesPath(), modelRoute('prio', 'prio', targets(0, 1)))).status).toBe(201);
+  expect(await waitFor(async () => (await send('prio')) === 'prio-first')).toBeLessThan(1000);
+  await waitFor(async () => (await accepted('prio'))?.status === 'True', 2000);
+  expect((await accepted('prio')) as unknown).toMatchObject({
+    message: "routes model 'prio' to default/prio-first; then, as fallback (priority 1), other/prio-second",
+  });
+  // the first fails: the fallback answers
+  upstream.script.push({ 'x-fake-status': '503', 'x-fake-retry-after': 'none' });
+  expect(await send('prio')).toBe('prio-second');
+
+  const patched = await cluster.request('PATCH', `${routesPath()}/prio`, { spec: { targets: targets(1, 0) } }, { contentType: 'application/merge-patch+json' });
+  expect(patched.status).toBe(200);
+  expect(await waitFor(async () => (await send('prio')) === 'prio-second')).toBeLessThan(1000);
+  for (let i = 0; i < 5; i++) expect(await send('prio')).toBe('prio-second');
+  await waitFor(async () => (await accepted('prio'))?.observedGeneration === 2, 2000);
+  expect((await accepted('prio')) as unknown).toMatchObject({
+    message: "routes model 'prio' to other/prio-second; then, as fallback (priority 1), default/prio-first",
+  });
+  await cluster.request('DELETE', `${routesPath()}/prio`);
+});
+
 test('Kubernetes routes win over file redirects; weighted targets split', async () => {
   expect(await send('file-alias')).toBe('from-file');
   await cluster.request(

@@ -9,14 +9,15 @@
  */
 import { request } from 'undici';
 import type { FakeUpstream } from '../support/fake-upstream.js';
-import { baseConfig, CLIENT_KEY, startGatewayWithUpstream, startTestGateway, type TestGateway } from '../support/gateway-harness.js';
+import { baseConfig, CLIENT_KEY, startGatewayWithUpstream, startTestGateway, withOneTry, type TestGateway } from '../support/gateway-harness.js';
 import { counters, expectIdleAndHealthy, movement, waitFor } from './helpers.js';
 
 let upstream: FakeUpstream;
 let gw: TestGateway;
 
+// One try per request: these tests are about how one failure is answered and counted (retries: test/integration/failover.test.ts).
 const fastTimeouts = (url: string) => {
-  const config = baseConfig(url);
+  const config = withOneTry(baseConfig(url));
   const upstreams = config['upstreams'] as { default: Record<string, unknown> };
   upstreams.default['timeouts'] = { connect_ms: 1000, headers_ms: 700, idle_ms: 700 };
   return config;
@@ -67,10 +68,12 @@ test('connection refused: 502 upstream_unreachable, counted; the gateway stays h
       for (let i = 0; i < 3; i++) {
         const res = await request(`${other.url}/v1/chat/completions`, { method: 'POST', headers: auth, body: jsonBody });
         expect(res.statusCode).toBe(502);
+        // a connect failure is tried once more by default (retry.attempts 2), then answered
+        expect(res.headers['x-apiproxy-attempts']).toBe('2');
         expect(((await res.body.json()) as any).error).toMatchObject({ code: 'upstream_unreachable', type: 'upstream_error' });
       }
     });
-    expect(delta).toEqual({ upstreamErrors: 3, requests: 3, errorCount: 3 });
+    expect(delta).toEqual({ upstreamErrors: 6, requests: 3, errorCount: 3 });
     // and once the upstream is configured to a live one, the same gateway serves normally
     other.writeConfig(baseConfig(upstream.url));
     await waitFor(

@@ -11,7 +11,7 @@ import { keyDigest } from '../../src/config/key-digest.js';
 import type { RoutingSnapshot } from '../../src/config/snapshot.js';
 import { authenticate } from '../../src/pipeline/authenticate.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
-import { baseConfig, CLIENT_KEY, startGatewayWithUpstream, startTestGateway, UPSTREAM_KEY, type TestGateway } from '../support/gateway-harness.js';
+import { baseConfig, CLIENT_KEY, startGatewayWithUpstream, startTestGateway, UPSTREAM_KEY, withOneTry, type TestGateway } from '../support/gateway-harness.js';
 import { waitFor } from '../support/wait.js';
 import { bodyMask } from '../../src/pipeline/redact.js';
 import { lastBody, metricsJson, movement, prometheus, rawRequest } from '../reliability/helpers.js';
@@ -20,7 +20,8 @@ let gwUpstream: FakeUpstream;
 let gw: TestGateway;
 let stop: () => Promise<void>;
 
-beforeAll(async () => ({ upstream: gwUpstream, gw, stop } = await startGatewayWithUpstream((url) => baseConfig(url))));
+// One try per request: a 429 with Retry-After would otherwise be waited out and tried again (test/integration/failover.test.ts).
+beforeAll(async () => ({ upstream: gwUpstream, gw, stop } = await startGatewayWithUpstream((url) => withOneTry(baseConfig(url)))));
 afterAll(() => stop());
 
 async function statusWith(authorization: string | undefined): Promise<{ status: number; code?: string }> {

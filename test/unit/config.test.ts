@@ -67,9 +67,60 @@ describe('config file', () => {
     ['{"api":{"url":"http://x"},"routes":[{"model":"a","targets":[{"model":"b"}],"answer_model":"x"}]}', 'routes[0].answer_model'],
     ['{"upstreams":{}}', 'no default upstream'],
     ['upstreams: [', 'not valid JSON or YAML'],
+    ['{"upstreams":{"default":{"url":"http://x","retry":{"attempts":0}}}}', 'upstreams.default.retry.attempts'],
+    ['{"upstreams":{"default":{"url":"http://x","retry":{"attempts":11}}}}', 'upstreams.default.retry.attempts'],
+    ['{"upstreams":{"default":{"url":"http://x","retry":{"conditions":["timeout"]}}}}', 'upstreams.default.retry.conditions[0]'],
+    ['{"upstreams":{"default":{"url":"http://x","retry":{"conditions":[200]}}}}', 'retry on a status from 400 to 599'],
+    ['{"upstreams":{"default":{"url":"http://x","retry":{"backoff":{"base_ms":500,"max_ms":100}}}}}', 'base_ms must not exceed max_ms'],
+    ['{"upstreams":{"default":{"url":"http://x","retry":{"tries":3}}}}', 'upstreams.default.retry'],
+    ['{"upstreams":{"default":{"url":"http://x","outlier":{"ejection_ms":5000,"max_ejection_ms":1000}}}}', 'ejection_ms must not exceed max_ejection_ms'],
+    ['{"upstreams":{"default":{"url":"http://x","outlier":{"max_ejected_percent":101}}}}', 'upstreams.default.outlier.max_ejected_percent'],
+    ['{"api":{"url":"http://x"},"routes":[{"model":"m","targets":[{"model":"t","priority":-1}]}]}', 'routes[0].targets[0].priority'],
+    ['{"api":{"url":"http://x"},"routes":[{"model":"m","targets":[{"model":"t","priority":1.5}]}]}', 'routes[0].targets[0].priority'],
+    ['{"api":{"url":"http://x"},"retry_budget_ms":0}', 'retry_budget_ms'],
   ])('%s is rejected naming %s', (text, field) => {
     expect(() => parseConfigText(text, 'c')).toThrow(ConfigError);
     expect(() => parseConfigText(text, 'c')).toThrow(field);
+  });
+});
+
+describe('retry and outlier settings', () => {
+  test('defaults: two tries, connect failures and 429/502/503/504, ejection after 5 failures in a row', () => {
+    const inputs = toInputs(parseConfigText('upstreams:\n  default: { url: "http://a/v1" }\n', 'c'), noSecrets);
+    expect(inputs.upstreams[0]).toMatchObject({
+      retry: { attempts: 2, backoffBaseMs: 100, backoffMaxMs: 2000, conditions: ['connect_failure', 429, 502, 503, 504] },
+      outlier: { consecutiveFailures: 5, ejectionMs: 30_000, maxEjectionMs: 300_000, maxEjectedPercent: 50 },
+    });
+    expect(inputs.settings.retryBudgetMs).toBe(120_000);
+    // the seed's `api` upstream gets the same
+    const seed = toInputs(parseConfigText('{"api":{"url":"http://x/v1/chat/completions"}}', 'c'), noSecrets);
+    expect(seed.upstreams[0]!.retry).toEqual(inputs.upstreams[0]!.retry);
+  });
+
+  test('given ones, compiled for the attempt loop', () => {
+    const yaml = [
+      'upstreams:',
+      '  default:',
+      '    url: "http://a/v1"',
+      '    retry: { attempts: 3, backoff: { base_ms: 50 }, conditions: [headers_timeout, reset, 500] }',
+      '    outlier: { consecutive_failures: 0 }',
+      'retry_budget_ms: 9000',
+    ].join('\n');
+    const inputs = toInputs(parseConfigText(yaml, 'c'), noSecrets);
+    const snapshot = buildSnapshot({ file: inputs, kube: null, namespace: 'ns', version: 1 });
+    const upstream = snapshot.defaultUpstream;
+    expect(upstream.retry).toEqual({ attempts: 3, backoffBaseMs: 50, backoffMaxMs: 2000, conditions: ['headers_timeout', 'reset', 500] });
+    expect(upstream.retryOn).toEqual({ connectFailure: false, headersTimeout: true, reset: true, statuses: new Set([500]) });
+    expect(upstream.outlier.consecutiveFailures).toBe(0);
+    expect(snapshot.settings.retryBudgetMs).toBe(9000);
+  });
+
+  test('route targets keep their priority (0 when unset)', () => {
+    const inputs = toInputs(
+      parseConfigText('api: { url: "http://a/v1" }\nroutes:\n  - { model: m, targets: [{ model: x }, { model: y, priority: 3 }] }\n', 'c'),
+      noSecrets,
+    );
+    expect(inputs.routes[0]!.targets.map((t) => t.priority)).toEqual([0, 3]);
   });
 });
 

@@ -2,8 +2,10 @@ import { parseConfigText, toInputs } from '../../src/config/load-file.js';
 import { buildSnapshot, type RoutingSnapshot } from '../../src/config/snapshot.js';
 import { GatewayError } from '../../src/errors/gateway-error.js';
 import type { KubeRouteInput } from '../../src/config/model.js';
+import type { Upstream } from '../../src/config/upstream.js';
 import type { Principal } from '../../src/policy/types.js';
-import { defaultPlan, isRouted, resolveModel, routedModels } from '../../src/routing/resolve.js';
+import { defaultPlan, isRouted, resolveModel, routedModels, type Availability } from '../../src/routing/resolve.js';
+import { inEffect } from '../../src/routing/table.js';
 
 /** Model resolution as a table: (snapshot, consumer, model, random draw) in, the ordered plan of targets out. */
 
@@ -11,7 +13,7 @@ import { defaultPlan, isRouted, resolveModel, routedModels } from '../../src/rou
 const FILE_KEY: Principal = { keyId: 'k', consumer: 'k', namespace: null, policy: null };
 
 function snapshotOf(yaml: string, kube: Parameters<typeof buildSnapshot>[0]['kube'] = null): RoutingSnapshot {
-  const base = 'upstreams:\n  default: { url: "http://a/v1", api_key: up }\n  local: { url: "http://b/v1" }\n';
+  const base = 'upstreams:\n  default: { url: "http://a/v1", api_key: up }\n  local: { url: "http://b/v1" }\n  azure: { url: "http://c/v1" }\n';
   const inputs = toInputs(parseConfigText(base + yaml, 'c'), (_field, inline) => inline ?? null);
   return buildSnapshot({ file: inputs, kube, namespace: 'ns', version: 1 });
 }
@@ -217,6 +219,128 @@ test('the weighted split follows the weights over many draws', () => {
   for (let i = 0; i < 10_000; i++) counts[resolveModel(routes, FILE_KEY, 'split', Math.random()).targets[0]!.model]!++;
   expect(counts['a']! / 10_000).toBeGreaterThan(0.86);
   expect(counts['a']! / 10_000).toBeLessThan(0.94);
+});
+
+/** Which targets are out: `upstream` (ejected) or `upstream/model` (waiting out a Retry-After). */
+function without(...out: string[]): Availability {
+  return {
+    allAvailable: out.length === 0,
+    available: (upstream: Upstream, model: string) => !out.includes(upstream.name) && !out.includes(`${upstream.name}/${model}`),
+  };
+}
+
+const tiers = snapshotOf(
+  [
+    'routes:',
+    '  - model: tiered',
+    '    targets:',
+    '      - { model: fb, upstream: azure, priority: 1 }',
+    '      - { model: a, weight: 90 }',
+    '      - { model: b, upstream: local, weight: 10 }',
+    '      - { model: last, upstream: azure, priority: 2 }',
+    '  - model: two-fallbacks',
+    '    targets:',
+    '      - { model: p0 }',
+    '      - { model: x, upstream: local, weight: 1, priority: 1 }',
+    '      - { model: y, upstream: azure, weight: 3, priority: 1 }',
+  ].join('\n') + '\n',
+);
+
+type TierRow = [name: string, model: string, random: number, availability: Availability, plan: string[], preferred: number];
+
+const tierTable: TierRow[] = [
+  [
+    'all available: the weighted pick in the lowest priority, its other targets, then each fallback priority',
+    'tiered',
+    0,
+    without(),
+    ['default/a', 'local/b', 'azure/fb', 'azure/last'],
+    4,
+  ],
+  ['the draw picks within priority 0 only', 'tiered', 0.95, without(), ['local/b', 'default/a', 'azure/fb', 'azure/last'], 4],
+  ['a fallback priority is split by weight too (same draw)', 'two-fallbacks', 0.5, without(), ['default/p0', 'azure/y', 'local/x'], 3],
+  [
+    'an ejected upstream in priority 0: the split is among the rest; it comes last',
+    'tiered',
+    0,
+    without('default'),
+    ['local/b', 'azure/fb', 'azure/last', 'default/a'],
+    3,
+  ],
+  ['priority 0 all out: the plan starts at the fallback', 'tiered', 0, without('default', 'local'), ['azure/fb', 'azure/last', 'default/a', 'local/b'], 2],
+  [
+    'a target waiting out a Retry-After is skipped like an ejected one',
+    'tiered',
+    0,
+    without('default/a'),
+    ['local/b', 'azure/fb', 'azure/last', 'default/a'],
+    3,
+  ],
+  [
+    'nothing available: every target, in priority order, none preferred',
+    'tiered',
+    0,
+    without('default', 'local', 'azure'),
+    ['default/a', 'local/b', 'azure/fb', 'azure/last'],
+    0,
+  ],
+  ['an unrouted model on an ejected default upstream: still tried, not preferred', 'gpt-5', 0, without('default'), ['default/gpt-5'], 0],
+];
+
+test.each(tierTable)('%s', (_name, model, random, availability, plan, preferred) => {
+  const resolved = resolveModel(tiers, FILE_KEY, model, random, availability);
+  expect(resolved.targets.map((t) => `${t.upstream.name}/${t.model}`)).toEqual(plan);
+  expect(resolved.preferred).toBe(preferred);
+});
+
+test('the split within a priority follows the weights of its available targets only', () => {
+  const counts: Record<string, number> = {};
+  const availability = without('azure/fb');
+  for (let i = 0; i < 10_000; i++) {
+    const first = resolveModel(tiers, FILE_KEY, 'two-fallbacks', Math.random(), without('default')).targets[0]!.model;
+    counts[first] = (counts[first] ?? 0) + 1;
+  }
+  expect(counts['y']! / 10_000).toBeGreaterThan(0.71);
+  expect(counts['y']! / 10_000).toBeLessThan(0.79);
+  expect(resolveModel(tiers, FILE_KEY, 'tiered', 0.5, availability).targets.map((t) => t.model)).toEqual(['a', 'b', 'last', 'fb']);
+});
+
+test('a ModelRoute status says what is in effect: each priority, the split in percent', () => {
+  const targets = [
+    { model: 'gpt-4o', upstream: null, weight: 90, priority: 0 },
+    { model: 'llama', upstream: 'local', weight: 10, priority: 0 },
+    { model: 'gpt-4o', upstream: 'azure', weight: 1, priority: 1 },
+    { model: 'drained', upstream: 'azure', weight: 0, priority: 1 },
+  ];
+  expect(inEffect(targets, 'default')).toBe('default/gpt-4o (90%), local/llama (10%); then, as fallback (priority 1), azure/gpt-4o');
+});
+
+test('a Kubernetes route with priorities: status and plan agree', () => {
+  const snapshot = snapshotOf('', {
+    routes: [
+      {
+        namespace: 'team-a',
+        name: 'r',
+        generation: 2,
+        createdAt: 1,
+        model: 'chat',
+        targets: [
+          { model: 'backup', upstream: 'azure', priority: 1 },
+          { model: 'main', upstream: 'local' },
+        ],
+        invalid: null,
+      },
+    ],
+    consumers: [],
+    policies: [],
+    upstreamKeys: new Map(),
+  });
+  const teamA: Principal = { keyId: 'k', consumer: 'team-a/keys', namespace: 'team-a', policy: null };
+  expect(resolveModel(snapshot, teamA, 'chat', 0.5).targets.map((t) => `${t.upstream.name}/${t.model}`)).toEqual(['local/main', 'azure/backup']);
+  expect(snapshot.routeStatuses[0]).toMatchObject({
+    accepted: true,
+    message: "routes model 'chat' to local/main; then, as fallback (priority 1), azure/backup",
+  });
 });
 
 describe('answer_model: which model name an answer carries', () => {

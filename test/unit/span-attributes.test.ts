@@ -20,6 +20,7 @@ function record(overrides: Partial<RequestRecord> = {}): RequestRecord {
     stream: false,
     errorCode: null,
     clientAborted: false,
+    attempts: 1,
     responseModel: null,
     inputTokens: null,
     outputTokens: null,

@@ -17,6 +17,15 @@ test('a ModelRoute becomes source input; a malformed spec becomes an Invalid rea
   expect(toRouteInput(route({ model: 'a', targets: [{ model: 'b', weight: 'heavy' }] })).invalid).toMatch(/^spec\.targets\.0\.weight: /);
 });
 
+test('a target priority is kept; one out of range (slipped past the CRD) makes the route Invalid', () => {
+  expect(toRouteInput(route({ model: 'a', targets: [{ model: 'b' }, { model: 'c', priority: 2 }] })).targets).toEqual([
+    { model: 'b' },
+    { model: 'c', priority: 2 },
+  ]);
+  expect(toRouteInput(route({ model: 'a', targets: [{ model: 'b', priority: 101 }] })).invalid).toMatch(/^spec\.targets\.0\.priority: /);
+  expect(toRouteInput(route({ model: 'a', targets: [{ model: 'b', priority: 'first' }] })).invalid).toMatch(/^spec\.targets\.0\.priority: /);
+});
+
 test("a ModelRoute's answerModel is read; a value the CRD would refuse makes the route Invalid", () => {
   expect(toRouteInput(route({ model: 'a', targets: [{ model: 'b' }], answerModel: 'upstream' })).answerModel).toBe('upstream');
   expect(toRouteInput(route({ model: 'a', targets: [{ model: 'b' }] })).answerModel).toBeUndefined();

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { clientKeyDigest } from '../../config/key-digest.js';
 import type { ClientKeySpec, KubeConsumerInput, KubePolicyInput, KubeRouteInput } from '../../config/model.js';
-import { answerModelSchema, MAX_CONCURRENT_STREAMS, MAX_REQUESTS_PER_MINUTE, MAX_TOKENS, modelName } from '../../config/schema.js';
+import { answerModelSchema, MAX_CONCURRENT_STREAMS, MAX_REQUESTS_PER_MINUTE, MAX_TOKENS, modelName, targetPriority } from '../../config/schema.js';
 import { NO_LIMITS, type RateLimit } from '../../policy/types.js';
 import type { KubeObject } from './resource-watch.js';
 
@@ -15,6 +15,7 @@ const modelRouteSpec = z
           model: modelName,
           upstream: z.string().min(1).max(63).optional(),
           weight: z.number().int().min(0).max(1000).optional(),
+          priority: targetPriority.optional(),
         }),
       )
       .min(1)
