@@ -10,6 +10,7 @@
 import * as path from 'node:path';
 import { CLUSTER_START_TIMEOUT_MS, startCluster } from '../k8s/harness/cluster.js';
 import type { TestCluster } from '../k8s/harness/cluster.js';
+import { waitFor } from '../support/wait.js';
 import { HELM_BUILD_TIMEOUT_MS, chartDir, ciValuesDir, helmBinaries, parseObjects, runHelm, type HelmBinaries, type K8sObject } from './helm.js';
 
 let cluster: TestCluster;
@@ -112,6 +113,9 @@ describe('helm v3: install, RBAC of the ServiceAccount token, upgrade, uninstall
       const crd = await cluster.request('GET', `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${name}`);
       expect(crd.status).toBe(200);
       expect(crd.json.status.conditions.find((cond: any) => cond.type === 'Established')?.status).toBe('True');
+      // Established can precede the REST handler by a moment (the k8s harness waits the same way): wait until it lists.
+      const plural = name.split('.')[0]!;
+      await waitFor(async () => (await cluster.request('GET', `/apis/apiproxy.io/v1alpha1/${plural}?limit=1`)).status === 200, 10_000, `${plural} served`);
     }
   });
 
