@@ -38,7 +38,7 @@ function inputs(routeCount: number, keys: readonly string[]): FileInputs {
       defaultUpstream: 'default',
       retryBudgetMs: 120_000,
     },
-    kubernetes: { enabled: false, namespaces: [], clientKeySelector: 'x=y', watchTimeoutSeconds: 300 },
+    kubernetes: { enabled: false, namespaces: [], clientKeySelector: 'x=y', watchTimeoutSeconds: 300, leaseName: 'api-proxy' },
     tracing: {
       enabled: false,
       endpoint: null,
@@ -84,6 +84,7 @@ function inputs(routeCount: number, keys: readonly string[]): FileInputs {
       answerModel: null,
     })),
     clientKeys: keys.map((key, i) => ({ id: `key-${i}`, digest: keyDigest(key) })),
+    consumers: [],
   };
 }
 

@@ -117,7 +117,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   });
   metrics.countEjectionsWith(() => health.ejections());
   const readiness = new Readiness(() => store.current !== null);
-  metrics.countRoutesWith(() => store.current?.routes.size ?? 0);
+  metrics.countRoutesWith(() => store.current?.routeCount ?? 0);
 
   store.onSwap((snapshot) => {
     transports.retain(snapshot);
@@ -134,7 +134,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     },
     onResult: (result) => {
       metrics.configReload('file', result.ok ? 'success' : 'failure');
-      if (result.ok) logger.info({ version: store.current?.version, routes: store.current?.routes.size }, 'config reloaded');
+      if (result.ok) logger.info({ version: store.current?.version, routes: store.current?.routeCount }, 'config reloaded');
       else
         logger.error(
           { err: { message: result.error.message, code: (result.error as { code?: string }).code } },
@@ -145,7 +145,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   try {
     fileSource.loadInitial();
     metrics.configReload('file', 'success');
-    logger.info({ path: options.configPath, routes: store.current?.routes.size }, 'config loaded');
+    logger.info({ path: options.configPath, routes: store.current?.routeCount }, 'config loaded');
   } catch (error) {
     metrics.configReload('file', 'failure');
     logger.error({ err: { message: (error as Error).message } }, 'config not loaded; not ready until it is valid');

@@ -4,17 +4,31 @@ import { parse as parseYaml } from 'yaml';
 import { prettifyError } from 'zod';
 import { clientCertificateProblem } from './client-certificate.js';
 import { ConfigError } from './config-error.js';
-import { keyDigest } from './key-digest.js';
+import { NO_LIMITS, type RateLimit } from '../policy/types.js';
+import { clientKeyDigest } from './key-digest.js';
 import {
   DEFAULT_OUTLIER,
   DEFAULT_RETRY,
   fileConfigSchema,
   type FileConfig,
   type OutlierFileConfig,
+  type PolicyFileConfig,
   type RetryFileConfig,
   type UpstreamFileConfig,
 } from './schema.js';
-import type { ClientCertificate, ClientKeySpec, EnvProxy, FileInputs, OutlierSpec, ProxySpec, RetrySpec, RouteSpec, UpstreamSpec } from './model.js';
+import type {
+  ClientCertificate,
+  ClientKeySpec,
+  ConsumerSpec,
+  EnvProxy,
+  FileInputs,
+  OutlierSpec,
+  PolicySpec,
+  ProxySpec,
+  RetrySpec,
+  RouteSpec,
+  UpstreamSpec,
+} from './model.js';
 
 export { ConfigError };
 
@@ -137,14 +151,21 @@ export function toInputs(config: FileConfig, readSecret: SecretReader, env: Env 
     });
   }
 
-  const clientKeys: ClientKeySpec[] = config.allowed_keys.map((key, index) => ({
-    id: `allowed-${index + 1}`,
-    digest: keyDigest(key),
-  }));
+  // The seed's allowed_keys and client_keys: each key id is a consumer of its own, without a policy.
+  const clientKeys: ClientKeySpec[] = config.allowed_keys.map((key, index) => ({ id: `allowed-${index + 1}`, digest: clientKeyDigest(key) }));
   config.client_keys.forEach((entry, index) => {
     const key = readSecret(`client_keys[${index}]`, entry.key, entry.key_env, entry.key_file);
     if (key === null || key === '') throw new ConfigError(`client_keys[${index}]: the key is empty`);
-    clientKeys.push({ id: entry.id, digest: keyDigest(key) });
+    clientKeys.push({ id: entry.id, digest: clientKeyDigest(key) });
+  });
+  const consumers: ConsumerSpec[] = [];
+  config.consumers.forEach((consumer, c) => {
+    const keys = consumer.keys.map((entry, k) => {
+      const key = readSecret(`consumers[${c}].keys[${k}]`, entry.key, entry.key_env, entry.key_file);
+      if (key === null || key === '') throw new ConfigError(`consumers[${c}].keys[${k}]: the key is empty`);
+      return { id: entry.id, digest: clientKeyDigest(key) };
+    });
+    consumers.push({ name: consumer.name, keys, policy: consumer.policy === undefined ? null : policySpec(consumer.policy) });
   });
 
   return {
@@ -165,6 +186,7 @@ export function toInputs(config: FileConfig, readSecret: SecretReader, env: Env 
       namespaces: config.kubernetes.namespaces,
       clientKeySelector: config.kubernetes.client_key_selector,
       watchTimeoutSeconds: config.kubernetes.watch_timeout_seconds,
+      leaseName: config.kubernetes.lease_name,
     },
     tracing: {
       enabled: config.tracing.enabled,
@@ -182,6 +204,26 @@ export function toInputs(config: FileConfig, readSecret: SecretReader, env: Env 
     upstreams,
     routes,
     clientKeys,
+    consumers,
+  };
+}
+
+/** A file policy in the snapshot's terms. */
+export function policySpec(policy: PolicyFileConfig): PolicySpec {
+  const limits = policy.limits;
+  const rate = (limit: { limit: number; per: 'key' | 'consumer' } | undefined): RateLimit | null =>
+    limit === undefined ? null : { limit: limit.limit, scope: limit.per };
+  return {
+    models: policy.models ?? null,
+    limits:
+      limits === undefined
+        ? NO_LIMITS
+        : {
+            requestsPerMinute: rate(limits.requests_per_minute),
+            tokensPerMinute: rate(limits.tokens_per_minute),
+            tokensPerDay: rate(limits.tokens_per_day),
+            concurrentStreams: limits.concurrent_streams ?? null,
+          },
   };
 }
 

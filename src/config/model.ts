@@ -5,6 +5,9 @@ import type { OTLP_PROTOCOLS, TRACE_SAMPLERS } from './schema.js';
  * consumes. No Kubernetes types: the kube source translates into these.
  */
 
+import type { LabelSelector } from '../policy/label-selector.js';
+import type { PolicyLimits } from '../policy/types.js';
+
 export interface UpstreamSpec {
   readonly name: string;
   /** scheme://host:port */
@@ -130,6 +133,19 @@ export interface ClientKeySpec {
   readonly digest: string;
 }
 
+/** A consumer's policy as a source states it: the allow-list's patterns (null: every model) and the limits. */
+export interface PolicySpec {
+  readonly models: readonly string[] | null;
+  readonly limits: PolicyLimits;
+}
+
+/** A consumer of the config file: a named group of keys and its policy. */
+export interface ConsumerSpec {
+  readonly name: string;
+  readonly keys: readonly ClientKeySpec[];
+  readonly policy: PolicySpec | null;
+}
+
 export interface GatewaySettings {
   readonly bodyLimit: number;
   readonly unknownModels: 'passthrough' | 'reject';
@@ -150,6 +166,8 @@ export interface KubernetesSettings {
   readonly namespaces: readonly string[];
   readonly clientKeySelector: string;
   readonly watchTimeoutSeconds: number;
+  /** The coordination.k8s.io Lease in the gateway's namespace that the replica writing statuses holds. */
+  readonly leaseName: string;
 }
 
 /** The config's `tracing:` block; null fields fall back to the OTEL_* environment (see observability/tracing/settings). */
@@ -174,7 +192,10 @@ export interface FileInputs {
   readonly tracing: TracingConfig;
   readonly upstreams: readonly UpstreamSpec[];
   readonly routes: readonly RouteSpec[];
+  /** `allowed_keys` and `client_keys`: each key id is a consumer of its own, without a policy. */
   readonly clientKeys: readonly ClientKeySpec[];
+  /** The `consumers` block. */
+  readonly consumers: readonly ConsumerSpec[];
 }
 
 /** A ModelRoute as the kube source reports it. */
@@ -191,21 +212,53 @@ export interface KubeRouteInput {
   readonly invalid: string | null;
 }
 
+/** A client-key Secret: one consumer, named `namespace/name`, each data entry one key. */
+export interface KubeConsumerInput {
+  readonly namespace: string;
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly keys: readonly ClientKeySpec[];
+}
+
+/** A ClientPolicy as the kube source reports it. */
+export interface KubePolicyInput {
+  readonly namespace: string;
+  readonly name: string;
+  readonly generation: number;
+  /** creationTimestamp in ms since the epoch. */
+  readonly createdAt: number;
+  /** The client-key Secrets of its namespace it governs: by name, or by label selector (exactly one is set). */
+  readonly secretNames: readonly string[] | null;
+  readonly selector: LabelSelector | null;
+  readonly policy: PolicySpec;
+  /** Why the object cannot be used (a spec that slipped past the CRD's validation), else null. */
+  readonly invalid: string | null;
+}
+
 export interface KubeInputs {
   readonly routes: readonly KubeRouteInput[];
-  readonly clientKeys: readonly ClientKeySpec[];
+  readonly consumers: readonly KubeConsumerInput[];
+  readonly policies: readonly KubePolicyInput[];
   /** `namespace/name/key` -> value, for the Secrets upstreams name (keys, proxy passwords, client certificates). */
   readonly upstreamKeys: ReadonlyMap<string, string>;
 }
 
 export type RouteCondition = 'Accepted' | 'Conflict' | 'UnknownUpstream' | 'Invalid';
 
-/** The status the gateway reports on a ModelRoute. */
-export interface RouteStatus {
+/** The `Accepted` condition the gateway reports on one of its custom resources. */
+export interface ResourceStatus<Reason extends string = string> {
   readonly namespace: string;
   readonly name: string;
   readonly generation: number;
   readonly accepted: boolean;
-  readonly reason: RouteCondition;
+  readonly reason: Reason;
   readonly message: string;
 }
+
+/** The status the gateway reports on a ModelRoute. */
+export type RouteStatus = ResourceStatus<RouteCondition>;
+
+export type PolicyCondition = 'Accepted' | 'Conflict' | 'Invalid';
+
+/** The status the gateway reports on a ClientPolicy. */
+export type PolicyStatus = ResourceStatus<PolicyCondition>;

@@ -88,6 +88,39 @@ const secretSources = {
   key_file: nonEmpty.optional(),
 };
 
+/** A key id, or a file consumer's name: what logs and metrics show. */
+const keyId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'expected letters, digits, ".", "_" or "-" (at most 63)');
+
+/** One limit of a policy: how many per window, counted per key or shared by the whole consumer. */
+const rateLimit = (max: number) =>
+  z
+    .object({ limit: z.number().int().min(1).max(max), per: z.enum(['key', 'consumer']) })
+    .strict()
+    .optional();
+
+/** The largest limits accepted: far above any real budget, small enough to stay exact in a double. */
+export const MAX_REQUESTS_PER_MINUTE = 1_000_000_000;
+export const MAX_TOKENS = 1_000_000_000_000;
+export const MAX_CONCURRENT_STREAMS = 1_000_000;
+
+/** A consumer's policy (the file's form of a ClientPolicy's spec, less the selection). */
+export const policySchema = z
+  .object({
+    /** Client-facing model names the consumer may use; `*` globs. Absent: every model. */
+    models: z.array(modelName).min(1).max(256).optional(),
+    limits: z
+      .object({
+        requests_per_minute: rateLimit(MAX_REQUESTS_PER_MINUTE),
+        tokens_per_minute: rateLimit(MAX_TOKENS),
+        tokens_per_day: rateLimit(MAX_TOKENS),
+        /** Per key. */
+        concurrent_streams: z.number().int().min(1).max(MAX_CONCURRENT_STREAMS).optional(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
 /** A Secret's name (a DNS subdomain). */
 const secretName = z
   .string()
@@ -190,13 +223,23 @@ export const upstreamSchema = z
 
 export const clientKeySchema = z
   .object({
-    id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'expected letters, digits, ".", "_" or "-" (at most 63)'),
+    id: keyId,
     ...secretSources,
   })
   .strict()
   .refine((k) => [k.key, k.key_env, k.key_file].filter((v) => v !== undefined).length === 1, {
     message: 'give exactly one of key, key_env, key_file',
   });
+
+/** A named group of client keys and its policy. No keys is allowed: emptying the list revokes them all. */
+export const consumerSchema = z
+  .object({
+    name: keyId,
+    keys: z.array(clientKeySchema).default([]),
+    policy: policySchema.optional(),
+  })
+  .strict()
+  .refine((c) => new Set(c.keys.map((k) => k.id)).size === c.keys.length, { message: 'key ids must be unique within a consumer', path: ['keys'] });
 
 /** A route target's priority: lower first, default 0. */
 export const targetPriority = z.number().int().min(0).max(100);
@@ -231,6 +274,12 @@ export const kubernetesSchema = z
     client_key_selector: z.string().min(1).default('apiproxy.io/client-keys=true'),
     /** Reconnect when a watch has been silent this long. */
     watch_timeout_seconds: z.number().int().min(5).max(3600).default(300),
+    /** The Lease (in the gateway's namespace) held by the one replica that writes statuses. */
+    lease_name: z
+      .string()
+      .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'expected a lowercase name of letters, digits, "-" and "."')
+      .max(253)
+      .default('api-proxy'),
   })
   .strict();
 
@@ -291,6 +340,7 @@ export const fileConfigSchema = z
     upstreams: z.record(upstreamName, upstreamSchema).default({}),
     default_upstream: upstreamName.default('default'),
     client_keys: z.array(clientKeySchema).default([]),
+    consumers: z.array(consumerSchema).default([]),
     routes: z.array(routeSchema).default([]),
     unknown_models: z.enum(['passthrough', 'reject']).default('passthrough'),
     answer_model: answerModelSchema.default('requested'),
@@ -314,10 +364,34 @@ export const fileConfigSchema = z
       namespaces: [],
       client_key_selector: 'apiproxy.io/client-keys=true',
       watch_timeout_seconds: 300,
+      lease_name: 'api-proxy',
     }),
     tracing: tracingSchema.default({ enabled: false }),
   })
   .strict()
+  .superRefine((c, context) => {
+    // Consumer names appear in logs, metrics and limits: one name, one consumer.
+    const names = new Set<string>();
+    c.consumers.forEach((consumer, index) => {
+      if (names.has(consumer.name))
+        context.addIssue({ code: 'custom', message: `consumer '${consumer.name}' is defined twice`, path: ['consumers', index, 'name'] });
+      names.add(consumer.name);
+    });
+    c.client_keys.forEach((key, index) => {
+      if (names.has(key.id)) {
+        context.addIssue({
+          code: 'custom',
+          message: `'${key.id}' is also a consumer's name: give the key to that consumer`,
+          path: ['client_keys', index, 'id'],
+        });
+      }
+    });
+    c.allowed_keys.forEach((_key, index) => {
+      if (names.has(`allowed-${index + 1}`)) {
+        context.addIssue({ code: 'custom', message: `consumer name 'allowed-${index + 1}' is taken by allowed_keys[${index}]`, path: ['allowed_keys', index] });
+      }
+    });
+  })
   .refine((c) => c.api === undefined || c.upstreams['default'] === undefined || c.default_upstream !== 'default', {
     message: "'api' and 'upstreams.default' both define the default upstream: keep one",
     path: ['api'],
@@ -330,6 +404,7 @@ export const fileConfigSchema = z
 export type FileConfig = z.infer<typeof fileConfigSchema>;
 export type UpstreamFileConfig = z.infer<typeof upstreamSchema>;
 export type ClientKeyFileConfig = z.infer<typeof clientKeySchema>;
+export type PolicyFileConfig = z.infer<typeof policySchema>;
 export type RouteFileConfig = z.infer<typeof routeSchema>;
 export type RetryFileConfig = z.infer<typeof retrySchema>;
 export type OutlierFileConfig = z.infer<typeof outlierSchema>;

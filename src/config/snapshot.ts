@@ -1,7 +1,10 @@
-import type { FileInputs, GatewaySettings, KubeInputs, KubernetesSettings, ClientKeySpec, RouteStatus, TracingConfig } from './model.js';
+import type { FileInputs, GatewaySettings, KubeInputs, KubernetesSettings, PolicyStatus, RouteStatus, TracingConfig } from './model.js';
 import { redactableSecrets } from './secrets.js';
 import { compileUpstream, type Upstream } from './upstream.js';
-import { buildRouteTable, RouteError, type CompiledRoute } from '../routing/table.js';
+import { resolveClientPolicies } from '../policy/client-policies.js';
+import { principalsByDigest } from '../policy/principals.js';
+import type { ConsumerPolicy, Principal } from '../policy/types.js';
+import { buildRouteTable, RouteError, type CompiledRoute, type RouteTable } from '../routing/table.js';
 
 /**
  * Everything a request needs, immutable and swapped in one assignment. A
@@ -15,11 +18,18 @@ export interface RoutingSnapshot {
   readonly tracing: TracingConfig;
   readonly upstreams: ReadonlyMap<string, Upstream>;
   readonly defaultUpstream: Upstream;
+  /** The shared routes, seen by every key: file routes, then the gateway namespace's ModelRoutes. */
   readonly routes: ReadonlyMap<string, CompiledRoute>;
-  /** Client key digest -> key id. */
-  readonly keys: ReadonlyMap<string, string>;
+  /** Namespace -> its ModelRoutes, seen first by that namespace's keys (routing/resolve.ts). */
+  readonly tenantRoutes: ReadonlyMap<string, ReadonlyMap<string, CompiledRoute>>;
+  /** Routes in effect over all scopes. */
+  readonly routeCount: number;
+  /** Client key digest -> who the key is: key id, consumer, tenant, policy. */
+  readonly keys: ReadonlyMap<string, Principal>;
   /** The verdict on every ModelRoute, for the status writer. */
   readonly routeStatuses: readonly RouteStatus[];
+  /** The verdict on every ClientPolicy, for the status writer. */
+  readonly policyStatuses: readonly PolicyStatus[];
 }
 
 export class SnapshotError extends Error {
@@ -33,10 +43,12 @@ export class SnapshotError extends Error {
 export interface SnapshotInputs {
   readonly file: FileInputs;
   readonly kube: KubeInputs | null;
-  /** The gateway's own namespace, for Secret references without one. */
+  /** The gateway's own namespace: Secret references without one, and the shared scope of ModelRoutes. */
   readonly namespace: string;
   readonly version: number;
 }
+
+const NO_POLICIES: ReadonlyMap<string, ConsumerPolicy> = new Map();
 
 /** Merges every source into a snapshot; a pure function of its inputs. */
 export function buildSnapshot(inputs: SnapshotInputs): RoutingSnapshot {
@@ -51,17 +63,16 @@ export function buildSnapshot(inputs: SnapshotInputs): RoutingSnapshot {
     throw new SnapshotError(`the default upstream '${file.settings.defaultUpstream}' is not defined`);
   }
 
-  let table: ReturnType<typeof buildRouteTable>;
+  let table: RouteTable;
   try {
-    table = buildRouteTable(file.routes, kube?.routes ?? null, upstreams, defaultUpstream);
+    table = buildRouteTable(file.routes, kube?.routes ?? null, upstreams, defaultUpstream, inputs.namespace);
   } catch (error) {
     if (error instanceof RouteError) throw new SnapshotError(error.message);
     throw error;
   }
 
-  const keys = new Map<string, string>();
-  addKeys(keys, file.clientKeys);
-  if (kube !== null) addKeys(keys, kube.clientKeys);
+  const policies = kube === null ? null : resolveClientPolicies(kube.policies, kube.consumers);
+  const keys = principalsByDigest(file, kube?.consumers ?? null, policies?.byConsumer ?? NO_POLICIES);
 
   return {
     version: inputs.version,
@@ -70,12 +81,11 @@ export function buildSnapshot(inputs: SnapshotInputs): RoutingSnapshot {
     tracing: file.tracing,
     upstreams,
     defaultUpstream,
-    routes: table.routes,
+    routes: table.shared,
+    tenantRoutes: table.tenants,
+    routeCount: table.size,
     keys,
     routeStatuses: table.statuses,
+    policyStatuses: policies?.statuses ?? [],
   };
-}
-
-function addKeys(keys: Map<string, string>, specs: readonly ClientKeySpec[]): void {
-  for (const spec of specs) if (!keys.has(spec.digest)) keys.set(spec.digest, spec.id);
 }

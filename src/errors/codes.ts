@@ -21,6 +21,7 @@ export const ERROR_CODES = {
     message: 'Missing API key. Send it as "Authorization: Bearer <key>".',
   },
   invalid_api_key: { status: 401, type: 'invalid_request_error', message: 'Invalid API key.' },
+  model_not_allowed: { status: 403, type: 'invalid_request_error', message: 'This key may not use the requested model.' },
   not_found: { status: 404, type: 'invalid_request_error', message: 'Unknown path.' },
   model_not_found: { status: 404, type: 'invalid_request_error', message: 'The model does not exist or is not routed by this gateway.' },
   method_not_allowed: { status: 405, type: 'invalid_request_error', message: 'Method not allowed for this path.' },

@@ -99,8 +99,8 @@ export class GatewayMetrics {
     });
     this.#keyRequests = new CounterFamily(this.registry, {
       name: 'apiproxy_key_requests_total',
-      help: 'Authenticated requests by client key id and status class (2xx, 4xx, 5xx); never the key itself.',
-      labelNames: ['key_id', 'class'],
+      help: 'Authenticated requests by consumer, client key id and status class (2xx, 4xx, 5xx); never the key itself.',
+      labelNames: ['consumer', 'key_id', 'class'],
     });
     this.#duration = new HistogramFamily(this.registry, {
       name: 'apiproxy_request_duration_seconds',
@@ -332,14 +332,14 @@ export class GatewayMetrics {
     this.#routeCount = count;
   }
 
-  requestFinished(route: RouteLabel, status: number, seconds: number, keyId: string | null): void {
+  requestFinished(route: RouteLabel, status: number, seconds: number, keyId: string | null, consumer: string | null): void {
     if (status >= 400) this.errorCount++;
-    if (keyId !== null) {
+    if (keyId !== null && consumer !== null) {
       const statusClass = STATUS_CLASSES[Math.floor(status / 100)] ?? 'other';
-      const keyLabel = keyId + '\0' + statusClass;
+      const keyLabel = consumer + '\0' + keyId + '\0' + statusClass;
       let keyCounter = this.#keyCells.get(keyLabel);
       if (keyCounter === undefined) {
-        keyCounter = this.#keyRequests.cell(keyId, statusClass);
+        keyCounter = this.#keyRequests.cell(consumer, keyId, statusClass);
         this.#keyCells.set(keyLabel, keyCounter);
       }
       keyCounter.inc();

@@ -74,7 +74,7 @@ export class RequestAccounting {
     const metrics = this.#metrics;
     metrics.activeRequests--;
     if (countedStream) metrics.activeStreams--;
-    metrics.requestFinished(record.route, record.status, latencyMs / 1000, record.keyId);
+    metrics.requestFinished(record.route, record.status, latencyMs / 1000, record.keyId, record.consumer);
     const logger = this.#logging.logger;
     if (this.#accessLog() && logger.isLevelEnabled('info')) this.#logging.writeLine(accessLine(record, latencyMs, this.#logging.bindings));
   }

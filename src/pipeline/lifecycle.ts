@@ -61,6 +61,7 @@ export class RequestLifecycle {
       path: queryAt === -1 ? url : url.slice(0, queryAt),
       route: 'unmatched',
       keyId: null,
+      consumer: null,
       model: null,
       targetModel: null,
       upstream: null,

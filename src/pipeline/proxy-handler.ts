@@ -6,6 +6,7 @@ import { routeLabel } from '../observability/metrics.js';
 import type { TracerRef } from '../observability/tracing/request-trace.js';
 import { defaultPlan, resolveModel } from '../routing/resolve.js';
 import { authenticate } from './authenticate.js';
+import { authorize } from './authorize.js';
 import { forward, type ForwardDeps } from './forward.js';
 import { RequestLifecycle } from './lifecycle.js';
 import { modelsEndpoint } from './models-endpoint.js';
@@ -22,8 +23,10 @@ export interface ProxyDeps extends ForwardDeps {
 
 /**
  * Every `/v1/*` request, one way through: accept (the lifecycle opens the
- * record), authenticate, read the body, resolve the route (with the targets'
- * health), forward (the attempt loop), relay;
+ * record), authenticate (who: key, consumer, tenant, policy), read the body,
+ * authorize (the consumer's allow-list, on the model the client named),
+ * resolve the route (the consumer's tenant first, with the targets' health),
+ * forward (the attempt loop), relay;
  * the lifecycle records it when the response closes. Whatever a stage throws
  * is answered by the lifecycle, once.
  */
@@ -35,18 +38,23 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
     checkMethod(record.method);
     const snapshot = store.current;
     if (snapshot === null) throw new GatewayError('not_ready');
-    record.keyId = authenticate(req.headers.authorization, snapshot);
+    const principal = authenticate(req.headers.authorization, snapshot);
+    record.keyId = principal.keyId;
+    record.consumer = principal.consumer;
     checkPath(record.path);
     const deadline = requestDeadline(record.startedAt, req.headers, snapshot.settings.retryBudgetMs);
 
-    const models = modelsEndpoint(lifecycle, snapshot);
+    const models = modelsEndpoint(lifecycle, snapshot, principal);
     if (models === true) return;
 
     const request = await readClientBody(lifecycle, snapshot.settings.bodyLimit);
     record.bytesIn = request.contentLength ?? 0;
     const model = request.model;
-    if (model !== null) record.model = model;
-    const plan = model === null ? defaultPlan(snapshot, health) : resolveModel(snapshot, model, Math.random(), health);
+    if (model !== null) {
+      record.model = model;
+      authorize(principal, model);
+    }
+    const plan = model === null ? defaultPlan(snapshot, health) : resolveModel(snapshot, principal, model, Math.random(), health);
     forward(deps, lifecycle, plan, request, models, deadline);
   }
 

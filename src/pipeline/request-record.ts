@@ -8,6 +8,8 @@ export interface RequestRecord {
   readonly path: string;
   route: RouteLabel;
   keyId: string | null;
+  /** The key's consumer (`namespace/secret` or a file consumer's name), once authenticated. */
+  consumer: string | null;
   model: string | null;
   targetModel: string | null;
   upstream: string | null;

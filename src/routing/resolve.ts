@@ -2,7 +2,8 @@ import type { AnswerModel } from '../config/model.js';
 import type { RoutingSnapshot } from '../config/snapshot.js';
 import type { Upstream } from '../config/upstream.js';
 import { GatewayError } from '../errors/gateway-error.js';
-import type { CompiledTarget, CompiledTier } from './table.js';
+import type { Principal } from '../policy/types.js';
+import type { CompiledRoute, CompiledTarget, CompiledTier } from './table.js';
 
 /** One place a request may go: an upstream and the model name sent to it. */
 export interface PlannedTarget {
@@ -43,17 +44,23 @@ export interface Availability {
 export const ALL_AVAILABLE: Availability = { allAvailable: true, available: () => true };
 
 /**
- * Resolves a requested model against the snapshot's routes: a pure function
- * of its inputs (`random` in [0, 1) draws the weighted pick). A routed model's
- * plan starts in the lowest priority that has an available target: the
- * weighted pick among its available targets, then the others by weight; then
- * each higher priority (a fallback) the same way; targets that are not
- * available come last. An unknown model goes to the default upstream
- * unchanged, or is refused with 404 `model_not_found` when
- * `unknown_models: reject`.
+ * Resolves a requested model against the routes the consumer sees
+ * (`routeFor`): a pure function of its inputs (`random` in [0, 1) draws the
+ * weighted pick). A routed model's plan starts in the lowest priority that
+ * has an available target: the weighted pick among its available targets,
+ * then the others by weight; then each higher priority (a fallback) the same
+ * way; targets that are not available come last. An unknown model goes to
+ * the default upstream unchanged, or is refused with 404 `model_not_found`
+ * when `unknown_models: reject`.
  */
-export function resolveModel(snapshot: RoutingSnapshot, model: string, random: number, availability: Availability = ALL_AVAILABLE): RoutePlan {
-  const route = snapshot.routes.get(model);
+export function resolveModel(
+  snapshot: RoutingSnapshot,
+  principal: Principal,
+  model: string,
+  random: number,
+  availability: Availability = ALL_AVAILABLE,
+): RoutePlan {
+  const route = routeFor(snapshot, principal, model);
   if (route === undefined) {
     if (snapshot.settings.unknownModels === 'reject') throw new GatewayError('model_not_found', undefined, { param: 'model' });
     const upstream = snapshot.defaultUpstream;
@@ -73,6 +80,22 @@ export function resolveModel(snapshot: RoutingSnapshot, model: string, random: n
   const preferred = targets.length;
   for (const target of unavailable) targets.push(target);
   return { requestedModel: model, route: route.source, answerModel, targets, preferred };
+}
+
+/**
+ * The route a consumer gets for a model. Namespaces are tenants: a key from a
+ * Secret in namespace N sees N's ModelRoutes first, then the shared routes
+ * (the file's and the gateway namespace's); a file key (no namespace) sees the
+ * shared routes only. A route in N never changes what another namespace's
+ * keys get.
+ */
+export function routeFor(snapshot: RoutingSnapshot, principal: Principal, model: string): CompiledRoute | undefined {
+  const namespace = principal.namespace;
+  if (namespace !== null) {
+    const own = snapshot.tenantRoutes.get(namespace)?.get(model);
+    if (own !== undefined) return own;
+  }
+  return snapshot.routes.get(model);
 }
 
 /** The plan for a request that names no model (a GET, an upload): the default upstream, as sent. */
@@ -120,12 +143,14 @@ function pickIndex(cumulativeWeights: readonly number[], random: number): number
   return cumulativeWeights.length - 1;
 }
 
-/** The model names the gateway routes (aliases), for `GET /v1/models`. */
-export function routedModels(snapshot: RoutingSnapshot): IterableIterator<string> {
-  return snapshot.routes.keys();
+/** The model names the gateway routes (aliases) for a consumer, each once, for `GET /v1/models`. */
+export function routedModels(snapshot: RoutingSnapshot, principal: Principal): Set<string> {
+  const models = new Set(principal.namespace === null ? [] : (snapshot.tenantRoutes.get(principal.namespace)?.keys() ?? []));
+  for (const model of snapshot.routes.keys()) models.add(model);
+  return models;
 }
 
-/** Whether a model name is one of the gateway's routes. */
-export function isRouted(snapshot: RoutingSnapshot, model: string): boolean {
-  return snapshot.routes.has(model);
+/** Whether a model name is one of the routes the consumer sees. */
+export function isRouted(snapshot: RoutingSnapshot, principal: Principal, model: string): boolean {
+  return routeFor(snapshot, principal, model) !== undefined;
 }

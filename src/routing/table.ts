@@ -40,25 +40,48 @@ export class RouteError extends Error {
   }
 }
 
+/** A snapshot's routes by scope: what every consumer sees, and what each namespace's consumers see first. */
+export interface RouteTable {
+  /** File routes and the ModelRoutes of the gateway's own namespace, which win over file routes for the same model. */
+  readonly shared: Map<string, CompiledRoute>;
+  /** The ModelRoutes of every other namespace, by namespace: seen by that namespace's consumers only. */
+  readonly tenants: Map<string, Map<string, CompiledRoute>>;
+  /** Routes in effect, over every scope. */
+  readonly size: number;
+  readonly statuses: RouteStatus[];
+}
+
 /**
- * The route table of a snapshot: file routes, then the ModelRoutes in effect,
- * which win over file routes for the same model.
+ * The route table of a snapshot. Namespaces are tenants: a ModelRoute in the
+ * gateway's own namespace (`sharedNamespace`) is shared like a file route; one
+ * in another namespace routes only that namespace's keys, never another's.
  */
 export function buildRouteTable(
   fileRoutes: readonly RouteSpec[],
   kubeRoutes: readonly KubeRouteInput[] | null,
   upstreams: ReadonlyMap<string, Upstream>,
   defaultUpstream: Upstream,
-): { routes: Map<string, CompiledRoute>; statuses: RouteStatus[] } {
-  const routes = new Map<string, CompiledRoute>();
-  for (const spec of fileRoutes) routes.set(spec.model, compileRoute(spec, upstreams, defaultUpstream));
+  sharedNamespace: string,
+): RouteTable {
+  const shared = new Map<string, CompiledRoute>();
+  const tenants = new Map<string, Map<string, CompiledRoute>>();
+  for (const spec of fileRoutes) shared.set(spec.model, compileRoute(spec, upstreams, defaultUpstream));
   let statuses: RouteStatus[] = [];
+  let size = shared.size;
   if (kubeRoutes !== null) {
     const resolved = resolveKubeRoutes(kubeRoutes, upstreams, defaultUpstream.name);
     statuses = resolved.statuses;
-    for (const spec of resolved.routes) routes.set(spec.model, compileRoute(spec, upstreams, defaultUpstream));
+    for (const { namespace, spec } of resolved.routes) {
+      let scope = shared;
+      if (namespace !== sharedNamespace) {
+        scope = tenants.get(namespace) ?? new Map<string, CompiledRoute>();
+        tenants.set(namespace, scope);
+      }
+      if (!scope.has(spec.model)) size++;
+      scope.set(spec.model, compileRoute(spec, upstreams, defaultUpstream));
+    }
   }
-  return { routes, statuses };
+  return { shared, tenants, size, statuses };
 }
 
 function compileRoute(spec: RouteSpec, upstreams: ReadonlyMap<string, Upstream>, fallback: Upstream): CompiledRoute {
@@ -87,14 +110,15 @@ function compileRoute(spec: RouteSpec, upstreams: ReadonlyMap<string, Upstream>,
 
 /**
  * Decides which ModelRoutes apply: routes naming an unknown upstream are
- * rejected; of the rest, the oldest per model wins (then namespace/name). An
+ * rejected; of the rest, the oldest per model and namespace wins (then by
+ * name). Conflicts are judged within a namespace: each is its own scope. An
  * accepted route's status says what is in effect: its targets by priority.
  */
 export function resolveKubeRoutes(
   inputs: readonly KubeRouteInput[],
   upstreams: ReadonlyMap<string, unknown>,
   defaultUpstream = 'default',
-): { routes: RouteSpec[]; statuses: RouteStatus[] } {
+): { routes: { namespace: string; spec: RouteSpec }[]; statuses: RouteStatus[] } {
   const statuses: RouteStatus[] = [];
   const candidates: KubeRouteInput[] = [];
   for (const route of inputs) {
@@ -113,17 +137,21 @@ export function resolveKubeRoutes(
   }
   candidates.sort((a, b) => a.createdAt - b.createdAt || compare(a.namespace, b.namespace) || compare(a.name, b.name));
   const winners = new Map<string, KubeRouteInput>();
-  const routes: RouteSpec[] = [];
+  const routes: { namespace: string; spec: RouteSpec }[] = [];
   for (const route of candidates) {
-    const winner = winners.get(route.model);
+    const scoped = `${route.namespace}/${route.model}`;
+    const winner = winners.get(scoped);
     if (winner !== undefined) {
       statuses.push(status(route, false, 'Conflict', `model '${route.model}' is already routed by ModelRoute ${winner.namespace}/${winner.name}`));
       continue;
     }
-    winners.set(route.model, route);
+    winners.set(scoped, route);
     const targets = route.targets.map((t) => ({ model: t.model, upstream: t.upstream ?? null, weight: t.weight ?? 1, priority: t.priority ?? 0 }));
     statuses.push(status(route, true, 'Accepted', `routes model '${route.model}' to ${inEffect(targets, defaultUpstream)}`));
-    routes.push({ model: route.model, source: `ModelRoute ${route.namespace}/${route.name}`, targets, answerModel: route.answerModel ?? null });
+    routes.push({
+      namespace: route.namespace,
+      spec: { model: route.model, source: `ModelRoute ${route.namespace}/${route.name}`, targets, answerModel: route.answerModel ?? null },
+    });
   }
   return { routes, statuses };
 }

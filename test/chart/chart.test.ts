@@ -31,10 +31,25 @@ beforeAll(() => {
 const ci = (name: string) => path.join(ciValuesDir, name);
 
 const EXPECTED_RULES = [
-  { apiGroups: ['apiproxy.io'], resources: ['modelroutes'], verbs: ['get', 'list', 'watch'] },
-  { apiGroups: ['apiproxy.io'], resources: ['modelroutes/status'], verbs: ['patch', 'update'] },
+  { apiGroups: ['apiproxy.io'], resources: ['modelroutes', 'clientpolicies'], verbs: ['get', 'list', 'watch'] },
+  { apiGroups: ['apiproxy.io'], resources: ['modelroutes/status', 'clientpolicies/status'], verbs: ['patch', 'update'] },
   { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch'] },
 ];
+
+/** The status Lease's Role, in the release namespace whatever is watched: the release's own lease only. */
+const LEASE_RULES = [
+  { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] },
+  { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: ['rel-api-proxy-status'], verbs: ['get', 'update'] },
+];
+
+/** The lease Role and its binding, checked, and the watch Roles (or bindings) without them. */
+function withoutLeaseRole(objs: K8sObject[], kind: 'Role' | 'RoleBinding'): K8sObject[] {
+  const lease = all(objs, kind).filter((o) => o.metadata.name === 'rel-api-proxy-lease');
+  expect(lease.map((o) => o.metadata.namespace)).toEqual(['apps']);
+  if (kind === 'Role') expect(lease[0]!['rules']).toEqual(LEASE_RULES);
+  else expect(lease[0]!['roleRef']).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'rel-api-proxy-lease' });
+  return all(objs, kind).filter((o) => o !== lease[0]);
+}
 
 describe.each(['v3', 'v4'] as const)('helm %s', (version) => {
   const bin = () => helm[version];
@@ -89,7 +104,9 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
         'Deployment/rel-api-proxy',
         'PodDisruptionBudget/rel-api-proxy',
         'Role/rel-api-proxy',
+        'Role/rel-api-proxy-lease',
         'RoleBinding/rel-api-proxy',
+        'RoleBinding/rel-api-proxy-lease',
         'Service/rel-api-proxy',
         'ServiceAccount/rel-api-proxy',
         'Pod/rel-api-proxy-test-health',
@@ -201,11 +218,13 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
     expect(one(fixed, 'Deployment')['spec'].template.spec.terminationGracePeriodSeconds).toBe(42);
   });
 
-  test('RBAC (default): one Role + RoleBinding in the release namespace with exactly the rules the gateway uses', () => {
-    const role = one(objects, 'Role');
-    expect(role.metadata.namespace).toBe('apps');
-    expect(role['rules']).toEqual(EXPECTED_RULES);
-    const binding = one(objects, 'RoleBinding');
+  test('RBAC (default): one Role + RoleBinding in the release namespace with exactly the rules the gateway uses, and the lease Role', () => {
+    const [role, ...otherRoles] = withoutLeaseRole(objects, 'Role');
+    expect(otherRoles).toEqual([]);
+    expect(role!.metadata.namespace).toBe('apps');
+    expect(role!['rules']).toEqual(EXPECTED_RULES);
+    const [binding] = withoutLeaseRole(objects, 'RoleBinding');
+    if (binding === undefined || role === undefined) throw new Error('no watch Role or binding');
     expect(binding.metadata.namespace).toBe('apps');
     expect(binding['roleRef']).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: role.metadata.name });
     expect(binding['subjects']).toEqual([{ kind: 'ServiceAccount', name: 'rel-api-proxy', namespace: 'apps' }]);
@@ -219,10 +238,10 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
 
   test('RBAC (named namespaces): a Role + RoleBinding in each, bound to the release ServiceAccount', () => {
     const objs = template(helm.v3, ['-f', ci('some-namespaces-values.yaml')]);
-    const roles = all(objs, 'Role');
+    const roles = withoutLeaseRole(objs, 'Role');
     expect(roles.map((r) => r.metadata.namespace).sort()).toEqual(['team-a', 'team-b']);
     for (const r of roles) expect(r['rules']).toEqual(EXPECTED_RULES);
-    const bindings = all(objs, 'RoleBinding');
+    const bindings = withoutLeaseRole(objs, 'RoleBinding');
     expect(bindings.map((b) => b.metadata.namespace).sort()).toEqual(['team-a', 'team-b']);
     for (const b of bindings) {
       expect(b['subjects']).toEqual([{ kind: 'ServiceAccount', name: 'rel-api-proxy', namespace: 'apps' }]);
@@ -231,10 +250,10 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
     expect(renderedConfig(objs).kubernetes.namespaces).toEqual(['team-a', 'team-b']);
   });
 
-  test('RBAC (all namespaces): ClusterRole + ClusterRoleBinding and no Roles', () => {
+  test('RBAC (all namespaces): ClusterRole + ClusterRoleBinding and no Roles but the lease one', () => {
     const objs = template(helm.v3, ['-f', ci('all-namespaces-values.yaml')]);
-    expect(all(objs, 'Role')).toEqual([]);
-    expect(all(objs, 'RoleBinding')).toEqual([]);
+    expect(withoutLeaseRole(objs, 'Role')).toEqual([]);
+    expect(withoutLeaseRole(objs, 'RoleBinding')).toEqual([]);
     const cr = one(objs, 'ClusterRole');
     expect(cr['rules']).toEqual(EXPECTED_RULES);
     expect(cr.metadata.namespace).toBeUndefined();
@@ -289,7 +308,7 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
       unknown_models: 'passthrough',
       answer_model: 'requested',
       shutdown: { drain_delay_ms: 5000, timeout_ms: 120000 },
-      kubernetes: { enabled: true, namespaces: [], client_key_selector: 'apiproxy.io/client-keys=true' },
+      kubernetes: { enabled: true, namespaces: [], client_key_selector: 'apiproxy.io/client-keys=true', lease_name: 'rel-api-proxy-status' },
       tracing: { enabled: false },
     });
   });
@@ -594,9 +613,13 @@ describe('values.schema.json rejects unknown and mistyped values (helm exits non
   });
 });
 
-test('the chart ships the ModelRoute CRD byte-identical to crds/', () => {
-  const source = fs.readFileSync(path.join(chartDir, '..', '..', 'crds', 'modelroutes.apiproxy.io.yaml'));
-  const shipped = fs.readFileSync(path.join(chartDir, 'crds', 'modelroutes.apiproxy.io.yaml'));
-  expect(shipped.equals(source)).toBe(true);
-  expect(fs.readdirSync(path.join(chartDir, 'crds'))).toEqual(['modelroutes.apiproxy.io.yaml']);
+test('the chart ships the CRDs (ModelRoute, ClientPolicy) byte-identical to crds/', () => {
+  const files = ['clientpolicies.apiproxy.io.yaml', 'modelroutes.apiproxy.io.yaml'];
+  for (const file of files) {
+    const source = fs.readFileSync(path.join(chartDir, '..', '..', 'crds', file));
+    const shipped = fs.readFileSync(path.join(chartDir, 'crds', file));
+    expect({ file, same: shipped.equals(source) }).toEqual({ file, same: true });
+  }
+  expect(fs.readdirSync(path.join(chartDir, 'crds')).sort()).toEqual(files);
+  expect(fs.readdirSync(path.join(chartDir, '..', '..', 'crds')).sort()).toEqual(files);
 });

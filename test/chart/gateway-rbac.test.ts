@@ -52,7 +52,12 @@ test("the chart's config + ServiceAccount token: the gateway syncs, authenticate
   const cm = await cluster.request('GET', `/api/v1/namespaces/${NS}/configmaps/live-api-proxy`);
   expect(cm.status).toBe(200);
   const config = JSON.parse(cm.json.data['config.json']);
-  expect(config.kubernetes).toEqual({ enabled: true, namespaces: [], client_key_selector: 'apiproxy.io/client-keys=true' });
+  expect(config.kubernetes).toEqual({
+    enabled: true,
+    namespaces: [],
+    client_key_selector: 'apiproxy.io/client-keys=true',
+    lease_name: 'live-api-proxy-status',
+  });
 
   const token = await cluster.serviceAccountToken(NS, 'live-api-proxy');
   const kubeConfig = new KubeConfig();
@@ -102,4 +107,28 @@ test("the chart's config + ServiceAccount token: the gateway syncs, authenticate
     'status written by the gateway',
   );
   expect(upstream.requests.length).toBeGreaterThanOrEqual(2);
+  // It writes statuses holding the release's Lease (the chart's lease Role).
+  const lease = await cluster.request('GET', `/apis/coordination.k8s.io/v1/namespaces/${NS}/leases/live-api-proxy-status`);
+  expect(lease.status).toBe(200);
+  expect(lease.json.spec.holderIdentity).toMatch(/.+/);
+
+  // A ClientPolicy (the chart's Role lets it watch them) restricts the Secret's keys, and its status is written.
+  const policy = await cluster.request('POST', `/apis/apiproxy.io/v1alpha1/namespaces/${NS}/clientpolicies`, {
+    apiVersion: 'apiproxy.io/v1alpha1',
+    kind: 'ClientPolicy',
+    metadata: { name: 'chat-only' },
+    spec: { consumers: { secretNames: ['live-keys'] }, models: ['chat'] },
+  });
+  expect(policy.status).toBe(201);
+  await waitFor(async () => (await send('plain')).startsWith('403:'), 10_000, 'the allow-list applied');
+  expect(await send('chat')).toBe('200:routed-by-modelroute');
+  await waitFor(
+    async () => {
+      const got = await cluster.request('GET', `/apis/apiproxy.io/v1alpha1/namespaces/${NS}/clientpolicies/chat-only`);
+      return got.json?.status?.conditions?.some((c: { type: string; status: string }) => c.type === 'Accepted' && c.status === 'True') === true;
+    },
+    10_000,
+    'ClientPolicy status written by the gateway',
+  );
+  expect(gw.logs.lines.join('\n')).not.toMatch(/forbidden/i);
 }, 60_000);

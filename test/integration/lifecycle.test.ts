@@ -187,7 +187,7 @@ describe('health, readiness, metrics', () => {
       const text = await res.body.text();
       expect(text).toContain('apiproxy_requests_total{route="chat_completions",status="200"} 1');
       expect(text).toContain('apiproxy_requests_total{route="models",status="401"} 1');
-      expect(text).toContain('apiproxy_key_requests_total{key_id="team-a",class="2xx"} 1');
+      expect(text).toContain('apiproxy_key_requests_total{consumer="team-a",key_id="team-a",class="2xx"} 1');
       expect(text).not.toContain(CLIENT_KEY);
       expect(text).toMatch(/apiproxy_request_duration_seconds_bucket\{le="0.1",route="chat_completions"\} 1/);
       expect(text).toMatch(/apiproxy_upstream_ttfb_seconds_count\{upstream="default"\} 1/);

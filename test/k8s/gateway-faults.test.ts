@@ -89,7 +89,7 @@ describe('delete and recreate in quick succession', () => {
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(await send('flappy')).toBe('flap-9');
     // status writes aimed at objects deleted meanwhile are dropped quietly, not logged as failures
-    expect(gw.logs.lines.filter((line) => line.includes('could not write ModelRoute status'))).toEqual([]);
+    expect(gw.logs.lines.filter((line) => line.includes('could not write status'))).toEqual([]);
 
     const { sent, wrong } = await traffic.stop();
     expect(sent).toBeGreaterThan(10);

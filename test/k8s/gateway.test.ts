@@ -324,19 +324,23 @@ test('a reload naming a Secret the gateway may not read: still ready, routes sti
   }
 });
 
-test('namespaces: ["*"] watches every namespace', async () => {
+test('namespaces: ["*"] watches every namespace (a route there is its own keys\' only)', async () => {
   await cluster.ensureNamespace('elsewhere');
+  await cluster.request('POST', '/api/v1/namespaces/elsewhere/secrets', {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: 'far-keys', namespace: 'elsewhere', labels: { 'apiproxy.io/client-keys': 'true' } },
+    stringData: { far: 'sk-far-0123456789' },
+  });
   const everywhere = await startKubeGateway(cluster, upstream.url, NS, { kubernetes: { enabled: true, namespaces: ['*'] } });
   try {
     await cluster.request('POST', routesPath('elsewhere'), {
       ...modelRoute('far', 'far-model', [{ model: 'far-target' }]),
       metadata: { name: 'far', namespace: 'elsewhere' },
     });
-    await waitFor(async () => {
-      const res = await request(`${everywhere.url}/v1/chat/completions`, { method: 'POST', headers: auth, body: '{"model":"far-model"}' });
-      await res.body.text();
-      return res.headers['x-apiproxy-upstream-model'] === 'far-target';
-    });
+    await waitFor(async () => (await modelSent(everywhere.url, 'far-model', 'sk-far-0123456789')) === 'far-target', 5000, "the far namespace's route");
+    // a key of the gateway's own config is not a tenant of 'elsewhere'
+    expect(await modelSent(everywhere.url, 'far-model')).toBe('far-model');
   } finally {
     await everywhere.stop();
   }

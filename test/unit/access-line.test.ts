@@ -10,6 +10,7 @@ function record(overrides: Partial<RequestRecord> = {}): RequestRecord {
     path: '/v1/chat/completions',
     route: 'chat_completions',
     keyId: 'team-a',
+    consumer: 'team-a',
     model: 'gpt-4',
     targetModel: 'gpt-4o',
     upstream: 'default',
@@ -39,6 +40,7 @@ test('one JSON line in the logger format', () => {
     service: 'api-proxy',
     req_id: 'req-1',
     key_id: 'team-a',
+    consumer: 'team-a',
     method: 'POST',
     path: '/v1/chat/completions',
     model: 'gpt-4',
@@ -54,10 +56,13 @@ test('one JSON line in the logger format', () => {
     error: null,
     msg: 'request',
   });
-  expect(JSON.parse(accessLine(record({ ttfbMs: -1, keyId: null, clientAborted: true, errorCode: 'upstream_reset', attempts: 3 }), 1))).toMatchObject({
+  expect(
+    JSON.parse(accessLine(record({ ttfbMs: -1, keyId: null, consumer: null, clientAborted: true, errorCode: 'upstream_reset', attempts: 3 }), 1)),
+  ).toMatchObject({
     attempts: 3,
     ttfb_ms: null,
     key_id: null,
+    consumer: null,
     client_aborted: true,
     error: 'upstream_reset',
   });

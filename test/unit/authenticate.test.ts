@@ -8,16 +8,19 @@ import { keyDigest } from '../../src/config/key-digest.js';
 import type { RoutingSnapshot } from '../../src/config/snapshot.js';
 import { GatewayError } from '../../src/errors/gateway-error.js';
 import { authenticate } from '../../src/pipeline/authenticate.js';
+import type { Principal } from '../../src/policy/types.js';
 
 const KEY = 'sk-client-0123456789';
 const withKeys = (keys: Record<string, string>): RoutingSnapshot =>
-  ({ keys: new Map(Object.entries(keys).map(([key, id]) => [keyDigest(key), id])) }) as unknown as RoutingSnapshot;
+  ({
+    keys: new Map(Object.entries(keys).map(([key, id]) => [keyDigest(key), { keyId: id, consumer: id, namespace: null, policy: null } satisfies Principal])),
+  }) as unknown as RoutingSnapshot;
 const snapshot = withKeys({ [KEY]: 'team-a', 'sk-other-key-000': 'team-b' });
 
 /** The refusal `authenticate` answers `header` with: its code and message, or the key id when accepted. */
 function outcome(header: string | undefined, on: RoutingSnapshot = snapshot): string | { code: string; message: string } {
   try {
-    return authenticate(header, on);
+    return authenticate(header, on).keyId;
   } catch (error) {
     if (!(error instanceof GatewayError)) throw error;
     return { code: error.code, message: error.message };
@@ -70,4 +73,8 @@ test('no keys configured: every key is refused, also one that was a key before',
   const none = withKeys({});
   for (const header of [`Bearer ${KEY}`, 'Bearer x', 'Bearer anything-at-all']) expect(outcome(header, none)).toEqual(UNKNOWN);
   expect(outcome(undefined, none)).toEqual(MISSING);
+});
+
+test("an accepted key is the snapshot's own Principal (consumer, tenant, policy), not a copy", () => {
+  expect(authenticate(`Bearer ${KEY}`, snapshot)).toBe(snapshot.keys.get(keyDigest(KEY)));
 });

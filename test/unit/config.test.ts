@@ -7,6 +7,7 @@ import { keyDigest } from '../../src/config/key-digest.js';
 import type { KubeRouteInput } from '../../src/config/model.js';
 
 const noSecrets = (_field: string, inline: string | undefined) => inline ?? null;
+const FILE_KEY = { keyId: 'k', consumer: 'k', namespace: null, policy: null };
 
 describe('config file', () => {
   test("the seed's file works unchanged", () => {
@@ -24,6 +25,9 @@ describe('config file', () => {
       { id: 'allowed-1', digest: keyDigest('k1') },
       { id: 'allowed-2', digest: keyDigest('k2') },
     ]);
+    // each seed key is a consumer of its own, named by its key id, without a policy
+    const snapshot = buildSnapshot({ file: inputs, kube: null, namespace: 'ns', version: 1 });
+    expect(snapshot.keys.get(keyDigest('k2'))).toEqual({ keyId: 'allowed-2', consumer: 'allowed-2', namespace: null, policy: null });
     expect(inputs.routes.map((r) => [r.model, r.targets[0]!.model])).toEqual([
       ['gpt-4', 'gpt-4-turbo-preview'],
       ['gpt-3.5-turbo', 'gpt-3.5-turbo-0125'],
@@ -145,13 +149,18 @@ describe('snapshot', () => {
   test('Kubernetes routes win over file redirects; upstream auth is precomputed', () => {
     const snapshot = buildSnapshot({
       file: fileInputs(),
-      kube: { routes: [route('r', 'gpt-4', 1, { targets: [{ model: 'from-kube', upstream: 'other' }] })], clientKeys: [], upstreamKeys: new Map() },
-      namespace: 'ns',
+      kube: {
+        routes: [route('r', 'gpt-4', 1, { targets: [{ model: 'from-kube', upstream: 'other' }] })],
+        consumers: [],
+        policies: [],
+        upstreamKeys: new Map(),
+      },
+      namespace: 'team-a',
       version: 1,
     });
     const compiled = snapshot.routes.get('gpt-4')!;
     expect(compiled.source).toBe('ModelRoute team-a/r');
-    expect(resolveModel(snapshot, 'gpt-4', 0).targets[0]!.upstream.name).toBe('other');
+    expect(resolveModel(snapshot, FILE_KEY, 'gpt-4', 0).targets[0]!.upstream.name).toBe('other');
     expect(snapshot.defaultUpstream.authorization).toBe('Bearer up');
     expect(snapshot.upstreams.get('other')!.authorization).toBeNull();
   });
@@ -167,7 +176,7 @@ describe('snapshot', () => {
       ],
       new Map([['default', 1]]),
     );
-    expect(routes.map((r) => r.source).sort()).toEqual(['ModelRoute team-a/a-tie', 'ModelRoute team-a/old']);
+    expect(routes.map((r) => r.spec.source).sort()).toEqual(['ModelRoute team-a/a-tie', 'ModelRoute team-a/old']);
     const byName = Object.fromEntries(statuses.map((s) => [s.name, s.reason]));
     expect(byName).toEqual({ young: 'Conflict', old: 'Accepted', 'b-tie': 'Conflict', 'a-tie': 'Accepted', bad: 'UnknownUpstream' });
   });
@@ -196,7 +205,7 @@ describe('snapshot', () => {
     );
     const snapshot = buildSnapshot({
       file,
-      kube: { routes: [], clientKeys: [], upstreamKeys: new Map([['ns/keys/k', 'sk-from-a-kube-secret']]) },
+      kube: { routes: [], consumers: [], policies: [], upstreamKeys: new Map([['ns/keys/k', 'sk-from-a-kube-secret']]) },
       namespace: 'ns',
       version: 1,
     });
@@ -208,7 +217,7 @@ describe('snapshot', () => {
 
   test('client keys are held only as digests', () => {
     const snapshot = buildSnapshot({ file: fileInputs('client_keys: [{ id: a, key: secret-key }]\n'), kube: null, namespace: 'ns', version: 1 });
-    expect(snapshot.keys.get(keyDigest('secret-key'))).toBe('a');
+    expect(snapshot.keys.get(keyDigest('secret-key'))).toEqual({ keyId: 'a', consumer: 'a', namespace: null, policy: null });
     expect(JSON.stringify([...snapshot.keys])).not.toContain('secret-key');
   });
 });

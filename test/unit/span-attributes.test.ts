@@ -9,6 +9,7 @@ function record(overrides: Partial<RequestRecord> = {}): RequestRecord {
     path: '/v1/chat/completions',
     route: 'chat_completions',
     keyId: 'team-a',
+    consumer: 'team-a',
     model: 'gpt-4',
     targetModel: 'gpt-4o',
     upstream: 'default',
@@ -57,6 +58,7 @@ test('usage and the response model become gen_ai attributes when the record has 
     'gen_ai.request.model': 'gpt-4',
     'gen_ai.operation.name': 'chat',
     'apiproxy.key_id': 'team-a',
+    'apiproxy.consumer': 'team-a',
   });
 });
 

@@ -62,6 +62,11 @@ The tag defaults to the appVersion; a digest pins the image whatever the tag say
 {{- printf "%s-upstream" (include "api-proxy.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/* The status Lease, in the release namespace: one per release, so two releases never share a status writer. */}}
+{{- define "api-proxy.leaseName" -}}
+{{- printf "%s-status" (include "api-proxy.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{- define "api-proxy.clientKeysSecretName" -}}
 {{- printf "%s-client-keys" (include "api-proxy.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
@@ -221,7 +226,7 @@ Namespaces the gateway watches, as RBAC sees them: a list of namespace names, or
 {{- with .Values.config.routes }}{{ $_ := set $cfg "routes" . }}{{ end }}
 {{- $_ := set $cfg "retry_budget_ms" (int .Values.config.retryBudgetMs) }}
 {{- $_ := set $cfg "shutdown" (dict "drain_delay_ms" (int .Values.config.shutdown.drainDelayMs) "timeout_ms" (int .Values.config.shutdown.timeoutMs)) }}
-{{- $_ := set $cfg "kubernetes" (dict "enabled" .Values.kubernetes.enabled "namespaces" .Values.kubernetes.namespaces "client_key_selector" .Values.kubernetes.clientKeySelector) }}
+{{- $_ := set $cfg "kubernetes" (dict "enabled" .Values.kubernetes.enabled "namespaces" .Values.kubernetes.namespaces "client_key_selector" .Values.kubernetes.clientKeySelector "lease_name" (include "api-proxy.leaseName" .)) }}
 {{- $tracing := dict "enabled" .Values.tracing.enabled }}
 {{- with .Values.tracing.endpoint }}{{ $_ := set $tracing "endpoint" . }}{{ end }}
 {{- with .Values.tracing.protocol }}{{ $_ := set $tracing "protocol" . }}{{ end }}
