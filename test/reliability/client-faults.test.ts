@@ -32,8 +32,11 @@ async function normalRequestsSucceed(url: string, count = 10): Promise<void> {
     Array.from({ length: count }, async (_, i) => {
       const res = await request(`${url}/v1/chat/completions`, { method: 'POST', headers: auth, body: JSON.stringify({ model: 'gpt-4', stream: i % 2 === 0 }) });
       const text = await res.body.text();
-      // A stream ends with [DONE]; a plain answer names the redirected model.
-      const complete = i % 2 === 0 ? text.endsWith('data: [DONE]\n\n') : (JSON.parse(text) as { model?: string }).model === 'gpt-4o-2024-08-06';
+      // A stream ends with [DONE]; a plain answer is whole JSON from the redirected model, naming the requested one.
+      const complete =
+        i % 2 === 0
+          ? text.endsWith('data: [DONE]\n\n')
+          : res.headers['x-apiproxy-upstream-model'] === 'gpt-4o-2024-08-06' && (JSON.parse(text) as { model?: string }).model === 'gpt-4';
       return { status: res.statusCode, complete };
     }),
   );
