@@ -37,6 +37,19 @@ function inputs(routeCount: number, keys: readonly string[]): FileInputs {
       defaultUpstream: 'default',
     },
     kubernetes: { enabled: false, namespaces: [], clientKeySelector: 'x=y', watchTimeoutSeconds: 300 },
+    tracing: {
+      enabled: false,
+      endpoint: null,
+      protocol: null,
+      timeoutMs: null,
+      serviceName: null,
+      sampler: null,
+      samplerArg: null,
+      maxQueueSize: null,
+      maxExportBatchSize: null,
+      scheduleDelayMs: null,
+      exportTimeoutMs: null,
+    },
     upstreams: [
       {
         name: 'default',

@@ -5,7 +5,8 @@
  * interleave; medians and ratios are quoted. Prints a table and writes
  * bench-results/latest.json. `--quick` for a short smoke run.
  *
- * Flags: --quick, --rounds=N, --seconds=N, --only=throughput,streams,memory,body,config,nolog,cluster,peers,longstreams,
+ * Flags: --quick, --rounds=N, --seconds=N, --only=throughput,streams,memory,body,config,nolog,cluster,peers,longstreams,tracing,
+ *        --baseline=FILE (the tracing section also measures this build's main.js, e.g. main's, tracing off),
  *        --workers=N (the cluster section's WORKERS, default 2; `auto` is one per CPU),
  *        --profile (the gateway writes a .cpuprofile to bench-results/profiles), --out=FILE,
  *        --peer=FILE[,FILE...] (more proxies for the peers section: see PeerFile in peers.ts),
@@ -23,6 +24,7 @@ import { longStreamRows, summarizeLongProfile, type LongProfileSummary } from '.
 import { runLongProfile } from './long-profile.js';
 import { closedLoop, hasWrk, openSlowStreams, paced, sequential, type PacedResult, type StreamsResult, type Target } from './load.js';
 import { parseBenchArgs, type Options } from './options.js';
+import { startOtlpSink } from './otlp-sink.js';
 import { filePeer, hasNginx, naivePeer, nginxPeer, type Peer, type PeerLauncher } from './peers.js';
 import { rawStreams } from './stream-client.js';
 import {
@@ -62,8 +64,9 @@ const CLIENT_KEY = 'bench-client-key-0123456789';
 /** The one redirect the requests above go through: the model they ask for, and the one the upstream gets. */
 const MODEL_REDIRECT = { from: 'gpt-4', to: 'bench-model' } as const;
 
-function gatewayConfig(upstreamUrl: string, accessLog: boolean): unknown {
+function gatewayConfig(upstreamUrl: string, accessLog: boolean, extra: Record<string, unknown> = {}): unknown {
   return {
+    ...extra,
     upstreams: { default: { url: `${upstreamUrl}/v1`, api_key: 'sk-bench-upstream', max_connections: 8192 } },
     client_keys: [{ id: 'bench', key: CLIENT_KEY }],
     model_redirects: { [MODEL_REDIRECT.from]: MODEL_REDIRECT.to },
@@ -130,10 +133,10 @@ async function main(): Promise<void> {
   const upstream = await startUpstream(join(here, 'upstream.js'));
   let gatewayIndex = 0;
   /** `workers` only for the cluster section: the other launches run without WORKERS (one process). */
-  const launch = (accessLog: boolean, workers?: number): Promise<GatewayProcess> =>
+  const launch = (accessLog: boolean, workers?: number, extra: Record<string, unknown> = {}, mainScript = join(dist, 'main.js')): Promise<GatewayProcess> =>
     startGateway({
-      mainScript: join(dist, 'main.js'),
-      config: gatewayConfig(upstream.url, accessLog),
+      mainScript,
+      config: gatewayConfig(upstream.url, accessLog, extra),
       configPath: join(work, `gateway-${gatewayIndex}.json`),
       logPath: join(work, `gateway-${gatewayIndex++}.log`),
       nodeArgs: options.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
@@ -218,6 +221,72 @@ async function main(): Promise<void> {
       return result;
     });
     results['throughput_no_access_log'] = summarizeLoop(loop, Number.NaN);
+  }
+
+  if (wants('tracing')) {
+    // Tracing off, on at 100 % and at 1 % (new traces: the requests carry no traceparent), each its own
+    // gateway, all running; rounds interleave them. A --baseline build runs beside them with tracing off.
+    const sink = await startOtlpSink();
+    const tracing = (ratio: number): Record<string, unknown> => ({
+      tracing: { enabled: true, endpoint: sink.url, sampler: 'parentbased_traceidratio', sampler_arg: ratio },
+    });
+    const variants: [string, GatewayProcess][] = [];
+    if (options.baseline !== null) variants.push(['baseline_off', await launch(true, undefined, {}, options.baseline)]);
+    variants.push(['off', await launch(true)], ['on_100', await launch(true, undefined, tracing(1))], ['on_1', await launch(true, undefined, tracing(0.01))]);
+    const loops: Record<string, WrkResult[]> = {};
+    const streams: Record<string, StreamsResult[]> = {};
+    for (const [name, gw] of variants) {
+      const target: Target = { url: gw.url, headers };
+      await closedLoop(tool, target, BODY, 64, 1, lua);
+      await rawStreams(target, STREAM_BODY, 100, 1, 20, 5);
+      loops[name] = [];
+      streams[name] = [];
+    }
+    for (let r = 0; r < options.rounds; r++) {
+      log(`(5) tracing, round ${r + 1}: non-streaming 64 connections, then 500 concurrent streams`);
+      for (const [name, gw] of r % 2 === 0 ? variants : [...variants].reverse()) {
+        const target: Target = { url: gw.url, headers };
+        const loop = await closedLoop(tool, target, BODY, 64, options.seconds, lua);
+        const stream = await rawStreams(target, STREAM_BODY, 500, options.seconds, 20, 5);
+        loops[name]!.push(loop);
+        streams[name]!.push(stream);
+        log(
+          `  ${name.padEnd(12)} ${loop.requestsPerSecond.toFixed(0)} req/s, p50 ${loop.p50Ms.toFixed(2)} ms, p99 ${loop.p99Ms.toFixed(2)} ms; streams ${stream.completed}, TTFB p50 ${stream.ttfbP50Ms.toFixed(2)} ms p99 ${stream.ttfbP99Ms.toFixed(2)} ms, errors ${loop.errors + stream.errors}`,
+        );
+      }
+    }
+    const summary: Record<string, unknown> = {};
+    for (const [name] of variants) {
+      summary[name] = {
+        requests_per_second: round(
+          med(loops[name]!, (r) => r.requestsPerSecond),
+          0,
+        ),
+        p50_ms: round(
+          med(loops[name]!, (r) => r.p50Ms),
+          3,
+        ),
+        p99_ms: round(
+          med(loops[name]!, (r) => r.p99Ms),
+          3,
+        ),
+        streams_500_completed: round(
+          med(streams[name]!, (r) => r.completed),
+          0,
+        ),
+        streams_500_ttfb_p50_ms: round(
+          med(streams[name]!, (r) => r.ttfbP50Ms),
+          3,
+        ),
+        streams_500_ttfb_p99_ms: round(
+          med(streams[name]!, (r) => r.ttfbP99Ms),
+          3,
+        ),
+      };
+    }
+    results['tracing'] = { ...summary, collector_posts: sink.posts(), collector_bytes: sink.bytes() };
+    for (const [, gw] of variants) await stop(gw.child);
+    await sink.close();
   }
 
   if (wants('memory')) {

@@ -17,9 +17,11 @@ export interface Options {
   workers: number;
   /** The long-stream profile's shape. */
   long: LongStreamShape;
+  /** Another build's main.js, measured beside this one in the tracing section (tracing off). */
+  baseline: string | null;
 }
 
-export const SECTIONS = ['throughput', 'streams', 'memory', 'body', 'config', 'nolog', 'cluster', 'peers', 'longstreams'] as const;
+export const SECTIONS = ['throughput', 'streams', 'memory', 'body', 'config', 'nolog', 'cluster', 'peers', 'longstreams', 'tracing'] as const;
 
 const FLAGS = {
   quick: 'boolean',
@@ -33,6 +35,7 @@ const FLAGS = {
   'long-streams': 'string',
   'long-seconds': 'string',
   'long-rate': 'string',
+  baseline: 'string',
 } as const;
 
 /** A whole number from `min` to `max` for --`name`, or `fallback` when the flag is absent or empty. */
@@ -82,5 +85,6 @@ export function parseBenchArgs(argv: readonly string[], root: string): Options {
       rampMs: quick ? 1000 : 5000,
       perConnection: 2,
     },
+    baseline: text('baseline') ? resolve(text('baseline')!) : null,
   };
 }

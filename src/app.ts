@@ -3,6 +3,7 @@ import type { SnapshotStore } from './config/store.js';
 import type { Readiness } from './http/readiness.js';
 import { createSystemApp } from './http/system.js';
 import type { MetricsReport } from './observability/metrics-report.js';
+import type { TracerRef } from './observability/tracing/request-trace.js';
 import type { RequestAccounting } from './pipeline/account.js';
 import type { Admissions } from './pipeline/admission.js';
 import { createProxyHandler } from './pipeline/proxy-handler.js';
@@ -16,6 +17,7 @@ export interface AppDeps {
   readonly accounting: RequestAccounting;
   readonly metricsReport: MetricsReport;
   readonly readiness: Readiness;
+  readonly tracing: TracerRef;
 }
 
 /**

@@ -12,6 +12,9 @@ import { createHttpServer, SERVER_LIMITS, type ServerLimits } from './http/serve
 import { createLogging, type DestinationStream, type Logger } from './observability/logger.js';
 import { GatewayMetrics } from './observability/metrics.js';
 import { localMetricsReport, type MetricsReport } from './observability/metrics-report.js';
+import type { TracerRef } from './observability/tracing/request-trace.js';
+import { tracingWanted } from './observability/tracing/settings.js';
+import { startTracing, type Tracing } from './observability/tracing/start-tracing.js';
 import { RequestAccounting } from './pipeline/account.js';
 import { Admissions } from './pipeline/admission.js';
 import { FileSource } from './sources/file-source.js';
@@ -145,9 +148,39 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   if (store.current !== null) startKube(store.current);
   store.onSwap(startKube);
 
+  // Tracing starts with the first config that enables it, like Kubernetes; the SDK is loaded only then.
+  // A later change of the tracing block is logged and waits for a restart.
+  const tracerRef: TracerRef = { tracer: null };
+  let tracing: Promise<Tracing | null> | null = null;
+  let tracingBlock = '';
+  const startTracingOnce = (snapshot: RoutingSnapshot): Promise<Tracing | null> | null => {
+    const block = JSON.stringify(snapshot.tracing);
+    if (tracing !== null) {
+      if (block !== tracingBlock) logger.warn('tracing settings changed; they apply at the next restart');
+      tracingBlock = block;
+      return tracing;
+    }
+    if (!tracingWanted(snapshot.tracing, options.env)) return null;
+    tracingBlock = block;
+    tracing = startTracing(snapshot.tracing, options.env, metrics, logger).then(
+      (started) => {
+        tracerRef.tracer = started.tracer;
+        return started;
+      },
+      (error: unknown) => {
+        logger.error({ err: { message: (error as Error).message, code: (error as { code?: string }).code } }, 'tracing failed to start; serving without it');
+        return null;
+      },
+    );
+    return tracing;
+  };
+  store.onSwap((snapshot) => void startTracingOnce(snapshot));
+  // Requests from the first one on are traced when the config enables tracing at start.
+  if (store.current !== null) await startTracingOnce(store.current);
+
   const metricsReport = (options.metricsReport ?? localMetricsReport)(metrics);
   const accounting = new RequestAccounting(metrics, logging, () => store.current?.settings.accessLog ?? true);
-  const handler = createRequestHandler({ store, transports, admissions, accounting, metricsReport, readiness });
+  const handler = createRequestHandler({ store, transports, admissions, accounting, metricsReport, readiness, tracing: tracerRef });
   const server = createHttpServer(handler, { ...SERVER_LIMITS, ...options.serverLimits }, (reason) => metrics.clientError(reason));
   await new Promise<void>((resolveListen, reject) => {
     server.once('error', reject);
@@ -173,6 +206,13 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     if (metrics.activeRequests > 0) logger.warn({ active_requests: metrics.activeRequests }, 'shutdown deadline reached; closing');
     server.closeAllConnections();
     await closed;
+    const started = await tracing;
+    if (started !== null) {
+      // The spans of the last requests go out within what is left of the deadline (never less than a second).
+      tracerRef.tracer = null;
+      const flushed = await started.shutdown(Math.max(1000, deadline - Date.now()));
+      if (!flushed) logger.warn('tracing: spans still queued at the shutdown deadline were dropped');
+    }
     fileSource.stop();
     await (await kube)?.stop();
     await transports.destroy();

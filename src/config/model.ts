@@ -1,3 +1,5 @@
+import type { OTLP_PROTOCOLS, TRACE_SAMPLERS } from './schema.js';
+
 /**
  * The plain data every config source produces and the snapshot builder
  * consumes. No Kubernetes types: the kube source translates into these.
@@ -69,10 +71,26 @@ export interface KubernetesSettings {
   readonly watchTimeoutSeconds: number;
 }
 
+/** The config's `tracing:` block; null fields fall back to the OTEL_* environment (see observability/tracing/settings). */
+export interface TracingConfig {
+  readonly enabled: boolean;
+  readonly endpoint: string | null;
+  readonly protocol: (typeof OTLP_PROTOCOLS)[number] | null;
+  readonly timeoutMs: number | null;
+  readonly serviceName: string | null;
+  readonly sampler: (typeof TRACE_SAMPLERS)[number] | null;
+  readonly samplerArg: number | null;
+  readonly maxQueueSize: number | null;
+  readonly maxExportBatchSize: number | null;
+  readonly scheduleDelayMs: number | null;
+  readonly exportTimeoutMs: number | null;
+}
+
 /** What the config file yields once its secrets are resolved. */
 export interface FileInputs {
   readonly settings: GatewaySettings;
   readonly kubernetes: KubernetesSettings;
+  readonly tracing: TracingConfig;
   readonly upstreams: readonly UpstreamSpec[];
   readonly routes: readonly RouteSpec[];
   readonly clientKeys: readonly ClientKeySpec[];

@@ -119,6 +119,49 @@ export const kubernetesSchema = z
   })
   .strict();
 
+/** OTLP protocols the exporter speaks (OTEL_EXPORTER_OTLP_PROTOCOL's values). */
+export const OTLP_PROTOCOLS = ['http/protobuf', 'http/json', 'grpc'] as const;
+
+/** The samplers of OTEL_TRACES_SAMPLER that the gateway builds. */
+export const TRACE_SAMPLERS = [
+  'always_on',
+  'always_off',
+  'traceidratio',
+  'parentbased_always_on',
+  'parentbased_always_off',
+  'parentbased_traceidratio',
+] as const;
+
+/**
+ * OpenTelemetry tracing. Off by default. Each field left out falls back to
+ * the spec's environment variable (named beside it), then the spec's default.
+ */
+export const tracingSchema = z
+  .object({
+    enabled: z.boolean().default(false),
+    /** OTEL_EXPORTER_OTLP_ENDPOINT: the collector's base URL (`/v1/traces` is added for HTTP). */
+    endpoint: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }).optional(),
+    /** OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, OTEL_EXPORTER_OTLP_PROTOCOL. */
+    protocol: z.enum(OTLP_PROTOCOLS).optional(),
+    /** OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, OTEL_EXPORTER_OTLP_TIMEOUT: how long one export may take. */
+    timeout_ms: timeoutMs.optional(),
+    /** OTEL_SERVICE_NAME. */
+    service_name: z.string().min(1).max(255).optional(),
+    /** OTEL_TRACES_SAMPLER. */
+    sampler: z.enum(TRACE_SAMPLERS).optional(),
+    /** OTEL_TRACES_SAMPLER_ARG: the ratio of the traceidratio samplers. */
+    sampler_arg: z.number().min(0).max(1).optional(),
+    /** OTEL_BSP_MAX_QUEUE_SIZE: finished spans waiting for export; past it new spans are dropped (and counted). */
+    max_queue_size: z.number().int().min(1).max(1_000_000).optional(),
+    /** OTEL_BSP_MAX_EXPORT_BATCH_SIZE. */
+    max_export_batch_size: z.number().int().min(1).max(1_000_000).optional(),
+    /** OTEL_BSP_SCHEDULE_DELAY. */
+    schedule_delay_ms: timeoutMs.optional(),
+    /** OTEL_BSP_EXPORT_TIMEOUT. */
+    export_timeout_ms: timeoutMs.optional(),
+  })
+  .strict();
+
 export const fileConfigSchema = z
   .object({
     // The seed's keys.
@@ -148,6 +191,7 @@ export const fileConfigSchema = z
       client_key_selector: 'apiproxy.io/client-keys=true',
       watch_timeout_seconds: 300,
     }),
+    tracing: tracingSchema.default({ enabled: false }),
   })
   .strict()
   .refine((c) => c.api === undefined || c.upstreams['default'] === undefined || c.default_upstream !== 'default', {
@@ -163,3 +207,4 @@ export type FileConfig = z.infer<typeof fileConfigSchema>;
 export type UpstreamFileConfig = z.infer<typeof upstreamSchema>;
 export type ClientKeyFileConfig = z.infer<typeof clientKeySchema>;
 export type RouteFileConfig = z.infer<typeof routeSchema>;
+export type TracingFileConfig = z.infer<typeof tracingSchema>;

@@ -1,4 +1,4 @@
-import type { FileInputs, GatewaySettings, KubeInputs, KubernetesSettings, ClientKeySpec, RouteStatus } from './model.js';
+import type { FileInputs, GatewaySettings, KubeInputs, KubernetesSettings, ClientKeySpec, RouteStatus, TracingConfig } from './model.js';
 import { compileUpstream, type Upstream } from './upstream.js';
 import { buildRouteTable, RouteError, type CompiledRoute } from '../routing/table.js';
 
@@ -10,6 +10,8 @@ export interface RoutingSnapshot {
   readonly version: number;
   readonly settings: GatewaySettings;
   readonly kubernetes: KubernetesSettings;
+  /** Read when tracing starts (with the first config that enables it); later changes wait for a restart. */
+  readonly tracing: TracingConfig;
   readonly upstreams: ReadonlyMap<string, Upstream>;
   readonly defaultUpstream: Upstream;
   readonly routes: ReadonlyMap<string, CompiledRoute>;
@@ -61,6 +63,7 @@ export function buildSnapshot(inputs: SnapshotInputs): RoutingSnapshot {
     version: inputs.version,
     settings: file.settings,
     kubernetes: file.kubernetes,
+    tracing: file.tracing,
     upstreams,
     defaultUpstream,
     routes: table.routes,

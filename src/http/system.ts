@@ -48,7 +48,8 @@ export function createSystemApp(readiness: Readiness, report: MetricsReport, acc
   const app = new Koa();
   app.silent = true; // errors are answered by the lifecycle, which logs the unexpected ones
   app.use(async (ctx: Context, next: Next) => {
-    const owner = new RequestLifecycle(ctx.req, ctx.res, accounting);
+    // Probes and scrapes are not traced: they would bury the requests that matter.
+    const owner = new RequestLifecycle(ctx.req, ctx.res, accounting, null);
     ctx.state['lifecycle'] = owner;
     try {
       await next();

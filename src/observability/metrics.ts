@@ -204,6 +204,37 @@ export class GatewayMetrics {
     this.#redactions.cell(upstream, where).inc();
   }
 
+  /**
+   * Tracing started: its series appear, at zero. Finished spans wait in a
+   * bounded queue (read by `queueLength`) for export; each is then exported
+   * or dropped (the queue was full, or the collector failed or timed out).
+   */
+  tracingStarted(queueLength: () => number): { exported(count: number): void; dropped(reason: 'queue_full' | 'export_failed', count: number): void } {
+    const exported = new CounterFamily(this.registry, {
+      name: 'apiproxy_tracing_spans_exported_total',
+      help: 'Spans the trace collector accepted.',
+      labelNames: [],
+    }).cell();
+    const dropped = new CounterFamily(this.registry, {
+      name: 'apiproxy_tracing_spans_dropped_total',
+      help: 'Spans lost: the export queue was full (queue_full) or the collector failed or timed out (export_failed).',
+      labelNames: ['reason'],
+    });
+    const cells = { queue_full: dropped.cell('queue_full'), export_failed: dropped.cell('export_failed') };
+    new client.Gauge({
+      name: 'apiproxy_tracing_queue_spans',
+      help: 'Finished spans waiting for export.',
+      registers: [this.registry],
+      collect() {
+        this.set(queueLength());
+      },
+    });
+    return {
+      exported: (count) => exported.inc(count),
+      dropped: (reason, count) => cells[reason].inc(count),
+    };
+  }
+
   /** Where the JSON and the gauge read the number of model routes. */
   countRoutesWith(count: () => number): void {
     this.#routeCount = count;

@@ -50,6 +50,7 @@ export async function forward(
 
   const headers = upstreamRequestHeaders(req.headers, upstream.authorization, contentLength, record.id);
   if (rewriteBody !== null) headers['accept-encoding'] = 'identity'; // the body is read, so it must arrive plain
+  lifecycle.attemptStarting(upstream, headers);
   deps.transports.get(upstream).dispatch(
     {
       method: record.method,

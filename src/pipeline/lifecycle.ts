@@ -2,6 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CLIENT_CLOSED_REQUEST, ClientGoneError } from '../errors/client-gone.js';
 import { toGatewayError } from '../errors/gateway-error.js';
 import { writeError } from '../errors/write-error.js';
+import type { Upstream } from '../config/upstream.js';
+import type { AttemptTrace, RequestTrace, RequestTracer } from '../observability/tracing/request-trace.js';
 import type { Exchange } from '../transport/types.js';
 import type { RequestAccounting } from './account.js';
 import type { UpstreamAdmission } from './admission.js';
@@ -19,7 +21,10 @@ export class RequestLifecycle {
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
   readonly record: RequestRecord;
+  /** The request's trace; null when tracing is off. */
+  readonly trace: RequestTrace | null;
   readonly #accounting: RequestAccounting;
+  #attempt: AttemptTrace | null = null;
   #exchange: Exchange | null = null;
   #slot: UpstreamAdmission | null = null;
   #upstreamOpen = false;
@@ -28,7 +33,7 @@ export class RequestLifecycle {
   #redactionLogged = false;
   #completed = false;
 
-  constructor(req: IncomingMessage, res: ServerResponse, accounting: RequestAccounting) {
+  constructor(req: IncomingMessage, res: ServerResponse, accounting: RequestAccounting, tracer: RequestTracer | null) {
     this.req = req;
     this.res = res;
     this.#accounting = accounting;
@@ -51,9 +56,22 @@ export class RequestLifecycle {
       stream: false,
       errorCode: null,
       clientAborted: false,
+      responseModel: null,
+      inputTokens: null,
+      outputTokens: null,
     };
+    this.trace = tracer === null ? null : tracer.startRequest(req.headers, this.record);
     accounting.opened();
     res.once('close', this.#onClose);
+  }
+
+  /**
+   * An upstream attempt is about to go out with these headers: with tracing
+   * on, its client span starts and its trace context is written into them.
+   * Each attempt ends in `upstreamSettled`.
+   */
+  attemptStarting(upstream: Upstream, headers: Record<string, string | string[]>): void {
+    if (this.trace !== null) this.#attempt = this.trace.attemptStarted(upstream, this.record, headers);
   }
 
   /** The request goes to an upstream, holding `slot` until the exchange settles. */
@@ -68,8 +86,9 @@ export class RequestLifecycle {
     if (this.#responseClosed) exchange.abort(new ClientGoneError());
   }
 
-  /** The upstream's response head arrived after `ttfbMs`; `stream` when it is an event stream. */
-  upstreamResponded(ttfbMs: number, stream: boolean): void {
+  /** The upstream's response head (`status`) arrived after `ttfbMs`; `stream` when it is an event stream. */
+  upstreamResponded(status: number, ttfbMs: number, stream: boolean): void {
+    this.#attempt?.responded(status, stream);
     const record = this.record;
     record.ttfbMs = ttfbMs;
     record.stream = stream;
@@ -77,10 +96,19 @@ export class RequestLifecycle {
     this.#accounting.upstreamResponded(record);
   }
 
+  /** The first bytes of an event stream's body reached the relay (reported only while a trace is open). */
+  firstChunk(): void {
+    this.#attempt?.firstChunk();
+  }
+
   /** The upstream exchange ended; `errorCode` when it failed (a gateway error code). */
   upstreamSettled(errorCode: string | null): void {
     if (!this.#upstreamOpen) return;
     this.#upstreamOpen = false;
+    if (this.#attempt !== null) {
+      this.#attempt.ended(errorCode);
+      this.#attempt = null;
+    }
     this.#exchange = null;
     this.#slot?.leave();
     this.#slot = null;
@@ -142,5 +170,6 @@ export class RequestLifecycle {
     const { record, res } = this;
     record.status = res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST;
     this.#accounting.completed(record, performance.now() - record.startedAt, this.#countedStream);
+    this.trace?.completed(record);
   }
 }

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { SnapshotStore } from '../config/store.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import { routeLabel } from '../observability/metrics.js';
+import type { TracerRef } from '../observability/tracing/request-trace.js';
 import { defaultPlan, resolveModel } from '../routing/resolve.js';
 import type { RequestAccounting } from './account.js';
 import { authenticate } from './authenticate.js';
@@ -14,6 +15,8 @@ import { checkMethod, checkPath } from './request-path.js';
 export interface ProxyDeps extends ForwardDeps {
   readonly store: SnapshotStore;
   readonly accounting: RequestAccounting;
+  /** The tracer while tracing is on; its `tracer` is null otherwise. */
+  readonly tracing: TracerRef;
 }
 
 /**
@@ -23,7 +26,7 @@ export interface ProxyDeps extends ForwardDeps {
  * is answered by the lifecycle, once.
  */
 export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res: ServerResponse) => void {
-  const { store, accounting } = deps;
+  const { store, accounting, tracing } = deps;
 
   async function proxy(lifecycle: RequestLifecycle): Promise<void> {
     const { req, record } = lifecycle;
@@ -45,7 +48,7 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
   }
 
   return function handle(req: IncomingMessage, res: ServerResponse): void {
-    const lifecycle = new RequestLifecycle(req, res, accounting);
+    const lifecycle = new RequestLifecycle(req, res, accounting, tracing.tracer);
     lifecycle.record.route = routeLabel(lifecycle.record.path);
     proxy(lifecycle).catch((caught: unknown) => lifecycle.fail(caught));
   };

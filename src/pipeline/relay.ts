@@ -56,6 +56,8 @@ export class Relay implements ExchangeHandler {
   #exchange: Exchange | null = null;
   #status = 0;
   #stream = false;
+  /** An event stream whose first bytes the request's trace waits for. */
+  #awaitingFirstChunk = false;
   /** Set while a body to rewrite is held back whole. */
   #held: { headers: OutgoingHttpHeaders; chunks: Buffer[]; size: number } | null = null;
   /** Paused until the client's side drains. */
@@ -83,7 +85,8 @@ export class Relay implements ExchangeHandler {
     this.#status = status;
     const contentType = headers['content-type'];
     this.#stream = typeof contentType === 'string' && contentType.startsWith('text/event-stream');
-    this.#lifecycle.upstreamResponded(performance.now() - this.#started, this.#stream);
+    this.#lifecycle.upstreamResponded(status, performance.now() - this.#started, this.#stream);
+    this.#awaitingFirstChunk = this.#stream && this.#lifecycle.trace !== null;
     const res = this.#res;
     if (res.destroyed) {
       this.#exchange!.abort(new ClientGoneError());
@@ -104,6 +107,10 @@ export class Relay implements ExchangeHandler {
   }
 
   onBody(bytes: Buffer, last: boolean): void {
+    if (this.#awaitingFirstChunk) {
+      this.#awaitingFirstChunk = false;
+      this.#lifecycle.firstChunk();
+    }
     if (this.#transforms.length > 0) {
       bytes = pushThrough(this.#transforms, bytes);
       if (bytes.length === 0) return;

@@ -20,4 +20,9 @@ export interface RequestRecord {
   stream: boolean;
   errorCode: string | null;
   clientAborted: boolean;
+  /** The model the upstream says answered, when the answer was read for it; null when unknown. */
+  responseModel: string | null;
+  /** Tokens the upstream reported (usage accounting fills them in); null when unknown. */
+  inputTokens: number | null;
+  outputTokens: number | null;
 }

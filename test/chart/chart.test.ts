@@ -285,7 +285,24 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
       unknown_models: 'passthrough',
       shutdown: { drain_delay_ms: 5000, timeout_ms: 120000 },
       kubernetes: { enabled: true, namespaces: [], client_key_selector: 'apiproxy.io/client-keys=true' },
+      tracing: { enabled: false },
     });
+  });
+
+  test('tracing: values become the tracing block (empty ones left to the OTEL_* variables) and open the collector ports', () => {
+    const objs = template(helm.v3, ['-f', ci('everything-on-values.yaml')]);
+    expect(renderedConfig(objs).tracing).toEqual({
+      enabled: true,
+      endpoint: 'http://otel-collector.observability:4318',
+      service_name: 'api-proxy-eu',
+      sampler: 'parentbased_traceidratio',
+      sampler_arg: 0.25,
+      max_queue_size: 4096,
+    });
+    const egress = one(objs, 'NetworkPolicy')['spec'].egress as { ports: { port: number }[] }[];
+    expect(egress.some((rule) => rule.ports.map((p) => p.port).join() === '4317,4318')).toBe(true);
+    expect(runHelm(helm.v3, ['template', 'rel', chartDir, '--set', 'tracing.protocol=udp']).status).not.toBe(0);
+    expect(runHelm(helm.v3, ['template', 'rel', chartDir, '--set-json', 'tracing.samplerArg=1.5']).status).not.toBe(0);
   });
 
   test('upstream tls: a CA Secret mounted as the file the config names, valid for the gateway', () => {
@@ -381,7 +398,7 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
     const np = one(objs, 'NetworkPolicy');
     expect(np['spec'].policyTypes).toEqual(['Ingress', 'Egress']);
     expect(np['spec'].ingress[0].ports).toEqual([{ port: 'http', protocol: 'TCP' }]);
-    expect(np['spec'].egress.length).toBe(3); // DNS, Kubernetes API, upstreams
+    expect(np['spec'].egress.length).toBe(4); // DNS, Kubernetes API, the trace collector, upstreams
     expect(one(objs, 'PodDisruptionBudget')['spec']).toMatchObject({ minAvailable: 2 });
     expect(gatewayContainer(objs).lifecycle.preStop).toEqual({ sleep: { seconds: 8 } });
     expect(deployment['spec'].template.spec.terminationGracePeriodSeconds).toBe(8 + 10 + 300 + 10);

@@ -14,6 +14,9 @@ export interface SeenRequest {
   bytesSent: number;
   /** The upstream socket's remote port: requests that share it shared a kept-alive connection. */
   remotePort: number;
+  /** The W3C trace context the request carried (null when none): the parent the inference server would continue. */
+  traceparent: string | null;
+  tracestate: string | null;
 }
 
 export interface FakeUpstream {
@@ -38,7 +41,8 @@ export interface FakeUpstream {
  *   x-fake-echo-headers: 1    put the request headers into an error body (a leaky upstream)
  *   x-fake-echo-auth: 1       copy the request's Authorization into a response header, at any status (a leaky upstream)
  *   x-fake-echo-auth-body: 1  put the request's Authorization into the answer's content; in a stream, split across two writes
- * Each SeenRequest also records `bytesSent` (for x-fake-size) and the connection's `remotePort`.
+ * Each SeenRequest also records `bytesSent` (for x-fake-size), the connection's `remotePort` and the
+ * `traceparent`/`tracestate` it got.
  */
 export async function startFakeUpstream(options: { tls?: { key: string; cert: string } } = {}): Promise<FakeUpstream> {
   const requests: SeenRequest[] = [];
@@ -59,6 +63,8 @@ export async function startFakeUpstream(options: { tls?: { key: string; cert: st
         closed,
         bytesSent: 0,
         remotePort: req.socket.remotePort ?? 0,
+        traceparent: typeof req.headers.traceparent === 'string' ? req.headers.traceparent : null,
+        tracestate: typeof req.headers.tracestate === 'string' ? req.headers.tracestate : null,
       };
       requests.push(seen);
       void respond(req, res, seen);

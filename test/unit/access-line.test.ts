@@ -20,6 +20,9 @@ function record(overrides: Partial<RequestRecord> = {}): RequestRecord {
     stream: true,
     errorCode: null,
     clientAborted: false,
+    responseModel: null,
+    inputTokens: null,
+    outputTokens: null,
     ...overrides,
   };
 }

@@ -169,5 +169,13 @@ Namespaces the gateway watches, as RBAC sees them: a list of namespace names, or
 {{- with .Values.config.routes }}{{ $_ := set $cfg "routes" . }}{{ end }}
 {{- $_ := set $cfg "shutdown" (dict "drain_delay_ms" (int .Values.config.shutdown.drainDelayMs) "timeout_ms" (int .Values.config.shutdown.timeoutMs)) }}
 {{- $_ := set $cfg "kubernetes" (dict "enabled" .Values.kubernetes.enabled "namespaces" .Values.kubernetes.namespaces "client_key_selector" .Values.kubernetes.clientKeySelector) }}
+{{- $tracing := dict "enabled" .Values.tracing.enabled }}
+{{- with .Values.tracing.endpoint }}{{ $_ := set $tracing "endpoint" . }}{{ end }}
+{{- with .Values.tracing.protocol }}{{ $_ := set $tracing "protocol" . }}{{ end }}
+{{- with .Values.tracing.serviceName }}{{ $_ := set $tracing "service_name" . }}{{ end }}
+{{- with .Values.tracing.sampler }}{{ $_ := set $tracing "sampler" . }}{{ end }}
+{{- if not (kindIs "invalid" .Values.tracing.samplerArg) }}{{ $_ := set $tracing "sampler_arg" (float64 .Values.tracing.samplerArg) }}{{ end }}
+{{- if not (kindIs "invalid" .Values.tracing.maxQueueSize) }}{{ $_ := set $tracing "max_queue_size" (int .Values.tracing.maxQueueSize) }}{{ end }}
+{{- $_ := set $cfg "tracing" $tracing }}
 {{- toPrettyJson $cfg }}
 {{- end }}

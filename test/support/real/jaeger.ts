@@ -34,6 +34,8 @@ export interface JaegerSpan {
   startTime: number; // µs since the epoch
   duration: number; // µs
   tags: { key: string; type: string; value: unknown }[];
+  /** Span events: `fields` holds `event` (the name) and the event's attributes. */
+  logs: { timestamp: number; fields: { key: string; type: string; value: unknown }[] }[];
   processID: string;
 }
 
