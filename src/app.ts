@@ -9,6 +9,7 @@ import type { Admissions } from './pipeline/admission.js';
 import { createProxyHandler } from './pipeline/proxy-handler.js';
 import { isV1Path } from './pipeline/request-path.js';
 import type { Transports } from './transport/transports.js';
+import type { PolicyLimiter } from './policy/limiter.js';
 
 export interface AppDeps {
   readonly store: SnapshotStore;
@@ -18,6 +19,8 @@ export interface AppDeps {
   readonly metricsReport: MetricsReport;
   readonly readiness: Readiness;
   readonly tracing: TracerRef;
+  /** The consumers' limits; replaced when the config's rate_limits change. */
+  readonly limits: { readonly limiter: PolicyLimiter };
 }
 
 /**

@@ -5,7 +5,7 @@ import { prettifyError } from 'zod';
 import { ConfigError } from './config-error.js';
 import { keyDigest } from './key-digest.js';
 import { fileConfigSchema, type FileConfig, type UpstreamFileConfig } from './schema.js';
-import type { ClientKeySpec, FileInputs, RouteSpec, UpstreamSpec } from './model.js';
+import type { ClientKeySpec, FileInputs, RateLimitSettings, RouteSpec, UpstreamSpec } from './model.js';
 
 export { ConfigError };
 
@@ -142,9 +142,28 @@ export function toInputs(config: FileConfig, readSecret: SecretReader): FileInpu
       scheduleDelayMs: config.tracing.schedule_delay_ms ?? null,
       exportTimeoutMs: config.tracing.export_timeout_ms ?? null,
     },
+    rateLimits: rateLimitSettings(config, readSecret),
+    usage: { requestStreamUsage: config.usage.request_stream_usage },
     upstreams,
     routes,
     clientKeys,
+  };
+}
+
+function rateLimitSettings(config: FileConfig, readSecret: SecretReader): RateLimitSettings {
+  const redis = config.rate_limits.redis;
+  if (redis === undefined) return { redis: null, failOpen: config.rate_limits.fail_open };
+  return {
+    redis: {
+      url: redis.url,
+      username: redis.username ?? null,
+      password: readSecret('rate_limits.redis.password', redis.password, redis.password_env, redis.password_file),
+      tlsCa: readSecret('rate_limits.redis.tls.ca_file', undefined, undefined, redis.tls?.ca_file),
+      tlsInsecureSkipVerify: redis.tls?.insecure_skip_verify ?? false,
+      timeoutMs: redis.timeout_ms,
+      keyPrefix: redis.key_prefix,
+    },
+    failOpen: config.rate_limits.fail_open,
   };
 }
 

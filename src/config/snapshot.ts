@@ -1,4 +1,14 @@
-import type { FileInputs, GatewaySettings, KubeInputs, KubernetesSettings, ClientKeySpec, RouteStatus, TracingConfig } from './model.js';
+import type {
+  FileInputs,
+  GatewaySettings,
+  KubeInputs,
+  KubernetesSettings,
+  ClientKeySpec,
+  RateLimitSettings,
+  RouteStatus,
+  TracingConfig,
+  UsageSettings,
+} from './model.js';
 import { compileUpstream, type Upstream } from './upstream.js';
 import { buildRouteTable, RouteError, type CompiledRoute } from '../routing/table.js';
 
@@ -12,6 +22,9 @@ export interface RoutingSnapshot {
   readonly kubernetes: KubernetesSettings;
   /** Read when tracing starts (with the first config that enables it); later changes wait for a restart. */
   readonly tracing: TracingConfig;
+  /** Where limit counters live; the gateway swaps its counter store when this changes. */
+  readonly rateLimits: RateLimitSettings;
+  readonly usage: UsageSettings;
   readonly upstreams: ReadonlyMap<string, Upstream>;
   readonly defaultUpstream: Upstream;
   readonly routes: ReadonlyMap<string, CompiledRoute>;
@@ -64,6 +77,8 @@ export function buildSnapshot(inputs: SnapshotInputs): RoutingSnapshot {
     settings: file.settings,
     kubernetes: file.kubernetes,
     tracing: file.tracing,
+    rateLimits: file.rateLimits,
+    usage: file.usage,
     upstreams,
     defaultUpstream,
     routes: table.routes,

@@ -47,12 +47,30 @@ export class RequestAccounting {
     if (log) this.#logging.logger.warn({ upstream: record.upstream, req_id: record.id, where }, "the upstream's answer carried its key; redacted");
   }
 
+  #countUsage(record: RequestRecord, keyId: string): void {
+    const consumer = record.consumer ?? keyId;
+    if (record.inputTokens !== null) {
+      this.#metrics.policy.tokens({
+        consumer,
+        keyId,
+        model: record.model ?? record.responseModel ?? 'unknown',
+        prompt: record.inputTokens,
+        completion: record.outputTokens ?? 0,
+        cached: record.cachedTokens,
+        reasoning: record.reasoningTokens,
+      });
+    } else if (record.usageUnknown) {
+      this.#metrics.policy.usageUnknown(consumer, keyId);
+    }
+  }
+
   /** The response is closed and no upstream exchange is open: counts, latency, one access line. */
   completed(record: RequestRecord, latencyMs: number, countedStream: boolean): void {
     const metrics = this.#metrics;
     metrics.activeRequests--;
     if (countedStream) metrics.activeStreams--;
     metrics.requestFinished(record.route, record.status, latencyMs / 1000, record.keyId);
+    if (record.keyId !== null) this.#countUsage(record, record.keyId);
     const logger = this.#logging.logger;
     if (this.#accessLog() && logger.isLevelEnabled('info')) this.#logging.writeLine(accessLine(record, latencyMs, this.#logging.bindings));
   }

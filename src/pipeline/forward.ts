@@ -3,13 +3,14 @@ import { ClientGoneError } from '../errors/client-gone.js';
 import type { RoutePlan } from '../routing/resolve.js';
 import type { Transports } from '../transport/transports.js';
 import type { Admissions, UpstreamAdmission } from './admission.js';
-import { replaceModel } from './json-request.js';
+import { addStreamUsage, replaceModel } from './json-request.js';
 import type { RequestLifecycle } from './lifecycle.js';
 import type { ClientRequestBody } from './read-body.js';
 import type { BodyTransformFactory } from './body-transform.js';
 import { redaction } from './redact.js';
 import { Relay } from './relay.js';
 import { upstreamRequestHeaders } from './upstream-headers.js';
+import type { UsageMeter } from './usage-meter.js';
 
 export interface ForwardDeps {
   readonly transports: Transports;
@@ -18,9 +19,10 @@ export interface ForwardDeps {
 
 /**
  * Sends the request to the plan's target, with the model that target takes
- * written into the body (every other byte as the client sent it), and hands
- * the answer to a Relay. Waits for a slot first when the upstream caps its
- * requests in flight.
+ * written into the body (every other byte as the client sent it, but for
+ * include_usage when `meter` asks the upstream for a stream's usage), and
+ * hands the answer to a Relay. Waits for a slot first when the upstream caps
+ * its requests in flight.
  */
 export async function forward(
   deps: ForwardDeps,
@@ -28,6 +30,7 @@ export async function forward(
   plan: RoutePlan,
   request: ClientRequestBody,
   rewriteBody: ((body: Buffer) => Buffer) | null,
+  meter: UsageMeter | null = null,
 ): Promise<void> {
   const { req, record } = lifecycle;
   const target = plan.targets[0]!;
@@ -38,18 +41,23 @@ export async function forward(
   const json = request.json;
   if (json !== null) {
     record.targetModel = target.model;
-    if (target.model !== json.model) {
-      body = Buffer.from(replaceModel(json.text, target.model));
+    const renamed = target.model !== json.model;
+    const withUsage = meter?.addsStreamUsage === true;
+    if (renamed || withUsage) {
+      let text = renamed ? replaceModel(json.text, target.model) : json.text;
+      if (withUsage) text = addStreamUsage(text);
+      body = Buffer.from(text);
       contentLength = body.length;
     }
   }
+  if (meter !== null) lifecycle.metering(meter);
 
   const admission = deps.admissions.get(upstream.name, upstream.admission);
   if (!admission.tryEnter()) await waitForSlot(admission, lifecycle.res);
   lifecycle.dispatching(admission);
 
   const headers = upstreamRequestHeaders(req.headers, upstream.authorization, contentLength, record.id);
-  if (rewriteBody !== null) headers['accept-encoding'] = 'identity'; // the body is read, so it must arrive plain
+  if (rewriteBody !== null || meter !== null) headers['accept-encoding'] = 'identity'; // the body is read, so it must arrive plain
   lifecycle.attemptStarting(upstream, headers);
   deps.transports.get(upstream).dispatch(
     {
@@ -61,14 +69,17 @@ export async function forward(
       idleTimeoutMs: upstream.idleTimeoutMs,
       sendNow: json?.stream ?? false,
     },
-    new Relay(lifecycle, { secrets: upstream.secrets, transforms: bodyTransforms(lifecycle, upstream.secrets), rewriteBody }),
+    new Relay(lifecycle, { secrets: upstream.secrets, transforms: bodyTransforms(lifecycle, upstream.secrets, meter), rewriteBody }),
   );
 }
 
-/** The stages the answer's body passes through: the upstream's secrets taken out, at any status. */
-function bodyTransforms(lifecycle: RequestLifecycle, secrets: readonly string[]): readonly BodyTransformFactory[] {
+const NO_TRANSFORMS: readonly BodyTransformFactory[] = [];
+
+/** The stages the answer's body passes through: the upstream's secrets taken out (at any status), then the usage read. */
+function bodyTransforms(lifecycle: RequestLifecycle, secrets: readonly string[], meter: UsageMeter | null): readonly BodyTransformFactory[] {
   const redacting = redaction(secrets, () => lifecycle.redacted('body'));
-  return redacting === null ? [] : [redacting];
+  if (redacting === null) return meter === null ? NO_TRANSFORMS : [meter];
+  return meter === null ? [redacting] : [redacting, meter];
 }
 
 /** Waits for a slot at a capped upstream; the wait ends when the client goes away. */

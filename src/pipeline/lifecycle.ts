@@ -7,8 +7,11 @@ import type { AttemptTrace, RequestTrace, RequestTracer } from '../observability
 import type { Exchange } from '../transport/types.js';
 import type { RequestAccounting } from './account.js';
 import type { UpstreamAdmission } from './admission.js';
+import type { RateLimitHeaders } from '../policy/rate-limit-headers.js';
+import type { LimitTicket } from '../policy/limiter.js';
 import type { RequestRecord } from './request-record.js';
 import { requestIdFrom } from './request-id.js';
+import type { UsageMeter } from './usage-meter.js';
 
 /**
  * The one owner of a request's life, from accept to record. Stages fill in
@@ -32,6 +35,11 @@ export class RequestLifecycle {
   #countedStream = false;
   #redactionLogged = false;
   #completed = false;
+  /** The consumer's budgets, for the answer's headers; null when no limit applies. */
+  #rateLimitHeaders: RateLimitHeaders | null = null;
+  /** What the request owes its limits once done (tokens, a stream's slot). */
+  #ticket: LimitTicket | null = null;
+  #meter: UsageMeter | null = null;
 
   constructor(req: IncomingMessage, res: ServerResponse, accounting: RequestAccounting, tracer: RequestTracer | null) {
     this.req = req;
@@ -46,6 +54,7 @@ export class RequestLifecycle {
       path: queryAt === -1 ? url : url.slice(0, queryAt),
       route: 'unmatched',
       keyId: null,
+      consumer: null,
       model: null,
       targetModel: null,
       upstream: null,
@@ -59,6 +68,9 @@ export class RequestLifecycle {
       responseModel: null,
       inputTokens: null,
       outputTokens: null,
+      cachedTokens: null,
+      reasoningTokens: null,
+      usageUnknown: false,
     };
     this.trace = tracer === null ? null : tracer.startRequest(req.headers, this.record);
     accounting.opened();
@@ -72,6 +84,22 @@ export class RequestLifecycle {
    */
   attemptStarting(upstream: Upstream, headers: Record<string, string | string[]>): void {
     if (this.trace !== null) this.#attempt = this.trace.attemptStarted(upstream, this.record, headers);
+  }
+
+  /** The limits let the request through: `headers` go on its answer, `ticket` is settled when it completes. */
+  admitted(headers: RateLimitHeaders | null, ticket: LimitTicket | null): void {
+    this.#rateLimitHeaders = headers;
+    this.#ticket = ticket;
+  }
+
+  /** OpenAI's rate-limit headers for the answer, when the consumer has limits. */
+  get rateLimitHeaders(): RateLimitHeaders | null {
+    return this.#rateLimitHeaders;
+  }
+
+  /** The answer's usage is read by `meter` (a transform of the relay); it is accounted when the request completes. */
+  metering(meter: UsageMeter): void {
+    this.#meter = meter;
   }
 
   /** The request goes to an upstream, holding `slot` until the exchange settles. */
@@ -164,11 +192,34 @@ export class RequestLifecycle {
     this.#completeIfDone();
   };
 
+  /** The answer's usage into the record, and to the limits: what was reported, else an estimate (never nothing). */
+  #settleUsage(): void {
+    const result = this.#meter?.result() ?? null;
+    let tokens = 0;
+    if (result !== null) {
+      const record = this.record;
+      record.responseModel = result.model;
+      if (result.kind === 'reported') {
+        const usage = result.usage;
+        record.inputTokens = usage.prompt;
+        record.outputTokens = usage.completion;
+        record.cachedTokens = usage.cached;
+        record.reasoningTokens = usage.reasoning;
+        tokens = usage.prompt + usage.completion;
+      } else {
+        record.usageUnknown = true;
+        tokens = result.estimate;
+      }
+    }
+    this.#ticket?.finish(tokens);
+  }
+
   #completeIfDone(): void {
     if (this.#completed || !this.#responseClosed || this.#upstreamOpen) return;
     this.#completed = true;
     const { record, res } = this;
     record.status = res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST;
+    this.#settleUsage();
     this.#accounting.completed(record, performance.now() - record.startedAt, this.#countedStream);
     this.trace?.completed(record);
   }

@@ -9,31 +9,49 @@ import { authenticate } from './authenticate.js';
 import { forward, type ForwardDeps } from './forward.js';
 import { RequestLifecycle } from './lifecycle.js';
 import { modelsEndpoint } from './models-endpoint.js';
+import type { JsonRequest } from './json-request.js';
 import { readClientBody } from './read-body.js';
 import { checkMethod, checkPath } from './request-path.js';
+import { enforceLimits, usesTokens } from './enforce-limits.js';
+import type { PolicyLimiter } from '../policy/limiter.js';
+import type { Principal } from '../policy/types.js';
+import { UsageMeter } from './usage-meter.js';
 
 export interface ProxyDeps extends ForwardDeps {
   readonly store: SnapshotStore;
   readonly accounting: RequestAccounting;
   /** The tracer while tracing is on; its `tracer` is null otherwise. */
   readonly tracing: TracerRef;
+  /** The consumers' limits (the counter store behind it changes with the config). */
+  readonly limits: { readonly limiter: PolicyLimiter };
+}
+
+/**
+ * Who a key is until consumers arrive (issue 16, part 1: authenticate then
+ * returns the Principal from the snapshot): each key its own consumer, no policy.
+ */
+function principalOf(keyId: string): Principal {
+  return { keyId, consumer: keyId, namespace: null, policy: null };
 }
 
 /**
  * Every `/v1/*` request, one way through: accept (the lifecycle opens the
- * record), authenticate, read the body, resolve the route, forward, relay;
- * the lifecycle records it when the response closes. Whatever a stage throws
- * is answered by the lifecycle, once.
+ * record), authenticate, read the body, the consumer's limits, resolve the
+ * route, forward, relay (with the usage read from the answer); the lifecycle
+ * records it, and charges the limits, when the response closes. Whatever a
+ * stage throws is answered by the lifecycle, once.
  */
 export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res: ServerResponse) => void {
-  const { store, accounting, tracing } = deps;
+  const { store, accounting, tracing, limits } = deps;
 
   async function proxy(lifecycle: RequestLifecycle): Promise<void> {
     const { req, record } = lifecycle;
     checkMethod(record.method);
     const snapshot = store.current;
     if (snapshot === null) throw new GatewayError('not_ready');
-    record.keyId = authenticate(req.headers.authorization, snapshot);
+    const principal = principalOf(authenticate(req.headers.authorization, snapshot));
+    record.keyId = principal.keyId;
+    record.consumer = principal.consumer;
     checkPath(record.path);
 
     const models = modelsEndpoint(lifecycle, snapshot);
@@ -43,8 +61,18 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
     record.bytesIn = request.contentLength ?? 0;
     const json = request.json;
     if (json !== null) record.model = json.model;
+    const limited = enforceLimits(lifecycle, limits.limiter, principal, json);
+    if (limited !== undefined) await limited;
     const plan = json === null ? defaultPlan(snapshot) : resolveModel(snapshot, json.model, Math.random());
-    await forward(deps, lifecycle, plan, request, models);
+    await forward(deps, lifecycle, plan, request, models, usageMeter(lifecycle, json, snapshot.usage.requestStreamUsage));
+  }
+
+  /** The usage transform for the token endpoints' JSON requests; it asks for a stream's usage when the client did not (and the switch is on). */
+  function usageMeter(lifecycle: RequestLifecycle, json: JsonRequest | null, requestStreamUsage: boolean): UsageMeter | null {
+    const route = lifecycle.record.route;
+    if (json === null || !usesTokens(route)) return null;
+    const adds = requestStreamUsage && json.stream && !json.includeUsage && (route === 'chat_completions' || route === 'completions');
+    return new UsageMeter(adds, lifecycle.record.bytesIn);
   }
 
   return function handle(req: IncomingMessage, res: ServerResponse): void {

@@ -8,6 +8,8 @@ export interface RequestRecord {
   readonly path: string;
   route: RouteLabel;
   keyId: string | null;
+  /** The key's consumer (`namespace/secret` or a file consumer's name), once authenticated. */
+  consumer: string | null;
   model: string | null;
   targetModel: string | null;
   upstream: string | null;
@@ -25,4 +27,9 @@ export interface RequestRecord {
   /** Tokens the upstream reported (usage accounting fills them in); null when unknown. */
   inputTokens: number | null;
   outputTokens: number | null;
+  /** Of the input, tokens the upstream served from its cache; of the output, tokens spent reasoning; null unless reported. */
+  cachedTokens: number | null;
+  reasoningTokens: number | null;
+  /** An answer that should report its usage did not (a stream the client left, an upstream that reports none). */
+  usageUnknown: boolean;
 }

@@ -41,13 +41,14 @@ const EMPTY = Buffer.alloc(0);
  * it would have got. Only events that contain `"usage"` are looked into.
  */
 export class UsageMeter implements BodyTransformFactory {
-  readonly #strip: boolean;
+  /** The gateway adds include_usage to the request (and takes what it adds out of the answer). */
+  readonly addsStreamUsage: boolean;
   readonly #requestBytes: number;
   #reader: UsageReader | null = null;
 
-  /** `strip`: the gateway added include_usage to the request; `requestBytes`: the request body's size, for the estimate. */
-  constructor(strip: boolean, requestBytes: number) {
-    this.#strip = strip;
+  /** `addsStreamUsage`: see above; `requestBytes`: the request body's size, for the estimate. */
+  constructor(addsStreamUsage: boolean, requestBytes: number) {
+    this.addsStreamUsage = addsStreamUsage;
     this.#requestBytes = requestBytes;
   }
 
@@ -58,10 +59,11 @@ export class UsageMeter implements BodyTransformFactory {
     if (typeof type !== 'string') return null;
     if (type.startsWith('text/event-stream')) {
       // Taking events out makes a declared length untrue (event streams rarely declare one).
-      if (this.#strip) delete relayed['content-length'];
-      return (this.#reader = new StreamUsage(this.#strip));
+      if (this.addsStreamUsage) delete relayed['content-length'];
+      return (this.#reader = new StreamUsage(this.addsStreamUsage));
     }
     if (type.startsWith('application/json')) return (this.#reader = new JsonUsage());
+    // An answer of another kind (audio, an image) reports no usage the gateway reads.
     return null;
   }
 
@@ -154,7 +156,8 @@ class StreamUsage implements UsageReader {
   /** With stripping: the start of an event not yet complete. */
   #carry: Buffer | null = null;
   #usage: TokenUsage | null = null;
-  #model: string | null | undefined;
+  /** Every event of a chat stream names the model; the first of a Responses stream holds it. */
+  readonly #head = new Head();
   events = 0;
 
   constructor(strip: boolean) {
@@ -163,8 +166,7 @@ class StreamUsage implements UsageReader {
   }
 
   push(bytes: Buffer): Buffer {
-    // Every event of a chat stream names the model; the first of a Responses stream holds it.
-    if (this.#model === undefined) this.#model = findModel(bytes, false);
+    this.#head.add(bytes);
     for (let at = bytes.indexOf(DATA); at !== -1; at = bytes.indexOf(DATA, at + DATA.length)) this.events++;
     if (this.#tail !== null) {
       this.#tail.add(bytes);
@@ -190,6 +192,14 @@ class StreamUsage implements UsageReader {
     return carry === null ? null : this.#rewrite(carry);
   }
 
+  /** Cut short: the unfinished event goes out as it came, so the client sees the cut where the upstream made it. */
+  abandon(): Buffer | null {
+    const carry = this.#carry;
+    if (carry !== null) this.#usage ??= findUsage(carry);
+    this.#carry = null;
+    return carry;
+  }
+
   usage(): TokenUsage | null {
     if (this.#tail !== null) return findUsage(this.#tail.bytes());
     // A usage event may sit unfinished in the carry when the stream was cut.
@@ -198,7 +208,7 @@ class StreamUsage implements UsageReader {
   }
 
   model(): string | null {
-    return this.#model ?? null;
+    return findModel(this.#head.bytes(), false);
   }
 
   /** `data` without the usage-only event and the `"usage":null` members; itself when it has neither. */
@@ -246,7 +256,10 @@ function memberSpan(event: Buffer, key: number, valueEnd: number): [number, numb
   if (event[before] === COMMA) return [before, valueEnd];
   let after = valueEnd;
   while (after < event.length && isBlank(event[after]!)) after++;
-  return event[after] === COMMA ? [key, after + 1] : [key, valueEnd];
+  if (event[after] !== COMMA) return [key, valueEnd];
+  after++;
+  while (after < event.length && isBlank(event[after]!)) after++;
+  return [key, after];
 }
 
 /** An event whose `choices` is an empty array: the usage-only event include_usage adds. */

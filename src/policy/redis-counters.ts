@@ -1,24 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { createClient } from '@redis/client';
+import type { RedisSettings } from '../config/model.js';
 import type { Admission, AdmissionResult, CounterStore, RateOp, SlotOp } from './counter-store.js';
 import type { RateOutcome } from './gcra.js';
 import { admitScript, settleScript, type Settlement } from './redis-scripts.js';
 import type { StoreHealth } from './store-health.js';
-
-/** How to reach Redis: the config's `rate_limits.redis`, its secrets read. */
-export interface RedisSettings {
-  /** redis:// or rediss:// (TLS), with an optional /<db>. */
-  readonly url: string;
-  readonly username: string | null;
-  readonly password: string | null;
-  /** PEM of a private CA for rediss://; null: the system's. */
-  readonly tlsCa: string | null;
-  readonly tlsInsecureSkipVerify: boolean;
-  /** A call slower than this counts as Redis being away. */
-  readonly timeoutMs: number;
-  /** Prepended to every key, so several gateways (or other users) can share one Redis. */
-  readonly keyPrefix: string;
-}
 
 /** How long a stream's slot is held without renewal: the longest a dead replica's streams keep their slots. */
 export const SLOT_LEASE_MS = 60_000;

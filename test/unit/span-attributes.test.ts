@@ -9,6 +9,7 @@ function record(overrides: Partial<RequestRecord> = {}): RequestRecord {
     path: '/v1/chat/completions',
     route: 'chat_completions',
     keyId: 'team-a',
+    consumer: 'team-a',
     model: 'gpt-4',
     targetModel: 'gpt-4o',
     upstream: 'default',
@@ -22,6 +23,9 @@ function record(overrides: Partial<RequestRecord> = {}): RequestRecord {
     responseModel: null,
     inputTokens: null,
     outputTokens: null,
+    cachedTokens: null,
+    reasoningTokens: null,
+    usageUnknown: false,
     ...overrides,
   };
 }
