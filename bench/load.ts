@@ -164,6 +164,22 @@ export async function openSlowStreams(target: Target, body: string, count: numbe
   };
 }
 
+/** `count` uploads of `body` one after another on one connection, to `path`; latency of each in ms. */
+export async function sequentialUploads(target: Target, path: string, body: Buffer, contentType: string, count: number): Promise<number[]> {
+  const pool = new Pool(target.url, { connections: 1 });
+  const headers = { ...target.headers, 'content-type': contentType };
+  const latencies: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const start = performance.now();
+    const response = await pool.request({ method: 'POST', path, headers, body });
+    await response.body.arrayBuffer();
+    if (response.statusCode !== 200) throw new Error(`upload answered ${response.statusCode}`);
+    latencies.push(performance.now() - start);
+  }
+  await pool.close();
+  return latencies;
+}
+
 /** Sequential requests with a large body on one keep-alive connection; latency per request. */
 export async function sequential(target: Target, body: string, count: number): Promise<number[]> {
   const pool = new Pool(target.url, { connections: 1 });

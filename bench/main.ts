@@ -5,7 +5,7 @@
  * interleave; medians and ratios are quoted. Prints a table and writes
  * bench-results/latest.json. `--quick` for a short smoke run.
  *
- * Flags: --quick, --rounds=N, --seconds=N, --only=throughput,streams,memory,body,config,nolog,cluster,peers,longstreams,tracing,
+ * Flags: --quick, --rounds=N, --seconds=N, --only=throughput,streams,memory,body,upload,config,nolog,cluster,peers,longstreams,tracing,
  *        --baseline=FILE (the tracing section also measures this build's main.js, e.g. main's, tracing off),
  *        --workers=N (the cluster section's WORKERS, default 2; `auto` is one per CPU),
  *        --profile (the gateway writes a .cpuprofile to bench-results/profiles), --out=FILE,
@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { configScale, type ConfigScaleResult } from './config-scale.js';
 import { longStreamRows, summarizeLongProfile, type LongProfileSummary } from './long-report.js';
 import { runLongProfile } from './long-profile.js';
-import { closedLoop, hasWrk, openSlowStreams, paced, sequential, type PacedResult, type StreamsResult, type Target } from './load.js';
+import { closedLoop, hasWrk, openSlowStreams, paced, sequential, sequentialUploads, type PacedResult, type StreamsResult, type Target } from './load.js';
 import { parseBenchArgs, type Options } from './options.js';
 import { startOtlpSink } from './otlp-sink.js';
 import { filePeer, hasNginx, naivePeer, nginxPeer, type Peer, type PeerLauncher } from './peers.js';
@@ -59,6 +59,20 @@ const BODY = JSON.stringify({
   max_tokens: 64,
 });
 const STREAM_BODY = JSON.stringify({ ...(JSON.parse(BODY) as object), stream: true });
+const UPLOAD_BOUNDARY = 'bench-form-boundary-q8W3xZ';
+const UPLOAD_SIZE = 10 * 1024 * 1024;
+
+/** A 10 MiB transcription form, its model (routed, so rewritten) before or after the file. */
+function uploadForm(modelFirst: boolean): Buffer {
+  const model = Buffer.from(`--${UPLOAD_BOUNDARY}\r\nContent-Disposition: form-data; name="model"\r\n\r\n${MODEL_REDIRECT.from}\r\n`);
+  const fileHead = Buffer.from(`--${UPLOAD_BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="speech.wav"\r\nContent-Type: audio/wav\r\n\r\n`);
+  // Bytes that never spell the boundary (or the bench upstream's stream flag).
+  const audio = Buffer.alloc(UPLOAD_SIZE, 'RIFF\x00\x01\x7f\xfe', 'latin1');
+  const file = Buffer.concat([fileHead, audio, Buffer.from('\r\n')]);
+  const end = Buffer.from(`--${UPLOAD_BOUNDARY}--\r\n`);
+  return Buffer.concat(modelFirst ? [model, file, end] : [file, model, end]);
+}
+
 const BIG_BODY = JSON.stringify({ model: 'gpt-4', messages: [{ role: 'user', content: 'x'.repeat(1024 * 1024 - 60) }] });
 const CLIENT_KEY = 'bench-client-key-0123456789';
 /** The one redirect the requests above go through: the model they ask for, and the one the upstream gets. */
@@ -71,6 +85,7 @@ function gatewayConfig(upstreamUrl: string, accessLog: boolean, extra: Record<st
     client_keys: [{ id: 'bench', key: CLIENT_KEY }],
     model_redirects: { [MODEL_REDIRECT.from]: MODEL_REDIRECT.to },
     access_log: accessLog,
+    body_limit: '16MiB', // the upload section's 10 MiB forms
     log_level: 'info',
     shutdown: { drain_delay_ms: 0, timeout_ms: 2000 },
   };
@@ -207,6 +222,45 @@ async function main(): Promise<void> {
       requests_each: pair.gateway.flat().length,
     };
     log(`  gateway p50 ${gw.toFixed(2)} ms, direct p50 ${dr.toFixed(2)} ms`);
+  }
+
+  if (wants('upload')) {
+    const count = options.quick ? 4 : 10;
+    const formType = `multipart/form-data; boundary=${UPLOAD_BOUNDARY}`;
+    const upload: Record<string, unknown> = {};
+    // `streamed_through`: the same bytes as application/octet-stream, which the gateway streams without reading
+    // (as it did forms before they were routed): the cost of routing is the difference.
+    const variants = [
+      ['model_first', true, formType],
+      ['model_last', false, formType],
+      ['streamed_through', true, 'application/octet-stream'],
+    ] as const;
+    for (const [name, modelFirst, type] of variants) {
+      log(`(4b) 10 MiB transcription upload, ${name.replace('_', ' ')}, sequential`);
+      const form = uploadForm(modelFirst);
+      await sequentialUploads(via, '/v1/audio/transcriptions', form, type, 2);
+      await sequentialUploads(direct, '/v1/audio/transcriptions', form, type, 2);
+      const rssBefore = rssOf(gateway.pid);
+      let rssPeak = rssBefore;
+      const pair = await interleave(options.rounds, via, direct, async (target, which) => {
+        const sampler = which === 'gateway' ? sampleRss(gateway.pid, 5) : null;
+        const latencies = await sequentialUploads(target, '/v1/audio/transcriptions', form, type, count);
+        if (sampler !== null) rssPeak = Math.max(rssPeak, sampler.stop());
+        return latencies;
+      });
+      const gw = median(pair.gateway.flat());
+      const dr = median(pair.direct.flat());
+      upload[name] = {
+        gateway_p50_ms: round(gw, 2),
+        direct_p50_ms: round(dr, 2),
+        added_ms: round(gw - dr, 2),
+        gateway_rss_before_mib: round(mib(rssBefore), 1),
+        gateway_rss_peak_mib: round(mib(rssPeak), 1),
+        uploads_each: pair.gateway.flat().length,
+      };
+      log(`  gateway p50 ${gw.toFixed(2)} ms, direct p50 ${dr.toFixed(2)} ms, gateway RSS ${mib(rssBefore).toFixed(1)} -> peak ${mib(rssPeak).toFixed(1)} MiB`);
+    }
+    results['upload_10mib'] = upload;
   }
 
   if (wants('nolog')) {
@@ -718,6 +772,18 @@ export function table(results: Record<string, unknown>): string {
   if (b !== undefined) {
     rows.push(['(4) 1 MiB body p50 ms', `${b['gateway_p50_ms']}`, `${b['direct_p50_ms']}`, '']);
     rows.push(['    added ms', `${b['added_ms']}`, '', `< 10 (${mark(b['added_ms']! < 10)})`]);
+  }
+  const u = results['upload_10mib'] as Record<string, Record<string, number>> | undefined;
+  if (u !== undefined) {
+    for (const [name, row] of Object.entries(u)) {
+      rows.push([`(4b) 10 MiB upload, ${name.replace('_', ' ')}, p50 ms`, `${row['gateway_p50_ms']}`, `${row['direct_p50_ms']}`, '']);
+      rows.push([
+        '    added ms; gateway RSS before -> peak MiB',
+        `${row['added_ms']}`,
+        `${row['gateway_rss_before_mib']} -> ${row['gateway_rss_peak_mib']}`,
+        '',
+      ]);
+    }
   }
   const c = r['config_scale'];
   if (c !== undefined) {

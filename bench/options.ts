@@ -21,7 +21,7 @@ export interface Options {
   baseline: string | null;
 }
 
-export const SECTIONS = ['throughput', 'streams', 'memory', 'body', 'config', 'nolog', 'cluster', 'peers', 'longstreams', 'tracing'] as const;
+export const SECTIONS = ['throughput', 'streams', 'memory', 'body', 'upload', 'config', 'nolog', 'cluster', 'peers', 'longstreams', 'tracing'] as const;
 
 const FLAGS = {
   quick: 'boolean',

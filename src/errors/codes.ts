@@ -8,6 +8,8 @@ export const ERROR_CODES = {
   invalid_body: { status: 400, type: 'invalid_request_error', message: 'The request body must be a JSON object.' },
   invalid_utf8: { status: 400, type: 'invalid_request_error', message: 'The request body is not valid UTF-8.' },
   missing_model: { status: 400, type: 'invalid_request_error', message: "The request body must contain a string 'model' field." },
+  duplicate_model: { status: 400, type: 'invalid_request_error', message: "The request body names 'model' more than once." },
+  invalid_multipart: { status: 400, type: 'invalid_request_error', message: 'The multipart/form-data body is malformed.' },
   missing_api_key: {
     status: 401,
     type: 'invalid_request_error',
@@ -29,6 +31,11 @@ export const ERROR_CODES = {
     status: 503,
     type: 'server_error',
     message: 'The upstream is at its limit of requests in flight and no slot freed in time.',
+  },
+  upload_spool_failed: {
+    status: 503,
+    type: 'server_error',
+    message: 'The gateway could not buffer the upload while looking for its model; try again.',
   },
   not_ready: { status: 503, type: 'server_error', message: 'The gateway is not ready.' },
   rate_limit_unavailable: {

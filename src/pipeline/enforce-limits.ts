@@ -2,8 +2,8 @@ import { GatewayError } from '../errors/gateway-error.js';
 import type { RouteLabel } from '../observability/metrics.js';
 import type { LimitDecision, PolicyLimiter, RequestShape } from '../policy/limiter.js';
 import type { Principal } from '../policy/types.js';
-import type { JsonRequest } from './json-request.js';
 import type { RequestLifecycle } from './lifecycle.js';
+import type { ClientRequestBody } from './read-body.js';
 
 /** The endpoints whose answers report token usage, and whose requests token budgets apply to. */
 export function usesTokens(route: RouteLabel): boolean {
@@ -17,8 +17,8 @@ const SHAPES: readonly RequestShape[] = [
   { tokens: true, stream: true },
 ];
 
-function shapeOf(route: RouteLabel, json: JsonRequest | null): RequestShape {
-  return SHAPES[(json !== null && usesTokens(route) ? 2 : 0) + (json?.stream === true ? 1 : 0)]!;
+function shapeOf(route: RouteLabel, request: ClientRequestBody): RequestShape {
+  return SHAPES[(request.model !== null && usesTokens(route) ? 2 : 0) + (request.stream ? 1 : 0)]!;
 }
 
 /**
@@ -28,8 +28,8 @@ function shapeOf(route: RouteLabel, json: JsonRequest | null): RequestShape {
  * refused, the request ends here with 429 `rate_limit_exceeded` (or 503
  * `rate_limit_unavailable` when Redis is away and the limiter fails closed).
  */
-export function enforceLimits(lifecycle: RequestLifecycle, limiter: PolicyLimiter, principal: Principal, json: JsonRequest | null): void | Promise<void> {
-  const decision = limiter.admit(principal, shapeOf(lifecycle.record.route, json));
+export function enforceLimits(lifecycle: RequestLifecycle, limiter: PolicyLimiter, principal: Principal, request: ClientRequestBody): void | Promise<void> {
+  const decision = limiter.admit(principal, shapeOf(lifecycle.record.route, request));
   if (decision instanceof Promise) return decision.then((settled) => apply(lifecycle, settled));
   apply(lifecycle, decision);
 }

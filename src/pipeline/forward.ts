@@ -3,7 +3,6 @@ import { ClientGoneError } from '../errors/client-gone.js';
 import type { RoutePlan } from '../routing/resolve.js';
 import type { Transports } from '../transport/transports.js';
 import type { Admissions, UpstreamAdmission } from './admission.js';
-import { addStreamUsage, replaceModel } from './json-request.js';
 import type { RequestLifecycle } from './lifecycle.js';
 import type { ClientRequestBody } from './read-body.js';
 import type { BodyTransformFactory } from './body-transform.js';
@@ -19,10 +18,10 @@ export interface ForwardDeps {
 
 /**
  * Sends the request to the plan's target, with the model that target takes
- * written into the body (every other byte as the client sent it, but for
- * include_usage when `meter` asks the upstream for a stream's usage), and
- * hands the answer to a Relay. Waits for a slot first when the upstream caps
- * its requests in flight.
+ * written into the body, JSON or form (every other byte as the client sent it,
+ * but for include_usage when `meter` asks the upstream for a stream's usage),
+ * and hands the answer to a Relay. Waits for a slot first when the upstream
+ * caps its requests in flight.
  */
 export async function forward(
   deps: ForwardDeps,
@@ -36,20 +35,10 @@ export async function forward(
   const target = plan.targets[0]!;
   const upstream = target.upstream;
   record.upstream = upstream.name;
-  let body = request.body;
-  let contentLength = request.contentLength;
-  const json = request.json;
-  if (json !== null) {
-    record.targetModel = target.model;
-    const renamed = target.model !== json.model;
-    const withUsage = meter?.addsStreamUsage === true;
-    if (renamed || withUsage) {
-      let text = renamed ? replaceModel(json.text, target.model) : json.text;
-      if (withUsage) text = addStreamUsage(text);
-      body = Buffer.from(text);
-      contentLength = body.length;
-    }
-  }
+  // The one place a body's model is decided, for every kind of body: the target's.
+  const named = request.model !== null;
+  if (named) record.targetModel = target.model;
+  const { body, contentLength } = request.upstreamBody(named ? target.model : null, meter?.addsStreamUsage === true);
   if (meter !== null) lifecycle.metering(meter);
 
   const admission = deps.admissions.get(upstream.name, upstream.admission);
@@ -67,7 +56,7 @@ export async function forward(
       body,
       headersTimeoutMs: upstream.headersTimeoutMs,
       idleTimeoutMs: upstream.idleTimeoutMs,
-      sendNow: json?.stream ?? false,
+      sendNow: request.stream,
     },
     new Relay(lifecycle, { secrets: upstream.secrets, transforms: bodyTransforms(lifecycle, upstream.secrets, meter), rewriteBody }),
   );

@@ -35,6 +35,8 @@ export class RequestLifecycle {
   #countedStream = false;
   #redactionLogged = false;
   #completed = false;
+  /** What the request holds until it completes (a spooled upload), released then. */
+  #releases: (() => void)[] | null = null;
   /** The consumer's budgets, for the answer's headers; null when no limit applies. */
   #rateLimitHeaders: RateLimitHeaders | null = null;
   /** What the request owes its limits once done (tokens, a stream's slot). */
@@ -112,6 +114,11 @@ export class RequestLifecycle {
   attach(exchange: Exchange): void {
     this.#exchange = exchange;
     if (this.#responseClosed) exchange.abort(new ClientGoneError());
+  }
+
+  /** Releases `release` when the request completes: the response closed and no upstream exchange open. */
+  onComplete(release: () => void): void {
+    (this.#releases ??= []).push(release);
   }
 
   /** The upstream's response head (`status`) arrived after `ttfbMs`; `stream` when it is an event stream. */
@@ -217,6 +224,7 @@ export class RequestLifecycle {
   #completeIfDone(): void {
     if (this.#completed || !this.#responseClosed || this.#upstreamOpen) return;
     this.#completed = true;
+    if (this.#releases !== null) for (const release of this.#releases) release();
     const { record, res } = this;
     record.status = res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST;
     this.#settleUsage();

@@ -9,8 +9,7 @@ import { authenticate } from './authenticate.js';
 import { forward, type ForwardDeps } from './forward.js';
 import { RequestLifecycle } from './lifecycle.js';
 import { modelsEndpoint } from './models-endpoint.js';
-import type { JsonRequest } from './json-request.js';
-import { readClientBody } from './read-body.js';
+import { readClientBody, type ClientRequestBody } from './read-body.js';
 import { checkMethod, checkPath } from './request-path.js';
 import { enforceLimits, usesTokens } from './enforce-limits.js';
 import type { PolicyLimiter } from '../policy/limiter.js';
@@ -57,21 +56,21 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
     const models = modelsEndpoint(lifecycle, snapshot);
     if (models === true) return;
 
-    const request = await readClientBody(req, snapshot.settings.bodyLimit);
+    const request = await readClientBody(lifecycle, snapshot.settings.bodyLimit);
     record.bytesIn = request.contentLength ?? 0;
-    const json = request.json;
-    if (json !== null) record.model = json.model;
-    const limited = enforceLimits(lifecycle, limits.limiter, principal, json);
+    const model = request.model;
+    if (model !== null) record.model = model;
+    const limited = enforceLimits(lifecycle, limits.limiter, principal, request);
     if (limited !== undefined) await limited;
-    const plan = json === null ? defaultPlan(snapshot) : resolveModel(snapshot, json.model, Math.random());
-    await forward(deps, lifecycle, plan, request, models, usageMeter(lifecycle, json, snapshot.usage.requestStreamUsage));
+    const plan = model === null ? defaultPlan(snapshot) : resolveModel(snapshot, model, Math.random());
+    await forward(deps, lifecycle, plan, request, models, usageMeter(lifecycle, request, snapshot.usage.requestStreamUsage));
   }
 
-  /** The usage transform for the token endpoints' JSON requests; it asks for a stream's usage when the client did not (and the switch is on). */
-  function usageMeter(lifecycle: RequestLifecycle, json: JsonRequest | null, requestStreamUsage: boolean): UsageMeter | null {
+  /** The usage transform for the token endpoints' requests; it asks for a stream's usage when the client did not (and the switch is on). */
+  function usageMeter(lifecycle: RequestLifecycle, request: ClientRequestBody, requestStreamUsage: boolean): UsageMeter | null {
     const route = lifecycle.record.route;
-    if (json === null || !usesTokens(route)) return null;
-    const adds = requestStreamUsage && json.stream && !json.includeUsage && (route === 'chat_completions' || route === 'completions');
+    if (request.model === null || !usesTokens(route)) return null;
+    const adds = requestStreamUsage && request.stream && !request.includeUsage && (route === 'chat_completions' || route === 'completions');
     return new UsageMeter(adds, lifecycle.record.bytesIn);
   }
 

@@ -2,40 +2,117 @@ import type { IncomingMessage } from 'node:http';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { ClientGoneError } from '../errors/client-gone.js';
 import { GatewayError } from '../errors/gateway-error.js';
-import { parseJsonRequest, type JsonRequest } from './json-request.js';
+import { addStreamUsage, parseJsonRequest, replaceModel, type JsonRequest } from './json-request.js';
+import type { RequestLifecycle } from './lifecycle.js';
+import { readMultipartRequest } from './multipart-request.js';
 
-/** Body content types the gateway streams through untouched instead of reading as JSON. */
+/** Body content types the gateway streams through untouched instead of reading as JSON (multipart/form-data is read). */
 const RAW_BODY_TYPES = /^(multipart\/|application\/octet-stream|audio\/|image\/|video\/)/i;
+const FORM_DATA_TYPE = /^multipart\/form-data\s*(;|$)/i;
 
-/** The client's request as the rest of the pipeline needs it. */
-export interface ClientRequestBody {
-  /** The JSON body's model and text; null for a request without a JSON body (GET, uploads). */
-  readonly json: JsonRequest | null;
-  /** What goes upstream as the body: the bytes as read, a stream (uploads), or none. */
+/** Bytes of a form held in memory while looking for its model; past them, a temporary file. */
+export const FORM_SPOOL_MEMORY = 256 * 1024;
+
+/** A body as it goes upstream. */
+export interface UpstreamBody {
+  /** The bytes (a JSON body), a stream (uploads), or none. */
   readonly body: Buffer | Readable | null;
-  /** The body's length when known; null for a chunked upload. */
+  /** Its length when known; null sends it chunked. */
   readonly contentLength: number | null;
 }
 
-const NO_BODY: ClientRequestBody = { json: null, body: null, contentLength: null };
-const EMPTY_BODY: ClientRequestBody = { json: null, body: null, contentLength: 0 };
+/** The client's request as the rest of the pipeline needs it. */
+export interface ClientRequestBody {
+  /** The model the body names (a JSON body's `model`, a form's `model` field); null when it names none. */
+  readonly model: string | null;
+  /** The client asked for an event stream (`"stream": true` in a JSON body). */
+  readonly stream: boolean;
+  /** The client asked for the stream's usage (`"stream_options": {"include_usage": true}` in a JSON body). */
+  readonly includeUsage: boolean;
+  /** The body's length as the client sent it, when known; null for a chunked upload. */
+  readonly contentLength: number | null;
+  /**
+   * The body to send upstream naming `model` instead of the client's: only
+   * the model's value changes, every other byte is as the client sent it.
+   * null (or the client's own model) sends the body as it came. With
+   * `streamUsage`, a JSON body also asks for the stream's usage (addStreamUsage).
+   */
+  upstreamBody(model: string | null, streamUsage?: boolean): UpstreamBody;
+}
+
+/** A JSON body, read whole and parsed once. */
+class JsonBody implements ClientRequestBody {
+  readonly model: string;
+  readonly stream: boolean;
+  readonly includeUsage: boolean;
+  readonly contentLength: number;
+  readonly #raw: Buffer;
+  readonly #json: JsonRequest;
+
+  constructor(raw: Buffer) {
+    this.#raw = raw;
+    this.#json = parseJsonRequest(raw);
+    this.model = this.#json.model;
+    this.stream = this.#json.stream;
+    this.includeUsage = this.#json.includeUsage;
+    this.contentLength = raw.length;
+  }
+
+  upstreamBody(model: string | null, streamUsage = false): UpstreamBody {
+    const renamed = model !== null && model !== this.model;
+    if (!renamed && !streamUsage) return { body: this.#raw, contentLength: this.#raw.length };
+    let text = renamed ? replaceModel(this.#json.text, model) : this.#json.text;
+    if (streamUsage) text = addStreamUsage(text);
+    const body = Buffer.from(text);
+    return { body, contentLength: body.length };
+  }
+}
+
+/** A body that names no model: sent as it came (none, or an upload streamed through). */
+class OpaqueBody implements ClientRequestBody {
+  readonly model = null;
+  readonly stream = false;
+  readonly includeUsage = false;
+  readonly #body: UpstreamBody;
+
+  constructor(body: Buffer | Readable | null, contentLength: number | null) {
+    this.#body = { body, contentLength };
+  }
+
+  get contentLength(): number | null {
+    return this.#body.contentLength;
+  }
+
+  upstreamBody(): UpstreamBody {
+    return this.#body;
+  }
+}
+
+const NO_BODY = new OpaqueBody(null, null);
+const EMPTY_BODY = new OpaqueBody(null, 0);
 
 /**
  * Reads what routing needs from a request: a JSON body is read whole (413
- * past `limit`) and parsed once; uploads (multipart, binary) are streamed
- * through with the same limit; GET, HEAD and bodiless requests carry none.
+ * past `limit`) and parsed once; a multipart/form-data body is read up to its
+ * `model` field (multipart-request.ts); other uploads (binary, other
+ * multipart types) are streamed through with the same limit; GET, HEAD and
+ * bodiless requests carry none. What a body holds (a spooled form) is given
+ * back when the request completes.
  */
-export async function readClientBody(req: IncomingMessage, limit: number): Promise<ClientRequestBody> {
+export async function readClientBody(lifecycle: RequestLifecycle, limit: number): Promise<ClientRequestBody> {
+  const req = lifecycle.req;
   const method = req.method;
   const declared = req.headers['content-length'];
   const hasBody = declared !== undefined ? declared !== '0' : req.headers['transfer-encoding'] !== undefined;
   if (!hasBody || method === 'GET' || method === 'HEAD') return hasBody ? EMPTY_BODY : NO_BODY;
   const contentType = req.headers['content-type'];
-  if (contentType !== undefined && RAW_BODY_TYPES.test(contentType)) {
-    return { json: null, body: limitedBodyStream(req, limit), contentLength: declared === undefined ? null : Number(declared) };
+  if (contentType !== undefined && FORM_DATA_TYPE.test(contentType)) {
+    return readMultipartRequest(req, { limit, spoolMemory: FORM_SPOOL_MEMORY, onComplete: (release) => lifecycle.onComplete(release) });
   }
-  const raw = await readBody(req, limit);
-  return { json: parseJsonRequest(raw), body: raw, contentLength: raw.length };
+  if (contentType !== undefined && RAW_BODY_TYPES.test(contentType)) {
+    return new OpaqueBody(limitedBodyStream(req, limit), declared === undefined ? null : Number(declared));
+  }
+  return new JsonBody(await readBody(req, limit));
 }
 
 function tooLarge(limit: number): GatewayError {

@@ -125,7 +125,7 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
       capabilities: { drop: ['ALL'] },
     });
     const tmp = pod.volumes.find((v: any) => v.name === 'tmp');
-    expect(tmp.emptyDir).toBeDefined();
+    expect(tmp.emptyDir).toEqual({ sizeLimit: '256Mi' }); // tmpSizeLimit: forms held while their model is read
     expect(c.volumeMounts).toContainEqual({ name: 'tmp', mountPath: '/tmp' });
     expect(c.resources.requests).toEqual({ cpu: '100m', memory: '128Mi' });
     expect(c.resources.limits.memory).toBe('512Mi');
@@ -434,6 +434,7 @@ describe('values.schema.json rejects unknown and mistyped values (helm exits non
     ['bad digest', ['--set', 'image.digest=latest'], /digest/],
     ['bad upstream name', ['--set', 'upstreams.Bad_Name.url=https://x'], /Bad_Name/],
     ['non-http upstream URL', ['--set', 'upstreams.default.url=ftp://x'], /url/],
+    ['a /tmp size without a unit', ['--set', 'tmpSizeLimit=256'], /tmpSizeLimit/],
   ];
   test.each(cases)('%s', (_name, args, message) => {
     for (const bin of [helm.v3, helm.v4]) {
