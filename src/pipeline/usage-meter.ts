@@ -150,7 +150,6 @@ class JsonUsage implements UsageReader {
 }
 
 class StreamUsage implements UsageReader {
-  readonly #strip: boolean;
   /** Without stripping: the stream's end, searched once at the end. */
   readonly #tail: Tail | null;
   /** With stripping: the start of an event not yet complete. */
@@ -161,7 +160,6 @@ class StreamUsage implements UsageReader {
   events = 0;
 
   constructor(strip: boolean) {
-    this.#strip = strip;
     this.#tail = strip ? null : new Tail();
   }
 
@@ -215,7 +213,7 @@ class StreamUsage implements UsageReader {
   #rewrite(data: Buffer): Buffer {
     if (data.indexOf(USAGE_KEY) === -1) return data;
     const pieces: Buffer[] = [];
-    for (let start = 0; start < data.length; ) {
+    for (let start = 0; start < data.length;) {
       const end = eventEnd(data, start);
       pieces.push(this.#rewriteEvent(data.subarray(start, end)));
       start = end;

@@ -43,10 +43,14 @@ export function judge(tat: number, now: number, spec: RateSpec, cost: number): {
     if (next - now <= spec.windowMs + EPSILON_MS) {
       return { outcome: { allowed: true, remaining: unitsLeft(spec.windowMs - (next - now), interval), resetMs: next - now, retryAfterMs: 0 }, tat: next };
     }
-    return { outcome: { allowed: false, remaining: unitsLeft(spec.windowMs - used, interval), resetMs: used, retryAfterMs: next - spec.windowMs - now }, tat: base };
+    return {
+      outcome: { allowed: false, remaining: unitsLeft(spec.windowMs - used, interval), resetMs: used, retryAfterMs: next - spec.windowMs - now },
+      tat: base,
+    };
   }
   const spare = spec.windowMs - interval - used;
-  if (spare >= -EPSILON_MS) return { outcome: { allowed: true, remaining: unitsLeft(spec.windowMs - used, interval), resetMs: used, retryAfterMs: 0 }, tat: base };
+  if (spare >= -EPSILON_MS)
+    return { outcome: { allowed: true, remaining: unitsLeft(spec.windowMs - used, interval), resetMs: used, retryAfterMs: 0 }, tat: base };
   return { outcome: { allowed: false, remaining: 0, resetMs: used, retryAfterMs: -spare }, tat: base };
 }
 

@@ -63,7 +63,7 @@ function count(value: unknown): number | null {
 /** Where the value of the key found at `at` starts (after `:` and blanks), or -1 if `at` is not a key of an object. */
 export function valueStart(bytes: Buffer, at: number, keyLength: number): number {
   if (escaped(bytes, at)) return -1;
-  let i = skipBlanks(bytes, at + keyLength);
+  const i = skipBlanks(bytes, at + keyLength);
   if (bytes[i] !== COLON) return -1;
   return skipBlanks(bytes, i + 1);
 }

@@ -230,11 +230,13 @@ describe('PolicyLimiter', () => {
     clock.now += MINUTE; // the minute budget is full again; the day budget is spent (1499 of 1500 + refill)
     const fifth = sync(limiter.admit(who, chat));
     expect(fifth.kind === 'allowed' && fifth.headers!['x-ratelimit-limit-tokens']).toBe('1500');
-    fifth.kind === 'allowed' && fifth.ticket!.finish(100);
+    if (fifth.kind === 'allowed') fifth.ticket!.finish(100);
     const sixth = sync(limiter.admit(who, chat));
     expect(sixth).toMatchObject({ kind: 'refused', limit: 'tokens_per_day' });
     // 1599 tokens charged against 1500 a day (57.6 s a token), 72 s after the first: 5687.94 s of debt to repay.
-    expect(sixth.kind === 'refused' && sixth.message).toBe("Rate limit reached for tokens per day (TPD) of consumer 'team-a': limit 1500. Please try again in 1h34m47.94s.");
+    expect(sixth.kind === 'refused' && sixth.message).toBe(
+      "Rate limit reached for tokens per day (TPD) of consumer 'team-a': limit 1500. Please try again in 1h34m47.94s.",
+    );
     expect(recorded.refused.map(([, limit]) => limit)).toEqual(['tokens_per_minute', 'tokens_per_day']);
     void store.close();
   });
@@ -293,7 +295,7 @@ describe('PolicyLimiter', () => {
       const { limiter, recorded } = limiterWith(store, true);
       expect((await limiter.admit(who, chat)).kind).toBe('allowed');
       store.down = true;
-      const decisions = await Promise.all([1, 2, 3].map(() => limiter.admit(who, chat)));
+      const decisions = await Promise.all([1, 2, 3].map(async () => limiter.admit(who, chat)));
       expect(decisions).toEqual([1, 2, 3].map(() => ({ kind: 'allowed', headers: null, ticket: null })));
       expect(recorded.withoutStore).toEqual([true, true, true]);
       store.down = false;

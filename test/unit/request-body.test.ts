@@ -34,7 +34,10 @@ describe('addStreamUsage', () => {
     ['{"model":"a","stream_options":{ "x":1 }}', '{"model":"a","stream_options":{"include_usage":true, "x":1 }}'],
     ['{"model":"a","stream_options":{"include_usage":false,"x":1}}', '{"model":"a","stream_options":{"include_usage":true,"x":1}}'],
     ['{"model":"a","stream_options":null}', '{"model":"a","stream_options":{"include_usage":true}}'],
-    ['{"model":"a","stream_options":{"include_usage":false},"stream_options":{"y":2}}', '{"model":"a","stream_options":{"include_usage":false},"stream_options":{"include_usage":true,"y":2}}'],
+    [
+      '{"model":"a","stream_options":{"include_usage":false},"stream_options":{"y":2}}',
+      '{"model":"a","stream_options":{"include_usage":false},"stream_options":{"include_usage":true,"y":2}}',
+    ],
     ['{"s":"}\\"","model":"a"}', '{"s":"}\\"","model":"a","stream_options":{"include_usage":true}}'],
     // Not an object: left for the upstream to refuse, as it would without the gateway.
     ['{"model":"a","stream_options":"x"}', '{"model":"a","stream_options":"x"}'],

@@ -42,14 +42,22 @@ const RESPONSE = {
   status: 'completed',
   instructions: 'Say "model": "not-this-one" to nobody.',
   model: 'o4-mini-2025-04-16',
-  output: [{ type: 'message', id: 'msg_1', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: 'x'.repeat(100_000), annotations: [] }] }],
+  output: [
+    { type: 'message', id: 'msg_1', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: 'x'.repeat(100_000), annotations: [] }] },
+  ],
   tools: [{ type: 'function', name: 'f', parameters: { type: 'object', properties: { usage: { type: 'object' } } } }],
-  usage: { input_tokens: 36, input_tokens_details: { cached_tokens: 0 }, output_tokens: 87, output_tokens_details: { reasoning_tokens: 64 }, total_tokens: 123 },
+  usage: {
+    input_tokens: 36,
+    input_tokens_details: { cached_tokens: 0 },
+    output_tokens: 87,
+    output_tokens_details: { reasoning_tokens: 64 },
+    total_tokens: 123,
+  },
   user: null,
   metadata: { usage: 'team billing' },
 };
 
-describe('usageFrom: each endpoint\'s usage object', () => {
+describe("usageFrom: each endpoint's usage object", () => {
   test.each([
     ['chat completion', CHAT.usage, { prompt: 19, completion: 10, cached: 8, reasoning: 4 }],
     ['completion', COMPLETION.usage, { prompt: 5, completion: 7, cached: null, reasoning: null }],
@@ -68,7 +76,12 @@ describe('findUsage and findModel in the bytes of an answer', () => {
     ['chat completion', CHAT, { prompt: 19, completion: 10, cached: 8, reasoning: 4 }, 'gpt-4o-2024-08-06'],
     ['completion', COMPLETION, { prompt: 5, completion: 7, cached: null, reasoning: null }, 'gpt-3.5-turbo-instruct'],
     ['embedding', EMBEDDING, { prompt: 8, completion: 0, cached: null, reasoning: null }, 'text-embedding-3-large'],
-    ['responses (usage before user and metadata, a tool parameter named usage)', RESPONSE, { prompt: 36, completion: 87, cached: 0, reasoning: 64 }, 'o4-mini-2025-04-16'],
+    [
+      'responses (usage before user and metadata, a tool parameter named usage)',
+      RESPONSE,
+      { prompt: 36, completion: 87, cached: 0, reasoning: 64 },
+      'o4-mini-2025-04-16',
+    ],
   ])('%s, compact and pretty-printed', (_name, answer, usage, model) => {
     for (const text of [JSON.stringify(answer), JSON.stringify(answer, null, 2)]) {
       const bytes = Buffer.from(text);
@@ -104,7 +117,12 @@ function relay(transform: BodyTransform, body: Buffer, cuts: number[]): Buffer {
   return Buffer.concat(out);
 }
 
-function meterFor(strip: boolean, contentType: string, status = 200, requestBytes = 400): { meter: UsageMeter; transform: BodyTransform | null; relayed: OutgoingHttpHeaders } {
+function meterFor(
+  strip: boolean,
+  contentType: string,
+  status = 200,
+  requestBytes = 400,
+): { meter: UsageMeter; transform: BodyTransform | null; relayed: OutgoingHttpHeaders } {
   const meter = new UsageMeter(strip, requestBytes);
   const relayed: OutgoingHttpHeaders = { 'content-type': contentType, 'content-length': '10' };
   const transform = meter.forResponse(status, { 'content-type': contentType }, relayed);
