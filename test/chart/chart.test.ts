@@ -453,6 +453,11 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
       'apiproxy_active_streams',
       'apiproxy_config_reloads_total',
       'apiproxy_upstream_errors_total',
+      'apiproxy_tokens_total',
+      'apiproxy_rate_limited_total',
+      'apiproxy_rate_limit_store_up',
+      'apiproxy_rate_limit_store_bypassed_total',
+      'apiproxy_usage_unknown_total',
     ]) {
       expect(exprs).toContain(metric);
     }
