@@ -17,11 +17,24 @@ export interface Options {
   workers: number;
   /** The long-stream profile's shape. */
   long: LongStreamShape;
-  /** Another build's main.js, measured beside this one in the tracing section (tracing off). */
+  /** Another build's main.js, measured beside this one in the tracing and policy sections. */
   baseline: string | null;
 }
 
-export const SECTIONS = ['throughput', 'streams', 'memory', 'body', 'upload', 'config', 'nolog', 'cluster', 'peers', 'longstreams', 'tracing'] as const;
+export const SECTIONS = [
+  'throughput',
+  'streams',
+  'memory',
+  'body',
+  'upload',
+  'config',
+  'nolog',
+  'cluster',
+  'peers',
+  'longstreams',
+  'tracing',
+  'policy',
+] as const;
 
 const FLAGS = {
   quick: 'boolean',

@@ -307,7 +307,10 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
     });
     expect(config.usage).toEqual({ request_stream_usage: false });
     const pod = one(objs, 'Deployment')['spec'].template.spec;
-    expect(pod.volumes.find((v: any) => v.name === 'redis-password').secret).toEqual({ secretName: 'redis', items: [{ key: 'redis-password', path: 'password' }] });
+    expect(pod.volumes.find((v: any) => v.name === 'redis-password').secret).toEqual({
+      secretName: 'redis',
+      items: [{ key: 'redis-password', path: 'password' }],
+    });
     expect(pod.volumes.find((v: any) => v.name === 'redis-ca').secret).toEqual({ secretName: 'redis-ca', items: [{ key: 'ca.crt', path: 'ca.crt' }] });
     const mounts = gatewayContainer(objs).volumeMounts.map((m: any) => [m.name, m.mountPath]);
     expect(mounts).toEqual(
