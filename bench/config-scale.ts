@@ -29,6 +29,7 @@ function inputs(routeCount: number, keys: readonly string[]): FileInputs {
     settings: {
       bodyLimit: 8 * 1024 * 1024,
       unknownModels: 'passthrough',
+      answerModel: 'requested',
       logLevel: 'info',
       accessLog: true,
       port: null,
@@ -73,6 +74,7 @@ function inputs(routeCount: number, keys: readonly string[]): FileInputs {
       model: `model-${i}`,
       source: 'file',
       targets: [{ model: `target-${i}`, upstream: null, weight: 1 }],
+      answerModel: null,
     })),
     clientKeys: keys.map((key, i) => ({ id: `key-${i}`, digest: keyDigest(key) })),
   };

@@ -5,7 +5,7 @@
  * interleave; medians and ratios are quoted. Prints a table and writes
  * bench-results/latest.json. `--quick` for a short smoke run.
  *
- * Flags: --quick, --rounds=N, --seconds=N, --only=throughput,streams,memory,body,upload,config,nolog,cluster,peers,longstreams,tracing,policy,
+ * Flags: --quick, --rounds=N, --seconds=N, --only=throughput,streams,memory,body,upload,config,nolog,cluster,peers,longstreams,tracing,answermodel,policy,
  *        --baseline=FILE (the tracing and policy sections also measure this build's main.js, e.g. main's, beside their variants),
  *        --workers=N (the cluster section's WORKERS, default 2; `auto` is one per CPU),
  *        --profile (the gateway writes a .cpuprofile to bench-results/profiles), --out=FILE,
@@ -19,6 +19,7 @@ import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { answerModelCost } from './answer-model-cost.js';
 import { configScale, type ConfigScaleResult } from './config-scale.js';
 import { longStreamRows, summarizeLongProfile, type LongProfileSummary } from './long-report.js';
 import { runLongProfile } from './long-profile.js';
@@ -219,6 +220,76 @@ async function main(): Promise<void> {
       streamResults[String(concurrency)] = summarizeStreams(pair);
     }
     results['streams'] = streamResults;
+  }
+
+  if (wants('answermodel')) {
+    // Two fresh gateways, the same config but answer_model, measured in turns: the cost of writing the requested model back.
+    log('(6) answer_model: requested (rewritten) against upstream (relayed as sent), 64 connections and 500 streams');
+    const rewriting = await startGateway({
+      mainScript: join(dist, 'main.js'),
+      config: gatewayConfig(upstream.url, true, { answer_model: 'requested' }),
+      configPath: join(work, 'gateway-answer-requested.json'),
+      logPath: join(work, 'gateway-answer-requested.log'),
+    });
+    const relaying = await startGateway({
+      mainScript: join(dist, 'main.js'),
+      config: gatewayConfig(upstream.url, true, { answer_model: 'upstream' }),
+      configPath: join(work, 'gateway-answer-upstream.json'),
+      logPath: join(work, 'gateway-answer-upstream.log'),
+    });
+    const on: Target = { url: rewriting.url, headers };
+    const off: Target = { url: relaying.url, headers };
+    for (const target of [on, off]) {
+      await closedLoop(tool, target, BODY, 64, 1, lua);
+      await rawStreams(target, STREAM_BODY, 200, 1, 20, 5);
+    }
+    const loop = await interleave(options.rounds, on, off, async (target, which) => {
+      const pid = which === 'gateway' ? rewriting.pid : relaying.pid;
+      const cpu = cpuMsOf(pid);
+      const result = await closedLoop(tool, target, BODY, 64, options.seconds, lua);
+      const gatewayCpu = ((cpuMsOf(pid) - cpu) * 1000) / result.requests;
+      log(
+        `  ${which === 'gateway' ? 'rewrite' : 'relay  '} ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, errors ${result.errors}, CPU µs/request ${gatewayCpu.toFixed(1)}`,
+      );
+      return { ...result, gatewayCpuUs: gatewayCpu, upstreamCpuUs: Number.NaN };
+    });
+    const streams = await interleave(options.rounds, on, off, async (target, which) => {
+      const pid = which === 'gateway' ? rewriting.pid : relaying.pid;
+      const cpu = cpuMsOf(pid);
+      const result = await rawStreams(target, STREAM_BODY, 500, options.seconds, 20, 5);
+      const cpuPerStream = ((cpuMsOf(pid) - cpu) * 1000) / Math.max(1, result.completed);
+      log(
+        `  ${which === 'gateway' ? 'rewrite' : 'relay  '} completed ${result.completed} in ${result.seconds.toFixed(1)} s, TTFB p50 ${result.ttfbP50Ms.toFixed(2)} ms p99 ${result.ttfbP99Ms.toFixed(2)} ms, errors ${result.errors}, CPU µs/stream ${cpuPerStream.toFixed(0)}`,
+      );
+      return { ...result, cpuUsPerStream: cpuPerStream };
+    });
+    await stop(rewriting.child);
+    await stop(relaying.child);
+    const stage = answerModelCost(options.quick ? 3 : 7);
+    log(`  the stage alone, in process: ${stage.jsonAnswerUs.toFixed(2)} µs CPU per JSON answer, ${stage.streamUs.toFixed(2)} µs per 20-event stream`);
+    const throughputSummary = summarizeLoop(loop, Number.NaN);
+    results['answer_model'] = {
+      rewrite_rps: throughputSummary['gateway_rps'],
+      relay_rps: throughputSummary['direct_rps'],
+      rps_ratio: throughputSummary['ratio'],
+      rewrite_p50_ms: throughputSummary['gateway_p50_ms'],
+      relay_p50_ms: throughputSummary['direct_p50_ms'],
+      rewrite_cpu_us_per_request: round(
+        med(loop.gateway, (r) => r.gatewayCpuUs),
+        1,
+      ),
+      relay_cpu_us_per_request: round(
+        med(loop.direct, (r) => r.gatewayCpuUs),
+        1,
+      ),
+      ...Object.fromEntries(
+        Object.entries(summarizeStreams(streams)).map(([key, value]) => [`streams_500_${key.replace('gateway', 'rewrite').replace('direct', 'relay')}`, value]),
+      ),
+      streams_500_rewrite_cpu_us_per_stream: Math.round(med(streams.gateway, (r) => r.cpuUsPerStream)),
+      streams_500_relay_cpu_us_per_stream: Math.round(med(streams.direct, (r) => r.cpuUsPerStream)),
+      stage_cpu_us_per_json_answer: round(stage.jsonAnswerUs, 2),
+      stage_cpu_us_per_stream: round(stage.streamUs, 2),
+    };
   }
 
   if (wants('body')) {
@@ -819,6 +890,38 @@ export function table(results: Record<string, unknown>): string {
         '',
       ]);
     }
+  }
+  const am = r['answer_model'];
+  if (am !== undefined) {
+    const streamsRatio = am['streams_500_ratio']!;
+    rows.push([
+      '(6) answer_model rewrite / relay: req/s',
+      `${am['rewrite_rps']}`,
+      `${am['relay_rps']}`,
+      `ratio >= 0.95 (${am['rps_ratio']}, ${mark(am['rps_ratio']! >= 0.95)})`,
+    ]);
+    rows.push(['    CPU µs/request', `${am['rewrite_cpu_us_per_request']}`, `${am['relay_cpu_us_per_request']}`, '']);
+    rows.push([
+      '    500 streams: done/s',
+      `${am['streams_500_rewrite_completed_per_s']}`,
+      `${am['streams_500_relay_completed_per_s']}`,
+      `ratio >= 0.95 (${streamsRatio}, ${mark(streamsRatio >= 0.95)})`,
+    ]);
+    rows.push([
+      '    500 streams: TTFB p50 / p99 ms',
+      `${am['streams_500_rewrite_ttfb_p50_ms']} / ${am['streams_500_rewrite_ttfb_p99_ms']}`,
+      `${am['streams_500_relay_ttfb_p50_ms']} / ${am['streams_500_relay_ttfb_p99_ms']}`,
+      '',
+    ]);
+    rows.push(['    500 streams: CPU µs/stream', `${am['streams_500_rewrite_cpu_us_per_stream']}`, `${am['streams_500_relay_cpu_us_per_stream']}`, '']);
+    const jsonShare = am['stage_cpu_us_per_json_answer']! / am['relay_cpu_us_per_request']!;
+    const streamShare = am['stage_cpu_us_per_stream']! / am['streams_500_relay_cpu_us_per_stream']!;
+    rows.push([
+      '    the stage alone: CPU µs/answer, /stream',
+      `${am['stage_cpu_us_per_json_answer']}, ${am['stage_cpu_us_per_stream']}`,
+      `${round(jsonShare * 100, 1)} %, ${round(streamShare * 100, 1)} % of relay`,
+      `< 5 % (${mark(jsonShare < 0.05 && streamShare < 0.05)})`,
+    ]);
   }
   const c = r['config_scale'];
   if (c !== undefined) {

@@ -33,6 +33,7 @@ export const SECTIONS = [
   'peers',
   'longstreams',
   'tracing',
+  'answermodel',
   'policy',
 ] as const;
 

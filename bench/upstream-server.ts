@@ -12,7 +12,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 
-const COMPLETION = Buffer.from(
+export const COMPLETION = Buffer.from(
   JSON.stringify({
     id: 'chatcmpl-bench',
     object: 'chat.completion',
@@ -22,7 +22,7 @@ const COMPLETION = Buffer.from(
     usage: { prompt_tokens: 12, completion_tokens: 11, total_tokens: 23 },
   }),
 );
-const CHUNK = Buffer.from(
+export const CHUNK = Buffer.from(
   `data: ${JSON.stringify({ id: 'chatcmpl-bench', object: 'chat.completion.chunk', created: 1_700_000_000, model: 'bench-model', choices: [{ index: 0, delta: { content: ' token' }, finish_reason: null }] })}\n\n`,
 );
 const CHUNK_WITH_USAGE = Buffer.from(
@@ -31,7 +31,7 @@ const CHUNK_WITH_USAGE = Buffer.from(
 const USAGE_CHUNK = Buffer.from(
   `data: ${JSON.stringify({ id: 'chatcmpl-bench', object: 'chat.completion.chunk', created: 1_700_000_000, model: 'bench-model', choices: [], usage: { prompt_tokens: 12, completion_tokens: 20, total_tokens: 32 } })}\n\n`,
 );
-const DONE = Buffer.from('data: [DONE]\n\n');
+export const DONE = Buffer.from('data: [DONE]\n\n');
 const USAGE_DONE = Buffer.concat([USAGE_CHUNK, DONE]);
 const STREAM_FLAG = Buffer.from('"stream":true');
 const USAGE_FLAG = Buffer.from('"include_usage":true');

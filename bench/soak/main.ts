@@ -79,7 +79,7 @@ async function gatewayError(url: string, agent: Agent, headers: Record<string, s
 const SCENARIOS: readonly Scenario[] = [
   {
     name: 'json',
-    expected: '200 completion, redirected model',
+    expected: '200 completion, redirected upstream, the requested model in the answer',
     weight: 36,
     isError: false,
     async run(url, agent) {
@@ -87,7 +87,8 @@ const SCENARIOS: readonly Scenario[] = [
       const text = await res.body.text();
       if (res.statusCode !== 200) return { unexplained: describe(res.statusCode, text) };
       const parsed = JSON.parse(text) as { model?: string };
-      return parsed.model === 'gpt-4o-2024-08-06' ? 'ok' : { unexplained: `wrong model: ${text.slice(0, 200)}` };
+      const sent = res.headers['x-apiproxy-upstream-model'];
+      return parsed.model === 'gpt-4' && sent === 'gpt-4o-2024-08-06' ? 'ok' : { unexplained: `wrong model: ${String(sent)} ${text.slice(0, 200)}` };
     },
   },
   {

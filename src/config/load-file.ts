@@ -91,13 +91,15 @@ export function toInputs(config: FileConfig, readSecret: SecretReader): FileInpu
   }
 
   const routes: RouteSpec[] = [];
-  for (const [model, target] of Object.entries(config.model_redirects)) {
-    routes.push({ model, targets: [{ model: target, upstream: null, weight: 1 }], source: 'file' });
+  for (const [model, redirect] of Object.entries(config.model_redirects)) {
+    const target = typeof redirect === 'string' ? { model: redirect } : redirect;
+    routes.push({ model, targets: [{ model: target.model, upstream: null, weight: 1 }], answerModel: target.answer_model ?? null, source: 'file' });
   }
   for (const route of config.routes) {
     routes.push({
       model: route.model,
       targets: route.targets.map((t) => ({ model: t.model, upstream: t.upstream ?? null, weight: t.weight ?? 1 })),
+      answerModel: route.answer_model ?? null,
       source: 'file',
     });
   }
@@ -116,6 +118,7 @@ export function toInputs(config: FileConfig, readSecret: SecretReader): FileInpu
     settings: {
       bodyLimit: config.body_limit,
       unknownModels: config.unknown_models,
+      answerModel: config.answer_model,
       logLevel: config.log_level,
       accessLog: config.access_log,
       port: config.port ?? null,

@@ -40,9 +40,17 @@ export interface RouteTarget {
   readonly weight: number;
 }
 
+/**
+ * Which model name an answer carries: the one the client asked for, written
+ * back over the upstream's (the seed's behaviour), or the upstream's own.
+ */
+export type AnswerModel = 'requested' | 'upstream';
+
 export interface RouteSpec {
   readonly model: string;
   readonly targets: readonly RouteTarget[];
+  /** This route's answer_model; null: the gateway's setting. */
+  readonly answerModel: AnswerModel | null;
   /** Where it came from, for logs: `file` or `ModelRoute ns/name`. */
   readonly source: string;
 }
@@ -56,6 +64,8 @@ export interface ClientKeySpec {
 export interface GatewaySettings {
   readonly bodyLimit: number;
   readonly unknownModels: 'passthrough' | 'reject';
+  /** What answers to a request a route sent upstream under another name carry, unless the route says. */
+  readonly answerModel: AnswerModel;
   readonly logLevel: string;
   readonly accessLog: boolean;
   readonly port: number | null;
@@ -134,6 +144,7 @@ export interface KubeRouteInput {
   readonly createdAt: number;
   readonly model: string;
   readonly targets: readonly { model: string; upstream?: string | undefined; weight?: number | undefined }[];
+  readonly answerModel?: AnswerModel | undefined;
   /** Why the object cannot be used (a spec that slipped past the CRD's validation), else null. */
   readonly invalid: string | null;
 }

@@ -100,10 +100,14 @@ export const routeTargetSchema = z
   })
   .strict();
 
+/** The model name answers carry: the one requested (written over the upstream's), or the upstream's. */
+export const answerModelSchema = z.enum(['requested', 'upstream']);
+
 export const routeSchema = z
   .object({
     model: modelName,
     targets: z.array(routeTargetSchema).min(1).max(16),
+    answer_model: answerModelSchema.optional(),
   })
   .strict()
   .refine((r) => r.targets.some((t) => (t.weight ?? 1) > 0), { message: 'at least one target needs a weight above 0' });
@@ -210,13 +214,15 @@ export const fileConfigSchema = z
       .strict()
       .optional(),
     allowed_keys: z.array(nonEmpty).default([]),
-    model_redirects: z.record(modelName, modelName).default({}),
+    /** alias -> target, or alias -> { model: target, answer_model }. */
+    model_redirects: z.record(modelName, z.union([modelName, z.object({ model: modelName, answer_model: answerModelSchema.optional() }).strict()])).default({}),
     // Extensions.
     upstreams: z.record(upstreamName, upstreamSchema).default({}),
     default_upstream: upstreamName.default('default'),
     client_keys: z.array(clientKeySchema).default([]),
     routes: z.array(routeSchema).default([]),
     unknown_models: z.enum(['passthrough', 'reject']).default('passthrough'),
+    answer_model: answerModelSchema.default('requested'),
     body_limit: byteSize.default(8 * 1024 * 1024),
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     access_log: z.boolean().default(true),

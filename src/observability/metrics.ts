@@ -57,6 +57,7 @@ export class GatewayMetrics {
   readonly #clientErrors: CounterFamily;
   readonly #upstreamTimeouts: CounterFamily;
   readonly #saturated: CounterFamily;
+  readonly #answerModels: CounterFamily;
   readonly #requestCells = new Map<string, CounterCell>();
   readonly #keyCells = new Map<string, CounterCell>();
   readonly #durationCells = new Map<string, HistogramCell>();
@@ -126,6 +127,13 @@ export class GatewayMetrics {
       labelNames: ['upstream', 'phase'],
     });
     for (const reason of ['request_timeout', 'header_overflow', 'bad_request', 'silent_connection']) this.#clientErrors.cell(reason);
+    this.#answerModels = new CounterFamily(this.registry, {
+      name: 'apiproxy_answer_model_total',
+      help:
+        'Answers whose model the gateway was to replace with the requested one (answer_model: requested), by requested model, ' +
+        'the model sent upstream, and result: rewritten, absent (no model in the answer), compressed or too_large (both passed unchanged).',
+      labelNames: ['model', 'upstream_model', 'result'],
+    });
     const admissions = (): Iterable<{ readonly name: string; readonly inFlight: number; readonly queued: number }> => this.#admissions();
     const activeRequests = (): number => this.activeRequests;
     const activeStreams = (): number => this.activeStreams;
@@ -205,6 +213,10 @@ export class GatewayMetrics {
 
   redacted(upstream: string, where: 'header' | 'body'): void {
     this.#redactions.cell(upstream, where).inc();
+  }
+
+  answerModel(model: string, upstreamModel: string, result: string): void {
+    this.#answerModels.cell(model, upstreamModel, result).inc();
   }
 
   /**

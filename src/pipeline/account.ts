@@ -1,6 +1,7 @@
 import { accessLine } from '../observability/access-line.js';
 import type { Logging } from '../observability/logger.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
+import type { AnswerModelResult } from './answer-model.js';
 import type { RequestRecord } from './request-record.js';
 
 /**
@@ -62,6 +63,11 @@ export class RequestAccounting {
     } else if (record.usageUnknown) {
       this.#metrics.policy.usageUnknown(consumer, keyId);
     }
+  }
+
+  /** An answer whose model was due to be replaced: by the requested model and the one sent upstream. */
+  answerModel(record: RequestRecord, result: AnswerModelResult): void {
+    this.#metrics.answerModel(record.model ?? '', record.targetModel ?? '', result);
   }
 
   /** The response is closed and no upstream exchange is open: counts, latency, one access line. */

@@ -25,7 +25,9 @@ export interface BodyTransform {
 export interface BodyTransformFactory {
   /**
    * The transform for a response with this status and head, or null. It may
-   * change the relayed headers (e.g. drop a Content-Length it makes untrue).
+   * change the relayed headers (e.g. drop a Content-Length it makes untrue);
+   * a transform of an answer that is not an event stream may change them
+   * until it first lets bytes out, or ends: the relay writes the head then.
    */
   forResponse(status: number, upstreamHeaders: ResponseHeaders, relayed: OutgoingHttpHeaders): BodyTransform | null;
 }

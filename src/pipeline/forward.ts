@@ -3,6 +3,7 @@ import { ClientGoneError } from '../errors/client-gone.js';
 import type { RoutePlan } from '../routing/resolve.js';
 import type { Transports } from '../transport/transports.js';
 import type { Admissions, UpstreamAdmission } from './admission.js';
+import { answerModel, type AnswerModelFactory } from './answer-model.js';
 import type { RequestLifecycle } from './lifecycle.js';
 import type { ClientRequestBody } from './read-body.js';
 import type { BodyTransformFactory } from './body-transform.js';
@@ -45,8 +46,10 @@ export async function forward(
   if (!admission.tryEnter()) await waitForSlot(admission, lifecycle.res);
   lifecycle.dispatching(admission);
 
+  const answer = answerModel(plan, target.model, (result) => lifecycle.answerModel(result));
   const headers = upstreamRequestHeaders(req.headers, upstream.authorization, contentLength, record.id);
-  if (rewriteBody !== null || meter !== null) headers['accept-encoding'] = 'identity'; // the body is read, so it must arrive plain
+  // The body is read (the model list, the usage) or rewritten (the answer's model), so it must arrive plain.
+  if (rewriteBody !== null || meter !== null || answer?.rewrites === true) headers['accept-encoding'] = 'identity';
   lifecycle.attemptStarting(upstream, headers);
   deps.transports.get(upstream).dispatch(
     {
@@ -58,17 +61,28 @@ export async function forward(
       idleTimeoutMs: upstream.idleTimeoutMs,
       sendNow: request.stream,
     },
-    new Relay(lifecycle, { secrets: upstream.secrets, transforms: bodyTransforms(lifecycle, upstream.secrets, meter), rewriteBody }),
+    new Relay(lifecycle, { secrets: upstream.secrets, transforms: bodyTransforms(lifecycle, upstream.secrets, meter, answer), rewriteBody }),
   );
 }
 
-const NO_TRANSFORMS: readonly BodyTransformFactory[] = [];
-
-/** The stages the answer's body passes through: the upstream's secrets taken out (at any status), then the usage read. */
-function bodyTransforms(lifecycle: RequestLifecycle, secrets: readonly string[], meter: UsageMeter | null): readonly BodyTransformFactory[] {
+/**
+ * The stages the answer's body passes through, in order: the upstream's
+ * secrets taken out, at any status; the usage read (and what include_usage
+ * added taken out), from the upstream's own bytes; the requested model
+ * written back.
+ */
+function bodyTransforms(
+  lifecycle: RequestLifecycle,
+  secrets: readonly string[],
+  meter: UsageMeter | null,
+  answer: AnswerModelFactory | null,
+): readonly BodyTransformFactory[] {
+  const transforms: BodyTransformFactory[] = [];
   const redacting = redaction(secrets, () => lifecycle.redacted('body'));
-  if (redacting === null) return meter === null ? NO_TRANSFORMS : [meter];
-  return meter === null ? [redacting] : [redacting, meter];
+  if (redacting !== null) transforms.push(redacting);
+  if (meter !== null) transforms.push(meter);
+  if (answer !== null) transforms.push(answer);
+  return transforms;
 }
 
 /** Waits for a slot at a capped upstream; the wait ends when the client goes away. */

@@ -46,7 +46,7 @@ export function parseJsonRequest(body: Buffer): JsonRequest {
  * spelling, unknown fields). JSON.parse keeps the last duplicate key; so does this.
  */
 export function replaceModel(text: string, model: string): string {
-  const span = topLevelValueSpan(text, 'model');
+  const span = objectValueSpan(text, 'model');
   if (span === null) throw new BodyRewriteError();
   return text.slice(0, span[0]) + JSON.stringify(model) + text.slice(span[1]);
 }
@@ -61,7 +61,7 @@ const INCLUDE_USAGE = '"include_usage":true';
  * null) is left for the upstream to refuse.
  */
 export function addStreamUsage(text: string): string {
-  const span = topLevelValueSpan(text, 'stream_options');
+  const span = objectValueSpan(text, 'stream_options');
   if (span === null) {
     const close = text.lastIndexOf('}');
     const empty = text.charCodeAt(skipWhitespaceBack(text, close - 1)) === OPEN_BRACE;
@@ -70,7 +70,7 @@ export function addStreamUsage(text: string): string {
   const [start, end] = span;
   if (text.startsWith('null', start)) return `${text.slice(0, start)}{${INCLUDE_USAGE}}${text.slice(end)}`;
   if (text.charCodeAt(start) !== OPEN_BRACE) return text;
-  const inner = memberValueSpan(text, start, 'include_usage');
+  const inner = objectValueSpan(text, 'include_usage', start);
   if (inner !== null) return `${text.slice(0, inner[0])}true${text.slice(inner[1])}`;
   const empty = text.charCodeAt(skipWhitespace(text, start + 1)) === 125;
   return `${text.slice(0, start + 1)}${INCLUDE_USAGE}${empty ? '' : ','}${text.slice(start + 1)}`;
@@ -78,32 +78,64 @@ export function addStreamUsage(text: string): string {
 
 const QUOTE = 34;
 const BACKSLASH = 92;
+const COMMA = 44;
+const COLON = 58;
 const OPEN_BRACE = 123;
 
-function topLevelValueSpan(text: string, key: string): [number, number] | null {
-  return memberValueSpan(text, skipWhitespace(text, 0), key);
-}
-
-/** The span of the value of `key` in the object whose `{` is at `objectStart` (the last one, as JSON.parse keeps). */
-function memberValueSpan(text: string, objectStart: number, key: string): [number, number] | null {
+/**
+ * Where the value of `key` lies in the JSON object that starts at `from`
+ * (after optional whitespace): [start, end) of its text, the last one when
+ * the key repeats (as JSON.parse keeps), or with `first` the first one (the
+ * scan stops there). Null when the key is absent or the text is not an
+ * object there. Also given text nobody validated (an upstream's answer read
+ * as latin1, so indexes are byte offsets) it ends, in time linear in the
+ * text's length; what it finds in broken JSON is only where a value would be.
+ */
+export function objectValueSpan(text: string, key: string, from = 0, first = false): [number, number] | null {
+  let i = skipWhitespace(text, from);
+  if (text.charCodeAt(i) !== OPEN_BRACE) return null;
+  i++;
   let found: [number, number] | null = null;
-  let i = objectStart + 1; // past '{'
   for (;;) {
     i = skipWhitespace(text, i);
     if (text.charCodeAt(i) !== QUOTE) break; // '}'
     const keyStart = i;
     i = skipString(text, i);
-    const rawKey = text.slice(keyStart + 1, i - 1);
-    const name = rawKey.includes('\\') ? (JSON.parse(text.slice(keyStart, i)) as string) : rawKey;
-    i = skipWhitespace(text, i) + 1; // past ':'
+    if (i === -1) return null;
+    const matches = keyIs(text, keyStart, i, key);
     i = skipWhitespace(text, i);
+    if (text.charCodeAt(i) !== COLON) return null;
+    i = skipWhitespace(text, i + 1);
     const valueStart = i;
     i = skipValue(text, i);
-    if (name === key) found = [valueStart, i];
+    if (i <= valueStart) return null;
+    if (matches) {
+      found = [valueStart, i];
+      if (first) break;
+    }
     i = skipWhitespace(text, i);
-    if (text.charCodeAt(i) === 44) i++; // ','
+    if (text.charCodeAt(i) !== COMMA) break;
+    i++;
   }
   return found;
+}
+
+/** Whether the JSON string text[start, end) (quotes included) spells `key`; an escaped spelling is decoded. */
+function keyIs(text: string, start: number, end: number, key: string): boolean {
+  const length = end - start - 2;
+  if (length === key.length) return text.startsWith(key, start + 1);
+  // An escape only lengthens a spelling; only a longer one with a backslash can spell the key.
+  if (length < key.length || !hasBackslash(text, start + 1, end - 1)) return false;
+  try {
+    return JSON.parse(text.slice(start, end)) === key;
+  } catch {
+    return false; // a bad escape in text nobody validated
+  }
+}
+
+function hasBackslash(text: string, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) if (text.charCodeAt(i) === BACKSLASH) return true;
+  return false;
 }
 
 function skipWhitespaceBack(text: string, i: number): number {
@@ -122,11 +154,12 @@ function skipWhitespace(text: string, i: number): number {
   }
 }
 
-/** `i` is at an opening quote; returns the index after the closing one. */
+/** `i` is at an opening quote; returns the index after the closing one, or -1 when there is none. */
 function skipString(text: string, i: number): number {
   let j = i + 1;
   for (;;) {
     const quote = text.indexOf('"', j);
+    if (quote === -1) return -1;
     let backslashes = 0;
     for (let k = quote - 1; text.charCodeAt(k) === BACKSLASH; k--) backslashes++;
     if (backslashes % 2 === 0) return quote + 1;
@@ -134,26 +167,29 @@ function skipString(text: string, i: number): number {
   }
 }
 
+/** `i` is at a value; returns the index after it, or -1 when an object, array or string in it never ends. */
 function skipValue(text: string, i: number): number {
   const c = text.charCodeAt(i);
   if (c === QUOTE) return skipString(text, i);
-  if (c === 123 || c === 91) {
+  if (c === OPEN_BRACE || c === 91) {
     let depth = 0;
-    for (let j = i; ; j++) {
+    for (let j = i; j < text.length; j++) {
       const d = text.charCodeAt(j);
       if (d === QUOTE) {
         j = skipString(text, j) - 1;
-      } else if (d === 123 || d === 91) {
+        if (j === -2) return -1;
+      } else if (d === OPEN_BRACE || d === 91) {
         depth++;
       } else if (d === 125 || d === 93) {
         if (--depth === 0) return j + 1;
       }
     }
+    return -1;
   }
   let j = i;
   for (;;) {
     const d = text.charCodeAt(j);
-    if (d === 44 || d === 125 || d === 93 || d === 32 || d === 10 || d === 13 || d === 9 || Number.isNaN(d)) return j;
+    if (d === COMMA || d === 125 || d === 93 || d === 32 || d === 10 || d === 13 || d === 9 || Number.isNaN(d)) return j;
     j++;
   }
 }

@@ -9,6 +9,7 @@ import type { RequestAccounting } from './account.js';
 import type { UpstreamAdmission } from './admission.js';
 import type { RateLimitHeaders } from '../policy/rate-limit-headers.js';
 import type { LimitTicket } from '../policy/limiter.js';
+import type { AnswerModelResult } from './answer-model.js';
 import type { RequestRecord } from './request-record.js';
 import { requestIdFrom } from './request-id.js';
 import type { UsageMeter } from './usage-meter.js';
@@ -163,6 +164,11 @@ export class RequestLifecycle {
   redacted(where: 'header' | 'body'): void {
     this.#accounting.redacted(this.record, where, !this.#redactionLogged);
     this.#redactionLogged = true;
+  }
+
+  /** What became of an answer whose model was due to be replaced by the requested one. */
+  answerModel(result: AnswerModelResult): void {
+    this.#accounting.answerModel(this.record, result);
   }
 
   /**

@@ -96,7 +96,7 @@ export class StreamRedactor implements BodyTransform {
 }
 
 /** The length of the longest tail of `data` that is a proper prefix of `secret` (0 if none). */
-function partialSuffix(data: Buffer, secret: Buffer): number {
+export function partialSuffix(data: Buffer, secret: Buffer): number {
   const first = secret[0]!;
   const from = Math.max(0, data.length - secret.length + 1);
   for (let at = data.indexOf(first, from); at !== -1; at = data.indexOf(first, at + 1)) {

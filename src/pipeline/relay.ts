@@ -60,6 +60,8 @@ export class Relay implements ExchangeHandler {
   #awaitingFirstChunk = false;
   /** Set while a body to rewrite is held back whole. */
   #held: { headers: OutgoingHttpHeaders; chunks: Buffer[]; size: number } | null = null;
+  /** The head of an answer that is not an event stream, until the transforms let body bytes out: they may change it until then. */
+  #head: OutgoingHttpHeaders | null = null;
   /** Paused until the client's side drains. */
   #draining = false;
   /** The body's last bytes, when the upstream's response completes with them: they go out with its end. */
@@ -105,6 +107,10 @@ export class Relay implements ExchangeHandler {
       this.#held = { headers: relayed, chunks: [], size: 0 };
       return;
     }
+    if (!this.#stream && this.#transforms.length > 0) {
+      this.#head = relayed;
+      return;
+    }
     res.writeHead(status, relayed);
     if (this.#stream) res.flushHeaders();
   }
@@ -125,6 +131,7 @@ export class Relay implements ExchangeHandler {
       if (held.size > MAX_HELD_BODY) this.#releaseHeld();
       return;
     }
+    if (this.#head !== null) this.#writeHead();
     this.#send(bytes, last);
   }
 
@@ -144,6 +151,7 @@ export class Relay implements ExchangeHandler {
       this.#count(carried);
       lastBytes = lastBytes === null ? carried : Buffer.concat([lastBytes, carried]);
     }
+    if (this.#head !== null) this.#writeHead();
     const res = this.#res;
     if (!res.writableEnded) {
       // A plain answer ends with the rest of this turn's writes; an event stream's end is never held back.
@@ -163,6 +171,7 @@ export class Relay implements ExchangeHandler {
     const phase = timeoutPhase(error);
     if (phase !== null) this.#lifecycle.timedOut(phase);
     this.#held = null;
+    this.#head = null;
     // What a transform held only to see it whole (the start of an event) goes out as the upstream sent it.
     const rest = res.headersSent && this.#transforms.length > 0 ? abandonThrough(this.#transforms) : null;
     if (rest !== null) this.#count(rest);
@@ -179,6 +188,11 @@ export class Relay implements ExchangeHandler {
       res.destroy();
     }
     this.#finish(gatewayError.code);
+  }
+
+  #writeHead(): void {
+    this.#res.writeHead(this.#status, this.#head!);
+    this.#head = null;
   }
 
   #send(bytes: Buffer, last: boolean): void {

@@ -1,3 +1,4 @@
+import type { AnswerModel } from '../config/model.js';
 import type { RoutingSnapshot } from '../config/snapshot.js';
 import type { Upstream } from '../config/upstream.js';
 import { GatewayError } from '../errors/gateway-error.js';
@@ -15,6 +16,8 @@ export interface RoutePlan {
   readonly requestedModel: string | null;
   /** Where the route came from (`file`, `ModelRoute ns/name`); null when no route applied. */
   readonly route: string | null;
+  /** Which model name the answer carries when a target's model differs from the requested one; `upstream` when no route applied. */
+  readonly answerModel: AnswerModel;
   readonly targets: readonly PlannedTarget[];
 }
 
@@ -29,14 +32,15 @@ export function resolveModel(snapshot: RoutingSnapshot, model: string, random: n
   const route = snapshot.routes.get(model);
   if (route === undefined) {
     if (snapshot.settings.unknownModels === 'reject') throw new GatewayError('model_not_found', undefined, { param: 'model' });
-    return { requestedModel: model, route: null, targets: [{ upstream: snapshot.defaultUpstream, model }] };
+    return { requestedModel: model, route: null, answerModel: 'upstream', targets: [{ upstream: snapshot.defaultUpstream, model }] };
   }
-  return { requestedModel: model, route: route.source, targets: orderTargets(route, random) };
+  const answerModel = route.answerModel ?? snapshot.settings.answerModel;
+  return { requestedModel: model, route: route.source, answerModel, targets: orderTargets(route, random) };
 }
 
 /** The plan for a request that names no model (a GET, an upload): the default upstream, as sent. */
 export function defaultPlan(snapshot: RoutingSnapshot): RoutePlan {
-  return { requestedModel: null, route: null, targets: [{ upstream: snapshot.defaultUpstream, model: '' }] };
+  return { requestedModel: null, route: null, answerModel: 'upstream', targets: [{ upstream: snapshot.defaultUpstream, model: '' }] };
 }
 
 /** The weighted pick first, then the remaining targets by descending weight (ties keep their order). */

@@ -1,4 +1,4 @@
-import type { KubeRouteInput, RouteSpec, RouteStatus } from '../config/model.js';
+import type { AnswerModel, KubeRouteInput, RouteSpec, RouteStatus } from '../config/model.js';
 import type { Upstream } from '../config/upstream.js';
 
 /** A route target with its upstream resolved. */
@@ -14,6 +14,8 @@ export interface CompiledRoute {
   /** For logs: `file` or `ModelRoute ns/name`. */
   readonly source: string;
   readonly targets: readonly CompiledTarget[];
+  /** The route's own answer_model; null: the gateway's setting. */
+  readonly answerModel: AnswerModel | null;
   /** Running sums of the targets' weights, for the weighted pick. */
   readonly cumulativeWeights: readonly number[];
 }
@@ -61,7 +63,7 @@ function compileRoute(spec: RouteSpec, upstreams: ReadonlyMap<string, Upstream>,
     cumulativeWeights.push(total);
   }
   if (targets.length === 0) throw new RouteError(`route '${spec.model}' (${spec.source}) has no target with a weight above 0`);
-  return { model: spec.model, source: spec.source, targets, cumulativeWeights };
+  return { model: spec.model, source: spec.source, targets, answerModel: spec.answerModel, cumulativeWeights };
 }
 
 /**
@@ -103,6 +105,7 @@ export function resolveKubeRoutes(
       model: route.model,
       source: `ModelRoute ${route.namespace}/${route.name}`,
       targets: route.targets.map((t) => ({ model: t.model, upstream: t.upstream ?? null, weight: t.weight ?? 1 })),
+      answerModel: route.answerModel ?? null,
     });
   }
   return { routes, statuses };

@@ -283,6 +283,7 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
       log_level: 'info',
       access_log: true,
       unknown_models: 'passthrough',
+      answer_model: 'requested',
       shutdown: { drain_delay_ms: 5000, timeout_ms: 120000 },
       kubernetes: { enabled: true, namespaces: [], client_key_selector: 'apiproxy.io/client-keys=true' },
       tracing: { enabled: false },
@@ -327,6 +328,23 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
     expect(one(plain, 'Deployment')['spec'].template.spec.volumes.some((v: any) => v.name === 'redis-password')).toBe(false);
     expect(runHelm(helm.v3, ['template', 'rel', chartDir, '--set', 'rateLimits.redis.url=http://redis:6379']).status).not.toBe(0);
     expect(runHelm(helm.v3, ['template', 'rel', chartDir, '--set', 'rateLimits.redis.timeoutMs=0']).status).not.toBe(0);
+  });
+
+  test('answer_model: config.answerModel is the global default; a redirect or a route may set its own; the gateway accepts it', () => {
+    const objs = template(helm.v3, [
+      '--set',
+      'config.answerModel=upstream',
+      '--set-json',
+      'config.modelRedirects={"gpt-4":"gpt-4o","legacy":{"model":"gpt-3.5-turbo","answer_model":"requested"}}',
+      '--set-json',
+      'config.routes=[{"model":"r","targets":[{"model":"t"}],"answer_model":"requested"}]',
+    ]);
+    const config = renderedConfig(objs);
+    expect(config.answer_model).toBe('upstream');
+    expect(config.model_redirects).toEqual({ 'gpt-4': 'gpt-4o', legacy: { model: 'gpt-3.5-turbo', answer_model: 'requested' } });
+    expect(config.routes[0].answer_model).toBe('requested');
+    const cm = one(objs, 'ConfigMap', 'rel-api-proxy');
+    expect(parseConfigText(cm['data']['config.json'], 'answer_model').answer_model).toBe('upstream');
   });
 
   test('tracing: values become the tracing block (empty ones left to the OTEL_* variables) and open the collector ports', () => {
@@ -479,6 +497,8 @@ describe('values.schema.json rejects unknown and mistyped values (helm exits non
     ['bad digest', ['--set', 'image.digest=latest'], /digest/],
     ['bad upstream name', ['--set', 'upstreams.Bad_Name.url=https://x'], /Bad_Name/],
     ['non-http upstream URL', ['--set', 'upstreams.default.url=ftp://x'], /url/],
+    ['bad answerModel', ['--set', 'config.answerModel=alias'], /answerModel/],
+    ['bad answer_model in a redirect', ['--set-json', 'config.modelRedirects={"a":{"model":"b","answer_model":"alias"}}'], /modelRedirects/],
     ['a /tmp size without a unit', ['--set', 'tmpSizeLimit=256'], /tmpSizeLimit/],
   ];
   test.each(cases)('%s', (_name, args, message) => {

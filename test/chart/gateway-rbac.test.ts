@@ -75,7 +75,8 @@ test("the chart's config + ServiceAccount token: the gateway syncs, authenticate
       body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }] }),
     });
     const body = (await res.body.json()) as { model?: string };
-    return `${res.statusCode}:${body.model ?? ''}`;
+    const sent = res.headers['x-apiproxy-upstream-model'];
+    return `${res.statusCode}:${typeof sent === 'string' ? sent : (body.model ?? '')}`;
   };
   expect((await send('chat')).startsWith('401:')).toBe(true);
 

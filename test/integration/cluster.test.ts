@@ -107,7 +107,9 @@ const listening = (cluster: Cluster): Record<string, unknown>[] => cluster.entri
 async function chat(client: Client, body = '{"model":"gpt-4"}'): Promise<number> {
   const res = await client.request({ path: '/v1/chat/completions', method: 'POST', headers: auth, body });
   const parsed = (await res.body.json()) as { model?: string };
-  return res.statusCode === 200 && parsed.model === ROUTES['gpt-4'] ? 200 : res.statusCode;
+  // Routed: sent upstream as the redirect's target, answered under the name asked for. A 200 that was not is -1.
+  const routed = res.headers['x-apiproxy-upstream-model'] === ROUTES['gpt-4'] && parsed.model === 'gpt-4';
+  return res.statusCode === 200 && !routed ? -1 : res.statusCode;
 }
 
 /** `count` chat requests spread over `connections` fresh connections (round-robin hands out connections, not requests). */

@@ -54,7 +54,8 @@ test('serves, logs each request promptly, drains and exits 0 on SIGTERM', async 
     headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' },
     body: '{"model":"gpt-4"}',
   });
-  expect(((await res.body.json()) as { model: string }).model).toBe('gpt-4o-2024-08-06');
+  expect(res.headers['x-apiproxy-upstream-model']).toBe('gpt-4o-2024-08-06');
+  expect(((await res.body.json()) as { model: string }).model).toBe('gpt-4');
   const accessLine = () => output.split('\n').find((line) => line.includes('"msg":"request"') && line.includes('/v1/chat/completions'));
   expect(await waitFor(() => accessLine() !== undefined, 1500)).toBeLessThan(1500);
   expect(JSON.parse(accessLine()!)).toMatchObject({ level: 'info', key_id: 'team-a', status: 200, target_model: 'gpt-4o-2024-08-06' });

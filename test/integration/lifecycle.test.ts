@@ -19,7 +19,9 @@ const auth = { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'applicati
 async function modelSentFor(url: string, model: string): Promise<string> {
   const res = await request(`${url}/v1/chat/completions`, { method: 'POST', headers: auth, body: JSON.stringify({ model }) });
   const body = (await res.body.json()) as { model?: string; error?: { code: string } };
-  return body.model ?? `error:${body.error?.code}`;
+  // The answer names the requested model; the header names the one sent upstream when a route changed it.
+  const sent = res.headers['x-apiproxy-upstream-model'];
+  return typeof sent === 'string' ? sent : (body.model ?? `error:${body.error?.code}`);
 }
 
 async function eventually<T>(probe: () => T | Promise<T>, expected: T, timeoutMs = 1000): Promise<number> {

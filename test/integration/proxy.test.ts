@@ -25,7 +25,8 @@ describe('forwarding', () => {
       '{"temperature":0.2,"model":"gpt-4","messages":[{"role":"user","content":"hi \\u00e9"}],"tools":[{"type":"function","function":{"name":"f","parameters":{}}}],"max_tokens":12345678901234567890,"stream_options":null,"n":1.50}';
     const res = await post('/v1/chat/completions', body);
     expect(res.status).toBe(200);
-    expect(res.json().model).toBe('gpt-4o-2024-08-06');
+    expect(res.json().model).toBe('gpt-4'); // answer_model: requested, the default
+    expect(res.headers['x-apiproxy-upstream-model']).toBe('gpt-4o-2024-08-06');
     const seen = upstream.requests.at(-1)!;
     expect(seen.url).toBe('/v1/chat/completions');
     expect(seen.body.toString()).toBe(body.replace('"model":"gpt-4"', '"model":"gpt-4o-2024-08-06"'));
@@ -110,17 +111,17 @@ describe('forwarding', () => {
 describe('official openai SDK as a client', () => {
   const client = () => new OpenAI({ apiKey: CLIENT_KEY, baseURL: `${gw.url}/v1`, maxRetries: 0 });
 
-  test('chat completion with redirect', async () => {
+  test('chat completion with redirect: the answer names the requested model', async () => {
     const completion = await client().chat.completions.create({ model: 'gpt-4', messages: [{ role: 'user', content: 'hi' }], temperature: 0.5 });
-    expect(completion.model).toBe('gpt-4o-2024-08-06');
+    expect(completion.model).toBe('gpt-4');
     expect(completion.choices[0]!.message.content).toBe('hello from gpt-4o-2024-08-06');
   });
 
-  test('streamed completion arrives chunk by chunk with the redirected model', async () => {
+  test('streamed completion arrives chunk by chunk, each naming the requested model', async () => {
     const stream = await client().chat.completions.create({ model: 'gpt-4', messages: [{ role: 'user', content: 'hi' }], stream: true });
     const parts: string[] = [];
     for await (const chunk of stream) {
-      expect(chunk.model).toBe('gpt-4o-2024-08-06');
+      expect(chunk.model).toBe('gpt-4');
       parts.push(chunk.choices[0]!.delta.content ?? '');
     }
     expect(parts.join('')).toBe('tok0 tok1 tok2 tok3 tok4 ');
@@ -228,7 +229,7 @@ describe('keep-alive', () => {
           dispatcher: agent,
         });
         const body = (await res.body.json()) as { model: string };
-        return res.statusCode === 200 && body.model === 'gpt-4o-2024-08-06';
+        return res.statusCode === 200 && body.model === 'gpt-4' && res.headers['x-apiproxy-upstream-model'] === 'gpt-4o-2024-08-06';
       }),
     );
     expect(results.every(Boolean)).toBe(true);

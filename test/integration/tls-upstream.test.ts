@@ -62,7 +62,7 @@ test.each([
   try {
     const res = await chat(gw.url);
     expect(res.status).toBe(status);
-    if (status === 200) expect(res.body['model']).toBe('gpt-4o-2024-08-06');
+    if (status === 200) expect(res.body['choices'][0].message.content).toBe('hello from gpt-4o-2024-08-06');
     else expect(res.body['error'].code).toBe('upstream_tls');
   } finally {
     await gw.stop();

@@ -77,6 +77,8 @@ describe('valid ModelRoutes', () => {
     ['16 targets', { model: 'm', targets: Array.from({ length: 16 }, (_, i) => target(`t${i}`)) }],
     ['256-char model, 63-char upstream', { model: 'a'.repeat(256), targets: [target('b'.repeat(256), { upstream: 'c'.repeat(63) })] }],
     ['non-ASCII model names', { model: 'modèle/ünïcode:😀 v1', targets: [target('org/Model_Name-7B:q4')] }],
+    ['answerModel: upstream', { model: 'm', targets: [target('x')], answerModel: 'upstream' }],
+    ['answerModel: requested', { model: 'm', targets: [target('x')], answerModel: 'requested' }],
   ];
 
   test.each(valid)('%s is accepted (Strict field validation)', async (_desc, spec) => {
@@ -224,6 +226,11 @@ const invalid: InvalidCase[] = [
     desc: 'duplicate with weights',
     spec: { model: 'm', targets: [target('x', { weight: 1 }), target('x', { weight: 2 })] },
     error: 'targets must be unique by (upstream, model)',
+  },
+  {
+    desc: 'answerModel not one of the two',
+    spec: { model: 'm', targets: [target('x')], answerModel: 'alias' },
+    error: 'spec.answerModel: Unsupported value: "alias": supported values: "requested", "upstream"',
   },
   { desc: 'unknown field in spec (Strict)', spec: { model: 'm', targets: [target('x')], timeout: '5s' }, error: 'unknown field "spec.timeout"', status: 400 },
   {

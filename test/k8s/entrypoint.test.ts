@@ -81,7 +81,8 @@ test('syncs ModelRoutes from a kubeconfig, routes, and exits 0 on SIGTERM after 
       headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' },
       body: '{"model":"entry-model"}',
     });
-    return ((await res.body.json()) as { model?: string }).model === 'entry-target';
+    await res.body.text();
+    return res.headers['x-apiproxy-upstream-model'] === 'entry-target';
   }, 3000);
   const exited = new Promise<number | null>((resolve) => gateway.once('exit', (code) => resolve(code)));
   gateway.kill('SIGTERM');

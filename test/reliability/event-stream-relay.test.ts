@@ -1,7 +1,8 @@
 /**
  * The event-stream relay end to end: an upstream's chunked event stream
  * (chunk extensions, uneven chunks that ignore event boundaries) reaches the
- * client as the same payload in well-formed framing, however the upstream cuts
+ * client as the same payload in well-formed framing (each event's model the
+ * one the client asked for: answer_model: requested), however the upstream cuts
  * its chunks and writes; pipelined and HTTP/1.0 clients get well-formed
  * responses too; and an upstream that dies mid-event must never have an error
  * event spliced into the half event. The upstream is a raw node:net server, so
@@ -79,15 +80,15 @@ async function startRawUpstream(): Promise<RawUpstream> {
 
 const EVENT_COUNT = 40;
 
-/** The event stream for `marker`: EVENT_COUNT chat.completion.chunk events, then [DONE]. */
-function events(marker: string, count = EVENT_COUNT): string[] {
+/** The event stream for `marker`: EVENT_COUNT chat.completion.chunk events, then [DONE]; as the upstream sends it. */
+function events(marker: string, count = EVENT_COUNT, model = 'raw-model'): string[] {
   const list: string[] = [];
   for (let i = 0; i < count; i++) {
     const chunk = {
       id: 'chatcmpl-raw',
       object: 'chat.completion.chunk',
       created: 0,
-      model: 'raw-model',
+      model,
       choices: [{ index: 0, delta: { content: `${marker}${i} ` }, finish_reason: null }],
     };
     list.push(`data: ${JSON.stringify(chunk)}\n\n`);
@@ -95,6 +96,9 @@ function events(marker: string, count = EVENT_COUNT): string[] {
   list.push('data: [DONE]\n\n');
   return list;
 }
+
+/** The same stream as a client gets it: the requests ask for gpt-4, which a redirect sends upstream as another model. */
+const relayed = (marker: string, count = EVENT_COUNT): string[] => events(marker, count, 'gpt-4');
 
 const contents = (marker: string, count = EVENT_COUNT): string[] => Array.from({ length: count }, (_, i) => `${marker}${i} `);
 
@@ -301,7 +305,7 @@ async function healthyAfterwards(): Promise<void> {
   await expectIdleAndHealthy(gw.url);
   const res = await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: auth, body: streamRequest('ok') });
   expect(res.statusCode).toBe(200);
-  expect(await res.body.text()).toBe(events('ok').join(''));
+  expect(await res.body.text()).toBe(relayed('ok').join(''));
 }
 
 describe('an event stream with chunk extensions and uneven chunks', () => {
@@ -311,7 +315,7 @@ describe('an event stream with chunk extensions and uneven chunks', () => {
     expect(res.headers['content-type']).toBe('text/event-stream');
     expect(res.headers['transfer-encoding']).toBe('chunked');
     expect(res.headers['x-request-id']).toBeDefined();
-    expect(await res.body.text()).toBe(events('U').join(''));
+    expect(await res.body.text()).toBe(relayed('U').join(''));
     expect(upstream.requests.at(-1)!.head).toMatch(/^POST \/v1\/chat\/completions HTTP\/1\.1\r\n/);
   });
 
@@ -332,7 +336,7 @@ describe('an event stream with chunk extensions and uneven chunks', () => {
     expect(rest).toBe('');
     expect(responses).toHaveLength(1);
     expect(responses[0]!.status).toBe(200);
-    expect(responses[0]!.body).toBe(events('W').join(''));
+    expect(responses[0]!.body).toBe(relayed('W').join(''));
   });
 
   test('ten concurrent streams through the same pool all arrive intact', async () => {
@@ -343,7 +347,7 @@ describe('an event stream with chunk extensions and uneven chunks', () => {
         return res.body.text();
       }),
     );
-    expect(bodies).toEqual(markers.map((marker) => events(marker).join('')));
+    expect(bodies).toEqual(markers.map((marker) => relayed(marker).join('')));
   });
 });
 
@@ -363,8 +367,8 @@ describe('pipelined and HTTP/1.0 clients', () => {
       expect(response.headers['transfer-encoding']).toBe('chunked');
       expect(response.headers['content-type']).toBe('text/event-stream');
     }
-    expect(first.body).toBe(events('A').join(''));
-    expect(second.body).toBe(events('B').join(''));
+    expect(first.body).toBe(relayed('A').join(''));
+    expect(second.body).toBe(relayed('B').join(''));
     expect(first.headers['x-request-id']).not.toBe(second.headers['x-request-id']);
     expect(
       upstream.requests
@@ -385,12 +389,14 @@ describe('pipelined and HTTP/1.0 clients', () => {
     expect(head).not.toContain('content-length');
     expect(head).toContain('content-type: text/event-stream');
     expect(head).toMatch(/\r\nconnection: close(\r\n|$)/);
-    expect(raw.text.slice(headEnd + 4)).toBe(events('H').join(''));
+    expect(raw.text.slice(headEnd + 4)).toBe(relayed('H').join(''));
   });
 });
 
 describe('an upstream that dies', () => {
   const FIRST = events('D', 3);
+  /** FIRST's three events as the client gets them. */
+  const FIRST_RELAYED = relayed('D', 3).slice(0, 3);
   /** Three whole events, one per chunk. */
   const WHOLE = FIRST.slice(0, 3)
     .map((event) => chunk(event, ';n=1'))
@@ -414,7 +420,8 @@ describe('an upstream that dies', () => {
     expect(raw.statuses).toEqual([200]);
     const { payload, terminated } = decodeChunked(raw.text.slice(raw.text.indexOf('\r\n\r\n') + 4));
     expect(terminated).toBe(false);
-    expect(payload).toBe(FIRST.slice(0, 3).join('') + NEXT.slice(0, 40));
+    // The half event holds no model yet, so it is relayed as far as it came.
+    expect(payload).toBe(FIRST_RELAYED.join('') + NEXT.slice(0, 40));
     expect(raw.text).not.toContain('"error"');
     await healthyAfterwards();
   });
@@ -443,7 +450,7 @@ describe('an upstream that dies', () => {
     expect(rest).toBe('');
     expect(responses).toHaveLength(1);
     const received = responses[0]!.body.split('\n\n').filter((event) => event !== '');
-    expect(received.slice(0, 3)).toEqual(FIRST.slice(0, 3).map((event) => event.slice(0, -2)));
+    expect(received.slice(0, 3)).toEqual(FIRST_RELAYED.map((event) => event.slice(0, -2)));
     expect(received).toHaveLength(4);
     expect(received[3]!.startsWith('data: ')).toBe(true);
     const error = (JSON.parse(received[3]!.slice('data: '.length)) as { error: { code: string; type: string } }).error;
@@ -455,7 +462,7 @@ describe('an upstream that dies', () => {
     upstream.behaviour = (exchange) => dieAfter(exchange, WHOLE);
     const res = await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: auth, body: streamRequest('D') });
     const text = await res.body.text();
-    expect(text.startsWith(FIRST.slice(0, 3).join(''))).toBe(true);
+    expect(text.startsWith(FIRST_RELAYED.join(''))).toBe(true);
     const last = text.trim().split('\n\n').at(-1)!;
     expect(JSON.parse(last.slice('data: '.length))).toEqual({ error: expect.objectContaining({ code: 'upstream_reset' }) });
 
@@ -476,7 +483,7 @@ describe('an upstream that dies', () => {
     expect(raw.closed).toBe(true);
     expect(raw.statuses).toEqual([200]);
     const body = raw.text.slice(raw.text.indexOf('\r\n\r\n') + 4);
-    expect(body.startsWith(FIRST.slice(0, 3).join(''))).toBe(true);
+    expect(body.startsWith(FIRST_RELAYED.join(''))).toBe(true);
     expect(body).not.toContain('"error"');
     await healthyAfterwards();
   });
@@ -491,7 +498,7 @@ describe('framing edge cases', () => {
     const res = await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: auth, body: streamRequest('TE') });
     expect(res.statusCode).toBe(200);
     expect(res.headers['content-length']).toBeUndefined();
-    expect(await res.body.text()).toBe(events('TE').join(''));
+    expect(await res.body.text()).toBe(relayed('TE').join(''));
     await healthyAfterwards();
   });
 
@@ -529,7 +536,7 @@ describe('framing edge cases', () => {
       socket.resume();
       await closed;
       const text = Buffer.concat(received).toString('utf8');
-      expect(text.slice(text.indexOf('\r\n\r\n') + 4)).toBe(events('S', count).join(''));
+      expect(text.slice(text.indexOf('\r\n\r\n') + 4)).toBe(relayed('S', count).join(''));
     } finally {
       ServerResponse.prototype.once = once;
     }
@@ -561,7 +568,7 @@ describe('framing edge cases', () => {
     } finally {
       Socket.prototype.write = write;
     }
-    expect(text).toBe(events('L', 3).join(''));
+    expect(text).toBe(relayed('L', 3).join(''));
     // The writes that carry the last event and the last chunk, from the end back: all made while the socket
     // was corked, so they leave together when it is uncorked.
     const tail = chunk('data: [DONE]\n\n') + '0\r\n\r\n';

@@ -34,7 +34,8 @@ const jsonBody = JSON.stringify({ model: 'gpt-4', messages: [] });
 async function normalRequestSucceeds(url: string): Promise<void> {
   const res = await request(`${url}/v1/chat/completions`, { method: 'POST', headers: auth, body: jsonBody });
   expect(res.statusCode).toBe(200);
-  expect(((await res.body.json()) as { model: string }).model).toBe('gpt-4o-2024-08-06');
+  expect(res.headers['x-apiproxy-upstream-model']).toBe('gpt-4o-2024-08-06');
+  expect(((await res.body.json()) as { model: string }).model).toBe('gpt-4');
 }
 
 interface Delta {

@@ -29,6 +29,19 @@ describe('config file', () => {
     ]);
   });
 
+  test('answer_model: requested by default; a redirect may be an object with its own answer_model', () => {
+    const plain = toInputs(parseConfigText('{"api":{"url":"http://x"},"model_redirects":{"a":"b"}}', 'c'), noSecrets);
+    expect(plain.settings.answerModel).toBe('requested');
+    expect(plain.routes[0]).toMatchObject({ model: 'a', targets: [{ model: 'b' }], answerModel: null });
+    const text = '{"api":{"url":"http://x"},"answer_model":"upstream","model_redirects":{"a":{"model":"b","answer_model":"requested"},"c":{"model":"d"}}}';
+    const inputs = toInputs(parseConfigText(text, 'c'), noSecrets);
+    expect(inputs.settings.answerModel).toBe('upstream');
+    expect(inputs.routes.map((r) => [r.model, r.targets[0]!.model, r.answerModel])).toEqual([
+      ['a', 'b', 'requested'],
+      ['c', 'd', null],
+    ]);
+  });
+
   test('YAML works and a bare origin forwards paths unchanged', () => {
     const config = parseConfigText('upstreams:\n  default:\n    url: http://vllm:8000\nbody_limit: 2MiB\n', 'c.yaml');
     const inputs = toInputs(config, noSecrets);
@@ -43,6 +56,10 @@ describe('config file', () => {
     ['{"api":{"url":"http://x"},"surprise":1}', 'surprise'],
     ['{"api":{"url":"http://x"},"client_keys":[{"id":"a"}]}', 'client_keys[0]'],
     ['{"api":{"url":"http://x"},"model_redirects":{"a":"b\\u0007"}}', 'model_redirects'],
+    ['{"api":{"url":"http://x"},"answer_model":"alias"}', 'answer_model'],
+    ['{"api":{"url":"http://x"},"model_redirects":{"a":{"model":"b","answer_model":"both"}}}', 'model_redirects'],
+    ['{"api":{"url":"http://x"},"model_redirects":{"a":{"answer_model":"upstream"}}}', 'model_redirects'],
+    ['{"api":{"url":"http://x"},"routes":[{"model":"a","targets":[{"model":"b"}],"answer_model":"x"}]}', 'routes[0].answer_model'],
     ['{"upstreams":{}}', 'no default upstream'],
     ['upstreams: [', 'not valid JSON or YAML'],
   ])('%s is rejected naming %s', (text, field) => {

@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { addStreamUsage, parseJsonRequest, replaceModel } from '../../src/pipeline/json-request.js';
+import { addStreamUsage, objectValueSpan, parseJsonRequest, replaceModel } from '../../src/pipeline/json-request.js';
 import { GatewayError } from '../../src/errors/gateway-error.js';
 
 describe('replaceModel', () => {
@@ -56,6 +56,54 @@ describe('addStreamUsage', () => {
         expect(added['stream_options']).toEqual({ ...streamOptions, include_usage: true });
         expect({ ...added, stream_options: streamOptions }).toEqual({ ...sent, stream_options: streamOptions });
       }),
+    );
+  });
+});
+
+describe('objectValueSpan', () => {
+  test('any JSON object: the span of a key is the text of the value JSON.parse gives it', () => {
+    fc.assert(
+      fc.property(fc.dictionary(fc.string(), fc.jsonValue()), fc.boolean(), (object, pretty) => {
+        const text = JSON.stringify(object, null, pretty ? 2 : undefined);
+        const parsed = JSON.parse(text) as Record<string, unknown>;
+        for (const key of Object.keys(parsed)) {
+          const span = objectValueSpan(text, key)!;
+          expect(JSON.parse(text.slice(span[0], span[1]))).toEqual(parsed[key]);
+        }
+        expect(objectValueSpan(text, '\u0000absent')).toBeNull();
+      }),
+    );
+  });
+
+  test('from: the object that starts there (a nested one)', () => {
+    const text = '{"model":"top","response":{"tools":[{"model":"tool"}],"model":"inner"}}';
+    const response = objectValueSpan(text, 'response')!;
+    expect(text.slice(...objectValueSpan(text, 'model', response[0])!)).toBe('"inner"');
+    expect(objectValueSpan(text, 'model', objectValueSpan(text, 'model')![0])).toBeNull(); // a string, not an object
+  });
+
+  test.each([
+    ['an unterminated string', '{"model":"a'],
+    ['an unterminated object', '{"x":{"y":[1,2'],
+    ['a missing colon', '{"model" "a"}'],
+    ['a bad escape in a key', '{"mod\\x65l":"a"}'],
+    ['no object', '"model"'],
+    ['nothing', ''],
+  ])('text that is not JSON (%s): null, at once', (_name, text) => {
+    expect(objectValueSpan(text, 'model')).toBeNull();
+  });
+
+  test('any text ends, in linear time (the scan reads what upstreams send)', () => {
+    const alphabet = ['{', '}', '[', ']', '"', '\\', ':', ',', ' ', 'x', '"model":'];
+    fc.assert(
+      fc.property(fc.array(fc.constantFrom(...alphabet), { minLength: 1, maxLength: 30 }), (unit) => {
+        const text = unit.join('').repeat(Math.ceil(300_000 / unit.join('').length));
+        const started = performance.now();
+        objectValueSpan(text, 'model');
+        objectValueSpan('{"a":' + text, 'model');
+        expect(performance.now() - started).toBeLessThan(2000);
+      }),
+      { numRuns: 50 },
     );
   });
 });

@@ -141,3 +141,40 @@ test('the weighted split follows the weights over many draws', () => {
   expect(counts['a']! / 10_000).toBeGreaterThan(0.86);
   expect(counts['a']! / 10_000).toBeLessThan(0.94);
 });
+
+describe('answer_model: which model name an answer carries', () => {
+  const kube = (answerModel?: 'requested' | 'upstream') => ({
+    routes: [{ namespace: 'team-a', name: 'r', generation: 1, createdAt: 1, model: 'kube', targets: [{ model: 'kube-target' }], answerModel, invalid: null }],
+    clientKeys: [],
+    upstreamKeys: new Map<string, string>(),
+  });
+  const plans = (yaml: string, answerModel?: 'requested' | 'upstream') => {
+    const snapshot = snapshotOf(yaml, kube(answerModel));
+    return Object.fromEntries(['redirect', 'own', 'route', 'kube', 'unrouted'].map((model) => [model, resolveModel(snapshot, model, 0.5).answerModel]));
+  };
+  const routesYaml = [
+    'model_redirects: { redirect: a, own: { model: b, answer_model: upstream } }',
+    'routes:',
+    '  - { model: route, targets: [{ model: c }], answer_model: requested }',
+  ].join('\n');
+
+  test('requested by default wherever a route applies; a route, a redirect or a ModelRoute may say otherwise; no route: upstream', () => {
+    expect(plans(routesYaml)).toEqual({ redirect: 'requested', own: 'upstream', route: 'requested', kube: 'requested', unrouted: 'upstream' });
+    expect(plans(routesYaml, 'upstream')).toMatchObject({ kube: 'upstream' });
+  });
+
+  test('the global setting is the default of every route that does not say', () => {
+    expect(plans(`answer_model: upstream\n${routesYaml}`)).toEqual({
+      redirect: 'upstream',
+      own: 'upstream',
+      route: 'requested',
+      kube: 'upstream',
+      unrouted: 'upstream',
+    });
+    expect(plans(`answer_model: upstream\n${routesYaml}`, 'requested')).toMatchObject({ kube: 'requested' });
+  });
+
+  test('a request without a model: upstream', () => {
+    expect(defaultPlan(routes).answerModel).toBe('upstream');
+  });
+});

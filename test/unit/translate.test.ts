@@ -16,6 +16,12 @@ test('a ModelRoute becomes source input; a malformed spec becomes an Invalid rea
   expect(toRouteInput(route({ model: 'a', targets: [{ model: 'b', weight: 'heavy' }] })).invalid).toMatch(/^spec\.targets\.0\.weight: /);
 });
 
+test("a ModelRoute's answerModel is read; a value the CRD would refuse makes the route Invalid", () => {
+  expect(toRouteInput(route({ model: 'a', targets: [{ model: 'b' }], answerModel: 'upstream' })).answerModel).toBe('upstream');
+  expect(toRouteInput(route({ model: 'a', targets: [{ model: 'b' }] })).answerModel).toBeUndefined();
+  expect(toRouteInput(route({ model: 'a', targets: [{ model: 'b' }], answerModel: 'both' })).invalid).toMatch(/^spec\.answerModel: /);
+});
+
 test('each Secret entry is a key (trimmed), its name the id; empty entries are skipped', () => {
   const secret = { metadata: { name: 's' }, data: { a: Buffer.from('sk-a\n').toString('base64'), empty: '', b: Buffer.from('sk-b').toString('base64') } };
   expect(toClientKeys(secret)).toEqual([

@@ -174,6 +174,7 @@ Namespaces the gateway watches, as RBAC sees them: a list of namespace names, or
 {{- $_ := set $cfg "log_level" .Values.config.logLevel }}
 {{- $_ := set $cfg "access_log" .Values.config.accessLog }}
 {{- $_ := set $cfg "unknown_models" .Values.config.unknownModels }}
+{{- $_ := set $cfg "answer_model" .Values.config.answerModel }}
 {{- with .Values.config.routes }}{{ $_ := set $cfg "routes" . }}{{ end }}
 {{- $_ := set $cfg "shutdown" (dict "drain_delay_ms" (int .Values.config.shutdown.drainDelayMs) "timeout_ms" (int .Values.config.shutdown.timeoutMs)) }}
 {{- $_ := set $cfg "kubernetes" (dict "enabled" .Values.kubernetes.enabled "namespaces" .Values.kubernetes.namespaces "client_key_selector" .Values.kubernetes.clientKeySelector) }}

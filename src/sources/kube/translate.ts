@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { keyDigest } from '../../config/key-digest.js';
 import type { ClientKeySpec, KubeRouteInput } from '../../config/model.js';
-import { modelName } from '../../config/schema.js';
+import { answerModelSchema, modelName } from '../../config/schema.js';
 import type { KubeObject } from './resource-watch.js';
 
 /** What the gateway accepts of a ModelRoute's spec; the CRD's schema says the same to the API server. */
@@ -18,6 +18,7 @@ const modelRouteSpec = z
       )
       .min(1)
       .max(16),
+    answerModel: answerModelSchema.optional(),
   })
   .loose();
 
@@ -56,7 +57,7 @@ function routeInput(object: KubeObject): KubeRouteInput {
     const issue = parsed.error.issues[0];
     return { ...base, model: '', targets: [], invalid: `spec.${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}` };
   }
-  return { ...base, model: parsed.data.model, targets: parsed.data.targets, invalid: null };
+  return { ...base, model: parsed.data.model, targets: parsed.data.targets, answerModel: parsed.data.answerModel, invalid: null };
 }
 
 /** Every data entry of a client-key Secret is one key; the entry's name is the key id. */

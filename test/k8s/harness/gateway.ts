@@ -59,7 +59,9 @@ export async function modelSent(gatewayUrl: string, model: string, key = CLIENT_
     body: JSON.stringify({ model }),
   });
   const body = (await res.body.json()) as { model?: string; error?: { code: string } };
-  return body.model ?? `error:${res.statusCode}:${body.error?.code}`;
+  // The answer names the requested model (answer_model: requested); the header names the one sent upstream.
+  const sent = res.headers['x-apiproxy-upstream-model'];
+  return typeof sent === 'string' ? sent : (body.model ?? `error:${res.statusCode}:${body.error?.code}`);
 }
 
 export interface ClusterWithGateway {
