@@ -68,6 +68,12 @@ function inputs(routeCount: number, keys: readonly string[]): FileInputs {
         maxIdleConnections: 8,
         tlsCa: null,
         tlsInsecureSkipVerify: false,
+        tlsServername: null,
+        tlsClientCert: null,
+        tlsClientCertSecret: null,
+        http2: 'auto',
+        proxy: null,
+        envProxy: null,
       },
     ],
     routes: Array.from({ length: routeCount }, (_, i) => ({

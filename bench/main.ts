@@ -5,7 +5,7 @@
  * interleave; medians and ratios are quoted. Prints a table and writes
  * bench-results/latest.json. `--quick` for a short smoke run.
  *
- * Flags: --quick, --rounds=N, --seconds=N, --only=throughput,streams,memory,body,upload,config,nolog,cluster,peers,longstreams,tracing,answermodel,policy,
+ * Flags: --quick, --rounds=N, --seconds=N, --only=throughput,streams,clients,memory,body,upload,config,nolog,cluster,peers,longstreams,tracing,answermodel,policy,
  *        --baseline=FILE (the tracing and policy sections also measure this build's main.js, e.g. main's, beside their variants),
  *        --workers=N (the cluster section's WORKERS, default 2; `auto` is one per CPU),
  *        --profile (the gateway writes a .cpuprofile to bench-results/profiles), --out=FILE,
@@ -121,6 +121,61 @@ async function interleave<T>(
 
 const med = <T>(values: readonly T[], pick: (value: T) => number): number => median(values.map(pick));
 
+/** Runs `fn` on every target each round, the order rotating by one each round; results by target. */
+async function rotate<K extends string, T>(rounds: number, targets: Record<K, Target>, fn: (target: Target, which: K) => Promise<T>): Promise<Record<K, T[]>> {
+  const names = Object.keys(targets) as K[];
+  const results = Object.fromEntries(names.map((name) => [name, [] as T[]])) as Record<K, T[]>;
+  for (let round = 0; round < rounds; round++) {
+    for (let i = 0; i < names.length; i++) {
+      const name = names[(i + round) % names.length]!;
+      results[name].push(await fn(targets[name], name));
+    }
+  }
+  return results;
+}
+
+/** Section (7): each client's throughput and 500-stream figures against direct, from the same rotated rounds. */
+function summarizeClients(
+  loop: Record<'native' | 'undici' | 'direct', (LoopResult & { cpuUs: number })[]>,
+  streams: Record<'native' | 'undici' | 'direct', StreamsResult[]>,
+): Record<string, number> {
+  const rps = (which: 'native' | 'undici' | 'direct'): number => med(loop[which], (r) => r.requestsPerSecond);
+  const done = (which: 'native' | 'undici' | 'direct'): number => med(streams[which], (r) => r.completed / r.seconds);
+  const ttfb = (which: 'native' | 'undici' | 'direct'): number => med(streams[which], (r) => r.ttfbP50Ms);
+  return {
+    native_rps: Math.round(rps('native')),
+    undici_rps: Math.round(rps('undici')),
+    direct_rps: Math.round(rps('direct')),
+    native_ratio: round(rps('native') / rps('direct'), 3),
+    undici_ratio: round(rps('undici') / rps('direct'), 3),
+    native_cpu_us_per_request: round(
+      med(loop.native, (r) => r.cpuUs),
+      1,
+    ),
+    undici_cpu_us_per_request: round(
+      med(loop.undici, (r) => r.cpuUs),
+      1,
+    ),
+    native_p99_ms: round(
+      med(loop.native, (r) => r.p99Ms),
+      2,
+    ),
+    undici_p99_ms: round(
+      med(loop.undici, (r) => r.p99Ms),
+      2,
+    ),
+    errors: [...loop.native, ...loop.undici, ...loop.direct].reduce((sum, r) => sum + r.errors, 0),
+    native_streams_done_ratio: round(done('native') / done('direct'), 3),
+    undici_streams_done_ratio: round(done('undici') / done('direct'), 3),
+    native_ttfb_p50_ms: round(ttfb('native'), 2),
+    undici_ttfb_p50_ms: round(ttfb('undici'), 2),
+    direct_ttfb_p50_ms: round(ttfb('direct'), 2),
+    native_added_ttfb_p50_ms: round(ttfb('native') - ttfb('direct'), 2),
+    undici_added_ttfb_p50_ms: round(ttfb('undici') - ttfb('direct'), 2),
+    stream_errors: [...streams.native, ...streams.undici, ...streams.direct].reduce((sum, r) => sum + r.errors, 0),
+  };
+}
+
 /** `concurrency` streams of 20 events 5 ms apart, interleaved through `via` and direct; `viaLabel` names `via` in the log. */
 function streamRounds(rounds: number, seconds: number, via: Target, direct: Target, concurrency: number, viaLabel = 'gateway'): Promise<Pair<StreamsResult>> {
   return interleave(rounds, via, direct, async (target, which) => {
@@ -152,7 +207,13 @@ async function main(): Promise<void> {
   const upstream = await startUpstream(join(here, 'upstream.js'));
   let gatewayIndex = 0;
   /** `workers` only for the cluster section: the other launches run without WORKERS (one process). */
-  const launch = (accessLog: boolean, workers?: number, extra: Record<string, unknown> = {}, mainScript = join(dist, 'main.js')): Promise<GatewayProcess> =>
+  const launch = (
+    accessLog: boolean,
+    workers?: number,
+    extra: Record<string, unknown> = {},
+    mainScript = join(dist, 'main.js'),
+    env?: Record<string, string>,
+  ): Promise<GatewayProcess> =>
     startGateway({
       mainScript,
       config: gatewayConfig(upstream.url, accessLog, extra),
@@ -160,6 +221,7 @@ async function main(): Promise<void> {
       logPath: join(work, `gateway-${gatewayIndex++}.log`),
       nodeArgs: options.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
       ...(workers === undefined ? {} : { workers }),
+      ...(env === undefined ? {} : { env }),
     });
   const headers = { 'content-type': 'application/json', authorization: `Bearer ${CLIENT_KEY}` };
   const direct: Target = { url: upstream.url, headers };
@@ -220,6 +282,38 @@ async function main(): Promise<void> {
       streamResults[String(concurrency)] = summarizeStreams(pair);
     }
     results['streams'] = streamResults;
+  }
+
+  if (wants('clients')) {
+    // The same gateway and config twice, one sending everything through undici (the diagnostic
+    // API_PROXY_TRANSPORT=undici): native, undici and direct take turns, the order rotating each round.
+    const undiciGateway = await launch(true, undefined, {}, join(dist, 'main.js'), { API_PROXY_TRANSPORT: 'undici' });
+    const viaUndici: Target = { url: undiciGateway.url, headers };
+    const gateways: Record<'native' | 'undici', GatewayProcess> = { native: gateway, undici: undiciGateway };
+    await closedLoop(tool, viaUndici, BODY, 64, 1, lua);
+    await rawStreams(viaUndici, STREAM_BODY, 200, 1, 20, 5);
+    const targets = { native: via, undici: viaUndici, direct };
+    log('(7) upstream client: native HTTP/1.1 vs undici, non-streaming, 64 connections');
+    const loop = await rotate(options.rounds, targets, async (target, which) => {
+      const pid = which === 'direct' ? null : gateways[which].pid;
+      const before = pid === null ? 0 : cpuMsOf(pid);
+      const result = await closedLoop(tool, target, BODY, 64, options.seconds, lua);
+      const cpu = pid === null ? Number.NaN : ((cpuMsOf(pid) - before) * 1000) / result.requests;
+      log(
+        `  ${which.padEnd(7)} ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, errors ${result.errors}${pid === null ? '' : `, CPU µs/request ${cpu.toFixed(1)}`}`,
+      );
+      return { ...result, cpuUs: cpu };
+    });
+    log('(7) upstream client: native HTTP/1.1 vs undici, 500 concurrent streams, 20 chunks 5 ms apart');
+    const streams = await rotate(options.rounds, targets, async (target, which) => {
+      const result = await rawStreams(target, STREAM_BODY, 500, options.seconds, 20, 5);
+      log(
+        `  ${which.padEnd(7)} completed ${result.completed} in ${result.seconds.toFixed(1)} s, TTFB p50 ${result.ttfbP50Ms.toFixed(2)} ms p99 ${result.ttfbP99Ms.toFixed(2)} ms, errors ${result.errors}`,
+      );
+      return result;
+    });
+    await stop(undiciGateway.child);
+    results['clients'] = summarizeClients(loop, streams);
   }
 
   if (wants('answermodel')) {
@@ -742,6 +836,24 @@ export function table(results: Record<string, unknown>): string {
     rows.push(['    p50 / p99 ms', `${t['gateway_p50_ms']} / ${t['gateway_p99_ms']}`, `${t['direct_p50_ms']} / ${t['direct_p99_ms']}`, '']);
     if (t['gateway_cpu_us_per_request'] !== undefined)
       rows.push(['    CPU µs/request (gw / upstream)', `${t['gateway_cpu_us_per_request']}`, `${t['upstream_cpu_us_per_request']}`, '']);
+  }
+  const cl = r['clients'];
+  if (cl !== undefined) {
+    rows.push(['(7) native client: req/s; ratio', `${cl['native_rps']}; ${cl['native_ratio']}`, `${cl['direct_rps']}`, '']);
+    rows.push([
+      '    undici: req/s; ratio',
+      `${cl['undici_rps']}; ${cl['undici_ratio']}`,
+      `${cl['direct_rps']}`,
+      `undici >= 0.45 (${mark(cl['undici_ratio']! >= 0.45)})`,
+    ]);
+    rows.push(['    CPU µs/request native / undici', `${cl['native_cpu_us_per_request']} / ${cl['undici_cpu_us_per_request']}`, '', '']);
+    rows.push(['    500 streams done ratio native / undici', `${cl['native_streams_done_ratio']} / ${cl['undici_streams_done_ratio']}`, '', '']);
+    rows.push([
+      '    added TTFB p50 ms native / undici',
+      `${cl['native_added_ttfb_p50_ms']} / ${cl['undici_added_ttfb_p50_ms']}`,
+      `${cl['direct_ttfb_p50_ms']}`,
+      '',
+    ]);
   }
   const a = r['added_latency_500rps'];
   if (a !== undefined) {

@@ -24,6 +24,7 @@ export interface Options {
 export const SECTIONS = [
   'throughput',
   'streams',
+  'clients',
   'memory',
   'body',
   'upload',

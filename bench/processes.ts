@@ -132,6 +132,8 @@ export interface GatewayLaunch {
   readonly nodeArgs?: readonly string[];
   /** Set only for a cluster launch: `WORKERS` for the gateway; otherwise `WORKERS` is removed from its environment. */
   readonly workers?: number;
+  /** More environment for the gateway (e.g. the diagnostic API_PROXY_TRANSPORT). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -147,6 +149,9 @@ export async function startGateway(launch: GatewayLaunch): Promise<GatewayProces
   const env: NodeJS.ProcessEnv = { ...process.env, CONFIG_PATH: launch.configPath, PORT: String(port) };
   delete env['LOG_LEVEL'];
   delete env['WORKERS'];
+  // The gateway is measured without a proxy between it and the upstream, and on the client the run asks for.
+  for (const name of ['HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'http_proxy', 'https_proxy', 'no_proxy', 'API_PROXY_TRANSPORT']) delete env[name];
+  Object.assign(env, launch.env);
   if (launch.workers !== undefined) env['WORKERS'] = String(launch.workers);
   const child = track(spawn(process.execPath, [...(launch.nodeArgs ?? []), launch.mainScript], { env, stdio: ['ignore', log, 'inherit'] }));
   closeSync(log);

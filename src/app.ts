@@ -2,6 +2,7 @@ import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http
 import type { SnapshotStore } from './config/store.js';
 import type { Readiness } from './http/readiness.js';
 import { createSystemApp } from './http/system.js';
+import type { LingerLimits } from './io/lingering-close.js';
 import type { MetricsReport } from './observability/metrics-report.js';
 import type { TracerRef } from './observability/tracing/request-trace.js';
 import type { RequestAccounting } from './pipeline/account.js';
@@ -21,6 +22,8 @@ export interface AppDeps {
   readonly tracing: TracerRef;
   /** The consumers' limits; replaced when the config's rate_limits change. */
   readonly limits: { readonly limiter: PolicyLimiter };
+  /** How a connection closes after an answer to a request not read to its end. */
+  readonly linger: LingerLimits;
 }
 
 /**
@@ -29,7 +32,7 @@ export interface AppDeps {
  * context: docs/performance.md); everything else is a small Koa app.
  */
 export function createRequestHandler(deps: AppDeps): RequestListener {
-  const system = createSystemApp(deps.readiness, deps.metricsReport, deps.accounting);
+  const system = createSystemApp(deps.readiness, deps.metricsReport, deps.accounting, deps.linger);
   const proxy = createProxyHandler(deps);
   return (req: IncomingMessage, res: ServerResponse) => (isV1Path(req.url) ? proxy(req, res) : system(req, res));
 }

@@ -18,7 +18,7 @@ import { startTracing, type Tracing } from './observability/tracing/start-tracin
 import { RequestAccounting } from './pipeline/account.js';
 import { Admissions } from './pipeline/admission.js';
 import { FileSource } from './sources/file-source.js';
-import { Transports } from './transport/transports.js';
+import { Transports, type ClientChoice } from './transport/transports.js';
 import type { CounterStore } from './policy/counter-store.js';
 import { RateLimiting } from './policy/rate-limiting.js';
 
@@ -75,6 +75,18 @@ const DEFAULT_PORT = 5000;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
+/**
+ * API_PROXY_TRANSPORT, a diagnostic read at start: `undici` sends every upstream
+ * request through undici, also what the native HTTP/1.1 client would carry
+ * (the bench compares the two with it); unset, empty or `auto`: each client
+ * for what it serves.
+ */
+function clientChoiceFromEnv(value: string | undefined): ClientChoice {
+  if (value === undefined || value === '' || value === 'auto') return 'auto';
+  if (value === 'undici') return 'undici';
+  throw new ConfigError(`API_PROXY_TRANSPORT must be auto or undici, got '${value}'`);
+}
+
 /** LOG_LEVEL overrides the config's log_level; unset or empty means no override. */
 function logLevelFromEnv(value: string | undefined): string | null {
   if (value === undefined || value === '') return null;
@@ -91,7 +103,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const logger = logging.logger;
   const store = new SnapshotStore(options.namespace ?? 'default');
   const metrics = new GatewayMetrics();
-  const transports = new Transports();
+  const transports = new Transports(clientChoiceFromEnv(options.env['API_PROXY_TRANSPORT']));
   const admissions = new Admissions({
     opened: (upstream) => metrics.queueOpened(upstream),
     waited: (upstream, seconds, outcome) => metrics.queueWaited(upstream, seconds, outcome),
@@ -205,8 +217,19 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 
   const metricsReport = (options.metricsReport ?? localMetricsReport)(metrics);
   const accounting = new RequestAccounting(metrics, logging, () => store.current?.settings.accessLog ?? true);
-  const handler = createRequestHandler({ store, transports, admissions, accounting, metricsReport, readiness, tracing: tracerRef, limits: rateLimiting });
-  const server = createHttpServer(handler, { ...SERVER_LIMITS, ...options.serverLimits }, (reason) => metrics.clientError(reason));
+  const serverLimits = { ...SERVER_LIMITS, ...options.serverLimits };
+  const handler = createRequestHandler({
+    store,
+    transports,
+    admissions,
+    accounting,
+    metricsReport,
+    readiness,
+    tracing: tracerRef,
+    linger: serverLimits,
+    limits: rateLimiting,
+  });
+  const server = createHttpServer(handler, serverLimits, (reason) => metrics.clientError(reason));
   await new Promise<void>((resolveListen, reject) => {
     server.once('error', reject);
     server.listen(options.port ?? store.current?.settings.port ?? DEFAULT_PORT, options.host ?? '0.0.0.0', () => {

@@ -2,10 +2,11 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { prettifyError } from 'zod';
+import { clientCertificateProblem } from './client-certificate.js';
 import { ConfigError } from './config-error.js';
 import { keyDigest } from './key-digest.js';
 import { fileConfigSchema, type FileConfig, type UpstreamFileConfig } from './schema.js';
-import type { ClientKeySpec, FileInputs, RateLimitSettings, RouteSpec, UpstreamSpec } from './model.js';
+import type { ClientCertificate, ClientKeySpec, EnvProxy, FileInputs, ProxySpec, RateLimitSettings, RouteSpec, UpstreamSpec } from './model.js';
 
 export { ConfigError };
 
@@ -72,22 +73,41 @@ export function loadConfigFile(path: string, env: Env): LoadedFile {
     }
     return null;
   };
-  const inputs = toInputs(config, readSecret);
+  const inputs = toInputs(config, readSecret, env);
   return { inputs, files };
 }
 
 type SecretReader = (field: string, inline: string | undefined, variable: string | undefined, file: string | undefined) => string | null;
 
-/** Translates a validated file config into source inputs. */
-export function toInputs(config: FileConfig, readSecret: SecretReader): FileInputs {
+/** What an upstream's config points at, read. */
+interface UpstreamFiles {
+  readonly apiKey: string | null;
+  readonly tlsCa: string | null;
+  readonly clientCert: ClientCertificate | null;
+  readonly proxyPassword: string | null;
+}
+
+const NO_FILES: UpstreamFiles = { apiKey: null, tlsCa: null, clientCert: null, proxyPassword: null };
+
+/** Translates a validated file config into source inputs; `env` gives the proxy variables (HTTPS_PROXY, ...). */
+export function toInputs(config: FileConfig, readSecret: SecretReader, env: Env = {}): FileInputs {
+  const proxyFromEnv = envProxy(env);
   const upstreams: UpstreamSpec[] = [];
   if (config.api !== undefined) {
-    upstreams.push(upstreamSpec('default', { url: config.api.url }, config.api.key || null, null));
+    upstreams.push(upstreamSpec('default', { url: config.api.url }, { ...NO_FILES, apiKey: config.api.key || null }, proxyFromEnv));
   }
   for (const [name, upstream] of Object.entries(config.upstreams)) {
-    const apiKey = readSecret(`upstreams.${name}.api_key`, upstream.api_key, upstream.api_key_env, upstream.api_key_file);
-    const tlsCa = readSecret(`upstreams.${name}.tls.ca_file`, undefined, undefined, upstream.tls?.ca_file);
-    upstreams.push(upstreamSpec(name, upstream, apiKey, tlsCa));
+    const field = `upstreams.${name}`;
+    const tls = upstream.tls;
+    const cert = readSecret(`${field}.tls.client_cert_file`, undefined, undefined, tls?.client_cert_file);
+    const key = readSecret(`${field}.tls.client_key_file`, undefined, undefined, tls?.client_key_file);
+    const files: UpstreamFiles = {
+      apiKey: readSecret(`${field}.api_key`, upstream.api_key, upstream.api_key_env, upstream.api_key_file),
+      tlsCa: readSecret(`${field}.tls.ca_file`, undefined, undefined, tls?.ca_file),
+      clientCert: cert !== null && key !== null ? checkedPair(`${field}.tls.client_cert_file/client_key_file`, { cert, key }) : null,
+      proxyPassword: readSecret(`${field}.proxy.password`, undefined, upstream.proxy?.password_env, upstream.proxy?.password_file),
+    };
+    upstreams.push(upstreamSpec(name, upstream, files, proxyFromEnv));
   }
 
   const routes: RouteSpec[] = [];
@@ -170,18 +190,69 @@ function rateLimitSettings(config: FileConfig, readSecret: SecretReader): RateLi
   };
 }
 
-function upstreamSpec(name: string, upstream: Partial<UpstreamFileConfig> & { url: string }, apiKey: string | null, tlsCa: string | null): UpstreamSpec {
+function checkedPair(field: string, pair: ClientCertificate): ClientCertificate {
+  const problem = clientCertificateProblem(pair);
+  if (problem !== null) throw new ConfigError(`${field}: ${problem}`);
+  return pair;
+}
+
+/**
+ * The proxy variables as undici's EnvHttpProxyAgent reads them (lower case
+ * first; an empty value is unset); null when neither proxy is set. A value
+ * that is not an http(s) URL fails the config, as any bad setting does.
+ */
+export function envProxy(env: Env): EnvProxy | null {
+  const httpProxy = env['http_proxy'] || env['HTTP_PROXY'] || null;
+  const httpsProxy = env['https_proxy'] || env['HTTPS_PROXY'] || null;
+  if (httpProxy === null && httpsProxy === null) return null;
+  for (const [variable, value] of [
+    ['HTTP_PROXY', httpProxy],
+    ['HTTPS_PROXY', httpsProxy],
+  ] as const) {
+    if (value === null) continue;
+    let url: URL | null = null;
+    try {
+      url = new URL(value);
+    } catch {
+      // reported below
+    }
+    // The value itself is not quoted: it may hold credentials.
+    if (url === null || (url.protocol !== 'http:' && url.protocol !== 'https:'))
+      throw new ConfigError(`${variable} (or its lower-case form) is not an http(s) URL`);
+  }
+  return { httpProxy, httpsProxy, noProxy: env['no_proxy'] ?? env['NO_PROXY'] ?? '' };
+}
+
+function proxySpec(proxy: UpstreamFileConfig['proxy'], password: string | null): ProxySpec | null {
+  if (proxy === undefined) return null;
+  const secret = proxy.password_secret;
+  return {
+    url: new URL(proxy.url).origin,
+    username: proxy.username ?? null,
+    password: secret === undefined ? password : null,
+    passwordSecret: secret === undefined ? null : { namespace: secret.namespace ?? null, name: secret.name, key: secret.key },
+  };
+}
+
+function upstreamSpec(
+  name: string,
+  upstream: Partial<UpstreamFileConfig> & { url: string },
+  files: UpstreamFiles,
+  proxyFromEnv: EnvProxy | null,
+): UpstreamSpec {
   const url = new URL(upstream.url);
   // The seed's api.url is the full chat-completions URL; a bare origin forwards paths unchanged.
   let basePath = url.pathname.replace(/\/chat\/completions\/?$/, '').replace(/\/+$/, '');
   if (basePath === '') basePath = '/v1';
   const timeouts = upstream.timeouts ?? { connect_ms: 5_000, headers_ms: 600_000, idle_ms: 300_000 };
   const secret = upstream.api_key_secret;
+  const certSecret = upstream.tls?.client_cert_secret;
+  const proxy = proxySpec(upstream.proxy, files.proxyPassword);
   return {
     name,
     origin: url.origin,
     basePath,
-    apiKey: secret === undefined ? apiKey : null,
+    apiKey: secret === undefined ? files.apiKey : null,
     apiKeySecret: secret === undefined ? null : { namespace: secret.namespace ?? null, name: secret.name, key: secret.key },
     connectTimeoutMs: timeouts.connect_ms,
     headersTimeoutMs: timeouts.headers_ms,
@@ -189,7 +260,13 @@ function upstreamSpec(name: string, upstream: Partial<UpstreamFileConfig> & { ur
     maxConnections: upstream.max_connections ?? null,
     queueTimeoutMs: upstream.queue_timeout_ms ?? 10_000,
     maxIdleConnections: upstream.max_idle_connections ?? 256,
-    tlsCa,
+    tlsCa: files.tlsCa,
     tlsInsecureSkipVerify: upstream.tls?.insecure_skip_verify ?? false,
+    tlsServername: upstream.tls?.servername ?? null,
+    tlsClientCert: files.clientCert,
+    tlsClientCertSecret: certSecret === undefined ? null : { namespace: certSecret.namespace ?? null, name: certSecret.name },
+    http2: upstream.http2 ?? 'auto',
+    proxy,
+    envProxy: proxy === null ? proxyFromEnv : null,
   };
 }

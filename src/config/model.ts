@@ -25,6 +25,49 @@ export interface UpstreamSpec {
   /** PEM of the CA that signs an https upstream's certificate; null = the system's CAs. */
   readonly tlsCa: string | null;
   readonly tlsInsecureSkipVerify: boolean;
+  /** SNI and the name the certificate must carry; null = the URL's host. */
+  readonly tlsServername: string | null;
+  /** mTLS: the client certificate read from files; null when none or when it comes from a Secret. */
+  readonly tlsClientCert: ClientCertificate | null;
+  /** mTLS: a kubernetes.io/tls Secret (tls.crt, tls.key) holding the client certificate; resolved by the snapshot builder. */
+  readonly tlsClientCertSecret: SecretName | null;
+  /** auto: HTTP/2 when an https upstream offers it (ALPN); on: always (h2c with prior knowledge on http); off: HTTP/1.1. */
+  readonly http2: Http2Mode;
+  /** The upstream's own forward proxy; null: `envProxy`, if any. */
+  readonly proxy: ProxySpec | null;
+  /** The process's HTTP_PROXY/HTTPS_PROXY/NO_PROXY, for an upstream without a proxy of its own; null when none applies. */
+  readonly envProxy: EnvProxy | null;
+}
+
+export type Http2Mode = 'auto' | 'on' | 'off';
+
+/** PEM certificate (chain) and private key. */
+export interface ClientCertificate {
+  readonly cert: string;
+  readonly key: string;
+}
+
+export interface SecretName {
+  readonly namespace: string | null;
+  readonly name: string;
+}
+
+export interface ProxySpec {
+  /** http(s)://host:port, never with credentials. */
+  readonly url: string;
+  readonly username: string | null;
+  /** Resolved from a file or the environment; a Secret's is resolved by the snapshot builder. */
+  readonly password: string | null;
+  readonly passwordSecret: SecretRef | null;
+}
+
+/** The proxy environment variables, as undici's EnvHttpProxyAgent reads them (lower case first). */
+export interface EnvProxy {
+  readonly httpProxy: string | null;
+  /** Null: https upstreams use `httpProxy` too (undici's rule). */
+  readonly httpsProxy: string | null;
+  /** Hosts (and ports) reached without the proxy; '' for none. */
+  readonly noProxy: string;
 }
 
 export interface SecretRef {
@@ -152,7 +195,7 @@ export interface KubeRouteInput {
 export interface KubeInputs {
   readonly routes: readonly KubeRouteInput[];
   readonly clientKeys: readonly ClientKeySpec[];
-  /** `namespace/name/key` -> value, for upstreams whose key lives in a Secret. */
+  /** `namespace/name/key` -> value, for the Secrets upstreams name (keys, proxy passwords, client certificates). */
   readonly upstreamKeys: ReadonlyMap<string, string>;
 }
 

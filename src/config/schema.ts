@@ -46,6 +46,51 @@ const secretSources = {
   key_file: nonEmpty.optional(),
 };
 
+/** A Secret's name (a DNS subdomain). */
+const secretName = z
+  .string()
+  .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'expected a Secret name: lowercase letters, digits, "-" and "."')
+  .max(253);
+const secretRef = z.object({ name: secretName, key: z.string().min(1).max(253), namespace: upstreamName.optional() }).strict();
+
+/** A DNS name (no port, no IP literal check: a name the certificate carries). */
+const hostName = z
+  .string()
+  .regex(/^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$/, 'expected a host name')
+  .max(253);
+
+/**
+ * An upstream's forward proxy. Credentials never go in the URL (the config may
+ * be rendered into a ConfigMap): a user name, and a password from a file, an
+ * environment variable or a watched Secret.
+ */
+const proxySchema = z
+  .object({
+    url: z
+      .url({ protocol: /^https?$/, error: 'expected an http(s) URL of the proxy' })
+      .refine((url) => {
+        const parsed = new URL(url);
+        return parsed.username === '' && parsed.password === '';
+      }, 'no credentials in the proxy URL: use username and password_file, password_env or password_secret')
+      .refine((url) => new URL(url).pathname === '/', 'a proxy URL has no path: http(s)://host:port'),
+    username: z
+      .string()
+      .min(1)
+      .max(256)
+      .regex(/^[^:\r\n]+$/, 'a user name without ":" or line breaks')
+      .optional(),
+    password_file: nonEmpty.optional(),
+    password_env: nonEmpty.optional(),
+    password_secret: secretRef.optional(),
+  })
+  .strict()
+  .refine((p) => [p.password_file, p.password_env, p.password_secret].filter((v) => v !== undefined).length <= 1, {
+    message: 'give at most one of password_file, password_env, password_secret',
+  })
+  .refine((p) => p.username !== undefined || (p.password_file === undefined && p.password_env === undefined && p.password_secret === undefined), {
+    message: 'a proxy password needs a username',
+  });
+
 export const upstreamSchema = z
   .object({
     url: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }),
@@ -53,10 +98,7 @@ export const upstreamSchema = z
     api_key_env: nonEmpty.optional(),
     api_key_file: nonEmpty.optional(),
     /** A key held in a Kubernetes Secret, watched live (namespace: the gateway's own unless given). */
-    api_key_secret: z
-      .object({ name: upstreamName.max(253), key: z.string().min(1).max(253), namespace: upstreamName.optional() })
-      .strict()
-      .optional(),
+    api_key_secret: secretRef.optional(),
     timeouts: z
       .object({
         connect_ms: timeoutMs.default(5_000),
@@ -71,11 +113,31 @@ export const upstreamSchema = z
     queue_timeout_ms: timeoutMs.default(10_000),
     /** Idle keep-alive connections kept for reuse; more are closed as they free up. */
     max_idle_connections: z.number().int().min(0).max(65_536).default(256),
-    /** For https upstreams with a private CA (e.g. in-cluster), or, for trials only, no verification. */
+    /** https upstreams: a private CA (e.g. in-cluster), the name to verify, a client certificate (mTLS); no verification for trials only. */
     tls: z
-      .object({ ca_file: nonEmpty.optional(), insecure_skip_verify: z.boolean().default(false) })
+      .object({
+        ca_file: nonEmpty.optional(),
+        insecure_skip_verify: z.boolean().default(false),
+        /** SNI and the name the upstream's certificate must carry, when it is not the URL's host (e.g. an IP address). */
+        servername: hostName.optional(),
+        /** mTLS: a PEM certificate and its key, as files ... */
+        client_cert_file: nonEmpty.optional(),
+        client_key_file: nonEmpty.optional(),
+        /** ... or a kubernetes.io/tls Secret (entries tls.crt and tls.key), watched live. */
+        client_cert_secret: z.object({ name: secretName, namespace: upstreamName.optional() }).strict().optional(),
+      })
       .strict()
+      .refine((t) => (t.client_cert_file === undefined) === (t.client_key_file === undefined), {
+        message: 'give client_cert_file and client_key_file together',
+      })
+      .refine((t) => t.client_cert_file === undefined || t.client_cert_secret === undefined, {
+        message: 'give client_cert_file/client_key_file or client_cert_secret, not both',
+      })
       .optional(),
+    /** HTTP/2: auto = when an https upstream offers it (ALPN); on = always (h2c, prior knowledge, on http); off = HTTP/1.1. */
+    http2: z.enum(['auto', 'on', 'off']).default('auto'),
+    /** A forward proxy for this upstream; without one, the process's HTTPS_PROXY/HTTP_PROXY/NO_PROXY apply. */
+    proxy: proxySchema.optional(),
   })
   .strict()
   .refine((u) => [u.api_key, u.api_key_env, u.api_key_file, u.api_key_secret].filter((v) => v !== undefined).length <= 1, {

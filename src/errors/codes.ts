@@ -24,8 +24,20 @@ export const ERROR_CODES = {
   internal_error: { status: 500, type: 'server_error', message: 'The gateway failed to handle the request.' },
   upstream_unreachable: { status: 502, type: 'upstream_error', message: 'The upstream could not be reached.' },
   upstream_reset: { status: 502, type: 'upstream_error', message: 'The upstream closed the connection before answering.' },
-  upstream_bad_response: { status: 502, type: 'upstream_error', message: 'The upstream sent a response that is not valid HTTP/1.1.' },
-  upstream_tls: { status: 502, type: 'upstream_error', message: "The upstream's TLS certificate is not trusted (see the upstream's tls settings)." },
+  upstream_bad_response: { status: 502, type: 'upstream_error', message: 'The upstream sent a response that is not valid HTTP.' },
+  upstream_tls: {
+    status: 502,
+    type: 'upstream_error',
+    message: "The TLS handshake with the upstream failed: its certificate is not trusted, or it refused the gateway's (see the upstream's tls settings).",
+  },
+  upstream_http2_unavailable: { status: 502, type: 'upstream_error', message: 'The upstream did not agree to HTTP/2, which its http2 setting requires.' },
+  upstream_proxy_unreachable: { status: 502, type: 'upstream_error', message: 'The egress proxy could not be reached.' },
+  upstream_proxy_auth: {
+    status: 502,
+    type: 'upstream_error',
+    message: "The egress proxy asked for credentials or refused the gateway's (407; see the upstream's proxy settings).",
+  },
+  upstream_proxy_refused: { status: 502, type: 'upstream_error', message: 'The egress proxy refused to connect to the upstream.' },
   upstream_unknown: { status: 502, type: 'upstream_error', message: 'The route names an upstream that is not configured.' },
   upstream_saturated: {
     status: 503,

@@ -65,9 +65,69 @@ export class InvalidHeaderError extends UpstreamError {
   }
 }
 
-const TIMEOUT_CODES = new Set(['UPSTREAM_CONNECT_TIMEOUT', 'UPSTREAM_HEADERS_TIMEOUT', 'UPSTREAM_BODY_TIMEOUT', 'ETIMEDOUT']);
-/** OpenSSL's certificate verification codes and Node's TLS errors. */
-const TLS_CODE = /^(ERR_TLS_|ERR_SSL_|UNABLE_TO_|CERT_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|HOSTNAME_MISMATCH)/;
+/** The connection to the upstream's forward proxy failed (refused, no such host, ...): `cause` says how. */
+export class ProxyUnreachableError extends UpstreamError {
+  readonly code = 'UPSTREAM_PROXY_UNREACHABLE';
+  constructor(cause: Error) {
+    super('the egress proxy could not be reached', { cause });
+    this.name = 'ProxyUnreachableError';
+  }
+}
+
+/** The proxy answered 407: no credentials, or not these. */
+export class ProxyAuthError extends UpstreamError {
+  readonly code = 'UPSTREAM_PROXY_AUTH';
+  constructor() {
+    super('the egress proxy wants other credentials (407)');
+    this.name = 'ProxyAuthError';
+  }
+}
+
+/** The proxy answered a CONNECT with a status other than 200 (and 407). */
+export class ProxyRefusedError extends UpstreamError {
+  readonly code = 'UPSTREAM_PROXY_REFUSED';
+  readonly status: number;
+  constructor(status: number) {
+    super(`the egress proxy answered the tunnel request with ${status}`);
+    this.name = 'ProxyRefusedError';
+    this.status = status;
+  }
+}
+
+/** `http2: on` and the upstream's TLS handshake chose another protocol (ALPN). */
+export class Http2UnavailableError extends UpstreamError {
+  readonly code = 'UPSTREAM_NO_HTTP2';
+  constructor(protocol: string) {
+    super(`the upstream chose ${protocol} over h2 in the TLS handshake`);
+    this.name = 'Http2UnavailableError';
+  }
+}
+
+const TIMEOUT_CODES = new Set([
+  'UPSTREAM_CONNECT_TIMEOUT',
+  'UPSTREAM_HEADERS_TIMEOUT',
+  'UPSTREAM_BODY_TIMEOUT',
+  'ETIMEDOUT',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+]);
+/** undici's and Node's codes for a response that breaks HTTP/1.1 or HTTP/2 (llhttp's HPE_* are matched apart). */
+const BAD_RESPONSE_CODES = new Set([
+  'UPSTREAM_BAD_RESPONSE',
+  'UND_ERR_HEADERS_OVERFLOW',
+  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
+  'UND_ERR_RES_EXCEEDED_MAX_SIZE',
+  'UND_ERR_INFO',
+  'ERR_HTTP2_PROTOCOL_ERROR',
+  'ERR_HTTP2_ERROR',
+]);
+/** The gateway could not send its own request (a header value with a line break, say): its own fault. */
+const OWN_FAULT_CODES = new Set(['UPSTREAM_INVALID_HEADER', 'UND_ERR_INVALID_ARG', 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH']);
+/** A proxy's answer to CONNECT that says the upstream is out of its reach, not that it refuses. */
+const PROXY_COULD_NOT_REACH = new Set([502, 503, 504]);
+/** OpenSSL's certificate verification codes, Node's TLS errors, and OpenSSL's own (a CA file it cannot read). */
+const TLS_CODE = /^(ERR_TLS_|ERR_SSL_|ERR_OSSL_|UNABLE_TO_|CERT_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|HOSTNAME_MISMATCH)/;
 const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
 
 /** Maps an upstream exchange's error to the gateway error a client sees (502/504). The one place that decides it. */
@@ -80,9 +140,29 @@ export function fromUpstreamError(error: unknown): GatewayError {
   if (code !== undefined && TLS_CODE.test(code)) {
     return new GatewayError('upstream_tls', undefined, { cause: error });
   }
-  if (code === 'UPSTREAM_BAD_RESPONSE') return new GatewayError('upstream_bad_response', undefined, { cause: error });
-  // The gateway could not even write the request (e.g. a configured key with a line break): its own fault.
-  if (code === 'UPSTREAM_INVALID_HEADER') return new GatewayError('internal_error', undefined, { cause: error });
+  switch (code) {
+    case 'UPSTREAM_PROXY_UNREACHABLE':
+    case 'UND_ERR_PRX_CONN': // the proxy closed the connection before answering CONNECT
+    case 'UND_ERR_PRX_TLS': // an https proxy's certificate does not name it
+      return new GatewayError('upstream_proxy_unreachable', undefined, { cause: error });
+    case 'UPSTREAM_PROXY_AUTH':
+      return new GatewayError('upstream_proxy_auth', undefined, { cause: error });
+    case 'UPSTREAM_PROXY_REFUSED': {
+      const status = (error as ProxyRefusedError).status;
+      if (PROXY_COULD_NOT_REACH.has(status)) {
+        return new GatewayError('upstream_unreachable', `The upstream could not be reached (the egress proxy answered ${status}).`, { cause: error });
+      }
+      return new GatewayError('upstream_proxy_refused', `The egress proxy refused to connect to the upstream (${status}).`, { cause: error });
+    }
+    case 'UPSTREAM_NO_HTTP2':
+      return new GatewayError('upstream_http2_unavailable', undefined, { cause: error });
+    default:
+      break;
+  }
+  if (code !== undefined && (BAD_RESPONSE_CODES.has(code) || code.startsWith('HPE_'))) {
+    return new GatewayError('upstream_bad_response', undefined, { cause: error });
+  }
+  if (code !== undefined && OWN_FAULT_CODES.has(code)) return new GatewayError('internal_error', undefined, { cause: error });
   if (code !== undefined && UNREACHABLE_CODES.has(code)) {
     return new GatewayError('upstream_unreachable', undefined, { cause: error });
   }

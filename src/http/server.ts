@@ -16,6 +16,18 @@ export const SERVER_LIMITS = {
   maxHeaderSize: 16 * 1024,
   /** How often Node checks headersTimeout and requestTimeout: how late past them a connection can be closed. */
   connectionsCheckingIntervalMs: 5_000,
+  /**
+   * After an early answer (413, 401) to a request not read to its end, the rest is read and dropped before the
+   * connection closes (io/lingering-close.ts), for at most 30 s (nginx's lingering_time) ...
+   */
+  lingerMs: 30_000,
+  /** ... 5 s without a byte (nginx's lingering_timeout) ... */
+  lingerIdleMs: 5_000,
+  /**
+   * ... or 128 MiB: twice the 64 MiB upload a client sends whole before it reads, 16 times the default body limit.
+   * Dropping costs a read per 64 KiB and no memory; 128 MiB take about 10 s at 100 Mbit/s, within the 30 s.
+   */
+  lingerBytes: 128 * 1024 * 1024,
 } as const;
 
 /** Why the server refused or closed a client connection itself, for `apiproxy_client_errors_total`. */

@@ -2,6 +2,7 @@ import Router from '@koa/router';
 import Koa, { type Context, type Next } from 'koa';
 import type { RequestListener } from 'node:http';
 import { GatewayError } from '../errors/gateway-error.js';
+import type { LingerLimits } from '../io/lingering-close.js';
 import type { MetricsReport } from '../observability/metrics-report.js';
 import type { RequestAccounting } from '../pipeline/account.js';
 import { RequestLifecycle } from '../pipeline/lifecycle.js';
@@ -26,7 +27,7 @@ function health(ctx: Context): void {
  * everything else outside /v1. Each request has a lifecycle like a proxied
  * one: the same record, access line and error answers.
  */
-export function createSystemApp(readiness: Readiness, report: MetricsReport, accounting: RequestAccounting): RequestListener {
+export function createSystemApp(readiness: Readiness, report: MetricsReport, accounting: RequestAccounting, linger: LingerLimits): RequestListener {
   const router = new Router();
   router.get('/health', health);
   router.get('/health/ready', (ctx: Context) => {
@@ -49,7 +50,7 @@ export function createSystemApp(readiness: Readiness, report: MetricsReport, acc
   app.silent = true; // errors are answered by the lifecycle, which logs the unexpected ones
   app.use(async (ctx: Context, next: Next) => {
     // Probes and scrapes are not traced: they would bury the requests that matter.
-    const owner = new RequestLifecycle(ctx.req, ctx.res, accounting, null);
+    const owner = new RequestLifecycle(ctx.req, ctx.res, accounting, null, linger);
     ctx.state['lifecycle'] = owner;
     try {
       await next();

@@ -3,6 +3,7 @@ import { CLIENT_CLOSED_REQUEST, ClientGoneError } from '../errors/client-gone.js
 import { toGatewayError } from '../errors/gateway-error.js';
 import { writeError } from '../errors/write-error.js';
 import type { Upstream } from '../config/upstream.js';
+import { closeAfterLingering, type LingerLimits } from '../io/lingering-close.js';
 import type { AttemptTrace, RequestTrace, RequestTracer } from '../observability/tracing/request-trace.js';
 import type { Exchange } from '../transport/types.js';
 import type { RequestAccounting } from './account.js';
@@ -28,6 +29,7 @@ export class RequestLifecycle {
   /** The request's trace; null when tracing is off. */
   readonly trace: RequestTrace | null;
   readonly #accounting: RequestAccounting;
+  readonly #linger: LingerLimits;
   #attempt: AttemptTrace | null = null;
   #exchange: Exchange | null = null;
   #slot: UpstreamAdmission | null = null;
@@ -44,10 +46,12 @@ export class RequestLifecycle {
   #ticket: LimitTicket | null = null;
   #meter: UsageMeter | null = null;
 
-  constructor(req: IncomingMessage, res: ServerResponse, accounting: RequestAccounting, tracer: RequestTracer | null) {
+  /** `linger`: how the connection closes after an answer to a request not read to its end (io/lingering-close). */
+  constructor(req: IncomingMessage, res: ServerResponse, accounting: RequestAccounting, tracer: RequestTracer | null, linger: LingerLimits) {
     this.req = req;
     this.res = res;
     this.#accounting = accounting;
+    this.#linger = linger;
     const url = req.url ?? '/';
     const queryAt = url.indexOf('?');
     this.record = {
@@ -190,10 +194,11 @@ export class RequestLifecycle {
       res.destroy();
       return;
     }
-    // A refused body is never read to its end: close the connection instead of draining it.
+    // A refused body is not read to its end: the connection closes, after reading (and dropping) what the client
+    // still sends, within bounds, so that a client that writes its whole body before reading gets the answer.
     const closeConnection = !req.complete;
+    if (closeConnection) closeAfterLingering(req, this.#linger);
     writeError(res, error, record.id, { head: req.method === 'HEAD', closeConnection });
-    if (closeConnection) res.once('finish', () => req.socket.destroySoon());
   }
 
   readonly #onClose = (): void => {

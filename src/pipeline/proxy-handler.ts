@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { SnapshotStore } from '../config/store.js';
 import { GatewayError } from '../errors/gateway-error.js';
+import type { LingerLimits } from '../io/lingering-close.js';
 import { routeLabel } from '../observability/metrics.js';
 import type { TracerRef } from '../observability/tracing/request-trace.js';
 import { defaultPlan, resolveModel } from '../routing/resolve.js';
@@ -23,6 +24,7 @@ export interface ProxyDeps extends ForwardDeps {
   readonly tracing: TracerRef;
   /** The consumers' limits (the counter store behind it changes with the config). */
   readonly limits: { readonly limiter: PolicyLimiter };
+  readonly linger: LingerLimits;
 }
 
 /**
@@ -41,7 +43,7 @@ function principalOf(keyId: string): Principal {
  * stage throws is answered by the lifecycle, once.
  */
 export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res: ServerResponse) => void {
-  const { store, accounting, tracing, limits } = deps;
+  const { store, accounting, tracing, limits, linger } = deps;
 
   async function proxy(lifecycle: RequestLifecycle): Promise<void> {
     const { req, record } = lifecycle;
@@ -75,7 +77,7 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
   }
 
   return function handle(req: IncomingMessage, res: ServerResponse): void {
-    const lifecycle = new RequestLifecycle(req, res, accounting, tracing.tracer);
+    const lifecycle = new RequestLifecycle(req, res, accounting, tracing.tracer, linger);
     lifecycle.record.route = routeLabel(lifecycle.record.path);
     proxy(lifecycle).catch((caught: unknown) => lifecycle.fail(caught));
   };

@@ -276,6 +276,7 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
           queue_timeout_ms: 10000,
           max_idle_connections: 256,
           tls: { insecure_skip_verify: false },
+          http2: 'auto',
         },
       },
       model_redirects: {},
@@ -380,6 +381,67 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
     const cm = one(objs, 'ConfigMap', 'rel-api-proxy');
     expect(() => parseConfigText(cm['data']['config.json'], 'tls')).not.toThrow();
     expect(runHelm(helm.v3, ['template', 'rel', chartDir, '--set', 'upstreams.default.tls.verify=true']).status).not.toBe(0);
+  });
+
+  test('egress proxy, HTTP/2, servername, client certificate: Secrets mounted as the files the config names, valid for the gateway', () => {
+    const objs = template(helm.v3, ['-f', ci('egress-proxy-values.yaml')]);
+    const config = renderedConfig(objs);
+    expect(config.upstreams.default.proxy).toEqual({
+      url: 'http://proxy.corp.example:3128',
+      username: 'api-proxy',
+      password_file: '/var/run/secrets/api-proxy/upstream-proxy/default/password',
+    });
+    expect(config.upstreams.vllm.http2).toBe('on');
+    expect(config.upstreams.vllm.tls).toEqual({
+      insecure_skip_verify: false,
+      ca_file: '/var/run/secrets/api-proxy/upstream-ca/vllm/ca.crt',
+      servername: 'vllm.inference.internal',
+      client_cert_file: '/var/run/secrets/api-proxy/upstream-client-cert/vllm/tls.crt',
+      client_key_file: '/var/run/secrets/api-proxy/upstream-client-cert/vllm/tls.key',
+    });
+    const pod = one(objs, 'Deployment')['spec'].template.spec;
+    expect(pod.volumes.find((v: any) => v.name === 'upstream-proxy-default').secret).toEqual({
+      secretName: 'egress-proxy',
+      items: [{ key: 'pw', path: 'password' }],
+    });
+    expect(pod.volumes.find((v: any) => v.name === 'upstream-client-cert-vllm').secret).toEqual({
+      secretName: 'api-proxy-mtls',
+      items: [
+        { key: 'tls.crt', path: 'tls.crt' },
+        { key: 'tls.key', path: 'tls.key' },
+      ],
+    });
+    const mounts = gatewayContainer(objs).volumeMounts;
+    expect(mounts.find((m: any) => m.name === 'upstream-proxy-default').mountPath).toBe('/var/run/secrets/api-proxy/upstream-proxy/default');
+    expect(mounts.find((m: any) => m.name === 'upstream-client-cert-vllm').mountPath).toBe('/var/run/secrets/api-proxy/upstream-client-cert/vllm');
+    const env = gatewayContainer(objs).env;
+    expect(env.filter((e: any) => /PROXY$/.test(e.name))).toEqual([
+      { name: 'HTTPS_PROXY', value: 'http://proxy.corp.example:3128' },
+      { name: 'NO_PROXY', value: '.svc,.cluster.local' },
+    ]);
+    // The gateway's own schema accepts what the chart renders.
+    const cm = one(objs, 'ConfigMap', 'rel-api-proxy');
+    expect(() => parseConfigText(cm['data']['config.json'], 'egress')).not.toThrow();
+    // Defaults: no proxy variables, nothing mounted for either.
+    expect(gatewayContainer(objects).env.filter((e: any) => /PROXY$/.test(e.name))).toEqual([]);
+    expect(renderedConfig(objects).upstreams.default.proxy).toBeUndefined();
+  });
+
+  test('a proxy password Secret without a user name, or credentials without a URL, fail the render', () => {
+    const noUser = runHelm(helm.v3, [
+      'template',
+      'rel',
+      chartDir,
+      '--set',
+      'upstreams.default.proxy.url=http://p:3128',
+      '--set',
+      'upstreams.default.proxy.passwordSecret=s',
+    ]);
+    expect(noUser.status).not.toBe(0);
+    expect(noUser.stderr).toMatch(/passwordSecret needs proxy.username/);
+    const noUrl = runHelm(helm.v3, ['template', 'rel', chartDir, '--set', 'upstreams.default.proxy.username=u']);
+    expect(noUrl.status).not.toBe(0);
+    expect(noUrl.stderr).toMatch(/need proxy.url/);
   });
 
   test('upstream keys: existing Secret or chart Secret, mounted as the file the config names', () => {
@@ -497,6 +559,11 @@ describe('values.schema.json rejects unknown and mistyped values (helm exits non
     ['bad digest', ['--set', 'image.digest=latest'], /digest/],
     ['bad upstream name', ['--set', 'upstreams.Bad_Name.url=https://x'], /Bad_Name/],
     ['non-http upstream URL', ['--set', 'upstreams.default.url=ftp://x'], /url/],
+    ['credentials in a proxy URL', ['--set', 'upstreams.default.proxy.url=http://user:pw@p:3128'], /proxy/],
+    ['a proxy URL with a path', ['--set', 'upstreams.default.proxy.url=http://p:3128/x'], /proxy/],
+    ['an unknown http2 mode', ['--set', 'upstreams.default.http2=maybe'], /http2/],
+    ['a servername with a space', ['--set', 'upstreams.default.tls.servername=a b'], /servername/],
+    ['credentials in egressProxy', ['--set', 'egressProxy.httpsProxy=http://user:pw@p:3128'], /httpsProxy/],
     ['bad answerModel', ['--set', 'config.answerModel=alias'], /answerModel/],
     ['bad answer_model in a redirect', ['--set-json', 'config.modelRedirects={"a":{"model":"b","answer_model":"alias"}}'], /modelRedirects/],
     ['a /tmp size without a unit', ['--set', 'tmpSizeLimit=256'], /tmpSizeLimit/],

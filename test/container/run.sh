@@ -216,7 +216,7 @@ node_pid="$(gateway_pid "$run_pid")"
 uid="$(awk '/^Uid:/ { print $2 }' "/proc/${node_pid:-0}/status" 2>/dev/null || echo '?')"
 check "the gateway process runs as uid 10001 (host view: $uid)" test "$uid" == 10001
 
-resp="$(curl -s -w '\n%{http_code}' "$base/v1/chat/completions" \
+resp="$(curl -s -D "$WORK/chat-headers.txt" -w '\n%{http_code}' "$base/v1/chat/completions" \
   -H 'Authorization: Bearer sk-client-FAKE-container-test' -H 'Content-Type: application/json' \
   -d '{"model":"gpt-4","messages":[{"role":"user","content":"hi"}]}')"
 code="$(tail -n1 <<<"$resp")"; body="$(sed '$d' <<<"$resp")"
@@ -226,7 +226,8 @@ check "upstream got the upstream key from the mounted file, not the client key" 
   test "$(tail -n1 "$WORK/upstream-auth.log")" == "Bearer sk-FAKE-upstream-key"
 check "the key the upstream echoed back reaches the client redacted" \
   grep -qE '"authorization":"Bearer \[redacted\]\**"' <<<"$body"
-check "model_redirects applied (gpt-4 -> gpt-4o)" grep -q '"model":"gpt-4o"' <<<"$body"
+check "model_redirects applied (gpt-4 -> gpt-4o): the upstream answered for gpt-4o" grep -qi '^x-apiproxy-upstream-model: gpt-4o' "$WORK/chat-headers.txt"
+check "... and the client sees the model it asked for (answer_model: requested)" grep -q '"model":"gpt-4"' <<<"$body"
 check "no client key: 401" test "$(curl -s -o /dev/null -w '%{http_code}' "$base/v1/models")" == 401
 check "wrong client key: 401" test "$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer nope' "$base/v1/models")" == 401
 check "/metrics in Prometheus text when asked" \

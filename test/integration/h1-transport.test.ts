@@ -2,126 +2,17 @@
  * UpstreamPool driven directly against real servers on loopback: node:http
  * ones for well-behaved upstreams, raw node:net ones that misbehave on demand
  * (stall, cut a body, send bytes after a response, reset mid-chunk). A
- * recording ExchangeHandler keeps what the pool reported, in order.
+ * recording ExchangeHandler keeps what the pool reported, in order. (https
+ * origins are undici's: test/integration/undici-transport.test.ts.)
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
-import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import type { ServerResponse } from 'node:http';
+import { createServer as createNetServer, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { Worker } from 'node:worker_threads';
-import type { Exchange, ExchangeHandler, ResponseHeaders, UpstreamRequest } from '../../src/transport/types.js';
+import type { ExchangeHandler, UpstreamRequest } from '../../src/transport/types.js';
 import { UpstreamPool, type PoolOptions } from '../../src/transport/h1/pool.js';
 import { freePort, sleep, waitFor } from '../support/wait.js';
-import { RequestSplitter } from '../support/request-splitter.js';
-
-// ---------------------------------------------------------------------------
-// A recording handler
-
-interface RecorderOptions {
-  /** Keep the body bytes (false: only count them). */
-  keepBody?: boolean;
-  onHead?: (recorder: Recorder) => void;
-  onBody?: (recorder: Recorder) => void;
-}
-
-/** Every recorder made, to check afterwards that none got events after its end. */
-const recorders: Recorder[] = [];
-
-class Recorder implements ExchangeHandler {
-  exchange: Exchange | null = null;
-  status = 0;
-  headers: ResponseHeaders = {};
-  readonly chunks: Buffer[] = [];
-  /** Each delivery's `last` flag. */
-  readonly lasts: boolean[] = [];
-  payload = 0;
-  ended = false;
-  error: Error | null = null;
-  /** Callbacks in the order they came. */
-  readonly events: string[] = [];
-  /** Resolves on end or error (never rejects: inspect `error`). */
-  readonly done: Promise<void>;
-  /** Resolves when the head arrives. */
-  readonly head: Promise<void>;
-  readonly #options: RecorderOptions;
-  #settle!: () => void;
-  #headed!: () => void;
-
-  constructor(options: RecorderOptions = {}) {
-    this.#options = options;
-    this.done = new Promise((resolve) => (this.#settle = resolve));
-    this.head = new Promise((resolve) => (this.#headed = resolve));
-    recorders.push(this);
-  }
-
-  onStart(exchange: Exchange): void {
-    this.events.push('start');
-    this.exchange = exchange;
-  }
-
-  onHead(status: number, headers: ResponseHeaders): void {
-    this.events.push('head');
-    this.status = status;
-    this.headers = headers;
-    this.#headed();
-    this.#options.onHead?.(this);
-  }
-
-  onBody(bytes: Buffer, last: boolean): void {
-    if (this.events.at(-1) !== 'body') this.events.push('body');
-    this.payload += bytes.length;
-    this.lasts.push(last);
-    // Deliberately not copied: the handler owns these bytes, later reads must not overwrite them.
-    if (this.#options.keepBody !== false) this.chunks.push(bytes);
-    this.#options.onBody?.(this);
-  }
-
-  onEnd(): void {
-    this.events.push('end');
-    this.ended = true;
-    this.#settle();
-  }
-
-  onError(error: Error): void {
-    this.events.push('error');
-    this.error = error;
-    this.#settle();
-  }
-
-  /** The response came in chunked coding. */
-  get chunked(): boolean {
-    return this.headers['transfer-encoding'] !== undefined;
-  }
-
-  get body(): Buffer {
-    return Buffer.concat(this.chunks);
-  }
-
-  get text(): string {
-    return this.body.toString('latin1');
-  }
-
-  get code(): string | undefined {
-    return codeOf(this.error);
-  }
-
-  /** Events after the first end/error, or a second start. */
-  get violations(): string[] {
-    const terminal = this.events.findIndex((event) => event === 'end' || event === 'error');
-    const after = terminal === -1 ? [] : this.events.slice(terminal + 1);
-    return this.events.filter((event) => event === 'start').length > 1 ? ['start', ...after] : after;
-  }
-}
-
-function codeOf(error: Error | null): string | undefined {
-  if (error === null) return undefined;
-  const code = (error as Error & { code?: unknown }).code;
-  return typeof code === 'string' ? code : undefined;
-}
+import { closeTransportHarness, decodeChunked, OK, Recorder, startHttp, startRaw, track, type HttpTestServer } from '../support/transport-harness.js';
 
 // ---------------------------------------------------------------------------
 // Pools and requests
@@ -133,8 +24,6 @@ function makePool(origin: string, options: Partial<PoolOptions> = {}): UpstreamP
     origin,
     maxIdle: 256,
     connectTimeoutMs: 2000,
-    tlsCa: null,
-    tlsInsecureSkipVerify: false,
     keepAliveMs: 10_000,
     ...options,
   });
@@ -153,165 +42,9 @@ async function send(pool: UpstreamPool, request: UpstreamRequest, recorder = new
   return recorder;
 }
 
-// ---------------------------------------------------------------------------
-// Servers that count their connections
-
-interface Accepted {
-  socket: Socket;
-  /** When the client's FIN arrived (the client closed it), else null. */
-  endedAt: number | null;
-  /** Resolves when the socket is closed. */
-  closed: Promise<void>;
-  isClosed: boolean;
-}
-
-interface TestServer {
-  url: string;
-  port: number;
-  /** Every connection accepted, in order. */
-  accepted: Accepted[];
-  /** Connections open now, and the most ever open at once. */
-  open: number;
-  maxOpen: number;
-  close(): Promise<void>;
-}
-
-const servers: TestServer[] = [];
-
-/** Counts `event` connections of `server` and listens on an ephemeral loopback port. */
-async function track(server: NetServer, event: 'connection' | 'secureConnection', scheme: 'http' | 'https'): Promise<TestServer> {
-  const accepted: Accepted[] = [];
-  const state: TestServer = {
-    url: '',
-    port: 0,
-    accepted,
-    open: 0,
-    maxOpen: 0,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const entry of accepted) entry.socket.destroy();
-        server.close(() => resolve());
-      }),
-  };
-  server.on(event, (socket: Socket) => {
-    let markClosed!: () => void;
-    const entry: Accepted = { socket, endedAt: null, closed: new Promise((resolve) => (markClosed = resolve)), isClosed: false };
-    accepted.push(entry);
-    state.open++;
-    state.maxOpen = Math.max(state.maxOpen, state.open);
-    socket.on('end', () => (entry.endedAt ??= Date.now()));
-    socket.on('error', () => undefined);
-    socket.on('close', () => {
-      entry.isClosed = true;
-      state.open--;
-      markClosed();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  state.port = (server.address() as AddressInfo).port;
-  state.url = `${scheme}://127.0.0.1:${state.port}`;
-  servers.push(state);
-  return state;
-}
-
-interface SeenRequest {
-  method: string;
-  url: string;
-  headers: IncomingMessage['headers'];
-  body: Buffer;
-}
-
-interface HttpTestServer extends TestServer {
-  requests: SeenRequest[];
-}
-
-/** A node:http server; `handler` answers once the request body was read. */
-async function startHttp(handler: (req: IncomingMessage, res: ServerResponse, seen: SeenRequest) => void): Promise<HttpTestServer> {
-  const requests: SeenRequest[] = [];
-  const server: HttpServer = createHttpServer((request, res) => {
-    const chunks: Buffer[] = [];
-    request.on('data', (chunk: Buffer) => chunks.push(chunk));
-    request.on('end', () => {
-      const seen = { method: request.method ?? '', url: request.url ?? '', headers: request.headers, body: Buffer.concat(chunks) };
-      requests.push(seen);
-      handler(request, res, seen);
-    });
-  });
-  server.keepAliveTimeout = 30_000; // the server never closes first during a test
-  const tracked = await track(server, 'connection', 'http');
-  return Object.assign(tracked, { requests });
-}
-
-interface RawRequest {
-  socket: Socket;
-  head: string;
-  /** Which accepted connection it came on (0-based). */
-  connection: number;
-}
-
-interface RawTestServer extends TestServer {
-  requests: RawRequest[];
-  /** Every byte received, on every connection. */
-  received: Buffer[];
-}
-
-/**
- * A node:net server that reads request heads (and content-length bodies) and
- * hands each to `onRequest`, which writes whatever bytes it likes.
- */
-async function startRaw(onRequest: (request: RawRequest) => void): Promise<RawTestServer> {
-  const requests: RawRequest[] = [];
-  const received: Buffer[] = [];
-  const server = createNetServer();
-  const tracked = await track(server, 'connection', 'http');
-  server.on('connection', (socket: Socket) => {
-    socket.setNoDelay(true);
-    const connection = tracked.accepted.findIndex((entry) => entry.socket === socket);
-    const splitter = new RequestSplitter();
-    socket.on('data', (data: Buffer) => {
-      received.push(data);
-      for (const { head } of splitter.push(data)) {
-        const request = { socket, head, connection };
-        requests.push(request);
-        onRequest(request);
-      }
-    });
-  });
-  return Object.assign(tracked, { requests, received });
-}
-
-/** Sizes of the chunks of a chunked body; throws, saying where, at the first framing error. */
-function decodeChunked(body: Buffer): number[] {
-  const sizes: number[] = [];
-  let at = 0;
-  for (;;) {
-    const lineEnd = body.indexOf('\r\n', at);
-    if (lineEnd === -1) throw new Error(`no chunk-size line at offset ${at}`);
-    const line = body.toString('latin1', at, lineEnd);
-    if (!/^[0-9a-fA-F]+(;.*)?$/.test(line)) throw new Error(`invalid chunk-size line at offset ${at}: ${JSON.stringify(line.slice(0, 20))}`);
-    const size = parseInt(line, 16);
-    at = lineEnd + 2;
-    if (size === 0) {
-      if (body.toString('latin1', at) !== '\r\n') throw new Error(`unexpected bytes after the last chunk at offset ${at}`);
-      return sizes;
-    }
-    if (body.toString('latin1', at + size, at + size + 2) !== '\r\n') {
-      throw new Error(
-        `chunk ${sizes.length} (size ${size}) at offset ${at} is not followed by CRLF: ${JSON.stringify(body.toString('latin1', at + size - 4, at + size + 8))}`,
-      );
-    }
-    sizes.push(size);
-    at += size + 2;
-  }
-}
-
-const OK = (body: string, extra = ''): string => `HTTP/1.1 200 OK\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`;
-
 afterEach(async () => {
-  const made = recorders.splice(0);
   await Promise.all(pools.splice(0).map((pool) => pool.destroy()));
-  await Promise.all(servers.splice(0).map((server) => server.close()));
-  for (const recorder of made) expect(recorder.violations).toEqual([]);
+  await closeTransportHarness();
 });
 
 // ---------------------------------------------------------------------------
@@ -1093,95 +826,5 @@ describe('backpressure', () => {
     await rec.done;
     expect(rec.error).toBeNull();
     expect(rec.payload).toBe(total);
-  });
-});
-
-describe('https origins', () => {
-  let dir: string;
-  let key: string;
-  let cert: string;
-
-  beforeAll(() => {
-    dir = mkdtempSync(join(tmpdir(), 'upstream-pool-tls-'));
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-days',
-        '2',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-        '-keyout',
-        'key.pem',
-        '-out',
-        'cert.pem',
-      ],
-      { cwd: dir, stdio: 'ignore' },
-    );
-    key = readFileSync(join(dir, 'key.pem'), 'utf8');
-    cert = readFileSync(join(dir, 'cert.pem'), 'utf8');
-  });
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-  async function startTls(): Promise<TestServer & { requests: string[] }> {
-    const requests: string[] = [];
-    const server = createHttpsServer({ key, cert }, (request, res) => {
-      request.resume();
-      request.on('end', () => {
-        requests.push(request.url ?? '');
-        res.end(`secure ${request.url}`);
-      });
-    });
-    server.keepAliveTimeout = 30_000;
-    return Object.assign(await track(server, 'secureConnection', 'https'), { requests });
-  }
-
-  test('a self-signed certificate that is not trusted: a TLS error code, nothing sent', async () => {
-    const server = await startTls();
-    const pool = makePool(server.url);
-    const rec = await send(pool, req());
-    expect(rec.code).toMatch(/^(DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|ERR_TLS_CERT_ALTNAME_INVALID)$/);
-    expect(rec.events).toEqual(['start', 'error']);
-    expect(server.requests).toEqual([]);
-    expect(pool.connections).toBe(0);
-  });
-
-  test('trusted through tlsCa: requests work and share one connection', async () => {
-    const server = await startTls();
-    const pool = makePool(server.url, { tlsCa: cert });
-    for (const path of ['/a', '/b', '/c']) {
-      const rec = await send(pool, req(path));
-      expect(rec.error).toBeNull();
-      expect(rec.text).toBe(`secure ${path}`);
-    }
-    expect(server.accepted).toHaveLength(1);
-  });
-
-  test('tlsInsecureSkipVerify: works without trusting the certificate', async () => {
-    const server = await startTls();
-    const pool = makePool(server.url, { tlsInsecureSkipVerify: true });
-    const rec = await send(pool, req('/x'));
-    expect(rec.error).toBeNull();
-    expect(rec.text).toBe('secure /x');
-  });
-
-  test('a POST body over TLS, streamed in chunked coding', async () => {
-    const seen: Buffer[] = [];
-    const server = createHttpsServer({ key, cert }, (request, res) => {
-      request.on('data', (chunk: Buffer) => seen.push(chunk));
-      request.on('end', () => res.end(String(request.headers['transfer-encoding'])));
-    });
-    const tracked = await track(server, 'secureConnection', 'https');
-    const pool = makePool(tracked.url, { tlsCa: cert });
-    const parts = [Buffer.from('over '), Buffer.from('tls')];
-    const rec = await send(pool, req('/', { method: 'POST', body: Readable.from(parts) }));
-    expect(rec.text).toBe('chunked');
-    expect(Buffer.concat(seen).toString()).toBe('over tls');
   });
 });

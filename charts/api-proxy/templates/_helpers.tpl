@@ -92,6 +92,14 @@ The tag defaults to the appVersion; a digest pins the image whatever the tag say
 /var/run/secrets/api-proxy/redis-ca/ca.crt
 {{- end }}
 
+{{- define "api-proxy.upstreamClientCertDir" -}}
+{{- printf "/var/run/secrets/api-proxy/upstream-client-cert/%s" . }}
+{{- end }}
+
+{{- define "api-proxy.upstreamProxyDir" -}}
+{{- printf "/var/run/secrets/api-proxy/upstream-proxy/%s" . }}
+{{- end }}
+
 {{- define "api-proxy.clientKeysDir" -}}
 /var/run/secrets/api-proxy/client-keys
 {{- end }}
@@ -157,7 +165,26 @@ Namespaces the gateway watches, as RBAC sees them: a list of namespace names, or
 {{- with (get $u "tls") }}
 {{- $tls := dict "insecure_skip_verify" (default false .insecureSkipVerify) }}
 {{- if .caSecret }}{{ $_ := set $tls "ca_file" (printf "%s/ca.crt" (include "api-proxy.upstreamCaDir" $name)) }}{{ end }}
+{{- if .servername }}{{ $_ := set $tls "servername" .servername }}{{ end }}
+{{- if .clientCertSecret }}
+{{- $_ := set $tls "client_cert_file" (printf "%s/tls.crt" (include "api-proxy.upstreamClientCertDir" $name)) }}
+{{- $_ := set $tls "client_key_file" (printf "%s/tls.key" (include "api-proxy.upstreamClientCertDir" $name)) }}
+{{- end }}
 {{- $_ := set $up "tls" $tls }}
+{{- end }}
+{{- if hasKey $u "http2" }}{{ $_ := set $up "http2" $u.http2 }}{{ end }}
+{{- with (get $u "proxy") }}
+{{- if .url }}
+{{- $proxy := dict "url" .url }}
+{{- if .username }}{{ $_ := set $proxy "username" .username }}{{ end }}
+{{- if .passwordSecret }}
+{{- if not .username }}{{ fail (printf "upstreams.%s.proxy.passwordSecret needs proxy.username" $name) }}{{ end }}
+{{- $_ := set $proxy "password_file" (printf "%s/password" (include "api-proxy.upstreamProxyDir" $name)) }}
+{{- end }}
+{{- $_ := set $up "proxy" $proxy }}
+{{- else if or .username .passwordSecret }}
+{{- fail (printf "upstreams.%s.proxy: username and passwordSecret need proxy.url" $name) }}
+{{- end }}
 {{- end }}
 {{- $_ := set $upstreams $name $up }}
 {{- end }}

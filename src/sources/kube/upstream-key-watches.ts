@@ -2,19 +2,20 @@ import type { RoutingSnapshot } from '../../config/snapshot.js';
 import type { Logger } from '../../observability/logger.js';
 import type { ResourceWatch } from './resource-watch.js';
 
-/** `namespace/name` of every Secret the snapshot's upstreams take their key from. */
+/** `namespace/name` of every Secret the snapshot's upstreams read: keys, proxy passwords, client certificates. */
 export function referencedSecrets(snapshot: RoutingSnapshot, defaultNamespace: string): Set<string> {
   const secrets = new Set<string>();
   for (const upstream of snapshot.upstreams.values()) {
-    const ref = upstream.apiKeySecret;
-    if (ref !== null) secrets.add(`${ref.namespace ?? defaultNamespace}/${ref.name}`);
+    for (const ref of [upstream.apiKeySecret, upstream.proxy?.passwordSecret ?? null, upstream.tlsClientCertSecret]) {
+      if (ref !== null) secrets.add(`${ref.namespace ?? defaultNamespace}/${ref.name}`);
+    }
   }
   return secrets;
 }
 
 /**
- * One watch per upstream-key Secret, following the config: a reload that names
- * a new `api_key_secret` starts its watch, one that drops the last reference
+ * One watch per Secret the upstreams read, following the config: a reload that names
+ * a new `api_key_secret` (or proxy `password_secret`, or `client_cert_secret`) starts its watch, one that drops the last reference
  * stops it (its entries leave with it).
  */
 export class UpstreamKeyWatches {

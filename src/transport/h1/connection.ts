@@ -1,5 +1,4 @@
 import { connect as connectTcp, type Socket } from 'node:net';
-import { connect as connectTls } from 'node:tls';
 import type { Readable } from 'node:stream';
 import { BodyTimeoutError, ConnectTimeoutError, HeadersTimeoutError, UpstreamClosedError } from '../../errors/upstream.js';
 import { atTurnEnd, uncork } from '../../io/turn-end.js';
@@ -7,15 +6,13 @@ import type { Exchange, ResponseHandler, ResponseHeaders, UpstreamRequest } from
 import { requestHead } from './request-head.js';
 import { ResponseParser, type ResponseSink } from './response-parser.js';
 
-/** Where a connection goes and how it is secured. */
+/** Where a connection goes (plain TCP: https is undici's, see ../transports.ts). */
 export interface Endpoint {
   readonly hostname: string;
   readonly port: number;
   /** The Host header. */
   readonly host: string;
   readonly connectTimeoutMs: number;
-  /** null for plain http. */
-  readonly tls: { readonly ca: string | null; readonly rejectUnauthorized: boolean } | null;
 }
 
 /** The pool's side of a connection. */
@@ -34,19 +31,17 @@ const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 const LAST_CHUNK = '0\r\n\r\n';
 
 /**
- * One keep-alive HTTP/1.1 connection to an upstream, carrying one exchange
- * at a time. Plain TCP reads bypass Node's stream machinery (`onread`): the
+ * One keep-alive HTTP/1.1 connection to a plain-http upstream, carrying one
+ * exchange at a time. Reads bypass Node's stream machinery (`onread`): the
  * relay of an event stream is one read and one write per event. Kept beside
- * undici for plain HTTP/1.1 upstreams (docs/performance.md, "Hand-written
- * where a library exists").
+ * undici for plain HTTP/1.1 upstreams without a proxy (docs/performance.md,
+ * "Hand-written where a library exists").
  */
 export class UpstreamConnection implements ResponseSink, Exchange {
   readonly #owner: ConnectionOwner;
   readonly #endpoint: Endpoint;
   readonly #socket: Socket;
   readonly #parser: ResponseParser;
-  /** Bytes from the shared read buffer must be copied before a handler keeps them. */
-  readonly #copyReads: boolean;
   #connected = false;
   #closed = false;
   #handler: ResponseHandler | null = null;
@@ -59,33 +54,15 @@ export class UpstreamConnection implements ResponseSink, Exchange {
     this.#owner = owner;
     this.#endpoint = endpoint;
     this.#parser = new ResponseParser(this);
-    const tls = endpoint.tls;
-    if (tls === null) {
-      this.#copyReads = true;
-      this.#socket = connectTcp({
-        host: endpoint.hostname,
-        port: endpoint.port,
-        noDelay: true,
-        keepAlive: true,
-        keepAliveInitialDelay: 60_000,
-        onread: { buffer: READ_BUFFER, callback: this.#onRead },
-      });
-      this.#socket.once('connect', this.#onConnect);
-    } else {
-      this.#copyReads = false;
-      this.#socket = connectTls({
-        host: endpoint.hostname,
-        port: endpoint.port,
-        servername: isIpAddress(endpoint.hostname) ? undefined : endpoint.hostname,
-        ALPNProtocols: ['http/1.1'],
-        ...(tls.ca === null ? {} : { ca: tls.ca }),
-        rejectUnauthorized: tls.rejectUnauthorized,
-      });
-      this.#socket.setNoDelay(true);
-      this.#socket.setKeepAlive(true, 60_000);
-      this.#socket.once('secureConnect', this.#onConnect);
-      this.#socket.on('data', this.#onData);
-    }
+    this.#socket = connectTcp({
+      host: endpoint.hostname,
+      port: endpoint.port,
+      noDelay: true,
+      keepAlive: true,
+      keepAliveInitialDelay: 60_000,
+      onread: { buffer: READ_BUFFER, callback: this.#onRead },
+    });
+    this.#socket.once('connect', this.#onConnect);
     this.#socket.setTimeout(endpoint.connectTimeoutMs);
     this.#socket.on('timeout', this.#onTimeout);
     this.#socket.on('error', this.#onSocketError);
@@ -144,7 +121,8 @@ export class UpstreamConnection implements ResponseSink, Exchange {
   }
 
   onBody(bytes: Buffer, last: boolean): void {
-    this.#handler?.onBody(this.#copyReads ? Buffer.from(bytes) : bytes, last);
+    // Bytes from the shared read buffer are copied before a handler keeps them.
+    this.#handler?.onBody(Buffer.from(bytes), last);
   }
 
   #write(request: UpstreamRequest): void {
@@ -289,8 +267,4 @@ export class UpstreamConnection implements ResponseSink, Exchange {
     if (this.#handler !== null) this.#fail(new UpstreamClosedError());
     else this.#close();
   };
-}
-
-function isIpAddress(hostname: string): boolean {
-  return /^[\d.]+$/.test(hostname) || hostname.includes(':');
 }

@@ -3,14 +3,11 @@ import type { Exchange, ExchangeHandler, ResponseHandler, ResponseHeaders, Trans
 import { UpstreamConnection, type ConnectionOwner, type Endpoint } from './connection.js';
 
 export interface PoolOptions {
-  /** scheme://host[:port] */
+  /** http://host[:port] */
   readonly origin: string;
   /** Idle connections kept for reuse; one freed past this is closed. */
   readonly maxIdle: number;
   readonly connectTimeoutMs: number;
-  /** PEM of the CA for an https origin; null = the system's. */
-  readonly tlsCa: string | null;
-  readonly tlsInsecureSkipVerify: boolean;
   /** How long an idle connection is kept (shortened to 1 s under an upstream's Keep-Alive timeout). */
   readonly keepAliveMs: number;
 }
@@ -32,13 +29,11 @@ export class UpstreamPool implements ConnectionOwner, Transport {
 
   constructor(options: PoolOptions) {
     const url = new URL(options.origin);
-    const https = url.protocol === 'https:';
     this.#endpoint = {
       hostname: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
-      port: url.port === '' ? (https ? 443 : 80) : Number(url.port),
+      port: url.port === '' ? 80 : Number(url.port),
       host: url.host,
       connectTimeoutMs: options.connectTimeoutMs,
-      tls: https ? { ca: options.tlsCa, rejectUnauthorized: !options.tlsInsecureSkipVerify } : null,
     };
     this.#maxIdle = options.maxIdle;
     this.#keepAliveMs = options.keepAliveMs;

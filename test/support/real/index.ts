@@ -19,4 +19,4 @@ export type { JaegerHandle, JaegerOptions, JaegerSpan, JaegerTrace } from './jae
 export { python3, runPython } from './python.js';
 export type { PythonResult } from './python.js';
 export { makeTestCertificates } from './tls.js';
-export type { TestCertificates } from './tls.js';
+export type { TestCertificateOptions, TestCertificates } from './tls.js';
