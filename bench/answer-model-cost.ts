@@ -16,7 +16,7 @@ export interface AnswerModelCost {
   readonly streamUs: number;
 }
 
-const PLAN: RoutePlan = { requestedModel: 'gpt-4', route: 'file', answerModel: 'requested', targets: [] };
+const PLAN: RoutePlan = { requestedModel: 'gpt-4', route: 'file', answerModel: 'requested', targets: [], preferred: 0 };
 const noReport = (): void => undefined;
 
 function cpuUsPer(iterations: number, run: () => void): number {

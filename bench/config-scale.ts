@@ -36,8 +36,9 @@ function inputs(routeCount: number, keys: readonly string[]): FileInputs {
       drainDelayMs: 0,
       shutdownTimeoutMs: 1000,
       defaultUpstream: 'default',
+      retryBudgetMs: 120_000,
     },
-    kubernetes: { enabled: false, namespaces: [], clientKeySelector: 'x=y', watchTimeoutSeconds: 300 },
+    kubernetes: { enabled: false, namespaces: [], clientKeySelector: 'x=y', watchTimeoutSeconds: 300, leaseName: 'api-proxy' },
     tracing: {
       enabled: false,
       endpoint: null,
@@ -74,15 +75,18 @@ function inputs(routeCount: number, keys: readonly string[]): FileInputs {
         http2: 'auto',
         proxy: null,
         envProxy: null,
+        retry: { attempts: 2, backoffBaseMs: 100, backoffMaxMs: 2000, conditions: ['connect_failure', 429, 502, 503, 504] },
+        outlier: { consecutiveFailures: 5, ejectionMs: 30_000, maxEjectionMs: 300_000, maxEjectedPercent: 50 },
       },
     ],
     routes: Array.from({ length: routeCount }, (_, i) => ({
       model: `model-${i}`,
       source: 'file',
-      targets: [{ model: `target-${i}`, upstream: null, weight: 1 }],
+      targets: [{ model: `target-${i}`, upstream: null, weight: 1, priority: 0 }],
       answerModel: null,
     })),
     clientKeys: keys.map((key, i) => ({ id: `key-${i}`, digest: keyDigest(key) })),
+    consumers: [],
   };
 }
 

@@ -5,8 +5,9 @@
  * interleave; medians and ratios are quoted. Prints a table and writes
  * bench-results/latest.json. `--quick` for a short smoke run.
  *
- * Flags: --quick, --rounds=N, --seconds=N, --only=throughput,streams,clients,memory,body,upload,config,nolog,cluster,peers,longstreams,tracing,answermodel,policy,
- *        --baseline=FILE (the tracing and policy sections also measure this build's main.js, e.g. main's, beside their variants),
+ * Flags: --quick, --rounds=N, --seconds=N, --only=throughput,streams,clients,memory,body,upload,config,nolog,cluster,peers,longstreams,tracing,answermodel,redaction,duplicates,
+ *        failover,policy, --baseline=FILE (the tracing, failover and policy sections also measure this build's main.js, e.g. main's,
+ *        beside their variants: for failover tracing off, nothing failing, interleaved with this build),
  *        --workers=N (the cluster section's WORKERS, default 2; `auto` is one per CPU),
  *        --profile (the gateway writes a .cpuprofile to bench-results/profiles), --out=FILE,
  *        --peer=FILE[,FILE...] (more proxies for the peers section: see PeerFile in peers.ts),
@@ -21,6 +22,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { answerModelCost } from './answer-model-cost.js';
 import { configScale, type ConfigScaleResult } from './config-scale.js';
+import { duplicateModelCost, summarizeDuplicateModel } from './duplicate-model.js';
 import { longStreamRows, summarizeLongProfile, type LongProfileSummary } from './long-report.js';
 import { runLongProfile } from './long-profile.js';
 import { closedLoop, hasWrk, openSlowStreams, paced, sequential, sequentialUploads, type PacedResult, type StreamsResult, type Target } from './load.js';
@@ -28,6 +30,7 @@ import { parseBenchArgs, type Options } from './options.js';
 import { startOtlpSink } from './otlp-sink.js';
 import { filePeer, hasNginx, naivePeer, nginxPeer, type Peer, type PeerLauncher } from './peers.js';
 import { hasRedis, startBenchRedis } from './redis.js';
+import { REDACTED_KEY, redactionAB, summarizeRedaction, UNREDACTED_KEY } from './redaction.js';
 import { rawStreams } from './stream-client.js';
 import { measureVariants, type VariantRun } from './variants.js';
 import {
@@ -46,6 +49,7 @@ import {
   type GatewayProcess,
 } from './processes.js';
 import { median, round, shares, type WrkResult } from './stats.js';
+import { attemptCounts, FAILOVER_MODEL, failoverConfig, pacedByAttempts, type FailoverPaced } from './failover.js';
 
 /** This file runs from dist-bench/bench/; the gateway it measures is the product build in dist/. */
 const here = dirname(fileURLToPath(import.meta.url));
@@ -82,9 +86,9 @@ const CLIENT_KEY = 'bench-client-key-0123456789';
 const MODEL_REDIRECT = { from: 'gpt-4', to: 'bench-model' } as const;
 
 /** The bench gateway's config; `extra`'s keys are added, or replace the defaults (a policy's keys replace `client_keys`). */
-function gatewayConfig(upstreamUrl: string, accessLog: boolean, extra: Record<string, unknown> = {}): unknown {
+function gatewayConfig(upstreamUrl: string, accessLog: boolean, extra: Record<string, unknown> = {}, apiKey = REDACTED_KEY): unknown {
   return {
-    upstreams: { default: { url: `${upstreamUrl}/v1`, api_key: 'sk-bench-upstream', max_connections: 8192 } },
+    upstreams: { default: { url: `${upstreamUrl}/v1`, api_key: apiKey, max_connections: 8192 } },
     client_keys: [{ id: 'bench', key: CLIENT_KEY }],
     model_redirects: { [MODEL_REDIRECT.from]: MODEL_REDIRECT.to },
     access_log: accessLog,
@@ -94,6 +98,8 @@ function gatewayConfig(upstreamUrl: string, accessLog: boolean, extra: Record<st
     ...extra,
   };
 }
+
+const FAILOVER_BODY = JSON.stringify({ ...(JSON.parse(BODY) as object), model: FAILOVER_MODEL });
 
 const log = (text: string): void => {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${text}\n`);
@@ -212,11 +218,11 @@ async function main(): Promise<void> {
     workers?: number,
     extra: Record<string, unknown> = {},
     mainScript = join(dist, 'main.js'),
-    env?: Record<string, string>,
+    { apiKey = REDACTED_KEY, env }: { apiKey?: string; env?: Record<string, string> } = {},
   ): Promise<GatewayProcess> =>
     startGateway({
       mainScript,
-      config: gatewayConfig(upstream.url, accessLog, extra),
+      config: gatewayConfig(upstream.url, accessLog, extra, apiKey),
       configPath: join(work, `gateway-${gatewayIndex}.json`),
       logPath: join(work, `gateway-${gatewayIndex++}.log`),
       nodeArgs: options.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
@@ -287,7 +293,7 @@ async function main(): Promise<void> {
   if (wants('clients')) {
     // The same gateway and config twice, one sending everything through undici (the diagnostic
     // API_PROXY_TRANSPORT=undici): native, undici and direct take turns, the order rotating each round.
-    const undiciGateway = await launch(true, undefined, {}, join(dist, 'main.js'), { API_PROXY_TRANSPORT: 'undici' });
+    const undiciGateway = await launch(true, undefined, {}, join(dist, 'main.js'), { env: { API_PROXY_TRANSPORT: 'undici' } });
     const viaUndici: Target = { url: undiciGateway.url, headers };
     const gateways: Record<'native' | 'undici', GatewayProcess> = { native: gateway, undici: undiciGateway };
     await closedLoop(tool, viaUndici, BODY, 64, 1, lua);
@@ -497,7 +503,7 @@ async function main(): Promise<void> {
     if (options.baseline !== null) variants.push(['baseline', await launch(true, undefined, {}, options.baseline)]);
     variants.push(['none', await launch(true)], ['local', await launch(true, undefined, policy(null))]);
     if (redis !== null) variants.push(['redis', await launch(true, undefined, policy(redis.url))]);
-    const summary = await measureVariants(variants, { ...variantRun, label: '(6) policy' });
+    const summary = await measureVariants(variants, { ...variantRun, label: '(10) policy' });
     const none = summary['none']!;
     results['policy'] = {
       ...summary,
@@ -617,6 +623,130 @@ async function main(): Promise<void> {
     results['cluster_stop'] = { workers: n, stop_ms: Math.round(stopMs), workers_left_after_stop: left.length };
   }
 
+  if (wants('failover')) {
+    await stop(gateway.child);
+    if (options.baseline !== null) {
+      // No cost when nothing fails: this build and the baseline build, both running, rounds interleaved.
+      const variants: [string, GatewayProcess][] = [
+        ['baseline', await launch(true, undefined, {}, options.baseline)],
+        ['this', await launch(true)],
+      ];
+      const loops: Record<string, WrkResult[]> = { baseline: [], this: [] };
+      const streams: Record<string, StreamsResult[]> = { baseline: [], this: [] };
+      // CPU per request and per stream: on a busy shared machine a steadier figure than rates and latencies.
+      const cpu: Record<string, { loop: number[]; stream: number[] }> = { baseline: { loop: [], stream: [] }, this: { loop: [], stream: [] } };
+      for (const [, gw] of variants) {
+        await closedLoop(tool, { url: gw.url, headers }, BODY, 64, 1, lua);
+        await rawStreams({ url: gw.url, headers }, STREAM_BODY, 100, 1, 20, 5);
+      }
+      for (let r = 0; r < options.rounds; r++) {
+        log(`(6) no failures, this build against the baseline, round ${r + 1}: non-streaming 64 connections, then 500 concurrent streams`);
+        for (const [name, gw] of r % 2 === 0 ? variants : [...variants].reverse()) {
+          const target: Target = { url: gw.url, headers };
+          const cpuStart = cpuMsOf(gw.pid);
+          const loop = await closedLoop(tool, target, BODY, 64, options.seconds, lua);
+          const cpuLoop = cpuMsOf(gw.pid);
+          const stream = await rawStreams(target, STREAM_BODY, 500, options.seconds, 20, 5);
+          const cpuStream = cpuMsOf(gw.pid);
+          loops[name]!.push(loop);
+          streams[name]!.push(stream);
+          cpu[name]!.loop.push(((cpuLoop - cpuStart) * 1000) / loop.requests);
+          cpu[name]!.stream.push((cpuStream - cpuLoop) / Math.max(1, stream.completed));
+          log(
+            `  ${name.padEnd(8)} ${loop.requestsPerSecond.toFixed(0)} req/s, p50 ${loop.p50Ms.toFixed(2)} ms, ${cpu[name]!.loop.at(-1)!.toFixed(1)} µs CPU/request; streams ${stream.completed}, TTFB p50 ${stream.ttfbP50Ms.toFixed(2)} ms p99 ${stream.ttfbP99Ms.toFixed(2)} ms, ${cpu[name]!.stream.at(-1)!.toFixed(2)} ms CPU/stream, errors ${loop.errors + stream.errors}`,
+          );
+        }
+      }
+      const ab: Record<string, number> = {};
+      for (const name of ['baseline', 'this']) {
+        ab[`${name}_rps`] = round(
+          med(loops[name]!, (x) => x.requestsPerSecond),
+          0,
+        );
+        ab[`${name}_p50_ms`] = round(
+          med(loops[name]!, (x) => x.p50Ms),
+          3,
+        );
+        ab[`${name}_streams_500_ttfb_p50_ms`] = round(
+          med(streams[name]!, (x) => x.ttfbP50Ms),
+          3,
+        );
+        ab[`${name}_streams_500_ttfb_p99_ms`] = round(
+          med(streams[name]!, (x) => x.ttfbP99Ms),
+          3,
+        );
+        ab[`${name}_errors`] = [...loops[name]!, ...streams[name]!].reduce((sum, x) => sum + x.errors, 0);
+        ab[`${name}_cpu_us_per_request`] = round(median(cpu[name]!.loop), 1);
+        ab[`${name}_cpu_ms_per_stream`] = round(median(cpu[name]!.stream), 3);
+      }
+      ab['rps_ratio'] = round(ab['this_rps']! / ab['baseline_rps']!, 3);
+      ab['streams_500_ttfb_p50_delta_ms'] = round(ab['this_streams_500_ttfb_p50_ms']! - ab['baseline_streams_500_ttfb_p50_ms']!, 3);
+      results['failover_ab'] = ab;
+      for (const [, gw] of variants) await stop(gw.child);
+    }
+    // One gateway, two models at the same rate, interleaved: the plain redirect, and the route whose flaky target fails 20 %.
+    gateway = await startGateway({
+      mainScript: join(dist, 'main.js'),
+      config: failoverConfig(gatewayConfig(upstream.url, true), upstream.url, MODEL_REDIRECT.to),
+      configPath: join(work, `gateway-${gatewayIndex}.json`),
+      logPath: join(work, `gateway-${gatewayIndex++}.log`),
+    });
+    via = { url: gateway.url, headers };
+    await closedLoop(tool, via, FAILOVER_BODY, 64, 1, lua);
+    const before = await attemptCounts(gateway.url);
+    log('(6) failover: 500 req/s, half of a route on a target failing 20 % (503), against the plain redirect');
+    const rounds = { plain: [] as FailoverPaced[], failover: [] as FailoverPaced[] };
+    for (let r = 0; r < options.rounds; r++) {
+      const order: ('plain' | 'failover')[] = r % 2 === 0 ? ['plain', 'failover'] : ['failover', 'plain'];
+      for (const which of order) {
+        const result = await pacedByAttempts(via, which === 'plain' ? BODY : FAILOVER_BODY, 500, options.seconds);
+        log(
+          `  ${which.padEnd(8)} p50 ${result.p50Ms.toFixed(3)} ms, p99 ${result.p99Ms.toFixed(3)} ms, sent ${result.sent}, errors ${result.errors}` +
+            (which === 'failover'
+              ? `; first try p50 ${result.firstTry.p50Ms.toFixed(3)} ms, fell back (${result.fellBack.count}) p50 ${result.fellBack.p50Ms.toFixed(3)} ms`
+              : ''),
+        );
+        rounds[which].push(result);
+      }
+    }
+    const after = await attemptCounts(gateway.url);
+    const flakyAttempts = after.flaky - before.flaky;
+    const flakyFailed = after.flakyFailed - before.flakyFailed;
+    const sent = rounds.failover.reduce((sum, x) => sum + x.sent, 0);
+    const errors = rounds.failover.reduce((sum, x) => sum + x.errors, 0);
+    const plainP50 = med(rounds.plain, (x) => x.p50Ms);
+    const failoverP50 = med(rounds.failover, (x) => x.p50Ms);
+    const firstTryP50 = med(rounds.failover, (x) => x.firstTry.p50Ms);
+    const fellBackP50 = med(rounds.failover, (x) => x.fellBack.p50Ms);
+    results['failover'] = {
+      rate: 500,
+      requests: sent,
+      client_errors: errors,
+      client_error_rate: round(errors / Math.max(1, sent), 5),
+      flaky_attempts: flakyAttempts,
+      flaky_failure_rate: round(flakyFailed / Math.max(1, flakyAttempts), 3),
+      fallbacks: after.fallbacks - before.fallbacks,
+      fell_back_requests: rounds.failover.reduce((sum, x) => sum + x.fellBack.count, 0),
+      plain_p50_ms: round(plainP50, 3),
+      failover_p50_ms: round(failoverP50, 3),
+      added_p50_ms: round(failoverP50 - plainP50, 3),
+      first_try_p50_ms: round(firstTryP50, 3),
+      fell_back_p50_ms: round(fellBackP50, 3),
+      fallback_added_p50_ms: round(fellBackP50 - firstTryP50, 3),
+      plain_p99_ms: round(
+        med(rounds.plain, (x) => x.p99Ms),
+        3,
+      ),
+      failover_p99_ms: round(
+        med(rounds.failover, (x) => x.p99Ms),
+        3,
+      ),
+    };
+    log(
+      `  failover: ${errors} client errors of ${sent}; ${flakyFailed} of ${flakyAttempts} attempts at the flaky target failed; p50 ${(failoverP50 - plainP50).toFixed(3)} ms against the plain redirect; a request that fell back: +${(fellBackP50 - firstTryP50).toFixed(3)} ms`,
+    );
+  }
+
   if (wants('peers')) {
     // Started one at a time, each stopped before the next: two peers never share the cores.
     const launchers: PeerLauncher[] = [naivePeer(join(here, 'naive-proxy.js'), upstream.url)];
@@ -665,6 +795,32 @@ async function main(): Promise<void> {
     }
     results['peers'] = peerResults;
     results['peers_streams'] = { '500': peerStreams };
+  }
+
+  if (wants('redaction')) {
+    log('(8) redaction of the configured secrets: a gateway with a secret key against one without, interleaved');
+    await stop(gateway.child); // idle: off the machine while the pair runs
+    const on = await launch(true, undefined, {}, join(dist, 'main.js'), { apiKey: REDACTED_KEY });
+    const off = await launch(true, undefined, {}, join(dist, 'main.js'), { apiKey: UNREDACTED_KEY });
+    for (const side of [on, off]) {
+      await closedLoop(tool, { url: side.url, headers }, BODY, 64, 1, lua);
+      await rawStreams({ url: side.url, headers }, STREAM_BODY, 50, 1, 20, 5);
+    }
+    const sides = { on: { target: { url: on.url, headers }, pid: on.pid }, off: { target: { url: off.url, headers }, pid: off.pid } };
+    const ab = await redactionAB(
+      { rounds: Math.max(options.rounds, 4), seconds: options.seconds, tool, lua, body: BODY, streamBody: STREAM_BODY },
+      sides.on,
+      sides.off,
+      log,
+    );
+    results['redaction'] = summarizeRedaction(ab);
+    await stop(on.child);
+    await stop(off.child);
+  }
+
+  if (wants('duplicates')) {
+    log('(9) the duplicate-model check: parseJsonRequest against the check alone, per body, in this process');
+    results['duplicate_model'] = summarizeDuplicateModel(duplicateModelCost(options.quick));
   }
 
   await stop(gateway.child);
@@ -936,7 +1092,7 @@ export function table(results: Record<string, unknown>): string {
     const baseline = policy['baseline'] as Record<string, number> | undefined;
     const localRatio = policy['local_over_none'] as number;
     rows.push([
-      '(6) req/s, a policy on every request: local',
+      '(10) req/s, a policy on every request: local',
       `${local['requests_per_second']}`,
       `${none['requests_per_second']} (no policy)`,
       `ratio ${localRatio} >= 0.9 (${mark(localRatio >= 0.9)})`,
@@ -962,6 +1118,34 @@ export function table(results: Record<string, unknown>): string {
       `${none['streams_ttfb_p50_ms']}${baseline === undefined ? '' : `, ${baseline['streams_ttfb_p50_ms']}`}`,
       '',
     ]);
+  }
+  const ab = r['failover_ab'];
+  if (ab !== undefined) {
+    rows.push(['(6) no failures: req/s, 64 conns', `${ab['this_rps']}`, `baseline ${ab['baseline_rps']}`, `ratio ${ab['rps_ratio']}`]);
+    rows.push([
+      '    CPU µs/request; ms/stream',
+      `${ab['this_cpu_us_per_request']}; ${ab['this_cpu_ms_per_stream']}`,
+      `${ab['baseline_cpu_us_per_request']}; ${ab['baseline_cpu_ms_per_stream']}`,
+      '',
+    ]);
+    rows.push([
+      '    500 streams TTFB p50 / p99 ms',
+      `${ab['this_streams_500_ttfb_p50_ms']} / ${ab['this_streams_500_ttfb_p99_ms']}`,
+      `${ab['baseline_streams_500_ttfb_p50_ms']} / ${ab['baseline_streams_500_ttfb_p99_ms']}`,
+      `p50 ${ab['streams_500_ttfb_p50_delta_ms']! >= 0 ? '+' : ''}${ab['streams_500_ttfb_p50_delta_ms']}`,
+    ]);
+  }
+  const f = r['failover'];
+  if (f !== undefined) {
+    rows.push(['(6) failover p50 ms, 500 req/s', `${f['failover_p50_ms']}`, `plain ${f['plain_p50_ms']}`, `added +${f['added_p50_ms']}`]);
+    rows.push(['    client errors / requests', `${f['client_errors']} / ${f['requests']}`, '', `0 (${mark(f['client_errors'] === 0)})`]);
+    rows.push([
+      '    a request that fell back: p50 ms',
+      `${f['fell_back_p50_ms']}`,
+      `first try ${f['first_try_p50_ms']}`,
+      `added +${f['fallback_added_p50_ms']}`,
+    ]);
+    rows.push(['    flaky target: failed share of its attempts', `${f['flaky_failure_rate']}`, `${f['fallbacks']} fallbacks`, '']);
   }
   const long = results['long_streams'] as LongProfileSummary | undefined;
   if (long !== undefined) rows.push(...longStreamRows(long));
@@ -1033,6 +1217,34 @@ export function table(results: Record<string, unknown>): string {
       `${am['stage_cpu_us_per_json_answer']}, ${am['stage_cpu_us_per_stream']}`,
       `${round(jsonShare * 100, 1)} %, ${round(streamShare * 100, 1)} % of relay`,
       `< 5 % (${mark(jsonShare < 0.05 && streamShare < 0.05)})`,
+    ]);
+  }
+  const red = r['redaction'];
+  if (red !== undefined) {
+    rows.push([
+      '(8) redaction on / off: req/s',
+      `${red['on_rps']}`,
+      `${red['off_rps']}`,
+      `ratio ${red['rps_ratio']} (>= 0.98: ${mark(red['rps_ratio']! >= 0.98)})`,
+    ]);
+    rows.push(['    CPU µs/request on / off', `${red['on_cpu_us_per_request']}`, `${red['off_cpu_us_per_request']}`, '']);
+    rows.push([
+      '    50 streams: done/s on / off',
+      `${red['on_streams_per_s']}`,
+      `${red['off_streams_per_s']}`,
+      `ratio ${red['streams_ratio']} (>= 0.98: ${mark(red['streams_ratio']! >= 0.98)})`,
+    ]);
+    rows.push(['    CPU µs/stream on / off', `${red['on_cpu_us_per_stream']}`, `${red['off_cpu_us_per_stream']}`, '']);
+    rows.push(['    redactor alone, MB/s (64 KiB pieces)', `${red['redactor_mb_per_s']}`, '', '']);
+  }
+  const dup = results['duplicate_model'] as Record<string, string | number | boolean>[] | undefined;
+  for (const row of dup ?? []) {
+    const share = `check ${Math.round(Number(row['check_share_of_parse']) * 1000) / 10} % of parse`;
+    rows.push([
+      `(9) ${row['body']}: parse / check ns`,
+      `${row['parse_ns']} / ${row['check_ns']}`,
+      share,
+      row['scanned'] === true ? `scanned: +${row['scan_ns']} ns` : '',
     ]);
   }
   const c = r['config_scale'];

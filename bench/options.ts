@@ -17,7 +17,7 @@ export interface Options {
   workers: number;
   /** The long-stream profile's shape. */
   long: LongStreamShape;
-  /** Another build's main.js, measured beside this one in the tracing and policy sections. */
+  /** Another build's main.js, measured beside this one in the tracing, failover (tracing off, nothing failing) and policy sections. */
   baseline: string | null;
 }
 
@@ -35,6 +35,9 @@ export const SECTIONS = [
   'longstreams',
   'tracing',
   'answermodel',
+  'redaction',
+  'duplicates',
+  'failover',
   'policy',
 ] as const;
 

@@ -9,6 +9,8 @@
  *   then `data: [DONE]`. With `"include_usage":true` in the body, as OpenAI:
  *   `"usage":null` in every chunk and a usage-only chunk before [DONE]. Any
  *   other request: a fixed chat.completion JSON.
+ *   Under `/flaky/` (the failover section's second upstream), one request in
+ *   five, drawn at random, is a 503 instead.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 
@@ -38,8 +40,17 @@ const USAGE_FLAG = Buffer.from('"include_usage":true');
 const DEFAULT_CHUNKS = 20;
 const JSON_HEADERS = { 'content-type': 'application/json', 'content-length': COMPLETION.length };
 const SSE_HEADERS = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' };
+const UNAVAILABLE = Buffer.from(JSON.stringify({ error: { message: 'flaky upstream', type: 'server_error', param: null, code: null } }));
+const UNAVAILABLE_HEADERS = { 'content-type': 'application/json', 'content-length': UNAVAILABLE.length };
+/** The share of /flaky/ requests answered 503. */
+export const FLAKY_FAILURE_RATE = 0.2;
 
 function respond(req: IncomingMessage, res: ServerResponse, streamAsked: boolean, usageAsked: boolean): void {
+  if (req.url?.startsWith('/flaky/') === true && Math.random() < FLAKY_FAILURE_RATE) {
+    res.writeHead(503, UNAVAILABLE_HEADERS);
+    res.end(UNAVAILABLE);
+    return;
+  }
   const chunksHeader = req.headers['x-bench-chunks'];
   if (chunksHeader === undefined && !streamAsked) {
     res.writeHead(200, JSON_HEADERS);

@@ -9,6 +9,7 @@ import type { RequestAccounting } from './pipeline/account.js';
 import type { Admissions } from './pipeline/admission.js';
 import { createProxyHandler } from './pipeline/proxy-handler.js';
 import { isV1Path } from './pipeline/request-path.js';
+import type { TargetHealth } from './pipeline/target-health.js';
 import type { Transports } from './transport/transports.js';
 import type { PolicyLimiter } from './policy/limiter.js';
 
@@ -16,6 +17,7 @@ export interface AppDeps {
   readonly store: SnapshotStore;
   readonly transports: Transports;
   readonly admissions: Admissions;
+  readonly health: TargetHealth;
   readonly accounting: RequestAccounting;
   readonly metricsReport: MetricsReport;
   readonly readiness: Readiness;

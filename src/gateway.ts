@@ -10,13 +10,14 @@ import { SnapshotStore } from './config/store.js';
 import { Readiness } from './http/readiness.js';
 import { createHttpServer, SERVER_LIMITS, type ServerLimits } from './http/server.js';
 import { createLogging, type DestinationStream, type Logger } from './observability/logger.js';
-import { GatewayMetrics } from './observability/metrics.js';
+import { ATTEMPT_OUTCOMES, GatewayMetrics } from './observability/metrics.js';
 import { localMetricsReport, type MetricsReport } from './observability/metrics-report.js';
 import type { TracerRef } from './observability/tracing/request-trace.js';
 import { tracingWanted } from './observability/tracing/settings.js';
 import { startTracing, type Tracing } from './observability/tracing/start-tracing.js';
 import { RequestAccounting } from './pipeline/account.js';
 import { Admissions } from './pipeline/admission.js';
+import { TargetHealth } from './pipeline/target-health.js';
 import { FileSource } from './sources/file-source.js';
 import { Transports, type ClientChoice } from './transport/transports.js';
 import type { CounterStore } from './policy/counter-store.js';
@@ -113,11 +114,18 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       logger[refused > 0 ? 'warn' : 'info']({ upstream, queued, refused, longest_wait_ms: longestWaitMs }, 'upstream queue drained'),
   });
   metrics.countAdmissionsWith(() => admissions.all());
+  const health = new TargetHealth({
+    opened: (upstream) => metrics.attemptsOpened(upstream, ATTEMPT_OUTCOMES),
+    ejected: (upstream, ms, failures) => logger.warn({ upstream, ejection_ms: ms, failures }, 'upstream ejected after failures in a row'),
+    readmitted: (upstream, ejectedMs) => logger.info({ upstream, ejected_ms: ejectedMs }, 'upstream readmitted'),
+  });
+  metrics.countEjectionsWith(() => health.ejections());
   const readiness = new Readiness(() => store.current !== null);
-  metrics.countRoutesWith(() => store.current?.routes.size ?? 0);
+  metrics.countRoutesWith(() => store.current?.routeCount ?? 0);
 
   store.onSwap((snapshot) => {
     transports.retain(snapshot);
+    health.retain(snapshot);
     if (levelOverride === null) logger.level = snapshot.settings.logLevel;
   });
 
@@ -151,7 +159,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     },
     onResult: (result) => {
       metrics.configReload('file', result.ok ? 'success' : 'failure');
-      if (result.ok) logger.info({ version: store.current?.version, routes: store.current?.routes.size }, 'config reloaded');
+      if (result.ok) logger.info({ version: store.current?.version, routes: store.current?.routeCount }, 'config reloaded');
       else
         logger.error(
           { err: { message: result.error.message, code: (result.error as { code?: string }).code } },
@@ -162,7 +170,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   try {
     fileSource.loadInitial();
     metrics.configReload('file', 'success');
-    logger.info({ path: options.configPath, routes: store.current?.routes.size }, 'config loaded');
+    logger.info({ path: options.configPath, routes: store.current?.routeCount }, 'config loaded');
   } catch (error) {
     metrics.configReload('file', 'failure');
     logger.error({ err: { message: (error as Error).message } }, 'config not loaded; not ready until it is valid');
@@ -222,6 +230,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     store,
     transports,
     admissions,
+    health,
     accounting,
     metricsReport,
     readiness,

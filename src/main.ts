@@ -5,7 +5,7 @@ import { workersFromEnv } from './cluster/workers-setting.js';
 import type { Gateway, KubeSourceFactory } from './gateway.js';
 import { ownNamespace } from './sources/kube/namespace.js';
 
-/** Set by the cluster primary in each worker's environment: the worker's slot (0 writes ModelRoute statuses). */
+/** Set by the cluster primary in each worker's environment: the worker's slot (0 contends for the status Lease). */
 const WORKER_INDEX_ENV = 'API_PROXY_WORKER';
 
 /**

@@ -4,9 +4,32 @@ import { parse as parseYaml } from 'yaml';
 import { prettifyError } from 'zod';
 import { clientCertificateProblem } from './client-certificate.js';
 import { ConfigError } from './config-error.js';
-import { keyDigest } from './key-digest.js';
-import { fileConfigSchema, type FileConfig, type UpstreamFileConfig } from './schema.js';
-import type { ClientCertificate, ClientKeySpec, EnvProxy, FileInputs, ProxySpec, RateLimitSettings, RouteSpec, UpstreamSpec } from './model.js';
+import { NO_LIMITS, type RateLimit } from '../policy/types.js';
+import { clientKeyDigest } from './key-digest.js';
+import {
+  DEFAULT_OUTLIER,
+  DEFAULT_RETRY,
+  fileConfigSchema,
+  type FileConfig,
+  type OutlierFileConfig,
+  type PolicyFileConfig,
+  type RetryFileConfig,
+  type UpstreamFileConfig,
+} from './schema.js';
+import type {
+  ClientCertificate,
+  ClientKeySpec,
+  ConsumerSpec,
+  EnvProxy,
+  FileInputs,
+  OutlierSpec,
+  PolicySpec,
+  ProxySpec,
+  RateLimitSettings,
+  RetrySpec,
+  RouteSpec,
+  UpstreamSpec,
+} from './model.js';
 
 export { ConfigError };
 
@@ -113,25 +136,37 @@ export function toInputs(config: FileConfig, readSecret: SecretReader, env: Env 
   const routes: RouteSpec[] = [];
   for (const [model, redirect] of Object.entries(config.model_redirects)) {
     const target = typeof redirect === 'string' ? { model: redirect } : redirect;
-    routes.push({ model, targets: [{ model: target.model, upstream: null, weight: 1 }], answerModel: target.answer_model ?? null, source: 'file' });
+    routes.push({
+      model,
+      targets: [{ model: target.model, upstream: null, weight: 1, priority: 0 }],
+      answerModel: target.answer_model ?? null,
+      source: 'file',
+    });
   }
   for (const route of config.routes) {
     routes.push({
       model: route.model,
-      targets: route.targets.map((t) => ({ model: t.model, upstream: t.upstream ?? null, weight: t.weight ?? 1 })),
+      targets: route.targets.map((t) => ({ model: t.model, upstream: t.upstream ?? null, weight: t.weight ?? 1, priority: t.priority ?? 0 })),
       answerModel: route.answer_model ?? null,
       source: 'file',
     });
   }
 
-  const clientKeys: ClientKeySpec[] = config.allowed_keys.map((key, index) => ({
-    id: `allowed-${index + 1}`,
-    digest: keyDigest(key),
-  }));
+  // The seed's allowed_keys and client_keys: each key id is a consumer of its own, without a policy.
+  const clientKeys: ClientKeySpec[] = config.allowed_keys.map((key, index) => ({ id: `allowed-${index + 1}`, digest: clientKeyDigest(key) }));
   config.client_keys.forEach((entry, index) => {
     const key = readSecret(`client_keys[${index}]`, entry.key, entry.key_env, entry.key_file);
     if (key === null || key === '') throw new ConfigError(`client_keys[${index}]: the key is empty`);
-    clientKeys.push({ id: entry.id, digest: keyDigest(key) });
+    clientKeys.push({ id: entry.id, digest: clientKeyDigest(key) });
+  });
+  const consumers: ConsumerSpec[] = [];
+  config.consumers.forEach((consumer, c) => {
+    const keys = consumer.keys.map((entry, k) => {
+      const key = readSecret(`consumers[${c}].keys[${k}]`, entry.key, entry.key_env, entry.key_file);
+      if (key === null || key === '') throw new ConfigError(`consumers[${c}].keys[${k}]: the key is empty`);
+      return { id: entry.id, digest: clientKeyDigest(key) };
+    });
+    consumers.push({ name: consumer.name, keys, policy: consumer.policy === undefined ? null : policySpec(consumer.policy) });
   });
 
   return {
@@ -145,12 +180,14 @@ export function toInputs(config: FileConfig, readSecret: SecretReader, env: Env 
       drainDelayMs: config.shutdown.drain_delay_ms,
       shutdownTimeoutMs: config.shutdown.timeout_ms,
       defaultUpstream: config.default_upstream,
+      retryBudgetMs: config.retry_budget_ms,
     },
     kubernetes: {
       enabled: config.kubernetes.enabled,
       namespaces: config.kubernetes.namespaces,
       clientKeySelector: config.kubernetes.client_key_selector,
       watchTimeoutSeconds: config.kubernetes.watch_timeout_seconds,
+      leaseName: config.kubernetes.lease_name,
     },
     tracing: {
       enabled: config.tracing.enabled,
@@ -170,6 +207,26 @@ export function toInputs(config: FileConfig, readSecret: SecretReader, env: Env 
     upstreams,
     routes,
     clientKeys,
+    consumers,
+  };
+}
+
+/** A file policy in the snapshot's terms. */
+export function policySpec(policy: PolicyFileConfig): PolicySpec {
+  const limits = policy.limits;
+  const rate = (limit: { limit: number; per: 'key' | 'consumer' } | undefined): RateLimit | null =>
+    limit === undefined ? null : { limit: limit.limit, scope: limit.per };
+  return {
+    models: policy.models ?? null,
+    limits:
+      limits === undefined
+        ? NO_LIMITS
+        : {
+            requestsPerMinute: rate(limits.requests_per_minute),
+            tokensPerMinute: rate(limits.tokens_per_minute),
+            tokensPerDay: rate(limits.tokens_per_day),
+            concurrentStreams: limits.concurrent_streams ?? null,
+          },
   };
 }
 
@@ -268,5 +325,20 @@ function upstreamSpec(
     http2: upstream.http2 ?? 'auto',
     proxy,
     envProxy: proxy === null ? proxyFromEnv : null,
+    retry: retrySpec(upstream.retry ?? DEFAULT_RETRY),
+    outlier: outlierSpec(upstream.outlier ?? DEFAULT_OUTLIER),
+  };
+}
+
+function retrySpec(retry: RetryFileConfig): RetrySpec {
+  return { attempts: retry.attempts, backoffBaseMs: retry.backoff.base_ms, backoffMaxMs: retry.backoff.max_ms, conditions: retry.conditions };
+}
+
+function outlierSpec(outlier: OutlierFileConfig): OutlierSpec {
+  return {
+    consecutiveFailures: outlier.consecutive_failures,
+    ejectionMs: outlier.ejection_ms,
+    maxEjectionMs: outlier.max_ejection_ms,
+    maxEjectedPercent: outlier.max_ejected_percent,
   };
 }

@@ -5,6 +5,9 @@ import type { OTLP_PROTOCOLS, TRACE_SAMPLERS } from './schema.js';
  * consumes. No Kubernetes types: the kube source translates into these.
  */
 
+import type { LabelSelector } from '../policy/label-selector.js';
+import type { PolicyLimits } from '../policy/types.js';
+
 export interface UpstreamSpec {
   readonly name: string;
   /** scheme://host:port */
@@ -25,6 +28,8 @@ export interface UpstreamSpec {
   /** PEM of the CA that signs an https upstream's certificate; null = the system's CAs. */
   readonly tlsCa: string | null;
   readonly tlsInsecureSkipVerify: boolean;
+  readonly retry: RetrySpec;
+  readonly outlier: OutlierSpec;
   /** SNI and the name the certificate must carry; null = the URL's host. */
   readonly tlsServername: string | null;
   /** mTLS: the client certificate read from files; null when none or when it comes from a Secret. */
@@ -37,6 +42,28 @@ export interface UpstreamSpec {
   readonly proxy: ProxySpec | null;
   /** The process's HTTP_PROXY/HTTPS_PROXY/NO_PROXY, for an upstream without a proxy of its own; null when none applies. */
   readonly envProxy: EnvProxy | null;
+}
+
+/** What makes an attempt worth another try: a failure before any answer (connect, headers timeout, reset before any byte) or a status. */
+export type RetryCondition = 'connect_failure' | 'headers_timeout' | 'reset' | number;
+
+export interface RetrySpec {
+  /** Tries of one target per request, the first included. */
+  readonly attempts: number;
+  /** Before the n-th try of the same target: a random wait up to min(max, base * 2^(n-2)) (full jitter). */
+  readonly backoffBaseMs: number;
+  readonly backoffMaxMs: number;
+  readonly conditions: readonly RetryCondition[];
+}
+
+export interface OutlierSpec {
+  /** Failures in a row that eject the upstream; 0: never ejected. */
+  readonly consecutiveFailures: number;
+  /** The first ejection's length, doubled by each ejection in a row up to the max. */
+  readonly ejectionMs: number;
+  readonly maxEjectionMs: number;
+  /** Ejections stop while this share of the configured upstreams is ejected. */
+  readonly maxEjectedPercent: number;
 }
 
 export type Http2Mode = 'auto' | 'on' | 'off';
@@ -81,6 +108,8 @@ export interface RouteTarget {
   /** Upstream name; null means the default upstream. */
   readonly upstream: string | null;
   readonly weight: number;
+  /** Lower first; higher priorities are fallbacks. */
+  readonly priority: number;
 }
 
 /**
@@ -104,6 +133,19 @@ export interface ClientKeySpec {
   readonly digest: string;
 }
 
+/** A consumer's policy as a source states it: the allow-list's patterns (null: every model) and the limits. */
+export interface PolicySpec {
+  readonly models: readonly string[] | null;
+  readonly limits: PolicyLimits;
+}
+
+/** A consumer of the config file: a named group of keys and its policy. */
+export interface ConsumerSpec {
+  readonly name: string;
+  readonly keys: readonly ClientKeySpec[];
+  readonly policy: PolicySpec | null;
+}
+
 export interface GatewaySettings {
   readonly bodyLimit: number;
   readonly unknownModels: 'passthrough' | 'reject';
@@ -115,6 +157,8 @@ export interface GatewaySettings {
   readonly drainDelayMs: number;
   readonly shutdownTimeoutMs: number;
   readonly defaultUpstream: string;
+  /** From a request's arrival, the time within which retries and fallbacks may start. */
+  readonly retryBudgetMs: number;
 }
 
 export interface KubernetesSettings {
@@ -122,6 +166,8 @@ export interface KubernetesSettings {
   readonly namespaces: readonly string[];
   readonly clientKeySelector: string;
   readonly watchTimeoutSeconds: number;
+  /** The coordination.k8s.io Lease in the gateway's namespace that the replica writing statuses holds. */
+  readonly leaseName: string;
 }
 
 /** The config's `tracing:` block; null fields fall back to the OTEL_* environment (see observability/tracing/settings). */
@@ -175,7 +221,10 @@ export interface FileInputs {
   readonly usage: UsageSettings;
   readonly upstreams: readonly UpstreamSpec[];
   readonly routes: readonly RouteSpec[];
+  /** `allowed_keys` and `client_keys`: each key id is a consumer of its own, without a policy. */
   readonly clientKeys: readonly ClientKeySpec[];
+  /** The `consumers` block. */
+  readonly consumers: readonly ConsumerSpec[];
 }
 
 /** A ModelRoute as the kube source reports it. */
@@ -186,27 +235,59 @@ export interface KubeRouteInput {
   /** creationTimestamp in ms since the epoch. */
   readonly createdAt: number;
   readonly model: string;
-  readonly targets: readonly { model: string; upstream?: string | undefined; weight?: number | undefined }[];
+  readonly targets: readonly { model: string; upstream?: string | undefined; weight?: number | undefined; priority?: number | undefined }[];
   readonly answerModel?: AnswerModel | undefined;
+  /** Why the object cannot be used (a spec that slipped past the CRD's validation), else null. */
+  readonly invalid: string | null;
+}
+
+/** A client-key Secret: one consumer, named `namespace/name`, each data entry one key. */
+export interface KubeConsumerInput {
+  readonly namespace: string;
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly keys: readonly ClientKeySpec[];
+}
+
+/** A ClientPolicy as the kube source reports it. */
+export interface KubePolicyInput {
+  readonly namespace: string;
+  readonly name: string;
+  readonly generation: number;
+  /** creationTimestamp in ms since the epoch. */
+  readonly createdAt: number;
+  /** The client-key Secrets of its namespace it governs: by name, or by label selector (exactly one is set). */
+  readonly secretNames: readonly string[] | null;
+  readonly selector: LabelSelector | null;
+  readonly policy: PolicySpec;
   /** Why the object cannot be used (a spec that slipped past the CRD's validation), else null. */
   readonly invalid: string | null;
 }
 
 export interface KubeInputs {
   readonly routes: readonly KubeRouteInput[];
-  readonly clientKeys: readonly ClientKeySpec[];
+  readonly consumers: readonly KubeConsumerInput[];
+  readonly policies: readonly KubePolicyInput[];
   /** `namespace/name/key` -> value, for the Secrets upstreams name (keys, proxy passwords, client certificates). */
   readonly upstreamKeys: ReadonlyMap<string, string>;
 }
 
 export type RouteCondition = 'Accepted' | 'Conflict' | 'UnknownUpstream' | 'Invalid';
 
-/** The status the gateway reports on a ModelRoute. */
-export interface RouteStatus {
+/** The `Accepted` condition the gateway reports on one of its custom resources. */
+export interface ResourceStatus<Reason extends string = string> {
   readonly namespace: string;
   readonly name: string;
   readonly generation: number;
   readonly accepted: boolean;
-  readonly reason: RouteCondition;
+  readonly reason: Reason;
   readonly message: string;
 }
+
+/** The status the gateway reports on a ModelRoute. */
+export type RouteStatus = ResourceStatus<RouteCondition>;
+
+export type PolicyCondition = 'Accepted' | 'Conflict' | 'Invalid';
+
+/** The status the gateway reports on a ClientPolicy. */
+export type PolicyStatus = ResourceStatus<PolicyCondition>;

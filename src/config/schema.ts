@@ -39,12 +39,87 @@ const timeoutMs = z
   .min(0)
   .max(24 * 3600 * 1000);
 
+/** What makes an attempt at an upstream worth another try: a failure before any answer, or an answer's status. */
+export const retryCondition = z.union([
+  z.enum(['connect_failure', 'headers_timeout', 'reset']),
+  z.number().int().min(400, 'retry on a status from 400 to 599').max(599, 'retry on a status from 400 to 599'),
+]);
+
+export const DEFAULT_RETRY = {
+  attempts: 2,
+  backoff: { base_ms: 100, max_ms: 2_000 },
+  conditions: ['connect_failure', 429, 502, 503, 504] as z.infer<typeof retryCondition>[],
+};
+
+/** How often a target is tried per request, how long to wait before trying it again, and on what. */
+const retrySchema = z
+  .object({
+    /** Tries of one target per request, the first included; 1: never the same target twice (fallbacks still happen). */
+    attempts: z.number().int().min(1).max(10).default(DEFAULT_RETRY.attempts),
+    backoff: z
+      .object({ base_ms: timeoutMs.default(DEFAULT_RETRY.backoff.base_ms), max_ms: timeoutMs.default(DEFAULT_RETRY.backoff.max_ms) })
+      .strict()
+      .refine((b) => b.base_ms <= b.max_ms, { message: 'base_ms must not exceed max_ms' })
+      .default(DEFAULT_RETRY.backoff),
+    conditions: z.array(retryCondition).max(64).default(DEFAULT_RETRY.conditions),
+  })
+  .strict();
+
+export const DEFAULT_OUTLIER = { consecutive_failures: 5, ejection_ms: 30_000, max_ejection_ms: 300_000, max_ejected_percent: 50 };
+
+/** When an upstream is taken out of rotation (ejected) and for how long. */
+const outlierSchema = z
+  .object({
+    /** Failures in a row (connect, timeout, reset, 5xx) that eject the upstream; 0: never ejected. */
+    consecutive_failures: z.number().int().min(0).max(10_000).default(DEFAULT_OUTLIER.consecutive_failures),
+    /** The first ejection's length; each ejection in a row doubles it. */
+    ejection_ms: timeoutMs.min(1).default(DEFAULT_OUTLIER.ejection_ms),
+    max_ejection_ms: timeoutMs.min(1).default(DEFAULT_OUTLIER.max_ejection_ms),
+    /** At most this share of the configured upstreams is ejected at once. */
+    max_ejected_percent: z.number().int().min(0).max(100).default(DEFAULT_OUTLIER.max_ejected_percent),
+  })
+  .strict()
+  .refine((o) => o.ejection_ms <= o.max_ejection_ms, { message: 'ejection_ms must not exceed max_ejection_ms' });
+
 /** A secret given inline, by environment variable, or by a file (e.g. a mounted Secret). */
 const secretSources = {
   key: nonEmpty.optional(),
   key_env: nonEmpty.optional(),
   key_file: nonEmpty.optional(),
 };
+
+/** A key id, or a file consumer's name: what logs and metrics show. */
+const keyId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'expected letters, digits, ".", "_" or "-" (at most 63)');
+
+/** One limit of a policy: how many per window, counted per key or shared by the whole consumer. */
+const rateLimit = (max: number) =>
+  z
+    .object({ limit: z.number().int().min(1).max(max), per: z.enum(['key', 'consumer']) })
+    .strict()
+    .optional();
+
+/** The largest limits accepted: far above any real budget, small enough to stay exact in a double. */
+export const MAX_REQUESTS_PER_MINUTE = 1_000_000_000;
+export const MAX_TOKENS = 1_000_000_000_000;
+export const MAX_CONCURRENT_STREAMS = 1_000_000;
+
+/** A consumer's policy (the file's form of a ClientPolicy's spec, less the selection). */
+export const policySchema = z
+  .object({
+    /** Client-facing model names the consumer may use; `*` globs. Absent: every model. */
+    models: z.array(modelName).min(1).max(256).optional(),
+    limits: z
+      .object({
+        requests_per_minute: rateLimit(MAX_REQUESTS_PER_MINUTE),
+        tokens_per_minute: rateLimit(MAX_TOKENS),
+        tokens_per_day: rateLimit(MAX_TOKENS),
+        /** Per key. */
+        concurrent_streams: z.number().int().min(1).max(MAX_CONCURRENT_STREAMS).optional(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
 
 /** A Secret's name (a DNS subdomain). */
 const secretName = z
@@ -113,6 +188,8 @@ export const upstreamSchema = z
     queue_timeout_ms: timeoutMs.default(10_000),
     /** Idle keep-alive connections kept for reuse; more are closed as they free up. */
     max_idle_connections: z.number().int().min(0).max(65_536).default(256),
+    retry: retrySchema.default(DEFAULT_RETRY),
+    outlier: outlierSchema.default(DEFAULT_OUTLIER),
     /** https upstreams: a private CA (e.g. in-cluster), the name to verify, a client certificate (mTLS); no verification for trials only. */
     tls: z
       .object({
@@ -146,7 +223,7 @@ export const upstreamSchema = z
 
 export const clientKeySchema = z
   .object({
-    id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'expected letters, digits, ".", "_" or "-" (at most 63)'),
+    id: keyId,
     ...secretSources,
   })
   .strict()
@@ -154,11 +231,26 @@ export const clientKeySchema = z
     message: 'give exactly one of key, key_env, key_file',
   });
 
+/** A named group of client keys and its policy. No keys is allowed: emptying the list revokes them all. */
+export const consumerSchema = z
+  .object({
+    name: keyId,
+    keys: z.array(clientKeySchema).default([]),
+    policy: policySchema.optional(),
+  })
+  .strict()
+  .refine((c) => new Set(c.keys.map((k) => k.id)).size === c.keys.length, { message: 'key ids must be unique within a consumer', path: ['keys'] });
+
+/** A route target's priority: lower first, default 0. */
+export const targetPriority = z.number().int().min(0).max(100);
+
 export const routeTargetSchema = z
   .object({
     model: modelName,
     upstream: upstreamName.optional(),
     weight: z.number().int().min(0).max(1000).optional(),
+    /** Lower first; a higher priority is a fallback, used when no target of a lower one is available or answered. */
+    priority: targetPriority.optional(),
   })
   .strict();
 
@@ -182,6 +274,12 @@ export const kubernetesSchema = z
     client_key_selector: z.string().min(1).default('apiproxy.io/client-keys=true'),
     /** Reconnect when a watch has been silent this long. */
     watch_timeout_seconds: z.number().int().min(5).max(3600).default(300),
+    /** The Lease (in the gateway's namespace) held by the one replica that writes statuses. */
+    lease_name: z
+      .string()
+      .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'expected a lowercase name of letters, digits, "-" and "."')
+      .max(253)
+      .default('api-proxy'),
   })
   .strict();
 
@@ -282,10 +380,18 @@ export const fileConfigSchema = z
     upstreams: z.record(upstreamName, upstreamSchema).default({}),
     default_upstream: upstreamName.default('default'),
     client_keys: z.array(clientKeySchema).default([]),
+    consumers: z.array(consumerSchema).default([]),
     routes: z.array(routeSchema).default([]),
     unknown_models: z.enum(['passthrough', 'reject']).default('passthrough'),
     answer_model: answerModelSchema.default('requested'),
     body_limit: byteSize.default(8 * 1024 * 1024),
+    /**
+     * From a request's arrival, the time within which its answer must start:
+     * no retry, fallback or wait begins past it, and each attempt's headers
+     * timeout is cut to what is left. A client may ask for less
+     * (x-apiproxy-deadline-ms).
+     */
+    retry_budget_ms: timeoutMs.min(1).default(120_000),
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     access_log: z.boolean().default(true),
     port: z.number().int().min(0).max(65_535).optional(),
@@ -298,12 +404,36 @@ export const fileConfigSchema = z
       namespaces: [],
       client_key_selector: 'apiproxy.io/client-keys=true',
       watch_timeout_seconds: 300,
+      lease_name: 'api-proxy',
     }),
     tracing: tracingSchema.default({ enabled: false }),
     rate_limits: rateLimitsSchema.default({ fail_open: true }),
     usage: usageSchema.default({ request_stream_usage: true }),
   })
   .strict()
+  .superRefine((c, context) => {
+    // Consumer names appear in logs, metrics and limits: one name, one consumer.
+    const names = new Set<string>();
+    c.consumers.forEach((consumer, index) => {
+      if (names.has(consumer.name))
+        context.addIssue({ code: 'custom', message: `consumer '${consumer.name}' is defined twice`, path: ['consumers', index, 'name'] });
+      names.add(consumer.name);
+    });
+    c.client_keys.forEach((key, index) => {
+      if (names.has(key.id)) {
+        context.addIssue({
+          code: 'custom',
+          message: `'${key.id}' is also a consumer's name: give the key to that consumer`,
+          path: ['client_keys', index, 'id'],
+        });
+      }
+    });
+    c.allowed_keys.forEach((_key, index) => {
+      if (names.has(`allowed-${index + 1}`)) {
+        context.addIssue({ code: 'custom', message: `consumer name 'allowed-${index + 1}' is taken by allowed_keys[${index}]`, path: ['allowed_keys', index] });
+      }
+    });
+  })
   .refine((c) => c.api === undefined || c.upstreams['default'] === undefined || c.default_upstream !== 'default', {
     message: "'api' and 'upstreams.default' both define the default upstream: keep one",
     path: ['api'],
@@ -316,5 +446,8 @@ export const fileConfigSchema = z
 export type FileConfig = z.infer<typeof fileConfigSchema>;
 export type UpstreamFileConfig = z.infer<typeof upstreamSchema>;
 export type ClientKeyFileConfig = z.infer<typeof clientKeySchema>;
+export type PolicyFileConfig = z.infer<typeof policySchema>;
 export type RouteFileConfig = z.infer<typeof routeSchema>;
+export type RetryFileConfig = z.infer<typeof retrySchema>;
+export type OutlierFileConfig = z.infer<typeof outlierSchema>;
 export type TracingFileConfig = z.infer<typeof tracingSchema>;

@@ -3,14 +3,18 @@ import type {
   GatewaySettings,
   KubeInputs,
   KubernetesSettings,
-  ClientKeySpec,
+  PolicyStatus,
   RateLimitSettings,
   RouteStatus,
   TracingConfig,
   UsageSettings,
 } from './model.js';
+import { redactableSecrets } from './secrets.js';
 import { compileUpstream, type Upstream } from './upstream.js';
-import { buildRouteTable, RouteError, type CompiledRoute } from '../routing/table.js';
+import { resolveClientPolicies } from '../policy/client-policies.js';
+import { principalsByDigest } from '../policy/principals.js';
+import type { ConsumerPolicy, Principal } from '../policy/types.js';
+import { buildRouteTable, RouteError, type CompiledRoute, type RouteTable } from '../routing/table.js';
 
 /**
  * Everything a request needs, immutable and swapped in one assignment. A
@@ -27,11 +31,18 @@ export interface RoutingSnapshot {
   readonly usage: UsageSettings;
   readonly upstreams: ReadonlyMap<string, Upstream>;
   readonly defaultUpstream: Upstream;
+  /** The shared routes, seen by every key: file routes, then the gateway namespace's ModelRoutes. */
   readonly routes: ReadonlyMap<string, CompiledRoute>;
-  /** Client key digest -> key id. */
-  readonly keys: ReadonlyMap<string, string>;
+  /** Namespace -> its ModelRoutes, seen first by that namespace's keys (routing/resolve.ts). */
+  readonly tenantRoutes: ReadonlyMap<string, ReadonlyMap<string, CompiledRoute>>;
+  /** Routes in effect over all scopes. */
+  readonly routeCount: number;
+  /** Client key digest -> who the key is: key id, consumer, tenant, policy. */
+  readonly keys: ReadonlyMap<string, Principal>;
   /** The verdict on every ModelRoute, for the status writer. */
   readonly routeStatuses: readonly RouteStatus[];
+  /** The verdict on every ClientPolicy, for the status writer. */
+  readonly policyStatuses: readonly PolicyStatus[];
 }
 
 export class SnapshotError extends Error {
@@ -45,32 +56,36 @@ export class SnapshotError extends Error {
 export interface SnapshotInputs {
   readonly file: FileInputs;
   readonly kube: KubeInputs | null;
-  /** The gateway's own namespace, for Secret references without one. */
+  /** The gateway's own namespace: Secret references without one, and the shared scope of ModelRoutes. */
   readonly namespace: string;
   readonly version: number;
 }
 
+const NO_POLICIES: ReadonlyMap<string, ConsumerPolicy> = new Map();
+
 /** Merges every source into a snapshot; a pure function of its inputs. */
 export function buildSnapshot(inputs: SnapshotInputs): RoutingSnapshot {
   const { file, kube } = inputs;
+  const compiled = file.upstreams.map((spec) => compileUpstream(spec, kube, inputs.namespace));
+  // Any upstream's answer may carry any secret (one upstream proxying another, a shared debugging echo): each is cleaned of all.
+  const secrets = redactableSecrets(compiled.flatMap((upstream) => upstream.secrets));
   const upstreams = new Map<string, Upstream>();
-  for (const spec of file.upstreams) upstreams.set(spec.name, compileUpstream(spec, kube, inputs.namespace));
+  for (const upstream of compiled) upstreams.set(upstream.name, { ...upstream, secrets });
   const defaultUpstream = upstreams.get(file.settings.defaultUpstream);
   if (defaultUpstream === undefined) {
     throw new SnapshotError(`the default upstream '${file.settings.defaultUpstream}' is not defined`);
   }
 
-  let table: ReturnType<typeof buildRouteTable>;
+  let table: RouteTable;
   try {
-    table = buildRouteTable(file.routes, kube?.routes ?? null, upstreams, defaultUpstream);
+    table = buildRouteTable(file.routes, kube?.routes ?? null, upstreams, defaultUpstream, inputs.namespace);
   } catch (error) {
     if (error instanceof RouteError) throw new SnapshotError(error.message);
     throw error;
   }
 
-  const keys = new Map<string, string>();
-  addKeys(keys, file.clientKeys);
-  if (kube !== null) addKeys(keys, kube.clientKeys);
+  const policies = kube === null ? null : resolveClientPolicies(kube.policies, kube.consumers);
+  const keys = principalsByDigest(file, kube?.consumers ?? null, policies?.byConsumer ?? NO_POLICIES);
 
   return {
     version: inputs.version,
@@ -81,12 +96,11 @@ export function buildSnapshot(inputs: SnapshotInputs): RoutingSnapshot {
     usage: file.usage,
     upstreams,
     defaultUpstream,
-    routes: table.routes,
+    routes: table.shared,
+    tenantRoutes: table.tenants,
+    routeCount: table.size,
     keys,
     routeStatuses: table.statuses,
+    policyStatuses: policies?.statuses ?? [],
   };
-}
-
-function addKeys(keys: Map<string, string>, specs: readonly ClientKeySpec[]): void {
-  for (const spec of specs) if (!keys.has(spec.digest)) keys.set(spec.digest, spec.id);
 }

@@ -5,7 +5,11 @@ import type { ClientCertificate, EnvProxy, KubeInputs, SecretRef, UpstreamSpec }
 /** An upstream ready for the request path: its key resolved, the Authorization header precomputed. */
 export interface Upstream extends UpstreamSpec {
   readonly authorization: string | null;
-  /** Values that must never reach a client (the upstream's key, proxy credentials): redacted from response headers and bodies. */
+  /**
+   * Values that must never reach a client, redacted from its answers' headers
+   * and bodies: compileUpstream lists the upstream's own (its key, its proxy's
+   * credentials); the snapshot widens the list to every secret the config holds.
+   */
   readonly secrets: readonly string[];
   /** The cap on requests in flight and the queue's timeout, one object per snapshot. */
   readonly admission: { readonly maxInFlight: number | null; readonly queueTimeoutMs: number };
@@ -15,6 +19,27 @@ export interface Upstream extends UpstreamSpec {
   readonly proxyAuthorization: string | null;
   /** Upstreams with equal pool keys share one transport (connection pool) across snapshots. */
   readonly poolKey: string;
+  /** `retry.conditions` as the attempt loop reads them. */
+  readonly retryOn: RetryOn;
+}
+
+/** The retry conditions, one flag per kind of failure and the statuses. */
+export interface RetryOn {
+  readonly connectFailure: boolean;
+  readonly headersTimeout: boolean;
+  readonly reset: boolean;
+  readonly statuses: ReadonlySet<number>;
+}
+
+function retryOn(conditions: UpstreamSpec['retry']['conditions']): RetryOn {
+  const statuses = new Set<number>();
+  for (const condition of conditions) if (typeof condition === 'number') statuses.add(condition);
+  return {
+    connectFailure: conditions.includes('connect_failure'),
+    headersTimeout: conditions.includes('headers_timeout'),
+    reset: conditions.includes('reset'),
+    statuses,
+  };
 }
 
 /** The client certificate entries of a kubernetes.io/tls Secret. */
@@ -52,6 +77,7 @@ export function compileUpstream(spec: UpstreamSpec, kube: KubeInputs | null, nam
     authorization: hasKey ? `Bearer ${apiKey}` : null,
     secrets,
     admission: { maxInFlight: spec.maxConnections, queueTimeoutMs: spec.queueTimeoutMs },
+    retryOn: retryOn(spec.retry.conditions),
     clientCert,
     proxyAuthorization,
     // A changed CA, certificate, proxy or other connection setting needs a new pool; a changed key or timeout does not.

@@ -38,6 +38,41 @@ export class UpstreamClosedError extends UpstreamError {
   }
 }
 
+/**
+ * The request was written and the connection then closed or broke before a
+ * single byte of the response came. On a fresh connection the upstream may
+ * have processed the request; see StaleConnectionError for a reused one.
+ */
+export class NoResponseError extends UpstreamError {
+  readonly code = 'UPSTREAM_NO_RESPONSE';
+  constructor(cause?: unknown) {
+    super('the upstream closed the connection before any byte of its response', cause === undefined ? undefined : { cause });
+    this.name = 'NoResponseError';
+  }
+}
+
+/**
+ * A request written on a reused keep-alive connection that closed before any
+ * response byte: the upstream closed an idle connection as the request went
+ * out, so it never processed it. Safe to send again on a fresh connection.
+ */
+export class StaleConnectionError extends UpstreamError {
+  readonly code = 'UPSTREAM_STALE_CONNECTION';
+  constructor(cause?: unknown) {
+    super('the reused upstream connection was closed before any byte of the response', cause === undefined ? undefined : { cause });
+    this.name = 'StaleConnectionError';
+  }
+}
+
+/** The connection could not be made (nothing was sent), for a cause that carries no connect code of its own. */
+export class ConnectFailedError extends UpstreamError {
+  readonly code = 'UPSTREAM_CONNECT_FAILED';
+  constructor(cause: unknown) {
+    super('the connection to the upstream could not be made', { cause });
+    this.name = 'ConnectFailedError';
+  }
+}
+
 /** The upstream's bytes are not a valid HTTP/1.1 response. */
 export class BadResponseError extends UpstreamError {
   readonly code = 'UPSTREAM_BAD_RESPONSE';
@@ -128,7 +163,7 @@ const OWN_FAULT_CODES = new Set(['UPSTREAM_INVALID_HEADER', 'UND_ERR_INVALID_ARG
 const PROXY_COULD_NOT_REACH = new Set([502, 503, 504]);
 /** OpenSSL's certificate verification codes, Node's TLS errors, and OpenSSL's own (a CA file it cannot read). */
 const TLS_CODE = /^(ERR_TLS_|ERR_SSL_|ERR_OSSL_|UNABLE_TO_|CERT_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|HOSTNAME_MISMATCH)/;
-const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
+const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'UPSTREAM_CONNECT_FAILED']);
 
 /** Maps an upstream exchange's error to the gateway error a client sees (502/504). The one place that decides it. */
 export function fromUpstreamError(error: unknown): GatewayError {
@@ -169,6 +204,34 @@ export function fromUpstreamError(error: unknown): GatewayError {
   return new GatewayError('upstream_reset', undefined, { cause: error });
 }
 
+/**
+ * What went wrong with an attempt that ended before its answer's head, as the
+ * attempt loop (pipeline/forward.ts) sees it. A transport reports these by
+ * code, whatever its library: connect failures by the system's or its own
+ * connect codes, `UPSTREAM_HEADERS_TIMEOUT`, `UPSTREAM_NO_RESPONSE` and
+ * `UPSTREAM_STALE_CONNECTION` (reset or closed before any response byte, on a
+ * fresh or a reused connection); undici's own codes for the same
+ * (`UND_ERR_CONNECT_TIMEOUT`, `UND_ERR_HEADERS_TIMEOUT`, `UND_ERR_SOCKET`).
+ */
+export type AttemptFailure = 'connect_failure' | 'timeout' | 'reset' | 'stale_connection' | 'client_gone' | 'error';
+
+const CONNECT_CODES = new Set([...UNREACHABLE_CODES, 'UPSTREAM_CONNECT_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT']);
+const HEADERS_TIMEOUT_CODES = new Set(['UPSTREAM_HEADERS_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT']);
+
+/** Classifies an error that ended an attempt before its answer's head. */
+export function attemptFailure(error: unknown): AttemptFailure {
+  const code = errorCode(error);
+  if (code === undefined) return 'error';
+  if (code === 'CLIENT_GONE') return 'client_gone';
+  if (CONNECT_CODES.has(code) || TLS_CODE.test(code)) return 'connect_failure';
+  if (HEADERS_TIMEOUT_CODES.has(code)) return 'timeout';
+  // undici's socket error before the head: the connection closed or broke after the request, before any response byte
+  // (undici cannot say whether the connection was reused, so its stale case counts as a reset).
+  if (code === 'UPSTREAM_NO_RESPONSE' || code === 'UND_ERR_SOCKET') return 'reset';
+  if (code === 'UPSTREAM_STALE_CONNECTION') return 'stale_connection';
+  return 'error';
+}
+
 const TIMEOUT_PHASES: Record<string, 'connect' | 'headers' | 'idle'> = {
   UPSTREAM_CONNECT_TIMEOUT: 'connect',
   UPSTREAM_HEADERS_TIMEOUT: 'headers',
@@ -185,7 +248,7 @@ export function timeoutPhase(error: unknown): 'connect' | 'headers' | 'idle' | n
 }
 
 /** The first error code on an error or its cause chain. */
-function errorCode(error: unknown): string | undefined {
+export function errorCode(error: unknown): string | undefined {
   // Duck-typed: errors from Node's core may come from another realm (e.g. under a test VM).
   let current: unknown = error;
   for (let depth = 0; depth < 4 && typeof current === 'object' && current !== null; depth++) {

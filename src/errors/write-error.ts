@@ -7,7 +7,12 @@ import { errorBody, type GatewayError } from './gateway-error.js';
  * request was not read to its end (the rest of it must not be taken for the
  * next request).
  */
-export function writeError(res: ServerResponse, error: GatewayError, requestId: string, options: { head: boolean; closeConnection: boolean }): void {
+export function writeError(
+  res: ServerResponse,
+  error: GatewayError,
+  requestId: string,
+  options: { head: boolean; closeConnection: boolean; attempts?: number },
+): void {
   const body = errorBody(error);
   const headers: OutgoingHttpHeaders = {
     'content-type': 'application/json; charset=utf-8',
@@ -16,6 +21,8 @@ export function writeError(res: ServerResponse, error: GatewayError, requestId: 
     ...error.headers,
   };
   if (options.closeConnection) headers['connection'] = 'close';
+  // Upstream attempts made before the gateway gave up, as on every answer relayed from an upstream.
+  if (options.attempts !== undefined && options.attempts > 0) headers['x-apiproxy-attempts'] = options.attempts;
   res.writeHead(error.status, headers);
   if (options.head) res.end();
   else res.end(body);

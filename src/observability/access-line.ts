@@ -48,6 +48,8 @@ export function accessLine(record: RequestRecord, latencyMs: number, bindings = 
     text(record.id) +
     ',"key_id":' +
     text(record.keyId) +
+    ',"consumer":' +
+    text(record.consumer) +
     ',"method":' +
     text(record.method) +
     ',"path":' +
@@ -58,6 +60,8 @@ export function accessLine(record: RequestRecord, latencyMs: number, bindings = 
     text(record.targetModel) +
     ',"upstream":' +
     text(record.upstream) +
+    ',"attempts":' +
+    record.attempts +
     ',"status":' +
     record.status +
     ',"latency_ms":' +

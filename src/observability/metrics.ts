@@ -26,6 +26,28 @@ export function routeLabel(path: string): RouteLabel {
   return ROUTE_LABELS[first] ?? 'other_v1';
 }
 
+/**
+ * How one attempt at an upstream ended: an answer (by status: below 400,
+ * other 4xx, 429, 5xx), or a failure before any (connect, headers timeout,
+ * reset before any byte, a reused connection closed under the request, other
+ * errors), or its client left.
+ */
+export type AttemptOutcome =
+  'success' | 'client_error' | 'rate_limited' | 'server_error' | 'connect_failure' | 'timeout' | 'reset' | 'stale_connection' | 'error' | 'abandoned';
+
+export const ATTEMPT_OUTCOMES: readonly AttemptOutcome[] = [
+  'success',
+  'client_error',
+  'rate_limited',
+  'server_error',
+  'connect_failure',
+  'timeout',
+  'reset',
+  'stale_connection',
+  'error',
+  'abandoned',
+];
+
 const STATUS_CLASSES = ['other', '1xx', '2xx', '3xx', '4xx', '5xx'];
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
@@ -57,6 +79,10 @@ export class GatewayMetrics {
   readonly #clientErrors: CounterFamily;
   readonly #upstreamTimeouts: CounterFamily;
   readonly #saturated: CounterFamily;
+  readonly #attempts: CounterFamily;
+  readonly #fallbacks: CounterFamily;
+  /** upstream -> outcome -> cell. */
+  readonly #attemptCells = new Map<string, Map<AttemptOutcome, CounterCell>>();
   readonly #answerModels: CounterFamily;
   readonly #requestCells = new Map<string, CounterCell>();
   readonly #keyCells = new Map<string, CounterCell>();
@@ -64,6 +90,7 @@ export class GatewayMetrics {
   readonly #ttfbCells = new Map<string, HistogramCell>();
   #routeCount = (): number => 0;
   #admissions = (): Iterable<{ readonly name: string; readonly inFlight: number; readonly queued: number }> => [];
+  #ejections = (): Iterable<{ readonly name: string; readonly ejected: boolean }> => [];
 
   constructor() {
     const registers = [this.registry];
@@ -75,8 +102,8 @@ export class GatewayMetrics {
     });
     this.#keyRequests = new CounterFamily(this.registry, {
       name: 'apiproxy_key_requests_total',
-      help: 'Authenticated requests by client key id and status class (2xx, 4xx, 5xx); never the key itself.',
-      labelNames: ['key_id', 'class'],
+      help: 'Authenticated requests by consumer, client key id and status class (2xx, 4xx, 5xx); never the key itself.',
+      labelNames: ['consumer', 'key_id', 'class'],
     });
     this.#duration = new HistogramFamily(this.registry, {
       name: 'apiproxy_request_duration_seconds',
@@ -113,8 +140,29 @@ export class GatewayMetrics {
     });
     this.#redactions = new CounterFamily(this.registry, {
       name: 'apiproxy_redactions_total',
-      help: "Secrets (the upstream's key) taken out of upstream answers before they reached a client, by upstream and where (header, body).",
+      help: 'Configured secrets (upstream keys) taken out of upstream answers before they reached a client, by upstream and where (header, body).',
       labelNames: ['upstream', 'where'],
+    });
+    this.#attempts = new CounterFamily(this.registry, {
+      name: 'apiproxy_upstream_attempts_total',
+      help: 'Attempts at each upstream by how they ended: success, client_error, rate_limited, server_error (by status), connect_failure, timeout, reset, stale_connection, error, abandoned.',
+      labelNames: ['upstream', 'outcome'],
+    });
+    this.#fallbacks = new CounterFamily(this.registry, {
+      name: 'apiproxy_fallbacks_total',
+      help: "Requests that moved on to another target of their route after a failed attempt, by route (the client's model).",
+      labelNames: ['route'],
+    });
+    const ejections = (): Iterable<{ readonly name: string; readonly ejected: boolean }> => this.#ejections();
+    new client.Gauge({
+      name: 'apiproxy_upstream_ejected',
+      help: 'Whether each upstream is out of rotation after failures in a row (1) or not (0); with WORKERS > 1, the number of workers that ejected it.',
+      labelNames: ['upstream'],
+      registers,
+      collect() {
+        this.reset();
+        for (const upstream of ejections()) this.set({ upstream: upstream.name }, upstream.ejected ? 1 : 0);
+      },
     });
     this.#clientErrors = new CounterFamily(this.registry, {
       name: 'apiproxy_client_errors_total',
@@ -192,6 +240,38 @@ export class GatewayMetrics {
     this.#admissions = admissions;
   }
 
+  /** Where the ejected gauge reads each upstream's state. */
+  countEjectionsWith(ejections: () => Iterable<{ readonly name: string; readonly ejected: boolean }>): void {
+    this.#ejections = ejections;
+  }
+
+  /** Starts an upstream's attempt series at zero, one per outcome. */
+  attemptsOpened(upstream: string, outcomes: readonly AttemptOutcome[]): void {
+    for (const outcome of outcomes) this.#attemptCell(upstream, outcome);
+  }
+
+  attempted(upstream: string, outcome: AttemptOutcome): void {
+    this.#attemptCell(upstream, outcome).inc();
+  }
+
+  fellBack(route: string): void {
+    this.#fallbacks.cell(route).inc();
+  }
+
+  #attemptCell(upstream: string, outcome: AttemptOutcome): CounterCell {
+    let cells = this.#attemptCells.get(upstream);
+    if (cells === undefined) {
+      cells = new Map();
+      this.#attemptCells.set(upstream, cells);
+    }
+    let cell = cells.get(outcome);
+    if (cell === undefined) {
+      cell = this.#attempts.cell(upstream, outcome);
+      cells.set(outcome, cell);
+    }
+    return cell;
+  }
+
   /** Starts an upstream's queue series at zero, so "nothing waited" is a series, not a gap. */
   queueOpened(upstream: string): void {
     this.#queueWait.cell(upstream);
@@ -255,14 +335,14 @@ export class GatewayMetrics {
     this.#routeCount = count;
   }
 
-  requestFinished(route: RouteLabel, status: number, seconds: number, keyId: string | null): void {
+  requestFinished(route: RouteLabel, status: number, seconds: number, keyId: string | null, consumer: string | null): void {
     if (status >= 400) this.errorCount++;
-    if (keyId !== null) {
+    if (keyId !== null && consumer !== null) {
       const statusClass = STATUS_CLASSES[Math.floor(status / 100)] ?? 'other';
-      const keyLabel = keyId + '\0' + statusClass;
+      const keyLabel = consumer + '\0' + keyId + '\0' + statusClass;
       let keyCounter = this.#keyCells.get(keyLabel);
       if (keyCounter === undefined) {
-        keyCounter = this.#keyRequests.cell(keyId, statusClass);
+        keyCounter = this.#keyRequests.cell(consumer, keyId, statusClass);
         this.#keyCells.set(keyLabel, keyCounter);
       }
       keyCounter.inc();

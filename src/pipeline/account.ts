@@ -1,8 +1,10 @@
 import { accessLine } from '../observability/access-line.js';
 import type { Logging } from '../observability/logger.js';
-import type { GatewayMetrics } from '../observability/metrics.js';
+import type { AttemptOutcome, GatewayMetrics } from '../observability/metrics.js';
 import type { AnswerModelResult } from './answer-model.js';
 import type { RequestRecord } from './request-record.js';
+
+export type { AttemptOutcome };
 
 /**
  * The last stage of every request: metrics and the access line. A request's
@@ -28,10 +30,24 @@ export class RequestAccounting {
     this.#metrics.totalRequests++;
   }
 
-  /** An upstream's response head arrived (`record.ttfbMs`, `record.stream` are set). */
-  upstreamResponded(record: RequestRecord): void {
-    this.#metrics.upstreamResponded(record.upstream!, record.ttfbMs / 1000);
+  /** An attempt's answer head came from `upstream` after `seconds`. */
+  attemptResponded(upstream: string, seconds: number): void {
+    this.#metrics.upstreamResponded(upstream, seconds);
+  }
+
+  /** The answer the client gets is going out (`record.ttfbMs`, `record.stream` are set). */
+  answerStarted(record: RequestRecord): void {
     if (record.stream) this.#metrics.activeStreams++;
+  }
+
+  /** An attempt at `upstream` ended with `outcome`. */
+  attempted(upstream: string, outcome: AttemptOutcome): void {
+    this.#metrics.attempted(upstream, outcome);
+  }
+
+  /** A request moved on to another target of its route (named by the client's model). */
+  fellBack(route: string): void {
+    this.#metrics.fellBack(route);
   }
 
   upstreamTimedOut(upstream: string, phase: string): void {
@@ -45,7 +61,7 @@ export class RequestAccounting {
   /** A secret was taken out of an upstream's answer; logged once per response, with the upstream that sent it. */
   redacted(record: RequestRecord, where: 'header' | 'body', log: boolean): void {
     this.#metrics.redacted(record.upstream ?? 'unknown', where);
-    if (log) this.#logging.logger.warn({ upstream: record.upstream, req_id: record.id, where }, "the upstream's answer carried its key; redacted");
+    if (log) this.#logging.logger.warn({ upstream: record.upstream, req_id: record.id, where }, "the upstream's answer carried a configured secret; redacted");
   }
 
   #countUsage(record: RequestRecord, keyId: string): void {
@@ -75,7 +91,7 @@ export class RequestAccounting {
     const metrics = this.#metrics;
     metrics.activeRequests--;
     if (countedStream) metrics.activeStreams--;
-    metrics.requestFinished(record.route, record.status, latencyMs / 1000, record.keyId);
+    metrics.requestFinished(record.route, record.status, latencyMs / 1000, record.keyId, record.consumer);
     if (record.keyId !== null) this.#countUsage(record, record.keyId);
     const logger = this.#logging.logger;
     if (this.#accessLog() && logger.isLevelEnabled('info')) this.#logging.writeLine(accessLine(record, latencyMs, this.#logging.bindings));

@@ -19,6 +19,13 @@ export interface JsonRequest {
   readonly includeUsage: boolean;
 }
 
+const MODEL = 'model';
+const QUOTE = 34;
+const BACKSLASH = 92;
+const COMMA = 44;
+const COLON = 58;
+const OPEN_BRACE = 123;
+
 /** Validates a JSON request body and extracts its model; the body is parsed once. */
 export function parseJsonRequest(body: Buffer): JsonRequest {
   if (!isUtf8(body)) throw new GatewayError('invalid_utf8');
@@ -30,6 +37,12 @@ export function parseJsonRequest(body: Buffer): JsonRequest {
     throw new GatewayError('invalid_json');
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new GatewayError('invalid_body');
+  // Parsers disagree on which of two keys wins: the model decided on here must be the one the upstream reads.
+  if (mayRepeatModel(text) && repeatsModel(text)) {
+    throw new GatewayError('duplicate_model', "The JSON body has more than one top-level 'model' key; parsers disagree on which one counts.", {
+      param: 'model',
+    });
+  }
   const model = Object.hasOwn(parsed, 'model') ? (parsed as { model: unknown }).model : undefined;
   if (typeof model !== 'string' || model === '') {
     throw new GatewayError('missing_model', undefined, { param: 'model' });
@@ -41,12 +54,34 @@ export function parseJsonRequest(body: Buffer): JsonRequest {
 }
 
 /**
+ * Whether JSON `text` may hold `model` as a key more than once: false when
+ * `"model"` occurs at most once and no key can spell one of its letters with
+ * a `\u006X` escape. Two quick scans instead of the top-level scanner, for
+ * the bodies nearly every client sends. `model"` is searched rather than
+ * `"model"`: V8 finds a needle by its first character with memchr, and `"`
+ * is everywhere in JSON.
+ */
+export function mayRepeatModel(text: string): boolean {
+  let quoted = 0;
+  for (let at = text.indexOf('model"'); at !== -1; at = text.indexOf('model"', at + 6)) {
+    if (text.charCodeAt(at - 1) === QUOTE && ++quoted > 1) return true;
+  }
+  return text.includes('\\u006');
+}
+
+/** Whether valid JSON `text` has more than one top-level `model` key, however spelled: the first one found is not the last. */
+function repeatsModel(text: string): boolean {
+  const first = objectValueSpan(text, MODEL, 0, true);
+  return first !== null && objectValueSpan(text, MODEL)?.[0] !== first[0];
+}
+
+/**
  * Replaces the top-level `model` value in already-validated JSON text,
  * leaving every other byte as the client sent it (field order, number
  * spelling, unknown fields). JSON.parse keeps the last duplicate key; so does this.
  */
 export function replaceModel(text: string, model: string): string {
-  const span = objectValueSpan(text, 'model');
+  const span = objectValueSpan(text, MODEL);
   if (span === null) throw new BodyRewriteError();
   return text.slice(0, span[0]) + JSON.stringify(model) + text.slice(span[1]);
 }
@@ -75,12 +110,6 @@ export function addStreamUsage(text: string): string {
   const empty = text.charCodeAt(skipWhitespace(text, start + 1)) === 125;
   return `${text.slice(0, start + 1)}${INCLUDE_USAGE}${empty ? '' : ','}${text.slice(start + 1)}`;
 }
-
-const QUOTE = 34;
-const BACKSLASH = 92;
-const COMMA = 44;
-const COLON = 58;
-const OPEN_BRACE = 123;
 
 /**
  * Where the value of `key` lies in the JSON object that starts at `from`

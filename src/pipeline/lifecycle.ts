@@ -5,7 +5,6 @@ import { writeError } from '../errors/write-error.js';
 import type { Upstream } from '../config/upstream.js';
 import { closeAfterLingering, type LingerLimits } from '../io/lingering-close.js';
 import type { AttemptTrace, RequestTrace, RequestTracer } from '../observability/tracing/request-trace.js';
-import type { Exchange } from '../transport/types.js';
 import type { RequestAccounting } from './account.js';
 import type { UpstreamAdmission } from './admission.js';
 import type { RateLimitHeaders } from '../policy/rate-limit-headers.js';
@@ -15,12 +14,18 @@ import type { RequestRecord } from './request-record.js';
 import { requestIdFrom } from './request-id.js';
 import type { UsageMeter } from './usage-meter.js';
 
+/** What the lifecycle stops when the client goes away: an upstream exchange, or the attempt loop's wait between two. */
+export interface Abortable {
+  abort(error: Error): void;
+}
+
 /**
  * The one owner of a request's life, from accept to record. Stages fill in
  * its record and report what happens; it answers errors, aborts the upstream
- * exchange when the client goes away, gives back the upstream slot, and
- * completes the record exactly once: when the response is closed and no
- * upstream exchange is open.
+ * exchange (or the wait before the next attempt) when the client goes away,
+ * gives back each attempt's upstream slot, and completes the record exactly
+ * once: when the response is closed and the upstream phase (every attempt)
+ * has ended.
  */
 export class RequestLifecycle {
   readonly req: IncomingMessage;
@@ -30,9 +35,12 @@ export class RequestLifecycle {
   readonly trace: RequestTrace | null;
   readonly #accounting: RequestAccounting;
   readonly #linger: LingerLimits;
+  /** The span of the attempt in flight; null when tracing is off or none is. */
   #attempt: AttemptTrace | null = null;
-  #exchange: Exchange | null = null;
+  #exchange: Abortable | null = null;
   #slot: UpstreamAdmission | null = null;
+  /** When the first attempt was dispatched (performance.now()), for the time to the answer's head. */
+  #dispatchedAt = -1;
   #upstreamOpen = false;
   #responseClosed = false;
   #countedStream = false;
@@ -72,6 +80,7 @@ export class RequestLifecycle {
       stream: false,
       errorCode: null,
       clientAborted: false,
+      attempts: 0,
       responseModel: null,
       inputTokens: null,
       outputTokens: null,
@@ -87,7 +96,8 @@ export class RequestLifecycle {
   /**
    * An upstream attempt is about to go out with these headers: with tracing
    * on, its client span starts and its trace context is written into them.
-   * Each attempt ends in `upstreamSettled`.
+   * Each attempt ends in `attemptEnded` (another attempt or a held answer
+   * follows) or `upstreamSettled` (its answer was relayed, or it was the last).
    */
   attemptStarting(upstream: Upstream, headers: Record<string, string | string[]>): void {
     if (this.trace !== null) this.#attempt = this.trace.attemptStarted(upstream, this.record, headers);
@@ -109,14 +119,19 @@ export class RequestLifecycle {
     this.#meter = meter;
   }
 
-  /** The request goes to an upstream, holding `slot` until the exchange settles. */
+  /** An attempt goes to an upstream, holding `slot` until it ends; the upstream phase is open until `upstreamSettled`. */
   dispatching(slot: UpstreamAdmission): void {
+    if (this.#dispatchedAt < 0) this.#dispatchedAt = performance.now();
     this.#slot = slot;
     this.#upstreamOpen = true;
   }
 
-  /** The transport handed over the exchange: from now on a client that leaves aborts it. */
-  attach(exchange: Exchange): void {
+  /**
+   * What a client that leaves must stop: the transport's exchange, or the
+   * attempt loop while it waits to try again. Stopped at once when the client
+   * is already gone.
+   */
+  attach(exchange: Abortable): void {
     this.#exchange = exchange;
     if (this.#responseClosed) exchange.abort(new ClientGoneError());
   }
@@ -126,14 +141,30 @@ export class RequestLifecycle {
     (this.#releases ??= []).push(release);
   }
 
-  /** The upstream's response head (`status`) arrived after `ttfbMs`; `stream` when it is an event stream. */
-  upstreamResponded(status: number, ttfbMs: number, stream: boolean): void {
+  /** An attempt's answer head came (`status`), relayed or not: its span says so. */
+  attemptResponded(status: number, stream: boolean): void {
     this.#attempt?.responded(status, stream);
+  }
+
+  /**
+   * An attempt ended without its answer being relayed (`errorCode` when it
+   * failed): its span ends, its slot goes back; another attempt or the held
+   * answer follows.
+   */
+  attemptEnded(errorCode: string | null): void {
+    this.#endAttempt(errorCode);
+    this.#exchange = null;
+    this.#slot?.leave();
+    this.#slot = null;
+  }
+
+  /** The head of the answer the client gets is going out; `stream` when it is an event stream. */
+  upstreamResponded(stream: boolean): void {
     const record = this.record;
-    record.ttfbMs = ttfbMs;
+    record.ttfbMs = performance.now() - this.#dispatchedAt;
     record.stream = stream;
     this.#countedStream = stream;
-    this.#accounting.upstreamResponded(record);
+    this.#accounting.answerStarted(record);
   }
 
   /** The first bytes of an event stream's body reached the relay (reported only while a trace is open). */
@@ -141,14 +172,11 @@ export class RequestLifecycle {
     this.#attempt?.firstChunk();
   }
 
-  /** The upstream exchange ended; `errorCode` when it failed (a gateway error code). */
+  /** The upstream phase ended (the last exchange settled); `errorCode` when a relayed answer failed (a gateway error code). */
   upstreamSettled(errorCode: string | null): void {
     if (!this.#upstreamOpen) return;
     this.#upstreamOpen = false;
-    if (this.#attempt !== null) {
-      this.#attempt.ended(errorCode);
-      this.#attempt = null;
-    }
+    this.#endAttempt(errorCode);
     this.#exchange = null;
     this.#slot?.leave();
     this.#slot = null;
@@ -198,7 +226,13 @@ export class RequestLifecycle {
     // still sends, within bounds, so that a client that writes its whole body before reading gets the answer.
     const closeConnection = !req.complete;
     if (closeConnection) closeAfterLingering(req, this.#linger);
-    writeError(res, error, record.id, { head: req.method === 'HEAD', closeConnection });
+    writeError(res, error, record.id, { head: req.method === 'HEAD', closeConnection, attempts: record.attempts });
+  }
+
+  #endAttempt(errorCode: string | null): void {
+    if (this.#attempt === null) return;
+    this.#attempt.ended(errorCode);
+    this.#attempt = null;
   }
 
   readonly #onClose = (): void => {

@@ -13,7 +13,7 @@ export function bodyMask(length: number): Buffer {
   return Buffer.from(length >= HEADER_MASK.length ? HEADER_MASK.padEnd(length, '*') : '*'.repeat(length));
 }
 
-/** Replaces every secret in the header values (lists included); returns how many values changed. */
+/** Replaces every secret (longest first) in the header values, lists included; returns how many values changed. */
 export function redactHeaders(headers: OutgoingHttpHeaders, secrets: readonly string[]): number {
   let changed = 0;
   for (const name in headers) {
@@ -46,7 +46,8 @@ function redactText(text: string, secrets: readonly string[]): string {
  * start of a secret is held back until the next piece says whether it is.
  * Only such a tail waits: an event stream's pieces end with a blank line, so
  * no event is held. Matches are overwritten in place with a mask of the same
- * length (the pieces are the caller's own).
+ * length (the pieces are the caller's own). Secrets come longest first: one
+ * inside a longer one is then masked as part of it, never before it.
  */
 export class StreamRedactor implements BodyTransform {
   readonly #secrets: readonly Buffer[];
@@ -58,8 +59,9 @@ export class StreamRedactor implements BodyTransform {
 
   /** `onRedacted` is called for each piece in which a secret was replaced. */
   constructor(secrets: readonly string[], onRedacted: () => void = () => undefined) {
-    this.#secrets = secrets.map((secret) => Buffer.from(secret));
-    this.#masks = this.#secrets.map((secret) => bodyMask(secret.length));
+    const bytes = secretBytes(secrets);
+    this.#secrets = bytes.secrets;
+    this.#masks = bytes.masks;
     this.#onRedacted = onRedacted;
   }
 
@@ -70,38 +72,90 @@ export class StreamRedactor implements BodyTransform {
       data = Buffer.concat([this.#carry, piece]);
       this.#carry = null;
     }
-    const secrets = this.#secrets;
-    const before = this.count;
-    let hold = 0;
-    for (let i = 0; i < secrets.length; i++) {
-      const secret = secrets[i]!;
-      for (let at = data.indexOf(secret); at !== -1; at = data.indexOf(secret, at + secret.length)) {
-        this.#masks[i]!.copy(data, at);
-        this.count++;
-      }
-      hold = Math.max(hold, partialSuffix(data, secret));
-    }
-    if (this.count !== before) this.#onRedacted();
-    if (hold === 0) return data;
-    this.#carry = Buffer.from(data.subarray(data.length - hold));
-    return data.subarray(0, data.length - hold);
+    // What may start a secret is found on the bytes as they came, before any mask is written over them.
+    let keep = data.length;
+    for (const secret of this.#secrets) keep = Math.min(keep, data.length - partialSuffix(data, secret));
+    keep = this.#mask(data, keep);
+    if (keep === data.length) return data;
+    this.#carry = Buffer.from(data.subarray(keep));
+    return data.subarray(0, keep);
   }
 
-  /** At the end of the body: the held tail, which turned out not to be a secret. */
+  /** At the end of the body: the held tail, which may still hold a whole secret (one that starts a longer one). */
   end(): Buffer | null {
     const carry = this.#carry;
     this.#carry = null;
+    if (carry !== null) this.#mask(carry, carry.length);
     return carry;
+  }
+
+  /**
+   * Masks every secret in `data` that starts before `keep` (the ones after
+   * it are held and found again with the next piece); returns `keep`, moved
+   * past a secret that starts before it and ends after it.
+   */
+  #mask(data: Buffer, keep: number): number {
+    const secrets = this.#secrets;
+    let found: { at: number; end: number; secret: number }[] | null = null;
+    for (let i = 0; i < secrets.length; i++) {
+      const length = secrets[i]!.length;
+      for (let at = data.indexOf(secrets[i]!); at !== -1; at = data.indexOf(secrets[i]!, at + length)) {
+        if (found !== null && found.some((match) => match.at <= at && at + length <= match.end)) continue; // inside a longer one
+        (found ??= []).push({ at, end: at + length, secret: i });
+      }
+    }
+    if (found === null) return keep;
+    for (let moved = true; moved;) {
+      moved = false;
+      for (const match of found) {
+        if (match.at < keep && match.end > keep) {
+          keep = match.end;
+          moved = true;
+        }
+      }
+    }
+    const before = this.count;
+    for (const match of found) {
+      if (match.at >= keep) continue;
+      this.#masks[match.secret]!.copy(data, match.at);
+      this.count++;
+    }
+    if (this.count !== before) this.#onRedacted();
+    return keep;
   }
 }
 
-/** The length of the longest tail of `data` that is a proper prefix of `secret` (0 if none). */
+/** A list of secrets as bytes, with their masks; never written to, so shared by every response. */
+interface SecretBytes {
+  readonly secrets: readonly Buffer[];
+  readonly masks: readonly Buffer[];
+}
+
+/** Per list: a snapshot's list is the same array for every request on it, so its bytes are made once. */
+const bytesOfList = new WeakMap<readonly string[], SecretBytes>();
+
+function secretBytes(list: readonly string[]): SecretBytes {
+  let bytes = bytesOfList.get(list);
+  if (bytes === undefined) {
+    const secrets = list.map((secret) => Buffer.from(secret));
+    bytes = { secrets, masks: secrets.map((secret) => bodyMask(secret.length)) };
+    bytesOfList.set(list, bytes);
+  }
+  return bytes;
+}
+
+/**
+ * The length of the longest tail of `data` that is a proper prefix of
+ * `secret` (0 if none). A loop over at most a secret's length of bytes: a
+ * native search per piece and secret would cost more in calls than it saves.
+ */
 export function partialSuffix(data: Buffer, secret: Buffer): number {
   const first = secret[0]!;
-  const from = Math.max(0, data.length - secret.length + 1);
-  for (let at = data.indexOf(first, from); at !== -1; at = data.indexOf(first, at + 1)) {
-    const length = data.length - at;
-    if (data.compare(secret, 0, length, at) === 0) return length;
+  for (let at = Math.max(0, data.length - secret.length + 1); at < data.length; at++) {
+    if (data[at] !== first) continue;
+    let matched = 1;
+    while (at + matched < data.length && data[at + matched] === secret[matched]) matched++;
+    if (at + matched === data.length) return matched;
   }
   return 0;
 }

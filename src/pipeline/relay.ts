@@ -11,7 +11,7 @@ import { clientResponseHeaders } from './upstream-headers.js';
 
 /** What the relay needs to know besides the response. */
 export interface RelayOptions {
-  /** Values that must not reach the client (the upstream's key): redacted from the headers. */
+  /** Values that must not reach the client (every secret the config holds): redacted from the headers. */
   readonly secrets: readonly string[];
   /** What the body passes through, in order (the secrets' redaction first); decided per response at its head. */
   readonly transforms: readonly BodyTransformFactory[];
@@ -19,8 +19,25 @@ export interface RelayOptions {
   readonly rewriteBody: ((body: Buffer) => Buffer) | null;
 }
 
+/**
+ * The attempt loop's say over the answer (pipeline/forward.ts): it decides at
+ * the head whether the answer is relayed, or discarded for another attempt.
+ */
+export interface AnswerGate {
+  /** The answer's head came: true relays it; false discards it, and the relay holds its body for the loop. */
+  opens(status: number, headers: ResponseHeaders): boolean;
+  /** A discarded answer came whole: the loop keeps it as the last answer and tries again. */
+  discarded(status: number, headers: ResponseHeaders, body: Buffer): void;
+  /** A discarded answer's body grew past what is held: it is relayed after all, and the loop tries no more. */
+  overflowed(): void;
+  /** The exchange failed before an answer was relayed (or while a discarded one came): the loop tries again or answers. */
+  failed(error: Error): void;
+}
+
 /** A body to rewrite is held whole up to this size; a larger one is relayed as it came. */
 const MAX_HELD_BODY = 1024 * 1024;
+/** A discarded answer is kept (to be relayed if no attempt answers better) up to this size; a larger one is relayed at once. */
+const MAX_DISCARDED_BODY = 64 * 1024;
 const CR = 13;
 const LF = 10;
 const NO_TRANSFORMS: readonly BodyTransform[] = [];
@@ -42,20 +59,26 @@ function transformsFor(
 /**
  * Relays one upstream response into the client's response, chunk by chunk:
  * backpressure pauses the upstream, secrets are taken out of headers and
- * body, and what happens is reported to the request's lifecycle. Knows
- * nothing of Koa.
+ * body, and what happens is reported to the request's lifecycle. With a gate,
+ * nothing goes out before the attempt loop has opened it at the head; a
+ * failure before that, or a discarded answer, is the loop's. Knows nothing of
+ * Koa.
  */
 export class Relay implements ExchangeHandler {
   readonly #lifecycle: RequestLifecycle;
   readonly #res: ServerResponse;
   readonly #secrets: readonly string[];
   readonly #rewriteBody: ((body: Buffer) => Buffer) | null;
-  readonly #started = performance.now();
+  readonly #gate: AnswerGate | null;
   readonly #transformFactories: readonly BodyTransformFactory[];
   #transforms: readonly BodyTransform[] = NO_TRANSFORMS;
   #exchange: Exchange | null = null;
   #status = 0;
   #stream = false;
+  /** The head went (or is going) to the client: from here on failures are the relay's. */
+  #relaying = false;
+  /** A discarded answer, held for the attempt loop. */
+  #discarded: { status: number; headers: ResponseHeaders; chunks: Buffer[]; size: number } | null = null;
   /** An event stream whose first bytes the request's trace waits for. */
   #awaitingFirstChunk = false;
   /** Set while a body to rewrite is held back whole. */
@@ -70,12 +93,13 @@ export class Relay implements ExchangeHandler {
   #tail = 0;
   #tailLength = 0;
 
-  constructor(lifecycle: RequestLifecycle, options: RelayOptions) {
+  constructor(lifecycle: RequestLifecycle, options: RelayOptions, gate: AnswerGate | null) {
     this.#lifecycle = lifecycle;
     this.#res = lifecycle.res;
     this.#secrets = options.secrets;
     this.#rewriteBody = options.rewriteBody;
     this.#transformFactories = options.transforms;
+    this.#gate = gate;
   }
 
   onStart(exchange: Exchange): void {
@@ -84,17 +108,29 @@ export class Relay implements ExchangeHandler {
   }
 
   onHead(status: number, headers: ResponseHeaders): void {
+    const gate = this.#gate;
+    if (gate !== null && !this.#res.destroyed && !gate.opens(status, headers)) {
+      this.#discarded = { status, headers, chunks: [], size: 0 };
+      return;
+    }
+    this.#relayHead(status, headers);
+  }
+
+  #relayHead(status: number, headers: ResponseHeaders): void {
+    this.#relaying = true;
     this.#status = status;
     const contentType = headers['content-type'];
     this.#stream = typeof contentType === 'string' && contentType.startsWith('text/event-stream');
-    this.#lifecycle.upstreamResponded(status, performance.now() - this.#started, this.#stream);
-    this.#awaitingFirstChunk = this.#stream && this.#lifecycle.trace !== null;
+    const lifecycle = this.#lifecycle;
+    lifecycle.upstreamResponded(this.#stream);
+    this.#awaitingFirstChunk = this.#stream && lifecycle.trace !== null;
     const res = this.#res;
     if (res.destroyed) {
-      this.#exchange!.abort(new ClientGoneError());
+      this.#exchange?.abort(new ClientGoneError());
       return;
     }
-    const relayed = clientResponseHeaders(headers, this.#lifecycle.record.id);
+    const relayed = clientResponseHeaders(headers, lifecycle.record.id);
+    relayed['x-apiproxy-attempts'] = lifecycle.record.attempts;
     // Chunked coding overrides a Content-Length sent with it (RFC 9112 6.3); relaying it would misframe the answer.
     if (headers['transfer-encoding'] !== undefined) delete relayed['content-length'];
     // Any status: an upstream that echoes the request's Authorization in a header must not hand the key on.
@@ -116,6 +152,13 @@ export class Relay implements ExchangeHandler {
   }
 
   onBody(bytes: Buffer, last: boolean): void {
+    const discarded = this.#discarded;
+    if (discarded !== null) {
+      discarded.chunks.push(bytes);
+      discarded.size += bytes.length;
+      if (discarded.size > MAX_DISCARDED_BODY) this.#relayDiscarded();
+      return;
+    }
     if (this.#awaitingFirstChunk) {
       this.#awaitingFirstChunk = false;
       this.#lifecycle.firstChunk();
@@ -136,6 +179,13 @@ export class Relay implements ExchangeHandler {
   }
 
   onEnd(): void {
+    const discarded = this.#discarded;
+    if (discarded !== null) {
+      this.#discarded = null;
+      this.#exchange = null;
+      this.#gate!.discarded(discarded.status, discarded.headers, Buffer.concat(discarded.chunks, discarded.size));
+      return;
+    }
     const held = this.#held;
     let lastBytes = this.#lastBytes;
     const carried = this.#transforms.length > 0 ? endThrough(this.#transforms) : null;
@@ -162,6 +212,12 @@ export class Relay implements ExchangeHandler {
   }
 
   onError(error: Error): void {
+    if (!this.#relaying && this.#gate !== null) {
+      this.#discarded = null;
+      this.#exchange = null;
+      this.#gate.failed(error);
+      return;
+    }
     const res = this.#res;
     if (error instanceof ClientGoneError || res.destroyed) {
       this.#finish(null);
@@ -205,6 +261,18 @@ export class Relay implements ExchangeHandler {
     if (!this.#res.write(bytes)) this.#waitForDrain();
   }
 
+  /** A discarded answer grew past what is kept: relayed after all, from here on as it comes. */
+  #relayDiscarded(): void {
+    const discarded = this.#discarded!;
+    this.#discarded = null;
+    this.#gate!.overflowed();
+    this.#relayHead(discarded.status, discarded.headers);
+    for (const chunk of discarded.chunks) {
+      if (this.#exchange === null) return; // the client left at the head
+      this.onBody(chunk, false);
+    }
+  }
+
   /** A body to rewrite grew past the bound: it goes out as it came, from here on relayed as it comes. */
   #releaseHeld(): void {
     const held = this.#held!;
@@ -238,7 +306,7 @@ export class Relay implements ExchangeHandler {
     // The rest of an upstream read still arrives after the pause: wait for one drain, not one per write.
     if (this.#draining) return;
     this.#draining = true;
-    this.#exchange!.pause();
+    this.#exchange?.pause();
     this.#res.once('drain', this.#resume);
   }
 

@@ -14,7 +14,7 @@ export interface RequestRecord {
   targetModel: string | null;
   upstream: string | null;
   status: number;
-  /** ms from dispatch to the upstream's response head; -1 when none came. */
+  /** ms from the first attempt's dispatch to the head of the answer relayed; -1 when none was. */
   ttfbMs: number;
   bytesIn: number;
   bytesOut: number;
@@ -22,6 +22,8 @@ export interface RequestRecord {
   stream: boolean;
   errorCode: string | null;
   clientAborted: boolean;
+  /** Upstream attempts made (retries, fallbacks, a resend on a fresh connection); `upstream` and `targetModel` name the one whose answer went out, else the last tried. */
+  attempts: number;
   /** The model the upstream says answered, when the answer was read for it; null when unknown. */
   responseModel: string | null;
   /** Tokens the upstream reported (usage accounting fills them in); null when unknown. */

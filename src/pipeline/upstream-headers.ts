@@ -16,6 +16,7 @@ const REQUEST_DROPPED = new Set([
   'content-length',
   'expect',
   'http2-settings',
+  'x-apiproxy-deadline-ms', // the client's deadline is the gateway's business (pipeline/deadline.ts)
 ]);
 
 const RESPONSE_DROPPED = new Set([
@@ -63,9 +64,15 @@ export function clientResponseHeaders(upstream: IncomingHttpHeaders, requestId: 
   return headers;
 }
 
-function listedInConnection(value: string | string[] | undefined): Set<string> | null {
+/** The usual Connection values, parsed once: nearly every message carries one of them. */
+const KEEP_ALIVE: ReadonlySet<string> = new Set(['keep-alive']);
+const CLOSE: ReadonlySet<string> = new Set(['close']);
+
+/** The header names a Connection header lists: they describe this hop only and go no further (RFC 9110 7.6.1). */
+function listedInConnection(value: string | string[] | undefined): ReadonlySet<string> | null {
   if (value === undefined) return null;
   const text = Array.isArray(value) ? value.join(',') : value;
-  if (text === 'keep-alive' || text === 'close') return null;
+  if (text === 'keep-alive') return KEEP_ALIVE;
+  if (text === 'close') return CLOSE;
   return new Set(text.split(',').map((token) => token.trim().toLowerCase()));
 }

@@ -20,6 +20,11 @@ export interface UpstreamRequest {
    * set for event streams, whose client waits on the first byte.
    */
   readonly sendNow: boolean;
+  /**
+   * On a new connection, not an idle kept-alive one: the request is sent
+   * again after a reused connection closed under it (UPSTREAM_STALE_CONNECTION).
+   */
+  readonly freshConnection?: boolean;
 }
 
 /** Receives one response, in order: head, body, end; or an error at any point, after which nothing follows. */
@@ -33,7 +38,15 @@ export interface ResponseHandler {
    */
   onBody(bytes: Buffer, last: boolean): void;
   onEnd(): void;
-  /** The exchange failed or was aborted; nothing follows. */
+  /**
+   * The exchange failed or was aborted; nothing follows. Before the response's
+   * head, the error says by its `code` what happened, so the attempt loop can
+   * try again (errors/upstream.ts, attemptFailure): a connect failure (the
+   * system's codes, UPSTREAM_CONNECT_TIMEOUT, UPSTREAM_CONNECT_FAILED), a
+   * headers timeout (UPSTREAM_HEADERS_TIMEOUT), or a close or reset before any
+   * response byte: UPSTREAM_STALE_CONNECTION on a reused connection (the
+   * upstream never processed the request), UPSTREAM_NO_RESPONSE on a fresh one.
+   */
   onError(error: Error): void;
 }
 

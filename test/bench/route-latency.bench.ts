@@ -22,7 +22,7 @@ import { modelSent, startClusterWithGateway } from '../k8s/harness/gateway.js';
 import { buildSnapshot, type RoutingSnapshot } from '../../src/config/snapshot.js';
 import { parseConfigText, toInputs } from '../../src/config/load-file.js';
 import { keyDigest } from '../../src/config/key-digest.js';
-import type { ClientKeySpec, FileInputs, KubeInputs, KubeRouteInput } from '../../src/config/model.js';
+import type { ClientKeySpec, FileInputs, KubeInputs, KubeConsumerInput, KubeRouteInput } from '../../src/config/model.js';
 
 const CHANGES = Number(process.env['BENCH_CHANGES'] ?? 100);
 const POLL_MS = 2;
@@ -80,7 +80,8 @@ function kubeInputs(routes: number, keys: number): KubeInputs {
   const routeInputs: KubeRouteInput[] = [];
   for (let i = 0; i < routes; i++) {
     routeInputs.push({
-      namespace: `ns-${i % 20}`,
+      // the gateway's own namespace: shared routes, the ones every key sees
+      namespace: NS,
       name: `route-${i}`,
       generation: 1,
       createdAt: 1_700_000_000_000 + i,
@@ -97,7 +98,10 @@ function kubeInputs(routes: number, keys: number): KubeInputs {
   }
   const clientKeys: ClientKeySpec[] = [];
   for (let i = 0; i < keys; i++) clientKeys.push({ id: `key-${i}`, digest: keyDigest(rawKey(i)) });
-  return { routes: routeInputs, clientKeys, upstreamKeys: new Map() };
+  // 100 client-key Secrets of 1,000 keys each
+  const consumers: KubeConsumerInput[] = [];
+  for (let at = 0; at < keys; at += 1000) consumers.push({ namespace: NS, name: `keys-${at}`, labels: {}, keys: clientKeys.slice(at, at + 1000) });
+  return { routes: routeInputs, consumers, policies: [], upstreamKeys: new Map() };
 }
 
 let sink = 0;

@@ -31,10 +31,25 @@ beforeAll(() => {
 const ci = (name: string) => path.join(ciValuesDir, name);
 
 const EXPECTED_RULES = [
-  { apiGroups: ['apiproxy.io'], resources: ['modelroutes'], verbs: ['get', 'list', 'watch'] },
-  { apiGroups: ['apiproxy.io'], resources: ['modelroutes/status'], verbs: ['patch', 'update'] },
+  { apiGroups: ['apiproxy.io'], resources: ['modelroutes', 'clientpolicies'], verbs: ['get', 'list', 'watch'] },
+  { apiGroups: ['apiproxy.io'], resources: ['modelroutes/status', 'clientpolicies/status'], verbs: ['patch', 'update'] },
   { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch'] },
 ];
+
+/** The status Lease's Role, in the release namespace whatever is watched: the release's own lease only. */
+const LEASE_RULES = [
+  { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] },
+  { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: ['rel-api-proxy-status'], verbs: ['get', 'update'] },
+];
+
+/** The lease Role and its binding, checked, and the watch Roles (or bindings) without them. */
+function withoutLeaseRole(objs: K8sObject[], kind: 'Role' | 'RoleBinding'): K8sObject[] {
+  const lease = all(objs, kind).filter((o) => o.metadata.name === 'rel-api-proxy-lease');
+  expect(lease.map((o) => o.metadata.namespace)).toEqual(['apps']);
+  if (kind === 'Role') expect(lease[0]!['rules']).toEqual(LEASE_RULES);
+  else expect(lease[0]!['roleRef']).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'rel-api-proxy-lease' });
+  return all(objs, kind).filter((o) => o !== lease[0]);
+}
 
 describe.each(['v3', 'v4'] as const)('helm %s', (version) => {
   const bin = () => helm[version];
@@ -89,7 +104,9 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
         'Deployment/rel-api-proxy',
         'PodDisruptionBudget/rel-api-proxy',
         'Role/rel-api-proxy',
+        'Role/rel-api-proxy-lease',
         'RoleBinding/rel-api-proxy',
+        'RoleBinding/rel-api-proxy-lease',
         'Service/rel-api-proxy',
         'ServiceAccount/rel-api-proxy',
         'Pod/rel-api-proxy-test-health',
@@ -201,11 +218,13 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
     expect(one(fixed, 'Deployment')['spec'].template.spec.terminationGracePeriodSeconds).toBe(42);
   });
 
-  test('RBAC (default): one Role + RoleBinding in the release namespace with exactly the rules the gateway uses', () => {
-    const role = one(objects, 'Role');
-    expect(role.metadata.namespace).toBe('apps');
-    expect(role['rules']).toEqual(EXPECTED_RULES);
-    const binding = one(objects, 'RoleBinding');
+  test('RBAC (default): one Role + RoleBinding in the release namespace with exactly the rules the gateway uses, and the lease Role', () => {
+    const [role, ...otherRoles] = withoutLeaseRole(objects, 'Role');
+    expect(otherRoles).toEqual([]);
+    expect(role!.metadata.namespace).toBe('apps');
+    expect(role!['rules']).toEqual(EXPECTED_RULES);
+    const [binding] = withoutLeaseRole(objects, 'RoleBinding');
+    if (binding === undefined || role === undefined) throw new Error('no watch Role or binding');
     expect(binding.metadata.namespace).toBe('apps');
     expect(binding['roleRef']).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: role.metadata.name });
     expect(binding['subjects']).toEqual([{ kind: 'ServiceAccount', name: 'rel-api-proxy', namespace: 'apps' }]);
@@ -219,10 +238,10 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
 
   test('RBAC (named namespaces): a Role + RoleBinding in each, bound to the release ServiceAccount', () => {
     const objs = template(helm.v3, ['-f', ci('some-namespaces-values.yaml')]);
-    const roles = all(objs, 'Role');
+    const roles = withoutLeaseRole(objs, 'Role');
     expect(roles.map((r) => r.metadata.namespace).sort()).toEqual(['team-a', 'team-b']);
     for (const r of roles) expect(r['rules']).toEqual(EXPECTED_RULES);
-    const bindings = all(objs, 'RoleBinding');
+    const bindings = withoutLeaseRole(objs, 'RoleBinding');
     expect(bindings.map((b) => b.metadata.namespace).sort()).toEqual(['team-a', 'team-b']);
     for (const b of bindings) {
       expect(b['subjects']).toEqual([{ kind: 'ServiceAccount', name: 'rel-api-proxy', namespace: 'apps' }]);
@@ -231,10 +250,10 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
     expect(renderedConfig(objs).kubernetes.namespaces).toEqual(['team-a', 'team-b']);
   });
 
-  test('RBAC (all namespaces): ClusterRole + ClusterRoleBinding and no Roles', () => {
+  test('RBAC (all namespaces): ClusterRole + ClusterRoleBinding and no Roles but the lease one', () => {
     const objs = template(helm.v3, ['-f', ci('all-namespaces-values.yaml')]);
-    expect(all(objs, 'Role')).toEqual([]);
-    expect(all(objs, 'RoleBinding')).toEqual([]);
+    expect(withoutLeaseRole(objs, 'Role')).toEqual([]);
+    expect(withoutLeaseRole(objs, 'RoleBinding')).toEqual([]);
     const cr = one(objs, 'ClusterRole');
     expect(cr['rules']).toEqual(EXPECTED_RULES);
     expect(cr.metadata.namespace).toBeUndefined();
@@ -276,9 +295,12 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
           queue_timeout_ms: 10000,
           max_idle_connections: 256,
           tls: { insecure_skip_verify: false },
+          retry: { attempts: 2, backoff: { base_ms: 100, max_ms: 2000 }, conditions: ['connect_failure', 429, 502, 503, 504] },
+          outlier: { consecutive_failures: 5, ejection_ms: 30000, max_ejection_ms: 300000, max_ejected_percent: 50 },
           http2: 'auto',
         },
       },
+      retry_budget_ms: 120000,
       model_redirects: {},
       body_limit: 8388608,
       log_level: 'info',
@@ -286,7 +308,7 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
       unknown_models: 'passthrough',
       answer_model: 'requested',
       shutdown: { drain_delay_ms: 5000, timeout_ms: 120000 },
-      kubernetes: { enabled: true, namespaces: [], client_key_selector: 'apiproxy.io/client-keys=true' },
+      kubernetes: { enabled: true, namespaces: [], client_key_selector: 'apiproxy.io/client-keys=true', lease_name: 'rel-api-proxy-status' },
       tracing: { enabled: false },
       rate_limits: { fail_open: true },
       usage: { request_stream_usage: true },
@@ -329,6 +351,52 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
     expect(one(plain, 'Deployment')['spec'].template.spec.volumes.some((v: any) => v.name === 'redis-password')).toBe(false);
     expect(runHelm(helm.v3, ['template', 'rel', chartDir, '--set', 'rateLimits.redis.url=http://redis:6379']).status).not.toBe(0);
     expect(runHelm(helm.v3, ['template', 'rel', chartDir, '--set', 'rateLimits.redis.timeoutMs=0']).status).not.toBe(0);
+  });
+
+  test('failover: retry, outlier, the retry budget and route priorities from values, valid for the gateway; bad ones refused', () => {
+    const objs = template(helm.v3, [
+      '--set',
+      'upstreams.default.retry.attempts=3',
+      '--set',
+      'upstreams.default.retry.conditions={connect_failure,headers_timeout,reset,429,500}',
+      '--set',
+      'upstreams.default.outlier.consecutiveFailures=0',
+      '--set',
+      'upstreams.backup.url=http://backup:8000/v1',
+      '--set',
+      'upstreams.backup.outlier.maxEjectedPercent=100',
+      '--set',
+      'config.retryBudgetMs=30000',
+      '--set-json',
+      'config.routes=[{"model":"chat","targets":[{"model":"gpt-4o"},{"model":"gpt-4o","upstream":"backup","priority":1}]}]',
+    ]);
+    const config = renderedConfig(objs);
+    expect(config.upstreams.default.retry).toEqual({
+      attempts: 3,
+      backoff: { base_ms: 100, max_ms: 2000 },
+      conditions: ['connect_failure', 'headers_timeout', 'reset', 429, 500],
+    });
+    expect(config.upstreams.default.outlier.consecutive_failures).toBe(0);
+    expect(config.upstreams.backup).toEqual({ url: 'http://backup:8000/v1', outlier: { max_ejected_percent: 100 } });
+    expect(config.retry_budget_ms).toBe(30000);
+    expect(config.routes[0].targets[1]).toEqual({ model: 'gpt-4o', upstream: 'backup', priority: 1 });
+    const cm = one(objs, 'ConfigMap', 'rel-api-proxy');
+    const parsed = parseConfigText(cm['data']['config.json'], 'failover');
+    expect(parsed.upstreams['default']!.retry.conditions).toEqual(['connect_failure', 'headers_timeout', 'reset', 429, 500]);
+    for (const bad of [
+      'upstreams.default.retry.attempts=0',
+      'upstreams.default.retry.conditions={timeout}',
+      'upstreams.default.retry.conditions={200}',
+      'upstreams.default.retry.backoff.baseMs=-1',
+      'upstreams.default.retry.tries=2',
+      'upstreams.default.outlier.maxEjectedPercent=101',
+      'upstreams.default.outlier.ejectionMs=0',
+      'config.retryBudgetMs=0',
+    ]) {
+      expect([bad, runHelm(helm.v3, ['template', 'rel', chartDir, '--set', bad]).status]).not.toEqual([bad, 0]);
+    }
+    const badPriority = runHelm(helm.v3, ['template', 'rel', chartDir, '--set-json', 'config.routes=[{"model":"m","targets":[{"model":"t","priority":-1}]}]']);
+    expect(badPriority.status).not.toBe(0);
   });
 
   test('answer_model: config.answerModel is the global default; a redirect or a route may set its own; the gateway accepts it', () => {
@@ -590,9 +658,13 @@ describe('values.schema.json rejects unknown and mistyped values (helm exits non
   });
 });
 
-test('the chart ships the ModelRoute CRD byte-identical to crds/', () => {
-  const source = fs.readFileSync(path.join(chartDir, '..', '..', 'crds', 'modelroutes.apiproxy.io.yaml'));
-  const shipped = fs.readFileSync(path.join(chartDir, 'crds', 'modelroutes.apiproxy.io.yaml'));
-  expect(shipped.equals(source)).toBe(true);
-  expect(fs.readdirSync(path.join(chartDir, 'crds'))).toEqual(['modelroutes.apiproxy.io.yaml']);
+test('the chart ships the CRDs (ModelRoute, ClientPolicy) byte-identical to crds/', () => {
+  const files = ['clientpolicies.apiproxy.io.yaml', 'modelroutes.apiproxy.io.yaml'];
+  for (const file of files) {
+    const source = fs.readFileSync(path.join(chartDir, '..', '..', 'crds', file));
+    const shipped = fs.readFileSync(path.join(chartDir, 'crds', file));
+    expect({ file, same: shipped.equals(source) }).toEqual({ file, same: true });
+  }
+  expect(fs.readdirSync(path.join(chartDir, 'crds')).sort()).toEqual(files);
+  expect(fs.readdirSync(path.join(chartDir, '..', '..', 'crds')).sort()).toEqual(files);
 });

@@ -10,6 +10,7 @@ import { kubeSource } from '../../src/sources/kube/kube-source.js';
 import { CLUSTER_START_TIMEOUT_MS, startCluster, type TestCluster } from '../k8s/harness/cluster.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
 import { startTestGateway, type TestGateway } from '../support/gateway-harness.js';
+import { waitFor } from '../support/wait.js';
 import { HELM_BUILD_TIMEOUT_MS, chartDir, helmBinaries, runHelm } from './helm.js';
 
 const NS = 'live';
@@ -47,26 +48,23 @@ afterAll(async () => {
   await cluster?.stop();
 });
 
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const started = Date.now();
-  while (!(await check())) {
-    if (Date.now() - started > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 test("the chart's config + ServiceAccount token: the gateway syncs, authenticates, routes and writes status", async () => {
   const cm = await cluster.request('GET', `/api/v1/namespaces/${NS}/configmaps/live-api-proxy`);
   expect(cm.status).toBe(200);
   const config = JSON.parse(cm.json.data['config.json']);
-  expect(config.kubernetes).toEqual({ enabled: true, namespaces: [], client_key_selector: 'apiproxy.io/client-keys=true' });
+  expect(config.kubernetes).toEqual({
+    enabled: true,
+    namespaces: [],
+    client_key_selector: 'apiproxy.io/client-keys=true',
+    lease_name: 'live-api-proxy-status',
+  });
 
   const token = await cluster.serviceAccountToken(NS, 'live-api-proxy');
   const kubeConfig = new KubeConfig();
   kubeConfig.loadFromFile(cluster.writeKubeconfig(token, NS));
   gw = await startTestGateway(config, { kubeSource: kubeSource(kubeConfig, NS), namespace: NS });
   const url = gw.url;
-  await waitFor('ready (informers synced with the SA token)', async () => (await request(`${url}/health/ready`)).statusCode === 200);
+  await waitFor(async () => (await request(`${url}/health/ready`)).statusCode === 200, 10_000, 'ready (informers synced with the SA token)');
 
   const send = async (model: string) => {
     const res = await request(`${url}/v1/chat/completions`, {
@@ -88,7 +86,7 @@ test("the chart's config + ServiceAccount token: the gateway syncs, authenticate
     stringData: { 'live-team': CLIENT_KEY },
   });
   expect(secret.status).toBe(201);
-  await waitFor('client key from the labelled Secret', async () => (await send('plain')) === '200:plain');
+  await waitFor(async () => (await send('plain')) === '200:plain', 10_000, 'client key from the labelled Secret');
 
   const route = await cluster.request('POST', `/apis/apiproxy.io/v1alpha1/namespaces/${NS}/modelroutes`, {
     apiVersion: 'apiproxy.io/v1alpha1',
@@ -97,12 +95,40 @@ test("the chart's config + ServiceAccount token: the gateway syncs, authenticate
     spec: { model: 'chat', targets: [{ model: 'routed-by-modelroute' }] },
   });
   expect(route.status).toBe(201);
-  await waitFor('ModelRoute applied', async () => (await send('chat')) === '200:routed-by-modelroute');
+  await waitFor(async () => (await send('chat')) === '200:routed-by-modelroute', 10_000, 'ModelRoute applied');
 
   // The status subresource, patched with the SA token (the chart's Role grants modelroutes/status patch).
-  await waitFor('status written by the gateway', async () => {
-    const got = await cluster.request('GET', `/apis/apiproxy.io/v1alpha1/namespaces/${NS}/modelroutes/chat`);
-    return got.json?.status?.conditions?.some((c: { type: string; status: string }) => c.type === 'Accepted' && c.status === 'True') === true;
-  });
+  await waitFor(
+    async () => {
+      const got = await cluster.request('GET', `/apis/apiproxy.io/v1alpha1/namespaces/${NS}/modelroutes/chat`);
+      return got.json?.status?.conditions?.some((c: { type: string; status: string }) => c.type === 'Accepted' && c.status === 'True') === true;
+    },
+    10_000,
+    'status written by the gateway',
+  );
   expect(upstream.requests.length).toBeGreaterThanOrEqual(2);
+  // It writes statuses holding the release's Lease (the chart's lease Role).
+  const lease = await cluster.request('GET', `/apis/coordination.k8s.io/v1/namespaces/${NS}/leases/live-api-proxy-status`);
+  expect(lease.status).toBe(200);
+  expect(lease.json.spec.holderIdentity).toMatch(/.+/);
+
+  // A ClientPolicy (the chart's Role lets it watch them) restricts the Secret's keys, and its status is written.
+  const policy = await cluster.request('POST', `/apis/apiproxy.io/v1alpha1/namespaces/${NS}/clientpolicies`, {
+    apiVersion: 'apiproxy.io/v1alpha1',
+    kind: 'ClientPolicy',
+    metadata: { name: 'chat-only' },
+    spec: { consumers: { secretNames: ['live-keys'] }, models: ['chat'] },
+  });
+  expect(policy.status).toBe(201);
+  await waitFor(async () => (await send('plain')).startsWith('403:'), 10_000, 'the allow-list applied');
+  expect(await send('chat')).toBe('200:routed-by-modelroute');
+  await waitFor(
+    async () => {
+      const got = await cluster.request('GET', `/apis/apiproxy.io/v1alpha1/namespaces/${NS}/clientpolicies/chat-only`);
+      return got.json?.status?.conditions?.some((c: { type: string; status: string }) => c.type === 'Accepted' && c.status === 'True') === true;
+    },
+    10_000,
+    'ClientPolicy status written by the gateway',
+  );
+  expect(gw.logs.lines.join('\n')).not.toMatch(/forbidden/i);
 }, 60_000);

@@ -10,6 +10,7 @@
 import * as path from 'node:path';
 import { CLUSTER_START_TIMEOUT_MS, startCluster } from '../k8s/harness/cluster.js';
 import type { TestCluster } from '../k8s/harness/cluster.js';
+import { waitFor } from '../support/wait.js';
 import { HELM_BUILD_TIMEOUT_MS, chartDir, ciValuesDir, helmBinaries, parseObjects, runHelm, type HelmBinaries, type K8sObject } from './helm.js';
 
 let cluster: TestCluster;
@@ -92,7 +93,7 @@ describe('helm v3: install, RBAC of the ServiceAccount token, upgrade, uninstall
 
     installed = manifest(helm.v3, release, ns);
     expect(installed.map((o) => o.kind).sort()).toEqual(
-      ['ConfigMap', 'Deployment', 'PodDisruptionBudget', 'Role', 'RoleBinding', 'Secret', 'Service', 'ServiceAccount'].sort(),
+      ['ConfigMap', 'Deployment', 'PodDisruptionBudget', 'Role', 'Role', 'RoleBinding', 'RoleBinding', 'Secret', 'Service', 'ServiceAccount'].sort(),
     );
     for (const o of installed) {
       const got = await get(o);
@@ -108,9 +109,14 @@ describe('helm v3: install, RBAC of the ServiceAccount token, upgrade, uninstall
     expect(deployment.spec.template.spec.terminationGracePeriodSeconds).toBe(140);
 
     // crds/ of the chart: installed by helm, established, served.
-    const crd = await cluster.request('GET', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/modelroutes.apiproxy.io');
-    expect(crd.status).toBe(200);
-    expect(crd.json.status.conditions.find((cond: any) => cond.type === 'Established')?.status).toBe('True');
+    for (const name of ['modelroutes.apiproxy.io', 'clientpolicies.apiproxy.io']) {
+      const crd = await cluster.request('GET', `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${name}`);
+      expect(crd.status).toBe(200);
+      expect(crd.json.status.conditions.find((cond: any) => cond.type === 'Established')?.status).toBe('True');
+      // Established can precede the REST handler by a moment (the k8s harness waits the same way): wait until it lists.
+      const plural = name.split('.')[0]!;
+      await waitFor(async () => (await cluster.request('GET', `/apis/apiproxy.io/v1alpha1/${plural}?limit=1`)).status === 200, 10_000, `${plural} served`);
+    }
   });
 
   test("the ServiceAccount's token can do exactly what the gateway needs in its namespace, nothing else", async () => {
@@ -161,6 +167,48 @@ describe('helm v3: install, RBAC of the ServiceAccount token, upgrade, uninstall
     expect(status.status).toBe(200);
     expect((await as('GET', `/api/v1/namespaces/${ns}/secrets?labelSelector=apiproxy.io%2Fclient-keys%3Dtrue`)).status).toBe(200);
     expect((await as('GET', `/api/v1/namespaces/${ns}/secrets/team-keys`)).status).toBe(200);
+    // ClientPolicies: read and watch, and their status.
+    const cp = `/apis/apiproxy.io/v1alpha1/namespaces/${ns}/clientpolicies`;
+    expect((await as('GET', cp)).status).toBe(200);
+    expect((await as('GET', `${cp}?watch=true&timeoutSeconds=1`)).status).toBe(200);
+    expect(
+      (
+        await cluster.request('POST', cp, {
+          apiVersion: 'apiproxy.io/v1alpha1',
+          kind: 'ClientPolicy',
+          metadata: { name: 'p' },
+          spec: { consumers: { secretNames: ['team-keys'] }, models: ['m'] },
+        })
+      ).status,
+    ).toBe(201);
+    expect(
+      (
+        await as(
+          'PATCH',
+          `${cp}/p/status`,
+          {
+            status: {
+              conditions: [
+                { type: 'Accepted', status: 'True', reason: 'Accepted', message: 'ok', lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, 'Z') },
+              ],
+            },
+          },
+          'application/merge-patch+json',
+        )
+      ).status,
+    ).toBe(200);
+    expect((await as('PATCH', `${cp}/p`, { spec: { models: ['*'] } }, 'application/merge-patch+json')).status).toBe(403);
+    // The status Lease: created, then read and renewed; only the release's own.
+    const leases = `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases`;
+    const leaseBody = (name: string) => ({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name }, spec: { holderIdentity: 'me' } });
+    expect((await as('POST', leases, leaseBody('rel-api-proxy-status'))).status).toBe(201);
+    const lease = await as('GET', `${leases}/rel-api-proxy-status`);
+    expect(lease.status).toBe(200);
+    expect((await as('PUT', `${leases}/rel-api-proxy-status`, { ...lease.json, spec: { holderIdentity: 'me-again' } })).status).toBe(200);
+    expect((await cluster.request('POST', leases, leaseBody('someone-elses'))).status).toBe(201);
+    expect((await as('GET', `${leases}/someone-elses`)).status).toBe(403);
+    expect((await as('GET', leases)).status).toBe(403);
+    expect((await as('DELETE', `${leases}/rel-api-proxy-status`)).status).toBe(403);
 
     // Not granted.
     expect((await as('PATCH', `${mr}/chat`, { spec: { model: 'x' } }, 'application/merge-patch+json')).status).toBe(403);
@@ -212,6 +260,8 @@ describe('helm v3: install, RBAC of the ServiceAccount token, upgrade, uninstall
     ]);
     const roleIn = (n: string) => cluster.request('GET', `/apis/rbac.authorization.k8s.io/v1/namespaces/${n}/roles/rel-api-proxy`);
     expect((await roleIn(ns)).status).toBe(404);
+    // the status Lease stays in the release namespace
+    expect((await cluster.request('GET', `/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/roles/rel-api-proxy-lease`)).status).toBe(200);
     expect((await roleIn('team-a')).status).toBe(200);
     expect((await roleIn('team-b')).status).toBe(200);
     expect((await cluster.request('GET', `/apis/rbac.authorization.k8s.io/v1/namespaces/team-b/rolebindings/rel-api-proxy`)).json.subjects).toEqual([

@@ -13,7 +13,7 @@ import { gzipSync } from 'node:zlib';
 import OpenAI from 'openai';
 import { request } from 'undici';
 import { baseConfig, CLIENT_KEY, startTestGateway, type TestGateway } from '../support/gateway-harness.js';
-import { prometheus, sampleValue, series, waitFor } from '../reliability/helpers.js';
+import { movement, prometheus, waitFor } from '../reliability/helpers.js';
 
 const UPSTREAM_MODEL = 'gpt-4o-2024-08-06';
 /** A name with JSON escapes and unicode (config names may hold anything but control characters). */
@@ -312,11 +312,11 @@ describe('the bytes: only the model value changes', () => {
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': text.length });
       res.end(text);
     };
-    const before = await countBefore('absent');
+    const before = await prometheus(gw.url);
     const res = await post('/v1/chat/completions', { model: 'gpt-4' });
     expect(res.text).toBe(text);
     expect(res.headers['content-length']).toBe(String(text.length));
-    expect(await count('absent')).toBe(before + 1);
+    expect(await moved(before, 'absent')).toBe(1);
   });
 
   test('a chunked JSON answer gets a true Content-Length', async () => {
@@ -339,13 +339,13 @@ describe('what is never rewritten', () => {
       res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip', 'content-length': gzipped.length });
       res.end(gzipped);
     };
-    const before = await countBefore('compressed');
+    const before = await prometheus(gw.url);
     const res = await post('/v1/chat/completions', { model: 'gpt-4' }, { 'accept-encoding': 'gzip' });
     expect(seen.at(-1)!.headers['accept-encoding']).toBe('identity');
     expect(res.headers['content-encoding']).toBe('gzip');
     expect(res.bytes.equals(gzipped)).toBe(true);
     expect(res.headers['content-length']).toBe(String(gzipped.length));
-    expect(await count('compressed')).toBe(before + 1);
+    expect(await moved(before, 'compressed')).toBe(1);
   });
 
   test('an error body passes as the upstream sent it (the header still names the upstream model)', async () => {
@@ -423,10 +423,10 @@ describe('keep-alive and the record', () => {
   });
 
   test('the access log keeps both names; the metric names both', async () => {
-    const before = await countBefore('rewritten');
+    const before = await prometheus(gw.url);
     await post('/v1/chat/completions', { model: 'gpt-4' });
     await post('/v1/chat/completions', { model: 'gpt-4', stream: true });
-    expect(await count('rewritten')).toBe(before + 2);
+    expect(await moved(before, 'rewritten')).toBe(2);
     const chatLines = (): Record<string, unknown>[] =>
       gw.logs.entries.filter((entry) => entry['msg'] === 'request' && entry['path'] === '/v1/chat/completions');
     await waitFor(() => chatLines().some((entry) => entry['stream'] === true));
@@ -447,12 +447,7 @@ describe('keep-alive and the record', () => {
 
 const answerModelSeries = (result: string) => ['apiproxy_answer_model_total', { model: 'gpt-4', upstream_model: UPSTREAM_MODEL, result }] as const;
 
-/** apiproxy_answer_model_total for gpt-4 sent upstream as UPSTREAM_MODEL, with this result, before a request: 0 if not yet counted. */
-async function countBefore(result: string): Promise<number> {
-  return sampleValue(await prometheus(gw.url), ...answerModelSeries(result));
-}
-
-/** The same series after: it must be there. */
-async function count(result: string): Promise<number> {
-  return series(await prometheus(gw.url), ...answerModelSeries(result));
+/** How far apiproxy_answer_model_total for gpt-4 sent upstream as UPSTREAM_MODEL, with this result, moved since `before` (absent before its first count). */
+async function moved(before: string, result: string): Promise<number | 'unchanged'> {
+  return movement(before, await prometheus(gw.url), ...answerModelSeries(result));
 }

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FileInputs } from '../../src/config/model.js';
 import { concernsWatchedFile, FileSource } from '../../src/sources/file-source.js';
+import { waitFor } from '../support/wait.js';
 
 const config = (model: string): string =>
   JSON.stringify({
@@ -23,14 +24,6 @@ function redirectOf(inputs: FileInputs): string | undefined {
 }
 
 const wait = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function eventually(probe: () => boolean, what: string, timeoutMs = 2000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!probe()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await wait(10);
-  }
-}
 
 describe('concernsWatchedFile', () => {
   const names = new Set(['config.yaml', 'key.txt']);
@@ -86,10 +79,10 @@ describe('FileSource change events', () => {
     start(path);
     expect(applied).toEqual(['first']);
     writeFileSync(path, config('written'));
-    await eventually(() => applied.at(-1) === 'written', 'the in-place write');
+    await waitFor(() => applied.at(-1) === 'written', 2000, 'the in-place write');
     writeFileSync(join(dir, 'config.json.tmp'), config('renamed'));
     renameSync(join(dir, 'config.json.tmp'), path);
-    await eventually(() => applied.at(-1) === 'renamed', 'the rename');
+    await waitFor(() => applied.at(-1) === 'renamed', 2000, 'the rename');
   });
 
   test("a Kubernetes volume's ..data symlink swap reloads", async () => {
@@ -104,7 +97,7 @@ describe('FileSource change events', () => {
     version('..v2', 'v2');
     symlinkSync('..v2', join(dir, '..data_tmp'));
     renameSync(join(dir, '..data_tmp'), join(dir, '..data'));
-    await eventually(() => applied.at(-1) === 'v2', 'the ..data swap');
+    await waitFor(() => applied.at(-1) === 'v2', 2000, 'the ..data swap');
   });
 
   test('writes to other files in the directory do not make it re-read the config', async () => {
@@ -125,7 +118,7 @@ describe('FileSource change events', () => {
       expect(applied).toEqual(['first']);
       // The watcher is alive: an event for the config itself does reload it.
       writeFileSync(path, config('noticed'));
-      await eventually(() => applied.at(-1) === 'noticed', 'the direct write');
+      await waitFor(() => applied.at(-1) === 'noticed', 2000, 'the direct write');
     } finally {
       rmSync(elsewhere, { recursive: true, force: true });
     }

@@ -9,10 +9,20 @@ import type { ServerResponse } from 'node:http';
 import { createServer as createNetServer, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { Worker } from 'node:worker_threads';
-import type { ExchangeHandler, UpstreamRequest } from '../../src/transport/types.js';
+import type { UpstreamRequest } from '../../src/transport/types.js';
 import { UpstreamPool, type PoolOptions } from '../../src/transport/h1/pool.js';
 import { freePort, sleep, waitFor } from '../support/wait.js';
-import { closeTransportHarness, decodeChunked, OK, Recorder, startHttp, startRaw, track, type HttpTestServer } from '../support/transport-harness.js';
+import {
+  abortingOnStart,
+  closeTransportHarness,
+  decodeChunked,
+  OK,
+  Recorder,
+  startHttp,
+  startRaw,
+  track,
+  type HttpTestServer,
+} from '../support/transport-harness.js';
 
 // ---------------------------------------------------------------------------
 // Pools and requests
@@ -320,12 +330,52 @@ describe('upstream failures', () => {
     expect(rec.text).toBe('helloab');
   });
 
-  test('the upstream closes before any response: UPSTREAM_CLOSED', async () => {
+  test('the upstream closes a fresh connection before any response: UPSTREAM_NO_RESPONSE', async () => {
     const server = await startRaw(({ socket }) => socket.end());
     const pool = makePool(server.url);
     const rec = await send(pool, req());
-    expect(rec.code).toBe('UPSTREAM_CLOSED');
+    expect(rec.code).toBe('UPSTREAM_NO_RESPONSE');
     expect(rec.events).toEqual(['start', 'error']);
+  });
+
+  test('the upstream resets a fresh connection before any response: UPSTREAM_NO_RESPONSE', async () => {
+    const server = await startRaw(({ socket }) => socket.resetAndDestroy());
+    const pool = makePool(server.url);
+    const rec = await send(pool, req());
+    expect(rec.code).toBe('UPSTREAM_NO_RESPONSE');
+  });
+
+  test.each([
+    ['closes', (socket: Socket) => socket.end()],
+    ['resets', (socket: Socket) => socket.resetAndDestroy()],
+  ])('the upstream %s a reused connection before any response: UPSTREAM_STALE_CONNECTION; freshConnection opens a new one', async (_how, hangUp) => {
+    const server = await startRaw(({ socket, connection }) => {
+      // The first connection answers once, then hangs up on its next request, as an upstream closing an idle connection does.
+      if (connection === 0 && server.requests.filter((r) => r.connection === 0).length > 1) hangUp(socket);
+      else socket.write(OK('fine'));
+    });
+    const pool = makePool(server.url);
+    expect((await send(pool, req())).text).toBe('fine');
+    const stale = await send(pool, req());
+    expect(stale.code).toBe('UPSTREAM_STALE_CONNECTION');
+    expect(stale.events).toEqual(['start', 'error']);
+    expect((await send(pool, req('/', { freshConnection: true }))).text).toBe('fine');
+    expect(server.accepted).toHaveLength(2);
+    // That connection is idle now: freshConnection must not take it.
+    expect((await send(pool, req('/', { freshConnection: true }))).text).toBe('fine');
+    expect(server.accepted).toHaveLength(3);
+  });
+
+  test('a reused connection that breaks after some response bytes is not stale: the upstream answered', async () => {
+    const server = await startRaw(({ socket }) => {
+      if (server.requests.length === 1) socket.write(OK('fine'));
+      else socket.end('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\npart');
+    });
+    const pool = makePool(server.url);
+    await send(pool, req());
+    const rec = await send(pool, req());
+    expect(rec.code).toBe('UPSTREAM_CLOSED');
+    expect(rec.text).toBe('part');
   });
 
   test('a close-delimited body (no content-length, not chunked) completes on close, and that connection is gone', async () => {
@@ -374,7 +424,8 @@ describe('upstream failures', () => {
     pool.dispatch(req('/reset'), failing);
     pool.dispatch(req('/fine'), queued);
     await Promise.all([failing.done, queued.done]);
-    expect(failing.code).toBe('ECONNRESET');
+    expect(failing.code).toBe('UPSTREAM_NO_RESPONSE');
+    expect((failing.error as Error & { cause?: Error & { code?: string } }).cause?.code).toBe('ECONNRESET');
     expect(queued.error).toBeNull();
     expect(queued.text).toBe('fine');
     expect(server.requests.map((r) => r.connection)).toEqual([0, 1]);
@@ -419,16 +470,7 @@ describe('abort', () => {
     const pool = makePool(server.url);
     const reason = new Error('already gone');
     const rec = new Recorder();
-    const handler: ExchangeHandler = {
-      onStart: (exchange) => {
-        rec.onStart(exchange);
-        exchange.abort(reason);
-      },
-      onHead: (status, headers) => rec.onHead(status, headers),
-      onBody: (bytes, last) => rec.onBody(bytes, last),
-      onEnd: () => rec.onEnd(),
-      onError: (error) => rec.onError(error),
-    };
+    const handler = abortingOnStart(rec, reason);
     pool.dispatch(req(), handler);
     expect(rec.error).toBe(reason);
     expect(pool.connections).toBe(0);

@@ -1,14 +1,17 @@
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
 import OpenAI from 'openai';
 import type { FakeUpstream } from '../support/fake-upstream.js';
-import { baseConfig, CLIENT_KEY, startGatewayWithUpstream, UPSTREAM_KEY, type TestGateway } from '../support/gateway-harness.js';
+import { baseConfig, CLIENT_KEY, startGatewayWithUpstream, startTestGateway, UPSTREAM_KEY, withOneTry, type TestGateway } from '../support/gateway-harness.js';
+import { rawRequest } from '../reliability/helpers.js';
 
 let upstream: FakeUpstream;
 let gw: TestGateway;
 let stop: () => Promise<void>;
 
-beforeAll(async () => ({ upstream, gw, stop } = await startGatewayWithUpstream((url) => baseConfig(url))));
+// One try per request: upstream errors are relayed as they came (retries: failover.test.ts).
+beforeAll(async () => ({ upstream, gw, stop } = await startGatewayWithUpstream((url) => withOneTry(baseConfig(url)))));
 afterAll(() => stop());
 
 const auth = { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' };
@@ -100,11 +103,62 @@ describe('forwarding', () => {
     expect(seen.body.equals(Buffer.concat(pieces))).toBe(true);
   });
 
-  test('relays upstream status and headers, drops hop-by-hop, keeps a correct content-length', async () => {
+  test('relays upstream status and headers, keeps a correct content-length', async () => {
     const res = await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: auth, body: '{"model":"gpt-4"}' });
     const text = await res.body.text();
     expect(res.headers['content-length']).toBe(String(Buffer.byteLength(text)));
     expect(res.headers['x-request-id']).toBeDefined();
+  });
+});
+
+describe('hop-by-hop headers stay on their hop, both ways', () => {
+  // Every header RFC 9110 7.6.1 (and RFC 9113 for HTTP2-Settings) ties to one connection, and one a Connection
+  // header names; each value carries a marker, since the gateway's own hops have Connection and Keep-Alive headers too.
+  const HOP =
+    'keep-alive: timeout=77, hop-marker=1\r\nproxy-connection: hop-marker\r\nproxy-authenticate: Basic realm="hop-marker"\r\n' +
+    'te: hop-marker\r\ntrailer: x-hop-marker\r\nupgrade: hop-marker/1\r\nhttp2-settings: hop-marker\r\nx-named-hop: hop-marker\r\n';
+
+  /** What of the hop-by-hop headers got through: any header with the marker, or one the Connection header named. */
+  const leaked = (headers: Record<string, unknown>): string[] =>
+    Object.entries(headers).flatMap(([name, value]) =>
+      name === 'x-named-hop' || JSON.stringify(value).includes('hop-marker') || JSON.stringify(value).toLowerCase().includes('x-named-hop') ? [name] : [],
+    );
+
+  test('client to upstream: none of them, nor Proxy-Authorization, reaches the upstream', async () => {
+    const body = '{"model":"gpt-4"}';
+    const raw = await rawRequest(
+      gw.url,
+      `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${CLIENT_KEY}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n` +
+        `connection: X-Named-Hop\r\nproxy-authorization: Basic hop-marker\r\n${HOP}x-end-to-end: kept\r\n\r\n${body}`,
+    );
+    expect(raw.statuses).toEqual([200]);
+    const seen = upstream.requests.at(-1)!.headers;
+    expect(seen['x-end-to-end']).toBe('kept');
+    expect(leaked(seen)).toEqual([]);
+  });
+
+  test.each([
+    ['a length', (body: string) => `content-length: ${body.length}\r\n\r\n${body}`],
+    ['chunked', (body: string) => `transfer-encoding: chunked\r\n\r\n${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`],
+  ])('upstream to client, body with %s: none of them reaches the client; the body arrives whole', async (_name, framed) => {
+    const answer = '{"model":"m","object":"chat.completion"}';
+    const raw = createNetServer((socket) => {
+      socket.once('data', () => {
+        socket.end(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: X-Named-Hop\r\n${HOP}x-end-to-end: kept\r\n${framed(answer)}`);
+      });
+    });
+    await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve));
+    const other = await startTestGateway(baseConfig(`http://127.0.0.1:${(raw.address() as AddressInfo).port}`));
+    try {
+      const res = await request(`${other.url}/v1/chat/completions`, { method: 'POST', headers: auth, body: '{"model":"m"}' });
+      expect(await res.body.text()).toBe(answer);
+      expect(res.statusCode).toBe(200);
+      expect(res.headers['x-end-to-end']).toBe('kept');
+      expect(leaked(res.headers)).toEqual([]);
+    } finally {
+      await other.stop();
+      await new Promise<void>((resolve) => raw.close(() => resolve()));
+    }
   });
 });
 

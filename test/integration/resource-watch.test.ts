@@ -12,6 +12,7 @@ import { request } from 'undici';
 import { ResourceWatch, type KubeObject } from '../../src/sources/kube/resource-watch.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { LogCapture } from '../support/gateway-harness.js';
+import { waitFor } from '../support/wait.js';
 
 const PATH = '/api/v1/namespaces/ns/things';
 
@@ -198,14 +199,6 @@ function startWatch(options: { silenceTimeoutMs?: number; minBackoffMs?: number;
     names: () => watch.items.map((i) => i.metadata?.name ?? '').sort(),
     item: (name) => watch.items.find((i) => i.metadata?.name === name),
   };
-}
-
-async function waitFor(check: () => boolean, timeoutMs = 3000, what = 'condition'): Promise<void> {
-  const started = Date.now();
-  while (!check()) {
-    if (Date.now() - started > timeoutMs) throw new Error(`${what} not met within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -132,6 +132,48 @@ test("continues the client's trace: server span under the client's, a client spa
   }
 });
 
+test('a fallback: a client span per attempt under the server span, the failed one with its status, each upstream given its own attempt as parent', async () => {
+  const second = await startFakeUpstream({ name: 'second' });
+  const gw = await gatewayWithTracing(
+    tracingConfig(),
+    {},
+    {
+      upstreams: {
+        default: { url: `${upstream.url}/v1`, api_key: UPSTREAM_KEY },
+        second: { url: `${second.url}/v1`, api_key: 'sk-upstream-second-0123456789' },
+      },
+      // answer_model: upstream, so that the answer names the target that sent it.
+      routes: [
+        { model: 'fallback', targets: [{ model: 'fallback-first' }, { model: 'fallback-second', upstream: 'second', priority: 1 }], answer_model: 'upstream' },
+      ],
+    },
+  );
+  try {
+    const traceId = hex(16);
+    upstream.script.push({ 'x-fake-status': '503' });
+    const { status, text } = await chat(gw, { model: 'fallback', messages: [] }, { traceparent: `00-${traceId}-${hex(8)}-01`, 'x-test-marker': 'fallback' });
+    expect(status).toBe(200);
+    expect(JSON.parse(text).model).toBe('fallback-second');
+    const trace = await jaeger.trace(traceId, { minSpans: 3 });
+    expect(trace.spans).toHaveLength(3);
+    const [server] = spanOfKind(trace, 'server');
+    const clients = spanOfKind(trace, 'client').sort((a, b) => a.startTime - b.startTime);
+    expect(clients.map((span) => [tag(span, 'apiproxy.upstream'), tag(span, 'http.response.status_code'), tag(span, 'error.type')])).toEqual([
+      ['default', 503, '503'],
+      ['second', 200, undefined],
+    ]);
+    for (const client of clients) expect(parentOf(client)).toBe(server!.spanID);
+    expect(parts(seen('fallback').traceparent).spanId).toBe(clients[0]!.spanID);
+    expect(parts(second.requests.find((r) => r.headers['x-test-marker'] === 'fallback')!.traceparent).spanId).toBe(clients[1]!.spanID);
+    expect(tag(server!, 'apiproxy.upstream')).toBe('second');
+    expect(tag(server!, 'apiproxy.target_model')).toBe('fallback-second');
+    expect(tag(server!, 'error.type')).toBeUndefined();
+  } finally {
+    await gw.stop();
+    await second.close();
+  }
+});
+
 test('a request without a traceparent starts a trace; a malformed one is ignored with its tracestate', async () => {
   const gw = await gatewayWithTracing(tracingConfig());
   try {

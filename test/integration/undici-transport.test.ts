@@ -13,13 +13,13 @@ import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, type Writable } from 'node:stream';
 import { fromUpstreamError } from '../../src/errors/upstream.js';
-import type { ExchangeHandler, UpstreamRequest } from '../../src/transport/types.js';
+import type { UpstreamRequest } from '../../src/transport/types.js';
 import type { UndiciConnection } from '../../src/transport/undici/dispatcher.js';
 import { UndiciTransport } from '../../src/transport/undici/undici-transport.js';
 import { makeTestCertificates, type TestCertificates } from '../support/real/index.js';
-import { closeTransportHarness, OK, Recorder, startHttp, startRaw, track, type TestServer } from '../support/transport-harness.js';
+import { abortingOnStart, closeTransportHarness, OK, Recorder, startHttp, startRaw, track, type TestServer } from '../support/transport-harness.js';
 import { freePort, sleep, waitFor } from '../support/wait.js';
 
 const transports: UndiciTransport[] = [];
@@ -113,16 +113,7 @@ describe('the handler contract', () => {
     const transport = makeTransport(server.url);
     const reason = new Error('already gone');
     const rec = new Recorder();
-    const handler: ExchangeHandler = {
-      onStart: (exchange) => {
-        rec.onStart(exchange);
-        exchange.abort(reason);
-      },
-      onHead: (status, headers) => rec.onHead(status, headers),
-      onBody: (bytes, last) => rec.onBody(bytes, last),
-      onEnd: () => rec.onEnd(),
-      onError: (error) => rec.onError(error),
-    };
+    const handler = abortingOnStart(rec, reason);
     transport.dispatch(req(), handler);
     expect(rec.error).toBe(reason);
     await sleep(100);
@@ -162,18 +153,7 @@ describe('the handler contract', () => {
     let written = 0;
     const server = await startHttp((_request, res) => {
       res.writeHead(200, { 'content-length': total });
-      const block = Buffer.alloc(64 * 1024, 'y');
-      const pump = (): void => {
-        while (written < total) {
-          written += block.length;
-          if (!res.write(block)) {
-            res.once('drain', pump);
-            return;
-          }
-        }
-        res.end();
-      };
-      pump();
+      writeWithBackpressure(res, total, 'y', (bytes) => (written += bytes));
     });
     const rec = new Recorder({
       keepBody: false,
@@ -200,18 +180,7 @@ describe('HTTP/2', () => {
     let written = 0;
     const server = createH2cServer((_request, res) => {
       res.writeHead(200, { 'content-length': String(total) });
-      const block = Buffer.alloc(64 * 1024, 'z');
-      const pump = (): void => {
-        while (written < total) {
-          written += block.length;
-          if (!res.write(block)) {
-            res.once('drain', pump);
-            return;
-          }
-        }
-        res.end();
-      };
-      pump();
+      writeWithBackpressure(res, total, 'z', (bytes) => (written += bytes));
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
@@ -393,3 +362,21 @@ describe('TLS', () => {
     expect(server.resumed).toEqual([false, true, true, true, true]);
   });
 });
+
+/** Writes `total` bytes of `fill` in 64 KiB blocks as fast as `res` takes them, telling `onWrite` each block handed over. */
+function writeWithBackpressure(res: Writable, total: number, fill: string, onWrite: (bytes: number) => void): void {
+  const block = Buffer.alloc(64 * 1024, fill);
+  let written = 0;
+  const pump = (): void => {
+    while (written < total) {
+      written += block.length;
+      onWrite(block.length);
+      if (!res.write(block)) {
+        res.once('drain', pump);
+        return;
+      }
+    }
+    res.end();
+  };
+  pump();
+}

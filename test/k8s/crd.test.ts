@@ -4,6 +4,9 @@
  * are rejected with the expected message, and the status subresource behaves.
  */
 import { ApiException, ApiextensionsV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
 import { CLUSTER_START_TIMEOUT_MS, startCluster } from './harness/cluster.js';
 import type { TestCluster } from './harness/cluster.js';
 
@@ -12,6 +15,7 @@ const VERSION = 'v1alpha1';
 const PLURAL = 'modelroutes';
 const NS = 'crd-test';
 const base = `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}`;
+const EXAMPLES = new URL('../../examples/', import.meta.url).pathname;
 
 let cluster: TestCluster;
 let custom: CustomObjectsApi;
@@ -77,6 +81,22 @@ describe('valid ModelRoutes', () => {
     ['16 targets', { model: 'm', targets: Array.from({ length: 16 }, (_, i) => target(`t${i}`)) }],
     ['256-char model, 63-char upstream', { model: 'a'.repeat(256), targets: [target('b'.repeat(256), { upstream: 'c'.repeat(63) })] }],
     ['non-ASCII model names', { model: 'modèle/ünïcode:😀 v1', targets: [target('org/Model_Name-7B:q4')] }],
+    [
+      'priorities: a weighted split with a fallback',
+      {
+        model: 'chat',
+        targets: [
+          target('gpt-4o', { upstream: 'openai', weight: 80 }),
+          target('llama', { upstream: 'vllm', weight: 20 }),
+          target('gpt-4o', { upstream: 'azure', weight: 1, priority: 1 }),
+        ],
+      },
+    ],
+    ['priorities 0 and 100 without weights', { model: 'm', targets: [target('a', { priority: 0 }), target('b', { priority: 100 })] }],
+    [
+      'a zero weight in a priority that has another target',
+      { model: 'm', targets: [target('a', { weight: 1 }), target('b', { weight: 0, priority: 1 }), target('c', { weight: 2, priority: 1 })] },
+    ],
     ['answerModel: upstream', { model: 'm', targets: [target('x')], answerModel: 'upstream' }],
     ['answerModel: requested', { model: 'm', targets: [target('x')], answerModel: 'requested' }],
   ];
@@ -94,6 +114,12 @@ describe('valid ModelRoutes', () => {
     expect(created.metadata.name).toBe(name);
     expect(created.metadata.generation).toBe(1);
     expect(created.spec).toEqual(spec);
+  });
+
+  test.each(readdirSync(EXAMPLES).filter((file) => file.startsWith('modelroute')))('examples/%s is accepted (Strict field validation)', async (file) => {
+    const example = parseYaml(readFileSync(join(EXAMPLES, file), 'utf8')) as { spec: unknown };
+    const res = await cluster.request('POST', `${base}?fieldValidation=Strict`, route(uniqueName('example'), example.spec));
+    expect([res.status, res.json?.message]).toEqual([201, undefined]);
   });
 
   test('created routes are listed (kubectl get modelroutes) with printer columns', async () => {
@@ -228,6 +254,31 @@ const invalid: InvalidCase[] = [
     error: 'targets must be unique by (upstream, model)',
   },
   {
+    desc: 'negative priority',
+    spec: { model: 'm', targets: [target('x', { priority: -1 })] },
+    error: 'spec.targets[0].priority in body should be greater than or equal to 0',
+  },
+  {
+    desc: 'priority too big',
+    spec: { model: 'm', targets: [target('x', { priority: 101 })] },
+    error: 'spec.targets[0].priority in body should be less than or equal to 100',
+  },
+  {
+    desc: 'fractional priority',
+    spec: { model: 'm', targets: [target('x', { priority: 0.5 })] },
+    error: 'spec.targets[0].priority in body must be of type int32',
+  },
+  {
+    desc: 'priority as a string',
+    spec: { model: 'm', targets: [target('x', { priority: 'first' })] },
+    error: 'spec.targets[0].priority in body must be of type integer',
+  },
+  {
+    desc: 'a fallback priority whose targets all weigh 0',
+    spec: { model: 'm', targets: [target('x', { weight: 5 }), target('y', { weight: 0, priority: 1 })] },
+    error: 'spec.targets: Invalid value: every priority used needs a target with a weight above 0',
+  },
+  {
     desc: 'answerModel not one of the two',
     spec: { model: 'm', targets: [target('x')], answerModel: 'alias' },
     error: 'spec.answerModel: Unsupported value: "alias": supported values: "requested", "upstream"',
@@ -235,8 +286,8 @@ const invalid: InvalidCase[] = [
   { desc: 'unknown field in spec (Strict)', spec: { model: 'm', targets: [target('x')], timeout: '5s' }, error: 'unknown field "spec.timeout"', status: 400 },
   {
     desc: 'unknown field in a target (Strict)',
-    spec: { model: 'm', targets: [target('x', { priority: 1 })] },
-    error: 'unknown field "spec.targets[0].priority"',
+    spec: { model: 'm', targets: [target('x', { timeoutMs: 1 })] },
+    error: 'unknown field "spec.targets[0].timeoutMs"',
     status: 400,
   },
 ];
@@ -275,7 +326,7 @@ describe('invalid ModelRoutes are rejected', () => {
 
   test('without Strict, unknown fields are pruned (not stored)', async () => {
     const name = uniqueName('pruned');
-    const res = await cluster.request('POST', base, route(name, { model: 'm', targets: [target('x', { priority: 1 })], extra: true }));
+    const res = await cluster.request('POST', base, route(name, { model: 'm', targets: [target('x', { timeoutMs: 1 })], extra: true }));
     expect(res.status).toBe(201);
     expect(res.json.spec).toEqual({ model: 'm', targets: [target('x')] });
     expect(String(res.headers.warning ?? '')).toContain('unknown field');

@@ -33,7 +33,7 @@ afterAll(() => stop?.());
 
 test('a watch resumed from a compacted resourceVersion gets 410; the gateway lists again and keeps routing', async () => {
   expect((await cluster.request('POST', routes, route('before', 'before', 'before-target'))).status).toBe(201);
-  await waitFor(async () => (await modelSent(gw.url, 'before')) === 'before-target', 2000, 'first route');
+  await waitFor(async () => (await modelSent(gw.url, 'before')) === 'before-target', 5000, 'first route');
 
   // Move etcd's revision past everything the gateway has seen, then compact it all away.
   let revision = '';

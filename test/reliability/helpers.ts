@@ -1,15 +1,9 @@
 /** Shared by the reliability and security tests: raw sockets, metrics readers, polling. */
 import { connect } from 'node:net';
 import { request } from 'undici';
+import { waitFor } from '../support/wait.js';
 
-/** Polls `check` until it holds; throws with `what` after `timeoutMs`. */
-export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 3000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not met within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
+export { waitFor };
 
 export interface RawResult {
   /** Everything the server sent. */
@@ -86,9 +80,17 @@ export function series(text: string, name: string, labels: Record<string, string
   return value;
 }
 
-/** The value of one Prometheus sample, 0 when absent. Labels are matched in any order. */
-export function sampleValue(text: string, name: string, labels: Record<string, string> = {}): number {
-  return findSample(text, name, labels) ?? 0;
+/**
+ * How a counter moved between two readings: its growth, or 'unchanged' (the
+ * same value, or still absent: a labelled counter's series appears with its
+ * first event). A series that was there and is gone is a failure.
+ */
+export function movement(before: string, after: string, name: string, labels: Record<string, string> = {}): number | 'unchanged' {
+  const was = findSample(before, name, labels);
+  const now = findSample(after, name, labels);
+  if (now === was) return 'unchanged';
+  if (now === undefined) throw new Error(`the series ${name}${JSON.stringify(labels)} was in the metrics and is gone`);
+  return now - (was ?? 0);
 }
 
 function findSample(text: string, name: string, labels: Record<string, string>): number | undefined {

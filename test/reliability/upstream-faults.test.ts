@@ -9,14 +9,15 @@
  */
 import { request } from 'undici';
 import type { FakeUpstream } from '../support/fake-upstream.js';
-import { baseConfig, CLIENT_KEY, startGatewayWithUpstream, startTestGateway, type TestGateway } from '../support/gateway-harness.js';
-import { counters, expectIdleAndHealthy, sampleValue, waitFor } from './helpers.js';
+import { baseConfig, CLIENT_KEY, startGatewayWithUpstream, startTestGateway, withOneTry, type TestGateway } from '../support/gateway-harness.js';
+import { counters, expectIdleAndHealthy, movement, waitFor } from './helpers.js';
 
 let upstream: FakeUpstream;
 let gw: TestGateway;
 
+// One try per request: these tests are about how one failure is answered and counted (retries: test/integration/failover.test.ts).
 const fastTimeouts = (url: string) => {
-  const config = baseConfig(url);
+  const config = withOneTry(baseConfig(url));
   const upstreams = config['upstreams'] as { default: Record<string, unknown> };
   upstreams.default['timeouts'] = { connect_ms: 1000, headers_ms: 700, idle_ms: 700 };
   return config;
@@ -39,8 +40,8 @@ async function normalRequestSucceeds(url: string): Promise<void> {
 }
 
 interface Delta {
-  upstreamErrors: number;
-  requests: number;
+  upstreamErrors: number | 'unchanged';
+  requests: number | 'unchanged';
   errorCount: number;
 }
 
@@ -51,11 +52,9 @@ async function measured(url: string, code: string, status: number, act: () => Pr
   // the relay finishes its record right after the last byte: wait until nothing is in flight
   await expectIdleAndHealthy(url);
   const after = await counters(url);
-  const errors = (c: typeof before) => sampleValue(c.prom, 'apiproxy_upstream_errors_total', { upstream: 'default', code });
-  const requests = (c: typeof before) => sampleValue(c.prom, 'apiproxy_requests_total', { route: 'chat_completions', status: String(status) });
   return {
-    upstreamErrors: errors(after) - errors(before),
-    requests: requests(after) - requests(before),
+    upstreamErrors: movement(before.prom, after.prom, 'apiproxy_upstream_errors_total', { upstream: 'default', code }),
+    requests: movement(before.prom, after.prom, 'apiproxy_requests_total', { route: 'chat_completions', status: String(status) }),
     // every 4xx/5xx the gateway answered (the /metrics and /health polls in between are 200s)
     errorCount: after.json['error_count']! - before.json['error_count']!,
   };
@@ -69,10 +68,12 @@ test('connection refused: 502 upstream_unreachable, counted; the gateway stays h
       for (let i = 0; i < 3; i++) {
         const res = await request(`${other.url}/v1/chat/completions`, { method: 'POST', headers: auth, body: jsonBody });
         expect(res.statusCode).toBe(502);
+        // a connect failure is tried once more by default (retry.attempts 2), then answered
+        expect(res.headers['x-apiproxy-attempts']).toBe('2');
         expect(((await res.body.json()) as any).error).toMatchObject({ code: 'upstream_unreachable', type: 'upstream_error' });
       }
     });
-    expect(delta).toEqual({ upstreamErrors: 3, requests: 3, errorCount: 3 });
+    expect(delta).toEqual({ upstreamErrors: 6, requests: 3, errorCount: 3 });
     // and once the upstream is configured to a live one, the same gateway serves normally
     other.writeConfig(baseConfig(upstream.url));
     await waitFor(
@@ -126,7 +127,7 @@ test('reset mid-body of a non-stream response: the client connection is cut (nev
   await expectIdleAndHealthy(gw.url);
   const after = await counters(gw.url);
   const code = { upstream: 'default', code: 'upstream_reset' };
-  expect(sampleValue(after.prom, 'apiproxy_upstream_errors_total', code) - sampleValue(before.prom, 'apiproxy_upstream_errors_total', code)).toBe(1);
+  expect(movement(before.prom, after.prom, 'apiproxy_upstream_errors_total', code)).toBe(1);
   await normalRequestSucceeds(gw.url);
 });
 
@@ -163,7 +164,7 @@ test('garbage instead of SSE is relayed byte for byte; nothing breaks, nothing c
     expect(res.headers['content-type']).toBe('text/event-stream');
     expect(Buffer.from(await res.body.arrayBuffer()).toString('latin1')).toBe('this is \0 not { server-sent events\n');
   });
-  expect(delta).toEqual({ upstreamErrors: 0, requests: 1, errorCount: 0 });
+  expect(delta).toEqual({ upstreamErrors: 'unchanged', requests: 1, errorCount: 0 });
   expect(gw.logs.lines.some((line) => line.includes('the gateway failed to handle the request'))).toBe(false);
   await normalRequestSucceeds(gw.url);
 });
@@ -185,15 +186,15 @@ test.each([500, 502, 503, 429])(
     await expectIdleAndHealthy(gw.url);
     const after = await counters(gw.url);
     const labels = { route: 'chat_completions', status: String(status) };
-    expect(sampleValue(after.prom, 'apiproxy_requests_total', labels) - sampleValue(before.prom, 'apiproxy_requests_total', labels)).toBe(2);
+    expect(movement(before.prom, after.prom, 'apiproxy_requests_total', labels)).toBe(2);
     expect(after.json['error_count']! - before.json['error_count']!).toBe(2);
     // an upstream that answered is not an upstream failure
-    const failures = (text: string) =>
-      ['upstream_reset', 'upstream_timeout', 'upstream_unreachable'].reduce(
-        (sum, code) => sum + sampleValue(text, 'apiproxy_upstream_errors_total', { upstream: 'default', code }),
-        0,
-      );
-    expect(failures(after.prom)).toBe(failures(before.prom));
+    for (const code of ['upstream_reset', 'upstream_timeout', 'upstream_unreachable']) {
+      expect({ code, moved: movement(before.prom, after.prom, 'apiproxy_upstream_errors_total', { upstream: 'default', code }) }).toEqual({
+        code,
+        moved: 'unchanged',
+      });
+    }
     await normalRequestSucceeds(gw.url);
   },
 );

@@ -10,14 +10,18 @@ import { request } from 'undici';
 import { keyDigest } from '../../src/config/key-digest.js';
 import type { RoutingSnapshot } from '../../src/config/snapshot.js';
 import { authenticate } from '../../src/pipeline/authenticate.js';
-import { baseConfig, CLIENT_KEY, startGatewayWithUpstream, UPSTREAM_KEY, type TestGateway } from '../support/gateway-harness.js';
+import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
+import { baseConfig, CLIENT_KEY, startGatewayWithUpstream, startTestGateway, UPSTREAM_KEY, withOneTry, type TestGateway } from '../support/gateway-harness.js';
+import { waitFor } from '../support/wait.js';
 import { bodyMask } from '../../src/pipeline/redact.js';
-import { lastBody, metricsJson, prometheus, rawRequest, sampleValue, series } from '../reliability/helpers.js';
+import { lastBody, metricsJson, movement, prometheus, rawRequest } from '../reliability/helpers.js';
 
+let gwUpstream: FakeUpstream;
 let gw: TestGateway;
 let stop: () => Promise<void>;
 
-beforeAll(async () => ({ gw, stop } = await startGatewayWithUpstream((url) => baseConfig(url))));
+// One try per request: a 429 with Retry-After would otherwise be waited out and tried again (test/integration/failover.test.ts).
+beforeAll(async () => ({ upstream: gwUpstream, gw, stop } = await startGatewayWithUpstream((url) => withOneTry(baseConfig(url)))));
 afterAll(() => stop());
 
 async function statusWith(authorization: string | undefined): Promise<{ status: number; code?: string }> {
@@ -63,19 +67,127 @@ describe('the Authorization header', () => {
     }
   });
 
-  test('on the wire: a bare LF after the key ends the header line (the key is unchanged); CR or NUL inside are refused by the parser', async () => {
+  test("on the wire: a bare LF, a CR or a NUL after the key is refused by Node's parser (400): never a key with a line break", async () => {
     const head = (auth: string) =>
       `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: ${auth}\r\ncontent-type: application/json\r\ncontent-length: 17\r\nconnection: close\r\n\r\n{"model":"gpt-4"}`;
-    const lf = await rawRequest(gw.url, head(`Bearer ${CLIENT_KEY}\n`));
-    // either the parser treats \n as the line end (the key arrives intact) or refuses it; never a key with a newline
-    expect([200, 400]).toContain(lf.statuses[0]);
-    for (const bad of [`Bearer ${CLIENT_KEY}\r`, `Bearer ${CLIENT_KEY}\0`]) {
+    const before = gwUpstream.requests.length;
+    for (const bad of [`Bearer ${CLIENT_KEY}\n`, `Bearer ${CLIENT_KEY}\r`, `Bearer ${CLIENT_KEY}\0`, 'Bearer sk-wrong\n']) {
       const raw = await rawRequest(gw.url, head(bad));
-      expect(raw.statuses).toEqual([400]);
+      expect({ bad, statuses: raw.statuses }).toEqual({ bad, statuses: [400] });
     }
-    const wrongLf = await rawRequest(gw.url, head('Bearer sk-wrong\n'));
-    expect(wrongLf.statuses[0]).not.toBe(200);
+    expect(gwUpstream.requests.length).toBe(before);
   });
+});
+
+describe('no client keys configured: auth fails closed', () => {
+  let upstream: FakeUpstream;
+  let open: TestGateway;
+  beforeAll(async () => {
+    upstream = await startFakeUpstream();
+    const { client_keys: _none, ...config } = baseConfig(upstream.url);
+    open = await startTestGateway(config);
+  });
+  afterAll(async () => {
+    await open.stop();
+    await upstream.close();
+  });
+
+  const tries: [string, string, Record<string, string>, string | undefined][] = [
+    ['POST', '/v1/chat/completions', { authorization: 'Bearer sk-anything' }, '{"model":"gpt-4"}'],
+    ['POST', '/v1/chat/completions', { authorization: `Bearer ${CLIENT_KEY}` }, '{"model":"gpt-4"}'],
+    ['POST', '/v1/chat/completions', { authorization: `Bearer ${UPSTREAM_KEY}` }, '{"model":"gpt-4"}'],
+    ['POST', '/v1/embeddings', { authorization: 'bearer x' }, '{"model":"m","input":"a"}'],
+    ['GET', '/v1/models', { authorization: 'Bearer sk-anything' }, undefined],
+    ['GET', '/v1/models/gpt-4', { authorization: 'Bearer sk-anything' }, undefined],
+    ['DELETE', '/v1/files/file-1', { authorization: 'Bearer sk-anything' }, undefined],
+    ['POST', '/v1/chat/completions', {}, '{"model":"gpt-4"}'],
+  ];
+
+  test.each(tries)('%s %s %j: 401, and nothing reaches the upstream', async (method, path, headers, body) => {
+    const res = await request(`${open.url}${path}`, {
+      method: method as 'GET' | 'POST' | 'DELETE',
+      headers: { 'content-type': 'application/json', ...headers },
+      ...(body === undefined ? {} : { body }),
+    });
+    const answer = (await res.body.json()) as { error: { code: string } };
+    expect({ status: res.statusCode, code: answer.error.code }).toEqual({
+      status: 401,
+      code: headers['authorization'] === undefined ? 'missing_api_key' : 'invalid_api_key',
+    });
+    expect(upstream.requests).toEqual([]);
+  });
+
+  test('a key added by a reload opens the door for that key only; removing the last key closes it again', async () => {
+    const send = async (key: string): Promise<number> => {
+      const res = await request(`${open.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: '{"model":"gpt-4"}',
+      });
+      await res.body.text();
+      return res.statusCode;
+    };
+    const { client_keys: _none, ...config } = baseConfig(upstream.url);
+    open.writeConfig(baseConfig(upstream.url));
+    await waitFor(async () => (await send(CLIENT_KEY)) === 200, 5000, 'the reloaded key accepted');
+    expect(await send('sk-anything')).toBe(401);
+    open.writeConfig(config);
+    await waitFor(async () => (await send(CLIENT_KEY)) === 401, 5000, 'the removed key refused');
+    expect(await send('sk-anything')).toBe(401);
+  });
+});
+
+describe("every configured secret, not only the answering upstream's key", () => {
+  const OTHER_KEY = 'sk-other-upstream-key-5555';
+  const LONGER = `${UPSTREAM_KEY}-rotated`;
+  let upstream: FakeUpstream;
+  let several: TestGateway;
+  beforeAll(async () => {
+    upstream = await startFakeUpstream();
+    const config = baseConfig(upstream.url);
+    const url = `${upstream.url}/v1`;
+    config['upstreams'] = {
+      ...(config['upstreams'] as Record<string, unknown>),
+      other: { url, api_key: OTHER_KEY },
+      next: { url, api_key: LONGER },
+      vllm: { url, api_key: 'EMPTY' },
+    };
+    several = await startTestGateway(config);
+  });
+  afterAll(async () => {
+    await several.stop();
+    await upstream.close();
+  });
+
+  test.each([false, true])(
+    "an answer carrying another upstream's key, or a longer key that holds its own: masked whole (stream: %s); a too-short key is no secret",
+    async (stream) => {
+      const res = await request(`${several.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${CLIENT_KEY}`,
+          'content-type': 'application/json',
+          'x-fake-status': '400',
+          'x-fake-echo-headers': '1',
+          'x-a': OTHER_KEY,
+          'x-b': LONGER,
+          'x-c': 'EMPTY',
+        },
+        body: JSON.stringify({ model: 'gpt-4', stream }),
+      });
+      const text = await res.body.text();
+      expect(res.statusCode).toBe(400);
+      const echoed = JSON.parse((JSON.parse(text) as { error: { message: string } }).error.message.slice('echo: '.length)) as Record<string, string>;
+      expect(echoed).toEqual(
+        expect.objectContaining({
+          authorization: `Bearer ${bodyMask(UPSTREAM_KEY.length).toString()}`,
+          'x-a': bodyMask(OTHER_KEY.length).toString(),
+          'x-b': bodyMask(LONGER.length).toString(),
+          'x-c': 'EMPTY',
+        }),
+      );
+    },
+  );
 });
 
 describe('no timing signal by key prefix', () => {
@@ -194,7 +306,7 @@ describe('keys never leak', () => {
     ['a 200 JSON answer', false],
     ['a 200 event stream, the key cut across two reads', true],
   ])("not in a body that echoes the upstream request's Authorization: %s; counted and logged with the upstream", async (_name, stream) => {
-    const before = sampleValue(await prometheus(gw.url), 'apiproxy_redactions_total', { upstream: 'default', where: 'body' });
+    const before = await prometheus(gw.url);
     const res = await request(`${gw.url}/v1/chat/completions`, {
       method: 'POST',
       headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json', 'x-fake-echo-auth-body': '1' },
@@ -206,10 +318,9 @@ describe('keys never leak', () => {
     expect(text).toContain(`echo Bearer ${bodyMask(UPSTREAM_KEY.length).toString()}`);
     if (!stream) expect(res.headers['content-length']).toBe(String(Buffer.byteLength(text)));
     else expect(text.endsWith('data: [DONE]\n\n')).toBe(true);
-    const after = series(await prometheus(gw.url), 'apiproxy_redactions_total', { upstream: 'default', where: 'body' });
-    expect(after - before).toBe(1);
+    expect(movement(before, await prometheus(gw.url), 'apiproxy_redactions_total', { upstream: 'default', where: 'body' })).toBe(1);
     expect(
-      gw.logs.entries.filter((e) => e['msg'] === "the upstream's answer carried its key; redacted" && e['req_id'] === res.headers['x-request-id']),
+      gw.logs.entries.filter((e) => e['msg'] === "the upstream's answer carried a configured secret; redacted" && e['req_id'] === res.headers['x-request-id']),
     ).toEqual([expect.objectContaining({ upstream: 'default', where: 'body', level: 'warn' })]);
   });
 });

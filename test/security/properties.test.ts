@@ -19,6 +19,7 @@ import { ERROR_CODES } from '../../src/errors/codes.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
 import { baseConfig, CLIENT_KEY, startTestGateway, type TestGateway } from '../support/gateway-harness.js';
 import { expectIdleAndHealthy } from '../reliability/helpers.js';
+import { modelMembers, render, topLevelObject } from '../support/json-grammar.js';
 
 let upstream: FakeUpstream;
 let gw: TestGateway;
@@ -74,6 +75,18 @@ async function wellFormed(path: string, body: Uint8Array | string, contentType =
   return res.statusCode;
 }
 
+/** Whether `bytes` are a UTF-8 JSON object with a non-empty string model (decided without the gateway's code). */
+function isRequestObject(bytes: Uint8Array): boolean {
+  try {
+    const value: unknown = JSON.parse(new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes));
+    if (value === null || typeof value !== 'object' || Array.isArray(value) || !Object.hasOwn(value, 'model')) return false;
+    const model = (value as { model: unknown }).model;
+    return typeof model === 'string' && model !== '';
+  } catch {
+    return false;
+  }
+}
+
 function noUnhandledErrors(): void {
   expect(gw.logs.lines.filter((line) => line.includes('the gateway failed to handle the request') || line.includes('internal_error'))).toEqual([]);
 }
@@ -82,7 +95,8 @@ describe('HTTP request bodies', () => {
   test('arbitrary bytes', async () => {
     await fc.assert(
       fc.asyncProperty(paths, fc.uint8Array({ maxLength: 2048 }), async (path, bytes) => {
-        expect([200, 400, 413]).toContain(await wellFormed(path, bytes));
+        // No body is forwarded as it is; any other is a request only as a UTF-8 JSON object with a string model.
+        expect(await wellFormed(path, bytes)).toBe(bytes.length === 0 || isRequestObject(bytes) ? 200 : 400);
       }),
       { numRuns: 200 },
     );
@@ -155,6 +169,44 @@ describe('HTTP request bodies', () => {
     );
     noUnhandledErrors();
     await expectIdleAndHealthy(gw.url);
+  });
+});
+
+describe('request bodies spelled every way the JSON grammar allows', () => {
+  test('the upstream reads the model the gateway routed on; two model keys are a 400 that reaches no upstream', async () => {
+    await fc.assert(
+      fc.asyncProperty(paths, topLevelObject, async (path, object) => {
+        const text = render(object);
+        const before = upstream.requests.length;
+        const res = await request(`${gw.url}${path}`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' },
+          body: text,
+          dispatcher: agent,
+        });
+        const answer = await res.body.text();
+        const models = modelMembers(object);
+        const model: unknown = (JSON.parse(text) as { model?: unknown }).model;
+        if (models.length > 1 || typeof model !== 'string' || model === '') {
+          expect({ status: res.statusCode, code: (JSON.parse(answer) as { error: { code: string } }).error.code }).toEqual({
+            status: 400,
+            code: models.length > 1 ? 'duplicate_model' : 'missing_model',
+          });
+          expect(upstream.requests.length).toBe(before);
+          return;
+        }
+        expect(res.statusCode).toBe(200);
+        const sent = upstream.requests[before]!.body.toString();
+        const routed = (JSON.parse(sent) as { model: string }).model;
+        if (model === 'gpt-4') expect(routed).toBe('gpt-4o-2024-08-06');
+        else if (model === 'split') expect(routed).toMatch(/^[ab]$/);
+        else expect(routed).toBe(model);
+        // Untouched when the model is not redirected; else only the model value's bytes are new.
+        expect(sent).toBe(routed === model ? text : render(object, { index: models[0]!, text: JSON.stringify(routed) }));
+      }),
+      { numRuns: 300 },
+    );
+    noUnhandledErrors();
   });
 });
 

@@ -22,16 +22,30 @@ export interface SeenRequest {
 export interface FakeUpstream {
   url: string;
   port: number;
+  /** Named in every answer's `x-fake-upstream` header and in its error messages. */
+  name: string;
   requests: SeenRequest[];
+  /**
+   * x-fake-* headers for the next requests, one set each, in order: they
+   * override what the request carries (the gateway sends every target the
+   * same headers, so this is how one target fails while another answers).
+   */
+  script: Record<string, string>[];
   /** Sockets ever accepted (to check connection reuse). */
   connections: number;
+  /** Closes every open connection (between requests: the next request comes on a fresh one). */
+  closeConnections(): Promise<void>;
   close(): Promise<void>;
 }
 
 /**
  * An OpenAI-compatible upstream on an ephemeral port that misbehaves on demand,
  * steered by request headers (which the gateway forwards untouched):
- *   x-fake-status: N          answer N with an OpenAI error body (and retry-after for 429)
+ *   x-fake-status: N          answer N with an OpenAI error body (and retry-after: 7 for 429)
+ *   x-fake-retry-after: v     the retry-after of that error answer (any status; `none`: without one)
+ *   x-fake-retry-after-ms: v  a retry-after-ms header on that error answer (OpenAI's)
+ *   x-fake-marker: v          echoed in the answer's x-fake-marker header (which scripted answer the client got)
+ *   x-fake-close: 1           close the connection after the answer (the next request comes on a fresh one)
  *   x-fake-headers-delay: ms  wait before sending headers
  *   x-fake-reset: before-headers | mid-stream | mid-body (with x-fake-size: close the socket halfway)
  *   x-fake-stall: after-first  stop sending after the first chunk (keep the socket open)
@@ -50,11 +64,19 @@ export interface FakeUpstream {
  * Each SeenRequest also records `bytesSent` (for x-fake-size), the connection's `remotePort` and the
  * `traceparent`/`tracestate` it got.
  */
-export async function startFakeUpstream(options: { tls?: { key: string; cert: string } } = {}): Promise<FakeUpstream> {
+export async function startFakeUpstream(options: { tls?: { key: string; cert: string }; name?: string } = {}): Promise<FakeUpstream> {
   const requests: SeenRequest[] = [];
+  const script: Record<string, string>[] = [];
+  const name = options.name ?? 'fake';
   const sockets = new Set<Socket>();
   let connections = 0;
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    const scripted = script.shift();
+    if (scripted !== undefined) Object.assign(req.headers, scripted);
+    res.setHeader('x-fake-upstream', name);
+    if (req.headers['x-fake-close'] === '1') res.setHeader('connection', 'close');
+    const marker = req.headers['x-fake-marker'];
+    if (typeof marker === 'string') res.setHeader('x-fake-marker', marker);
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
@@ -73,7 +95,7 @@ export async function startFakeUpstream(options: { tls?: { key: string; cert: st
         tracestate: typeof req.headers.tracestate === 'string' ? req.headers.tracestate : null,
       };
       requests.push(seen);
-      void respond(req, res, seen);
+      void respond(req, res, seen, name);
     });
   };
   const server: Server = options.tls === undefined ? createServer(onRequest) : createHttpsServer(options.tls, onRequest);
@@ -88,9 +110,15 @@ export async function startFakeUpstream(options: { tls?: { key: string; cert: st
   return {
     url: `${options.tls === undefined ? 'http' : 'https'}://127.0.0.1:${port}`,
     port,
+    name,
     requests,
+    script,
     get connections() {
       return connections;
+    },
+    async closeConnections() {
+      for (const socket of sockets) socket.destroy();
+      await sleep(50); // the gateway sees them close before its next request
     },
     close: () =>
       new Promise<void>((resolve) => {
@@ -107,7 +135,7 @@ function header(req: IncomingMessage, name: string): string | undefined {
   return typeof value === 'string' ? value : undefined;
 }
 
-async function respond(req: IncomingMessage, res: ServerResponse, seen: SeenRequest): Promise<void> {
+async function respond(req: IncomingMessage, res: ServerResponse, seen: SeenRequest, name: string): Promise<void> {
   const headersDelay = Number(header(req, 'x-fake-headers-delay') ?? 0);
   if (headersDelay > 0) await sleep(headersDelay);
   if (res.destroyed) return;
@@ -118,9 +146,16 @@ async function respond(req: IncomingMessage, res: ServerResponse, seen: SeenRequ
   if (header(req, 'x-fake-echo-auth') === '1') res.setHeader('x-echo-authorization', req.headers.authorization ?? '');
   const status = Number(header(req, 'x-fake-status') ?? 200);
   if (status !== 200) {
-    const message = header(req, 'x-fake-echo-headers') === '1' ? `echo: ${JSON.stringify(req.headers)}` : `fake upstream error ${status}`;
+    const message = header(req, 'x-fake-echo-headers') === '1' ? `echo: ${JSON.stringify(req.headers)}` : `fake upstream ${name} error ${status}`;
     const body = JSON.stringify({ error: { message, type: 'upstream_fake', param: null, code: `fake_${status}` } });
-    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...(status === 429 ? { 'retry-after': '7' } : {}) });
+    const retryAfter = header(req, 'x-fake-retry-after') ?? (status === 429 ? '7' : 'none');
+    const retryAfterMs = header(req, 'x-fake-retry-after-ms');
+    res.writeHead(status, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(body),
+      ...(retryAfter === 'none' ? {} : { 'retry-after': retryAfter }),
+      ...(retryAfterMs === undefined ? {} : { 'retry-after-ms': retryAfterMs }),
+    });
     res.end(body);
     return;
   }

@@ -71,6 +71,15 @@ export function baseConfig(upstreamUrl: string, extra: Record<string, unknown> =
   };
 }
 
+/** The same config with every upstream tried once per request (no retries), for tests about something else. */
+export function withOneTry(config: Record<string, unknown>): Record<string, unknown> {
+  const upstreams = config['upstreams'] as Record<string, Record<string, unknown>>;
+  return {
+    ...config,
+    upstreams: Object.fromEntries(Object.entries(upstreams).map(([name, upstream]) => [name, { ...upstream, retry: { attempts: 1 } }])),
+  };
+}
+
 export interface GatewayWithUpstream {
   upstream: FakeUpstream;
   gw: TestGateway;

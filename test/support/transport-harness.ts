@@ -119,6 +119,20 @@ function codeOf(error: Error | null): string | undefined {
 // ---------------------------------------------------------------------------
 // Servers that count their connections
 
+/** A handler that aborts its exchange from onStart with `reason`, recording everything into `rec`. */
+export function abortingOnStart(rec: Recorder, reason: Error): ExchangeHandler {
+  return {
+    onStart: (exchange) => {
+      rec.onStart(exchange);
+      exchange.abort(reason);
+    },
+    onHead: (status, headers) => rec.onHead(status, headers),
+    onBody: (bytes, last) => rec.onBody(bytes, last),
+    onEnd: () => rec.onEnd(),
+    onError: (error) => rec.onError(error),
+  };
+}
+
 export interface Accepted {
   socket: Socket;
   /** When the client's FIN arrived (the client closed it), else null. */

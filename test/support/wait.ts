@@ -4,12 +4,27 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Polls `check` every 10 ms; resolves with the ms it took, throws naming `what` after `timeoutMs`. */
-export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 2000, what = 'condition'): Promise<number> {
+/**
+ * The suite's one polling loop: polls `check` every 10 ms; resolves with the
+ * ms it took, throws naming `what` after `timeoutMs`. A check that throws
+ * counts as not yet (a server still starting refuses connections); the last
+ * such error is in the timeout's message.
+ */
+export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 3000, what = 'condition'): Promise<number> {
   const started = Date.now();
+  let lastError: unknown = null;
   for (;;) {
-    if (await Promise.resolve(check()).catch(() => false)) return Date.now() - started;
-    if (Date.now() - started > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    const met = await Promise.resolve()
+      .then(check)
+      .catch((error: unknown) => {
+        lastError = error;
+        return false;
+      });
+    if (met) return Date.now() - started;
+    if (Date.now() - started > timeoutMs) {
+      const cause = lastError === null ? '' : ` (last error: ${lastError instanceof Error ? lastError.message : JSON.stringify(lastError)})`;
+      throw new Error(`${what}: not within ${timeoutMs} ms${cause}`);
+    }
     await sleep(10);
   }
 }

@@ -27,26 +27,12 @@ TOOLS_DIR="${API_PROXY_TOOLS_DIR:-$HOME/.cache/api-proxy-tools}"
 OUT_DIR="$TOOLS_DIR/compose-go-$COMPOSE_GO_VERSION"
 BIN="$OUT_DIR/compose-config"
 
-log() { printf '[build-compose %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-fresh() { [[ -x "$BIN" && "$(cat "$OUT_DIR/.build-rev" 2>/dev/null)" == "$BUILD_REV" ]]; }
-
-if fresh; then
-  echo "$BIN"
-  exit 0
-fi
-
-command -v go >/dev/null 2>&1 || { log "go is not on PATH (needed to build compose-go's compose-config)"; exit 1; }
-mkdir -p "$OUT_DIR"
-exec 9>"$OUT_DIR/.lock"
-command -v flock >/dev/null 2>&1 && flock 9
-if fresh; then
-  echo "$BIN"
-  exit 0
-fi
-
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/api-proxy-build-compose.XXXXXX")"
-trap 'rm -rf "$WORK"' EXIT
-START=$SECONDS
+NAME=compose
+RESULT="$BIN"
+ready() { [[ -x "$BIN" && "$(cat "$OUT_DIR/.build-rev" 2>/dev/null)" == "$BUILD_REV" ]]; }
+# shellcheck source=lib/cached-build.sh
+source "$(dirname "$0")/lib/cached-build.sh"
+cached_build_begin
 
 cat >"$WORK/main.go" <<'EOF'
 // compose-config prints a compose project as `docker compose config --format json` does: the same
@@ -126,7 +112,6 @@ go 1.24
 require github.com/compose-spec/compose-go/v2 $COMPOSE_GO_VERSION
 EOF
 
-export CGO_ENABLED=0 GOTOOLCHAIN="${GOTOOLCHAIN:-local}" GOFLAGS="-mod=mod -buildvcs=false" GOWORK=off
 log "compose-go $COMPOSE_GO_VERSION: resolving modules ($(go version))"
 # `go get` of the one package used (not `go mod tidy`, which would also pull the newest version of
 # modules only its dependencies' tests import): every version comes from compose-go's go.mod.

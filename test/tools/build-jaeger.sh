@@ -20,36 +20,13 @@ TOOLS_DIR="${API_PROXY_TOOLS_DIR:-$HOME/.cache/api-proxy-tools}"
 OUT_DIR="$TOOLS_DIR/jaeger-$JAEGER_VERSION"
 BIN="$OUT_DIR/jaeger"
 
-log() { printf '[build-jaeger %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-have() { [[ -x "$BIN" && "$(cat "$OUT_DIR/.build-rev" 2>/dev/null)" == "$BUILD_REV" ]]; }
+NAME=jaeger
+RESULT="$BIN"
+ready() { [[ -x "$BIN" && "$(cat "$OUT_DIR/.build-rev" 2>/dev/null)" == "$BUILD_REV" ]]; }
+# shellcheck source=lib/cached-build.sh
+source "$(dirname "$0")/lib/cached-build.sh"
+cached_build_begin
 
-if have; then
-  echo "$BIN"
-  exit 0
-fi
-
-command -v go >/dev/null 2>&1 || { log "go is not on PATH"; exit 1; }
-mkdir -p "$OUT_DIR"
-
-# Serialise concurrent builds. fd 9 stays open until the script exits.
-exec 9>"$OUT_DIR/.lock"
-if command -v flock >/dev/null 2>&1; then
-  log "waiting for build lock $OUT_DIR/.lock"
-  flock 9
-fi
-if have; then
-  echo "$BIN"
-  exit 0
-fi
-
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/api-proxy-build-jaeger.XXXXXX")"
-trap 'rm -rf "$WORK"' EXIT
-
-export CGO_ENABLED=0
-export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
-export GOFLAGS="-mod=mod -buildvcs=false"
-export GOWORK=off
-START=$SECONDS
 PKG="github.com/jaegertracing/jaeger/cmd/jaeger"
 
 log "building $PKG@$JAEGER_VERSION into $OUT_DIR with $(go version) (about 3 min cold on 2 cores)"
@@ -66,6 +43,6 @@ LDFLAGS="-s -w -X $VPKG.latestVersion=$JAEGER_VERSION -X $VPKG.date=$(date -u +%
 # Replaced atomically, so a test still running an older binary is not disturbed.
 mv -f "$OUT_DIR/.jaeger.partial" "$BIN"
 echo "$BUILD_REV" >"$OUT_DIR/.build-rev"
-have || { log "build finished but $BIN is missing"; exit 1; }
+ready || { log "build finished but $BIN is missing"; exit 1; }
 log "built in $((SECONDS - START))s -> $BIN"
 echo "$BIN"

@@ -21,44 +21,18 @@ BUILD_REV="2"
 TOOLS_DIR="${API_PROXY_TOOLS_DIR:-$HOME/.cache/api-proxy-tools}"
 OUT_DIR="$TOOLS_DIR/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"
 
-log() { printf '[build-k8s %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-
-have_all() {
-  [[ -x "$OUT_DIR/kube-apiserver" && -x "$OUT_DIR/etcd" && "$(cat "$OUT_DIR/.build-rev" 2>/dev/null)" == "$BUILD_REV" ]]
-}
-
-if have_all; then
-  echo "$OUT_DIR"
-  exit 0
-fi
-
-command -v go >/dev/null 2>&1 || { log "go is not on PATH"; exit 1; }
-mkdir -p "$OUT_DIR"
-
-# Serialise concurrent builds. fd 9 stays open until the script exits.
-exec 9>"$OUT_DIR/.lock"
-if command -v flock >/dev/null 2>&1; then
-  log "waiting for build lock $OUT_DIR/.lock"
-  flock 9
-fi
-if have_all; then
-  echo "$OUT_DIR"
-  exit 0
-fi
+NAME=k8s
+RESULT="$OUT_DIR"
+ready() { [[ -x "$OUT_DIR/kube-apiserver" && -x "$OUT_DIR/etcd" && "$(cat "$OUT_DIR/.build-rev" 2>/dev/null)" == "$BUILD_REV" ]]; }
+# shellcheck source=lib/cached-build.sh
+source "$(dirname "$0")/lib/cached-build.sh"
+cached_build_begin
 
 # Binaries from an older recipe are rebuilt and replaced atomically (mv
 # within $OUT_DIR), so a test still running the old ones is not disturbed.
 fresh() { [[ -x "$OUT_DIR/$1" && "$(cat "$OUT_DIR/.build-rev" 2>/dev/null)" == "$BUILD_REV" ]]; }
 
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/api-proxy-build-k8s.XXXXXX")"
-trap 'rm -rf "$WORK"' EXIT
-
-export CGO_ENABLED=0
-export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
-export GOFLAGS="-mod=mod -buildvcs=false"
-export GOWORK=off
 LDFLAGS="-s -w"
-START=$SECONDS
 
 build_etcd() {
   if fresh etcd; then log "etcd already built"; return; fi
@@ -138,6 +112,6 @@ log "building into $OUT_DIR with $(go version)"
 build_etcd
 build_kube_apiserver
 echo "$BUILD_REV" >"$OUT_DIR/.build-rev"
-have_all || { log "build finished but binaries are missing"; exit 1; }
+ready || { log "build finished but binaries are missing"; exit 1; }
 log "done in $((SECONDS - START))s"
 echo "$OUT_DIR"

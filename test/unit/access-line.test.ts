@@ -21,6 +21,7 @@ function record(overrides: Partial<RequestRecord> = {}): RequestRecord {
     stream: true,
     errorCode: null,
     clientAborted: false,
+    attempts: 1,
     responseModel: null,
     inputTokens: null,
     outputTokens: null,
@@ -42,11 +43,13 @@ test('one JSON line in the logger format', () => {
     service: 'api-proxy',
     req_id: 'req-1',
     key_id: 'team-a',
+    consumer: 'team-a',
     method: 'POST',
     path: '/v1/chat/completions',
     model: 'gpt-4',
     target_model: 'gpt-4o',
     upstream: 'default',
+    attempts: 1,
     status: 200,
     latency_ms: 12.346,
     ttfb_ms: 1.235,
@@ -58,9 +61,13 @@ test('one JSON line in the logger format', () => {
     error: null,
     msg: 'request',
   });
-  expect(JSON.parse(accessLine(record({ ttfbMs: -1, keyId: null, clientAborted: true, errorCode: 'upstream_reset' }), 1))).toMatchObject({
+  expect(
+    JSON.parse(accessLine(record({ ttfbMs: -1, keyId: null, consumer: null, clientAborted: true, errorCode: 'upstream_reset', attempts: 3 }), 1)),
+  ).toMatchObject({
+    attempts: 3,
     ttfb_ms: null,
     key_id: null,
+    consumer: null,
     client_aborted: true,
     error: 'upstream_reset',
   });

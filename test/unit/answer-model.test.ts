@@ -269,6 +269,7 @@ describe('answerModel: the stage, per response', () => {
     route: 'file',
     answerModel: answer,
     targets: [],
+    preferred: 0,
   });
 
   test('no stage when no route changed the model', () => {

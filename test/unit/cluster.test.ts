@@ -144,11 +144,11 @@ describe('Prometheus figures of several workers (AggregatorRegistry, as the prim
     try {
       for (const [index, metrics] of workers.entries()) {
         metrics.countRoutesWith(() => 3);
-        for (let count = 0; count <= index; count++) metrics.requestFinished('chat_completions', 200, 0.01, 'team-a');
+        for (let count = 0; count <= index; count++) metrics.requestFinished('chat_completions', 200, 0.01, 'team-a', 'team-a');
       }
       const text = await AggregatorRegistry.aggregate(await Promise.all(workers.map((metrics) => metrics.registry.getMetricsAsJSON()))).metrics();
       expect(text).toMatch(/^apiproxy_requests_total\{route="chat_completions",status="200"\} 3$/m);
-      expect(text).toMatch(/^apiproxy_key_requests_total\{key_id="team-a",class="2xx"\} 3$/m);
+      expect(text).toMatch(/^apiproxy_key_requests_total\{consumer="team-a",key_id="team-a",class="2xx"\} 3$/m);
       expect(text).toMatch(/^apiproxy_request_duration_seconds_count\{route="chat_completions"\} 3$/m);
       expect(text).toMatch(/^apiproxy_model_routes 3$/m);
     } finally {
@@ -182,7 +182,7 @@ describe('MetricsAggregator (the primary side of a scrape)', () => {
       const metrics = new GatewayMetrics();
       metrics.countRoutesWith(() => 3);
       metrics.totalRequests = 10 * (index + 1);
-      metrics.requestFinished('chat_completions', 200, 0.01, 'team-a');
+      metrics.requestFinished('chat_completions', 200, 0.01, 'team-a', 'team-a');
       return metrics;
     });
     const workers = [

@@ -98,10 +98,68 @@ describe('StreamRedactor', () => {
   });
 });
 
+describe('StreamRedactor with secrets inside one another', () => {
+  const LONG = 'sk-proj-abcdef-0123456789';
+  const secrets = [LONG, 'pw-proxy-0123456789', LONG.slice(8), LONG.slice(0, 14)]; // longest first, as the snapshot gives them
+
+  const MASK_BYTES = new Set(Buffer.from('[redacted]*'));
+
+  /** Which bytes of `body` belong to an occurrence of any secret. */
+  function covered(body: Buffer): boolean[] {
+    const marks = Array.from({ length: body.length }, () => false);
+    for (const secret of secrets) {
+      const needle = Buffer.from(secret);
+      for (let at = body.indexOf(needle); at !== -1; at = body.indexOf(needle, at + 1)) marks.fill(true, at, at + needle.length);
+    }
+    return marks;
+  }
+
+  test('any cut of any body: every byte of every secret masked, every other byte kept, nothing held at the end', () => {
+    const piece = fc.oneof(
+      ...secrets.map((secret) => fc.constant(secret)),
+      fc.constant(LONG.slice(0, 9)),
+      fc.constant(LONG.slice(12)),
+      fc.string({ maxLength: 12 }),
+    );
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 10 }), fc.array(fc.nat(), { maxLength: 8 }), (parts, points) => {
+        const body = Buffer.from(parts.join(''), 'latin1');
+        const out = through(new StreamRedactor(secrets), cut(body, points));
+        const marks = covered(body);
+        expect(out.length).toBe(body.length);
+        for (const secret of secrets) expect(out.indexOf(secret)).toBe(-1);
+        const wrong = marks.flatMap((secret, i) => ((secret ? !MASK_BYTES.has(out[i]!) : out[i] !== body[i]) ? [i] : []));
+        expect(wrong).toEqual([]);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  test('a secret that starts a longer one, ending the body: masked, not handed back raw by end()', () => {
+    const redactor = new StreamRedactor(secrets);
+    expect(redactor.push(Buffer.from(`x ${LONG.slice(0, 14)}`)).toString()).toBe('x ');
+    expect(redactor.end()!.toString()).toBe(bodyMask(14).toString());
+    expect(redactor.count).toBe(1);
+  });
+
+  test('the longer secret split across pieces is masked whole, with its own mask', () => {
+    const redactor = new StreamRedactor(secrets);
+    const out = through(redactor, [Buffer.from(`a ${LONG.slice(0, 14)}`), Buffer.from(`${LONG.slice(14)} b`)]);
+    expect(out.toString()).toBe(`a ${bodyMask(LONG.length).toString()} b`);
+    expect(redactor.count).toBe(1);
+  });
+});
+
 describe('redactHeaders', () => {
   test('every value holding a secret, lists included, and only those', () => {
     const headers = { a: `Bearer ${KEY}`, b: ['ok', `x${KEY}x${KEY}`], c: 'clean', d: 7 };
     expect(redactHeaders(headers, [KEY])).toBe(2);
     expect(headers).toEqual({ a: `Bearer ${HEADER_MASK}`, b: ['ok', `x${HEADER_MASK}x${HEADER_MASK}`], c: 'clean', d: 7 });
+  });
+
+  test('a secret inside a longer one: the longer is masked whole', () => {
+    const headers = { a: `Bearer ${KEY}-2`, b: `Bearer ${KEY}` };
+    expect(redactHeaders(headers, [`${KEY}-2`, KEY])).toBe(2);
+    expect(headers).toEqual({ a: `Bearer ${HEADER_MASK}`, b: `Bearer ${HEADER_MASK}` });
   });
 });

@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { addStreamUsage, objectValueSpan, parseJsonRequest, replaceModel } from '../../src/pipeline/json-request.js';
+import { addStreamUsage, mayRepeatModel, objectValueSpan, parseJsonRequest, replaceModel } from '../../src/pipeline/json-request.js';
 import { GatewayError } from '../../src/errors/gateway-error.js';
 
 describe('replaceModel', () => {
@@ -148,6 +148,39 @@ describe('parseJsonRequest', () => {
     ['{"model":"m","stream_options":{"include_usage":true}}', false],
   ])('includeUsage: %s -> %s', (body, includeUsage) => {
     expect(parseJsonRequest(Buffer.from(body)).includeUsage).toBe(includeUsage);
+  });
+
+  test.each([
+    '{"model":"a","model":"b"}',
+    '{"model":"a","model":"a"}',
+    '{"model":"a","mod\\u0065l":"b"}',
+    '{"\\u006Dodel":1,"model":"b"}',
+    '{ "x":[{"model":1}], "model" :"a",\t"model"\r:\n"b" }',
+    '{"model":"a","m\\u006f\\u0064el":"b","model":"c"}',
+  ])('two top-level model keys, however spelled: 400 duplicate_model (%s)', (body) => {
+    expect(() => parseJsonRequest(Buffer.from(body))).toThrow(expect.objectContaining({ code: 'duplicate_model', status: 400, param: 'model' }));
+  });
+
+  test.each([
+    ['{"model":"a","x":{"model":"b"},"y":[{"model":"c"}]}', 'a'],
+    ['{"model":"model","role":"model","content":"\\"model\\""}', 'model'],
+    ['{"models":"b","Model":"c","model ":"d","model":"a"}', 'a'],
+    ['{"mod\\u0065l":"a","text":"\\u00e9"}', 'a'],
+  ])('one top-level model key, other "model"s elsewhere: %s -> %s', (body, model) => {
+    expect(parseJsonRequest(Buffer.from(body)).model).toBe(model);
+  });
+
+  test('the quick test lets through only bodies that cannot repeat model', () => {
+    expect(mayRepeatModel('{"model":"a"}')).toBe(false);
+    expect(mayRepeatModel('{"messages":[],"model":"a","n":1}')).toBe(false);
+    expect(mayRepeatModel('{"x":1}')).toBe(false);
+    expect(mayRepeatModel('{"model":"a","model":"b"}')).toBe(true);
+    expect(mayRepeatModel('{"model":"a","x":"\\u00e9"}')).toBe(false); // an escape that cannot spell a letter of model
+    expect(mayRepeatModel('{"model":"a","x":"\\u006D"}')).toBe(true);
+    expect(mayRepeatModel('{"m":"a model","model":"a"}')).toBe(false);
+    expect(mayRepeatModel('{"role":"model","model":"a"}')).toBe(true);
+    expect(mayRepeatModel('{"m":"\\"model","model":"a"}')).toBe(true); // a quoted word ending a value
+    expect(mayRepeatModel('{"m":"\\"model\\"","model":"a"}')).toBe(false);
   });
 
   test('prototype pollution keys stay inert', () => {

@@ -20,6 +20,7 @@ function record(overrides: Partial<RequestRecord> = {}): RequestRecord {
     stream: false,
     errorCode: null,
     clientAborted: false,
+    attempts: 1,
     responseModel: null,
     inputTokens: null,
     outputTokens: null,
@@ -60,6 +61,7 @@ test('usage and the response model become gen_ai attributes when the record has 
     'gen_ai.request.model': 'gpt-4',
     'gen_ai.operation.name': 'chat',
     'apiproxy.key_id': 'team-a',
+    'apiproxy.consumer': 'team-a',
   });
 });
 

@@ -24,7 +24,7 @@ function upstream(yaml: string, env: Record<string, string> = {}): UpstreamSpec 
   return toInputs(parseConfigText(`upstreams:\n  default:\n${yaml}`, 'c.yaml'), readSecret, env).upstreams[0]!;
 }
 
-const NO_KUBE: KubeInputs = { routes: [], clientKeys: [], upstreamKeys: new Map() };
+const NO_KUBE: KubeInputs = { routes: [], consumers: [], policies: [], upstreamKeys: new Map() };
 
 describe('the config file', () => {
   test('proxy, http2 and servername, as the transport needs them', () => {

@@ -62,6 +62,11 @@ The tag defaults to the appVersion; a digest pins the image whatever the tag say
 {{- printf "%s-upstream" (include "api-proxy.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/* The status Lease, in the release namespace: one per release, so two releases never share a status writer. */}}
+{{- define "api-proxy.leaseName" -}}
+{{- printf "%s-status" (include "api-proxy.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{- define "api-proxy.clientKeysSecretName" -}}
 {{- printf "%s-client-keys" (include "api-proxy.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
@@ -162,6 +167,30 @@ Namespaces the gateway watches, as RBAC sees them: a list of namespace names, or
 {{- if hasKey $u "maxConnections" }}{{ $_ := set $up "max_connections" (int $u.maxConnections) }}{{ end }}
 {{- if hasKey $u "queueTimeoutMs" }}{{ $_ := set $up "queue_timeout_ms" (int $u.queueTimeoutMs) }}{{ end }}
 {{- if hasKey $u "maxIdleConnections" }}{{ $_ := set $up "max_idle_connections" (int $u.maxIdleConnections) }}{{ end }}
+{{- with (get $u "retry") }}
+{{- $r := dict }}
+{{- if hasKey . "attempts" }}{{ $_ := set $r "attempts" (int .attempts) }}{{ end }}
+{{- with .backoff }}
+{{- $b := dict }}
+{{- if hasKey . "baseMs" }}{{ $_ := set $b "base_ms" (int .baseMs) }}{{ end }}
+{{- if hasKey . "maxMs" }}{{ $_ := set $b "max_ms" (int .maxMs) }}{{ end }}
+{{- $_ := set $r "backoff" $b }}
+{{- end }}
+{{- if hasKey . "conditions" }}
+{{- $conditions := list }}
+{{- range .conditions }}{{ $conditions = append $conditions (ternary . (int .) (kindIs "string" .)) }}{{ end }}
+{{- $_ := set $r "conditions" $conditions }}
+{{- end }}
+{{- $_ := set $up "retry" $r }}
+{{- end }}
+{{- with (get $u "outlier") }}
+{{- $o := dict }}
+{{- if hasKey . "consecutiveFailures" }}{{ $_ := set $o "consecutive_failures" (int .consecutiveFailures) }}{{ end }}
+{{- if hasKey . "ejectionMs" }}{{ $_ := set $o "ejection_ms" (int .ejectionMs) }}{{ end }}
+{{- if hasKey . "maxEjectionMs" }}{{ $_ := set $o "max_ejection_ms" (int .maxEjectionMs) }}{{ end }}
+{{- if hasKey . "maxEjectedPercent" }}{{ $_ := set $o "max_ejected_percent" (int .maxEjectedPercent) }}{{ end }}
+{{- $_ := set $up "outlier" $o }}
+{{- end }}
 {{- with (get $u "tls") }}
 {{- $tls := dict "insecure_skip_verify" (default false .insecureSkipVerify) }}
 {{- if .caSecret }}{{ $_ := set $tls "ca_file" (printf "%s/ca.crt" (include "api-proxy.upstreamCaDir" $name)) }}{{ end }}
@@ -203,8 +232,9 @@ Namespaces the gateway watches, as RBAC sees them: a list of namespace names, or
 {{- $_ := set $cfg "unknown_models" .Values.config.unknownModels }}
 {{- $_ := set $cfg "answer_model" .Values.config.answerModel }}
 {{- with .Values.config.routes }}{{ $_ := set $cfg "routes" . }}{{ end }}
+{{- $_ := set $cfg "retry_budget_ms" (int .Values.config.retryBudgetMs) }}
 {{- $_ := set $cfg "shutdown" (dict "drain_delay_ms" (int .Values.config.shutdown.drainDelayMs) "timeout_ms" (int .Values.config.shutdown.timeoutMs)) }}
-{{- $_ := set $cfg "kubernetes" (dict "enabled" .Values.kubernetes.enabled "namespaces" .Values.kubernetes.namespaces "client_key_selector" .Values.kubernetes.clientKeySelector) }}
+{{- $_ := set $cfg "kubernetes" (dict "enabled" .Values.kubernetes.enabled "namespaces" .Values.kubernetes.namespaces "client_key_selector" .Values.kubernetes.clientKeySelector "lease_name" (include "api-proxy.leaseName" .)) }}
 {{- $tracing := dict "enabled" .Values.tracing.enabled }}
 {{- with .Values.tracing.endpoint }}{{ $_ := set $tracing "endpoint" . }}{{ end }}
 {{- with .Values.tracing.protocol }}{{ $_ := set $tracing "protocol" . }}{{ end }}

@@ -90,6 +90,7 @@ export function serverAttributes(record: RequestRecord): Attributes {
   const operation = operationName(record.route);
   if (operation !== null) attributes['gen_ai.operation.name'] = operation;
   if (record.keyId !== null) attributes['apiproxy.key_id'] = record.keyId;
+  if (record.consumer !== null) attributes['apiproxy.consumer'] = record.consumer;
   if (record.model !== null) attributes['gen_ai.request.model'] = record.model;
   if (record.targetModel !== null) attributes['apiproxy.target_model'] = record.targetModel;
   if (record.upstream !== null) attributes['apiproxy.upstream'] = record.upstream;

@@ -1,5 +1,5 @@
 import type { CustomObjectsApi } from '@kubernetes/client-node';
-import type { RouteStatus } from '../../config/model.js';
+import type { ResourceStatus } from '../../config/model.js';
 import type { Logger } from '../../observability/logger.js';
 import type { KubeObject } from './resource-watch.js';
 
@@ -15,23 +15,27 @@ interface Condition {
 export const GROUP = 'apiproxy.io';
 export const VERSION = 'v1alpha1';
 export const PLURAL = 'modelroutes';
+export const POLICY_PLURAL = 'clientpolicies';
 
 /**
- * Writes each ModelRoute's `Accepted` condition, only when it differs from
- * what the object already says (replicas compute the same verdict, so they
- * converge instead of fighting).
+ * Writes each object's `Accepted` condition (ModelRoutes, ClientPolicies),
+ * only when it differs from what the object already says. Only the replica
+ * holding the status Lease calls it (status-lease.ts), so two versions of the
+ * gateway during a rollout never take turns rewriting a condition.
  */
 export class StatusWriter {
   readonly #api: CustomObjectsApi;
   readonly #logger: Logger;
+  readonly #plural: string;
   readonly #inFlight = new Map<string, string>();
 
-  constructor(api: CustomObjectsApi, logger: Logger) {
+  constructor(api: CustomObjectsApi, logger: Logger, plural: string) {
     this.#api = api;
     this.#logger = logger;
+    this.#plural = plural;
   }
 
-  reconcile(statuses: readonly RouteStatus[], objects: ReadonlyMap<string, KubeObject>): void {
+  reconcile(statuses: readonly ResourceStatus[], objects: ReadonlyMap<string, KubeObject>): void {
     for (const status of statuses) {
       const key = `${status.namespace}/${status.name}`;
       const object = objects.get(key);
@@ -54,7 +58,7 @@ export class StatusWriter {
     }
   }
 
-  async #patch(status: RouteStatus, current: Condition | null): Promise<void> {
+  async #patch(status: ResourceStatus, current: Condition | null): Promise<void> {
     const value = status.accepted ? 'True' : 'False';
     const condition: Condition = {
       type: 'Accepted',
@@ -69,14 +73,17 @@ export class StatusWriter {
         group: GROUP,
         version: VERSION,
         namespace: status.namespace,
-        plural: PLURAL,
+        plural: this.#plural,
         name: status.name,
         body: [{ op: 'add', path: '/status', value: { observedGeneration: status.generation, conditions: [condition] } }],
       });
     } catch (error) {
       // Deleted since the verdict was computed: its status no longer matters.
       if ((error as { code?: unknown }).code === 404) return;
-      this.#logger.warn({ route: `${status.namespace}/${status.name}`, err: { message: (error as Error).message } }, 'could not write ModelRoute status');
+      this.#logger.warn(
+        { resource: this.#plural, object: `${status.namespace}/${status.name}`, err: { message: (error as Error).message } },
+        'could not write status',
+      );
     }
   }
 }

@@ -1,6 +1,15 @@
 import { connect as connectTcp, type Socket } from 'node:net';
 import type { Readable } from 'node:stream';
-import { BodyTimeoutError, ConnectTimeoutError, HeadersTimeoutError, UpstreamClosedError } from '../../errors/upstream.js';
+import {
+  attemptFailure,
+  BodyTimeoutError,
+  ConnectFailedError,
+  ConnectTimeoutError,
+  HeadersTimeoutError,
+  NoResponseError,
+  StaleConnectionError,
+  UpstreamClosedError,
+} from '../../errors/upstream.js';
 import { atTurnEnd, uncork } from '../../io/turn-end.js';
 import type { Exchange, ResponseHandler, ResponseHeaders, UpstreamRequest } from '../types.js';
 import { requestHead } from './request-head.js';
@@ -49,6 +58,12 @@ export class UpstreamConnection implements ResponseSink, Exchange {
   /** Stops a request body still being streamed. */
   #stopUpload: (() => void) | null = null;
   #paused = false;
+  /** Exchanges this connection has completed: a request on a connection that completed one went out on a reused connection. */
+  #completed = 0;
+  /** The current exchange runs on a reused connection. */
+  #reused = false;
+  /** Some byte of the current exchange's response came. */
+  #answered = false;
 
   constructor(owner: ConnectionOwner, endpoint: Endpoint) {
     this.#owner = owner;
@@ -75,6 +90,8 @@ export class UpstreamConnection implements ResponseSink, Exchange {
     this.#handler = handler;
     this.#request = request;
     this.#paused = false;
+    this.#reused = this.#completed > 0;
+    this.#answered = false;
     this.#parser.reset(request.method !== 'HEAD');
     if (this.#connected) this.#socket.setTimeout(request.headersTimeoutMs);
     try {
@@ -196,6 +213,7 @@ export class UpstreamConnection implements ResponseSink, Exchange {
       this.#close();
       return;
     }
+    this.#answered = true;
     let complete: boolean;
     try {
       complete = this.#parser.feed(data);
@@ -211,6 +229,7 @@ export class UpstreamConnection implements ResponseSink, Exchange {
     const parser = this.#parser;
     this.#handler = null;
     this.#request = null;
+    this.#completed++;
     // A response that came before its request body was sent leaves the connection mid-request.
     const reusable = parser.reusable && this.#stopUpload === null;
     this.#stopUpload?.();
@@ -254,7 +273,7 @@ export class UpstreamConnection implements ResponseSink, Exchange {
   };
 
   readonly #onSocketError = (error: Error): void => {
-    if (this.#handler !== null) this.#fail(error);
+    if (this.#handler !== null) this.#fail(this.#broken(error));
     else this.#close();
   };
 
@@ -264,7 +283,18 @@ export class UpstreamConnection implements ResponseSink, Exchange {
   };
 
   readonly #onClose = (): void => {
-    if (this.#handler !== null) this.#fail(new UpstreamClosedError());
+    if (this.#handler !== null) this.#fail(this.#broken(new UpstreamClosedError()));
     else this.#close();
   };
+
+  /**
+   * The connection broke (`error`) with an exchange on it: said so the attempt
+   * loop can tell whether the request was sent and whether the upstream can
+   * have processed it (errors/upstream.ts, attemptFailure).
+   */
+  #broken(error: Error): Error {
+    if (!this.#connected) return attemptFailure(error) === 'connect_failure' ? error : new ConnectFailedError(error);
+    if (this.#answered) return error;
+    return this.#reused ? new StaleConnectionError(error) : new NoResponseError(error);
+  }
 }

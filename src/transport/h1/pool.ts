@@ -52,7 +52,7 @@ export class UpstreamPool implements ConnectionOwner, Transport {
       exchange.onError(new PoolClosedError());
       return;
     }
-    exchange.runOn(this.#idle.pop() ?? this.#open());
+    exchange.runOn(request.freshConnection === true ? this.#open() : (this.#idle.pop() ?? this.#open()));
   }
 
   release(connection: UpstreamConnection, keepAliveMs: number | null): void {

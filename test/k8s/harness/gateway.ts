@@ -1,16 +1,22 @@
 import { request } from 'undici';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { kubeSource } from '../../../src/sources/kube/kube-source.js';
+import { kubeSource, type KubeSourceOptions } from '../../../src/sources/kube/kube-source.js';
 import { baseConfig, CLIENT_KEY, startTestGateway, type TestGateway } from '../../support/gateway-harness.js';
 import { waitFor } from '../../support/wait.js';
 import { startCluster, type StartClusterOptions, type TestCluster } from './cluster.js';
 import { startFakeUpstream, type FakeUpstream } from '../../support/fake-upstream.js';
 
-/** The permissions the README documents for the gateway, as Role rules. */
+/** The permissions the README documents for the gateway, as Role rules (the Lease's own Role below). */
 export const GATEWAY_ROLE_RULES = [
-  { apiGroups: ['apiproxy.io'], resources: ['modelroutes'], verbs: ['get', 'list', 'watch'] },
-  { apiGroups: ['apiproxy.io'], resources: ['modelroutes/status'], verbs: ['patch', 'update'] },
+  { apiGroups: ['apiproxy.io'], resources: ['modelroutes', 'clientpolicies'], verbs: ['get', 'list', 'watch'] },
+  { apiGroups: ['apiproxy.io'], resources: ['modelroutes/status', 'clientpolicies/status'], verbs: ['patch', 'update'] },
   { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch'] },
+];
+
+/** The status Lease, in the gateway's own namespace: create it, then read and renew only that one. */
+export const LEASE_ROLE_RULES = (leaseName: string) => [
+  { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] },
+  { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: [leaseName], verbs: ['get', 'update'] },
 ];
 
 /** A Role with exactly the documented rules, bound to the ServiceAccount; returns a token for it. */
@@ -18,7 +24,7 @@ export async function gatewayServiceAccountToken(cluster: TestCluster, namespace
   const token = await cluster.serviceAccountToken(namespace, serviceAccount);
   await cluster.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${namespace}/roles`, {
     metadata: { name: serviceAccount },
-    rules: GATEWAY_ROLE_RULES,
+    rules: [...GATEWAY_ROLE_RULES, ...LEASE_ROLE_RULES('api-proxy')],
   });
   await cluster.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${namespace}/rolebindings`, {
     metadata: { name: serviceAccount },
@@ -38,9 +44,10 @@ export async function startKubeGateway(
   namespace: string,
   extra: Record<string, unknown> = {},
   kubeConfig: KubeConfig = cluster.kubeConfig(),
+  sourceOptions: KubeSourceOptions = {},
 ): Promise<TestGateway> {
   const config = baseConfig(upstreamUrl, { kubernetes: { enabled: true, namespaces: [namespace], watch_timeout_seconds: 30 }, ...extra });
-  const gateway = await startTestGateway(config, { kubeSource: kubeSource(kubeConfig, namespace), namespace });
+  const gateway = await startTestGateway(config, { kubeSource: kubeSource(kubeConfig, namespace, true, sourceOptions), namespace });
   try {
     await waitFor(async () => (await request(`${gateway.url}/health/ready`)).statusCode === 200, 15_000, 'gateway ready');
   } catch (error) {

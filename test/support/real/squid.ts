@@ -11,22 +11,11 @@
  * looking for it.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort } from '../wait.js';
+import { launchOnFreePort, logLines } from './launch.js';
 import type { Managed } from './process.js';
-import {
-  INSTALL_HINT,
-  RealPartError,
-  canConnect,
-  makeWorkDir,
-  removeWorkDir,
-  requireBinary,
-  startManaged,
-  tailOf,
-  waitReady,
-  withPortRetry,
-} from './process.js';
+import { INSTALL_HINT, RealPartError, canConnect, makeWorkDir, removeWorkDir, requireBinary, startManaged, tailOf, waitReady } from './process.js';
 
 export interface SquidOptions {
   /** user -> password; when given, every request needs Proxy-Authorization (Basic), else 407. */
@@ -110,11 +99,7 @@ export async function startSquid(options: SquidOptions = {}): Promise<SquidHandl
       return managed;
     };
 
-    let port = 0;
-    const managed = await withPortRetry(async () => {
-      port = await freePort();
-      return launch(port);
-    });
+    const { port, managed } = await launchOnFreePort(launch);
     return {
       url: `http://127.0.0.1:${port}`,
       port,
@@ -122,12 +107,7 @@ export async function startSquid(options: SquidOptions = {}): Promise<SquidHandl
         await managed.stop();
         removeWorkDir(dir);
       },
-      accessLog: () =>
-        existsSync(accessLogFile)
-          ? readFileSync(accessLogFile, 'utf8')
-              .split('\n')
-              .filter((line) => line !== '')
-          : [],
+      accessLog: () => logLines(accessLogFile),
       log: () => tailOf(cacheLogFile, 20_000),
     };
   } catch (err) {

@@ -6,11 +6,11 @@
  *   proxy.log()   // lines such as "CONNECT ... Request (file descriptor 5): GET http://127.0.0.1:4321/ HTTP/1.1"
  *   await proxy.stop();
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort } from '../wait.js';
+import { launchOnFreePort, logLines } from './launch.js';
 import type { Managed } from './process.js';
-import { RealPartError, canConnect, makeWorkDir, removeWorkDir, requireBinary, startManaged, waitReady, withPortRetry } from './process.js';
+import { RealPartError, canConnect, makeWorkDir, removeWorkDir, requireBinary, startManaged, waitReady } from './process.js';
 
 export interface TinyproxyOptions {
   /** When given, requests without these Proxy-Authorization (Basic) credentials get 407. */
@@ -66,11 +66,7 @@ export async function startTinyproxy(options: TinyproxyOptions = {}): Promise<Ti
       return managed;
     };
 
-    let port = 0;
-    const managed = await withPortRetry(async () => {
-      port = await freePort();
-      return launch(port);
-    });
+    const { port, managed } = await launchOnFreePort(launch);
     return {
       url: `http://127.0.0.1:${port}`,
       port,
@@ -78,12 +74,7 @@ export async function startTinyproxy(options: TinyproxyOptions = {}): Promise<Ti
         await managed.stop();
         removeWorkDir(dir);
       },
-      log: () =>
-        existsSync(logFile)
-          ? readFileSync(logFile, 'utf8')
-              .split('\n')
-              .filter((line) => line !== '')
-          : [],
+      log: () => logLines(logFile),
     };
   } catch (err) {
     removeWorkDir(dir);
