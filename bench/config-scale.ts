@@ -52,6 +52,8 @@ function inputs(routeCount: number, keys: readonly string[]): FileInputs {
       scheduleDelayMs: null,
       exportTimeoutMs: null,
     },
+    rateLimits: { redis: null, failOpen: true },
+    usage: { requestStreamUsage: true },
     upstreams: [
       {
         name: 'default',

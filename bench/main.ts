@@ -6,8 +6,8 @@
  * bench-results/latest.json. `--quick` for a short smoke run.
  *
  * Flags: --quick, --rounds=N, --seconds=N, --only=throughput,streams,clients,memory,body,upload,config,nolog,cluster,peers,longstreams,tracing,answermodel,redaction,duplicates,
- *        failover, --baseline=FILE (the tracing and failover sections also measure this build's main.js, e.g. main's: tracing off,
- *        nothing failing, interleaved with this build),
+ *        failover,policy, --baseline=FILE (the tracing, failover and policy sections also measure this build's main.js, e.g. main's,
+ *        beside their variants: for failover tracing off, nothing failing, interleaved with this build),
  *        --workers=N (the cluster section's WORKERS, default 2; `auto` is one per CPU),
  *        --profile (the gateway writes a .cpuprofile to bench-results/profiles), --out=FILE,
  *        --peer=FILE[,FILE...] (more proxies for the peers section: see PeerFile in peers.ts),
@@ -29,8 +29,10 @@ import { closedLoop, hasWrk, openSlowStreams, paced, sequential, sequentialUploa
 import { parseBenchArgs, type Options } from './options.js';
 import { startOtlpSink } from './otlp-sink.js';
 import { filePeer, hasNginx, naivePeer, nginxPeer, type Peer, type PeerLauncher } from './peers.js';
+import { hasRedis, startBenchRedis } from './redis.js';
 import { REDACTED_KEY, redactionAB, summarizeRedaction, UNREDACTED_KEY } from './redaction.js';
 import { rawStreams } from './stream-client.js';
+import { measureVariants, type VariantRun } from './variants.js';
 import {
   cpuMsByProcess,
   cpuMsOf,
@@ -83,9 +85,9 @@ const CLIENT_KEY = 'bench-client-key-0123456789';
 /** The one redirect the requests above go through: the model they ask for, and the one the upstream gets. */
 const MODEL_REDIRECT = { from: 'gpt-4', to: 'bench-model' } as const;
 
+/** The bench gateway's config; `extra`'s keys are added, or replace the defaults (a policy's keys replace `client_keys`). */
 function gatewayConfig(upstreamUrl: string, accessLog: boolean, extra: Record<string, unknown> = {}, apiKey = REDACTED_KEY): unknown {
   return {
-    ...extra,
     upstreams: { default: { url: `${upstreamUrl}/v1`, api_key: apiKey, max_connections: 8192 } },
     client_keys: [{ id: 'bench', key: CLIENT_KEY }],
     model_redirects: { [MODEL_REDIRECT.from]: MODEL_REDIRECT.to },
@@ -93,6 +95,7 @@ function gatewayConfig(upstreamUrl: string, accessLog: boolean, extra: Record<st
     body_limit: '16MiB', // the upload section's 10 MiB forms
     log_level: 'info',
     shutdown: { drain_delay_ms: 0, timeout_ms: 2000 },
+    ...extra,
   };
 }
 
@@ -230,6 +233,17 @@ async function main(): Promise<void> {
   const direct: Target = { url: upstream.url, headers };
   const lua = join(work, 'post.lua');
   const results: Record<string, unknown> = {};
+  const variantRun: Omit<VariantRun, 'label'> = {
+    tool,
+    rounds: options.rounds,
+    seconds: options.seconds,
+    lua,
+    headers,
+    body: BODY,
+    streamBody: STREAM_BODY,
+    streams: 500,
+    log,
+  };
 
   let gateway = await launch(true);
   await delay(500);
@@ -458,60 +472,46 @@ async function main(): Promise<void> {
     const variants: [string, GatewayProcess][] = [];
     if (options.baseline !== null) variants.push(['baseline_off', await launch(true, undefined, {}, options.baseline)]);
     variants.push(['off', await launch(true)], ['on_100', await launch(true, undefined, tracing(1))], ['on_1', await launch(true, undefined, tracing(0.01))]);
-    const loops: Record<string, WrkResult[]> = {};
-    const streams: Record<string, StreamsResult[]> = {};
-    for (const [name, gw] of variants) {
-      const target: Target = { url: gw.url, headers };
-      await closedLoop(tool, target, BODY, 64, 1, lua);
-      await rawStreams(target, STREAM_BODY, 100, 1, 20, 5);
-      loops[name] = [];
-      streams[name] = [];
-    }
-    for (let r = 0; r < options.rounds; r++) {
-      log(`(5) tracing, round ${r + 1}: non-streaming 64 connections, then 500 concurrent streams`);
-      for (const [name, gw] of r % 2 === 0 ? variants : [...variants].reverse()) {
-        const target: Target = { url: gw.url, headers };
-        const loop = await closedLoop(tool, target, BODY, 64, options.seconds, lua);
-        const stream = await rawStreams(target, STREAM_BODY, 500, options.seconds, 20, 5);
-        loops[name]!.push(loop);
-        streams[name]!.push(stream);
-        log(
-          `  ${name.padEnd(12)} ${loop.requestsPerSecond.toFixed(0)} req/s, p50 ${loop.p50Ms.toFixed(2)} ms, p99 ${loop.p99Ms.toFixed(2)} ms; streams ${stream.completed}, TTFB p50 ${stream.ttfbP50Ms.toFixed(2)} ms p99 ${stream.ttfbP99Ms.toFixed(2)} ms, errors ${loop.errors + stream.errors}`,
-        );
-      }
-    }
-    const summary: Record<string, unknown> = {};
-    for (const [name] of variants) {
-      summary[name] = {
-        requests_per_second: round(
-          med(loops[name]!, (r) => r.requestsPerSecond),
-          0,
-        ),
-        p50_ms: round(
-          med(loops[name]!, (r) => r.p50Ms),
-          3,
-        ),
-        p99_ms: round(
-          med(loops[name]!, (r) => r.p99Ms),
-          3,
-        ),
-        streams_500_completed: round(
-          med(streams[name]!, (r) => r.completed),
-          0,
-        ),
-        streams_500_ttfb_p50_ms: round(
-          med(streams[name]!, (r) => r.ttfbP50Ms),
-          3,
-        ),
-        streams_500_ttfb_p99_ms: round(
-          med(streams[name]!, (r) => r.ttfbP99Ms),
-          3,
-        ),
-      };
-    }
+    const summary = await measureVariants(variants, { ...variantRun, label: '(5) tracing' });
     results['tracing'] = { ...summary, collector_posts: sink.posts(), collector_bytes: sink.bytes() };
     for (const [, gw] of variants) await stop(gw.child);
     await sink.close();
+  }
+
+  if (wants('policy')) {
+    // A consumer's policy on every request (an allow-list, requests and tokens per minute high enough never to
+    // refuse, so every request is judged and charged) against the same gateway without one, all running, rounds
+    // interleaved; usage accounting is on in both. The policy's counters in the process, then in a Redis.
+    // A --baseline build (before usage accounting) runs beside them.
+    const policy = (redisUrl: string | null): Record<string, unknown> => ({
+      client_keys: [],
+      consumers: [
+        {
+          name: 'bench',
+          keys: [{ id: 'bench', key: CLIENT_KEY }],
+          policy: {
+            models: ['gpt-*', 'bench-*'],
+            limits: { requests_per_minute: { limit: 1_000_000_000, per: 'key' }, tokens_per_minute: { limit: 1_000_000_000_000, per: 'consumer' } },
+          },
+        },
+      ],
+      ...(redisUrl === null ? {} : { rate_limits: { redis: { url: redisUrl }, fail_open: false } }),
+    });
+    const redis = hasRedis() ? await startBenchRedis() : null;
+    if (redis === null) log('redis-server is not installed (Debian: apt-get install -y redis-server): the policy section measures local counters only');
+    const variants: [string, GatewayProcess][] = [];
+    if (options.baseline !== null) variants.push(['baseline', await launch(true, undefined, {}, options.baseline)]);
+    variants.push(['none', await launch(true)], ['local', await launch(true, undefined, policy(null))]);
+    if (redis !== null) variants.push(['redis', await launch(true, undefined, policy(redis.url))]);
+    const summary = await measureVariants(variants, { ...variantRun, label: '(10) policy' });
+    const none = summary['none']!;
+    results['policy'] = {
+      ...summary,
+      local_over_none: round(summary['local']!.requests_per_second / none.requests_per_second, 3),
+      ...(redis === null ? {} : { redis_over_none: round(summary['redis']!.requests_per_second / none.requests_per_second, 3) }),
+    };
+    for (const [, gw] of variants) await stop(gw.child);
+    await redis?.stop();
   }
 
   if (wants('memory')) {
@@ -1082,6 +1082,41 @@ export function table(results: Record<string, unknown>): string {
       `${x['gateway_ttfb_p50_ms']} / ${x['gateway_ttfb_p99_ms']}`,
       `${x['direct_ttfb_p50_ms']} / ${x['direct_ttfb_p99_ms']}`,
       `p50 +${round(within, 2)}`,
+    ]);
+  }
+  const policy = results['policy'] as Record<string, Record<string, number> | number> | undefined;
+  if (policy !== undefined) {
+    const none = policy['none'] as Record<string, number>;
+    const local = policy['local'] as Record<string, number>;
+    const redis = policy['redis'] as Record<string, number> | undefined;
+    const baseline = policy['baseline'] as Record<string, number> | undefined;
+    const localRatio = policy['local_over_none'] as number;
+    rows.push([
+      '(10) req/s, a policy on every request: local',
+      `${local['requests_per_second']}`,
+      `${none['requests_per_second']} (no policy)`,
+      `ratio ${localRatio} >= 0.9 (${mark(localRatio >= 0.9)})`,
+    ]);
+    if (redis !== undefined)
+      rows.push([
+        '    with Redis counters',
+        `${redis['requests_per_second']}`,
+        `${none['requests_per_second']} (no policy)`,
+        `ratio ${policy['redis_over_none'] as number}`,
+      ]);
+    if (baseline !== undefined) rows.push(['    baseline build (no usage accounting)', `${baseline['requests_per_second']}`, '', '']);
+    const streamsOf = (x: Record<string, number> | undefined): string => (x === undefined ? '-' : `${x['streams_completed']}`);
+    rows.push([
+      '    500 streams done: local / redis',
+      `${streamsOf(local)} / ${streamsOf(redis)}`,
+      `${streamsOf(none)} (no policy)${baseline === undefined ? '' : `, ${streamsOf(baseline)} (baseline)`}`,
+      '',
+    ]);
+    rows.push([
+      '    500 streams TTFB p50 ms: local / redis',
+      `${local['streams_ttfb_p50_ms']} / ${redis?.['streams_ttfb_p50_ms'] ?? '-'}`,
+      `${none['streams_ttfb_p50_ms']}${baseline === undefined ? '' : `, ${baseline['streams_ttfb_p50_ms']}`}`,
+      '',
     ]);
   }
   const ab = r['failover_ab'];

@@ -17,7 +17,7 @@ export interface Options {
   workers: number;
   /** The long-stream profile's shape. */
   long: LongStreamShape;
-  /** Another build's main.js, measured beside this one in the tracing and failover sections (tracing off, nothing failing). */
+  /** Another build's main.js, measured beside this one in the tracing, failover (tracing off, nothing failing) and policy sections. */
   baseline: string | null;
 }
 
@@ -38,6 +38,7 @@ export const SECTIONS = [
   'redaction',
   'duplicates',
   'failover',
+  'policy',
 ] as const;
 
 const FLAGS = {

@@ -6,7 +6,9 @@
  *   A body with `"stream":true` (compact JSON, as the SDKs send it), or a
  *   request with `x-bench-chunks: n`: an event stream of n chunks (default
  *   20), the first at once, then one every `x-bench-interval` ms (default 5),
- *   then `data: [DONE]`. Any other request: a fixed chat.completion JSON.
+ *   then `data: [DONE]`. With `"include_usage":true` in the body, as OpenAI:
+ *   `"usage":null` in every chunk and a usage-only chunk before [DONE]. Any
+ *   other request: a fixed chat.completion JSON.
  *   Under `/flaky/` (the failover section's second upstream), one request in
  *   five, drawn at random, is a 503 instead.
  */
@@ -25,8 +27,16 @@ export const COMPLETION = Buffer.from(
 export const CHUNK = Buffer.from(
   `data: ${JSON.stringify({ id: 'chatcmpl-bench', object: 'chat.completion.chunk', created: 1_700_000_000, model: 'bench-model', choices: [{ index: 0, delta: { content: ' token' }, finish_reason: null }] })}\n\n`,
 );
+const CHUNK_WITH_USAGE = Buffer.from(
+  `data: ${JSON.stringify({ id: 'chatcmpl-bench', object: 'chat.completion.chunk', created: 1_700_000_000, model: 'bench-model', choices: [{ index: 0, delta: { content: ' token' }, finish_reason: null }], usage: null })}\n\n`,
+);
+const USAGE_CHUNK = Buffer.from(
+  `data: ${JSON.stringify({ id: 'chatcmpl-bench', object: 'chat.completion.chunk', created: 1_700_000_000, model: 'bench-model', choices: [], usage: { prompt_tokens: 12, completion_tokens: 20, total_tokens: 32 } })}\n\n`,
+);
 export const DONE = Buffer.from('data: [DONE]\n\n');
+const USAGE_DONE = Buffer.concat([USAGE_CHUNK, DONE]);
 const STREAM_FLAG = Buffer.from('"stream":true');
+const USAGE_FLAG = Buffer.from('"include_usage":true');
 const DEFAULT_CHUNKS = 20;
 const JSON_HEADERS = { 'content-type': 'application/json', 'content-length': COMPLETION.length };
 const SSE_HEADERS = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' };
@@ -35,7 +45,7 @@ const UNAVAILABLE_HEADERS = { 'content-type': 'application/json', 'content-lengt
 /** The share of /flaky/ requests answered 503. */
 export const FLAKY_FAILURE_RATE = 0.2;
 
-function respond(req: IncomingMessage, res: ServerResponse, streamAsked: boolean): void {
+function respond(req: IncomingMessage, res: ServerResponse, streamAsked: boolean, usageAsked: boolean): void {
   if (req.url?.startsWith('/flaky/') === true && Math.random() < FLAKY_FAILURE_RATE) {
     res.writeHead(503, UNAVAILABLE_HEADERS);
     res.end(UNAVAILABLE);
@@ -49,11 +59,13 @@ function respond(req: IncomingMessage, res: ServerResponse, streamAsked: boolean
   }
   const total = chunksHeader === undefined ? DEFAULT_CHUNKS : Number(chunksHeader);
   const interval = Number(req.headers['x-bench-interval'] ?? 5);
+  const chunk = usageAsked ? CHUNK_WITH_USAGE : CHUNK;
+  const done = usageAsked ? USAGE_DONE : DONE;
   res.writeHead(200, SSE_HEADERS);
-  res.write(CHUNK);
+  res.write(chunk);
   let sent = 1;
   if (sent >= total) {
-    res.end(DONE);
+    res.end(done);
     return;
   }
   const timer = setInterval(() => {
@@ -61,10 +73,10 @@ function respond(req: IncomingMessage, res: ServerResponse, streamAsked: boolean
       clearInterval(timer);
       return;
     }
-    res.write(CHUNK);
+    res.write(chunk);
     if (++sent >= total) {
       clearInterval(timer);
-      res.end(DONE);
+      res.end(done);
     }
   }, interval);
   res.once('close', () => clearInterval(timer));
@@ -73,10 +85,12 @@ function respond(req: IncomingMessage, res: ServerResponse, streamAsked: boolean
 export function createBenchUpstream(): Server {
   return createServer({ keepAliveTimeout: 60_000, noDelay: true }, (req, res) => {
     let streamAsked = false;
+    let usageAsked = false;
     // A flag cut across two reads is missed: request bodies here are small.
     req.on('data', (chunk: Buffer) => {
       if (!streamAsked && chunk.includes(STREAM_FLAG)) streamAsked = true;
+      if (!usageAsked && chunk.includes(USAGE_FLAG)) usageAsked = true;
     });
-    req.on('end', () => respond(req, res, streamAsked));
+    req.on('end', () => respond(req, res, streamAsked, usageAsked));
   });
 }

@@ -11,6 +11,7 @@ import { createProxyHandler } from './pipeline/proxy-handler.js';
 import { isV1Path } from './pipeline/request-path.js';
 import type { TargetHealth } from './pipeline/target-health.js';
 import type { Transports } from './transport/transports.js';
+import type { PolicyLimiter } from './policy/limiter.js';
 
 export interface AppDeps {
   readonly store: SnapshotStore;
@@ -21,6 +22,8 @@ export interface AppDeps {
   readonly metricsReport: MetricsReport;
   readonly readiness: Readiness;
   readonly tracing: TracerRef;
+  /** The consumers' limits; replaced when the config's rate_limits change. */
+  readonly limits: { readonly limiter: PolicyLimiter };
   /** How a connection closes after an answer to a request not read to its end. */
   readonly linger: LingerLimits;
 }

@@ -20,6 +20,8 @@ import { Admissions } from './pipeline/admission.js';
 import { TargetHealth } from './pipeline/target-health.js';
 import { FileSource } from './sources/file-source.js';
 import { Transports, type ClientChoice } from './transport/transports.js';
+import type { CounterStore } from './policy/counter-store.js';
+import { RateLimiting } from './policy/rate-limiting.js';
 
 /** A source that feeds Kubernetes data into the store (see sources/kube). */
 export interface KubeSourceHandle {
@@ -52,6 +54,8 @@ export interface GatewayOptions {
   readonly worker?: number;
   /** What `/metrics` reports; by default this process's own figures. */
   readonly metricsReport?: (metrics: GatewayMetrics) => MetricsReport;
+  /** The counters of limits without Redis; by default this process's own (a cluster worker's are the primary's). */
+  readonly localCounters?: CounterStore;
   /** Overrides of SERVER_LIMITS (tests shorten the slowloris timeouts); the defaults are what production runs. */
   readonly serverLimits?: Partial<ServerLimits>;
 }
@@ -124,6 +128,27 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     health.retain(snapshot);
     if (levelOverride === null) logger.level = snapshot.settings.logLevel;
   });
+
+  const rateLimiting = new RateLimiting(
+    { redis: null, failOpen: true },
+    {
+      storeHealth: (up, error, settings) => {
+        if (up) logger.info('rate limit store reachable again: limits are enforced');
+        else
+          logger.warn(
+            { err: { message: (error as Error | null)?.message, code: (error as { code?: string } | null)?.code }, fail_open: settings.failOpen },
+            settings.failOpen
+              ? 'rate limit store unreachable: requests pass without limits until it is back (fail_open)'
+              : 'rate limit store unreachable: requests with limits are refused (503) until it is back',
+          );
+      },
+      decidedWithoutStore: (allowed) => metrics.policy.decidedWithoutStore(allowed),
+      refused: (principal, limit) => metrics.policy.rateLimited(principal.consumer, principal.keyId, limit),
+    },
+    options.localCounters,
+  );
+  metrics.policy.countStoreHealthWith(() => rateLimiting.storeUp);
+  store.onSwap((snapshot) => rateLimiting.configure(snapshot.rateLimits));
 
   const fileSource = new FileSource({
     path: options.configPath,
@@ -200,9 +225,20 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 
   const metricsReport = (options.metricsReport ?? localMetricsReport)(metrics);
   const accounting = new RequestAccounting(metrics, logging, () => store.current?.settings.accessLog ?? true);
-  const limits = { ...SERVER_LIMITS, ...options.serverLimits };
-  const handler = createRequestHandler({ store, transports, admissions, health, accounting, metricsReport, readiness, tracing: tracerRef, linger: limits });
-  const server = createHttpServer(handler, limits, (reason) => metrics.clientError(reason));
+  const serverLimits = { ...SERVER_LIMITS, ...options.serverLimits };
+  const handler = createRequestHandler({
+    store,
+    transports,
+    admissions,
+    health,
+    accounting,
+    metricsReport,
+    readiness,
+    tracing: tracerRef,
+    linger: serverLimits,
+    limits: rateLimiting,
+  });
+  const server = createHttpServer(handler, serverLimits, (reason) => metrics.clientError(reason));
   await new Promise<void>((resolveListen, reject) => {
     server.once('error', reject);
     server.listen(options.port ?? store.current?.settings.port ?? DEFAULT_PORT, options.host ?? '0.0.0.0', () => {
@@ -237,6 +273,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     fileSource.stop();
     await (await kube)?.stop();
     await transports.destroy();
+    await rateLimiting.close();
     metrics.close();
     logger.info('stopped');
     await new Promise<void>((resolveFlush) => logger.flush(() => resolveFlush()));

@@ -53,7 +53,14 @@ async function main(): Promise<void> {
     process.exit(code);
   }
   const worker = cluster.isWorker ? Number(env[WORKER_INDEX_ENV] ?? cluster.worker!.id) : undefined;
-  const [{ startGateway }, clusterMetrics] = await Promise.all([import('./gateway.js'), worker === undefined ? null : import('./cluster/worker-metrics.js')]);
+  const [{ startGateway }, clusterMetrics, clusterCounters] = await Promise.all([
+    import('./gateway.js'),
+    worker === undefined ? null : import('./cluster/worker-metrics.js'),
+    worker === undefined ? null : import('./cluster/primary-counters.js'),
+  ]);
+  // A worker's limits without Redis are counted by the primary, for the whole replica.
+  const localCounters = clusterCounters === null ? undefined : new clusterCounters.PrimaryCounters((message) => process.send!(message));
+  if (localCounters !== undefined) process.on('message', (message: unknown) => localCounters.onMessage(message));
   const namespace = ownNamespace(env);
   const gateway = await startGateway({
     configPath: env['CONFIG_PATH'] || 'config.json',
@@ -62,6 +69,7 @@ async function main(): Promise<void> {
     namespace,
     kubeSource: lazyKubeSource(namespace, worker === undefined || worker === 0),
     ...(worker === undefined || clusterMetrics === null ? {} : { worker, metricsReport: clusterMetrics.clusterMetricsReport }),
+    ...(localCounters === undefined ? {} : { localCounters }),
   });
   gateway.logger.info({ port: gateway.port }, 'api-proxy listening');
 

@@ -1,4 +1,5 @@
 import type { MetricsJson } from '../observability/metrics-report.js';
+import type { Admission, AdmissionResult, RateOp, SlotOp } from '../policy/counter-store.js';
 
 /** A worker asks the primary for the cluster's metrics in one format. */
 export interface MetricsRequest {
@@ -38,7 +39,28 @@ export interface ShutdownRequest {
   readonly now: boolean;
 }
 
-export type ClusterMessage = MetricsRequest | MetricsResult | CollectRequest | CollectResult | ShutdownRequest;
+/** A worker asks the primary, which holds the cluster's limit counters, to judge one request. */
+export interface LimitsAdmit {
+  readonly type: 'api-proxy:limits-admit';
+  readonly id: number;
+  readonly admission: Admission;
+}
+
+/** The primary's answer to a LimitsAdmit. */
+export interface LimitsAdmitted {
+  readonly type: 'api-proxy:limits-admitted';
+  readonly id: number;
+  readonly result: AdmissionResult;
+}
+
+/** What a worker's requests owe afterwards, batched: tokens to charge, slots to give back. */
+export interface LimitsSettle {
+  readonly type: 'api-proxy:limits-settle';
+  readonly charges: readonly RateOp[];
+  readonly releases: readonly { readonly slot: SlotOp; readonly handle: string }[];
+}
+
+export type ClusterMessage = MetricsRequest | MetricsResult | CollectRequest | CollectResult | ShutdownRequest | LimitsAdmit | LimitsAdmitted | LimitsSettle;
 
 export function isClusterMessage(value: unknown): value is ClusterMessage {
   return (

@@ -1,5 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from '../observability/logger.js';
+import { LimitsHost } from './limits-host.js';
 import type { ShutdownRequest } from './messages.js';
 import { MetricsAggregator } from './metrics-aggregator.js';
 import { RestartDelay } from './restart-delay.js';
@@ -27,6 +28,8 @@ export function runPrimary(count: number, indexEnv: string, logger: Logger): Pro
   let failed = false;
   let signals = 0;
   const metrics = new MetricsAggregator(() => slots.flatMap((slot) => (slot.worker?.isConnected() ? [slot.worker] : [])));
+  // The limit counters of the workers (without Redis): one budget per replica, as for one process.
+  const limits = new LimitsHost();
 
   return new Promise((resolveExit) => {
     const fork = (slot: Slot): void => {
@@ -38,12 +41,16 @@ export function runPrimary(count: number, indexEnv: string, logger: Logger): Pro
       worker.on('listening', () => {
         slot.listened = true;
       });
-      worker.on('message', (message: unknown) => metrics.onMessage(worker, message));
+      worker.on('message', (message: unknown) => {
+        metrics.onMessage(worker, message);
+        limits.onMessage(worker, message);
+      });
     };
 
     const exitIfDone = (): void => {
       if (slots.every((slot) => slot.worker === null && slot.restartTimer === null)) {
         logger.info({ exit_code: failed ? 1 : 0 }, 'all workers stopped');
+        void limits.close();
         resolveExit(failed ? 1 : 0);
       }
     };
@@ -68,6 +75,7 @@ export function runPrimary(count: number, indexEnv: string, logger: Logger): Pro
     });
 
     cluster.on('exit', (worker, code, signal) => {
+      limits.workerExited(worker);
       const slot = slots.find((candidate) => candidate.worker === worker);
       if (slot === undefined) return;
       slot.worker = null;

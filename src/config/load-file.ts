@@ -25,6 +25,7 @@ import type {
   OutlierSpec,
   PolicySpec,
   ProxySpec,
+  RateLimitSettings,
   RetrySpec,
   RouteSpec,
   UpstreamSpec,
@@ -201,6 +202,8 @@ export function toInputs(config: FileConfig, readSecret: SecretReader, env: Env 
       scheduleDelayMs: config.tracing.schedule_delay_ms ?? null,
       exportTimeoutMs: config.tracing.export_timeout_ms ?? null,
     },
+    rateLimits: rateLimitSettings(config, readSecret),
+    usage: { requestStreamUsage: config.usage.request_stream_usage },
     upstreams,
     routes,
     clientKeys,
@@ -224,6 +227,23 @@ export function policySpec(policy: PolicyFileConfig): PolicySpec {
             tokensPerDay: rate(limits.tokens_per_day),
             concurrentStreams: limits.concurrent_streams ?? null,
           },
+  };
+}
+
+function rateLimitSettings(config: FileConfig, readSecret: SecretReader): RateLimitSettings {
+  const redis = config.rate_limits.redis;
+  if (redis === undefined) return { redis: null, failOpen: config.rate_limits.fail_open };
+  return {
+    redis: {
+      url: redis.url,
+      username: redis.username ?? null,
+      password: readSecret('rate_limits.redis.password', redis.password, redis.password_env, redis.password_file),
+      tlsCa: readSecret('rate_limits.redis.tls.ca_file', undefined, undefined, redis.tls?.ca_file),
+      tlsInsecureSkipVerify: redis.tls?.insecure_skip_verify ?? false,
+      timeoutMs: redis.timeout_ms,
+      keyPrefix: redis.key_prefix,
+    },
+    failOpen: config.rate_limits.fail_open,
   };
 }
 

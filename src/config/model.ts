@@ -185,11 +185,40 @@ export interface TracingConfig {
   readonly exportTimeoutMs: number | null;
 }
 
+/** How to reach the Redis that replicas share their counters through: `rate_limits.redis`, secrets read. */
+export interface RedisSettings {
+  /** redis:// or rediss:// (TLS), with an optional /<db>. */
+  readonly url: string;
+  readonly username: string | null;
+  readonly password: string | null;
+  /** PEM of a private CA for rediss://; null: the system's. */
+  readonly tlsCa: string | null;
+  readonly tlsInsecureSkipVerify: boolean;
+  /** A call slower than this counts as Redis being away. */
+  readonly timeoutMs: number;
+  /** Prepended to every key, so several gateways (or other users) can share one Redis. */
+  readonly keyPrefix: string;
+}
+
+export interface RateLimitSettings {
+  /** null: counters in each process. */
+  readonly redis: RedisSettings | null;
+  /** Redis away: let requests through (true) or refuse them (false). */
+  readonly failOpen: boolean;
+}
+
+export interface UsageSettings {
+  /** Ask for a stream's usage (stream_options.include_usage) when the client did not, and hide it from the client. */
+  readonly requestStreamUsage: boolean;
+}
+
 /** What the config file yields once its secrets are resolved. */
 export interface FileInputs {
   readonly settings: GatewaySettings;
   readonly kubernetes: KubernetesSettings;
   readonly tracing: TracingConfig;
+  readonly rateLimits: RateLimitSettings;
+  readonly usage: UsageSettings;
   readonly upstreams: readonly UpstreamSpec[];
   readonly routes: readonly RouteSpec[];
   /** `allowed_keys` and `client_keys`: each key id is a consumer of its own, without a policy. */

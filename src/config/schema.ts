@@ -326,6 +326,46 @@ export const tracingSchema = z
   })
   .strict();
 
+/** Counters shared by replicas through Redis; absent, each process counts alone (one replica needs nothing else). */
+export const redisSchema = z
+  .object({
+    url: z.url({ protocol: /^rediss?$/, error: 'expected a redis:// or rediss:// (TLS) URL' }),
+    username: nonEmpty.optional(),
+    password: nonEmpty.optional(),
+    password_env: nonEmpty.optional(),
+    password_file: nonEmpty.optional(),
+    /** For rediss:// with a private CA, or, for trials only, no verification. */
+    tls: z
+      .object({ ca_file: nonEmpty.optional(), insecure_skip_verify: z.boolean().default(false) })
+      .strict()
+      .optional(),
+    /** A limiter call slower than this counts as Redis being away (fail_open decides). */
+    timeout_ms: z.number().int().min(1).max(60_000).default(250),
+    key_prefix: z.string().max(128).default('apiproxy:'),
+  })
+  .strict()
+  .refine((r) => [r.password, r.password_env, r.password_file].filter((v) => v !== undefined).length <= 1, {
+    message: 'give at most one of password, password_env, password_file',
+  });
+
+export const rateLimitsSchema = z
+  .object({
+    redis: redisSchema.optional(),
+    /** Redis away: true lets requests through unlimited; false refuses them (503 rate_limit_unavailable). */
+    fail_open: z.boolean().default(true),
+  })
+  .strict();
+
+export const usageSchema = z
+  .object({
+    /**
+     * Add stream_options.include_usage to streamed chat and completions requests that lack it, and take
+     * what it adds out of the answer; false: such streams report no usage (charged an estimate).
+     */
+    request_stream_usage: z.boolean().default(true),
+  })
+  .strict();
+
 export const fileConfigSchema = z
   .object({
     // The seed's keys.
@@ -367,6 +407,8 @@ export const fileConfigSchema = z
       lease_name: 'api-proxy',
     }),
     tracing: tracingSchema.default({ enabled: false }),
+    rate_limits: rateLimitsSchema.default({ fail_open: true }),
+    usage: usageSchema.default({ request_stream_usage: true }),
   })
   .strict()
   .superRefine((c, context) => {

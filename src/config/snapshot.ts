@@ -1,4 +1,14 @@
-import type { FileInputs, GatewaySettings, KubeInputs, KubernetesSettings, PolicyStatus, RouteStatus, TracingConfig } from './model.js';
+import type {
+  FileInputs,
+  GatewaySettings,
+  KubeInputs,
+  KubernetesSettings,
+  PolicyStatus,
+  RateLimitSettings,
+  RouteStatus,
+  TracingConfig,
+  UsageSettings,
+} from './model.js';
 import { redactableSecrets } from './secrets.js';
 import { compileUpstream, type Upstream } from './upstream.js';
 import { resolveClientPolicies } from '../policy/client-policies.js';
@@ -16,6 +26,9 @@ export interface RoutingSnapshot {
   readonly kubernetes: KubernetesSettings;
   /** Read when tracing starts (with the first config that enables it); later changes wait for a restart. */
   readonly tracing: TracingConfig;
+  /** Where limit counters live; the gateway swaps its counter store when this changes. */
+  readonly rateLimits: RateLimitSettings;
+  readonly usage: UsageSettings;
   readonly upstreams: ReadonlyMap<string, Upstream>;
   readonly defaultUpstream: Upstream;
   /** The shared routes, seen by every key: file routes, then the gateway namespace's ModelRoutes. */
@@ -79,6 +92,8 @@ export function buildSnapshot(inputs: SnapshotInputs): RoutingSnapshot {
     settings: file.settings,
     kubernetes: file.kubernetes,
     tracing: file.tracing,
+    rateLimits: file.rateLimits,
+    usage: file.usage,
     upstreams,
     defaultUpstream,
     routes: table.shared,

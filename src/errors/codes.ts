@@ -26,6 +26,7 @@ export const ERROR_CODES = {
   model_not_found: { status: 404, type: 'invalid_request_error', message: 'The model does not exist or is not routed by this gateway.' },
   method_not_allowed: { status: 405, type: 'invalid_request_error', message: 'Method not allowed for this path.' },
   body_too_large: { status: 413, type: 'invalid_request_error', message: 'The request body is larger than the gateway allows.' },
+  rate_limit_exceeded: { status: 429, type: 'requests', message: "Rate limit reached for the consumer's policy." },
   internal_error: { status: 500, type: 'server_error', message: 'The gateway failed to handle the request.' },
   upstream_unreachable: { status: 502, type: 'upstream_error', message: 'The upstream could not be reached.' },
   upstream_reset: { status: 502, type: 'upstream_error', message: 'The upstream closed the connection before answering.' },
@@ -55,6 +56,11 @@ export const ERROR_CODES = {
     message: 'The gateway could not buffer the upload while looking for its model; try again.',
   },
   not_ready: { status: 503, type: 'server_error', message: 'The gateway is not ready.' },
+  rate_limit_unavailable: {
+    status: 503,
+    type: 'server_error',
+    message: 'The rate limiter cannot reach its Redis and is set to refuse requests meanwhile (rate_limits.fail_open: false).',
+  },
   upstream_timeout: { status: 504, type: 'upstream_error', message: 'The upstream did not answer in time.' },
 } as const satisfies Record<string, { status: number; type: string; message: string }>;
 

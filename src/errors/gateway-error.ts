@@ -9,13 +9,14 @@ export class GatewayError extends Error {
   /** Headers the answer carries besides the error's own (e.g. `retry-after`). */
   readonly headers: Readonly<Record<string, string>> | null;
 
-  constructor(code: ErrorCode, message?: string, options?: { param?: string; cause?: unknown; headers?: Record<string, string> }) {
+  /** `type` overrides the code's own where OpenAI varies it (a rate limit is of `requests` or of `tokens`). */
+  constructor(code: ErrorCode, message?: string, options?: { param?: string; cause?: unknown; headers?: Record<string, string>; type?: string }) {
     const entry = ERROR_CODES[code];
     super(message ?? entry.message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'GatewayError';
     this.code = code;
     this.status = entry.status;
-    this.type = entry.type;
+    this.type = options?.type ?? entry.type;
     this.param = options?.param ?? null;
     this.headers = options?.headers ?? null;
   }

@@ -72,6 +72,11 @@ export function accessLine(record: RequestRecord, latencyMs: number, bindings = 
     record.bytesIn +
     ',"bytes_out":' +
     record.bytesOut +
+    ',"prompt_tokens":' +
+    record.inputTokens +
+    ',"completion_tokens":' +
+    record.outputTokens +
+    (record.usageUnknown ? ',"usage":"unknown"' : '') +
     ',"stream":' +
     record.stream +
     ',"error":' +

@@ -2,6 +2,7 @@ import os from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import client from 'prom-client';
 import { CounterFamily, HistogramFamily, type CounterCell, type HistogramCell } from './bound-metrics.js';
+import { PolicyMetrics } from './policy-metrics.js';
 
 /** Label for a request's endpoint; a small fixed set keeps Prometheus cardinality bounded. */
 export type RouteLabel =
@@ -63,6 +64,8 @@ export class GatewayMetrics {
   errorCount = 0;
   activeStreams = 0;
   readonly registry = new client.Registry();
+  /** Tokens, unknown usage, limits and their counter store. */
+  readonly policy = new PolicyMetrics(this.registry);
   readonly #startedAt = Date.now();
   readonly #loopDelay: ReturnType<typeof monitorEventLoopDelay>;
   readonly #requests: CounterFamily;

@@ -64,6 +64,23 @@ export class RequestAccounting {
     if (log) this.#logging.logger.warn({ upstream: record.upstream, req_id: record.id, where }, "the upstream's answer carried a configured secret; redacted");
   }
 
+  #countUsage(record: RequestRecord, keyId: string): void {
+    const consumer = record.consumer ?? keyId;
+    if (record.inputTokens !== null) {
+      this.#metrics.policy.tokens({
+        consumer,
+        keyId,
+        model: record.model ?? record.responseModel ?? 'unknown',
+        prompt: record.inputTokens,
+        completion: record.outputTokens ?? 0,
+        cached: record.cachedTokens,
+        reasoning: record.reasoningTokens,
+      });
+    } else if (record.usageUnknown) {
+      this.#metrics.policy.usageUnknown(consumer, keyId);
+    }
+  }
+
   /** An answer whose model was due to be replaced: by the requested model and the one sent upstream. */
   answerModel(record: RequestRecord, result: AnswerModelResult): void {
     this.#metrics.answerModel(record.model ?? '', record.targetModel ?? '', result);
@@ -75,6 +92,7 @@ export class RequestAccounting {
     metrics.activeRequests--;
     if (countedStream) metrics.activeStreams--;
     metrics.requestFinished(record.route, record.status, latencyMs / 1000, record.keyId, record.consumer);
+    if (record.keyId !== null) this.#countUsage(record, record.keyId);
     const logger = this.#logging.logger;
     if (this.#accessLog() && logger.isLevelEnabled('info')) this.#logging.writeLine(accessLine(record, latencyMs, this.#logging.bindings));
   }

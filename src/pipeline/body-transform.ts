@@ -13,6 +13,12 @@ export interface BodyTransform {
   push(bytes: Buffer): Buffer;
   /** The body ended: what was held back, or null. */
   end(): Buffer | null;
+  /**
+   * The body was cut short (the upstream failed): what of the held bytes
+   * may still go out as they are, or null. Bytes held because they may be
+   * part of a secret never do.
+   */
+  abandon?(): Buffer | null;
 }
 
 /** Decides, once the upstream's head is known, whether its transform applies to this response. */
@@ -38,6 +44,17 @@ export function endThrough(transforms: readonly BodyTransform[]): Buffer | null 
   for (const transform of transforms) {
     if (out !== null && out.length > 0) out = transform.push(out);
     const held = transform.end();
+    if (held !== null && held.length > 0) out = out === null || out.length === 0 ? held : Buffer.concat([out, held]);
+  }
+  return out === null || out.length === 0 ? null : out;
+}
+
+/** The body was cut: what the transforms may still let out, in order (see BodyTransform.abandon). */
+export function abandonThrough(transforms: readonly BodyTransform[]): Buffer | null {
+  let out: Buffer | null = null;
+  for (const transform of transforms) {
+    if (out !== null && out.length > 0) out = transform.push(out);
+    const held = transform.abandon?.() ?? null;
     if (held !== null && held.length > 0) out = out === null || out.length === 0 ? held : Buffer.concat([out, held]);
   }
   return out === null || out.length === 0 ? null : out;

@@ -16,6 +16,7 @@ import { Relay, type AnswerGate } from './relay.js';
 import { requestedWaitMs } from './retry-after.js';
 import type { TargetHealth } from './target-health.js';
 import { upstreamRequestHeaders } from './upstream-headers.js';
+import type { UsageMeter } from './usage-meter.js';
 
 export interface ForwardDeps {
   readonly transports: Transports;
@@ -56,8 +57,9 @@ interface HeldAnswer {
 /**
  * Sends the request to its plan's targets until one answers: the attempt
  * loop. Each attempt takes a slot at its upstream, writes the target's model
- * into the body, JSON or form (every other byte as the client sent it), and hands the answer
- * to a Relay, which lets the loop decide at the head. A retry or fallback is
+ * into the body, JSON or form (every other byte as the client sent it,
+ * but for include_usage when `meter` asks the upstream for a stream's usage),
+ * and hands the answer to a Relay, which lets the loop decide at the head. A retry or fallback is
  * made only before any byte of an answer has gone to the client, so the
  * client never gets a mix of two answers; with no attempt left it gets the
  * last answer an upstream sent, as it came, and a gateway error only when no
@@ -71,8 +73,11 @@ export function forward(
   request: ClientRequestBody,
   rewriteBody: ((body: Buffer) => Buffer) | null,
   deadline: number,
+  meter: UsageMeter | null = null,
 ): void {
-  new AttemptLoop(deps, lifecycle, plan, request, rewriteBody, deadline).start();
+  // One meter for the request: it reads the answer that is relayed, whichever attempt sent it.
+  if (meter !== null) lifecycle.metering(meter);
+  new AttemptLoop(deps, lifecycle, plan, request, rewriteBody, deadline, meter).start();
 }
 
 class AttemptLoop implements AnswerGate {
@@ -81,6 +86,7 @@ class AttemptLoop implements AnswerGate {
   readonly #plan: RoutePlan;
   readonly #request: ClientRequestBody;
   readonly #rewriteBody: ((body: Buffer) => Buffer) | null;
+  readonly #meter: UsageMeter | null;
   /** No attempt starts, and no wait ends, past this time (performance.now()). */
   readonly #deadline: number;
   /** The body can be sent again: read whole, or none (known once the first attempt has its body). */
@@ -103,6 +109,7 @@ class AttemptLoop implements AnswerGate {
     request: ClientRequestBody,
     rewriteBody: ((body: Buffer) => Buffer) | null,
     deadline: number,
+    meter: UsageMeter | null,
   ) {
     this.#deps = deps;
     this.#lifecycle = lifecycle;
@@ -110,6 +117,7 @@ class AttemptLoop implements AnswerGate {
     this.#request = request;
     this.#rewriteBody = rewriteBody;
     this.#deadline = deadline;
+    this.#meter = meter;
   }
 
   /** The first attempt: the plan's first target, also when none was available (then the least bad, by the plan's order). */
@@ -238,13 +246,13 @@ class AttemptLoop implements AnswerGate {
     const request = this.#request;
     const named = request.model !== null;
     if (named) record.targetModel = target.model;
-    const { body, contentLength } = request.upstreamBody(named ? target.model : null);
+    const { body, contentLength } = request.upstreamBody(named ? target.model : null, this.#meter?.addsStreamUsage === true);
     if (record.attempts++ === 0) this.#replayable = body === null || Buffer.isBuffer(body);
     lifecycle.dispatching(admission);
     const answer = this.#answerModel(target);
     const headers = upstreamRequestHeaders(req.headers, upstream.authorization, contentLength, record.id);
-    // The body is read (the model list) or rewritten (the answer's model), so it must arrive plain.
-    if (this.#rewriteBody !== null || answer?.rewrites === true) headers['accept-encoding'] = 'identity';
+    // The body is read (the model list, the usage) or rewritten (the answer's model), so it must arrive plain.
+    if (this.#rewriteBody !== null || this.#meter !== null || answer?.rewrites === true) headers['accept-encoding'] = 'identity';
     lifecycle.attemptStarting(upstream, headers);
     const now = performance.now();
     this.#startedAt = now;
@@ -397,7 +405,7 @@ class AttemptLoop implements AnswerGate {
     transforms: readonly BodyTransformFactory[];
     rewriteBody: ((body: Buffer) => Buffer) | null;
   } {
-    return { secrets: upstream.secrets, transforms: bodyTransforms(this.#lifecycle, upstream.secrets, answer), rewriteBody: this.#rewriteBody };
+    return { secrets: upstream.secrets, transforms: bodyTransforms(this.#lifecycle, upstream.secrets, this.#meter, answer), rewriteBody: this.#rewriteBody };
   }
 }
 
@@ -429,12 +437,20 @@ function backoff(retry: Upstream['retry'], tries: number, random: number): numbe
 
 /**
  * The stages the answer's body passes through, in order: the configured
- * secrets taken out, at any status; the requested model written back.
+ * secrets taken out, at any status; the usage read (and what include_usage
+ * added taken out), from the upstream's own bytes; the requested model
+ * written back.
  */
-function bodyTransforms(lifecycle: RequestLifecycle, secrets: readonly string[], answer: AnswerModelFactory | null): readonly BodyTransformFactory[] {
+function bodyTransforms(
+  lifecycle: RequestLifecycle,
+  secrets: readonly string[],
+  meter: UsageMeter | null,
+  answer: AnswerModelFactory | null,
+): readonly BodyTransformFactory[] {
   const transforms: BodyTransformFactory[] = [];
   const redacting = redaction(secrets, () => lifecycle.redacted('body'));
   if (redacting !== null) transforms.push(redacting);
+  if (meter !== null) transforms.push(meter);
   if (answer !== null) transforms.push(answer);
   return transforms;
 }

@@ -15,6 +15,8 @@ export interface JsonRequest {
   readonly model: string;
   /** The client asked for an event stream (`"stream": true`). */
   readonly stream: boolean;
+  /** The client asked for the stream's usage (`"stream_options": {"include_usage": true}`). */
+  readonly includeUsage: boolean;
 }
 
 const MODEL = 'model';
@@ -46,7 +48,9 @@ export function parseJsonRequest(body: Buffer): JsonRequest {
     throw new GatewayError('missing_model', undefined, { param: 'model' });
   }
   const stream = Object.hasOwn(parsed, 'stream') && (parsed as { stream: unknown }).stream === true;
-  return { text, model, stream };
+  const options = stream && Object.hasOwn(parsed, 'stream_options') ? (parsed as { stream_options: unknown }).stream_options : null;
+  const includeUsage = options !== null && typeof options === 'object' && (options as { include_usage?: unknown }).include_usage === true;
+  return { text, model, stream, includeUsage };
 }
 
 /**
@@ -80,6 +84,31 @@ export function replaceModel(text: string, model: string): string {
   const span = objectValueSpan(text, MODEL);
   if (span === null) throw new BodyRewriteError();
   return text.slice(0, span[0]) + JSON.stringify(model) + text.slice(span[1]);
+}
+
+const INCLUDE_USAGE = '"include_usage":true';
+
+/**
+ * Asks the upstream for a stream's usage in already-validated JSON text:
+ * `"stream_options":{"include_usage":true}` appended, or `include_usage`
+ * set to true inside the client's own `stream_options` object; every other
+ * byte as the client sent it. A `stream_options` that is not an object (or
+ * null) is left for the upstream to refuse.
+ */
+export function addStreamUsage(text: string): string {
+  const span = objectValueSpan(text, 'stream_options');
+  if (span === null) {
+    const close = text.lastIndexOf('}');
+    const empty = text.charCodeAt(skipWhitespaceBack(text, close - 1)) === OPEN_BRACE;
+    return `${text.slice(0, close)}${empty ? '' : ','}"stream_options":{${INCLUDE_USAGE}}${text.slice(close)}`;
+  }
+  const [start, end] = span;
+  if (text.startsWith('null', start)) return `${text.slice(0, start)}{${INCLUDE_USAGE}}${text.slice(end)}`;
+  if (text.charCodeAt(start) !== OPEN_BRACE) return text;
+  const inner = objectValueSpan(text, 'include_usage', start);
+  if (inner !== null) return `${text.slice(0, inner[0])}true${text.slice(inner[1])}`;
+  const empty = text.charCodeAt(skipWhitespace(text, start + 1)) === 125;
+  return `${text.slice(0, start + 1)}${INCLUDE_USAGE}${empty ? '' : ','}${text.slice(start + 1)}`;
 }
 
 /**
@@ -136,6 +165,14 @@ function keyIs(text: string, start: number, end: number, key: string): boolean {
 function hasBackslash(text: string, start: number, end: number): boolean {
   for (let i = start; i < end; i++) if (text.charCodeAt(i) === BACKSLASH) return true;
   return false;
+}
+
+function skipWhitespaceBack(text: string, i: number): number {
+  for (;;) {
+    const c = text.charCodeAt(i);
+    if (c !== 32 && c !== 10 && c !== 13 && c !== 9) return i;
+    i--;
+  }
 }
 
 function skipWhitespace(text: string, i: number): number {

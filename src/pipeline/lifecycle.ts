@@ -7,9 +7,12 @@ import { closeAfterLingering, type LingerLimits } from '../io/lingering-close.js
 import type { AttemptTrace, RequestTrace, RequestTracer } from '../observability/tracing/request-trace.js';
 import type { RequestAccounting } from './account.js';
 import type { UpstreamAdmission } from './admission.js';
+import type { RateLimitHeaders } from '../policy/rate-limit-headers.js';
+import type { LimitTicket } from '../policy/limiter.js';
 import type { AnswerModelResult } from './answer-model.js';
 import type { RequestRecord } from './request-record.js';
 import { requestIdFrom } from './request-id.js';
+import type { UsageMeter } from './usage-meter.js';
 
 /** What the lifecycle stops when the client goes away: an upstream exchange, or the attempt loop's wait between two. */
 export interface Abortable {
@@ -45,6 +48,11 @@ export class RequestLifecycle {
   #completed = false;
   /** What the request holds until it completes (a spooled upload), released then. */
   #releases: (() => void)[] | null = null;
+  /** The consumer's budgets, for the answer's headers; null when no limit applies. */
+  #rateLimitHeaders: RateLimitHeaders | null = null;
+  /** What the request owes its limits once done (tokens, a stream's slot). */
+  #ticket: LimitTicket | null = null;
+  #meter: UsageMeter | null = null;
 
   /** `linger`: how the connection closes after an answer to a request not read to its end (io/lingering-close). */
   constructor(req: IncomingMessage, res: ServerResponse, accounting: RequestAccounting, tracer: RequestTracer | null, linger: LingerLimits) {
@@ -76,6 +84,9 @@ export class RequestLifecycle {
       responseModel: null,
       inputTokens: null,
       outputTokens: null,
+      cachedTokens: null,
+      reasoningTokens: null,
+      usageUnknown: false,
     };
     this.trace = tracer === null ? null : tracer.startRequest(req.headers, this.record);
     accounting.opened();
@@ -90,6 +101,22 @@ export class RequestLifecycle {
    */
   attemptStarting(upstream: Upstream, headers: Record<string, string | string[]>): void {
     if (this.trace !== null) this.#attempt = this.trace.attemptStarted(upstream, this.record, headers);
+  }
+
+  /** The limits let the request through: `headers` go on its answer, `ticket` is settled when it completes. */
+  admitted(headers: RateLimitHeaders | null, ticket: LimitTicket | null): void {
+    this.#rateLimitHeaders = headers;
+    this.#ticket = ticket;
+  }
+
+  /** OpenAI's rate-limit headers for the answer, when the consumer has limits. */
+  get rateLimitHeaders(): RateLimitHeaders | null {
+    return this.#rateLimitHeaders;
+  }
+
+  /** The answer's usage is read by `meter` (a transform of the relay); it is accounted when the request completes. */
+  metering(meter: UsageMeter): void {
+    this.#meter = meter;
   }
 
   /** An attempt goes to an upstream, holding `slot` until it ends; the upstream phase is open until `upstreamSettled`. */
@@ -217,12 +244,35 @@ export class RequestLifecycle {
     this.#completeIfDone();
   };
 
+  /** The answer's usage into the record, and to the limits: what was reported, else an estimate (never nothing). */
+  #settleUsage(): void {
+    const result = this.#meter?.result() ?? null;
+    let tokens = 0;
+    if (result !== null) {
+      const record = this.record;
+      record.responseModel = result.model;
+      if (result.kind === 'reported') {
+        const usage = result.usage;
+        record.inputTokens = usage.prompt;
+        record.outputTokens = usage.completion;
+        record.cachedTokens = usage.cached;
+        record.reasoningTokens = usage.reasoning;
+        tokens = usage.prompt + usage.completion;
+      } else {
+        record.usageUnknown = true;
+        tokens = result.estimate;
+      }
+    }
+    this.#ticket?.finish(tokens);
+  }
+
   #completeIfDone(): void {
     if (this.#completed || !this.#responseClosed || this.#upstreamOpen) return;
     this.#completed = true;
     if (this.#releases !== null) for (const release of this.#releases) release();
     const { record, res } = this;
     record.status = res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST;
+    this.#settleUsage();
     this.#accounting.completed(record, performance.now() - record.startedAt, this.#countedStream);
     this.trace?.completed(record);
   }

@@ -148,6 +148,7 @@ interface ModelSpan {
 class MultipartBody implements ClientRequestBody {
   model: string | null = null;
   readonly stream = false;
+  readonly includeUsage = false;
   readonly contentLength: number | null;
   readonly #spool: UploadSpool;
   readonly #reader: UploadReader;

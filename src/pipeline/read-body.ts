@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { ClientGoneError } from '../errors/client-gone.js';
 import { GatewayError } from '../errors/gateway-error.js';
-import { parseJsonRequest, replaceModel, type JsonRequest } from './json-request.js';
+import { addStreamUsage, parseJsonRequest, replaceModel, type JsonRequest } from './json-request.js';
 import type { RequestLifecycle } from './lifecycle.js';
 import { readMultipartRequest } from './multipart-request.js';
 
@@ -27,20 +27,24 @@ export interface ClientRequestBody {
   readonly model: string | null;
   /** The client asked for an event stream (`"stream": true` in a JSON body). */
   readonly stream: boolean;
+  /** The client asked for the stream's usage (`"stream_options": {"include_usage": true}` in a JSON body). */
+  readonly includeUsage: boolean;
   /** The body's length as the client sent it, when known; null for a chunked upload. */
   readonly contentLength: number | null;
   /**
    * The body to send upstream naming `model` instead of the client's: only
    * the model's value changes, every other byte is as the client sent it.
-   * null (or the client's own model) sends the body as it came.
+   * null (or the client's own model) sends the body as it came. With
+   * `streamUsage`, a JSON body also asks for the stream's usage (addStreamUsage).
    */
-  upstreamBody(model: string | null): UpstreamBody;
+  upstreamBody(model: string | null, streamUsage?: boolean): UpstreamBody;
 }
 
 /** A JSON body, read whole and parsed once. */
 class JsonBody implements ClientRequestBody {
   readonly model: string;
   readonly stream: boolean;
+  readonly includeUsage: boolean;
   readonly contentLength: number;
   readonly #raw: Buffer;
   readonly #json: JsonRequest;
@@ -50,12 +54,16 @@ class JsonBody implements ClientRequestBody {
     this.#json = parseJsonRequest(raw);
     this.model = this.#json.model;
     this.stream = this.#json.stream;
+    this.includeUsage = this.#json.includeUsage;
     this.contentLength = raw.length;
   }
 
-  upstreamBody(model: string | null): UpstreamBody {
-    if (model === null || model === this.model) return { body: this.#raw, contentLength: this.#raw.length };
-    const body = Buffer.from(replaceModel(this.#json.text, model));
+  upstreamBody(model: string | null, streamUsage = false): UpstreamBody {
+    const renamed = model !== null && model !== this.model;
+    if (!renamed && !streamUsage) return { body: this.#raw, contentLength: this.#raw.length };
+    let text = renamed ? replaceModel(this.#json.text, model) : this.#json.text;
+    if (streamUsage) text = addStreamUsage(text);
+    const body = Buffer.from(text);
     return { body, contentLength: body.length };
   }
 }
@@ -64,6 +72,7 @@ class JsonBody implements ClientRequestBody {
 class OpaqueBody implements ClientRequestBody {
   readonly model = null;
   readonly stream = false;
+  readonly includeUsage = false;
   readonly #body: UpstreamBody;
 
   constructor(body: Buffer | Readable | null, contentLength: number | null) {

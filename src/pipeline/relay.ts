@@ -4,7 +4,7 @@ import { errorBody } from '../errors/gateway-error.js';
 import { fromUpstreamError, timeoutPhase } from '../errors/upstream.js';
 import { atTurnEnd } from '../io/turn-end.js';
 import type { Exchange, ExchangeHandler, ResponseHeaders } from '../transport/types.js';
-import { endThrough, pushThrough, type BodyTransform, type BodyTransformFactory } from './body-transform.js';
+import { abandonThrough, endThrough, pushThrough, type BodyTransform, type BodyTransformFactory } from './body-transform.js';
 import type { RequestLifecycle } from './lifecycle.js';
 import { redactHeaders } from './redact.js';
 import { clientResponseHeaders } from './upstream-headers.js';
@@ -135,6 +135,9 @@ export class Relay implements ExchangeHandler {
     if (headers['transfer-encoding'] !== undefined) delete relayed['content-length'];
     // Any status: an upstream that echoes the request's Authorization in a header must not hand the key on.
     if (this.#secrets.length > 0 && redactHeaders(relayed, this.#secrets) > 0) this.#lifecycle.redacted('header');
+    // The consumer's budgets at this gateway, in place of whatever the upstream says of its own.
+    const budgets = this.#lifecycle.rateLimitHeaders;
+    if (budgets !== null) Object.assign(relayed, budgets);
     if (this.#transformFactories.length > 0) this.#transforms = transformsFor(this.#transformFactories, status, headers, relayed);
     if (this.#rewriteBody !== null && status >= 200 && status < 300) {
       this.#held = { headers: relayed, chunks: [], size: 0 };
@@ -225,13 +228,19 @@ export class Relay implements ExchangeHandler {
     if (phase !== null) this.#lifecycle.timedOut(phase);
     this.#held = null;
     this.#head = null;
+    // What a transform held only to see it whole (the start of an event) goes out as the upstream sent it.
+    const rest = res.headersSent && this.#transforms.length > 0 ? abandonThrough(this.#transforms) : null;
+    if (rest !== null) this.#count(rest);
     if (!res.headersSent) {
       this.#lifecycle.fail(gatewayError);
     } else if (this.#stream && this.#appendable()) {
       // Headers are gone: end the event stream with an OpenAI-style error event the SDKs raise.
-      res.end(`data: ${errorBody(gatewayError)}\n\n`);
+      const event = `data: ${errorBody(gatewayError)}\n\n`;
+      res.end(rest === null ? event : Buffer.concat([rest, Buffer.from(event)]));
+    } else if (rest !== null) {
+      // A truncated body (or event) must not look complete: close the connection, once the rest is out.
+      res.write(rest, () => res.destroy());
     } else {
-      // A truncated body (or event) must not look complete: close the connection.
       res.destroy();
     }
     this.#finish(gatewayError.code);

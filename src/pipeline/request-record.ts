@@ -29,4 +29,9 @@ export interface RequestRecord {
   /** Tokens the upstream reported (usage accounting fills them in); null when unknown. */
   inputTokens: number | null;
   outputTokens: number | null;
+  /** Of the input, tokens the upstream served from its cache; of the output, tokens spent reasoning; null unless reported. */
+  cachedTokens: number | null;
+  reasoningTokens: number | null;
+  /** An answer that should report its usage did not (a stream the client left, an upstream that reports none). */
+  usageUnknown: boolean;
 }

@@ -310,7 +310,47 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
       shutdown: { drain_delay_ms: 5000, timeout_ms: 120000 },
       kubernetes: { enabled: true, namespaces: [], client_key_selector: 'apiproxy.io/client-keys=true', lease_name: 'rel-api-proxy-status' },
       tracing: { enabled: false },
+      rate_limits: { fail_open: true },
+      usage: { request_stream_usage: true },
     });
+  });
+
+  test('rateLimits: a Redis the pods share, its password and CA Secrets mounted as the files the config names, its port opened', () => {
+    const objs = template(helm.v3, ['-f', ci('everything-on-values.yaml')]);
+    const config = renderedConfig(objs);
+    expect(config.rate_limits).toEqual({
+      fail_open: false,
+      redis: {
+        url: 'rediss://redis-master.redis.svc:6379/0',
+        username: 'api-proxy',
+        password_file: '/var/run/secrets/api-proxy/redis/password',
+        tls: { ca_file: '/var/run/secrets/api-proxy/redis-ca/ca.crt', insecure_skip_verify: false },
+        timeout_ms: 200,
+        key_prefix: 'apiproxy:eu:',
+      },
+    });
+    expect(config.usage).toEqual({ request_stream_usage: false });
+    const pod = one(objs, 'Deployment')['spec'].template.spec;
+    expect(pod.volumes.find((v: any) => v.name === 'redis-password').secret).toEqual({
+      secretName: 'redis',
+      items: [{ key: 'redis-password', path: 'password' }],
+    });
+    expect(pod.volumes.find((v: any) => v.name === 'redis-ca').secret).toEqual({ secretName: 'redis-ca', items: [{ key: 'ca.crt', path: 'ca.crt' }] });
+    const mounts = gatewayContainer(objs).volumeMounts.map((m: any) => [m.name, m.mountPath]);
+    expect(mounts).toEqual(
+      expect.arrayContaining([
+        ['redis-password', '/var/run/secrets/api-proxy/redis'],
+        ['redis-ca', '/var/run/secrets/api-proxy/redis-ca'],
+      ]),
+    );
+    const egress = one(objs, 'NetworkPolicy')['spec'].egress as { ports: { port: number }[] }[];
+    expect(egress.some((rule) => rule.ports.map((p) => p.port).join() === '6379')).toBe(true);
+    // Without a URL nothing of Redis is rendered.
+    const plain = template(helm.v3, ['--set', 'rateLimits.redis.passwordSecret=redis']);
+    expect(renderedConfig(plain).rate_limits).toEqual({ fail_open: true });
+    expect(one(plain, 'Deployment')['spec'].template.spec.volumes.some((v: any) => v.name === 'redis-password')).toBe(false);
+    expect(runHelm(helm.v3, ['template', 'rel', chartDir, '--set', 'rateLimits.redis.url=http://redis:6379']).status).not.toBe(0);
+    expect(runHelm(helm.v3, ['template', 'rel', chartDir, '--set', 'rateLimits.redis.timeoutMs=0']).status).not.toBe(0);
   });
 
   test('failover: retry, outlier, the retry budget and route priorities from values, valid for the gateway; bad ones refused', () => {
@@ -546,7 +586,7 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
     const np = one(objs, 'NetworkPolicy');
     expect(np['spec'].policyTypes).toEqual(['Ingress', 'Egress']);
     expect(np['spec'].ingress[0].ports).toEqual([{ port: 'http', protocol: 'TCP' }]);
-    expect(np['spec'].egress.length).toBe(4); // DNS, Kubernetes API, the trace collector, upstreams
+    expect(np['spec'].egress.length).toBe(5); // DNS, Kubernetes API, the trace collector, Redis, upstreams
     expect(one(objs, 'PodDisruptionBudget')['spec']).toMatchObject({ minAvailable: 2 });
     expect(gatewayContainer(objs).lifecycle.preStop).toEqual({ sleep: { seconds: 8 } });
     expect(deployment['spec'].template.spec.terminationGracePeriodSeconds).toBe(8 + 10 + 300 + 10);
@@ -564,6 +604,11 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
       'apiproxy_active_streams',
       'apiproxy_config_reloads_total',
       'apiproxy_upstream_errors_total',
+      'apiproxy_tokens_total',
+      'apiproxy_rate_limited_total',
+      'apiproxy_rate_limit_store_up',
+      'apiproxy_rate_limit_store_bypassed_total',
+      'apiproxy_usage_unknown_total',
     ]) {
       expect(exprs).toContain(metric);
     }

@@ -66,6 +66,24 @@ const responseEvents = (model: string): string[] => [
   `event: response.completed\ndata: ${JSON.stringify({ type: 'response.completed', sequence_number: 2, response: responseObject(model, 'completed') })}\n\n`,
 ];
 
+/** A chat stream as OpenAI sends it when asked for usage: `"usage":null` in every chunk, then a usage-only chunk. */
+const chatEventsWithUsage = (model: string): string[] => [
+  ...['Hel', 'lo'].map(
+    (content) =>
+      `data: ${JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion.chunk', created: 0, model, choices: [{ index: 0, delta: { content }, finish_reason: null }], usage: null })}\n\n`,
+  ),
+  `data: ${JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion.chunk', created: 0, model, choices: [], usage: { prompt_tokens: 9, completion_tokens: 2, total_tokens: 11 } })}\n\n`,
+  'data: [DONE]\n\n',
+];
+
+/** Answers a chat stream with its usage when the request asks for it (stream_options.include_usage), as OpenAI does. */
+const usageWhenAsked: Answer = async (_req, res, body) => {
+  const asked = (body['stream_options'] as { include_usage?: unknown } | undefined)?.include_usage === true;
+  const model = String(body['model']);
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+  await writeApart(res, asked ? chatEventsWithUsage(model) : chatEvents(model));
+};
+
 interface Seen {
   url: string;
   headers: IncomingMessage['headers'];
@@ -178,6 +196,39 @@ describe('the official openai SDK reads the model it asked for', () => {
     }
     expect(models).toEqual(['gpt-4', 'gpt-4']);
     expect(text.join('')).toBe('Hello');
+  });
+
+  test('chat streamed, with the usage the gateway asks for: the added usage is read from the upstream’s bytes and taken out, the model rewritten', async () => {
+    answer = usageWhenAsked;
+    const labels = (kind: string): Record<string, string> => ({ consumer: 'team-a', key_id: 'team-a', model: 'gpt-4', kind });
+    const before = await prometheus(gw.url);
+    const stream = await sdk().chat.completions.create({ model: 'gpt-4', messages: [{ role: 'user', content: 'hi' }], stream: true });
+    const chunks = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    expect(seen.at(-1)!.body['stream_options']).toEqual({ include_usage: true });
+    expect(chunks.map((chunk) => [chunk.model, chunk.choices[0]!.delta.content, 'usage' in chunk])).toEqual([
+      ['gpt-4', 'Hel', false],
+      ['gpt-4', 'lo', false],
+    ]);
+    await waitFor(async () => movement(before, await prometheus(gw.url), 'apiproxy_tokens_total', labels('completion')) === 2);
+    expect(movement(before, await prometheus(gw.url), 'apiproxy_tokens_total', labels('prompt'))).toBe(9);
+    // Byte for byte what the client would have got without the gateway's include_usage, the model aside.
+    const raw = await post('/v1/chat/completions', { model: 'gpt-4', stream: true });
+    expect(raw.text).toBe(chatEvents('gpt-4').join(''));
+  });
+
+  test('chat streamed, the client asked for usage: its usage chunk arrives, with the requested model', async () => {
+    answer = usageWhenAsked;
+    const stream = await sdk().chat.completions.create({
+      model: 'gpt-4',
+      messages: [{ role: 'user', content: 'hi' }],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    const chunks = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    expect(chunks.map((chunk) => chunk.model)).toEqual(['gpt-4', 'gpt-4', 'gpt-4']);
+    expect(chunks.at(-1)!.usage).toEqual({ prompt_tokens: 9, completion_tokens: 2, total_tokens: 11 });
   });
 
   test('completions', async () => {
@@ -315,6 +366,10 @@ describe('what is never rewritten', () => {
     const res = await post('/v1/chat/completions', { model: 'keep' });
     expect(res.text).toBe(chatAnswer('kept-upstream'));
     expect(res.headers['x-apiproxy-upstream-model']).toBe('kept-upstream');
+    // No rewrite due: the token endpoints still ask for identity, for the usage meter (issue 16); others leave it to the client.
+    expect(seen.at(-1)!.headers['accept-encoding']).toBe('identity');
+    await post('/v1/images/generations', { model: 'keep', prompt: 'a cat' });
+    expect(seen.at(-1)!.url).toBe('/v1/images/generations');
     expect(seen.at(-1)!.headers['accept-encoding']).toBeUndefined();
   });
 

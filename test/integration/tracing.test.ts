@@ -113,6 +113,9 @@ test("continues the client's trace: server span under the client's, a client spa
     expect(tag(server!, 'http.route')).toBe('/v1/chat/completions');
     expect(tag(server!, 'http.response.status_code')).toBe(200);
     expect(tag(server!, 'error.type')).toBeUndefined();
+    // The usage the answer reported (the fake upstream's 7 prompt and 3 completion tokens), read by the usage meter.
+    expect(tag(server!, 'gen_ai.usage.input_tokens')).toBe(7);
+    expect(tag(server!, 'gen_ai.usage.output_tokens')).toBe(3);
 
     expect(parentOf(client!)).toBe(server!.spanID);
     expect(client!.spanID).toBe(upstreamSaw.spanId);
@@ -214,6 +217,9 @@ test('a stream, with the openai SDK as client: time to first token is an event o
     const [attempt] = spanOfKind(trace, 'client');
     expect(tag(server!, 'apiproxy.stream')).toBe(true);
     expect(tag(attempt!, 'apiproxy.stream')).toBe(true);
+    // The stream's usage, which the gateway asked for (include_usage) and took out of what the client got: one completion token a chunk.
+    expect(tag(server!, 'gen_ai.usage.input_tokens')).toBe(7);
+    expect(tag(server!, 'gen_ai.usage.output_tokens')).toBe(3);
     const firstToken = attempt!.logs.find((log) => log.fields.some((f) => f.key === 'event' && f.value === 'apiproxy.first_token'));
     expect(firstToken).toBeDefined();
     const ttft = firstToken!.fields.find((f) => f.key === 'apiproxy.time_to_first_token_s')?.value as number;

@@ -203,6 +203,39 @@ describe('ClientPolicy', () => {
     await waitFor(async () => (await chat(KEY_B, 'big')) === 'big', TAKES_EFFECT_MS);
   });
 
+  test("a ClientPolicy's limits apply: requestsPerMinute per consumer is one budget for the Secret's two keys (429 rate_limit_exceeded), lifted with the policy", async () => {
+    const carol = 'sk-team-a-carol-0123456789';
+    const dave = 'sk-team-a-dave-0123456789';
+    /** Status and the request budget's limit / remaining of a chat request (429 when refused). */
+    const budget = async (key: string): Promise<[number, string | null, string | null, string | null]> => {
+      const res = await request(`${gw.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }),
+      });
+      const body = (await res.body.json()) as { error?: { code: string } };
+      const header = (name: string): string | null => (res.headers[name] as string | undefined) ?? null;
+      return [res.statusCode, body.error?.code ?? null, header('x-ratelimit-limit-requests'), header('x-ratelimit-remaining-requests')];
+    };
+    await keySecret(TEAM_A, 'limited-keys', { carol, dave });
+    await waitFor(async () => (await budget(carol))[0] === 200, TAKES_EFFECT_MS, 'the Secret');
+    await clientPolicy(TEAM_A, 'two-a-minute', { consumers: { secretNames: ['limited-keys'] }, limits: { requestsPerMinute: { limit: 2, per: 'consumer' } } });
+    // 2 a minute refill one every 30 s: the test never sees a refill. The request that sees the policy first takes one.
+    let first: Awaited<ReturnType<typeof budget>> | null = null;
+    await waitFor(async () => (first = await budget(carol))[2] !== null, TAKES_EFFECT_MS, 'the limits');
+    expect(first).toEqual([200, null, '2', '1']);
+    expect(await budget(dave)).toEqual([200, null, '2', '0']);
+    expect(await budget(carol)).toEqual([429, 'rate_limit_exceeded', '2', '0']);
+    expect(await budget(dave)).toEqual([429, 'rate_limit_exceeded', '2', '0']);
+    // team-a's other Secret is another consumer, without limits
+    expect((await budget(KEY_A)).slice(0, 3)).toEqual([200, null, null]);
+    await waitFor(async () => (await accepted(TEAM_A, 'clientpolicies', 'two-a-minute'))?.message === 'governs 1 consumer: team-a/limited-keys', 5000);
+
+    expect((await cluster.request('DELETE', `${api(TEAM_A, 'clientpolicies')}/two-a-minute`)).status).toBe(200);
+    await waitFor(async () => (await budget(carol))[0] === 200, TAKES_EFFECT_MS, 'the limits lifted');
+    expect(await budget(dave)).toEqual([200, null, null, null]);
+  });
+
   test('a hashed key in a Secret authenticates', async () => {
     const { createHash } = await import('node:crypto');
     const key = 'sk-team-a-hashed-0123456789';

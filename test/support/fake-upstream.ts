@@ -55,6 +55,12 @@ export interface FakeUpstream {
  *   x-fake-echo-headers: 1    put the request headers into an error body (a leaky upstream)
  *   x-fake-echo-auth: 1       copy the request's Authorization into a response header, at any status (a leaky upstream)
  *   x-fake-echo-auth-body: 1  put the request's Authorization into the answer's content; in a stream, split across two writes
+ *   x-fake-prompt-tokens: n   the usage's prompt tokens (default 7); completion tokens are the stream's chunks (3 without a stream)
+ *   x-fake-usage-details: 1   the usage also reports cached (2) and reasoning (1) tokens
+ *   x-fake-no-usage: 1        report no usage at all (an upstream that ignores include_usage)
+ * Usage as OpenAI reports it: in every JSON answer (chat, completions, embeddings, responses); in a chat or
+ * completions stream only with stream_options.include_usage (then `"usage":null` in every chunk and a last
+ * chunk with `choices: []` and the usage); in a Responses stream, in response.completed.
  * Each SeenRequest also records `bytesSent` (for x-fake-size), the connection's `remotePort` and the
  * `traceparent`/`tracestate` it got.
  */
@@ -191,6 +197,15 @@ async function respond(req: IncomingMessage, res: ServerResponse, seen: SeenRequ
     res.end(JSON.stringify({ object: 'list', data: [{ id: 'fake-model', object: 'model', created: 0, owned_by: 'fake' }] }));
     return;
   }
+  const promptTokens = Number(header(req, 'x-fake-prompt-tokens') ?? 7);
+  const details = header(req, 'x-fake-usage-details') === '1';
+  const noUsage = header(req, 'x-fake-no-usage') === '1';
+  const chatUsage = (completionTokens: number): Record<string, unknown> => ({
+    prompt_tokens: promptTokens,
+    completion_tokens: completionTokens,
+    total_tokens: promptTokens + completionTokens,
+    ...(details ? { prompt_tokens_details: { cached_tokens: 2 }, completion_tokens_details: { reasoning_tokens: 1 } } : {}),
+  });
   if (req.url?.startsWith('/v1/embeddings')) {
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(
@@ -198,12 +213,19 @@ async function respond(req: IncomingMessage, res: ServerResponse, seen: SeenRequ
         object: 'list',
         model,
         data: [{ object: 'embedding', index: 0, embedding: [0.1, 0.2, 0.3] }],
-        usage: { prompt_tokens: 1, total_tokens: 1 },
+        ...(noUsage ? {} : { usage: { prompt_tokens: promptTokens, total_tokens: promptTokens } }),
       }),
     );
     return;
   }
+  if (req.url?.startsWith('/v1/responses')) {
+    await respondResponses(req, res, parsed, model, { promptTokens, details, noUsage });
+    return;
+  }
+  const legacy = req.url?.startsWith('/v1/completions') === true;
   if (parsed['stream'] === true) {
+    const options = parsed['stream_options'];
+    const withUsage = !noUsage && options !== null && typeof options === 'object' && (options as { include_usage?: unknown }).include_usage === true;
     const chunks = Number(header(req, 'x-fake-chunks') ?? 5);
     const interval = Number(header(req, 'x-fake-interval') ?? 5);
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
@@ -215,15 +237,13 @@ async function respond(req: IncomingMessage, res: ServerResponse, seen: SeenRequ
       await sleep(30);
       res.write(event.slice(cut));
     }
+    const kind = legacy ? { id: 'cmpl-fake', object: 'text_completion' } : { id: 'chatcmpl-fake', object: 'chat.completion.chunk' };
     for (let i = 0; i < chunks; i++) {
       if (res.destroyed) return;
-      const chunk = {
-        id: 'chatcmpl-fake',
-        object: 'chat.completion.chunk',
-        created: 0,
-        model,
-        choices: [{ index: 0, delta: { content: `tok${i} ` }, finish_reason: null }],
-      };
+      const choice = legacy
+        ? { text: `tok${i} `, index: 0, logprobs: null, finish_reason: null }
+        : { index: 0, delta: { content: `tok${i} ` }, finish_reason: null };
+      const chunk = { ...kind, created: 0, model, choices: [choice], ...(withUsage ? { usage: null } : {}) };
       const event = `data: ${JSON.stringify(chunk)}\n\n`;
       seen.bytesSent += event.length;
       if (!res.write(event)) await new Promise((resolve) => res.once('drain', resolve));
@@ -235,18 +255,74 @@ async function respond(req: IncomingMessage, res: ServerResponse, seen: SeenRequ
       if (i === 0 && header(req, 'x-fake-stall') === 'after-first') return; // never ends
       if (interval > 0) await sleep(interval);
     }
+    if (withUsage) res.write(`data: ${JSON.stringify({ ...kind, created: 0, model, choices: [], usage: chatUsage(chunks) })}\n\n`);
     res.end('data: [DONE]\n\n');
     return;
   }
+  const text = echoAuth === null ? `hello from ${model}` : `echo ${echoAuth}`;
   const completion = {
-    id: 'chatcmpl-fake',
-    object: 'chat.completion',
+    id: legacy ? 'cmpl-fake' : 'chatcmpl-fake',
+    object: legacy ? 'text_completion' : 'chat.completion',
     created: 0,
     model,
-    choices: [{ index: 0, message: { role: 'assistant', content: echoAuth === null ? `hello from ${model}` : `echo ${echoAuth}` }, finish_reason: 'stop' }],
-    usage: { prompt_tokens: 1, completion_tokens: 3, total_tokens: 4 },
+    choices: [
+      legacy ? { text, index: 0, logprobs: null, finish_reason: 'stop' } : { index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' },
+    ],
+    ...(noUsage ? {} : { usage: chatUsage(3) }),
   };
   const body = JSON.stringify(completion);
   res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
   res.end(body);
+}
+
+/** The Responses API: a response object, or its event stream (created, text deltas, completed with the usage). */
+async function respondResponses(
+  req: IncomingMessage,
+  res: ServerResponse,
+  parsed: Record<string, unknown>,
+  model: string,
+  usage: { promptTokens: number; details: boolean; noUsage: boolean },
+): Promise<void> {
+  const chunks = Number(header(req, 'x-fake-chunks') ?? 5);
+  const text = Array.from({ length: chunks }, (_, i) => `tok${i} `);
+  const response = (status: string, output: string | null): Record<string, unknown> => ({
+    id: 'resp_fake',
+    object: 'response',
+    created_at: 0,
+    status,
+    model,
+    output:
+      output === null
+        ? []
+        : [{ type: 'message', id: 'msg_fake', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: output, annotations: [] }] }],
+    usage:
+      output === null || usage.noUsage
+        ? null
+        : {
+            input_tokens: usage.promptTokens,
+            input_tokens_details: { cached_tokens: usage.details ? 2 : 0 },
+            output_tokens: chunks,
+            output_tokens_details: { reasoning_tokens: usage.details ? 1 : 0 },
+            total_tokens: usage.promptTokens + chunks,
+          },
+    user: null,
+    metadata: {},
+  });
+  if (parsed['stream'] !== true) {
+    const body = JSON.stringify(response('completed', text.join('')));
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+    return;
+  }
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+  let sequence = 0;
+  const event = (type: string, data: Record<string, unknown>): string =>
+    `event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: sequence++, ...data })}\n\n`;
+  res.write(event('response.created', { response: response('in_progress', null) }));
+  for (const delta of text) {
+    if (res.destroyed) return;
+    res.write(event('response.output_text.delta', { item_id: 'msg_fake', output_index: 0, content_index: 0, delta }));
+    await sleep(2);
+  }
+  res.end(event('response.completed', { response: response('completed', text.join('')) }));
 }

@@ -25,6 +25,9 @@ function record(overrides: Partial<RequestRecord> = {}): RequestRecord {
     responseModel: null,
     inputTokens: null,
     outputTokens: null,
+    cachedTokens: null,
+    reasoningTokens: null,
+    usageUnknown: false,
     ...overrides,
   };
 }
@@ -52,6 +55,8 @@ test('one JSON line in the logger format', () => {
     ttfb_ms: 1.235,
     bytes_in: 10,
     bytes_out: 20,
+    prompt_tokens: null,
+    completion_tokens: null,
     stream: true,
     error: null,
     msg: 'request',
@@ -66,6 +71,13 @@ test('one JSON line in the logger format', () => {
     client_aborted: true,
     error: 'upstream_reset',
   });
+});
+
+test('tokens: the usage the upstream reported, or "usage":"unknown" when an answer that should report it did not', () => {
+  expect(JSON.parse(accessLine(record({ inputTokens: 19, outputTokens: 10, cachedTokens: 8 }), 1))).toMatchObject({ prompt_tokens: 19, completion_tokens: 10 });
+  const unknown = JSON.parse(accessLine(record({ usageUnknown: true }), 1));
+  expect(unknown).toMatchObject({ prompt_tokens: null, completion_tokens: null, usage: 'unknown' });
+  expect(JSON.parse(accessLine(record(), 1)).usage).toBeUndefined();
 });
 
 test('whatever a client puts in the model or path stays inside one valid line', () => {

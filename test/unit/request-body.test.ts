@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { mayRepeatModel, objectValueSpan, parseJsonRequest, replaceModel } from '../../src/pipeline/json-request.js';
+import { addStreamUsage, mayRepeatModel, objectValueSpan, parseJsonRequest, replaceModel } from '../../src/pipeline/json-request.js';
 import { GatewayError } from '../../src/errors/gateway-error.js';
 
 describe('replaceModel', () => {
@@ -21,6 +21,40 @@ describe('replaceModel', () => {
         const replaced = JSON.parse(replaceModel(text, target)) as Record<string, unknown>;
         expect(replaced['model']).toBe(target);
         expect({ ...replaced, model }).toEqual(JSON.parse(text));
+      }),
+    );
+  });
+});
+
+describe('addStreamUsage', () => {
+  test.each([
+    ['{"model":"a","stream":true}', '{"model":"a","stream":true,"stream_options":{"include_usage":true}}'],
+    ['{ "model": "a", "stream": true }\n', '{ "model": "a", "stream": true ,"stream_options":{"include_usage":true}}\n'],
+    ['{"model":"a","stream_options":{}}', '{"model":"a","stream_options":{"include_usage":true}}'],
+    ['{"model":"a","stream_options":{ "x":1 }}', '{"model":"a","stream_options":{"include_usage":true, "x":1 }}'],
+    ['{"model":"a","stream_options":{"include_usage":false,"x":1}}', '{"model":"a","stream_options":{"include_usage":true,"x":1}}'],
+    ['{"model":"a","stream_options":null}', '{"model":"a","stream_options":{"include_usage":true}}'],
+    [
+      '{"model":"a","stream_options":{"include_usage":false},"stream_options":{"y":2}}',
+      '{"model":"a","stream_options":{"include_usage":false},"stream_options":{"include_usage":true,"y":2}}',
+    ],
+    ['{"s":"}\\"","model":"a"}', '{"s":"}\\"","model":"a","stream_options":{"include_usage":true}}'],
+    // Not an object: left for the upstream to refuse, as it would without the gateway.
+    ['{"model":"a","stream_options":"x"}', '{"model":"a","stream_options":"x"}'],
+  ])('%s', (input, expected) => {
+    expect(addStreamUsage(input)).toBe(expected);
+  });
+
+  test('any JSON object: stream_options.include_usage becomes true, everything else is identical', () => {
+    const options = fc.option(fc.dictionary(fc.string(), fc.jsonValue()), { nil: undefined });
+    fc.assert(
+      fc.property(fc.dictionary(fc.string(), fc.jsonValue()), options, (object, streamOptions) => {
+        const { stream_options: _, ...rest } = object;
+        const sent = streamOptions === undefined ? { ...rest, model: 'm' } : { ...rest, model: 'm', stream_options: streamOptions };
+        const text = JSON.stringify(sent, null, Math.random() < 0.5 ? 2 : undefined);
+        const added = JSON.parse(addStreamUsage(text)) as Record<string, unknown>;
+        expect(added['stream_options']).toEqual({ ...streamOptions, include_usage: true });
+        expect({ ...added, stream_options: streamOptions }).toEqual({ ...sent, stream_options: streamOptions });
       }),
     );
   });
@@ -103,6 +137,17 @@ describe('parseJsonRequest', () => {
     ['{"model":"m","__proto__":{"stream":true}}', false],
   ])('stream: %s -> %s', (body, stream) => {
     expect(parseJsonRequest(Buffer.from(body)).stream).toBe(stream);
+  });
+
+  test.each([
+    ['{"model":"m","stream":true,"stream_options":{"include_usage":true}}', true],
+    ['{"model":"m","stream":true,"stream_options":{"include_usage":false}}', false],
+    ['{"model":"m","stream":true,"stream_options":{"include_usage":"true"}}', false],
+    ['{"model":"m","stream":true,"stream_options":null}', false],
+    ['{"model":"m","stream":true}', false],
+    ['{"model":"m","stream_options":{"include_usage":true}}', false],
+  ])('includeUsage: %s -> %s', (body, includeUsage) => {
+    expect(parseJsonRequest(Buffer.from(body)).includeUsage).toBe(includeUsage);
   });
 
   test.each([

@@ -24,6 +24,9 @@ function record(overrides: Partial<RequestRecord> = {}): RequestRecord {
     responseModel: null,
     inputTokens: null,
     outputTokens: null,
+    cachedTokens: null,
+    reasoningTokens: null,
+    usageUnknown: false,
     ...overrides,
   };
 }

@@ -89,6 +89,14 @@ The tag defaults to the appVersion; a digest pins the image whatever the tag say
 {{- printf "/var/run/secrets/api-proxy/upstream-ca/%s" . }}
 {{- end }}
 
+{{- define "api-proxy.redisPasswordFile" -}}
+/var/run/secrets/api-proxy/redis/password
+{{- end }}
+
+{{- define "api-proxy.redisCaFile" -}}
+/var/run/secrets/api-proxy/redis-ca/ca.crt
+{{- end }}
+
 {{- define "api-proxy.upstreamClientCertDir" -}}
 {{- printf "/var/run/secrets/api-proxy/upstream-client-cert/%s" . }}
 {{- end }}
@@ -235,5 +243,21 @@ Namespaces the gateway watches, as RBAC sees them: a list of namespace names, or
 {{- if not (kindIs "invalid" .Values.tracing.samplerArg) }}{{ $_ := set $tracing "sampler_arg" (float64 .Values.tracing.samplerArg) }}{{ end }}
 {{- if not (kindIs "invalid" .Values.tracing.maxQueueSize) }}{{ $_ := set $tracing "max_queue_size" (int .Values.tracing.maxQueueSize) }}{{ end }}
 {{- $_ := set $cfg "tracing" $tracing }}
+{{- $limits := dict "fail_open" .Values.rateLimits.failOpen }}
+{{- with .Values.rateLimits.redis }}
+{{- if .url }}
+{{- $redis := dict "url" .url "timeout_ms" (int .timeoutMs) "key_prefix" .keyPrefix }}
+{{- with .username }}{{ $_ := set $redis "username" . }}{{ end }}
+{{- if .passwordSecret }}{{ $_ := set $redis "password_file" (include "api-proxy.redisPasswordFile" $) }}{{ end }}
+{{- with .tls }}
+{{- $tls := dict "insecure_skip_verify" (default false .insecureSkipVerify) }}
+{{- if .caSecret }}{{ $_ := set $tls "ca_file" (include "api-proxy.redisCaFile" $) }}{{ end }}
+{{- $_ := set $redis "tls" $tls }}
+{{- end }}
+{{- $_ := set $limits "redis" $redis }}
+{{- end }}
+{{- end }}
+{{- $_ := set $cfg "rate_limits" $limits }}
+{{- $_ := set $cfg "usage" (dict "request_stream_usage" .Values.usage.requestStreamUsage) }}
 {{- toPrettyJson $cfg }}
 {{- end }}

@@ -5,6 +5,7 @@
  *   createClient({ url: redis.url, socket: { tls: true, ca: redis.ca } })
  *   await redis.kill();     // SIGKILL: "Redis dies mid-traffic"
  *   await redis.restart();  // same port, same password, empty data set
+ *   redis.freeze(); redis.thaw();  // SIGSTOP / SIGCONT: a Redis that stops answering (connections stay open)
  *   await redis.stop();     // in afterAll
  */
 import { writeFileSync } from 'node:fs';
@@ -36,6 +37,10 @@ export interface RedisHandle {
   kill(): Promise<void>;
   /** Starts redis-server again on the same port with the same password (stops it first if running). */
   restart(): Promise<void>;
+  /** SIGSTOP: the server stops answering while its connections stay open. */
+  freeze(): void;
+  /** SIGCONT after freeze(). */
+  thaw(): void;
   /** redis-server's own log. */
   log(): string;
 }
@@ -97,6 +102,8 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisHandl
         removeWorkDir(dir);
       },
       kill: () => current.kill(),
+      freeze: () => void current.child.kill('SIGSTOP'),
+      thaw: () => void current.child.kill('SIGCONT'),
       async restart() {
         await current.stop();
         current = await launch(port);

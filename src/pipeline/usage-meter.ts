@@ -1,0 +1,295 @@
+import type { OutgoingHttpHeaders } from 'node:http';
+import type { ResponseHeaders } from '../transport/types.js';
+import { findModel, findUsage, usageAt, valueStart, type TokenUsage } from '../usage/token-usage.js';
+import type { BodyTransform, BodyTransformFactory } from './body-transform.js';
+
+/** What a request's answer says it cost. */
+export type UsageResult =
+  | { readonly kind: 'reported'; readonly usage: TokenUsage; readonly model: string | null }
+  /**
+   * The answer should have said and did not (a stream the client left, an
+   * upstream that reports nothing): token limits are charged `estimate`
+   * instead (the prompt's bytes / 4, plus one token per event received), so
+   * leaving a stream early does not spend nothing.
+   */
+  | { readonly kind: 'unknown'; readonly model: string | null; readonly estimate: number };
+
+/** How much of an answer's end is kept to find its usage: the usage object and what may follow it (user, metadata). */
+const TAIL_BYTES = 64 * 1024;
+/** How much of an answer's start is searched for the model that answered. */
+const HEAD_BYTES = 4096;
+/** An event held back this long without ending is let through as it is (it cannot be the small usage event). */
+const MAX_HELD_EVENT = 1024 * 1024;
+const LF = 0x0a;
+const CR = 0x0d;
+const OPEN_BRACE = 0x7b;
+const COMMA = 0x2c;
+const USAGE_KEY = Buffer.from('"usage"');
+const CHOICES_KEY = Buffer.from('"choices"');
+const NULL = Buffer.from('null');
+const DATA = Buffer.from('data:');
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * Reads the token usage of one request's answer as it is relayed (the
+ * usage transform: after the key redaction, on 2xx answers of the token
+ * endpoints). A JSON answer passes untouched; its end is kept to find
+ * `usage`, its start to find `model`. An event stream passes untouched too,
+ * unless the gateway asked the upstream for usage the client did not ask
+ * for (`stream_options.include_usage`): then the usage-only event and the
+ * `"usage":null` of the other events are taken out, so the client gets what
+ * it would have got. Only events that contain `"usage"` are looked into.
+ */
+export class UsageMeter implements BodyTransformFactory {
+  /** The gateway adds include_usage to the request (and takes what it adds out of the answer). */
+  readonly addsStreamUsage: boolean;
+  readonly #requestBytes: number;
+  #reader: UsageReader | null = null;
+
+  /** `addsStreamUsage`: see above; `requestBytes`: the request body's size, for the estimate. */
+  constructor(addsStreamUsage: boolean, requestBytes: number) {
+    this.addsStreamUsage = addsStreamUsage;
+    this.#requestBytes = requestBytes;
+  }
+
+  forResponse(status: number, upstreamHeaders: ResponseHeaders, relayed: OutgoingHttpHeaders): BodyTransform | null {
+    this.#reader = null;
+    if (status < 200 || status >= 300) return null;
+    const type = upstreamHeaders['content-type'];
+    if (typeof type !== 'string') return null;
+    if (type.startsWith('text/event-stream')) {
+      // Taking events out makes a declared length untrue (event streams rarely declare one).
+      if (this.addsStreamUsage) delete relayed['content-length'];
+      return (this.#reader = new StreamUsage(this.addsStreamUsage));
+    }
+    if (type.startsWith('application/json')) return (this.#reader = new JsonUsage());
+    // An answer of another kind (audio, an image) reports no usage the gateway reads.
+    return null;
+  }
+
+  /** What the answer reported, as far as it got; null when it was not one that reports usage (an error, no answer). */
+  result(): UsageResult | null {
+    const reader = this.#reader;
+    if (reader === null) return null;
+    const usage = reader.usage();
+    const model = reader.model();
+    if (usage !== null) return { kind: 'reported', usage, model };
+    return { kind: 'unknown', model, estimate: Math.ceil(this.#requestBytes / 4) + reader.events };
+  }
+}
+
+interface UsageReader extends BodyTransform {
+  usage(): TokenUsage | null;
+  model(): string | null;
+  /** Events received (0 for a JSON answer). */
+  readonly events: number;
+}
+
+/** The last TAIL_BYTES (or a little more) of a body, as the pieces it came in. */
+class Tail {
+  readonly #pieces: Buffer[] = [];
+  #first = 0;
+  #size = 0;
+
+  add(bytes: Buffer): void {
+    this.#pieces.push(bytes);
+    this.#size += bytes.length;
+    while (this.#size - this.#pieces[this.#first]!.length >= TAIL_BYTES) this.#size -= this.#pieces[this.#first++]!.length;
+    if (this.#first > 64 && this.#first * 2 > this.#pieces.length) {
+      this.#pieces.splice(0, this.#first);
+      this.#first = 0;
+    }
+  }
+
+  bytes(): Buffer {
+    return Buffer.concat(this.#pieces.slice(this.#first), this.#size);
+  }
+}
+
+/** The start of a body, up to HEAD_BYTES. */
+class Head {
+  readonly #pieces: Buffer[] = [];
+  #size = 0;
+
+  add(bytes: Buffer): void {
+    if (this.#size >= HEAD_BYTES) return;
+    this.#pieces.push(bytes.length > HEAD_BYTES - this.#size ? bytes.subarray(0, HEAD_BYTES - this.#size) : bytes);
+    this.#size += this.#pieces.at(-1)!.length;
+  }
+
+  bytes(): Buffer {
+    return Buffer.concat(this.#pieces, this.#size);
+  }
+}
+
+class JsonUsage implements UsageReader {
+  readonly events = 0;
+  readonly #head = new Head();
+  readonly #tail = new Tail();
+  #usage: TokenUsage | null | undefined;
+
+  push(bytes: Buffer): Buffer {
+    this.#head.add(bytes);
+    this.#tail.add(bytes);
+    return bytes;
+  }
+
+  end(): null {
+    return null;
+  }
+
+  usage(): TokenUsage | null {
+    if (this.#usage === undefined) this.#usage = findUsage(this.#tail.bytes());
+    return this.#usage;
+  }
+
+  /** Near the start in chat completions and responses; near the end in embeddings. */
+  model(): string | null {
+    return findModel(this.#head.bytes(), false) ?? findModel(this.#tail.bytes(), true);
+  }
+}
+
+class StreamUsage implements UsageReader {
+  /** Without stripping: the stream's end, searched once at the end. */
+  readonly #tail: Tail | null;
+  /** With stripping: the start of an event not yet complete. */
+  #carry: Buffer | null = null;
+  #usage: TokenUsage | null = null;
+  /** Every event of a chat stream names the model; the first of a Responses stream holds it. */
+  readonly #head = new Head();
+  events = 0;
+
+  constructor(strip: boolean) {
+    this.#tail = strip ? null : new Tail();
+  }
+
+  push(bytes: Buffer): Buffer {
+    this.#head.add(bytes);
+    for (let at = bytes.indexOf(DATA); at !== -1; at = bytes.indexOf(DATA, at + DATA.length)) this.events++;
+    if (this.#tail !== null) {
+      this.#tail.add(bytes);
+      return bytes;
+    }
+    let data = bytes;
+    if (this.#carry !== null) {
+      data = Buffer.concat([this.#carry, bytes]);
+      this.#carry = null;
+    }
+    // An incomplete event waits for its end (a client acts on whole events only, so holding it costs nothing).
+    const end = completeEventsEnd(data);
+    if (end < data.length && data.length - end <= MAX_HELD_EVENT) {
+      this.#carry = Buffer.from(data.subarray(end));
+      data = data.subarray(0, end);
+    }
+    return this.#rewrite(data);
+  }
+
+  end(): Buffer | null {
+    const carry = this.#carry;
+    this.#carry = null;
+    return carry === null ? null : this.#rewrite(carry);
+  }
+
+  /** Cut short: the unfinished event goes out as it came, so the client sees the cut where the upstream made it. */
+  abandon(): Buffer | null {
+    const carry = this.#carry;
+    if (carry !== null) this.#usage ??= findUsage(carry);
+    this.#carry = null;
+    return carry;
+  }
+
+  usage(): TokenUsage | null {
+    if (this.#tail !== null) return findUsage(this.#tail.bytes());
+    // A usage event may sit unfinished in the carry when the stream was cut.
+    if (this.#usage === null && this.#carry !== null) this.#usage = findUsage(this.#carry);
+    return this.#usage;
+  }
+
+  model(): string | null {
+    return findModel(this.#head.bytes(), false);
+  }
+
+  /** `data` without the usage-only event and the `"usage":null` members; itself when it has neither. */
+  #rewrite(data: Buffer): Buffer {
+    if (data.indexOf(USAGE_KEY) === -1) return data;
+    const pieces: Buffer[] = [];
+    for (let start = 0; start < data.length;) {
+      const end = eventEnd(data, start);
+      pieces.push(this.#rewriteEvent(data.subarray(start, end)));
+      start = end;
+    }
+    return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
+  }
+
+  #rewriteEvent(event: Buffer): Buffer {
+    let at = event.indexOf(USAGE_KEY);
+    if (at === -1) return event;
+    const pieces: Buffer[] = [];
+    let from = 0;
+    while (at !== -1) {
+      const value = valueStart(event, at, USAGE_KEY.length);
+      if (value !== -1 && event[value] === OPEN_BRACE) {
+        const usage = usageAt(event, at);
+        if (usage !== null) {
+          this.#usage = usage;
+          if (hasNoChoices(event)) return EMPTY;
+        }
+      } else if (value !== -1 && event.compare(NULL, 0, NULL.length, value, value + NULL.length) === 0) {
+        const [cutFrom, cutTo] = memberSpan(event, at, value + NULL.length);
+        pieces.push(event.subarray(from, cutFrom));
+        from = cutTo;
+      }
+      at = event.indexOf(USAGE_KEY, Math.max(from, at + USAGE_KEY.length));
+    }
+    if (from === 0) return event;
+    pieces.push(event.subarray(from));
+    return Buffer.concat(pieces);
+  }
+}
+
+/** The member `"usage":null` from `key` to `valueEnd`, with the comma that separates it from a neighbour. */
+function memberSpan(event: Buffer, key: number, valueEnd: number): [number, number] {
+  let before = key - 1;
+  while (before >= 0 && isBlank(event[before]!)) before--;
+  if (event[before] === COMMA) return [before, valueEnd];
+  let after = valueEnd;
+  while (after < event.length && isBlank(event[after]!)) after++;
+  if (event[after] !== COMMA) return [key, valueEnd];
+  after++;
+  while (after < event.length && isBlank(event[after]!)) after++;
+  return [key, after];
+}
+
+/** An event whose `choices` is an empty array: the usage-only event include_usage adds. */
+function hasNoChoices(event: Buffer): boolean {
+  const at = event.indexOf(CHOICES_KEY);
+  if (at === -1) return false;
+  const value = valueStart(event, at, CHOICES_KEY.length);
+  if (value === -1 || event[value] !== 0x5b) return false;
+  let i = value + 1;
+  while (i < event.length && isBlank(event[i]!)) i++;
+  return event[i] === 0x5d;
+}
+
+function isBlank(c: number): boolean {
+  return c === 0x20 || c === LF || c === CR || c === 0x09;
+}
+
+/** The index after the blank line that ends the event starting at `from`, or data.length. */
+function eventEnd(data: Buffer, from: number): number {
+  for (let i = data.indexOf(LF, from); i !== -1; i = data.indexOf(LF, i + 1)) {
+    const next = data[i + 1];
+    if (next === LF) return i + 2;
+    if (next === CR && data[i + 2] === LF) return i + 3;
+  }
+  return data.length;
+}
+
+/** The index after the last blank line in `data` (where its complete events end), or 0. */
+function completeEventsEnd(data: Buffer): number {
+  for (let i = data.lastIndexOf(LF); i > 0; i = data.lastIndexOf(LF, i - 1)) {
+    const before = data[i - 1];
+    if (before === LF || (before === CR && data[i - 2] === LF)) return i + 1;
+  }
+  return 0;
+}
