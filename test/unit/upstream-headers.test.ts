@@ -10,8 +10,8 @@ import { clientResponseHeaders, upstreamRequestHeaders } from '../../src/pipelin
 /** Headers that describe one connection: never forwarded, in either direction. */
 const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'http2-settings'];
 
-/** What a client sends that the gateway replaces or must not pass on: its credentials, its host, its framing. */
-const CLIENT_ONLY = ['proxy-authorization', 'host', 'authorization', 'content-length', 'expect'];
+/** What a client sends that the gateway replaces or must not pass on: its credentials, its host, its framing, its deadline. */
+const CLIENT_ONLY = ['proxy-authorization', 'host', 'authorization', 'content-length', 'expect', 'x-apiproxy-deadline-ms'];
 
 const END_TO_END: IncomingHttpHeaders = {
   'content-type': 'application/json',
