@@ -48,6 +48,9 @@ describe('addStreamUsage', () => {
       '{"model":"a","stream_options":{"include_usage":false},"stream_options":{"include_usage":true,"y":2}}',
     ],
     ['{"s":"}\\"","model":"a"}', '{"s":"}\\"","model":"a","stream_options":{"include_usage":true}}'],
+    // An empty object, whitespace in it of every kind: no comma before the new member.
+    ['{\t\r\n }', '{\t\r\n "stream_options":{"include_usage":true}}'],
+    ['{"model":"a","stream_options":{\r\n\t }}', '{"model":"a","stream_options":{"include_usage":true\r\n\t }}'],
     // Only the value's bytes change: the whitespace after it stays, whichever it is.
     ['{"stream_options":{"include_usage":false ,"x":1}}', '{"stream_options":{"include_usage":true ,"x":1}}'],
     ['{"stream_options":{"include_usage":false\t}}', '{"stream_options":{"include_usage":true\t}}'],
