@@ -223,6 +223,10 @@ describe('parseJsonRequest', () => {
     expect(mayRepeatModel('{"m":"\\"model\\"","model":"a"}')).toBe(false);
   });
 
+  test.each(['{"model":null}', '{"model":""}', '{"x":1}'])('no model (%s): the error names the param model', (body) => {
+    expect(() => parseJsonRequest(Buffer.from(body))).toThrow(expect.objectContaining({ code: 'missing_model', param: 'model' }));
+  });
+
   test('prototype pollution keys stay inert', () => {
     parseJsonRequest(Buffer.from('{"model":"m","__proto__":{"polluted":1},"constructor":{"prototype":{"polluted":1}}}'));
     expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
