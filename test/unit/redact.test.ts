@@ -174,6 +174,15 @@ describe('StreamRedactor with secrets inside one another', () => {
     expect(redactor.count).toBe(1);
   });
 
+  test('a secret found but held back (it may start a longer one) is reported with the piece that masks it, not before', () => {
+    let reported = 0;
+    const redactor = new StreamRedactor(secrets, () => reported++);
+    expect(redactor.push(Buffer.from(`x ${LONG.slice(0, 14)}`)).toString()).toBe('x ');
+    expect(reported).toBe(0);
+    redactor.push(Buffer.from(' y'));
+    expect([reported, redactor.count]).toEqual([1, 1]);
+  });
+
   test('the longer secret twice in a piece: each masked whole with its own mask, each counted once', () => {
     const redactor = new StreamRedactor(secrets);
     const out = through(redactor, [Buffer.from(`a ${LONG} b ${LONG}`)]);
