@@ -228,6 +228,27 @@ describe('StreamRedactor with secrets that overlap (the end of one starts anothe
   });
 });
 
+describe('StreamRedactor with three secrets chained by overlaps', () => {
+  const A = 'key-alpha-XY12';
+  const B = 'XY12-beta-ZW34';
+  const C = 'ZW34-gamma-secret';
+  const body = Buffer.from(`p key-alpha-XY12-beta-ZW34-gamma-secret q`);
+  const MASKED = `[[\\]redact*]{${body.length - 4}}`;
+
+  test('cut anywhere, whatever the order of the secrets, every byte of the three is masked', () => {
+    for (const secrets of [
+      [C, A, B],
+      [C, B, A],
+      [A, B, C],
+    ]) {
+      for (let at = 0; at <= body.length; at++) {
+        const out = through(new StreamRedactor(secrets), [body.subarray(0, at), body.subarray(at)]);
+        expect([secrets, at, out.toString().replace(new RegExp(MASKED), 'MASK')]).toEqual([secrets, at, 'p MASK q']);
+      }
+    }
+  });
+});
+
 describe('redaction: the first transform of every relayed body', () => {
   test('no secrets configured: no transform', () => {
     expect(redaction([], () => undefined)).toBeNull();
