@@ -5,8 +5,7 @@
  * `x-apiproxy-attempts` says whether it fell back, so the added latency of a
  * fallback is measured on the requests that paid it.
  */
-import { Pool } from 'undici';
-import { CHAT_PATH, type Target } from './load.js';
+import { paced, type Target } from './load.js';
 import { percentile } from './stats.js';
 
 /** The model of the route whose second target fails 20 %. */
@@ -51,58 +50,20 @@ export interface FailoverPaced {
 
 /** Open-loop load: `rate` requests/s for `seconds`, latencies split by the answer's `x-apiproxy-attempts`. */
 export async function pacedByAttempts(target: Target, body: string, rate: number, seconds: number): Promise<FailoverPaced> {
-  const pool = new Pool(target.url, { connections: 64, pipelining: 1 });
-  const all: number[] = [];
   const byAttempts = new Map<string, number[]>();
-  let sent = 0;
-  let errors = 0;
-  const inflight = new Set<Promise<void>>();
-  const one = async (): Promise<void> => {
-    const start = performance.now();
-    try {
-      const response = await pool.request({ method: 'POST', path: CHAT_PATH, headers: target.headers, body });
-      await response.body.arrayBuffer();
-      if (response.statusCode !== 200) {
-        errors++;
-        return;
-      }
-      const ms = performance.now() - start;
-      all.push(ms);
-      const attempts = String(response.headers['x-apiproxy-attempts'] ?? '?');
-      let list = byAttempts.get(attempts);
-      if (list === undefined) byAttempts.set(attempts, (list = []));
-      list.push(ms);
-    } catch {
-      errors++;
-    }
-  };
-  const begin = performance.now();
-  await new Promise<void>((resolve) => {
-    const timer = setInterval(() => {
-      const elapsed = (performance.now() - begin) / 1000;
-      if (elapsed >= seconds) {
-        clearInterval(timer);
-        resolve();
-        return;
-      }
-      const due = Math.floor(elapsed * rate);
-      while (sent < due) {
-        sent++;
-        const promise = one();
-        inflight.add(promise);
-        void promise.finally(() => inflight.delete(promise));
-      }
-    }, 1);
+  const result = await paced(target, body, rate, seconds, (headers, ms) => {
+    const attempts = String(headers['x-apiproxy-attempts'] ?? '?');
+    let list = byAttempts.get(attempts);
+    if (list === undefined) byAttempts.set(attempts, (list = []));
+    list.push(ms);
   });
-  await Promise.all(inflight);
-  await pool.close();
   const first = byAttempts.get('1') ?? [];
   const second = byAttempts.get('2') ?? [];
   return {
-    sent,
-    errors,
-    p50Ms: percentile(all, 50),
-    p99Ms: percentile(all, 99),
+    sent: result.sent,
+    errors: result.errors,
+    p50Ms: result.p50Ms,
+    p99Ms: result.p99Ms,
     firstTry: { count: first.length, p50Ms: percentile(first, 50) },
     fellBack: { count: second.length, p50Ms: percentile(second, 50) },
   };

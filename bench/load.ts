@@ -1,7 +1,7 @@
 /** Load generators: wrk (or autocannon), a fixed-rate client, slow streams held open, a sequential big-body client (concurrent streams: stream-client.ts). */
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { Agent, request, type ClientRequest } from 'node:http';
+import { Agent, request, type ClientRequest, type IncomingHttpHeaders } from 'node:http';
 import { Pool } from 'undici';
 import { run } from './processes.js';
 import { parseWrkOutput, percentile, type WrkResult } from './stats.js';
@@ -73,8 +73,17 @@ export interface PacedResult {
   p99Ms: number;
 }
 
-/** Open-loop load: `rate` requests/s for `seconds`, latency to the last body byte with microsecond resolution. */
-export async function paced(target: Target, body: string, rate: number, seconds: number): Promise<PacedResult> {
+/**
+ * Open-loop load: `rate` requests/s for `seconds`, latency to the last body byte with microsecond resolution;
+ * `onAnswer` hears each 200's headers and latency (e.g. to split them by a header).
+ */
+export async function paced(
+  target: Target,
+  body: string,
+  rate: number,
+  seconds: number,
+  onAnswer?: (headers: IncomingHttpHeaders, ms: number) => void,
+): Promise<PacedResult> {
   const pool = new Pool(target.url, { connections: 64, pipelining: 1 });
   const latencies: number[] = [];
   let sent = 0;
@@ -88,7 +97,9 @@ export async function paced(target: Target, body: string, rate: number, seconds:
       await response.body.arrayBuffer();
       if (response.statusCode === 200) {
         ok++;
-        latencies.push(performance.now() - start);
+        const ms = performance.now() - start;
+        latencies.push(ms);
+        onAnswer?.(response.headers, ms);
       } else errors++;
     } catch {
       errors++;
