@@ -257,8 +257,8 @@ describe('redaction: the first transform of every relayed body', () => {
   test('each response gets its own redactor, which masks the secrets and reports each piece it masked in', () => {
     let reported = 0;
     const factory = redaction([KEY], () => reported++)!;
-    const first = factory.forResponse();
-    const second = factory.forResponse();
+    const first = factory.forResponse(200, {}, {})!;
+    const second = factory.forResponse(200, {}, {})!;
     expect(first).not.toBe(second);
     expect(first.push(Buffer.from(`a ${KEY.slice(0, 5)}`)).toString()).toBe('a ');
     expect(second.push(Buffer.from(`b ${KEY}`)).toString()).toBe(`b ${bodyMask(KEY.length).toString()}`);
