@@ -169,10 +169,11 @@ const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EH
 export function fromUpstreamError(error: unknown): GatewayError {
   if (error instanceof GatewayError) return error; // e.g. a streamed upload that passed the body limit
   const code = errorCode(error);
-  if (code !== undefined && TIMEOUT_CODES.has(code)) {
+  if (code === undefined) return new GatewayError('upstream_reset', undefined, { cause: error });
+  if (TIMEOUT_CODES.has(code)) {
     return new GatewayError('upstream_timeout', undefined, { cause: error });
   }
-  if (code !== undefined && TLS_CODE.test(code)) {
+  if (TLS_CODE.test(code)) {
     return new GatewayError('upstream_tls', undefined, { cause: error });
   }
   switch (code) {
@@ -191,14 +192,12 @@ export function fromUpstreamError(error: unknown): GatewayError {
     }
     case 'UPSTREAM_NO_HTTP2':
       return new GatewayError('upstream_http2_unavailable', undefined, { cause: error });
-    default:
-      break;
   }
-  if (code !== undefined && (BAD_RESPONSE_CODES.has(code) || code.startsWith('HPE_'))) {
+  if (BAD_RESPONSE_CODES.has(code) || code.startsWith('HPE_')) {
     return new GatewayError('upstream_bad_response', undefined, { cause: error });
   }
-  if (code !== undefined && OWN_FAULT_CODES.has(code)) return new GatewayError('internal_error', undefined, { cause: error });
-  if (code !== undefined && UNREACHABLE_CODES.has(code)) {
+  if (OWN_FAULT_CODES.has(code)) return new GatewayError('internal_error', undefined, { cause: error });
+  if (UNREACHABLE_CODES.has(code)) {
     return new GatewayError('upstream_unreachable', undefined, { cause: error });
   }
   return new GatewayError('upstream_reset', undefined, { cause: error });

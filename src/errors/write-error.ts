@@ -22,7 +22,7 @@ export function writeError(
   };
   if (options.closeConnection) headers['connection'] = 'close';
   // Upstream attempts made before the gateway gave up, as on every answer relayed from an upstream.
-  if (options.attempts !== undefined && options.attempts > 0) headers['x-apiproxy-attempts'] = options.attempts;
+  if ((options.attempts ?? 0) > 0) headers['x-apiproxy-attempts'] = options.attempts;
   res.writeHead(error.status, headers);
   if (options.head) res.end();
   else res.end(body);

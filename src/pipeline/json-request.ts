@@ -72,7 +72,7 @@ export function mayRepeatModel(text: string): boolean {
 /** Whether valid JSON `text` has more than one top-level `model` key, however spelled: the first one found is not the last. */
 function repeatsModel(text: string): boolean {
   const first = objectValueSpan(text, MODEL, 0, true);
-  return first !== null && objectValueSpan(text, MODEL)?.[0] !== first[0];
+  return first !== null && objectValueSpan(text, MODEL)![0] !== first[0]; // a first one found means a last one too
 }
 
 /**

@@ -36,7 +36,7 @@ export function redactHeaders(headers: OutgoingHttpHeaders, secrets: readonly st
 }
 
 function redactText(text: string, secrets: readonly string[]): string {
-  for (const secret of secrets) if (text.includes(secret)) text = text.replaceAll(secret, HEADER_MASK);
+  for (const secret of secrets) text = text.replaceAll(secret, HEADER_MASK);
   return text;
 }
 
@@ -90,9 +90,12 @@ export class StreamRedactor implements BodyTransform {
   }
 
   /**
-   * Masks every secret in `data` that starts before `keep` (the ones after
-   * it are held and found again with the next piece); returns `keep`, moved
-   * past a secret that starts before it and ends after it.
+   * Masks every secret in `data` that ends by `keep` (the ones after it are
+   * held and found again with the next piece); returns `keep`, moved back to
+   * the start of a secret that starts before it and ends after it. Such a
+   * secret ends in the held tail that may start another: the tail is held as
+   * it came, so the next piece can still find the other secret whole, and
+   * the first is masked with it then.
    */
   #mask(data: Buffer, keep: number): number {
     const secrets = this.#secrets;
@@ -109,7 +112,7 @@ export class StreamRedactor implements BodyTransform {
       moved = false;
       for (const match of found) {
         if (match.at < keep && match.end > keep) {
-          keep = match.end;
+          keep = match.at;
           moved = true;
         }
       }

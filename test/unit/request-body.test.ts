@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { addStreamUsage, mayRepeatModel, objectValueSpan, parseJsonRequest, replaceModel } from '../../src/pipeline/json-request.js';
+import { addStreamUsage, BodyRewriteError, mayRepeatModel, objectValueSpan, parseJsonRequest, replaceModel } from '../../src/pipeline/json-request.js';
 import { GatewayError } from '../../src/errors/gateway-error.js';
 
 describe('replaceModel', () => {
@@ -12,6 +12,15 @@ describe('replaceModel', () => {
     ['\n{\n"model"\n:\n"a"\n}\n', '\n{\n"model"\n:\n"b"\n}\n'],
   ])('%s', (input, expected) => {
     expect(replaceModel(input, 'b')).toBe(expected);
+  });
+
+  test('a body without a top-level model (a bug: only validated bodies are rewritten) fails loudly, with a code', () => {
+    for (const text of ['{"x":{"model":"a"}}', '[{"model":"a"}]']) {
+      expect(() => replaceModel(text, 'b')).toThrow(BodyRewriteError);
+      expect(() => replaceModel(text, 'b')).toThrow(
+        expect.objectContaining({ code: 'BODY_REWRITE_FAILED', name: 'BodyRewriteError', message: 'replaceModel: no top-level model in validated JSON' }),
+      );
+    }
   });
 
   test('any JSON object: only model changes, everything else is identical', () => {
@@ -39,6 +48,14 @@ describe('addStreamUsage', () => {
       '{"model":"a","stream_options":{"include_usage":false},"stream_options":{"include_usage":true,"y":2}}',
     ],
     ['{"s":"}\\"","model":"a"}', '{"s":"}\\"","model":"a","stream_options":{"include_usage":true}}'],
+    // An empty object, whitespace in it of every kind: no comma before the new member.
+    ['{\t\r\n }', '{\t\r\n "stream_options":{"include_usage":true}}'],
+    ['{"model":"a","stream_options":{\r\n\t }}', '{"model":"a","stream_options":{"include_usage":true\r\n\t }}'],
+    // Only the value's bytes change: the whitespace after it stays, whichever it is.
+    ['{"stream_options":{"include_usage":false ,"x":1}}', '{"stream_options":{"include_usage":true ,"x":1}}'],
+    ['{"stream_options":{"include_usage":false\t}}', '{"stream_options":{"include_usage":true\t}}'],
+    ['{"stream_options":{"include_usage":0\r\n}}', '{"stream_options":{"include_usage":true\r\n}}'],
+    ['{"stream_options":{"include_usage":null\n,"x":1}}', '{"stream_options":{"include_usage":true\n,"x":1}}'],
     // Not an object: left for the upstream to refuse, as it would without the gateway.
     ['{"model":"a","stream_options":"x"}', '{"model":"a","stream_options":"x"}'],
   ])('%s', (input, expected) => {
@@ -53,8 +70,10 @@ describe('addStreamUsage', () => {
         const sent = streamOptions === undefined ? { ...rest, model: 'm' } : { ...rest, model: 'm', stream_options: streamOptions };
         const text = JSON.stringify(sent, null, Math.random() < 0.5 ? 2 : undefined);
         const added = JSON.parse(addStreamUsage(text)) as Record<string, unknown>;
-        expect(added['stream_options']).toEqual({ ...streamOptions, include_usage: true });
-        expect({ ...added, stream_options: streamOptions }).toEqual({ ...sent, stream_options: streamOptions });
+        // Compared with what the text says (JSON has no -0: fast-check's -0 comes back as 0).
+        const said = JSON.parse(text) as Record<string, unknown>;
+        expect(added['stream_options']).toEqual({ ...(said['stream_options'] as object | undefined), include_usage: true });
+        expect({ ...added, stream_options: null }).toEqual({ ...said, stream_options: null });
       }),
     );
   });
@@ -91,6 +110,20 @@ describe('objectValueSpan', () => {
     ['nothing', ''],
   ])('text that is not JSON (%s): null, at once', (_name, text) => {
     expect(objectValueSpan(text, 'model')).toBeNull();
+  });
+
+  test('a body cut anywhere: null until the model value is whole, then its span', () => {
+    const text = '{"a":{"b":"c\\"}{[","d":[1,{"e":"]"}],"f":"\\\\"},"g" : 12 ,"model":"m"}';
+    const end = text.indexOf('"m"') + 3;
+    const spans = Array.from({ length: text.length + 1 }, (_, cut) => objectValueSpan(text.slice(0, cut), 'model'));
+    expect(spans.slice(0, end).every((span) => span === null)).toBe(true);
+    expect(spans.slice(end)).toEqual(spans.slice(end).map(() => [end - 3, end]));
+    expect(objectValueSpan(text, 'g')).toEqual([text.indexOf('12'), text.indexOf('12') + 2]);
+  });
+
+  test('text that is not an object where the scan starts: null, whatever follows', () => {
+    expect(objectValueSpan('x"model":"a"}', 'model')).toBeNull();
+    expect(objectValueSpan(' ["model","a"]', 'model')).toBeNull();
   });
 
   test('any text ends, in linear time (the scan reads what upstreams send)', () => {
@@ -158,7 +191,14 @@ describe('parseJsonRequest', () => {
     '{ "x":[{"model":1}], "model" :"a",\t"model"\r:\n"b" }',
     '{"model":"a","m\\u006f\\u0064el":"b","model":"c"}',
   ])('two top-level model keys, however spelled: 400 duplicate_model (%s)', (body) => {
-    expect(() => parseJsonRequest(Buffer.from(body))).toThrow(expect.objectContaining({ code: 'duplicate_model', status: 400, param: 'model' }));
+    expect(() => parseJsonRequest(Buffer.from(body))).toThrow(
+      expect.objectContaining({
+        code: 'duplicate_model',
+        status: 400,
+        param: 'model',
+        message: "The JSON body has more than one top-level 'model' key; parsers disagree on which one counts.",
+      }),
+    );
   });
 
   test.each([
@@ -181,6 +221,10 @@ describe('parseJsonRequest', () => {
     expect(mayRepeatModel('{"role":"model","model":"a"}')).toBe(true);
     expect(mayRepeatModel('{"m":"\\"model","model":"a"}')).toBe(true); // a quoted word ending a value
     expect(mayRepeatModel('{"m":"\\"model\\"","model":"a"}')).toBe(false);
+  });
+
+  test.each(['{"model":null}', '{"model":""}', '{"x":1}'])('no model (%s): the error names the param model', (body) => {
+    expect(() => parseJsonRequest(Buffer.from(body))).toThrow(expect.objectContaining({ code: 'missing_model', param: 'model' }));
   });
 
   test('prototype pollution keys stay inert', () => {

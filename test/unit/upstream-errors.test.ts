@@ -8,52 +8,88 @@ import { Socket } from 'node:net';
 import { ERROR_CODES } from '../../src/errors/codes.js';
 import { GatewayError } from '../../src/errors/gateway-error.js';
 import {
+  attemptFailure,
   BadResponseError,
+  errorCode,
   BodyTimeoutError,
+  ConnectFailedError,
   ConnectTimeoutError,
   fromUpstreamError,
   HeadersTimeoutError,
+  Http2UnavailableError,
   InvalidHeaderError,
+  NoResponseError,
   PoolClosedError,
+  ProxyAuthError,
+  ProxyRefusedError,
+  ProxyUnreachableError,
+  StaleConnectionError,
+  timeoutPhase,
   UpstreamClosedError,
 } from '../../src/errors/upstream.js';
 import { writeError } from '../../src/errors/write-error.js';
 
 const coded = (code: string, message = 'x'): Error => Object.assign(new Error(message), { code });
 
+/** Table rows titled by the error's code (an error printed whole is its stack). */
+const titled = <T>(rows: readonly (readonly [unknown, T])[]): (readonly [string, T, unknown])[] =>
+  rows.map(([error, expected]) => [errorCode(error) ?? String(error), expected, error] as const);
+
 describe('fromUpstreamError', () => {
-  test.each([
-    [new ConnectTimeoutError(5), 'upstream_timeout'],
-    [new HeadersTimeoutError(5), 'upstream_timeout'],
-    [new BodyTimeoutError(5), 'upstream_timeout'],
-    [coded('ETIMEDOUT'), 'upstream_timeout'],
-    [coded('DEPTH_ZERO_SELF_SIGNED_CERT'), 'upstream_tls'],
-    [coded('SELF_SIGNED_CERT_IN_CHAIN'), 'upstream_tls'],
-    [coded('UNABLE_TO_VERIFY_LEAF_SIGNATURE'), 'upstream_tls'],
-    [coded('CERT_HAS_EXPIRED'), 'upstream_tls'],
-    [coded('ERR_TLS_CERT_ALTNAME_INVALID'), 'upstream_tls'],
-    [coded('ERR_SSL_WRONG_VERSION_NUMBER'), 'upstream_tls'],
-    [coded('HOSTNAME_MISMATCH'), 'upstream_tls'],
-    [new BadResponseError('a bad status line'), 'upstream_bad_response'],
-    [new InvalidHeaderError('authorization'), 'internal_error'],
-    [coded('ECONNREFUSED'), 'upstream_unreachable'],
-    [coded('ENOTFOUND'), 'upstream_unreachable'],
-    [coded('EAI_AGAIN'), 'upstream_unreachable'],
-    [coded('EHOSTUNREACH'), 'upstream_unreachable'],
-    [coded('ENETUNREACH'), 'upstream_unreachable'],
-    [coded('EADDRNOTAVAIL'), 'upstream_unreachable'],
-    [coded('ECONNRESET'), 'upstream_reset'],
-    [coded('EPIPE'), 'upstream_reset'],
-    [new UpstreamClosedError(), 'upstream_reset'],
-    [new PoolClosedError(), 'upstream_reset'],
-    [new Error('no code at all'), 'upstream_reset'],
-    ['a string thrown', 'upstream_reset'],
-    [null, 'upstream_reset'],
-    // A code must be one of these, not merely contain one.
-    [coded('XECONNREFUSED'), 'upstream_reset'],
-    [coded('X_ERR_TLS_'), 'upstream_reset'],
-    [coded('ETIMEDOUTX'), 'upstream_reset'],
-  ])('%s -> %s, with the error as its cause', (error, code) => {
+  test.each(
+    titled([
+      [new ConnectTimeoutError(5), 'upstream_timeout'],
+      [new HeadersTimeoutError(5), 'upstream_timeout'],
+      [new BodyTimeoutError(5), 'upstream_timeout'],
+      [coded('ETIMEDOUT'), 'upstream_timeout'],
+      [coded('UND_ERR_CONNECT_TIMEOUT'), 'upstream_timeout'],
+      [coded('UND_ERR_HEADERS_TIMEOUT'), 'upstream_timeout'],
+      [coded('UND_ERR_BODY_TIMEOUT'), 'upstream_timeout'],
+      [coded('DEPTH_ZERO_SELF_SIGNED_CERT'), 'upstream_tls'],
+      [coded('SELF_SIGNED_CERT_IN_CHAIN'), 'upstream_tls'],
+      [coded('UNABLE_TO_VERIFY_LEAF_SIGNATURE'), 'upstream_tls'],
+      [coded('CERT_HAS_EXPIRED'), 'upstream_tls'],
+      [coded('ERR_TLS_CERT_ALTNAME_INVALID'), 'upstream_tls'],
+      [coded('ERR_SSL_WRONG_VERSION_NUMBER'), 'upstream_tls'],
+      [coded('HOSTNAME_MISMATCH'), 'upstream_tls'],
+      [coded('ERR_OSSL_PEM_NO_START_LINE'), 'upstream_tls'],
+      [new BadResponseError('a bad status line'), 'upstream_bad_response'],
+      [coded('HPE_INVALID_CONSTANT'), 'upstream_bad_response'],
+      [coded('UND_ERR_HEADERS_OVERFLOW'), 'upstream_bad_response'],
+      [coded('UND_ERR_RES_CONTENT_LENGTH_MISMATCH'), 'upstream_bad_response'],
+      [coded('UND_ERR_RES_EXCEEDED_MAX_SIZE'), 'upstream_bad_response'],
+      [coded('UND_ERR_INFO'), 'upstream_bad_response'],
+      [coded('ERR_HTTP2_PROTOCOL_ERROR'), 'upstream_bad_response'],
+      [coded('ERR_HTTP2_ERROR'), 'upstream_bad_response'],
+      [new InvalidHeaderError('authorization'), 'internal_error'],
+      [coded('UND_ERR_INVALID_ARG'), 'internal_error'],
+      [coded('UND_ERR_REQ_CONTENT_LENGTH_MISMATCH'), 'internal_error'],
+      [new ProxyUnreachableError(coded('ECONNREFUSED')), 'upstream_proxy_unreachable'],
+      [coded('UND_ERR_PRX_CONN'), 'upstream_proxy_unreachable'],
+      [coded('UND_ERR_PRX_TLS'), 'upstream_proxy_unreachable'],
+      [new ProxyAuthError(), 'upstream_proxy_auth'],
+      [new Http2UnavailableError('http/1.1'), 'upstream_http2_unavailable'],
+      [new ConnectFailedError(new Error('no route')), 'upstream_unreachable'],
+      [coded('ECONNREFUSED'), 'upstream_unreachable'],
+      [coded('ENOTFOUND'), 'upstream_unreachable'],
+      [coded('EAI_AGAIN'), 'upstream_unreachable'],
+      [coded('EHOSTUNREACH'), 'upstream_unreachable'],
+      [coded('ENETUNREACH'), 'upstream_unreachable'],
+      [coded('EADDRNOTAVAIL'), 'upstream_unreachable'],
+      [coded('ECONNRESET'), 'upstream_reset'],
+      [coded('EPIPE'), 'upstream_reset'],
+      [new UpstreamClosedError(), 'upstream_reset'],
+      [new PoolClosedError(), 'upstream_reset'],
+      [new Error('no code at all'), 'upstream_reset'],
+      ['a string thrown', 'upstream_reset'],
+      [null, 'upstream_reset'],
+      // A code must be one of these, not merely contain one.
+      [coded('XECONNREFUSED'), 'upstream_reset'],
+      [coded('X_ERR_TLS_'), 'upstream_reset'],
+      [coded('ETIMEDOUTX'), 'upstream_reset'],
+      [coded('X_HPE_'), 'upstream_reset'],
+    ]),
+  )('%s -> %s, with the error as its cause', (_title, code, error) => {
     const mapped = fromUpstreamError(error);
     expect(mapped).toBeInstanceOf(GatewayError);
     expect({ code: mapped.code, status: mapped.status, cause: mapped.cause }).toEqual({
@@ -61,6 +97,22 @@ describe('fromUpstreamError', () => {
       status: ERROR_CODES[code as keyof typeof ERROR_CODES].status,
       cause: error,
     });
+  });
+
+  test("a proxy's refusal of the tunnel: 502/503/504 say the upstream is out of its reach, any other status that the proxy refuses; the status is named", () => {
+    const answers = [502, 503, 504, 403, 500].map((status) => {
+      const error = new ProxyRefusedError(status);
+      const mapped = fromUpstreamError(error);
+      expect(mapped.cause).toBe(error);
+      return [status, mapped.code, mapped.status, mapped.message];
+    });
+    expect(answers).toEqual([
+      [502, 'upstream_unreachable', 502, 'The upstream could not be reached (the egress proxy answered 502).'],
+      [503, 'upstream_unreachable', 502, 'The upstream could not be reached (the egress proxy answered 503).'],
+      [504, 'upstream_unreachable', 502, 'The upstream could not be reached (the egress proxy answered 504).'],
+      [403, 'upstream_proxy_refused', 502, 'The egress proxy refused to connect to the upstream (403).'],
+      [500, 'upstream_proxy_refused', 502, 'The egress proxy refused to connect to the upstream (500).'],
+    ]);
   });
 
   test('a gateway error (a streamed upload over the limit) passes through as it is', () => {
@@ -97,11 +149,86 @@ describe('fromUpstreamError', () => {
       ['UPSTREAM_POOL_CLOSED', 'PoolClosedError', 'the upstream connection pool was closed'],
       ['UPSTREAM_INVALID_HEADER', 'InvalidHeaderError', "the value of header 'x-h' contains a line break or NUL"],
     ]);
+    const cause = new Error('socket hang up');
+    expect(
+      [
+        new NoResponseError(cause),
+        new StaleConnectionError(cause),
+        new ConnectFailedError(cause),
+        new ProxyUnreachableError(cause),
+        new ProxyAuthError(),
+        new ProxyRefusedError(403),
+        new Http2UnavailableError('http/1.1'),
+      ].map((e) => [e.code, e.name, e.message, e.cause]),
+    ).toEqual([
+      ['UPSTREAM_NO_RESPONSE', 'NoResponseError', 'the upstream closed the connection before any byte of its response', cause],
+      ['UPSTREAM_STALE_CONNECTION', 'StaleConnectionError', 'the reused upstream connection was closed before any byte of the response', cause],
+      ['UPSTREAM_CONNECT_FAILED', 'ConnectFailedError', 'the connection to the upstream could not be made', cause],
+      ['UPSTREAM_PROXY_UNREACHABLE', 'ProxyUnreachableError', 'the egress proxy could not be reached', cause],
+      ['UPSTREAM_PROXY_AUTH', 'ProxyAuthError', 'the egress proxy wants other credentials (407)', undefined],
+      ['UPSTREAM_PROXY_REFUSED', 'ProxyRefusedError', 'the egress proxy answered the tunnel request with 403', undefined],
+      ['UPSTREAM_NO_HTTP2', 'Http2UnavailableError', 'the upstream chose http/1.1 over h2 in the TLS handshake', undefined],
+    ]);
+    expect(new ProxyRefusedError(403).status).toBe(403);
+    // Without a cause, none is set (an own `cause` property, even undefined, would show in logs).
+    expect([new NoResponseError(), new StaleConnectionError()].map((e) => Object.hasOwn(e, 'cause'))).toEqual([false, false]);
+  });
+});
+
+describe('attemptFailure: how an attempt that ended before its answer ended, for the failover loop', () => {
+  test.each(
+    titled([
+      [coded('CLIENT_GONE'), 'client_gone'],
+      [coded('ECONNREFUSED'), 'connect_failure'],
+      [coded('ENOTFOUND'), 'connect_failure'],
+      [coded('EAI_AGAIN'), 'connect_failure'],
+      [coded('EHOSTUNREACH'), 'connect_failure'],
+      [coded('ENETUNREACH'), 'connect_failure'],
+      [coded('EADDRNOTAVAIL'), 'connect_failure'],
+      [new ConnectFailedError(new Error('x')), 'connect_failure'],
+      [new ConnectTimeoutError(5), 'connect_failure'],
+      [coded('UND_ERR_CONNECT_TIMEOUT'), 'connect_failure'],
+      [coded('CERT_HAS_EXPIRED'), 'connect_failure'],
+      [coded('ERR_TLS_CERT_ALTNAME_INVALID'), 'connect_failure'],
+      [new HeadersTimeoutError(5), 'timeout'],
+      [coded('UND_ERR_HEADERS_TIMEOUT'), 'timeout'],
+      [new NoResponseError(), 'reset'],
+      [coded('UND_ERR_SOCKET'), 'reset'],
+      [new StaleConnectionError(), 'stale_connection'],
+      // Not retried on these grounds: a body timeout, a broken answer, anything else, no code.
+      [new BodyTimeoutError(5), 'error'],
+      [new BadResponseError('x'), 'error'],
+      [coded('ECONNRESET'), 'error'],
+      [new Error('no code'), 'error'],
+      [undefined, 'error'],
+      // Wrapped: the code of the cause decides.
+      [new Error('wrapped', { cause: new StaleConnectionError() }), 'stale_connection'],
+    ]),
+  )('%s -> %s', (_title, failure, error) => {
+    expect(attemptFailure(error)).toBe(failure);
+  });
+});
+
+describe('timeoutPhase: which of the timeouts fired', () => {
+  test.each(
+    titled([
+      [new ConnectTimeoutError(5), 'connect'],
+      [coded('UND_ERR_CONNECT_TIMEOUT'), 'connect'],
+      [new HeadersTimeoutError(5), 'headers'],
+      [coded('UND_ERR_HEADERS_TIMEOUT'), 'headers'],
+      [new BodyTimeoutError(5), 'idle'],
+      [coded('UND_ERR_BODY_TIMEOUT'), 'idle'],
+      [coded('ETIMEDOUT'), null],
+      [coded('ECONNREFUSED'), null],
+      [new Error('no code'), null],
+    ]),
+  )('%s -> %s', (_title, phase, error) => {
+    expect(timeoutPhase(error)).toBe(phase);
   });
 });
 
 /** What `writeError` put on the wire, read back from Node's own response (no socket: it keeps the bytes). */
-function written(error: GatewayError, options: { head: boolean; closeConnection: boolean }): { head: string; body: string } {
+function written(error: GatewayError, options: { head: boolean; closeConnection: boolean; attempts?: number }): { head: string; body: string } {
   const req = new IncomingMessage(new Socket());
   req.method = options.head ? 'HEAD' : 'POST';
   const res = new ServerResponse(req);
@@ -142,6 +269,14 @@ describe('writeError', () => {
     expect(body).toBe('');
     const full = written(error, { head: false, closeConnection: false });
     expect(head).toContain(`content-length: ${Buffer.byteLength(full.body)}`);
+  });
+
+  test('the upstream attempts made before the gateway gave up are counted in x-apiproxy-attempts; none made, no header', () => {
+    const error = new GatewayError('upstream_unreachable');
+    expect(written(error, { head: false, closeConnection: false, attempts: 3 }).head.split('\r\n')).toContain('x-apiproxy-attempts: 3');
+    for (const attempts of [0, undefined]) {
+      expect(written(error, { head: false, closeConnection: false, attempts }).head.toLowerCase()).not.toContain('x-apiproxy-attempts');
+    }
   });
 
   test('a param is named in the envelope', () => {

@@ -10,8 +10,8 @@ import { clientResponseHeaders, upstreamRequestHeaders } from '../../src/pipelin
 /** Headers that describe one connection: never forwarded, in either direction. */
 const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'http2-settings'];
 
-/** What a client sends that the gateway replaces or must not pass on: its credentials, its host, its framing. */
-const CLIENT_ONLY = ['proxy-authorization', 'host', 'authorization', 'content-length', 'expect'];
+/** What a client sends that the gateway replaces or must not pass on: its credentials, its host, its framing, its deadline. */
+const CLIENT_ONLY = ['proxy-authorization', 'host', 'authorization', 'content-length', 'expect', 'x-apiproxy-deadline-ms'];
 
 const END_TO_END: IncomingHttpHeaders = {
   'content-type': 'application/json',
@@ -51,6 +51,16 @@ describe('request headers, client to upstream', () => {
     expect(sent).toEqual(option === 'close' ? { 'x-end': '1', 'x-request-id': 'r' } : { close: 'y', 'x-end': '1', 'x-request-id': 'r' });
   });
 
+  test('an empty Connection header names nothing: a header called close passes', () => {
+    const sent = upstreamRequestHeaders({ connection: '', close: 'y', 'x-end': '1' }, null, null, 'r');
+    expect(sent).toEqual({ close: 'y', 'x-end': '1', 'x-request-id': 'r' });
+  });
+
+  test('a header without a value is not sent (Node refuses to send undefined)', () => {
+    const sent = upstreamRequestHeaders({ 'x-none': undefined, accept: 'a' }, null, null, 'r');
+    expect(sent).toStrictEqual({ accept: 'a', 'x-request-id': 'r' });
+  });
+
   test("no upstream key: no Authorization at all, never the client's", () => {
     const sent = upstreamRequestHeaders({ authorization: 'Bearer client-key', accept: 'a' }, null, null, 'r');
     expect(sent).toEqual({ accept: 'a', 'x-request-id': 'r' });
@@ -75,6 +85,10 @@ describe('response headers, upstream to client', () => {
   test("the headers the upstream's Connection header names go no further", () => {
     const relayed = clientResponseHeaders({ connection: 'close, X-Upstream-Hop', 'x-upstream-hop': '1', close: '2', 'x-end': '3' }, 'r');
     expect(relayed).toEqual({ 'x-end': '3', 'x-request-id': 'r' });
+  });
+
+  test('an empty Connection header names nothing; a header without a value is not relayed', () => {
+    expect(clientResponseHeaders({ connection: '', close: 'y', 'x-none': undefined }, 'r')).toStrictEqual({ close: 'y', 'x-request-id': 'r' });
   });
 
   test("the upstream's own request id is replaced by the gateway's", () => {
