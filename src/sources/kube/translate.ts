@@ -96,16 +96,21 @@ function perObject<T>(translate: (object: KubeObject) => T): (object: KubeObject
   };
 }
 
-/** A ModelRoute as source input; a spec that slipped past the CRD's validation becomes `invalid`. */
-function routeInput(object: KubeObject): KubeRouteInput {
+/** What a ModelRoute or ClientPolicy input carries of its object: where it is, its generation, and when it was made (for conflicts). */
+function resourceIdentity(object: KubeObject): { namespace: string; name: string; generation: number; createdAt: number } {
   const metadata = object.metadata ?? {};
   const created = metadata.creationTimestamp;
-  const base = {
+  return {
     namespace: metadata.namespace ?? '',
     name: metadata.name ?? '',
     generation: metadata.generation ?? 0,
     createdAt: created === undefined ? 0 : new Date(created).getTime(),
   };
+}
+
+/** A ModelRoute as source input; a spec that slipped past the CRD's validation becomes `invalid`. */
+function routeInput(object: KubeObject): KubeRouteInput {
+  const base = resourceIdentity(object);
   const parsed = modelRouteSpec.safeParse(object['spec']);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
@@ -135,14 +140,7 @@ function consumer(secret: KubeObject): KubeConsumerInput {
 
 /** A ClientPolicy as source input; a spec that slipped past the CRD's validation becomes `invalid`. */
 function policyInput(object: KubeObject): KubePolicyInput {
-  const metadata = object.metadata ?? {};
-  const created = metadata.creationTimestamp;
-  const base = {
-    namespace: metadata.namespace ?? '',
-    name: metadata.name ?? '',
-    generation: metadata.generation ?? 0,
-    createdAt: created === undefined ? 0 : new Date(created).getTime(),
-  };
+  const base = resourceIdentity(object);
   const parsed = clientPolicySpec.safeParse(object['spec']);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
