@@ -1,36 +1,8 @@
 import fc from 'fast-check';
 import { accessLine } from '../../src/observability/access-line.js';
-import type { RequestRecord } from '../../src/pipeline/request-record.js';
+import { testRecord } from '../support/request-record.js';
 
-function record(overrides: Partial<RequestRecord> = {}): RequestRecord {
-  return {
-    id: 'req-1',
-    startedAt: 0,
-    method: 'POST',
-    path: '/v1/chat/completions',
-    route: 'chat_completions',
-    keyId: 'team-a',
-    consumer: 'team-a',
-    model: 'gpt-4',
-    targetModel: 'gpt-4o',
-    upstream: 'default',
-    status: 200,
-    ttfbMs: 1.23456,
-    bytesIn: 10,
-    bytesOut: 20,
-    stream: true,
-    errorCode: null,
-    clientAborted: false,
-    attempts: 1,
-    responseModel: null,
-    inputTokens: null,
-    outputTokens: null,
-    cachedTokens: null,
-    reasoningTokens: null,
-    usageUnknown: false,
-    ...overrides,
-  };
-}
+const record = testRecord;
 
 test('one JSON line in the logger format', () => {
   const line = accessLine(record(), 12.3456789);

@@ -1,35 +1,9 @@
 import type { RequestRecord } from '../../src/pipeline/request-record.js';
+import { testRecord } from '../support/request-record.js';
 import { operationName, providerName, requestOutcome, serverAttributes, spanName } from '../../src/observability/tracing/span-attributes.js';
 
-function record(overrides: Partial<RequestRecord> = {}): RequestRecord {
-  return {
-    id: 'req-1',
-    startedAt: 0,
-    method: 'POST',
-    path: '/v1/chat/completions',
-    route: 'chat_completions',
-    keyId: 'team-a',
-    consumer: 'team-a',
-    model: 'gpt-4',
-    targetModel: 'gpt-4o',
-    upstream: 'default',
-    status: 200,
-    ttfbMs: 1,
-    bytesIn: 10,
-    bytesOut: 20,
-    stream: false,
-    errorCode: null,
-    clientAborted: false,
-    attempts: 1,
-    responseModel: null,
-    inputTokens: null,
-    outputTokens: null,
-    cachedTokens: null,
-    reasoningTokens: null,
-    usageUnknown: false,
-    ...overrides,
-  };
-}
+/** A non-streamed request by default. */
+const record = (overrides: Partial<RequestRecord> = {}): RequestRecord => testRecord({ ttfbMs: 1, stream: false, ...overrides });
 
 test('GenAI operation names and span names', () => {
   expect(operationName('chat_completions')).toBe('chat');
