@@ -6,7 +6,16 @@ export const MAX_WAIT_MS = 3_600_000;
 /** Header values longer than this are not read (an upstream controls them). */
 const MAX_VALUE_LENGTH = 64;
 
-const UNIT_MS: Readonly<Record<string, number>> = { h: 3_600_000, m: 60_000, s: 1000, ms: 1, us: 0.001, µs: 0.001, ns: 0.000001 };
+/** A Map, not an object: a unit spelled like an inherited property (`0valueOf`) must not be one. */
+const UNIT_MS: ReadonlyMap<string, number> = new Map([
+  ['h', 3_600_000],
+  ['m', 60_000],
+  ['s', 1000],
+  ['ms', 1],
+  ['us', 0.001],
+  ['µs', 0.001],
+  ['ns', 0.000001],
+]);
 
 /**
  * How long an upstream's answer asks the gateway to wait before sending that
@@ -62,7 +71,7 @@ export function durationMs(text: string): number | null {
     const amount = Number(value.slice(numberStart, at));
     const unitStart = at;
     while (at < value.length && !isNumberChar(value.charCodeAt(at))) at++;
-    const factor = UNIT_MS[value.slice(unitStart, at)];
+    const factor = UNIT_MS.get(value.slice(unitStart, at));
     if (factor === undefined || !Number.isFinite(amount)) return null;
     total += amount * factor;
   }

@@ -50,6 +50,11 @@ test.each([
   ['1m 2s', null],
   ['1.2.3s', null],
   ['9'.repeat(65), null],
+  // Spelled like properties every object inherits (found by the property below as NaN).
+  ['0valueOf', null],
+  ['1toString', null],
+  ['2__proto__', null],
+  ['3constructor', null],
 ])('duration %j is %p ms', (text, ms) => {
   if (ms === null) expect(durationMs(text)).toBeNull();
   else expect(durationMs(text)).toBeCloseTo(ms, 9);
