@@ -6,7 +6,9 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import { parseMachineCpu, parseProcStat, type MachineCpu, type ProcStat } from './stats.js';
 
 const children = new Set<ChildProcess>();
@@ -136,8 +138,27 @@ export interface GatewayLaunch {
   readonly env?: Readonly<Record<string, string>>;
 }
 
+/** The image's Dockerfile (this file runs from dist-bench/bench/). */
+const DOCKERFILE = join(resolve(dirname(fileURLToPath(import.meta.url)), '..', '..'), 'Dockerfile');
+
 /**
- * Starts `node dist/main.js` with a generated config, logs to a file;
+ * The node flags the image starts the gateway with: those between `node` and
+ * the script in the Dockerfile's `CMD ["node", ..., "dist/main.js"]`. The
+ * bench's gateway runs with them, so it measures what ships.
+ */
+export function shippedNodeFlags(dockerfile = readFileSync(DOCKERFILE, 'utf8')): string[] {
+  const cmd = dockerfile
+    .split('\n')
+    .filter((line) => line.startsWith('CMD '))
+    .at(-1);
+  const words: unknown = cmd === undefined ? null : JSON.parse(cmd.slice(4));
+  if (!Array.isArray(words) || words[0] !== 'node' || words.length < 2 || !words.every((word) => typeof word === 'string'))
+    throw new Error(`the Dockerfile has no CMD ["node", ..., script] (found: ${cmd ?? 'none'})`);
+  return words.slice(1, -1);
+}
+
+/**
+ * Starts `node <the image's flags> dist/main.js` with a generated config, logs to a file;
  * resolves once /health/ready answers 200 and, for a cluster, once every
  * worker answers the primary's metrics collection (else wrk's connections,
  * made at its start, could all land on the first worker up).
@@ -153,7 +174,9 @@ export async function startGateway(launch: GatewayLaunch): Promise<GatewayProces
   for (const name of ['HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'http_proxy', 'https_proxy', 'no_proxy', 'API_PROXY_TRANSPORT']) delete env[name];
   Object.assign(env, launch.env);
   if (launch.workers !== undefined) env['WORKERS'] = String(launch.workers);
-  const child = track(spawn(process.execPath, [...(launch.nodeArgs ?? []), launch.mainScript], { env, stdio: ['ignore', log, 'inherit'] }));
+  const child = track(
+    spawn(process.execPath, [...shippedNodeFlags(), ...(launch.nodeArgs ?? []), launch.mainScript], { env, stdio: ['ignore', log, 'inherit'] }),
+  );
   closeSync(log);
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 15_000;

@@ -24,6 +24,17 @@ export function uncork(socket: Writable): void {
   socket.uncork();
 }
 
+/**
+ * Holds `socket`'s writes until the end of this turn (or a full batch), when
+ * they leave in one write with the other sockets' (the relay of event
+ * streams: the events of one turn's upstream reads go out together).
+ */
+export function corkForTurn(socket: Writable | null): void {
+  if (socket === null || socket.writableCorked > 0 || socket.destroyed) return;
+  socket.cork();
+  atTurnEnd(uncork, socket, null);
+}
+
 type Task<A, B> = (a: A, b: B) => void;
 
 /** Flat triples: task, first argument, second argument. No closure or record per task. */

@@ -1,4 +1,5 @@
 import type { OutgoingHttpHeaders } from 'node:http';
+import { ownedConcat, ownedCopy, ownedText } from '../io/owned-bytes.js';
 import type { RoutePlan } from '../routing/resolve.js';
 import type { ResponseHeaders } from '../transport/types.js';
 import type { BodyTransform, BodyTransformFactory } from './body-transform.js';
@@ -79,7 +80,8 @@ class AnswerModel implements AnswerModelFactory {
       this.#report('compressed');
       return null;
     }
-    const requested = Buffer.from(JSON.stringify(this.#requested));
+    // Kept for the answer's life: in memory of its own (src/io/owned-bytes.ts).
+    const requested = ownedText(JSON.stringify(this.#requested));
     if (kind === 'json') return new JsonAnswerModel(requested, relayed, this.#report);
     delete relayed['content-length'];
     return new EventAnswerModel(requested, this.#report);
@@ -265,7 +267,7 @@ export class EventAnswerModel implements BodyTransform {
     const model = probe.indexOf(MODEL_KEY_BYTES);
     const pass = model !== -1 ? model : probe.length - partialSuffix(probe, MODEL_KEY_BYTES);
     this.#holding = model !== -1;
-    this.#unpassed = model !== -1 || pass === probe.length ? EMPTY : Buffer.from(probe.subarray(pass));
+    this.#unpassed = model !== -1 || pass === probe.length ? EMPTY : ownedCopy(probe, pass);
     this.#passed += pass;
     return probe.subarray(0, pass);
   }
@@ -311,8 +313,9 @@ export class EventAnswerModel implements BodyTransform {
       const end = lineEnd(text, at, crs);
       const start = lineStart(text, floor, at, crs);
       if (addEventModelSpan(text, start, end, spans) && start === 0) {
-        this.#prefix = Buffer.from(lines.subarray(0, spans[1]));
-        this.#rewrittenPrefix = Buffer.concat([lines.subarray(0, spans[0]), this.#requested]);
+        // Kept for the stream's life: in memory of their own (src/io/owned-bytes.ts).
+        this.#prefix = ownedCopy(lines, 0, spans[1]);
+        this.#rewrittenPrefix = ownedConcat([lines.subarray(0, spans[0]), this.#requested]);
       }
       floor = end;
       at = text.indexOf(MODEL_KEY, end);

@@ -1,4 +1,5 @@
 import type { OutgoingHttpHeaders } from 'node:http';
+import { ownedCopy } from '../io/owned-bytes.js';
 import type { BodyTransform, BodyTransformFactory } from './body-transform.js';
 
 /** What a secret is replaced with in a header value. */
@@ -77,7 +78,7 @@ export class StreamRedactor implements BodyTransform {
     for (const secret of this.#secrets) keep = Math.min(keep, data.length - partialSuffix(data, secret));
     keep = this.#mask(data, keep);
     if (keep === data.length) return data;
-    this.#carry = Buffer.from(data.subarray(keep));
+    this.#carry = ownedCopy(data, keep);
     return data.subarray(0, keep);
   }
 

@@ -2,7 +2,7 @@ import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { ClientGoneError } from '../errors/client-gone.js';
 import { errorBody } from '../errors/gateway-error.js';
 import { fromUpstreamError, timeoutPhase } from '../errors/upstream.js';
-import { atTurnEnd } from '../io/turn-end.js';
+import { atTurnEnd, corkForTurn } from '../io/turn-end.js';
 import type { Exchange, ExchangeHandler, ResponseHeaders } from '../transport/types.js';
 import { abandonThrough, endThrough, pushThrough, type BodyTransform, type BodyTransformFactory } from './body-transform.js';
 import type { RequestLifecycle } from './lifecycle.js';
@@ -258,6 +258,8 @@ export class Relay implements ExchangeHandler {
       this.#lastBytes = bytes;
       return;
     }
+    // An event's bytes leave with the rest of the turn's writes: on a busy gateway one write and one reader wakeup per batch, not per event.
+    if (this.#stream) corkForTurn(this.#res.socket);
     if (!this.#res.write(bytes)) this.#waitForDrain();
   }
 

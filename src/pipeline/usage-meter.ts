@@ -1,4 +1,5 @@
 import type { OutgoingHttpHeaders } from 'node:http';
+import { ownedCopy } from '../io/owned-bytes.js';
 import type { ResponseHeaders } from '../transport/types.js';
 import { findModel, findUsage, usageAt, valueStart, type TokenUsage } from '../usage/token-usage.js';
 import type { BodyTransform, BodyTransformFactory } from './body-transform.js';
@@ -18,6 +19,8 @@ export type UsageResult =
 const TAIL_BYTES = 64 * 1024;
 /** How much of an answer's start is searched for the model that answered. */
 const HEAD_BYTES = 4096;
+/** The head's first allocation: most heads fill it with an event or two. */
+const HEAD_START_BYTES = 1024;
 /** An event held back this long without ending is let through as it is (it cannot be the small usage event). */
 const MAX_HELD_EVENT = 1024 * 1024;
 const LF = 0x0a;
@@ -106,19 +109,37 @@ class Tail {
   }
 }
 
-/** The start of a body, up to HEAD_BYTES. */
+/**
+ * The start of a body, up to HEAD_BYTES, copied into memory of its own: an
+ * event stream keeps it for its whole life (src/io/owned-bytes.ts). Once
+ * full, only the model found in it is kept.
+ */
 class Head {
-  readonly #pieces: Buffer[] = [];
+  #bytes: Buffer = EMPTY;
   #size = 0;
+  /** Found once the head is full (its bytes then dropped); undefined before. */
+  #model: string | null | undefined;
 
   add(bytes: Buffer): void {
-    if (this.#size >= HEAD_BYTES) return;
-    this.#pieces.push(bytes.length > HEAD_BYTES - this.#size ? bytes.subarray(0, HEAD_BYTES - this.#size) : bytes);
-    this.#size += this.#pieces.at(-1)!.length;
+    if (this.#model !== undefined) return;
+    const take = Math.min(bytes.length, HEAD_BYTES - this.#size);
+    const size = this.#size + take;
+    if (size > this.#bytes.length) {
+      const grown = Buffer.allocUnsafeSlow(Math.min(HEAD_BYTES, Math.max(HEAD_START_BYTES, size * 2)));
+      this.#bytes.copy(grown, 0, 0, this.#size);
+      this.#bytes = grown;
+    }
+    bytes.copy(this.#bytes, this.#size, 0, take);
+    this.#size = size;
+    if (size === HEAD_BYTES) {
+      this.#model = findModel(this.#bytes, false);
+      this.#bytes = EMPTY;
+    }
   }
 
-  bytes(): Buffer {
-    return Buffer.concat(this.#pieces, this.#size);
+  /** The first `"model"` of the head. */
+  model(): string | null {
+    return this.#model !== undefined ? this.#model : findModel(this.#bytes.subarray(0, this.#size), false);
   }
 }
 
@@ -145,14 +166,14 @@ class JsonUsage implements UsageReader {
 
   /** Near the start in chat completions and responses; near the end in embeddings. */
   model(): string | null {
-    return findModel(this.#head.bytes(), false) ?? findModel(this.#tail.bytes(), true);
+    return this.#head.model() ?? findModel(this.#tail.bytes(), true);
   }
 }
 
 class StreamUsage implements UsageReader {
-  /** Without stripping: the stream's end, searched once at the end. */
-  readonly #tail: Tail | null;
-  /** With stripping: the start of an event not yet complete. */
+  /** Takes out what the gateway's include_usage added; without it the stream passes untouched. */
+  readonly #strip: boolean;
+  /** The start of an event not yet complete (held back when stripping, only read otherwise). */
   #carry: Buffer | null = null;
   #usage: TokenUsage | null = null;
   /** Every event of a chat stream names the model; the first of a Responses stream holds it. */
@@ -160,34 +181,37 @@ class StreamUsage implements UsageReader {
   events = 0;
 
   constructor(strip: boolean) {
-    this.#tail = strip ? null : new Tail();
+    this.#strip = strip;
   }
 
   push(bytes: Buffer): Buffer {
     this.#head.add(bytes);
     for (let at = bytes.indexOf(DATA); at !== -1; at = bytes.indexOf(DATA, at + DATA.length)) this.events++;
-    if (this.#tail !== null) {
-      this.#tail.add(bytes);
-      return bytes;
-    }
     let data = bytes;
     if (this.#carry !== null) {
       data = Buffer.concat([this.#carry, bytes]);
       this.#carry = null;
     }
-    // An incomplete event waits for its end (a client acts on whole events only, so holding it costs nothing).
+    // Usage is read from whole events: an incomplete one waits for its end (a client acts on whole events only).
     const end = completeEventsEnd(data);
-    if (end < data.length && data.length - end <= MAX_HELD_EVENT) {
-      this.#carry = Buffer.from(data.subarray(end));
-      data = data.subarray(0, end);
+    // Kept across reads: in memory of its own (src/io/owned-bytes.ts).
+    if (end < data.length && data.length - end <= MAX_HELD_EVENT) this.#carry = ownedCopy(data, end);
+    if (!this.#strip) {
+      this.#read(data, this.#carry === null ? data.length : end);
+      return bytes;
     }
-    return this.#rewrite(data);
+    return this.#rewrite(this.#carry === null ? data : data.subarray(0, end));
   }
 
   end(): Buffer | null {
     const carry = this.#carry;
     this.#carry = null;
-    return carry === null ? null : this.#rewrite(carry);
+    if (carry === null) return null;
+    if (!this.#strip) {
+      this.#read(carry, carry.length);
+      return null;
+    }
+    return this.#rewrite(carry);
   }
 
   /** Cut short: the unfinished event goes out as it came, so the client sees the cut where the upstream made it. */
@@ -195,18 +219,27 @@ class StreamUsage implements UsageReader {
     const carry = this.#carry;
     if (carry !== null) this.#usage ??= findUsage(carry);
     this.#carry = null;
-    return carry;
+    return this.#strip ? carry : null;
   }
 
   usage(): TokenUsage | null {
-    if (this.#tail !== null) return findUsage(this.#tail.bytes());
     // A usage event may sit unfinished in the carry when the stream was cut.
     if (this.#usage === null && this.#carry !== null) this.#usage = findUsage(this.#carry);
     return this.#usage;
   }
 
   model(): string | null {
-    return findModel(this.#head.bytes(), false);
+    return this.#head.model();
+  }
+
+  /** Notes the usage objects of `data` up to `end` (whole events; the last one found counts). */
+  #read(data: Buffer, end: number): void {
+    for (let at = data.indexOf(USAGE_KEY); at !== -1 && at < end; at = data.indexOf(USAGE_KEY, at + USAGE_KEY.length)) {
+      const value = valueStart(data, at, USAGE_KEY.length);
+      if (value === -1 || data[value] !== OPEN_BRACE) continue;
+      const usage = usageAt(data, at);
+      if (usage !== null) this.#usage = usage;
+    }
   }
 
   /** `data` without the usage-only event and the `"usage":null` members; itself when it has neither. */

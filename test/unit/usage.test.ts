@@ -171,6 +171,31 @@ describe('UsageMeter on an event stream', () => {
     expect(meter.result()).toMatchObject({ kind: 'reported', usage: { prompt: 11, completion: 3 } });
   });
 
+  test('include_usage asked by the client, cut anywhere: the stream passes untouched, byte for byte, and the usage is read', () => {
+    const body = Buffer.from(USAGE_STREAM);
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 1, max: body.length - 1 }), { maxLength: 12 }), (cuts) => {
+        const { meter, transform } = meterFor(false, 'text/event-stream');
+        expect(relay(transform!, body, cuts).toString()).toBe(USAGE_STREAM);
+        expect(meter.result()).toEqual({ kind: 'reported', usage: { prompt: 11, completion: 3, cached: null, reasoning: null }, model: 'gpt-4o-mini' });
+      }),
+    );
+  });
+
+  test('include_usage asked by the client: every piece goes on at once, nothing is held for the event to end', () => {
+    const { transform } = meterFor(false, 'text/event-stream');
+    const half = Math.floor(USAGE_STREAM.length / 2);
+    expect(transform!.push(Buffer.from(USAGE_STREAM.slice(0, half))).toString()).toBe(USAGE_STREAM.slice(0, half));
+    expect(transform!.end()).toBeNull();
+  });
+
+  test('a usage event after 64 KiB of later events is still the one read (the last usage object counts)', () => {
+    const filler = chunk('x'.repeat(1000), true).repeat(80);
+    const { meter, transform } = meterFor(false, 'text/event-stream');
+    pushThrough([transform!], Buffer.from(USAGE_EVENT + filler));
+    expect(meter.result()).toMatchObject({ kind: 'reported', usage: { prompt: 11, completion: 3 } });
+  });
+
   test('a Responses API stream: usage from response.completed, which holds the whole answer', () => {
     const events = [
       { type: 'response.created', response: { id: 'r', model: 'gpt-4.1', output: [], usage: null } },
