@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { ClientGoneError } from '../errors/client-gone.js';
 import { GatewayError } from '../errors/gateway-error.js';
+import { ownedConcat, ownedText } from '../io/owned-bytes.js';
 import { addStreamUsage, parseJsonRequest, replaceModel, type JsonRequest } from './json-request.js';
 import type { RequestLifecycle } from './lifecycle.js';
 import { readMultipartRequest } from './multipart-request.js';
@@ -63,7 +64,7 @@ class JsonBody implements ClientRequestBody {
     if (!renamed && !streamUsage) return { body: this.#raw, contentLength: this.#raw.length };
     let text = renamed ? replaceModel(this.#json.text, model) : this.#json.text;
     if (streamUsage) text = addStreamUsage(text);
-    const body = Buffer.from(text);
+    const body = ownedText(text); // kept by the upstream request while its answer streams
     return { body, contentLength: body.length };
   }
 }
@@ -144,7 +145,9 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     };
     const onEnd = (): void => {
       cleanup();
-      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+      // Kept until the request completes (for another attempt): a chunk is a slice of the socket's 64 KiB read
+      // buffer, shared with other requests' bytes, so the body gets memory of its own (src/io/owned-bytes.ts).
+      resolve(ownedConcat(chunks));
     };
     // A body that stops (disconnect, a parser error after the headers, requestTimeout) is the client's doing.
     const onError = (error?: Error): void => {
