@@ -37,9 +37,10 @@ RUN groupadd --system --gid 10001 apiproxy \
 USER 10001:10001
 EXPOSE 5000
 # node is PID 1 and receives SIGTERM itself (graceful drain); no shell, no npm in between.
-# --max-semi-space-size=16 (MiB, Node 20's default): V8 now sizes the young generation from the heap
-# limit, 128 MiB of RSS on a large host, which alone cost 64 KiB per open stream at 2,000 long
-# streams; 16 halved the gateway's RSS per stream at the same CPU (docs/performance.md, "Bytes a
-# stream keeps"). The bench starts its gateway with the flags of this line.
+# --max-semi-space-size=8 (MiB): V8 sizes the young generation from the heap limit, 128 MiB of RSS
+# on a large host, which alone cost 64 KiB per open stream at 2,000 long streams. With 8 the
+# gateway's RSS per open stream was 42-52 KiB in that profile (16: 51-71), its CPU per stream and
+# its plain throughput the same (docs/performance.md, "Bytes a stream keeps"). The bench starts its
+# gateway with the flags of this line.
 ENTRYPOINT []
-CMD ["node", "--max-semi-space-size=16", "dist/main.js"]
+CMD ["node", "--max-semi-space-size=8", "dist/main.js"]

@@ -3,7 +3,7 @@
 #
 #   1. test/tools/build-base-image.sh   stand-in for docker.io/library/node:24-bookworm-slim (cached)
 #   2. buildah bud --pull=never --isolation chroot (vfs storage) -t api-proxy:test .
-#   3. image config: USER 10001:10001, CMD ["node","--max-semi-space-size=16","dist/main.js"], no ENTRYPOINT, EXPOSE 5000,
+#   3. image config: USER 10001:10001, CMD ["node","--max-semi-space-size=8","dist/main.js"], no ENTRYPOINT, EXPOSE 5000,
 #      CONFIG_PATH/PORT/NODE_ENV, no HEALTHCHECK
 #   4. buildah run the image with its default config: /health answers
 #   5. buildah run with a config (mounted) pointing at a fake upstream on the host (chroot isolation
@@ -110,7 +110,7 @@ echo "image config"
 "${BUILDAH[@]}" inspect --type image "$IMAGE" >"$WORK/inspect.json"
 q() { node -e 'const i = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")); console.log(JSON.stringify(eval(process.argv[2]) ?? null))' "$WORK/inspect.json" "$1"; }
 check "USER is 10001:10001" test "$(q 'i.OCIv1.config.User')" == '"10001:10001"'
-check 'CMD is ["node","--max-semi-space-size=16","dist/main.js"]' test "$(q 'i.OCIv1.config.Cmd')" == '["node","--max-semi-space-size=16","dist/main.js"]'
+check 'CMD is ["node","--max-semi-space-size=8","dist/main.js"]' test "$(q 'i.OCIv1.config.Cmd')" == '["node","--max-semi-space-size=8","dist/main.js"]'
 check "no ENTRYPOINT (node is the process, no shell or npm)" test "$(q 'i.OCIv1.config.Entrypoint ?? []')" == '[]'
 check "EXPOSE 5000" test "$(q 'Object.keys(i.OCIv1.config.ExposedPorts ?? {})')" == '["5000/tcp"]'
 envs="$(q 'i.OCIv1.config.Env')"

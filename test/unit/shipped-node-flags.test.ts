@@ -10,7 +10,7 @@ const dockerfile = readFileSync('Dockerfile', 'utf8');
 
 test("the image's CMD carries the young-generation cap, and npm start the same flags", () => {
   const flags = shippedNodeFlags(dockerfile);
-  expect(flags).toEqual(['--max-semi-space-size=16']);
+  expect(flags).toEqual(['--max-semi-space-size=8']);
   const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: Record<string, string> };
   expect(pkg.scripts['start']).toBe(['node', ...flags, 'dist/main.js'].join(' '));
 });
