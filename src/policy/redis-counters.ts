@@ -1,17 +1,24 @@
 import { randomBytes } from 'node:crypto';
-import { createClient } from '@redis/client';
 import type { RedisSettings } from '../config/model.js';
 import type { Admission, AdmissionResult, CounterStore, RateOp, SlotOp } from './counter-store.js';
 import type { RateOutcome } from './gcra.js';
-import { admitScript, settleScript, type Settlement } from './redis-scripts.js';
+import type { connectRedis } from './redis-client.js';
+import type { Settlement } from './redis-scripts.js';
 import type { StoreHealth } from './store-health.js';
 
 /** How long a stream's slot is held without renewal: the longest a dead replica's streams keep their slots. */
 export const SLOT_LEASE_MS = 60_000;
 /** Charges and releases wait this long to go out together, one call for everything of this process. */
 const FLUSH_DELAY_MS = 100;
-/** The longest wait between reconnection attempts. */
-const MAX_RECONNECT_DELAY_MS = 2_000;
+
+/** Until the client library has loaded (the first milliseconds of a store): Redis is not there yet. */
+export class RedisLoadingError extends Error {
+  readonly code = 'REDIS_LOADING';
+  constructor() {
+    super('the Redis client is still loading');
+    this.name = 'RedisLoadingError';
+  }
+}
 
 /**
  * Counters in Redis, shared by every replica. A request costs one call on
@@ -23,8 +30,8 @@ const MAX_RECONNECT_DELAY_MS = 2_000;
  * be sent are dropped, not queued without bound.
  */
 export class RedisCounters implements CounterStore {
-  readonly #client;
-  readonly #timed;
+  /** Null until the client library has loaded: calls then fail at once, as they do while Redis is away. */
+  #connection: ReturnType<typeof connectRedis> | null = null;
   readonly #health: StoreHealth;
   readonly #holderPrefix = randomBytes(6).toString('hex') + ':';
   #holderCount = 0;
@@ -38,32 +45,21 @@ export class RedisCounters implements CounterStore {
 
   constructor(settings: RedisSettings, health: StoreHealth) {
     this.#health = health;
-    const tls = settings.url.startsWith('rediss:');
-    this.#client = createClient({
-      url: settings.url,
-      ...(settings.username === null ? {} : { username: settings.username }),
-      ...(settings.password === null ? {} : { password: settings.password }),
-      keyPrefix: settings.keyPrefix,
-      // Commands fail at once while disconnected: a request never waits for a reconnect.
-      disableOfflineQueue: true,
-      socket: {
-        connectTimeout: Math.max(settings.timeoutMs, 1_000),
-        reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, MAX_RECONNECT_DELAY_MS) * (0.5 + Math.random() / 2),
-        ...(tls ? { tls: true as const, rejectUnauthorized: !settings.tlsInsecureSkipVerify, ...(settings.tlsCa === null ? {} : { ca: settings.tlsCa }) } : {}),
+    import('./redis-client.js').then(
+      ({ connectRedis }) => {
+        if (!this.#closed) this.#connection = connectRedis(settings, health);
       },
-      scripts: { admit: admitScript, settle: settleScript },
-    });
-    this.#timed = this.#client.withCommandOptions({ timeout: settings.timeoutMs, rejectInFlight: true });
-    this.#client.on('error', (error: unknown) => health.failed(error));
-    this.#client.on('ready', () => health.worked());
-    this.#client.connect().catch((error: unknown) => health.failed(error));
+      (error: unknown) => health.failed(error),
+    );
     this.#renewTimer = setInterval(() => this.#renew(), SLOT_LEASE_MS / 3);
     this.#renewTimer.unref();
   }
 
   admit(admission: Admission): Promise<AdmissionResult> {
+    const connection = this.#connection;
+    if (connection === null) return Promise.reject(new RedisLoadingError());
     const holder = admission.slot === null ? '' : this.#holderPrefix + ++this.#holderCount;
-    return this.#timed.admit(admission, holder, SLOT_LEASE_MS).then((reply) => {
+    return connection.timed.admit(admission, holder, SLOT_LEASE_MS).then((reply) => {
       const rates: RateOutcome[] = [];
       for (let i = 0; i < admission.rates.length; i++) {
         const at = 2 + i * 4;
@@ -102,7 +98,7 @@ export class RedisCounters implements CounterStore {
     this.#closed = true;
     clearInterval(this.#renewTimer);
     await this.flush();
-    this.#client.destroy();
+    this.#connection?.client.destroy();
   }
 
   #scheduleFlush(): void {
@@ -121,9 +117,10 @@ export class RedisCounters implements CounterStore {
     const settlement: Settlement = { charges: [...this.#charges.values()], releases: this.#releases, renewals, leaseMs: SLOT_LEASE_MS };
     this.#charges = new Map();
     this.#releases = [];
-    if (!this.#client.isReady) return; // dropped: Redis is away (the health already says so)
+    const connection = this.#connection;
+    if (connection === null || !connection.client.isReady) return; // dropped: Redis is away (the health already says so)
     try {
-      await this.#timed.settle(settlement);
+      await connection.timed.settle(settlement);
       this.#health.worked();
     } catch (error) {
       this.#health.failed(error);
