@@ -28,6 +28,8 @@ export interface ForwardDeps {
 }
 
 /** Failures that say nothing about the upstream's health: the gateway's own doing, or its shutdown. */
+/** An attempt is not begun with less than this left before the deadline. */
+const MIN_ATTEMPT_MS = 10;
 const NOT_THE_UPSTREAMS = new Set(['UPSTREAM_INVALID_HEADER', 'UPSTREAM_POOL_CLOSED', 'body_too_large']);
 
 /** What a failed attempt's target needs for the next decision; made at the first failure. */
@@ -314,7 +316,9 @@ class AttemptLoop implements AnswerGate {
   #pick(): Next | null {
     const now = performance.now();
     const remaining = this.#deadline - now;
-    if (remaining <= 0) return null;
+    // An attempt cut short by the deadline ends a moment before it (timers count from the turn's start): one begun
+    // in what is left could only race the deadline, and sometimes win it. A failed attempt then ends the loop.
+    if (remaining < MIN_ATTEMPT_MS) return null;
     const failures = this.#failuresSoFar();
     const targets = this.#plan.targets;
     const health = this.#deps.health;
@@ -335,7 +339,7 @@ class AttemptLoop implements AnswerGate {
       if (tries === 0 && ready <= now) return { index, delayMs: 0 };
       if (tries > 0) ready = Math.max(ready, failures.endedAt[index]! + backoff(retry, tries, random()));
       const delayMs = Math.max(0, ready - now);
-      if (delayMs < remaining && (best === null || delayMs < best.delayMs)) best = { index, delayMs };
+      if (delayMs < remaining - MIN_ATTEMPT_MS && (best === null || delayMs < best.delayMs)) best = { index, delayMs };
     }
     if (best !== null) return best;
     return ejected === -1 ? null : { index: ejected, delayMs: 0 };
