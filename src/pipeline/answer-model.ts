@@ -80,11 +80,11 @@ class AnswerModel implements AnswerModelFactory {
       this.#report('compressed');
       return null;
     }
-    // Kept for the answer's life: in memory of its own (src/io/owned-bytes.ts).
-    const requested = ownedText(JSON.stringify(this.#requested));
-    if (kind === 'json') return new JsonAnswerModel(requested, relayed, this.#report);
+    const requested = JSON.stringify(this.#requested);
+    if (kind === 'json') return new JsonAnswerModel(Buffer.from(requested), relayed, this.#report);
     delete relayed['content-length'];
-    return new EventAnswerModel(requested, this.#report);
+    // Kept for the stream's life: in memory of its own (src/io/owned-bytes.ts).
+    return new EventAnswerModel(ownedText(requested), this.#report);
   }
 }
 

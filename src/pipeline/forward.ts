@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
 import type { Upstream } from '../config/upstream.js';
 import { ClientGoneError } from '../errors/client-gone.js';
 import { attemptFailure, errorCode, fromUpstreamError, timeoutPhase, type AttemptFailure } from '../errors/upstream.js';
@@ -249,7 +250,7 @@ class AttemptLoop implements AnswerGate {
     const named = request.model !== null;
     if (named) record.targetModel = target.model;
     const { body, contentLength } = request.upstreamBody(named ? target.model : null, this.#meter?.addsStreamUsage === true);
-    if (record.attempts++ === 0) this.#replayable = body === null || Buffer.isBuffer(body);
+    if (record.attempts++ === 0) this.#replayable = !(body instanceof Readable); // a stream is read once
     lifecycle.dispatching(admission);
     const answer = this.#answerModel(target);
     const headers = upstreamRequestHeaders(req.headers, upstream.authorization, contentLength, record.id);

@@ -2,7 +2,6 @@ import type { IncomingMessage } from 'node:http';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { ClientGoneError } from '../errors/client-gone.js';
 import { GatewayError } from '../errors/gateway-error.js';
-import { ownedConcat, ownedText } from '../io/owned-bytes.js';
 import { addStreamUsage, parseJsonRequest, replaceModel, type JsonRequest } from './json-request.js';
 import type { RequestLifecycle } from './lifecycle.js';
 import { readMultipartRequest } from './multipart-request.js';
@@ -16,8 +15,8 @@ export const FORM_SPOOL_MEMORY = 256 * 1024;
 
 /** A body as it goes upstream. */
 export interface UpstreamBody {
-  /** The bytes (a JSON body), a stream (uploads), or none. */
-  readonly body: Buffer | Readable | null;
+  /** A JSON body's text (valid UTF-8, sent as such), a form's bytes, a stream (uploads), or none. */
+  readonly body: string | Buffer | Readable | null;
   /** Its length when known; null sends it chunked. */
   readonly contentLength: number | null;
 }
@@ -41,17 +40,20 @@ export interface ClientRequestBody {
   upstreamBody(model: string | null, streamUsage?: boolean): UpstreamBody;
 }
 
-/** A JSON body, read whole and parsed once. */
+/**
+ * A JSON body, read whole and parsed once. It is kept as the parsed text
+ * and goes upstream as text: valid UTF-8 (parseJsonRequest refuses the
+ * rest) decodes and encodes back to the same bytes, and a string held for a
+ * stream's life pins none of the socket's or the pool's shared buffers.
+ */
 class JsonBody implements ClientRequestBody {
   readonly model: string;
   readonly stream: boolean;
   readonly includeUsage: boolean;
   readonly contentLength: number;
-  readonly #raw: Buffer;
   readonly #json: JsonRequest;
 
   constructor(raw: Buffer) {
-    this.#raw = raw;
     this.#json = parseJsonRequest(raw);
     this.model = this.#json.model;
     this.stream = this.#json.stream;
@@ -61,11 +63,10 @@ class JsonBody implements ClientRequestBody {
 
   upstreamBody(model: string | null, streamUsage = false): UpstreamBody {
     const renamed = model !== null && model !== this.model;
-    if (!renamed && !streamUsage) return { body: this.#raw, contentLength: this.#raw.length };
+    if (!renamed && !streamUsage) return { body: this.#json.text, contentLength: this.contentLength };
     let text = renamed ? replaceModel(this.#json.text, model) : this.#json.text;
     if (streamUsage) text = addStreamUsage(text);
-    const body = ownedText(text); // kept by the upstream request while its answer streams
-    return { body, contentLength: body.length };
+    return { body: text, contentLength: Buffer.byteLength(text) };
   }
 }
 
@@ -145,9 +146,8 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     };
     const onEnd = (): void => {
       cleanup();
-      // Kept until the request completes (for another attempt): a chunk is a slice of the socket's 64 KiB read
-      // buffer, shared with other requests' bytes, so the body gets memory of its own (src/io/owned-bytes.ts).
-      resolve(ownedConcat(chunks));
+      // A chunk is a slice of the socket's 64 KiB read buffer: callers keep what they read out of it, not the bytes.
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
     };
     // A body that stops (disconnect, a parser error after the headers, requestTimeout) is the client's doing.
     const onError = (error?: Error): void => {

@@ -105,7 +105,33 @@ class Tail {
   }
 
   bytes(): Buffer {
-    return Buffer.concat(this.#pieces.slice(this.#first), this.#size);
+    const count = this.#pieces.length - this.#first;
+    if (count === 1) return this.#pieces[this.#first]!;
+    const joined = Buffer.concat(this.#pieces.slice(this.#first), this.#size);
+    // Read once or twice at the end (usage, model): joined once.
+    this.#pieces.length = 0;
+    this.#pieces.push(joined);
+    this.#first = 0;
+    return joined;
+  }
+}
+
+/** The first pieces of a body, up to HEAD_BYTES, as they came: a JSON answer's pieces live only as long as its request. */
+class PieceHead {
+  readonly #pieces: Buffer[] = [];
+  #size = 0;
+
+  add(bytes: Buffer): void {
+    if (this.#size >= HEAD_BYTES) return;
+    this.#pieces.push(bytes);
+    this.#size += bytes.length;
+  }
+
+  /** The first `"model"` of the head. */
+  model(): string | null {
+    if (this.#pieces.length === 0) return null;
+    const bytes = this.#pieces.length === 1 ? this.#pieces[0]! : Buffer.concat(this.#pieces, this.#size);
+    return findModel(bytes.subarray(0, HEAD_BYTES), false);
   }
 }
 
@@ -145,7 +171,7 @@ class Head {
 
 class JsonUsage implements UsageReader {
   readonly events = 0;
-  readonly #head = new Head();
+  readonly #head = new PieceHead();
   readonly #tail = new Tail();
   #usage: TokenUsage | null | undefined;
 

@@ -9,8 +9,8 @@ export interface UpstreamRequest {
   readonly path: string;
   /** Lower-cased names, hop-by-hop headers already removed; `host` is the transport's. */
   readonly headers: Readonly<Record<string, string | string[]>>;
-  /** A Readable without a content-length header is sent in chunked coding. */
-  readonly body: Buffer | Readable | null;
+  /** Text is sent as UTF-8; a Readable without a content-length header is sent in chunked coding. */
+  readonly body: string | Buffer | Readable | null;
   /** Longest wait for the response head. */
   readonly headersTimeoutMs: number;
   /** Longest silence inside the response body. */

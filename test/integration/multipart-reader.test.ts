@@ -61,8 +61,9 @@ function source(chunks: readonly Buffer[], boundary: string, options: { url?: st
   };
 }
 
-async function collect(body: Buffer | Readable | null): Promise<Buffer> {
+async function collect(body: string | Buffer | Readable | null): Promise<Buffer> {
   if (body === null) return Buffer.alloc(0);
+  if (typeof body === 'string') return Buffer.from(body);
   if (Buffer.isBuffer(body)) return body;
   const chunks: Buffer[] = [];
   for await (const chunk of body) chunks.push(chunk as Buffer);

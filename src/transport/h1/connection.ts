@@ -145,7 +145,7 @@ export class UpstreamConnection implements ResponseSink, Exchange {
   #write(request: UpstreamRequest): void {
     const socket = this.#socket;
     const body = request.body;
-    if (body === null || Buffer.isBuffer(body)) {
+    if (body === null || typeof body === 'string' || Buffer.isBuffer(body)) {
       const head = requestHead(request.method, request.path, this.#endpoint.host, request.headers, false);
       // Head and body leave in one write: at once, or with the rest of this turn's writes.
       socket.cork();
