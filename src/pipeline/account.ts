@@ -70,7 +70,7 @@ export class RequestAccounting {
       this.#metrics.policy.tokens({
         consumer,
         keyId,
-        model: record.model ?? record.responseModel ?? 'unknown',
+        model: record.model ?? 'unknown', // metered requests name their model (proxy-handler.ts)
         prompt: record.inputTokens,
         completion: record.outputTokens ?? 0,
         cached: record.cachedTokens,

@@ -246,11 +246,13 @@ export class RequestLifecycle {
 
   /** The answer's usage into the record, and to the limits: what was reported, else an estimate (never nothing). */
   #settleUsage(): void {
-    const result = this.#meter?.result() ?? null;
+    const meter = this.#meter;
+    const result = meter?.result() ?? null;
     let tokens = 0;
     if (result !== null) {
       const record = this.record;
-      record.responseModel = result.model;
+      // Searched for only where it is read: the trace.
+      if (this.trace !== null) record.responseModel = meter!.answerModel();
       if (result.kind === 'reported') {
         const usage = result.usage;
         record.inputTokens = usage.prompt;

@@ -24,7 +24,7 @@ export interface RequestRecord {
   clientAborted: boolean;
   /** Upstream attempts made (retries, fallbacks, a resend on a fresh connection); `upstream` and `targetModel` name the one whose answer went out, else the last tried. */
   attempts: number;
-  /** The model the upstream says answered, when the answer was read for it; null when unknown. */
+  /** The model the upstream says answered, read only for a traced request; null otherwise or when unknown. */
   responseModel: string | null;
   /** Tokens the upstream reported (usage accounting fills them in); null when unknown. */
   inputTokens: number | null;

@@ -6,14 +6,14 @@ import type { BodyTransform, BodyTransformFactory } from './body-transform.js';
 
 /** What a request's answer says it cost. */
 export type UsageResult =
-  | { readonly kind: 'reported'; readonly usage: TokenUsage; readonly model: string | null }
+  | { readonly kind: 'reported'; readonly usage: TokenUsage }
   /**
    * The answer should have said and did not (a stream the client left, an
    * upstream that reports nothing): token limits are charged `estimate`
    * instead (the prompt's bytes / 4, plus one token per event received), so
    * leaving a stream early does not spend nothing.
    */
-  | { readonly kind: 'unknown'; readonly model: string | null; readonly estimate: number };
+  | { readonly kind: 'unknown'; readonly estimate: number };
 
 /** How much of an answer's end is kept to find its usage: the usage object and what may follow it (user, metadata). */
 const TAIL_BYTES = 64 * 1024;
@@ -75,9 +75,13 @@ export class UsageMeter implements BodyTransformFactory {
     const reader = this.#reader;
     if (reader === null) return null;
     const usage = reader.usage();
-    const model = reader.model();
-    if (usage !== null) return { kind: 'reported', usage, model };
-    return { kind: 'unknown', model, estimate: Math.ceil(this.#requestBytes / 4) + reader.events };
+    if (usage !== null) return { kind: 'reported', usage };
+    return { kind: 'unknown', estimate: Math.ceil(this.#requestBytes / 4) + reader.events };
+  }
+
+  /** The model the answer named (searched for when asked: most requests name their own); null when it named none or was not metered. */
+  answerModel(): string | null {
+    return this.#reader?.model() ?? null;
   }
 }
 

@@ -116,6 +116,8 @@ test("continues the client's trace: server span under the client's, a client spa
     // The usage the answer reported (the fake upstream's 7 prompt and 3 completion tokens), read by the usage meter.
     expect(tag(server!, 'gen_ai.usage.input_tokens')).toBe(7);
     expect(tag(server!, 'gen_ai.usage.output_tokens')).toBe(3);
+    // The model the answer named, read from it only for a trace (or a request that named none).
+    expect(tag(server!, 'gen_ai.response.model')).toBe('gpt-4o-2024-08-06');
 
     expect(parentOf(client!)).toBe(server!.spanID);
     expect(client!.spanID).toBe(upstreamSaw.spanId);
