@@ -148,7 +148,7 @@ describe('UsageMeter on an event stream', () => {
         const { meter, transform } = meterFor(strip, 'text/event-stream');
         expect(relay(transform!, body, cuts).toString()).toBe(expected);
         expect(meter.result()).toEqual({ kind: 'reported', usage: { prompt: 11, completion: 3, cached: null, reasoning: null } });
-    expect(meter.answerModel()).toBe('gpt-4o-mini');
+        expect(meter.answerModel()).toBe('gpt-4o-mini');
       }),
     );
   });
