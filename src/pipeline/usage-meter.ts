@@ -28,9 +28,9 @@ const CR = 0x0d;
 const OPEN_BRACE = 0x7b;
 const COMMA = 0x2c;
 const USAGE_KEY = Buffer.from('"usage"');
+const USAGE_TEXT = '"usage"';
 const CHOICES_KEY = Buffer.from('"choices"');
-const NULL = Buffer.from('null');
-const DATA = Buffer.from('data:');
+const DATA_TEXT = 'data:';
 const EMPTY = Buffer.alloc(0);
 
 /**
@@ -216,32 +216,40 @@ class StreamUsage implements UsageReader {
 
   push(bytes: Buffer): Buffer {
     this.#head.add(bytes);
-    for (let at = bytes.indexOf(DATA); at !== -1; at = bytes.indexOf(DATA, at + DATA.length)) this.events++;
     let data = bytes;
+    const carried = this.#carry?.length ?? 0;
     if (this.#carry !== null) {
       data = Buffer.concat([this.#carry, bytes]);
       this.#carry = null;
     }
+    // latin1: one character per byte, so string indexes are byte offsets; searched as a string, which costs
+    // no call into C++ per search (docs/performance.md, "Per event: the usage meter searches a string").
+    const text = data.toString('latin1');
+    // Events begun in this read: a `data:` wholly in the carry was counted with the read that brought it.
+    const first = Math.max(0, carried - DATA_TEXT.length + 1);
+    for (let at = text.indexOf(DATA_TEXT, first); at !== -1; at = text.indexOf(DATA_TEXT, at + DATA_TEXT.length)) this.events++;
     // Usage is read from whole events: an incomplete one waits for its end (a client acts on whole events only).
-    const end = completeEventsEnd(data);
+    const end = completeEventsEnd(text);
     // Kept across reads: in memory of its own (src/io/owned-bytes.ts).
     if (end < data.length && data.length - end <= MAX_HELD_EVENT) this.#carry = ownedCopy(data, end);
+    const limit = this.#carry === null ? data.length : end;
     if (!this.#strip) {
-      this.#read(data, this.#carry === null ? data.length : end);
+      this.#read(data, text, limit);
       return bytes;
     }
-    return this.#rewrite(this.#carry === null ? data : data.subarray(0, end));
+    return this.#rewrite(data, text, limit);
   }
 
   end(): Buffer | null {
     const carry = this.#carry;
     this.#carry = null;
     if (carry === null) return null;
+    const text = carry.toString('latin1');
     if (!this.#strip) {
-      this.#read(carry, carry.length);
+      this.#read(carry, text, carry.length);
       return null;
     }
-    return this.#rewrite(carry);
+    return this.#rewrite(carry, text, carry.length);
   }
 
   /** Cut short: the unfinished event goes out as it came, so the client sees the cut where the upstream made it. */
@@ -262,9 +270,9 @@ class StreamUsage implements UsageReader {
     return this.#head.model();
   }
 
-  /** Notes the usage objects of `data` up to `end` (whole events; the last one found counts). */
-  #read(data: Buffer, end: number): void {
-    for (let at = data.indexOf(USAGE_KEY); at !== -1 && at < end; at = data.indexOf(USAGE_KEY, at + USAGE_KEY.length)) {
+  /** Notes the usage objects of `data` (read as `text`) up to `end` (whole events; the last one found counts). */
+  #read(data: Buffer, text: string, end: number): void {
+    for (let at = text.indexOf(USAGE_TEXT); at !== -1 && at < end; at = text.indexOf(USAGE_TEXT, at + USAGE_TEXT.length)) {
       const value = valueStart(data, at, USAGE_KEY.length);
       if (value === -1 || data[value] !== OPEN_BRACE) continue;
       const usage = usageAt(data, at);
@@ -272,24 +280,36 @@ class StreamUsage implements UsageReader {
     }
   }
 
-  /** `data` without the usage-only event and the `"usage":null` members; itself when it has neither. */
-  #rewrite(data: Buffer): Buffer {
-    if (data.indexOf(USAGE_KEY) === -1) return data;
+  /**
+   * `data` up to `limit` (read as `text`) without the usage-only event and
+   * the `"usage":null` members; the same bytes when it has neither. Events
+   * without `"usage"` pass whole, unlooked at.
+   */
+  #rewrite(data: Buffer, text: string, limit: number): Buffer {
+    let at = text.indexOf(USAGE_TEXT);
+    if (at === -1 || at >= limit) return limit === data.length ? data : data.subarray(0, limit);
     const pieces: Buffer[] = [];
-    for (let start = 0; start < data.length;) {
-      const end = eventEnd(data, start);
-      pieces.push(this.#rewriteEvent(data.subarray(start, end)));
+    let start = 0;
+    while (at !== -1 && at < limit) {
+      let end = eventEnd(text, start, limit);
+      while (end <= at) {
+        start = end;
+        end = eventEnd(text, start, limit);
+      }
+      // The event [start, end) holds `at`.
+      pieces.push(this.#rewriteEvent(data.subarray(start, end), text, start, at - start));
       start = end;
+      at = text.indexOf(USAGE_TEXT, end);
     }
+    if (start < limit) pieces.push(data.subarray(start, limit));
     return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
   }
 
-  #rewriteEvent(event: Buffer): Buffer {
-    let at = event.indexOf(USAGE_KEY);
-    if (at === -1) return event;
+  /** One event (at `offset` in `text`) whose first `"usage"` is at `at`: what of it goes on. */
+  #rewriteEvent(event: Buffer, text: string, offset: number, at: number): Buffer {
     const pieces: Buffer[] = [];
     let from = 0;
-    while (at !== -1) {
+    while (at !== -1 && at < event.length) {
       const value = valueStart(event, at, USAGE_KEY.length);
       if (value !== -1 && event[value] === OPEN_BRACE) {
         const usage = usageAt(event, at);
@@ -297,17 +317,23 @@ class StreamUsage implements UsageReader {
           this.#usage = usage;
           if (hasNoChoices(event)) return EMPTY;
         }
-      } else if (value !== -1 && event.compare(NULL, 0, NULL.length, value, value + NULL.length) === 0) {
-        const [cutFrom, cutTo] = memberSpan(event, at, value + NULL.length);
+      } else if (value !== -1 && isNull(event, value)) {
+        const [cutFrom, cutTo] = memberSpan(event, at, value + 4);
         pieces.push(event.subarray(from, cutFrom));
         from = cutTo;
       }
-      at = event.indexOf(USAGE_KEY, Math.max(from, at + USAGE_KEY.length));
+      const next = text.indexOf(USAGE_TEXT, offset + Math.max(from, at + USAGE_KEY.length));
+      at = next === -1 ? -1 : next - offset;
     }
     if (from === 0) return event;
     pieces.push(event.subarray(from));
     return Buffer.concat(pieces);
   }
+}
+
+/** `null` at `at`. */
+function isNull(bytes: Buffer, at: number): boolean {
+  return bytes[at] === 0x6e && bytes[at + 1] === 0x75 && bytes[at + 2] === 0x6c && bytes[at + 3] === 0x6c;
 }
 
 /** The member `"usage":null` from `key` to `valueEnd`, with the comma that separates it from a neighbour. */
@@ -338,21 +364,21 @@ function isBlank(c: number): boolean {
   return c === 0x20 || c === LF || c === CR || c === 0x09;
 }
 
-/** The index after the blank line that ends the event starting at `from`, or data.length. */
-function eventEnd(data: Buffer, from: number): number {
-  for (let i = data.indexOf(LF, from); i !== -1; i = data.indexOf(LF, i + 1)) {
-    const next = data[i + 1];
+/** The index after the blank line that ends the event starting at `from` in `text[0, limit)`, or limit. */
+function eventEnd(text: string, from: number, limit: number): number {
+  for (let i = text.indexOf('\n', from); i !== -1 && i < limit; i = text.indexOf('\n', i + 1)) {
+    const next = i + 1 < limit ? text.charCodeAt(i + 1) : -1;
     if (next === LF) return i + 2;
-    if (next === CR && data[i + 2] === LF) return i + 3;
+    if (next === CR && i + 2 < limit && text.charCodeAt(i + 2) === LF) return i + 3;
   }
-  return data.length;
+  return limit;
 }
 
-/** The index after the last blank line in `data` (where its complete events end), or 0. */
-function completeEventsEnd(data: Buffer): number {
-  for (let i = data.lastIndexOf(LF); i > 0; i = data.lastIndexOf(LF, i - 1)) {
-    const before = data[i - 1];
-    if (before === LF || (before === CR && data[i - 2] === LF)) return i + 1;
+/** The index after the last blank line in `text` (where its complete events end), or 0. */
+function completeEventsEnd(text: string): number {
+  for (let i = text.lastIndexOf('\n'); i > 0; i = text.lastIndexOf('\n', i - 1)) {
+    const before = text.charCodeAt(i - 1);
+    if (before === LF || (before === CR && text.charCodeAt(i - 2) === LF)) return i + 1;
   }
   return 0;
 }

@@ -210,6 +210,16 @@ describe('UsageMeter on an event stream', () => {
     expect(meter.answerModel()).toBe('gpt-4o-mini');
   });
 
+  test('the estimate counts each event once when reads cut events (a held event start is not counted again)', () => {
+    const cut = USAGE_STREAM.indexOf(USAGE_EVENT);
+    const sent = Buffer.from(USAGE_STREAM.slice(0, cut));
+    for (const size of [7, 10, 64]) {
+      const { meter, transform } = meterFor(true, 'text/event-stream', 200, 4000);
+      for (let at = 0; at < sent.length; at += size) pushThrough([transform!], Buffer.from(sent.subarray(at, at + size)));
+      expect(meter.result()).toEqual({ kind: 'unknown', estimate: 1000 + 3 });
+    }
+  });
+
   test('a stream cut inside its usage event after the usage object: still reported', () => {
     const { meter, transform } = meterFor(true, 'text/event-stream');
     const end = USAGE_STREAM.indexOf('}}', USAGE_STREAM.indexOf('"prompt_tokens"')) + 2;
