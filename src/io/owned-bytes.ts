@@ -5,7 +5,8 @@
  * with every short-lived buffer carved beside it: at thousands of open
  * streams, a few such buffers each pinned most of the pool's slabs
  * (docs/performance.md, "Bytes a stream keeps"). Bytes that only live until
- * the next read stay in the pool, where they are cheapest.
+ * the next read, or as long as a plain request, stay in the pool, where they
+ * are cheapest: a copy of its own costs about a microsecond more.
  */
 
 /** `bytes[start, end)` copied into memory of its own. */

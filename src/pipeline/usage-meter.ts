@@ -223,7 +223,7 @@ class StreamUsage implements UsageReader {
       this.#carry = null;
     }
     // latin1: one character per byte, so string indexes are byte offsets; searched as a string, which costs
-    // no call into C++ per search (docs/performance.md, "Per event: the usage meter searches a string").
+    // no call into C++ per search (docs/performance.md, "The usage meter searches a string").
     const text = data.toString('latin1');
     // Events begun in this read: a `data:` wholly in the carry was counted with the read that brought it.
     const first = Math.max(0, carried - DATA_TEXT.length + 1);
