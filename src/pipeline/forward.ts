@@ -28,9 +28,9 @@ export interface ForwardDeps {
   readonly random?: () => number;
 }
 
-/** Failures that say nothing about the upstream's health: the gateway's own doing, or its shutdown. */
 /** An attempt is not begun with less than this left before the deadline. */
 const MIN_ATTEMPT_MS = 10;
+/** Failures that say nothing about the upstream's health: the gateway's own doing, or its shutdown. */
 const NOT_THE_UPSTREAMS = new Set(['UPSTREAM_INVALID_HEADER', 'UPSTREAM_POOL_CLOSED', 'body_too_large']);
 
 /** What a failed attempt's target needs for the next decision; made at the first failure. */

@@ -27,7 +27,6 @@ const LF = 0x0a;
 const CR = 0x0d;
 const OPEN_BRACE = 0x7b;
 const COMMA = 0x2c;
-const USAGE_KEY = Buffer.from('"usage"');
 const USAGE_TEXT = '"usage"';
 const CHOICES_KEY = Buffer.from('"choices"');
 const DATA_TEXT = 'data:';
@@ -273,7 +272,7 @@ class StreamUsage implements UsageReader {
   /** Notes the usage objects of `data` (read as `text`) up to `end` (whole events; the last one found counts). */
   #read(data: Buffer, text: string, end: number): void {
     for (let at = text.indexOf(USAGE_TEXT); at !== -1 && at < end; at = text.indexOf(USAGE_TEXT, at + USAGE_TEXT.length)) {
-      const value = valueStart(data, at, USAGE_KEY.length);
+      const value = valueStart(data, at, USAGE_TEXT.length);
       if (value === -1 || data[value] !== OPEN_BRACE) continue;
       const usage = usageAt(data, at);
       if (usage !== null) this.#usage = usage;
@@ -310,7 +309,7 @@ class StreamUsage implements UsageReader {
     const pieces: Buffer[] = [];
     let from = 0;
     while (at !== -1 && at < event.length) {
-      const value = valueStart(event, at, USAGE_KEY.length);
+      const value = valueStart(event, at, USAGE_TEXT.length);
       if (value !== -1 && event[value] === OPEN_BRACE) {
         const usage = usageAt(event, at);
         if (usage !== null) {
@@ -322,7 +321,7 @@ class StreamUsage implements UsageReader {
         pieces.push(event.subarray(from, cutFrom));
         from = cutTo;
       }
-      const next = text.indexOf(USAGE_TEXT, offset + Math.max(from, at + USAGE_KEY.length));
+      const next = text.indexOf(USAGE_TEXT, offset + Math.max(from, at + USAGE_TEXT.length));
       at = next === -1 ? -1 : next - offset;
     }
     if (from === 0) return event;
