@@ -78,7 +78,8 @@ test('client limits that bite are counted by reason: a head over 16 KiB, a conne
   const overflow = await request(`${gw.url}/health`, { headers: { 'x-big': 'a'.repeat(20 * 1024) } });
   await overflow.body.text();
   expect(overflow.statusCode).toBe(431);
-  const silent = connect(gw.gateway.port, '127.0.0.1');
+  // Read, or the server's FIN may sit unseen in a paused socket and 'close' never comes.
+  const silent = connect(gw.gateway.port, '127.0.0.1').resume();
   await new Promise<void>((resolve) => silent.on('close', () => resolve()).on('error', () => undefined));
   await waitFor(
     async () =>
