@@ -1,7 +1,9 @@
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { ClientGoneError } from '../errors/client-gone.js';
 import { errorBody } from '../errors/gateway-error.js';
 import { fromUpstreamError, timeoutPhase } from '../errors/upstream.js';
+import { frameChunk } from '../io/chunk-frame.js';
 import { atTurnEnd, corkForTurn } from '../io/turn-end.js';
 import type { Exchange, ExchangeHandler, ResponseHeaders } from '../transport/types.js';
 import { abandonThrough, endThrough, pushThrough, type BodyTransform, type BodyTransformFactory } from './body-transform.js';
@@ -85,7 +87,13 @@ export class Relay implements ExchangeHandler {
   #held: { headers: OutgoingHttpHeaders; chunks: Buffer[]; size: number } | null = null;
   /** The head of an answer that is not an event stream, until the transforms let body bytes out: they may change it until then. */
   #head: OutgoingHttpHeaders | null = null;
-  /** Paused until the client's side drains. */
+  /**
+   * An event stream's socket, written in chunks framed here: set when the
+   * response owns it (not queued behind a pipelined one) and is chunked.
+   * Its head and its end still go through the response.
+   */
+  #chunkSocket: Socket | null = null;
+  /** Paused until the client's side (the response, or the chunk socket) drains. */
   #draining = false;
   /** The body's last bytes, when the upstream's response completes with them: they go out with its end. */
   #lastBytes: Buffer | null = null;
@@ -148,7 +156,10 @@ export class Relay implements ExchangeHandler {
       return;
     }
     res.writeHead(status, relayed);
-    if (this.#stream) res.flushHeaders();
+    if (!this.#stream) return;
+    res.flushHeaders();
+    // A response is given its socket only when it is the one being answered, so its head is on that socket now.
+    if (res.chunkedEncoding && res.socket !== null) this.#chunkSocket = res.socket;
   }
 
   onBody(bytes: Buffer, last: boolean): void {
@@ -259,6 +270,13 @@ export class Relay implements ExchangeHandler {
       return;
     }
     // An event's bytes leave with the rest of the turn's writes: on a busy gateway one write and one reader wakeup per batch, not per event.
+    const socket = this.#chunkSocket;
+    if (socket !== null) {
+      if (bytes.length === 0) return; // an empty chunk is the body's end
+      corkForTurn(socket);
+      if (!socket.write(frameChunk(bytes))) this.#waitForDrain();
+      return;
+    }
     if (this.#stream) corkForTurn(this.#res.socket);
     if (!this.#res.write(bytes)) this.#waitForDrain();
   }
@@ -309,7 +327,7 @@ export class Relay implements ExchangeHandler {
     if (this.#draining) return;
     this.#draining = true;
     this.#exchange?.pause();
-    this.#res.once('drain', this.#resume);
+    (this.#chunkSocket ?? this.#res).once('drain', this.#resume);
   }
 
   readonly #resume = (): void => {
@@ -318,7 +336,7 @@ export class Relay implements ExchangeHandler {
   };
 
   #finish(errorCode: string | null): void {
-    this.#res.off('drain', this.#resume);
+    (this.#chunkSocket ?? this.#res).off('drain', this.#resume);
     this.#exchange = null;
     this.#lifecycle.upstreamSettled(errorCode);
   }
