@@ -2,7 +2,8 @@
  * The long-stream profile (`--only=longstreams`): thousands of concurrent
  * event streams of many seconds each, paced per stream, through three hops
  * in one run: direct to the upstream, through the gateway at its shipped
- * defaults, and through nginx (one worker) as a plain hop. Each hop runs
+ * defaults, through nginx (one worker) as a plain hop, and through a bare
+ * Node.js pipe (node-pipe.ts), what any Node.js hop adds at the least. Each hop runs
  * alone, against the same upstream process (paced-upstream.ts). What each
  * process spent (CPU from /proc, the gateway's and nginx's RSS), how late
  * the upstream's chunks left and how late the client's event loop ran are
@@ -15,7 +16,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fetchGatewaySeries, type GatewayReading } from './gateway-metrics.js';
 import type { Target } from './load.js';
 import { longStreams, type LongStreamShape, type LongStreamsResult } from './long-streams.js';
-import { hasNginx, nginxPeer } from './peers.js';
+import { hasNginx, nginxPeer, nodePipePeer } from './peers.js';
 import {
   cpuOfTree,
   machineCpu,
@@ -30,7 +31,7 @@ import {
 } from './processes.js';
 import { machineShares } from './stats.js';
 
-export type HopName = 'direct' | 'gateway' | 'nginx';
+export type HopName = 'direct' | 'gateway' | 'nginx' | 'node-pipe';
 
 /** CPU milliseconds used over a hop, and the part of them in the kernel. */
 export interface CpuUse {
@@ -48,6 +49,8 @@ export interface LongProfileSetup {
   readonly upstreamScript: string;
   /** dist/main.js. */
   readonly gatewayScript: string;
+  /** dist-bench/bench/node-pipe.js. */
+  readonly nodePipeScript: string;
   readonly gatewayNodeArgs: readonly string[];
   readonly clientKey: string;
   readonly modelRedirect: { readonly from: string; readonly to: string };
@@ -136,6 +139,13 @@ export async function runLongProfile(setup: LongProfileSetup): Promise<LongProfi
         await stop(peer.process.child);
       }
     } else notMeasured.nginx = 'nginx is not installed (Debian: apt-get install -y nginx)';
+
+    const pipe = await nodePipePeer(setup.nodePipeScript, upstream.url).start();
+    try {
+      hops.push(await measureHop('node-pipe', upstream, { target: { url: pipe.process.url, headers }, pid: pipe.process.child.pid! }, setup));
+    } finally {
+      await stop(pipe.process.child);
+    }
   } finally {
     if (gateway !== null) await stop(gateway.child);
     await stop(upstream.child);

@@ -176,6 +176,12 @@ export function summarizeLongProfile(result: LongProfileResult): LongProfileSumm
   for (const hop of result.hops) hops[hop.hop] = summarizeHop(hop, direct);
   const gateway = hops.gateway;
   const nginx = hops.nginx;
+  const pipe = hops['node-pipe'];
+  // Beside each latency figure: what nginx and a bare Node.js pipe added in the same run.
+  const peers = (pick: (hop: HopSummary) => number): string =>
+    [nginx === undefined ? null : `nginx ${pick(nginx)} ms`, pipe === undefined ? null : `bare Node.js pipe ${pick(pipe)} ms`]
+      .filter((text) => text !== null)
+      .join(', ');
   const gatewayRun = byName.get('gateway');
 
   const problems: string[] = [];
@@ -195,7 +201,7 @@ export function summarizeLongProfile(result: LongProfileResult): LongProfileSumm
     const allowed = LIMITS.ttfbVsNginx * nginx.ttfb_p99_added_ms;
     targets.push({
       name: 'TTFB p99 added by the gateway',
-      value: `${gateway.ttfb_p99_added_ms} ms (nginx ${nginx.ttfb_p99_added_ms} ms)${distorted}`,
+      value: `${gateway.ttfb_p99_added_ms} ms (${peers((hop) => hop.ttfb_p99_added_ms)})${distorted}`,
       limit: `<= ${LIMITS.ttfbVsNginx}x nginx's: ${round(allowed, 2)} ms`,
       met: latency(gateway.ttfb_p99_added_ms <= allowed),
     });
@@ -209,7 +215,7 @@ export function summarizeLongProfile(result: LongProfileResult): LongProfileSumm
   if (gateway !== undefined) {
     targets.push({
       name: 'inter-token p99 added by the gateway',
-      value: `${gateway.gap_p99_added_ms} ms${distorted}`,
+      value: `${gateway.gap_p99_added_ms} ms${pipe === undefined && nginx === undefined ? '' : ` (${peers((hop) => hop.gap_p99_added_ms)})`}${distorted}`,
       limit: `< ${LIMITS.gapAddedMs} ms`,
       met: latency(gateway.gap_p99_added_ms < LIMITS.gapAddedMs),
     });
@@ -288,6 +294,14 @@ export function longStreamRows(summary: LongProfileSummary): Row[] {
     row('    late p99 ms: upstream; client loop', (hop) => `${hop.upstream_late_p99_ms}; ${hop.client_loop_delay_p99_ms}`),
     row('    machine busy; load average (1 min)', (hop) => `${Math.round(hop.machine_busy * 100)} %; ${hop.load_average[0]}`),
   ];
+  const pipe = hops['node-pipe'];
+  if (pipe !== undefined)
+    rows.push([
+      '    bare Node.js pipe: added p99 ms TTFB; inter-token; CPU µs/stream',
+      `${pipe.ttfb_p99_added_ms}; ${pipe.gap_p99_added_ms}; ${pipe.cpu_us_per_stream.hop ?? '-'}`,
+      '',
+      'the least a Node.js hop adds here (bench/node-pipe.ts)',
+    ]);
   const loop = summary.gateway_loop_delay_p99_ms;
   if (loop !== null) rows.push(["    gateway's own loop delay p99 ms: median; worst second", `${loop.median}; ${loop.max}`, '', '']);
   // Long texts go last, where they widen no column.

@@ -833,6 +833,7 @@ async function main(): Promise<void> {
       workDir: work,
       upstreamScript: join(here, 'upstream.js'),
       gatewayScript: join(dist, 'main.js'),
+      nodePipeScript: join(here, 'node-pipe.js'),
       gatewayNodeArgs: options.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
       clientKey: CLIENT_KEY,
       modelRedirect: MODEL_REDIRECT,

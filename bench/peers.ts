@@ -37,6 +37,21 @@ export function naivePeer(script: string, upstreamUrl: string): PeerLauncher {
   };
 }
 
+/** bench/node-pipe.ts: bytes copied between sockets, what a Node.js process adds at the least. */
+export function nodePipePeer(script: string, upstreamUrl: string): PeerLauncher {
+  const name = 'bare Node.js pipe';
+  return {
+    name,
+    start: () =>
+      startUpstream(script, [upstreamUrl]).then((process) => ({
+        name,
+        note: 'bench/node-pipe.ts: one process, a TCP pipe per client connection, no HTTP parsing',
+        process,
+        streams: true,
+      })),
+  };
+}
+
 export function hasNginx(): boolean {
   try {
     execFileSync('nginx', ['-v'], { stdio: 'ignore' });

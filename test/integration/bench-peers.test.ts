@@ -6,13 +6,14 @@
  * alone, so that a peer which drops unknown headers still gets a stream.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import type { Server } from 'node:http';
+import { Agent, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { filePeer, nginxConfig, readPeerFile, type PeerFile } from '../../bench/peers.js';
+import { filePeer, nginxConfig, nodePipePeer, readPeerFile, type PeerFile } from '../../bench/peers.js';
 import { freePort, stop } from '../../bench/processes.js';
 import { createBenchUpstream } from '../../bench/upstream-server.js';
+import { waitFor } from '../support/wait.js';
 
 let dir: string;
 beforeEach(() => {
@@ -129,6 +130,49 @@ describe('the bench upstream', () => {
     const res = await post({ model: 'm', stream: false, messages: [] });
     expect(res.headers.get('content-type')).toBe('application/json');
     expect(((await res.json()) as { object: string }).object).toBe('chat.completion');
+  });
+});
+
+describe('the bare Node.js pipe', () => {
+  test('relays requests and event streams byte for byte, several on one connection, and follows the client out', async () => {
+    const server = createBenchUpstream();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const upstreamUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    // Node runs the TypeScript source as it is (type stripping), as the bench runs its build.
+    const pipe = await nodePipePeer(join(import.meta.dirname, '../../bench/node-pipe.ts'), upstreamUrl).start();
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const post = async (url: string, body: unknown): Promise<{ text: string; socket: unknown }> =>
+      new Promise((resolve, reject) => {
+        const req = request(
+          `${url}/v1/chat/completions`,
+          { method: 'POST', agent, headers: { 'content-type': 'application/json', 'x-bench-interval': '1' } },
+          (res) => {
+            let text = '';
+            res.setEncoding('latin1').on('data', (chunk: string) => (text += chunk));
+            res.on('end', () => resolve({ text, socket: req.socket }));
+          },
+        );
+        req.on('error', reject);
+        req.end(JSON.stringify(body));
+      });
+    try {
+      expect(pipe).toMatchObject({ name: 'bare Node.js pipe', streams: true });
+      const stream = { model: 'm', stream: true, messages: [] };
+      const first = await post(pipe.process.url, stream);
+      const second = await post(pipe.process.url, { model: 'm', messages: [] });
+      expect(second.socket).toBe(first.socket);
+      expect(first.text).toBe((await post(upstreamUrl, stream)).text);
+      expect(first.text.split('\n\n').filter((event) => event !== '')).toHaveLength(21);
+      expect(JSON.parse(second.text)).toMatchObject({ object: 'chat.completion' });
+      agent.destroy();
+      // The upstream connection goes with the client's.
+      const upstreamConnections = (): Promise<number> => new Promise((resolve) => server.getConnections((_, count) => resolve(count)));
+      await waitFor(async () => (await upstreamConnections()) === 0, 3000, 'the upstream connection closed');
+    } finally {
+      agent.destroy();
+      await stop(pipe.process.child);
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 });
 

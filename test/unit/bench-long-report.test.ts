@@ -110,13 +110,34 @@ describe('summarizeLongProfile', () => {
       ['inter-token p99 added by the gateway', null],
       ['gateway RSS per open stream', true],
     ]);
-    expect(summary.targets[2]!.value).toBe('0 ms (not judged: the load generator fell behind)');
+    expect(summary.targets[2]!.value).toBe('0 ms (nginx 0 ms) (not judged: the load generator fell behind)');
     expect(summary.load_generator.held_up).toBe(false);
     expect(summary.load_generator.problems).toEqual([
       "direct: the upstream's chunks left 40 ms late at p99",
       "gateway: the client's event loop ran 12 ms late at p99",
       'gateway: 3 of 4000 streams failed or did not finish',
     ]);
+  });
+
+  test('a bare Node.js pipe is shown beside nginx in the latency targets and in its own row, and judges nothing', () => {
+    const summary = summarizeLongProfile(
+      profile([
+        hop('direct', { ttfbP99: 8, gapP99: 60 }),
+        hop('gateway', { ttfbP99: 30, gapP99: 75 }),
+        hop('nginx', { ttfbP99: 11, gapP99: 61 }),
+        hop('node-pipe', { ttfbP99: 20, gapP99: 68, cpuMs: 8000 }),
+      ]),
+    );
+    expect(summary.targets[1]).toMatchObject({ value: '22 ms (nginx 3 ms, bare Node.js pipe 12 ms)', met: false });
+    expect(summary.targets[2]).toMatchObject({ value: '15 ms (nginx 1 ms, bare Node.js pipe 8 ms)', met: false });
+    expect(summary.hops['node-pipe']!.cpu_us_per_stream.hop).toBe(2000);
+    expect(longStreamRows(summary).find((row) => row[0].includes('bare Node.js pipe'))).toEqual([
+      '    bare Node.js pipe: added p99 ms TTFB; inter-token; CPU µs/stream',
+      '12; 8; 2000',
+      '',
+      'the least a Node.js hop adds here (bench/node-pipe.ts)',
+    ]);
+    expect(longStreamRows(summarizeLongProfile(profile([hop('direct'), hop('gateway')]))).some((row) => row[0].includes('bare Node.js pipe'))).toBe(false);
   });
 
   test("the gateway's own loop delay: the median reading and the worst; none without readings", () => {

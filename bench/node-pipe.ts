@@ -1,0 +1,56 @@
+/**
+ * A same-run reference point for the long-stream profile, not a proxy to
+ * run: about the least one Node.js process can do to relay an event stream.
+ * Each client connection gets its own upstream connection, and bytes are
+ * copied across as they come, both ways: no HTTP parsing, no keys, no
+ * transforms. Like the gateway, it reads the upstream without Node's stream
+ * machinery (`onread`) and lets a turn's writes leave together. What this
+ * pipe adds to time to first byte and to the gaps between events on a
+ * machine, a gateway in Node.js adds at least.
+ */
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+
+const upstream = new URL(process.argv[2]!);
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+let corked: Socket[] = [];
+
+function uncorkAll(): void {
+  const sockets = corked;
+  corked = [];
+  for (const socket of sockets) socket.uncork();
+}
+
+function relay(client: Socket, head: Buffer): void {
+  const toUpstream = connect({
+    host: upstream.hostname,
+    port: Number(upstream.port),
+    noDelay: true,
+    onread: {
+      buffer: READ_BUFFER,
+      callback: (length: number, buffer: Uint8Array): boolean => {
+        if (client.writableCorked === 0) {
+          client.cork();
+          if (corked.push(client) === 1) setImmediate(uncorkAll);
+        }
+        if (!client.write(Buffer.copyBytesFrom(buffer, 0, length))) {
+          toUpstream.pause();
+          client.once('drain', () => toUpstream.resume());
+        }
+        return true;
+      },
+    },
+  });
+  toUpstream.write(head);
+  client.pipe(toUpstream);
+  toUpstream.on('end', () => client.end());
+  toUpstream.on('error', () => client.destroy());
+  client.on('error', () => toUpstream.destroy());
+  client.on('close', () => toUpstream.destroy());
+}
+
+const server = createServer({ noDelay: true }, (client) => {
+  client.once('data', (head: Buffer) => relay(client, head));
+});
+server.listen(0, '127.0.0.1', 1024, () => process.send?.({ port: (server.address() as AddressInfo).port }));
+process.on('disconnect', () => process.exit(0));
+process.on('SIGTERM', () => process.exit(0));
