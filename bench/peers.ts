@@ -23,33 +23,18 @@ export interface PeerLauncher {
   start(): Promise<Peer>;
 }
 
+/** A peer that is one of the bench's own scripts, forked with the upstream's URL; it reports its port. */
+function scriptPeer(name: string, note: string, streams: boolean, script: string, upstreamUrl: string): PeerLauncher {
+  return { name, start: () => startUpstream(script, [upstreamUrl]).then((process) => ({ name, note, process, streams })) };
+}
+
 export function naivePeer(script: string, upstreamUrl: string): PeerLauncher {
-  const name = 'naive Koa + undici';
-  return {
-    name,
-    start: () =>
-      startUpstream(script, [upstreamUrl]).then((process) => ({
-        name,
-        note: 'bench/naive-proxy.ts: one process, body parsed and model redirected, nothing else',
-        process,
-        streams: false,
-      })),
-  };
+  return scriptPeer('naive Koa + undici', 'bench/naive-proxy.ts: one process, body parsed and model redirected, nothing else', false, script, upstreamUrl);
 }
 
 /** bench/node-pipe.ts: bytes copied between sockets, what a Node.js process adds at the least. */
 export function nodePipePeer(script: string, upstreamUrl: string): PeerLauncher {
-  const name = 'bare Node.js pipe';
-  return {
-    name,
-    start: () =>
-      startUpstream(script, [upstreamUrl]).then((process) => ({
-        name,
-        note: 'bench/node-pipe.ts: one process, a TCP pipe per client connection, no HTTP parsing',
-        process,
-        streams: true,
-      })),
-  };
+  return scriptPeer('bare Node.js pipe', 'bench/node-pipe.ts: one process, a TCP pipe per client connection, no HTTP parsing', true, script, upstreamUrl);
 }
 
 export function hasNginx(): boolean {
