@@ -1,6 +1,6 @@
 /**
  * The long-stream profile (`--only=longstreams`): thousands of concurrent
- * event streams of many seconds each, paced per stream, through three hops
+ * event streams of many seconds each, paced per stream, through four hops
  * in one run: direct to the upstream, through the gateway at its shipped
  * defaults, through nginx (one worker) as a plain hop, and through a bare
  * Node.js pipe (node-pipe.ts), what any Node.js hop adds at the least. Each hop runs

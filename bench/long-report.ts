@@ -177,11 +177,12 @@ export function summarizeLongProfile(result: LongProfileResult): LongProfileSumm
   const gateway = hops.gateway;
   const nginx = hops.nginx;
   const pipe = hops['node-pipe'];
-  // Beside each latency figure: what nginx and a bare Node.js pipe added in the same run.
-  const peers = (pick: (hop: HopSummary) => number): string =>
-    [nginx === undefined ? null : `nginx ${pick(nginx)} ms`, pipe === undefined ? null : `bare Node.js pipe ${pick(pipe)} ms`]
-      .filter((text) => text !== null)
-      .join(', ');
+  // Beside each latency figure: what nginx and a bare Node.js pipe added in the same run, in parentheses; '' with neither.
+  const peers = (pick: (hop: HopSummary) => number): string => {
+    const added = [nginx === undefined ? null : `nginx ${pick(nginx)} ms`, pipe === undefined ? null : `bare Node.js pipe ${pick(pipe)} ms`];
+    const shown = added.filter((text) => text !== null);
+    return shown.length === 0 ? '' : ` (${shown.join(', ')})`;
+  };
   const gatewayRun = byName.get('gateway');
 
   const problems: string[] = [];
@@ -201,7 +202,7 @@ export function summarizeLongProfile(result: LongProfileResult): LongProfileSumm
     const allowed = LIMITS.ttfbVsNginx * nginx.ttfb_p99_added_ms;
     targets.push({
       name: 'TTFB p99 added by the gateway',
-      value: `${gateway.ttfb_p99_added_ms} ms (${peers((hop) => hop.ttfb_p99_added_ms)})${distorted}`,
+      value: `${gateway.ttfb_p99_added_ms} ms${peers((hop) => hop.ttfb_p99_added_ms)}${distorted}`,
       limit: `<= ${LIMITS.ttfbVsNginx}x nginx's: ${round(allowed, 2)} ms`,
       met: latency(gateway.ttfb_p99_added_ms <= allowed),
     });
@@ -215,7 +216,7 @@ export function summarizeLongProfile(result: LongProfileResult): LongProfileSumm
   if (gateway !== undefined) {
     targets.push({
       name: 'inter-token p99 added by the gateway',
-      value: `${gateway.gap_p99_added_ms} ms${pipe === undefined && nginx === undefined ? '' : ` (${peers((hop) => hop.gap_p99_added_ms)})`}${distorted}`,
+      value: `${gateway.gap_p99_added_ms} ms${peers((hop) => hop.gap_p99_added_ms)}${distorted}`,
       limit: `< ${LIMITS.gapAddedMs} ms`,
       met: latency(gateway.gap_p99_added_ms < LIMITS.gapAddedMs),
     });

@@ -4,21 +4,16 @@
  * Each client connection gets its own upstream connection, and bytes are
  * copied across as they come, both ways: no HTTP parsing, no keys, no
  * transforms. Like the gateway, it reads the upstream without Node's stream
- * machinery (`onread`) and lets a turn's writes leave together. What this
+ * machinery (`onread`) and lets a turn's writes leave together (the
+ * gateway's own `corkForTurn`). What this
  * pipe adds to time to first byte and to the gaps between events on a
  * machine, a gateway in Node.js adds at least.
  */
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { corkForTurn } from '../src/io/turn-end.js';
 
 const upstream = new URL(process.argv[2]!);
 const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
-let corked: Socket[] = [];
-
-function uncorkAll(): void {
-  const sockets = corked;
-  corked = [];
-  for (const socket of sockets) socket.uncork();
-}
 
 function relay(client: Socket, head: Buffer): void {
   const toUpstream = connect({
@@ -28,10 +23,7 @@ function relay(client: Socket, head: Buffer): void {
     onread: {
       buffer: READ_BUFFER,
       callback: (length: number, buffer: Uint8Array): boolean => {
-        if (client.writableCorked === 0) {
-          client.cork();
-          if (corked.push(client) === 1) setImmediate(uncorkAll);
-        }
+        corkForTurn(client);
         if (!client.write(Buffer.copyBytesFrom(buffer, 0, length))) {
           toUpstream.pause();
           client.once('drain', () => toUpstream.resume());

@@ -5,6 +5,7 @@
  * reported, never waited on. The bench upstream streams on `"stream":true`
  * alone, so that a peer which drops unknown headers still gets a stream.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -138,8 +139,10 @@ describe('the bare Node.js pipe', () => {
     const server = createBenchUpstream();
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const upstreamUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    // Node runs the TypeScript source as it is (type stripping), as the bench runs its build.
-    const pipe = await nodePipePeer(join(import.meta.dirname, '../../bench/node-pipe.ts'), upstreamUrl).start();
+    // The script the bench forks: its build, which imports the gateway's own write batching.
+    const root = join(import.meta.dirname, '../..');
+    execFileSync(join(root, 'node_modules', '.bin', 'tsc'), ['-p', 'bench/tsconfig.json'], { cwd: root });
+    const pipe = await nodePipePeer(join(root, 'dist-bench/bench/node-pipe.js'), upstreamUrl).start();
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
     const post = async (url: string, body: unknown): Promise<{ text: string; socket: unknown }> =>
       new Promise((resolve, reject) => {

@@ -155,6 +155,7 @@ describe('summarizeLongProfile', () => {
     };
     const summary = summarizeLongProfile(result);
     expect(summary.targets[1]).toMatchObject({ met: null, value: 'nginx not measured' });
+    expect(summary.targets[2]!.value).toMatch(/^-?[0-9.]+ ms$/); // no peer beside it: nothing in parentheses
     const rows = longStreamRows(summary);
     expect(rows.find((row) => row[0].includes('TTFB p99 added'))![1]).toBe('not judged');
     expect(rows.find((row) => row[0].trim() === 'nginx')).toEqual(['    nginx', 'not measured', '', 'nginx is not installed']);
