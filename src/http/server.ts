@@ -1,5 +1,6 @@
-import { createServer, type IncomingMessage, type RequestListener, type Server } from 'node:http';
+import { createServer, type RequestListener, type Server } from 'node:http';
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 
 /**
  * Server limits against slow or oversized clients (slowloris, header floods).
@@ -35,8 +36,16 @@ export type ClientErrorReason = 'request_timeout' | 'header_overflow' | 'bad_req
 
 export type ServerLimits = { readonly [K in keyof typeof SERVER_LIMITS]: number };
 
-const AWAITING_FIRST_REQUEST = Symbol('awaiting first request');
-type AwaitingFirstRequest = Socket & { [AWAITING_FIRST_REQUEST]?: boolean };
+/**
+ * Node's headersTimeout runs from the moment a connection opens, so one that never sends a byte is
+ * closed by the same clock as a slow head (up to connectionsCheckingIntervalMs late); only the byte
+ * count tells the two apart.
+ */
+function reasonFor(status: 400 | 408 | 431, socket: Duplex): ClientErrorReason {
+  if (status === 431) return 'header_overflow';
+  if (status === 400) return 'bad_request';
+  return (socket as Socket).bytesRead === 0 ? 'silent_connection' : 'request_timeout';
+}
 
 /** The HTTP/1.1 server with the limits applied and malformed requests answered without reaching the app. */
 export function createHttpServer(handler: RequestListener, limits: ServerLimits, onClientError: (reason: ClientErrorReason) => void): Server {
@@ -51,28 +60,10 @@ export function createHttpServer(handler: RequestListener, limits: ServerLimits,
     },
     handler,
   );
-  // Node's headersTimeout counts from a request's first byte: a connection that never sends one
-  // would be held forever (a slowloris that sends nothing). Close it after headersTimeout of
-  // silence; from its first request on, requestTimeout and then keep-alive take over.
-  server.on('connection', (socket: Socket) => {
-    (socket as AwaitingFirstRequest)[AWAITING_FIRST_REQUEST] = true;
-    socket.setTimeout(limits.headersTimeoutMs);
-    socket.once('timeout', () => {
-      if ((socket as AwaitingFirstRequest)[AWAITING_FIRST_REQUEST] === true) onClientError('silent_connection');
-    });
-  });
-  server.on('request', (req: IncomingMessage) => {
-    const socket = req.socket as AwaitingFirstRequest;
-    if (socket[AWAITING_FIRST_REQUEST] === true) {
-      socket[AWAITING_FIRST_REQUEST] = false;
-      socket.setTimeout(0);
-    }
-  });
   server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
     const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
     // A reset or a close mid-request is the client leaving, not a limit biting.
-    if (error.code !== 'ECONNRESET' && error.code !== 'EPIPE')
-      onClientError(status === 431 ? 'header_overflow' : status === 408 ? 'request_timeout' : 'bad_request');
+    if (error.code !== 'ECONNRESET' && error.code !== 'EPIPE') onClientError(reasonFor(status, socket));
     if (!socket.writable) return socket.destroy();
     socket.end(
       `HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request'}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`,

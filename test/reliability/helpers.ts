@@ -1,9 +1,9 @@
 /** Shared by the reliability and security tests: raw sockets, metrics readers, polling. */
 import { connect } from 'node:net';
 import { request } from 'undici';
-import { waitFor } from '../support/wait.js';
+import { waitFor, waitForPlateau } from '../support/wait.js';
 
-export { waitFor };
+export { waitFor, waitForPlateau };
 
 export interface RawResult {
   /** Everything the server sent. */

@@ -73,7 +73,7 @@ test('an upstream head later than headers_ms: 504 upstream_timeout, counted as p
   expect(series(await prometheus(gw.url), 'apiproxy_upstream_timeouts_total', { upstream: 'default', phase: 'headers' })).toBe(1);
 });
 
-test('client limits that bite are counted by reason: a head over 16 KiB, a connection that sends nothing', async () => {
+test('client limits that bite are counted by reason: a head over 16 KiB, a connection that sends nothing, a head never finished', async () => {
   const before = await prometheus(gw.url);
   const overflow = await request(`${gw.url}/health`, { headers: { 'x-big': 'a'.repeat(20 * 1024) } });
   await overflow.body.text();
@@ -88,8 +88,22 @@ test('client limits that bite are counted by reason: a head over 16 KiB, a conne
     3_000,
     'the silent connection counted',
   );
+  // A head begun and never finished is closed by the same clock, and counted as too slow, not silent.
+  const halfHead = connect(gw.gateway.port, '127.0.0.1').resume();
+  halfHead.write('POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n');
+  await new Promise<void>((resolve) => halfHead.on('close', () => resolve()).on('error', () => undefined));
+  await waitFor(
+    async () =>
+      series(await prometheus(gw.url), 'apiproxy_client_errors_total', { reason: 'request_timeout' }) ===
+      series(before, 'apiproxy_client_errors_total', { reason: 'request_timeout' }) + 1,
+    3_000,
+    'the unfinished head counted',
+  );
   const after = await prometheus(gw.url);
   expect(series(after, 'apiproxy_client_errors_total', { reason: 'header_overflow' })).toBe(
     series(before, 'apiproxy_client_errors_total', { reason: 'header_overflow' }) + 1,
+  );
+  expect(series(after, 'apiproxy_client_errors_total', { reason: 'silent_connection' })).toBe(
+    series(before, 'apiproxy_client_errors_total', { reason: 'silent_connection' }) + 1,
   );
 });

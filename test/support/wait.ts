@@ -29,6 +29,25 @@ export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs
   }
 }
 
+/**
+ * Waits until `read` has stayed the same for `quietMs` and returns that value; throws naming `what`
+ * if it still moves after `timeoutMs`. For "the sender is held back": a busy machine only makes it later.
+ */
+export async function waitForPlateau(read: () => number, quietMs: number, timeoutMs: number, what = 'plateau'): Promise<number> {
+  let value = read();
+  let since = Date.now();
+  await waitFor(
+    () => {
+      const now = read();
+      if (now !== value) [value, since] = [now, Date.now()];
+      return Date.now() - since >= quietMs;
+    },
+    timeoutMs,
+    what,
+  );
+  return value;
+}
+
 /** A loopback port nothing listens on right now (for child processes that need a fixed PORT). */
 export function freePort(): Promise<number> {
   return new Promise((resolve) => {
