@@ -12,6 +12,7 @@ import { createHttpServer, SERVER_LIMITS, type ServerLimits } from './http/serve
 import { createLogging, type DestinationStream, type Logger } from './observability/logger.js';
 import { ATTEMPT_OUTCOMES, GatewayMetrics } from './observability/metrics.js';
 import { localMetricsReport, type MetricsReport } from './observability/metrics-report.js';
+import { registerListenQueueMetrics } from './observability/listen-queue-metrics.js';
 import type { TracerRef } from './observability/tracing/request-trace.js';
 import { tracingWanted } from './observability/tracing/settings.js';
 import { startTracing, type Tracing } from './observability/tracing/start-tracing.js';
@@ -241,12 +242,18 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const server = createHttpServer(handler, serverLimits, (reason) => metrics.clientError(reason));
   await new Promise<void>((resolveListen, reject) => {
     server.once('error', reject);
-    server.listen(options.port ?? store.current?.settings.port ?? DEFAULT_PORT, options.host ?? '0.0.0.0', () => {
+    const listening = {
+      port: options.port ?? store.current?.settings.port ?? DEFAULT_PORT,
+      host: options.host ?? '0.0.0.0',
+      backlog: serverLimits.listenBacklog,
+    };
+    server.listen(listening, () => {
       server.off('error', reject);
       resolveListen();
     });
   });
   const port = (server.address() as AddressInfo).port;
+  await registerListenQueueMetrics(metrics.registry, port, serverLimits.listenBacklog);
 
   let shuttingDown: Promise<void> | null = null;
   async function shutdown(): Promise<void> {

@@ -1,5 +1,5 @@
 import cluster from 'node:cluster';
-import { isClusterMessage } from './cluster/messages.js';
+import { isClusterMessage, type ShutdownRequest } from './cluster/messages.js';
 import { ConfigError } from './config/config-error.js';
 import { workersFromEnv } from './cluster/workers-setting.js';
 import type { Gateway, KubeSourceFactory } from './gateway.js';
@@ -61,6 +61,20 @@ async function main(): Promise<void> {
   // A worker's limits without Redis are counted by the primary, for the whole replica.
   const localCounters = clusterCounters === null ? undefined : new clusterCounters.PrimaryCounters((message) => process.send!(message));
   if (localCounters !== undefined) process.on('message', (message: unknown) => localCounters.onMessage(message));
+  // A worker obeys the primary only (see ShutdownRequest), from its start: the primary sends its request as
+  // soon as the worker listens, which may be before startGateway has returned. Should the primary die, Node's
+  // cluster module ends the worker at once (in a container the whole process group goes with PID 1 anyway).
+  let stop: ((reason: Record<string, unknown>, now: boolean) => void) | null = null;
+  const early: { request: ShutdownRequest | null } = { request: null };
+  if (worker !== undefined) {
+    process.on('SIGTERM', () => {});
+    process.on('SIGINT', () => {});
+    process.on('message', (message: unknown) => {
+      if (!isClusterMessage(message) || message.type !== 'api-proxy:shutdown') return;
+      if (stop === null) early.request = message;
+      else stop({ from: 'primary' }, message.now);
+    });
+  }
   const namespace = ownNamespace(env);
   const gateway = await startGateway({
     configPath: env['CONFIG_PATH'] || 'config.json',
@@ -73,21 +87,14 @@ async function main(): Promise<void> {
   });
   gateway.logger.info({ port: gateway.port }, 'api-proxy listening');
 
-  const stop = stopper(gateway);
+  const stopGateway = stopper(gateway);
+  stop = stopGateway;
   if (worker === undefined) {
     let signals = 0;
-    const onSignal = (signal: NodeJS.Signals): void => stop({ signal }, ++signals > 1);
+    const onSignal = (signal: NodeJS.Signals): void => stopGateway({ signal }, ++signals > 1);
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
-    return;
-  }
-  // A worker obeys the primary only (see ShutdownRequest). Should the primary die, Node's cluster
-  // module ends the worker at once (in a container the whole process group goes with PID 1 anyway).
-  process.on('SIGTERM', () => {});
-  process.on('SIGINT', () => {});
-  process.on('message', (message: unknown) => {
-    if (isClusterMessage(message) && message.type === 'api-proxy:shutdown') stop({ from: 'primary' }, message.now);
-  });
+  } else if (early.request !== null) stopGateway({ from: 'primary' }, early.request.now);
 }
 
 main().catch((error: unknown) => {

@@ -15,6 +15,12 @@ export const SERVER_LIMITS = {
   /** An idle keep-alive connection between two requests. */
   keepAliveTimeoutMs: 5_000,
   maxHeaderSize: 16 * 1024,
+  /**
+   * Connections the kernel completes before the gateway accepts them (Node's and nginx's default; the kernel
+   * caps it at net.core.somaxconn). It fills only when the event loop is too busy to accept, and then holds
+   * each new client unseen: `apiproxy_listen_queue_connections` shows it, `apiproxy_listen_overflows_total` when it is full.
+   */
+  listenBacklog: 511,
   /** How often Node checks headersTimeout and requestTimeout: how late past them a connection can be closed. */
   connectionsCheckingIntervalMs: 5_000,
   /**

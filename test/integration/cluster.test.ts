@@ -197,6 +197,11 @@ describe('WORKERS=2 with PORT=0', () => {
     expect(text).toMatch(/^apiproxy_requests_total\{route="metrics",status="200"\} 2$/m);
     expect(text).toMatch(/^apiproxy_model_routes 3$/m);
     expect(text).toMatch(/^apiproxy_request_duration_seconds_count\{route="chat_completions"\} 200$/m);
+    // The kernel's figures for the one listening port, read by each worker: reported once, not summed.
+    const port = new URL(origin).port;
+    const limit = Math.min(511, Number(readFileSync('/proc/sys/net/core/somaxconn', 'latin1').trim()));
+    expect(text).toMatch(new RegExp(`^apiproxy_listen_queue_limit\\{port="${port}"\\} ${limit}$`, 'm'));
+    expect(text).toMatch(new RegExp(`^apiproxy_listen_queue_connections\\{port="${port}"\\} 0$`, 'm'));
   });
 
   test('a killed worker is replaced in its slot while the other keeps serving', async () => {
