@@ -252,8 +252,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       resolveListen();
     });
   });
-  const port = (server.address() as AddressInfo).port;
-  await registerListenQueueMetrics(metrics.registry, port, serverLimits.listenBacklog);
+  const address = server.address() as AddressInfo;
+  const port = address.port;
+  await registerListenQueueMetrics(metrics.registry, address, serverLimits.listenBacklog);
 
   let shuttingDown: Promise<void> | null = null;
   async function shutdown(): Promise<void> {

@@ -1,5 +1,6 @@
 import client from 'prom-client';
-import { readAcceptQueue, readAcceptQueueLimit, readListenOverflows } from './listen-queue.js';
+import type { AddressInfo } from 'node:net';
+import { readAcceptQueue, readAcceptQueueLimit, readListenOverflows, socketTable } from './listen-queue.js';
 
 /**
  * The accept queue in metrics: how many connections wait in it now, its limit, and how many handshakes
@@ -7,8 +8,9 @@ import { readAcceptQueue, readAcceptQueueLimit, readListenOverflows } from './li
  * series are absent rather than a false zero. Every cluster worker reads the same kernel figures, so
  * the cluster reports one of them (`max`), not their sum.
  */
-export async function registerListenQueueMetrics(registry: client.Registry, port: number, backlog: number): Promise<void> {
-  const [waiting, limit, overflows] = await Promise.all([readAcceptQueue(port), readAcceptQueueLimit(backlog), readListenOverflows()]);
+export async function registerListenQueueMetrics(registry: client.Registry, { port, family }: AddressInfo, backlog: number): Promise<void> {
+  const table = socketTable(family);
+  const [waiting, limit, overflows] = await Promise.all([readAcceptQueue(port, table), readAcceptQueueLimit(backlog), readListenOverflows()]);
   const registers = [registry];
   if (waiting !== null)
     new client.Gauge({
@@ -18,7 +20,7 @@ export async function registerListenQueueMetrics(registry: client.Registry, port
       registers,
       aggregator: 'max',
       async collect() {
-        const now = await readAcceptQueue(port);
+        const now = await readAcceptQueue(port, table);
         this.reset();
         if (now !== null) this.set({ port: String(port) }, now);
       },

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 
 /**
  * The kernel's side of accepting connections, read from procfs (Linux only; null elsewhere or when
@@ -9,23 +9,61 @@ import { readFile } from 'node:fs/promises';
  */
 
 const LISTEN_STATE = '0A';
+const CHUNK_BYTES = 64 * 1024;
+
+/** The procfs table that lists the listening sockets of an address family. */
+export function socketTable(family: string): string {
+  return family === 'IPv6' ? '/proc/net/tcp6' : '/proc/net/tcp';
+}
 
 /**
- * Connections waiting in the accept queue of the listening sockets on `port` (IPv4 and IPv6 summed);
- * null when nothing listens there. For a listening socket, /proc/net/tcp's rx_queue column is that
- * queue's length (sk_ack_backlog).
+ * Connections waiting in the accept queue of the listening socket on `port` in `table` (socketTable);
+ * null when nothing listens there. For a listening socket, the rx_queue column is that queue's length
+ * (sk_ack_backlog). Only the listener's own family's table is read: the other one's walk finds no
+ * line to stop at and goes through every connection of the host.
  */
-export async function readAcceptQueue(port: number, files: readonly string[] = ['/proc/net/tcp', '/proc/net/tcp6']): Promise<number | null> {
-  const portHex = port.toString(16).toUpperCase().padStart(4, '0');
-  // "  0: 0100007F:1F90 00000000:0000 0A 00000000:00000003 ..." : local address:port, remote, state, tx_queue:rx_queue
-  const listener = new RegExp(`^\\s*\\d+: [0-9A-F]+:${portHex} [0-9A-F]+:[0-9A-F]{4} ${LISTEN_STATE} [0-9A-F]+:([0-9A-F]+) `, 'gm');
+export async function readAcceptQueue(port: number, table: string): Promise<number | null> {
+  const portHex = ':' + port.toString(16).toUpperCase().padStart(4, '0');
   let waiting: number | null = null;
-  for (const file of files) {
-    const text = await readFile(file, 'latin1').catch(() => null);
-    if (text === null) continue;
-    for (const match of text.matchAll(listener)) waiting = (waiting ?? 0) + parseInt(match[1]!, 16);
+  for (const [local, queues] of (await listeningSockets(table)) ?? []) {
+    if (local.endsWith(portHex)) waiting = (waiting ?? 0) + parseInt(queues.slice(queues.indexOf(':') + 1), 16);
   }
   return waiting;
+}
+
+/**
+ * The local address and "tx_queue:rx_queue" of each listening socket in a /proc/net/tcp-format file. The
+ * kernel lists listening sockets before all others (tcp_get_idx), so reading stops at the first other
+ * line: the whole file holds a line per connection, and reading all of it at each scrape costs CPU
+ * in proportion to the open streams (docs/performance.md, "The accept queue's cost per scrape").
+ */
+async function listeningSockets(file: string): Promise<[string, string][] | null> {
+  const handle = await open(file, 'r').catch(() => null);
+  if (handle === null) return null;
+  try {
+    const sockets: [string, string][] = [];
+    const chunk = Buffer.allocUnsafe(CHUNK_BYTES);
+    let partial = '';
+    let header = true;
+    for (;;) {
+      const { bytesRead } = await handle.read(chunk, 0, CHUNK_BYTES, null);
+      if (bytesRead === 0) return sockets;
+      const lines = (partial + chunk.toString('latin1', 0, bytesRead)).split('\n');
+      partial = lines.pop()!;
+      for (const line of lines) {
+        if (header) {
+          header = false;
+          continue;
+        }
+        // "  0: 0100007F:1F90 00000000:0000 0A 00000000:00000003 ...": slot, local, remote, state, tx_queue:rx_queue
+        const [, local, , state, queues] = line.trim().split(/\s+/, 5);
+        if (state !== LISTEN_STATE || local === undefined || queues === undefined) return sockets;
+        sockets.push([local, queues]);
+      }
+    }
+  } finally {
+    await handle.close();
+  }
 }
 
 /** TcpExt ListenOverflows of the network namespace (the pod's, in Kubernetes): handshakes dropped because an accept queue was full. */

@@ -35,7 +35,7 @@ export interface TestGateway {
 /** Starts an in-process gateway on an ephemeral port with the given config object. */
 export async function startTestGateway(
   config: unknown,
-  options: Partial<Pick<GatewayOptions, 'env' | 'pollMs' | 'kubeSource' | 'namespace' | 'serverLimits'>> = {},
+  options: Partial<Pick<GatewayOptions, 'env' | 'pollMs' | 'kubeSource' | 'namespace' | 'serverLimits' | 'host'>> = {},
 ): Promise<TestGateway> {
   const dir = mkdtempSync(join(tmpdir(), 'api-proxy-test-'));
   const configPath = join(dir, 'config.json');
