@@ -28,7 +28,7 @@ const server = require('node:net').createServer().listen({ port: 0, host: '${hos
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20000);
 });`;
   const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const first = await createInterface({ input: child.stdout! })[Symbol.asyncIterator]().next();
+  const first = await createInterface({ input: child.stdout })[Symbol.asyncIterator]().next();
   return { port: Number(first.value), child };
 }
 
