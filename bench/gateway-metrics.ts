@@ -16,6 +16,10 @@ export interface GatewayReading {
   readonly inFlight: number | null;
   /** `apiproxy_active_streams`: event streams being relayed. */
   readonly activeStreams: number | null;
+  /** `apiproxy_listen_queue_connections`: connections the kernel holds for the gateway, not yet accepted. */
+  readonly acceptQueue: number | null;
+  /** `apiproxy_listen_overflows_total`: handshakes dropped on a full accept queue, in the whole network namespace. */
+  readonly listenOverflows: number | null;
   /** `nodejs_eventloop_lag_p99_seconds` (since the last scrape) less prom-client's 10 ms sampling period, in ms: how late the gateway's own loop ran. */
   readonly loopDelayP99Ms: number | null;
 }
@@ -92,6 +96,8 @@ export function readGatewaySeries(text: string, upstream: string): GatewayReadin
     queueWaitCount: sampleValue(text, 'apiproxy_upstream_queue_wait_seconds_count', labels),
     inFlight: sampleValue(text, 'apiproxy_upstream_in_flight', labels),
     activeStreams: sampleValue(text, 'apiproxy_active_streams'),
+    acceptQueue: sampleValue(text, 'apiproxy_listen_queue_connections'),
+    listenOverflows: sampleValue(text, 'apiproxy_listen_overflows_total'),
     loopDelayP99Ms: lag === null ? null : Math.max(0, lag * 1000 - PROM_CLIENT_LOOP_SAMPLE_MS),
   };
 }

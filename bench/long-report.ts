@@ -77,6 +77,10 @@ export interface LongProfileSummary {
     readonly queued_max: number | null;
     readonly queue_wait_count_max: number | null;
     readonly in_flight_max: number | null;
+    /** The kernel's accept queue for the gateway's port, at its longest; null where a reading lacks it (not Linux). */
+    readonly accept_queue_max: number | null;
+    /** Handshakes dropped on a full accept queue (any listener of the namespace) between the first and last reading. */
+    readonly listen_overflows: number | null;
   };
   /** The gateway's own event-loop delay p99 (its metrics, each reading covering the second before it): the median reading and the worst. */
   readonly gateway_loop_delay_p99_ms: { readonly median: number; readonly max: number } | null;
@@ -141,6 +145,14 @@ function maxOf(readings: readonly GatewayReading[], pick: (reading: GatewayReadi
     max = Math.max(max, value);
   }
   return readings.length === 0 ? null : max;
+}
+
+/** How much a counter grew from the first reading to the last; null when any reading lacks it. */
+function growth(readings: readonly GatewayReading[], pick: (reading: GatewayReading) => number | null): number | null {
+  const first = readings[0];
+  const last = readings.at(-1);
+  if (first === undefined || last === undefined || maxOf(readings, pick) === null) return null;
+  return pick(last)! - pick(first)!;
 }
 
 const SERIES: readonly [string, (reading: GatewayReading) => number | null][] = [
@@ -255,6 +267,8 @@ export function summarizeLongProfile(result: LongProfileResult): LongProfileSumm
       queued_max: maxOf(result.gatewayReadings, (reading) => reading.queued),
       queue_wait_count_max: maxOf(result.gatewayReadings, (reading) => reading.queueWaitCount),
       in_flight_max: maxOf(result.gatewayReadings, (reading) => reading.inFlight),
+      accept_queue_max: maxOf(result.gatewayReadings, (reading) => reading.acceptQueue),
+      listen_overflows: growth(result.gatewayReadings, (reading) => reading.listenOverflows),
     },
     gateway_loop_delay_p99_ms: loopDelay.length === 0 ? null : { median: round(median(loopDelay), 2), max: round(Math.max(...loopDelay), 2) },
     gateway_capacity: Number.isFinite(eventsPerCpuSecond)
@@ -305,6 +319,14 @@ export function longStreamRows(summary: LongProfileSummary): Row[] {
     ]);
   const loop = summary.gateway_loop_delay_p99_ms;
   if (loop !== null) rows.push(["    gateway's own loop delay p99 ms: median; worst second", `${loop.median}; ${loop.max}`, '', '']);
+  const { accept_queue_max: acceptQueue, listen_overflows: overflows } = summary.gateway_queue;
+  if (acceptQueue !== null || overflows !== null)
+    rows.push([
+      "    gateway's accept queue: longest; overflows",
+      `${acceptQueue ?? '-'}; ${overflows ?? '-'}`,
+      '',
+      'connections the kernel held unaccepted; handshakes it dropped (any listener here)',
+    ]);
   // Long texts go last, where they widen no column.
   if (summary.load_generator.held_up)
     rows.push(['    load generator', 'held up', '', `upstream and client late p99 <= ${LIMITS.loadGeneratorLateMs} ms, no stream lost`]);

@@ -46,7 +46,7 @@ function hop(name: HopName, figures: HopFigures = {}): HopMeasurement {
   };
 }
 
-const calm: GatewayReading = { queued: 0, queueWaitCount: 0, inFlight: 2000, activeStreams: 2000, loopDelayP99Ms: 1.5 };
+const calm: GatewayReading = { queued: 0, queueWaitCount: 0, inFlight: 2000, activeStreams: 2000, acceptQueue: 0, listenOverflows: 5, loopDelayP99Ms: 1.5 };
 const MIB = 1024 * 1024;
 
 function profile(hops: HopMeasurement[], gatewayReadings: GatewayReading[] = [calm, calm]): LongProfileResult {
@@ -148,6 +148,16 @@ describe('summarizeLongProfile', () => {
     expect(summarizeLongProfile(profile([hop('direct')], [])).gateway_loop_delay_p99_ms).toBeNull();
   });
 
+  test("the gateway's accept queue: its longest and the overflows between the first and the last reading; no row without the series", () => {
+    const readings = [calm, { ...calm, acceptQueue: 97, listenOverflows: 9 }, { ...calm, acceptQueue: 4, listenOverflows: 11 }];
+    const summary = summarizeLongProfile(profile([hop('direct'), hop('gateway')], readings));
+    expect(summary.gateway_queue).toMatchObject({ accept_queue_max: 97, listen_overflows: 6 });
+    expect(longStreamRows(summary).find((row) => row[0].includes('accept queue'))?.[1]).toBe('97; 6');
+    const absent = summarizeLongProfile(profile([hop('direct'), hop('gateway')], [{ ...calm, acceptQueue: null, listenOverflows: null }]));
+    expect(absent.gateway_queue).toMatchObject({ accept_queue_max: null, listen_overflows: null });
+    expect(longStreamRows(absent).some((row) => row[0].includes('accept queue'))).toBe(false);
+  });
+
   test('without nginx the TTFB target is not judged, and the table says so', () => {
     const result = {
       ...profile([hop('direct'), hop('gateway', { rss: { idle: MIB, peak: 2 * MIB, open: 100 } })]),
@@ -194,6 +204,12 @@ apiproxy_upstream_queued{upstream="default"} 1
 # HELP apiproxy_active_streams Event streams being relayed.
 # TYPE apiproxy_active_streams gauge
 apiproxy_active_streams 1998
+# HELP apiproxy_listen_queue_connections Not yet accepted.
+# TYPE apiproxy_listen_queue_connections gauge
+apiproxy_listen_queue_connections{port="8080"} 3
+# HELP apiproxy_listen_overflows_total Dropped handshakes.
+# TYPE apiproxy_listen_overflows_total counter
+apiproxy_listen_overflows_total 12
 # HELP nodejs_eventloop_lag_p99_seconds The 99th percentile of the recorded event loop delays.
 # TYPE nodejs_eventloop_lag_p99_seconds gauge
 nodejs_eventloop_lag_p99_seconds 0.0125
@@ -201,14 +217,30 @@ nodejs_eventloop_lag_p99_seconds 0.0125
 
 describe('readGatewaySeries', () => {
   test("reads the upstream's series from Prometheus text", () => {
-    expect(readGatewaySeries(METRICS, 'default')).toEqual({ queued: 1, queueWaitCount: 2, inFlight: 1999, activeStreams: 1998, loopDelayP99Ms: 2.5 });
+    expect(readGatewaySeries(METRICS, 'default')).toEqual({
+      queued: 1,
+      queueWaitCount: 2,
+      inFlight: 1999,
+      activeStreams: 1998,
+      acceptQueue: 3,
+      listenOverflows: 12,
+      loopDelayP99Ms: 2.5,
+    });
     expect(readGatewaySeries(METRICS, 'other')).toMatchObject({ queued: 4, queueWaitCount: 7, inFlight: null });
   });
 
   test('a histogram or gauge without a series for the upstream reads as missing', () => {
     const empty =
       '# HELP apiproxy_upstream_queue_wait_seconds x\n# TYPE apiproxy_upstream_queue_wait_seconds histogram\n# HELP apiproxy_upstream_queued y\n# TYPE apiproxy_upstream_queued gauge\n';
-    expect(readGatewaySeries(empty, 'default')).toEqual({ queued: null, queueWaitCount: null, inFlight: null, activeStreams: null, loopDelayP99Ms: null });
+    expect(readGatewaySeries(empty, 'default')).toEqual({
+      queued: null,
+      queueWaitCount: null,
+      inFlight: null,
+      activeStreams: null,
+      acceptQueue: null,
+      listenOverflows: null,
+      loopDelayP99Ms: null,
+    });
   });
 });
 
