@@ -1,5 +1,4 @@
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { createRequestHandler } from './app.js';
 import { ConfigError } from './config/config-error.js';
@@ -8,6 +7,7 @@ import type { KubeInputs } from './config/model.js';
 import type { RoutingSnapshot } from './config/snapshot.js';
 import { SnapshotStore } from './config/store.js';
 import { Readiness } from './http/readiness.js';
+import { listen } from './http/listen.js';
 import { createHttpServer, SERVER_LIMITS, type ServerLimits } from './http/server.js';
 import { createLogging, type DestinationStream, type Logger } from './observability/logger.js';
 import { ATTEMPT_OUTCOMES, GatewayMetrics } from './observability/metrics.js';
@@ -65,6 +65,8 @@ export interface Gateway {
   readonly url: string;
   readonly port: number;
   readonly server: Server;
+  /** Client connections open, whichever listening socket accepted them. */
+  openConnections(): Promise<number>;
   readonly store: SnapshotStore;
   readonly metrics: GatewayMetrics;
   readonly readiness: Readiness;
@@ -240,21 +242,14 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     limits: rateLimiting,
   });
   const server = createHttpServer(handler, serverLimits, (reason) => metrics.clientError(reason));
-  await new Promise<void>((resolveListen, reject) => {
-    server.once('error', reject);
-    const listening = {
-      port: options.port ?? store.current?.settings.port ?? DEFAULT_PORT,
-      host: options.host ?? '0.0.0.0',
-      backlog: serverLimits.listenBacklog,
-    };
-    server.listen(listening, () => {
-      server.off('error', reject);
-      resolveListen();
-    });
+  const listening = await listen(server, {
+    port: options.port ?? store.current?.settings.port ?? DEFAULT_PORT,
+    host: options.host ?? '0.0.0.0',
+    backlog: serverLimits.listenBacklog,
+    acceptors: serverLimits.acceptors,
   });
-  const address = server.address() as AddressInfo;
-  const port = address.port;
-  await registerListenQueueMetrics(metrics.registry, address, serverLimits.listenBacklog);
+  const port = listening.address.port;
+  await registerListenQueueMetrics(metrics.registry, listening.address, serverLimits.listenBacklog, listening.acceptors);
 
   let shuttingDown: Promise<void> | null = null;
   async function shutdown(): Promise<void> {
@@ -262,6 +257,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     readiness.startDraining();
     logger.info({ drain_delay_ms: settings?.drainDelayMs ?? 0 }, 'draining');
     await delay(settings?.drainDelayMs ?? 0);
+    listening.closeAcceptors();
     const closed = new Promise<void>((resolveClose) => server.close(() => resolveClose()));
     const deadline = Date.now() + (settings?.shutdownTimeoutMs ?? 30_000);
     while (metrics.activeRequests > 0 && Date.now() < deadline) {
@@ -291,6 +287,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     url: `http://127.0.0.1:${port}`,
     port,
     server,
+    openConnections: () => listening.connections(),
     store,
     metrics,
     readiness,

@@ -16,11 +16,17 @@ export const SERVER_LIMITS = {
   keepAliveTimeoutMs: 5_000,
   maxHeaderSize: 16 * 1024,
   /**
-   * Connections the kernel completes before the gateway accepts them (Node's and nginx's default; the kernel
-   * caps it at net.core.somaxconn). It fills only when the event loop is too busy to accept, and then holds
-   * each new client unseen: `apiproxy_listen_queue_connections` shows it, `apiproxy_listen_overflows_total` when it is full.
+   * Connections the kernel completes before the gateway accepts them, per listening socket (Node's and nginx's
+   * default; the kernel caps it at net.core.somaxconn). It fills only when the event loop is too busy to accept,
+   * and then holds each new client unseen: `apiproxy_listen_queue_connections` shows it,
+   * `apiproxy_listen_overflows_total` when it is full.
    */
   listenBacklog: 511,
+  /**
+   * Listening sockets on the port (src/http/listen.ts): the connections one event-loop iteration can accept.
+   * Idle ones cost nothing; docs/performance.md has the same-run figures that chose 64.
+   */
+  acceptors: 64,
   /** How often Node checks headersTimeout and requestTimeout: how late past them a connection can be closed. */
   connectionsCheckingIntervalMs: 5_000,
   /**

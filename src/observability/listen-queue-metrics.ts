@@ -8,14 +8,14 @@ import { readAcceptQueue, readAcceptQueueLimit, readListenOverflows, socketTable
  * series are absent rather than a false zero. Every cluster worker reads the same kernel figures, so
  * the cluster reports one of them (`max`), not their sum.
  */
-export async function registerListenQueueMetrics(registry: client.Registry, { port, family }: AddressInfo, backlog: number): Promise<void> {
+export async function registerListenQueueMetrics(registry: client.Registry, { port, family }: AddressInfo, backlog: number, sockets: number): Promise<void> {
   const table = socketTable(family);
   const [waiting, limit, overflows] = await Promise.all([readAcceptQueue(port, table), readAcceptQueueLimit(backlog), readListenOverflows()]);
   const registers = [registry];
   if (waiting !== null)
     new client.Gauge({
       name: 'apiproxy_listen_queue_connections',
-      help: 'Client connections the kernel completed that the gateway has not yet accepted (the accept queue of its listening port); it grows when the event loop is too busy to accept.',
+      help: 'Client connections the kernel completed that the gateway has not yet accepted (the accept queues of its listening sockets); it grows when the event loop is too busy to accept.',
       labelNames: ['port'],
       registers,
       aggregator: 'max',
@@ -28,12 +28,12 @@ export async function registerListenQueueMetrics(registry: client.Registry, { po
   if (limit !== null)
     new client.Gauge({
       name: 'apiproxy_listen_queue_limit',
-      help: "The accept queue's limit: the listen backlog, capped by net.core.somaxconn.",
+      help: "The accept queues' limit: the listen backlog, capped by net.core.somaxconn, times the listening sockets.",
       labelNames: ['port'],
       registers,
       aggregator: 'max',
       collect() {
-        this.set({ port: String(port) }, limit);
+        this.set({ port: String(port) }, limit * sockets);
       },
     });
   if (overflows !== null)

@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import { readAcceptQueue, readAcceptQueueLimit, readListenOverflows, socketTable } from '../../src/observability/listen-queue.js';
+import { SERVER_LIMITS } from '../../src/http/server.js';
 import { baseConfig, startTestGateway, type TestGateway } from '../support/gateway-harness.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
 import { series } from '../reliability/helpers.js';
@@ -87,7 +88,8 @@ describe.each(FAMILIES)('a gateway listening on $host', ({ host }) => {
     const text = await gw.gateway.metrics.prometheus();
     const labels = { port: String(gw.gateway.port) };
     expect(series(text, 'apiproxy_listen_queue_connections', labels)).toBe(0);
-    expect(series(text, 'apiproxy_listen_queue_limit', labels)).toBe((await readAcceptQueueLimit(511))!);
+    // One backlog per listening socket (src/http/listen.ts).
+    expect(series(text, 'apiproxy_listen_queue_limit', labels)).toBe((await readAcceptQueueLimit(511))! * SERVER_LIMITS.acceptors);
     const overflows = series(text, 'apiproxy_listen_overflows_total');
     expect(overflows).toBeGreaterThan(0); // the tests above overflowed queues in this namespace
     expect(overflows).toBeLessThanOrEqual((await readListenOverflows())!);

@@ -40,7 +40,7 @@ async function urllibPost(url: string, key: string, size: number): Promise<Urlli
 }
 
 function openConnections(gw: TestGateway): Promise<number> {
-  return new Promise((resolve, reject) => gw.gateway.server.getConnections((error, count) => (error ? reject(error) : resolve(count))));
+  return gw.gateway.openConnections();
 }
 
 const MiB = 1024 * 1024;
