@@ -5,11 +5,14 @@
  * copied across as they come, both ways: no HTTP parsing, no keys, no
  * transforms. Like the gateway, it reads the upstream without Node's stream
  * machinery (`onread`) and lets a turn's writes leave together (the
- * gateway's own `corkForTurn`). What this
+ * gateway's own `corkForTurn`), and it listens as the gateway does (its own
+ * `listen`, several sockets accepting). What this
  * pipe adds to time to first byte and to the gaps between events on a
  * machine, a gateway in Node.js adds at least.
  */
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
+import { listen } from '../src/http/listen.js';
+import { SERVER_LIMITS } from '../src/http/server.js';
 import { corkForTurn } from '../src/io/turn-end.js';
 
 const upstream = new URL(process.argv[2]!);
@@ -43,6 +46,7 @@ function relay(client: Socket, head: Buffer): void {
 const server = createServer({ noDelay: true }, (client) => {
   client.once('data', (head: Buffer) => relay(client, head));
 });
-server.listen(0, '127.0.0.1', 1024, () => process.send?.({ port: (server.address() as AddressInfo).port }));
+const listening = await listen(server, { port: 0, host: '127.0.0.1', backlog: SERVER_LIMITS.listenBacklog, acceptors: SERVER_LIMITS.acceptors });
+process.send?.({ port: listening.address.port });
 process.on('disconnect', () => process.exit(0));
 process.on('SIGTERM', () => process.exit(0));
