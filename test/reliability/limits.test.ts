@@ -75,35 +75,22 @@ test('an upstream head later than headers_ms: 504 upstream_timeout, counted as p
 
 test('client limits that bite are counted by reason: a head over 16 KiB, a connection that sends nothing, a head never finished', async () => {
   const before = await prometheus(gw.url);
+  const count = (text: string, reason: string): number => series(text, 'apiproxy_client_errors_total', { reason });
+  /** Sends `bytes` (perhaps none) on a new connection and waits for the server to close it; then for `reason` to count it. */
+  async function closedAndCounted(bytes: string, reason: string): Promise<void> {
+    // Read, or the server's FIN may sit unseen in a paused socket and 'close' never comes.
+    const socket = connect(gw.gateway.port, '127.0.0.1').resume();
+    if (bytes !== '') socket.write(bytes);
+    await new Promise<void>((resolve) => socket.on('close', () => resolve()).on('error', () => undefined));
+    await waitFor(async () => count(await prometheus(gw.url), reason) === count(before, reason) + 1, 3_000, `counted as ${reason}`);
+  }
   const overflow = await request(`${gw.url}/health`, { headers: { 'x-big': 'a'.repeat(20 * 1024) } });
   await overflow.body.text();
   expect(overflow.statusCode).toBe(431);
-  // Read, or the server's FIN may sit unseen in a paused socket and 'close' never comes.
-  const silent = connect(gw.gateway.port, '127.0.0.1').resume();
-  await new Promise<void>((resolve) => silent.on('close', () => resolve()).on('error', () => undefined));
-  await waitFor(
-    async () =>
-      series(await prometheus(gw.url), 'apiproxy_client_errors_total', { reason: 'silent_connection' }) ===
-      series(before, 'apiproxy_client_errors_total', { reason: 'silent_connection' }) + 1,
-    3_000,
-    'the silent connection counted',
-  );
+  await closedAndCounted('', 'silent_connection');
   // A head begun and never finished is closed by the same clock, and counted as too slow, not silent.
-  const halfHead = connect(gw.gateway.port, '127.0.0.1').resume();
-  halfHead.write('POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n');
-  await new Promise<void>((resolve) => halfHead.on('close', () => resolve()).on('error', () => undefined));
-  await waitFor(
-    async () =>
-      series(await prometheus(gw.url), 'apiproxy_client_errors_total', { reason: 'request_timeout' }) ===
-      series(before, 'apiproxy_client_errors_total', { reason: 'request_timeout' }) + 1,
-    3_000,
-    'the unfinished head counted',
-  );
+  await closedAndCounted('POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n', 'request_timeout');
   const after = await prometheus(gw.url);
-  expect(series(after, 'apiproxy_client_errors_total', { reason: 'header_overflow' })).toBe(
-    series(before, 'apiproxy_client_errors_total', { reason: 'header_overflow' }) + 1,
-  );
-  expect(series(after, 'apiproxy_client_errors_total', { reason: 'silent_connection' })).toBe(
-    series(before, 'apiproxy_client_errors_total', { reason: 'silent_connection' }) + 1,
-  );
+  expect(count(after, 'header_overflow')).toBe(count(before, 'header_overflow') + 1);
+  expect(count(after, 'silent_connection')).toBe(count(before, 'silent_connection') + 1);
 });
