@@ -1,6 +1,7 @@
 import cluster from 'node:cluster';
-import { isClusterMessage, type ShutdownRequest } from './cluster/messages.js';
+import { isClusterMessage } from './cluster/messages.js';
 import { ConfigError } from './config/config-error.js';
+import { StopRequests, type StopFunction } from './stop-requests.js';
 import { workersFromEnv } from './cluster/workers-setting.js';
 import type { Gateway, KubeSourceFactory } from './gateway.js';
 import { ownNamespace } from './sources/kube/namespace.js';
@@ -20,7 +21,7 @@ function lazyKubeSource(namespace: string, writeStatus: boolean): KubeSourceFact
 }
 
 /** First call: drain and exit 0 (1 if the drain fails); second call: exit 1 at once. */
-function stopper(gateway: Gateway): (reason: Record<string, unknown>, now: boolean) => void {
+function stopper(gateway: Gateway): StopFunction {
   let stopping = false;
   return (reason, now) => {
     if (stopping && now) {
@@ -61,18 +62,20 @@ async function main(): Promise<void> {
   // A worker's limits without Redis are counted by the primary, for the whole replica.
   const localCounters = clusterCounters === null ? undefined : new clusterCounters.PrimaryCounters((message) => process.send!(message));
   if (localCounters !== undefined) process.on('message', (message: unknown) => localCounters.onMessage(message));
-  // A worker obeys the primary only (see ShutdownRequest), from its start: the primary sends its request as
-  // soon as the worker listens, which may be before startGateway has returned. Should the primary die, Node's
-  // cluster module ends the worker at once (in a container the whole process group goes with PID 1 anyway).
-  let stop: ((reason: Record<string, unknown>, now: boolean) => void) | null = null;
-  const early: { request: ShutdownRequest | null } = { request: null };
-  if (worker !== undefined) {
+  // Stop requests are taken from the start (see StopRequests). A worker obeys the primary only (see
+  // ShutdownRequest); should the primary die, Node's cluster module ends the worker at once (in a
+  // container the whole process group goes with PID 1 anyway).
+  const stopRequests = new StopRequests();
+  if (worker === undefined) {
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals): void => stopRequests.request({ signal }, ++signals > 1);
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  } else {
     process.on('SIGTERM', () => {});
     process.on('SIGINT', () => {});
     process.on('message', (message: unknown) => {
-      if (!isClusterMessage(message) || message.type !== 'api-proxy:shutdown') return;
-      if (stop === null) early.request = message;
-      else stop({ from: 'primary' }, message.now);
+      if (isClusterMessage(message) && message.type === 'api-proxy:shutdown') stopRequests.request({ from: 'primary' }, message.now);
     });
   }
   const namespace = ownNamespace(env);
@@ -87,14 +90,7 @@ async function main(): Promise<void> {
   });
   gateway.logger.info({ port: gateway.port }, 'api-proxy listening');
 
-  const stopGateway = stopper(gateway);
-  stop = stopGateway;
-  if (worker === undefined) {
-    let signals = 0;
-    const onSignal = (signal: NodeJS.Signals): void => stopGateway({ signal }, ++signals > 1);
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
-  } else if (early.request !== null) stopGateway({ from: 'primary' }, early.request.now);
+  stopRequests.started(stopper(gateway));
 }
 
 main().catch((error: unknown) => {

@@ -67,6 +67,36 @@ test('serves, logs each request promptly, drains and exits 0 on SIGTERM', async 
   expect(output).toContain('"msg":"stopped"');
 }, 30_000);
 
+test('SIGTERM the moment it first answers ready (its start may not have returned yet): it drains and exits 0, not killed by the signal', async () => {
+  const port = await freePort();
+  let early = '';
+  const child = spawn(process.execPath, ['dist/main.js'], {
+    cwd: ROOT,
+    env: { ...process.env, CONFIG_PATH: join(dir, 'config.json'), PORT: String(port), LOG_LEVEL: '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout.on('data', (chunk) => (early += String(chunk)));
+  child.stderr.on('data', (chunk) => (early += String(chunk)));
+  const exited = new Promise<[number | null, NodeJS.Signals | null]>((done) => child.once('exit', (code, signal) => done([code, signal])));
+  try {
+    // Polled back to back, not every 10 ms: the first 200 can come while the gateway is still starting.
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const status = await request(`http://127.0.0.1:${port}/health/ready`).then(
+        async (res) => (await res.body.dump(), res.statusCode),
+        () => 0,
+      );
+      if (status === 200) break;
+      if (Date.now() > deadline) throw new Error(`not ready within 10 s; output:\n${early.slice(-2000)}`);
+    }
+    child.kill('SIGTERM');
+    expect(await exited).toEqual([0, null]);
+    expect(early).toContain('"msg":"stopped"');
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }
+}, 30_000);
+
 test("without PORT it listens on the config file's port", async () => {
   const port = await freePort();
   writeFileSync(join(dir, 'port.json'), JSON.stringify(baseConfig(upstream.url, { port, shutdown: { drain_delay_ms: 0, timeout_ms: 1000 } })));
