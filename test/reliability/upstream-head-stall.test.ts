@@ -40,7 +40,7 @@ afterAll(async () => {
   await new Promise<void>((resolve) => upstream.close(() => resolve()));
 });
 
-/** Sends 20 proxied requests while polling /health every 5 ms; returns the statuses and the longest /health wait. */
+/** Sends 40 proxied requests, five at a time, while polling /health every 5 ms; returns the statuses and the longest /health wait. */
 async function round(): Promise<{ statuses: number[]; longestWaitMs: number; polls: number }> {
   const body = JSON.stringify({ model: 'gpt-4', messages: [] });
   const proxied = (): Promise<number[]> =>
@@ -61,7 +61,11 @@ async function round(): Promise<{ statuses: number[]; longestWaitMs: number; pol
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
   })();
-  const statuses = (await Promise.all(Array.from({ length: 20 }, proxied))).flat();
+  // Eight waves of five: the connections of a wave are accepted in one loop turn (src/http/listen.ts), and
+  // forty at once would parse their heads in the same few turns, the poll behind them all. The stall
+  // guarded against costs seconds per head.
+  const statuses: number[] = [];
+  for (let wave = 0; wave < 8; wave++) statuses.push(...(await Promise.all(Array.from({ length: 5 }, proxied))).flat());
   done = true;
   await poll;
   return { statuses, longestWaitMs: Math.max(...waits), polls: waits.length };
@@ -73,11 +77,13 @@ it('answers /health within 50 ms while upstream heads with 60 KiB whitespace-rid
   const rounds: { longestWaitMs: number; polls: number }[] = [];
   for (let attempt = 0; attempt < 3; attempt++) {
     const result = await round();
-    expect(result.statuses).toEqual(Array.from({ length: 20 }, () => 200));
+    expect(result.statuses).toEqual(Array.from({ length: 40 }, () => 200));
     rounds.push({ longestWaitMs: Math.round(result.longestWaitMs), polls: result.polls });
     if (result.longestWaitMs < 50 && result.polls > 3) break;
   }
-  const best = rounds.reduce((a, b) => (a.longestWaitMs <= b.longestWaitMs ? a : b));
+  // The best round among those that polled enough to judge (a round too short to poll proves nothing).
+  const judged = rounds.filter((one) => one.polls > 3);
+  const best = (judged.length > 0 ? judged : rounds).reduce((a, b) => (a.longestWaitMs <= b.longestWaitMs ? a : b));
   expect({ best, rounds }).toEqual({ best: { longestWaitMs: expect.any(Number), polls: expect.any(Number) }, rounds });
   expect(best.polls).toBeGreaterThan(3);
   expect(best.longestWaitMs).toBeLessThan(50);
