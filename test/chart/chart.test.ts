@@ -123,6 +123,12 @@ describe('rendered content (helm v3; v4 renders the same, checked below)', () =>
     expect(c.startupProbe.httpGet).toEqual({ path: '/health', port: 'http' });
     expect(c.startupProbe.periodSeconds * c.startupProbe.failureThreshold).toBeGreaterThanOrEqual(60);
     expect(c.readinessProbe.periodSeconds).toBeLessThan(c.livenessProbe.periodSeconds);
+    // A saturated gateway is slow, not dead: it leaves the endpoints (readiness) long before it is restarted.
+    expect(c.livenessProbe.timeoutSeconds).toBe(10);
+    expect(c.readinessProbe.timeoutSeconds).toBe(2);
+    expect(c.livenessProbe.timeoutSeconds * c.livenessProbe.failureThreshold).toBeGreaterThan(
+      c.readinessProbe.timeoutSeconds * c.readinessProbe.failureThreshold,
+    );
   });
 
   test('security: non-root 10001, read-only root with an emptyDir /tmp, no capabilities, RuntimeDefault seccomp', () => {
