@@ -6,8 +6,9 @@
  * left since the last such question (PacingReport), so the bench can tell
  * when the upstream itself could not keep up.
  */
-import type { AddressInfo } from 'node:net';
 import { createHistogram } from 'node:perf_hooks';
+import { listen } from '../src/http/listen.js';
+import { SERVER_LIMITS } from '../src/http/server.js';
 import { createPacedUpstream } from './paced-upstream.js';
 import type { PacingReport } from './processes.js';
 import { createBenchUpstream } from './upstream-server.js';
@@ -17,11 +18,11 @@ const lateness = createHistogram();
 const server = process.argv.includes('--paced')
   ? createPacedUpstream({ onLateness: (ms) => lateness.record(Math.max(1, Math.round(ms * 1000))) })
   : createBenchUpstream();
-server.listen(0, '127.0.0.1', 1024, () => {
-  const port = (server.address() as AddressInfo).port;
-  if (process.send !== undefined) process.send({ port });
-  else console.log(`bench upstream on http://127.0.0.1:${port}`);
-});
+// Listening as the gateway does (several sockets, each accepting one connection per loop turn), so that
+// the load generator's own accept queue is not what a hop's first byte waits for.
+const { port } = (await listen(server, { port: 0, host: '127.0.0.1', backlog: 1024, acceptors: SERVER_LIMITS.acceptors })).address;
+if (process.send !== undefined) process.send({ port });
+else console.log(`bench upstream on http://127.0.0.1:${port}`);
 process.on('message', (message: { lateness?: boolean }) => {
   if (message.lateness !== true || process.send === undefined) return;
   const chunks = lateness.count;
