@@ -1,5 +1,6 @@
 import cluster from 'node:cluster';
 import { createServer, type AddressInfo, type Server } from 'node:net';
+import { readAcceptQueue, socketTable } from '../observability/listen-queue.js';
 
 export interface ListenOptions {
   readonly port: number;
@@ -32,6 +33,15 @@ export interface Listening {
 export async function listen(server: Server, options: ListenOptions): Promise<Listening> {
   const acceptors = process.platform === 'linux' && cluster.isPrimary ? options.acceptors : 1;
   const reusePort = acceptors > 1;
+  // SO_REUSEPORT would let this process share a port that another one (of the same user) listens on with
+  // it too, say a second gateway: refuse as a plain bind would. Two starting at the same instant can still both bind.
+  if (reusePort && options.port !== 0 && (await listenedOn(options.port))) {
+    throw Object.assign(new Error(`listen EADDRINUSE: address already in use ${options.host}:${options.port}`), {
+      code: 'EADDRINUSE',
+      syscall: 'listen',
+      port: options.port,
+    });
+  }
   await listenOne(server, { port: options.port, host: options.host, backlog: options.backlog, reusePort });
   const address = server.address() as AddressInfo;
   const extra: Server[] = [];
@@ -61,6 +71,12 @@ export async function listen(server: Server, options: ListenOptions): Promise<Li
       for (const acceptor of extra) acceptor.close();
     },
   };
+}
+
+/** Whether any socket of this network namespace listens on `port`, IPv4 or IPv6. */
+async function listenedOn(port: number): Promise<boolean> {
+  for (const family of ['IPv4', 'IPv6']) if ((await readAcceptQueue(port, socketTable(family))) !== null) return true;
+  return false;
 }
 
 function listenOne(server: Server, options: { port: number; host: string; backlog: number; reusePort: boolean }): Promise<void> {

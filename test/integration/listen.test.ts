@@ -94,3 +94,17 @@ test('a port another socket holds without SO_REUSEPORT is refused (EADDRINUSE), 
     holder.close();
   }
 });
+
+test('a port another gateway holds with SO_REUSEPORT too is refused (EADDRINUSE), not silently shared', async () => {
+  const first = createHttpServer();
+  const held = await listen(first, { port: 0, host: '127.0.0.1', backlog: 511, acceptors: 4 });
+  try {
+    const second = createHttpServer();
+    await expect(listen(second, { port: held.address.port, host: '127.0.0.1', backlog: 511, acceptors: 4 })).rejects.toMatchObject({ code: 'EADDRINUSE' });
+    await expect(listen(second, { port: held.address.port, host: '0.0.0.0', backlog: 511, acceptors: 4 })).rejects.toMatchObject({ code: 'EADDRINUSE' });
+    expect(await listeningSockets(held.address.port)).toBe(4); // the first one's, none added
+  } finally {
+    held.closeAcceptors();
+    first.close();
+  }
+});
