@@ -10,7 +10,7 @@ import { request } from 'undici';
 import { listen } from '../../src/http/listen.js';
 import { readAcceptQueue } from '../../src/observability/listen-queue.js';
 
-/** LISTEN sockets on `port` in /proc/net/tcp (each with its queue), counted by the reader's own parsing. */
+/** LISTEN sockets on `port` in /proc/net/tcp, counted here without src's reader, so the test does not lean on the code it checks. */
 async function listeningSockets(port: number): Promise<number> {
   const { readFile } = await import('node:fs/promises');
   const portHex = ':' + port.toString(16).toUpperCase().padStart(4, '0') + ' ';

@@ -39,10 +39,6 @@ async function urllibPost(url: string, key: string, size: number): Promise<Urlli
   return JSON.parse(result.stdout) as UrllibResult;
 }
 
-function openConnections(gw: TestGateway): Promise<number> {
-  return gw.gateway.openConnections();
-}
-
 const MiB = 1024 * 1024;
 
 describe('with the default bounds', () => {
@@ -62,7 +58,7 @@ describe('with the default bounds', () => {
       error: { message: `The request body is larger than ${8 * MiB} bytes.`, type: 'invalid_request_error', param: null, code: 'body_too_large' },
     });
     // The client closed after reading: nothing lingers on.
-    await waitFor(async () => (await openConnections(gw)) === 0, 2000, 'the connection closed');
+    await waitFor(async () => (await gw.gateway.openConnections()) === 0, 2000, 'the connection closed');
   });
 
   test('a 32 MiB request with a wrong key reads its 401 (the body is never read, only dropped)', async () => {
@@ -149,7 +145,7 @@ describe('the bounds', () => {
 
 /** When the gateway dropped its side: its server holds no connection any more (the client's socket may not notice without writing). */
 async function waitUntilGatewayCloses(gw: TestGateway, socket: Socket): Promise<number> {
-  await waitFor(async () => (await openConnections(gw)) === 0, 10_000, 'the gateway closed the connection');
+  await waitFor(async () => (await gw.gateway.openConnections()) === 0, 10_000, 'the gateway closed the connection');
   socket.destroy();
   return Date.now();
 }
